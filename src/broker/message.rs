@@ -1,0 +1,107 @@
+//! A published message, encoded once per protocol version and shared by every recipient.
+
+use std::sync::OnceLock;
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use stompede_protocol::{
+    names, write_body, write_content_length, write_header, Command, Escaping, Headers, Version,
+};
+
+/// Headers a SEND carries that describe the SEND itself, not the message: they are not copied
+/// onto the MESSAGE.
+const SEND_ONLY_HEADERS: [&str; 4] = [
+    names::DESTINATION,
+    names::RECEIPT,
+    names::TRANSACTION,
+    names::CONTENT_LENGTH,
+];
+
+/// A message as the broker routes it. Immutable once published; recipients share it through an
+/// `Arc`, and the wire form of its shared part (everything but the per-subscription headers) is
+/// encoded at most once per protocol version.
+#[derive(Debug)]
+pub struct Message {
+    /// The `message-id` header: unique in this broker's lifetime.
+    pub id: ByteString,
+    /// The `destination` header recipients see.
+    pub destination: ByteString,
+    /// The sender's headers that travel with the message (`content-type` and custom ones).
+    pub headers: Headers,
+    /// The body.
+    pub body: Bytes,
+    /// True when the sender used a text WebSocket frame (or, from TCP, the body is UTF-8):
+    /// WebSocket subscribers get the same kind of frame.
+    pub text: bool,
+    tails: [OnceLock<Bytes>; 3],
+}
+
+impl Message {
+    /// A message to `destination` with the given id. `headers` are filtered of SEND-only ones.
+    pub fn new(
+        id: ByteString,
+        destination: ByteString,
+        headers: &Headers,
+        body: Bytes,
+        text: bool,
+    ) -> Message {
+        let headers = headers
+            .iter()
+            .filter(|h| !SEND_ONLY_HEADERS.contains(&&*h.name))
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        Message {
+            id,
+            destination,
+            headers,
+            body,
+            text,
+            tails: Default::default(),
+        }
+    }
+
+    /// The same message under another destination name (a user destination as its recipient
+    /// subscribed to it).
+    pub fn with_destination(&self, destination: ByteString) -> Message {
+        Message {
+            id: self.id.clone(),
+            destination,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            text: self.text,
+            tails: Default::default(),
+        }
+    }
+
+    /// Bytes this message holds, for outbox and queue accounting.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 2)
+            .sum();
+        self.body.len() + headers + self.destination.len() + self.id.len() + 64
+    }
+
+    /// The encoded MESSAGE frame after its per-subscription headers: `destination`,
+    /// `message-id`, the sender's headers, `content-length`, the blank line, body and NUL.
+    pub fn tail(&self, version: Version) -> &Bytes {
+        let slot = match version {
+            Version::V1_0 => &self.tails[0],
+            Version::V1_1 => &self.tails[1],
+            Version::V1_2 => &self.tails[2],
+        };
+        slot.get_or_init(|| {
+            let escaping = Escaping::for_frame(Command::Message, version);
+            let mut dst = BytesMut::with_capacity(self.size());
+            write_header(&mut dst, escaping, names::DESTINATION, &self.destination);
+            write_header(&mut dst, escaping, names::MESSAGE_ID, &self.id);
+            for h in &self.headers {
+                write_header(&mut dst, escaping, &h.name, &h.value);
+            }
+            write_content_length(&mut dst, self.body.len());
+            write_body(&mut dst, &self.body);
+            dst.freeze()
+        })
+    }
+}

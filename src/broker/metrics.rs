@@ -1,0 +1,61 @@
+//! Counters an operator reads to see the broker at work. Plain atomics: cheap on the hot path,
+//! read by the metrics endpoint and the benchmarks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// The broker's counters.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Metrics {
+            /// Every counter with its name, for export.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections accepted, all transports.
+    connections_accepted,
+    /// Connections refused by the connection rate limit.
+    connections_rate_limited,
+    /// Sessions that completed CONNECT.
+    sessions_opened,
+    /// Sessions closed, for any reason.
+    sessions_closed,
+    /// Frames received from clients.
+    frames_received,
+    /// Messages accepted from publishers (SEND and in-process).
+    messages_published,
+    /// MESSAGE frames handed to subscribers' outboxes.
+    messages_delivered,
+    /// Queue messages returned to their queue (NACK, disconnect, unsubscribe).
+    messages_redelivered,
+    /// ERROR frames sent.
+    errors_sent,
+    /// Frames refused for breaking a protocol rule or a limit.
+    protocol_errors,
+    /// Failed logins.
+    auth_failures,
+    /// Sessions cut off because their heart-beats stopped.
+    heartbeat_timeouts,
+    /// Publishes that had to wait for a full subscriber outbox (flow control at work).
+    publishes_paced,
+    /// Total time publishers spent waiting for room, in microseconds.
+    publish_wait_micros,
+    /// Subscribers disconnected for not reading (slow consumers).
+    slow_consumers_disconnected,
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

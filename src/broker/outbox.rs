@@ -1,0 +1,366 @@
+//! A subscriber's bounded outbox: what the broker has routed to a session and its writer has
+//! not yet written to the socket.
+//!
+//! Flow control lives here. The outbox has a high-water mark in messages and in bytes. A
+//! publisher that finds it above the mark waits (`room`) before taking its next frame, so the
+//! publishing client is slowed by TCP/WebSocket flow control instead of the broker buffering
+//! without bound or dropping. An outbox that stays above the mark for longer than the grace is
+//! cut off: its session gets an ERROR and is closed, and waiting publishers go on at once. A hard
+//! cap (a multiple of the mark) bounds memory even with many publishers at once.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::message::Message;
+use super::queue::Queue;
+use stompede_protocol::Frame;
+
+/// Outbox sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Above this many queued items, publishers wait.
+    pub high_water_messages: usize,
+    /// Above this many queued bytes, publishers wait.
+    pub high_water_bytes: usize,
+    /// How long an outbox may stay above the mark before its session is cut off.
+    pub slow_consumer_grace: Duration,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        OutboxLimits {
+            high_water_messages: 1024,
+            high_water_bytes: 8 * 1024 * 1024,
+            slow_consumer_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The hard cap is this multiple of the high-water mark.
+const HARD_CAP_FACTOR: usize = 4;
+
+/// One thing to write to a session.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A control frame (CONNECTED, RECEIPT, ERROR, ...), encoded by the writer.
+    Frame(Frame),
+    /// A MESSAGE for a subscription.
+    Delivery(Delivery),
+}
+
+impl Outgoing {
+    fn size(&self) -> usize {
+        match self {
+            Outgoing::Frame(frame) => frame.body.len() + 128,
+            Outgoing::Delivery(d) => d.message.size() + d.subscription.len(),
+        }
+    }
+}
+
+/// A message addressed to one subscription.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// The subscription id (`subscription` header).
+    pub subscription: bytestring::ByteString,
+    /// The `ack` header value, when the subscription acknowledges.
+    pub ack: Option<bytestring::ByteString>,
+    /// Whether this is a redelivery (`redelivered:true`).
+    pub redelivered: bool,
+}
+
+/// Why an outbox was closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The session ends normally after what is queued has been written.
+    Finished,
+    /// The session must end with this ERROR frame after what is queued has been written.
+    Error(Box<Frame>),
+    /// The subscriber did not read: drop what is queued, send an ERROR if possible.
+    SlowConsumer,
+    /// Writing to the socket failed: the peer is gone.
+    Broken,
+}
+
+/// Result of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pressure {
+    /// Below the high-water mark.
+    Clear,
+    /// At or above the mark: the publisher should wait for [`Outbox::room`].
+    Full,
+}
+
+/// What [`Outbox::take`] found.
+enum Taken {
+    Items,
+    Nothing,
+    Closed(CloseReason),
+}
+
+/// The outbox is closed; nothing more is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<Outgoing>,
+    bytes: usize,
+    closed: Option<CloseReason>,
+    /// When the outbox last went above the mark; `None` while below.
+    full_since: Option<Instant>,
+    /// Queues with a consumer on this outbox: dispatched again when room appears.
+    queues: Vec<Arc<Queue>>,
+}
+
+/// A session's bounded outbox. Shared between the publishers that push to it, the writer task
+/// that drains it and the session that owns it.
+#[derive(Debug)]
+pub struct Outbox {
+    // A std Mutex: every critical section is a few pointer moves and never awaits, so an async
+    // mutex would only add cost.
+    state: Mutex<State>,
+    limits: OutboxLimits,
+    writer_wake: Notify,
+    room: Notify,
+    closed: Notify,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new(limits: OutboxLimits) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            state: Mutex::new(State::default()),
+            limits,
+            writer_wake: Notify::new(),
+            room: Notify::new(),
+            closed: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock leaves only queue contents behind, which stay valid.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &OutboxLimits {
+        &self.limits
+    }
+
+    fn above_mark(&self, state: &State) -> bool {
+        state.items.len() >= self.limits.high_water_messages
+            || state.bytes >= self.limits.high_water_bytes
+    }
+
+    fn above_hard_cap(&self, state: &State) -> bool {
+        state.items.len() >= self.limits.high_water_messages * HARD_CAP_FACTOR
+            || state.bytes >= self.limits.high_water_bytes.saturating_mul(HARD_CAP_FACTOR)
+    }
+
+    /// Queues an item for the writer. Control frames and queue deliveries are always accepted
+    /// while open; the pressure tells publishers whether to wait. Past the hard cap the outbox
+    /// is cut off as a slow consumer.
+    pub fn push(&self, item: Outgoing) -> Result<Pressure, Closed> {
+        let mut state = self.lock();
+        if state.closed.is_some() {
+            return Err(Closed);
+        }
+        if self.above_hard_cap(&state) {
+            drop(state);
+            self.close(CloseReason::SlowConsumer);
+            return Err(Closed);
+        }
+        state.bytes += item.size();
+        state.items.push_back(item);
+        let pressure = if self.above_mark(&state) {
+            state.full_since.get_or_insert_with(Instant::now);
+            Pressure::Full
+        } else {
+            Pressure::Clear
+        };
+        drop(state);
+        self.writer_wake.notify_one();
+        Ok(pressure)
+    }
+
+    /// True when above the high-water mark (queues skip such a consumer).
+    pub fn is_full(&self) -> bool {
+        let state = self.lock();
+        self.above_mark(&state)
+    }
+
+    /// When the outbox went above the mark, if it is above it now.
+    pub fn full_since(&self) -> Option<Instant> {
+        self.lock().full_since
+    }
+
+    /// Waits until the outbox is below the mark or closed.
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.closed.is_some() || !self.above_mark(&state) {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for room, at most until the grace since the outbox filled runs out; then cuts the
+    /// outbox off as a slow consumer. Returns true when the outbox was cut off.
+    pub async fn room_or_cut_off(&self) -> bool {
+        let Some(since) = self.full_since() else {
+            return false;
+        };
+        let deadline = since + self.limits.slow_consumer_grace;
+        if tokio::time::timeout_at(deadline, self.room()).await.is_ok() {
+            return false;
+        }
+        self.close(CloseReason::SlowConsumer);
+        true
+    }
+
+    /// Registers a queue to dispatch again whenever this outbox drains below its mark.
+    pub fn watch_queue(&self, queue: Arc<Queue>) {
+        let mut state = self.lock();
+        if !state.queues.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+            state.queues.push(queue);
+        }
+    }
+
+    /// Forgets a queue registered with [`watch_queue`](Self::watch_queue).
+    pub fn unwatch_queue(&self, queue: &Arc<Queue>) {
+        self.lock().queues.retain(|q| !Arc::ptr_eq(q, queue));
+    }
+
+    /// Writer side: moves up to `max` items into `batch`, waiting while there are none.
+    /// Returns the close reason once closed (after the queued items for a graceful close).
+    /// Cancel-safe: the items stay in the outbox until taken.
+    pub async fn next_batch(
+        &self,
+        batch: &mut Vec<Outgoing>,
+        max: usize,
+    ) -> Result<(), CloseReason> {
+        loop {
+            let notified = self.writer_wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.take(batch, max) {
+                Taken::Items => return Ok(()),
+                Taken::Closed(reason) => return Err(reason),
+                Taken::Nothing => notified.await,
+            }
+        }
+    }
+
+    /// Moves up to `max` items into `batch`; when that brings the outbox below its mark, wakes
+    /// the waiting publishers and re-dispatches the watched queues.
+    fn take(&self, batch: &mut Vec<Outgoing>, max: usize) -> Taken {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let discard = matches!(
+            state.closed,
+            Some(CloseReason::SlowConsumer | CloseReason::Broken)
+        );
+        if discard || state.items.is_empty() {
+            return match &state.closed {
+                Some(reason) => Taken::Closed(reason.clone()),
+                None => Taken::Nothing,
+            };
+        }
+        let was_full = self.above_mark(state);
+        let n = state.items.len().min(max);
+        for item in state.items.drain(..n) {
+            state.bytes -= item.size();
+            batch.push(item);
+        }
+        if state.items.is_empty() {
+            state.bytes = 0;
+        }
+        if was_full && !self.above_mark(state) {
+            state.full_since = None;
+            let queues = state.queues.clone();
+            drop(guard);
+            self.room.notify_waiters();
+            for queue in queues {
+                queue.dispatch();
+            }
+        }
+        Taken::Items
+    }
+
+    /// Closes the outbox. The first reason given wins. Wakes the writer, the waiting
+    /// publishers and the session.
+    pub fn close(&self, reason: CloseReason) {
+        let queues = {
+            let mut state = self.lock();
+            if state.closed.is_some() {
+                return;
+            }
+            if matches!(reason, CloseReason::SlowConsumer | CloseReason::Broken) {
+                state.items.clear();
+                state.bytes = 0;
+            }
+            state.closed = Some(reason);
+            state.full_since = None;
+            std::mem::take(&mut state.queues)
+        };
+        drop(queues);
+        self.writer_wake.notify_one();
+        self.room.notify_waiters();
+        self.closed.notify_waiters();
+    }
+
+    /// The close reason, once closed.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.lock().closed.clone()
+    }
+
+    /// Waits until the outbox is closed; returns the reason.
+    pub async fn closed(&self) -> CloseReason {
+        loop {
+            let notified = self.closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(reason) = self.close_reason() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes the oldest item (in-process subscribers read this way).
+    pub fn try_pop(&self) -> Option<Outgoing> {
+        let mut one = Vec::with_capacity(1);
+        match self.take(&mut one, 1) {
+            Taken::Items => one.pop(),
+            _ => None,
+        }
+    }
+
+    /// Waits until an item can be popped or the outbox is closed.
+    pub async fn pop(&self) -> Option<Outgoing> {
+        loop {
+            let notified = self.writer_wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(item) = self.try_pop() {
+                return Some(item);
+            }
+            if self.close_reason().is_some() {
+                return None;
+            }
+            notified.await;
+        }
+    }
+}

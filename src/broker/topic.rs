@@ -1,0 +1,93 @@
+//! The index of topic (and user destination) subscriptions.
+//!
+//! Exact names map to a shared, copy-on-write list of subscribers, so a publish takes one
+//! read lock and walks a slice; wildcard patterns are few and checked one by one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytestring::ByteString;
+
+use super::destination::Pattern;
+use super::outbox::Outbox;
+
+/// A topic subscription of one session.
+#[derive(Debug)]
+pub struct Subscriber {
+    /// Unique among all subscriptions of the broker.
+    pub key: u64,
+    /// The subscription id.
+    pub subscription: ByteString,
+    /// The session's outbox.
+    pub outbox: Arc<Outbox>,
+    /// The `ack` header value when the subscription asked for client acks (topic messages
+    /// are not tracked: the ACK is accepted and has no effect).
+    pub ack: bool,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    exact: HashMap<Box<str>, Arc<[Arc<Subscriber>]>>,
+    patterns: Vec<(Box<str>, Pattern, Arc<Subscriber>)>,
+}
+
+/// Topic subscriptions by destination.
+#[derive(Debug, Default)]
+pub struct TopicIndex {
+    // A std RwLock: publishers only read, and nothing awaits under it.
+    index: RwLock<Index>,
+}
+
+impl TopicIndex {
+    /// Adds a subscription to `destination` (a name or a pattern).
+    pub fn insert(&self, destination: &str, subscriber: Arc<Subscriber>) {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        match Pattern::compile(destination) {
+            Some(pattern) => index
+                .patterns
+                .push((destination.into(), pattern, subscriber)),
+            None => {
+                let entry = index.exact.entry(destination.into()).or_default();
+                let mut list: Vec<Arc<Subscriber>> = entry.iter().cloned().collect();
+                list.push(subscriber);
+                *entry = list.into();
+            }
+        }
+    }
+
+    /// Removes the subscription with `key` from `destination`.
+    pub fn remove(&self, destination: &str, key: u64) {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = index.exact.get_mut(destination) {
+            let list: Vec<Arc<Subscriber>> =
+                entry.iter().filter(|s| s.key != key).cloned().collect();
+            if list.is_empty() {
+                index.exact.remove(destination);
+            } else {
+                *entry = list.into();
+            }
+        }
+        index
+            .patterns
+            .retain(|(name, _, s)| !(s.key == key && &**name == destination));
+    }
+
+    /// Calls `deliver` for every subscription matching `destination`.
+    pub fn for_each_match(&self, destination: &str, mut deliver: impl FnMut(&Arc<Subscriber>)) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = index.exact.get(destination) {
+            list.iter().for_each(&mut deliver);
+        }
+        for (_, pattern, subscriber) in &index.patterns {
+            if pattern.matches(destination) {
+                deliver(subscriber);
+            }
+        }
+    }
+
+    /// Number of subscriptions to `destination` exactly (for tests and stats).
+    pub fn count(&self, destination: &str) -> usize {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.exact.get(destination).map_or(0, |l| l.len())
+    }
+}

@@ -1,0 +1,215 @@
+//! The broker's configuration: every tunable with its default, readable from a TOML file (keys
+//! in kebab-case, as the command-line flags).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use stompede_protocol::Limits;
+
+use crate::auth::AclRule;
+use crate::broker::outbox::OutboxLimits;
+use crate::broker::queue::QueueLimits;
+
+/// Everything `stompede serve` and the embedded broker can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// Plain TCP STOMP listener; `None` disables it.
+    pub stomp: Option<SocketAddr>,
+    /// HTTP listener (WebSocket STOMP at `/ws`); `None` disables it.
+    pub http: Option<SocketAddr>,
+    /// Users and their passwords. Empty: open mode (any login accepted), loopback only.
+    pub users: BTreeMap<String, String>,
+    /// A file of `name:password` lines, merged into `users`.
+    pub users_file: Option<PathBuf>,
+    /// Allow open mode on a non-loopback address.
+    pub allow_anonymous: bool,
+    /// Authorisation rules, first match wins; see [`AclRule`].
+    pub acl: Vec<AclRule>,
+    /// Interval the server offers to send heart-beats at, in ms (0: never).
+    pub heartbeat_send_ms: u64,
+    /// Interval the server wants heart-beats from clients at, in ms (0: none needed).
+    pub heartbeat_receive_ms: u64,
+    /// A client silent for the negotiated interval times this factor is disconnected.
+    pub heartbeat_tolerance: f64,
+    /// Longest command line.
+    pub max_command_len: usize,
+    /// Most header lines per frame.
+    pub max_headers: usize,
+    /// Longest header line.
+    pub max_header_line_len: usize,
+    /// Largest frame body (default 16 MiB).
+    pub max_body_len: usize,
+    /// Most subscriptions one session may hold.
+    pub max_subscriptions_per_session: usize,
+    /// Most concurrent sessions one user may hold.
+    pub max_sessions_per_user: usize,
+    /// New connections accepted per second, all transports together (a token bucket with a
+    /// burst of one second's worth).
+    pub max_connections_per_second: u32,
+    /// Most frames buffered in one transaction.
+    pub max_transaction_frames: usize,
+    /// Outbox high-water mark, in messages.
+    pub outbox_high_water_messages: usize,
+    /// Outbox high-water mark, in bytes.
+    pub outbox_high_water_bytes: usize,
+    /// How long a subscriber may stay above its outbox mark before it is cut off, in ms.
+    pub slow_consumer_grace_ms: u64,
+    /// Most messages waiting on one queue.
+    pub max_queue_messages: usize,
+    /// Most bytes waiting on one queue.
+    pub max_queue_bytes: usize,
+    /// Time a new connection has to send CONNECT, in ms.
+    pub connect_timeout_ms: u64,
+    /// Time shutdown waits for sessions to flush, in ms.
+    pub shutdown_timeout_ms: u64,
+    /// Accept a WebSocket message whose frame lacks the final NUL (hand-typed frames in wscat).
+    pub lenient_websocket_frames: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let limits = Limits::default();
+        let outbox = OutboxLimits::default();
+        let queue = QueueLimits::default();
+        Config {
+            data_dir: PathBuf::from("./stompede-data"),
+            stomp: Some(SocketAddr::from(([127, 0, 0, 1], 61613))),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 15674))),
+            users: BTreeMap::new(),
+            users_file: None,
+            allow_anonymous: false,
+            acl: Vec::new(),
+            heartbeat_send_ms: 10_000,
+            heartbeat_receive_ms: 10_000,
+            heartbeat_tolerance: 2.0,
+            max_command_len: limits.max_command_len,
+            max_headers: limits.max_headers,
+            max_header_line_len: limits.max_header_line_len,
+            max_body_len: limits.max_body_len,
+            max_subscriptions_per_session: 1_000,
+            max_sessions_per_user: 10_000,
+            max_connections_per_second: 10_000,
+            max_transaction_frames: 10_000,
+            outbox_high_water_messages: outbox.high_water_messages,
+            outbox_high_water_bytes: outbox.high_water_bytes,
+            slow_consumer_grace_ms: outbox.slow_consumer_grace.as_millis() as u64,
+            max_queue_messages: queue.max_messages,
+            max_queue_bytes: queue.max_bytes,
+            connect_timeout_ms: 10_000,
+            shutdown_timeout_ms: 5_000,
+            lenient_websocket_frames: true,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A `name:password` user spec is malformed.
+    #[error("user {0:?}: expected name:password")]
+    User(String),
+    /// Open mode on a non-loopback address without `allow-anonymous`.
+    #[error("refusing to listen on non-loopback address {0} without users: configure users (--user name:password) or pass --allow-anonymous")]
+    AnonymousOnPublicAddress(SocketAddr),
+    /// A value out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Parses `name:password` and adds the user.
+    pub fn add_user_spec(&mut self, spec: &str) -> Result<(), ConfigError> {
+        let (name, password) = spec
+            .split_once(':')
+            .filter(|(n, _)| !n.is_empty())
+            .ok_or_else(|| ConfigError::User(spec.to_owned()))?;
+        self.users.insert(name.to_owned(), password.to_owned());
+        Ok(())
+    }
+
+    /// Loads `users-file` (if any) into `users` and checks the whole configuration.
+    pub fn resolve(mut self) -> Result<Config, ConfigError> {
+        if let Some(path) = self.users_file.clone() {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            for line in text.lines().map(str::trim) {
+                if !line.is_empty() && !line.starts_with('#') {
+                    self.add_user_spec(line)?;
+                }
+            }
+        }
+        if self.users.is_empty() && !self.allow_anonymous {
+            for addr in [self.stomp, self.http].into_iter().flatten() {
+                if !addr.ip().is_loopback() {
+                    return Err(ConfigError::AnonymousOnPublicAddress(addr));
+                }
+            }
+        }
+        if !(self.heartbeat_tolerance >= 1.0) {
+            return Err(ConfigError::Invalid(
+                "heartbeat-tolerance must be at least 1.0".into(),
+            ));
+        }
+        if self.outbox_high_water_messages == 0 || self.outbox_high_water_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "outbox high-water marks must be positive".into(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The codec limits.
+    pub fn frame_limits(&self) -> Limits {
+        Limits {
+            max_command_len: self.max_command_len,
+            max_headers: self.max_headers,
+            max_header_line_len: self.max_header_line_len,
+            max_body_len: self.max_body_len,
+        }
+    }
+
+    /// The outbox limits.
+    pub fn outbox_limits(&self) -> OutboxLimits {
+        OutboxLimits {
+            high_water_messages: self.outbox_high_water_messages,
+            high_water_bytes: self.outbox_high_water_bytes,
+            slow_consumer_grace: Duration::from_millis(self.slow_consumer_grace_ms),
+        }
+    }
+
+    /// The queue limits.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_messages: self.max_queue_messages,
+            max_bytes: self.max_queue_bytes,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The in-process client: publish and subscribe from the embedding application without a
+//! socket, with the same routing, authorisation and flow control as a STOMP session.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use stompede_protocol::Headers;
+
+use crate::broker::destination::{parse_subscribe, user_key, DestinationError, SubscribeTarget};
+use crate::broker::message::Message;
+use crate::broker::outbox::{CloseReason, Outbox, Outgoing};
+use crate::broker::queue::{AckMode, Consumer, Queue};
+use crate::broker::topic::Subscriber;
+use crate::broker::{Broker, PublishError};
+
+/// Publishes and subscribes as one user, in process.
+#[derive(Debug, Clone)]
+pub struct LocalClient {
+    broker: Broker,
+    user: Arc<str>,
+}
+
+impl LocalClient {
+    /// A client acting as `user`.
+    pub fn new(broker: Broker, user: &str) -> Self {
+        LocalClient {
+            broker,
+            user: user.into(),
+        }
+    }
+
+    /// Sends a message. Waits, like a STOMP publisher, while a subscriber's outbox is full
+    /// (up to the slow-consumer grace): the awaitable form of backpressure.
+    pub async fn send(
+        &self,
+        destination: &str,
+        headers: Headers,
+        body: impl Into<Bytes>,
+    ) -> Result<(), PublishError> {
+        let body = body.into();
+        let text = std::str::from_utf8(&body).is_ok();
+        let message = self
+            .broker
+            .message(destination.into(), &headers, body, text);
+        self.broker.publish(&self.user, message).await
+    }
+
+    /// Subscribes to a topic (pattern), a queue (auto-acknowledged) or a user destination.
+    pub fn subscribe(&self, destination: &str) -> Result<LocalSubscription, DestinationError> {
+        let outbox = self.broker.new_outbox();
+        let key = self.broker.next_key();
+        let id: bytestring::ByteString = format!("local-{key}").into();
+        let target = match parse_subscribe(destination)? {
+            SubscribeTarget::Queue(name) => {
+                let queue = self.broker.queue(name);
+                let consumer =
+                    Arc::new(Consumer::new(key, id, outbox.clone(), AckMode::Auto, None));
+                queue.add_consumer(consumer.clone());
+                Target::Queue(queue, consumer)
+            }
+            SubscribeTarget::Topic(name) | SubscribeTarget::User(name) => {
+                let index_key = match parse_subscribe(destination)? {
+                    SubscribeTarget::User(local) => user_key(&self.user, local),
+                    _ => name.to_owned(),
+                };
+                let subscriber = Arc::new(Subscriber {
+                    key,
+                    subscription: id,
+                    outbox: outbox.clone(),
+                    ack: false,
+                });
+                self.broker.subscribe_topic(&index_key, subscriber);
+                Target::Topic(index_key, key)
+            }
+        };
+        Ok(LocalSubscription {
+            broker: self.broker.clone(),
+            outbox,
+            target,
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Target {
+    Topic(String, u64),
+    Queue(Arc<Queue>, Arc<Consumer>),
+}
+
+/// A subscription of a [`LocalClient`]; unsubscribes when dropped.
+#[derive(Debug)]
+pub struct LocalSubscription {
+    broker: Broker,
+    outbox: Arc<Outbox>,
+    target: Target,
+}
+
+impl LocalSubscription {
+    /// The next message, or `None` once the subscription was cut off (a slow consumer).
+    pub async fn next(&self) -> Option<Arc<Message>> {
+        loop {
+            match self.outbox.pop().await? {
+                Outgoing::Delivery(delivery) => return Some(delivery.message),
+                Outgoing::Frame(_) => continue,
+            }
+        }
+    }
+}
+
+impl Drop for LocalSubscription {
+    fn drop(&mut self) {
+        self.outbox.close(CloseReason::Finished);
+        match &self.target {
+            Target::Topic(key, id) => self.broker.unsubscribe_topic(key, *id),
+            Target::Queue(queue, consumer) => queue.remove_consumer(consumer),
+        }
+    }
+}

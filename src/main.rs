@@ -1,0 +1,182 @@
+//! The `stompede` command: parses arguments, sets up logging, runs the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use stompede::{BrokerBuilder, Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "stompede",
+    version,
+    about = "STOMP over WebSocket broker with a durable job engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+}
+
+/// Flags override environment variables, which override the config file, which overrides the
+/// defaults.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML file with the same keys as the flags (kebab-case).
+    #[arg(long, env = "STOMPEDE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where durable state lives [default: ./stompede-data].
+    #[arg(long, env = "STOMPEDE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Plain TCP STOMP address, or "off" [default: 127.0.0.1:61613].
+    #[arg(long, env = "STOMPEDE_STOMP")]
+    stomp: Option<Listen>,
+    /// HTTP address (WebSocket STOMP at /ws), or "off" [default: 127.0.0.1:15674].
+    #[arg(long, env = "STOMPEDE_HTTP")]
+    http: Option<Listen>,
+    /// A user, as name:password (repeatable). Without users the server runs in open mode.
+    #[arg(long = "user", env = "STOMPEDE_USERS", value_delimiter = ',')]
+    users: Vec<String>,
+    /// A file of name:password lines.
+    #[arg(long, env = "STOMPEDE_USERS_FILE")]
+    users_file: Option<PathBuf>,
+    /// Allow open mode on a non-loopback address.
+    #[arg(long, env = "STOMPEDE_ALLOW_ANONYMOUS")]
+    allow_anonymous: bool,
+    /// Server heart-beat offer "send,receive" in ms [default: 10000,10000].
+    #[arg(long, env = "STOMPEDE_HEARTBEAT")]
+    heartbeat: Option<String>,
+    /// A client silent for the heart-beat interval times this is disconnected [default: 2].
+    #[arg(long, env = "STOMPEDE_HEARTBEAT_TOLERANCE")]
+    heartbeat_tolerance: Option<f64>,
+    /// Largest frame body in bytes [default: 16 MiB].
+    #[arg(long, env = "STOMPEDE_MAX_BODY_LEN")]
+    max_body_len: Option<usize>,
+    /// How long a subscriber may stay above its outbox mark before it is cut off, in ms.
+    #[arg(long, env = "STOMPEDE_SLOW_CONSUMER_GRACE_MS")]
+    slow_consumer_grace_ms: Option<u64>,
+    /// Outbox high-water mark in messages.
+    #[arg(long, env = "STOMPEDE_OUTBOX_HIGH_WATER_MESSAGES")]
+    outbox_high_water_messages: Option<usize>,
+    /// New connections accepted per second.
+    #[arg(long, env = "STOMPEDE_MAX_CONNECTIONS_PER_SECOND")]
+    max_connections_per_second: Option<u32>,
+    /// Log filter (tracing's EnvFilter syntax) [default: info].
+    #[arg(long, env = "STOMPEDE_LOG", default_value = "info")]
+    log: String,
+}
+
+/// A listen address, or "off".
+#[derive(Clone, Copy)]
+struct Listen(Option<SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen(None));
+        }
+        s.parse().map(|a| Listen(Some(a)))
+    }
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_toml_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(Listen(addr)) = self.stomp {
+            config.stomp = addr;
+        }
+        if let Some(Listen(addr)) = self.http {
+            config.http = addr;
+        }
+        for user in &self.users {
+            config.add_user_spec(user)?;
+        }
+        if self.users_file.is_some() {
+            config.users_file = self.users_file;
+        }
+        config.allow_anonymous |= self.allow_anonymous;
+        if let Some(beat) = &self.heartbeat {
+            let (send, receive) = beat
+                .split_once(',')
+                .and_then(|(s, r)| Some((s.trim().parse().ok()?, r.trim().parse().ok()?)))
+                .with_context(|| format!("--heartbeat {beat:?}: expected send,receive in ms"))?;
+            config.heartbeat_send_ms = send;
+            config.heartbeat_receive_ms = receive;
+        }
+        if let Some(v) = self.heartbeat_tolerance {
+            config.heartbeat_tolerance = v;
+        }
+        if let Some(v) = self.max_body_len {
+            config.max_body_len = v;
+        }
+        if let Some(v) = self.slow_consumer_grace_ms {
+            config.slow_consumer_grace_ms = v;
+        }
+        if let Some(v) = self.outbox_high_water_messages {
+            config.outbox_high_water_messages = v;
+        }
+        if let Some(v) = self.max_connections_per_second {
+            config.max_connections_per_second = v;
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::try_new(&args.log).context("--log")?)
+                .with_writer(std::io::stderr)
+                .init();
+            let config = args.into_config()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = BrokerBuilder::new(config).start().await?;
+    // One machine-readable line on stdout, so scripts and tests find the ports.
+    println!("{}", server.listening_line());
+    tracing::info!(
+        stomp = ?server.stomp_addr(),
+        http = ?server.http_addr(),
+        data_dir = %server.config().data_dir.display(),
+        open_mode = server.config().users.is_empty(),
+        "stompede listening"
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("SIGINT handler")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

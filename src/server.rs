@@ -1,0 +1,207 @@
+//! Wiring: the listeners, the router and shutdown, for the binary and for embedding.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Acl, Authenticator};
+use crate::broker::app::{AppHandler, AppRoutes};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::local::LocalClient;
+use crate::transport::{self, ConnectionRate};
+use crate::Error;
+
+/// What every connection task shares.
+pub struct ServerContext {
+    /// The router.
+    pub broker: Broker,
+    /// The configuration in force.
+    pub config: Config,
+    /// Login checks.
+    pub auth: Authenticator,
+    /// The connection rate limit.
+    pub(crate) rate: ConnectionRate,
+    /// Cancelled when the server stops accepting.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContext").finish_non_exhaustive()
+    }
+}
+
+/// Configures and starts a broker inside the caller's tokio runtime.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), stompede::Error> {
+/// let mut config = stompede::Config::default();
+/// config.stomp = Some("127.0.0.1:0".parse().unwrap());
+/// config.http = Some("127.0.0.1:0".parse().unwrap());
+/// let server = stompede::BrokerBuilder::new(config).start().await?;
+/// println!("STOMP on {:?}", server.stomp_addr());
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct BrokerBuilder {
+    config: Config,
+    apps: AppRoutes,
+}
+
+impl BrokerBuilder {
+    /// A builder for `config`.
+    pub fn new(config: Config) -> Self {
+        BrokerBuilder {
+            config,
+            apps: AppRoutes::default(),
+        }
+    }
+
+    /// Registers a handler for SENDs to `prefix` (and below it), e.g. `/app/echo`.
+    pub fn app_handler(mut self, prefix: &str, handler: impl AppHandler) -> Self {
+        self.apps.insert(prefix, Arc::new(handler));
+        self
+    }
+
+    /// Binds the listeners and starts serving.
+    pub async fn start(self) -> Result<Server, Error> {
+        let config = self.config.resolve()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let broker = Broker::new(
+            self.apps,
+            Acl::new(config.acl.clone()),
+            config.outbox_limits(),
+            config.queue_limits(),
+            config.max_sessions_per_user,
+        );
+        let stomp = match config.stomp {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let http = match config.http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let stomp_addr = stomp.as_ref().and_then(|l| l.local_addr().ok());
+        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        let ctx = Arc::new(ServerContext {
+            broker: broker.clone(),
+            auth: Authenticator::new(config.users.clone()),
+            rate: ConnectionRate::new(config.max_connections_per_second),
+            config,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let mut listeners = Vec::new();
+        if let Some(listener) = stomp {
+            listeners.push(tokio::spawn(transport::tcp::serve(listener, ctx.clone())));
+        }
+        if let Some(listener) = http {
+            let app = router(ctx.clone());
+            let shutdown = ctx.shutdown.clone();
+            listeners.push(tokio::spawn(async move {
+                let serve = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await });
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "HTTP server failed");
+                }
+            }));
+        }
+        Ok(Server {
+            ctx,
+            stomp_addr,
+            http_addr,
+            listeners,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// Every HTTP route: WebSocket STOMP at `/ws` (later SockJS, REST, metrics).
+pub fn router(ctx: Arc<ServerContext>) -> axum::Router {
+    transport::ws::router(ctx)
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Server {
+    ctx: Arc<ServerContext>,
+    stomp_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// The router, to publish from the embedding application.
+    pub fn broker(&self) -> &Broker {
+        &self.ctx.broker
+    }
+
+    /// An in-process client acting as `user`.
+    pub fn local_client(&self, user: &str) -> LocalClient {
+        LocalClient::new(self.ctx.broker.clone(), user)
+    }
+
+    /// The bound TCP STOMP address.
+    pub fn stomp_addr(&self) -> Option<SocketAddr> {
+        self.stomp_addr
+    }
+
+    /// The bound HTTP (WebSocket) address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
+    }
+
+    /// The listening addresses as one JSON line, for scripts and tests.
+    pub fn listening_line(&self) -> String {
+        serde_json::json!({
+            "event": "listening",
+            "stomp": self.stomp_addr.map(|a| a.to_string()),
+            "http": self.http_addr.map(|a| a.to_string()),
+            "ws": self.http_addr.map(|a| format!("ws://{a}/ws")),
+        })
+        .to_string()
+    }
+
+    /// Stops accepting, tells every session "server shutting down", and waits (bounded by
+    /// `shutdown-timeout-ms`) for their last frames to be written.
+    pub async fn shutdown(self) {
+        self.ctx.shutdown.cancel();
+        for listener in self.listeners {
+            let _ = listener.await;
+        }
+        self.ctx.broker.close_all_sessions("server shutting down");
+        self.ctx.tracker.close();
+        let timeout = Duration::from_millis(self.ctx.config.shutdown_timeout_ms);
+        if tokio::time::timeout(timeout, self.ctx.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sessions = self.ctx.broker.session_count(),
+                "sessions still open after the shutdown timeout"
+            );
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! One STOMP session: the task that owns a connection from CONNECT to close.
+//!
+//! The session reads frames and acts on them in order; a separate writer task drains its outbox
+//! to the socket. A SEND to a full subscriber makes the session wait before reading its next
+//! frame (flow control), while its own writer keeps going, so no pair of sessions can deadlock.
+
+mod handshake;
+mod heartbeat;
+mod subscriptions;
+mod transaction;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stompede_protocol::{names, Command, Decoded, Decoder, Frame, Version};
+use tokio::time::Instant;
+
+use crate::broker::app::AppRequest;
+use crate::broker::metrics::Metrics;
+use crate::broker::outbox::{CloseReason, Outbox, Outgoing};
+use crate::broker::Broker;
+use crate::server::ServerContext;
+use crate::transport::{FrameSink, FrameSource, Inbound, InboundError};
+use subscriptions::{missing, Subscriptions};
+use transaction::Transactions;
+
+/// A problem that ends the session with an ERROR frame.
+#[derive(Debug, Clone)]
+pub struct SessionError {
+    message: String,
+    detail: String,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl SessionError {
+    /// An error with a short `message` header and a longer body.
+    pub fn new(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        SessionError {
+            message: message.into(),
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header to the ERROR frame.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn into_frame(self, receipt: Option<&str>) -> Frame {
+        let mut frame = Broker::error_frame(&self.message, &self.detail, receipt);
+        for (name, value) in self.headers {
+            frame = frame.header(name, value);
+        }
+        frame
+    }
+}
+
+/// What the read loop does after a frame.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Runs a session over a connection until either side ends it.
+pub async fn run<S: FrameSource, W: FrameSink>(
+    ctx: Arc<ServerContext>,
+    mut source: S,
+    mut sink: W,
+    version_hint: Option<Version>,
+    peer: String,
+) {
+    let mut decoder = Decoder::new(ctx.config.frame_limits());
+    let id = ctx.broker.next_key();
+    let connect_timeout = Duration::from_millis(ctx.config.connect_timeout_ms);
+    let connect =
+        match tokio::time::timeout(connect_timeout, first_frame(&mut source, &mut decoder)).await {
+            Ok(Ok(Some((frame, _)))) => frame,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                reject(
+                    &mut sink,
+                    &ctx,
+                    SessionError::new(error.to_string(), "The connection is closed."),
+                    None,
+                )
+                .await;
+                return;
+            }
+            Err(_elapsed) => {
+                let error = SessionError::new(
+                    "no CONNECT frame in time",
+                    format!(
+                        "A session must send CONNECT within {} ms.",
+                        ctx.config.connect_timeout_ms
+                    ),
+                );
+                reject(&mut sink, &ctx, error, None).await;
+                return;
+            }
+        };
+    let receipt = connect.get(names::RECEIPT).map(str::to_owned);
+    let accepted = match handshake::accept(&connect, version_hint, &ctx.config, &ctx.auth, id) {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            if connect.get(names::LOGIN).is_some() || !ctx.auth.is_open() {
+                Metrics::incr(&ctx.broker.metrics().auth_failures);
+            }
+            tracing::warn!(%peer, message = %error.message, "CONNECT refused");
+            reject(&mut sink, &ctx, error, receipt.as_deref()).await;
+            return;
+        }
+    };
+    decoder.set_version(accepted.version);
+    let user: Arc<str> = accepted.user.into();
+    let outbox = ctx.broker.new_outbox();
+    if let Err(error) = ctx
+        .broker
+        .register_session(id, user.clone(), outbox.clone())
+    {
+        tracing::warn!(%peer, %user, "{error}");
+        reject(
+            &mut sink,
+            &ctx,
+            SessionError::new(error.to_string(), "Close another session first."),
+            receipt.as_deref(),
+        )
+        .await;
+        return;
+    }
+    Metrics::incr(&ctx.broker.metrics().sessions_opened);
+    tracing::debug!(%peer, %user, session = id, version = %accepted.version, "session opened");
+    // Pushes to a fresh outbox cannot fail.
+    let _ = outbox.push(Outgoing::Frame(accepted.connected));
+    if let Some(receipt) = receipt {
+        let _ = outbox.push(Outgoing::Frame(receipt_frame(&receipt)));
+    }
+    let writer = tokio::spawn(writer::run(
+        outbox.clone(),
+        sink,
+        accepted.version,
+        accepted.heartbeat.outgoing,
+        ctx.broker.metrics().clone(),
+    ));
+    let mut session = Session {
+        id,
+        user,
+        version: accepted.version,
+        broker: ctx.broker.clone(),
+        outbox,
+        subscriptions: Subscriptions::default(),
+        transactions: Transactions::default(),
+        ctx: ctx.clone(),
+    };
+    let incoming = accepted
+        .heartbeat
+        .incoming
+        .map(|d| d.mul_f64(ctx.config.heartbeat_tolerance));
+    session.read_loop(&mut source, &mut decoder, incoming).await;
+    session.finish();
+    let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        tracing::debug!(session = id, "writer did not finish in time");
+    }
+    Metrics::incr(&ctx.broker.metrics().sessions_closed);
+}
+
+/// Reads up to the first frame, skipping heart-beats.
+async fn first_frame<S: FrameSource>(
+    source: &mut S,
+    decoder: &mut Decoder,
+) -> Result<Option<(Frame, Option<bool>)>, InboundError> {
+    loop {
+        match source.next(decoder).await? {
+            None => return Ok(None),
+            Some(Inbound {
+                item: Decoded::HeartBeat,
+                ..
+            }) => continue,
+            Some(Inbound {
+                item: Decoded::Frame(frame),
+                text,
+            }) => return Ok(Some((frame, text))),
+        }
+    }
+}
+
+/// Sends an ERROR before a session exists, then closes.
+async fn reject<W: FrameSink>(
+    sink: &mut W,
+    ctx: &ServerContext,
+    error: SessionError,
+    receipt: Option<&str>,
+) {
+    Metrics::incr(&ctx.broker.metrics().errors_sent);
+    // The version is not negotiated yet: 1.0 framing needs no escaping any client misreads.
+    let bytes = stompede_protocol::to_bytes(&error.into_frame(receipt), Version::V1_0);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        sink.write(bytes, true).await?;
+        sink.flush().await
+    })
+    .await;
+    sink.close().await;
+}
+
+fn receipt_frame(receipt: &str) -> Frame {
+    Frame::new(Command::Receipt).header(names::RECEIPT_ID, receipt)
+}
+
+struct Session {
+    id: u64,
+    user: Arc<str>,
+    version: Version,
+    broker: Broker,
+    outbox: Arc<Outbox>,
+    subscriptions: Subscriptions,
+    transactions: Transactions,
+    ctx: Arc<ServerContext>,
+}
+
+impl Session {
+    async fn read_loop<S: FrameSource>(
+        &mut self,
+        source: &mut S,
+        decoder: &mut Decoder,
+        incoming: Option<Duration>,
+    ) {
+        // Pacing can hold the loop away from the socket; time spent handling a frame counts
+        // as activity, so a paced publisher never looks silent.
+        let mut last_handled = Instant::now();
+        loop {
+            let deadline = incoming.map(|limit| source.last_activity().max(last_handled) + limit);
+            let next = tokio::select! {
+                _ = self.outbox.closed() => return,
+                _ = sleep_until(deadline) => {
+                    let silent_since = source.last_activity().max(last_handled);
+                    if let Some(limit) = incoming {
+                        if silent_since + limit <= Instant::now() {
+                            Metrics::incr(&self.broker.metrics().heartbeat_timeouts);
+                            tracing::info!(session = self.id, user = %self.user, "heart-beat timeout");
+                            self.fail(SessionError::new("heart-beat timeout", format!("No data from the client for {} ms (negotiated interval times the tolerance).", limit.as_millis())), None);
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                next = source.next(decoder) => next,
+            };
+            match next {
+                Ok(None) => return,
+                Ok(Some(Inbound {
+                    item: Decoded::HeartBeat,
+                    ..
+                })) => {}
+                Ok(Some(Inbound {
+                    item: Decoded::Frame(frame),
+                    text,
+                })) => {
+                    Metrics::incr(&self.broker.metrics().frames_received);
+                    let flow = self.handle(frame, text).await;
+                    last_handled = Instant::now();
+                    if let Flow::Stop = flow {
+                        return;
+                    }
+                }
+                Err(InboundError::Decode(error)) => {
+                    Metrics::incr(&self.broker.metrics().protocol_errors);
+                    tracing::warn!(session = self.id, user = %self.user, code = error.code(), "{error}");
+                    self.fail(
+                        SessionError::new(
+                            error.to_string(),
+                            "The frame could not be read; the connection is closed.",
+                        ),
+                        None,
+                    );
+                    return;
+                }
+                Err(InboundError::Io(error)) => {
+                    tracing::debug!(session = self.id, %error, "read failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Acts on one frame; sends its RECEIPT when it asked for one, or an ERROR.
+    async fn handle(&mut self, frame: Frame, text: Option<bool>) -> Flow {
+        let receipt = frame.headers.get_shared(names::RECEIPT).cloned();
+        let command = frame.command;
+        let result = match command {
+            Command::Send => self.send(frame, text).await,
+            Command::Subscribe => self.subscriptions.subscribe(
+                &frame,
+                self.version,
+                &self.user,
+                &self.outbox,
+                &self.broker,
+                self.ctx.config.max_subscriptions_per_session,
+            ),
+            Command::Unsubscribe => {
+                self.subscriptions
+                    .unsubscribe(&frame, self.version, &self.broker)
+            }
+            Command::Ack | Command::Nack => self.acknowledge(frame, text),
+            Command::Begin => self
+                .transaction_id(&frame)
+                .and_then(|id| self.transactions.begin(&id)),
+            Command::Commit => self.commit(&frame).await,
+            Command::Abort => self
+                .transaction_id(&frame)
+                .and_then(|id| self.transactions.abort(&id)),
+            Command::Disconnect => {
+                if let Some(receipt) = &receipt {
+                    let _ = self.outbox.push(Outgoing::Frame(receipt_frame(receipt)));
+                }
+                self.outbox.close(CloseReason::Finished);
+                return Flow::Stop;
+            }
+            Command::Connect | Command::Stomp => Err(SessionError::new(
+                "already connected",
+                "CONNECT may only be sent once per session.",
+            )),
+            Command::Connected | Command::Message | Command::Receipt | Command::Error => {
+                Err(SessionError::new(
+                    format!("{command} is a server frame"),
+                    "Clients may not send CONNECTED, MESSAGE, RECEIPT or ERROR frames.",
+                ))
+            }
+        };
+        match result {
+            Ok(()) => {
+                if let Some(receipt) = receipt {
+                    let _ = self.outbox.push(Outgoing::Frame(receipt_frame(&receipt)));
+                }
+                Flow::Continue
+            }
+            Err(error) => {
+                Metrics::incr(&self.broker.metrics().protocol_errors);
+                tracing::warn!(session = self.id, user = %self.user, %command, message = %error.message, "frame refused");
+                self.fail(error, receipt.as_deref());
+                Flow::Stop
+            }
+        }
+    }
+
+    fn transaction_id(&self, frame: &Frame) -> Result<bytestring::ByteString, SessionError> {
+        frame
+            .headers
+            .get_shared(names::TRANSACTION)
+            .cloned()
+            .ok_or_else(|| missing(frame, names::TRANSACTION))
+    }
+
+    async fn send(&mut self, frame: Frame, text: Option<bool>) -> Result<(), SessionError> {
+        if frame.get(names::DESTINATION).is_none() {
+            return Err(missing(&frame, names::DESTINATION));
+        }
+        if let Some(tx) = frame.get(names::TRANSACTION).map(str::to_owned) {
+            let max = self.ctx.config.max_transaction_frames;
+            return self.transactions.hold(&tx, frame, text, max);
+        }
+        self.apply_send(frame, text).await
+    }
+
+    async fn apply_send(&mut self, frame: Frame, text: Option<bool>) -> Result<(), SessionError> {
+        let Some(destination) = frame.headers.get_shared(names::DESTINATION).cloned() else {
+            return Err(missing(&frame, names::DESTINATION));
+        };
+        if destination.starts_with("/app/") {
+            let Some(handler) = self.broker.app_handler(&destination) else {
+                return Err(SessionError::new(
+                    format!("no handler for {destination}"),
+                    "No server-side handler is registered for this /app/ destination.",
+                ));
+            };
+            let request = AppRequest {
+                user: self.user.clone(),
+                session: self.id,
+                destination,
+                headers: frame.headers,
+                body: frame.body,
+                broker: self.broker.clone(),
+            };
+            return handler.handle(request).await.map_err(|e| {
+                SessionError::new(e.message, "The application handler refused the message.")
+            });
+        }
+        let text = text.unwrap_or_else(|| std::str::from_utf8(&frame.body).is_ok());
+        let message = self
+            .broker
+            .message(destination, &frame.headers, frame.body, text);
+        self.broker
+            .publish(&self.user, message)
+            .await
+            .map_err(|e| SessionError::new(e.to_string(), "The message was not accepted."))
+    }
+
+    fn acknowledge(&mut self, frame: Frame, text: Option<bool>) -> Result<(), SessionError> {
+        if let Some(tx) = frame.get(names::TRANSACTION).map(str::to_owned) {
+            let max = self.ctx.config.max_transaction_frames;
+            return self.transactions.hold(&tx, frame, text, max);
+        }
+        let nack = frame.command == Command::Nack;
+        if nack && self.version == Version::V1_0 {
+            return Err(SessionError::new(
+                "NACK is not part of STOMP 1.0",
+                "Negotiate STOMP 1.1 or later to use NACK.",
+            ));
+        }
+        self.subscriptions.acknowledge(&frame, nack)
+    }
+
+    async fn commit(&mut self, frame: &Frame) -> Result<(), SessionError> {
+        let id = self.transaction_id(frame)?;
+        for (mut held, text) in self.transactions.commit(&id)? {
+            held.headers.remove(names::TRANSACTION);
+            held.headers.remove(names::RECEIPT);
+            match held.command {
+                Command::Send => self.apply_send(held, text).await?,
+                _ => self.acknowledge(held, text)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session with an ERROR after what is already queued.
+    fn fail(&self, error: SessionError, receipt: Option<&str>) {
+        self.outbox
+            .close(CloseReason::Error(Box::new(error.into_frame(receipt))));
+    }
+
+    /// Cleans up: subscriptions removed, unacked queue messages returned, transactions dropped.
+    fn finish(&mut self) {
+        self.subscriptions.clear(&self.broker);
+        self.broker.unregister_session(self.id);
+        self.outbox.close(CloseReason::Finished);
+        tracing::debug!(session = self.id, user = %self.user, "session closed");
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,52 @@
+//! The connection rate limit: a token bucket shared by every listener.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Admits at most `per_second` new connections per second, with a burst of one second's worth.
+#[derive(Debug)]
+pub struct ConnectionRate {
+    per_second: f64,
+    // (tokens, last refill). A std Mutex: a few arithmetic operations, never held across await.
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl ConnectionRate {
+    /// A full bucket.
+    pub fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        ConnectionRate {
+            per_second,
+            bucket: Mutex::new((per_second, Instant::now())),
+        }
+    }
+
+    /// Takes a token if one is left.
+    pub fn admit(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * self.per_second;
+        bucket.0 = (bucket.0 + refill).min(self.per_second);
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refuse() {
+        let rate = ConnectionRate::new(3);
+        assert!(rate.admit());
+        assert!(rate.admit());
+        assert!(rate.admit());
+        assert!(!rate.admit());
+    }
+}
