@@ -173,7 +173,7 @@ impl Config {
                 }
             }
         }
-        if !(self.heartbeat_tolerance >= 1.0) {
+        if self.heartbeat_tolerance.is_nan() || self.heartbeat_tolerance < 1.0 {
             return Err(ConfigError::Invalid(
                 "heartbeat-tolerance must be at least 1.0".into(),
             ));

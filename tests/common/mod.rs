@@ -1,0 +1,285 @@
+//! Shared test harness: a real broker on loopback (port 0) and raw STOMP clients over TCP and
+//! WebSocket that speak through the real codec.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Limits, Version};
+use stompede::{BrokerBuilder, Config, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long any test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A config bound to free loopback ports, with a fresh data directory.
+pub fn test_config() -> (Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        stomp: Some("127.0.0.1:0".parse().unwrap()),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::default()
+    };
+    (config, dir)
+}
+
+/// A running broker and its data directory.
+pub struct TestServer {
+    pub server: Server,
+    pub _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let (mut config, dir) = test_config();
+        adjust(&mut config);
+        let server = BrokerBuilder::new(config).start().await.unwrap();
+        TestServer { server, _dir: dir }
+    }
+
+    pub fn stomp(&self) -> SocketAddr {
+        self.server.stomp_addr().unwrap()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.server.http_addr().unwrap())
+    }
+}
+
+/// A raw TCP STOMP client.
+pub struct Tcp {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+    pub version: Version,
+}
+
+impl Tcp {
+    pub async fn open(addr: SocketAddr) -> Tcp {
+        Tcp {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+            decoder: Decoder::new(Limits::default()),
+            version: Version::V1_2,
+        }
+    }
+
+    /// Opens and CONNECTs as `login` with STOMP 1.2; returns the client and the CONNECTED frame.
+    pub async fn connect(addr: SocketAddr, login: &str) -> Tcp {
+        let mut client = Tcp::open(addr).await;
+        client
+            .send(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("host", "localhost")
+                    .header("login", login)
+                    .header("passcode", "secret"),
+            )
+            .await;
+        let connected = client.frame().await;
+        assert_eq!(connected.command, Command::Connected, "{connected:?}");
+        client.decoder.set_version(Version::V1_2);
+        client
+    }
+
+    pub async fn send(&mut self, frame: Frame) {
+        let mut out = BytesMut::new();
+        encode(&frame, self.version, &mut out);
+        self.raw(&out).await;
+    }
+
+    pub async fn raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next frame (heart-beats skipped), or a panic after [`WAIT`].
+    pub async fn frame(&mut self) -> Frame {
+        tokio::time::timeout(WAIT, self.next_frame())
+            .await
+            .expect("timed out waiting for a frame")
+            .expect("connection closed while waiting for a frame")
+    }
+
+    /// The next frame, `None` on EOF.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            match self.decoder.decode(&mut self.buf).unwrap() {
+                Some(Decoded::Frame(frame)) => return Some(frame),
+                Some(Decoded::HeartBeat) => continue,
+                None => {}
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Waits for a frame for `wait`; `None` if none came (or EOF).
+    pub async fn maybe_frame(&mut self, wait: Duration) -> Option<Frame> {
+        tokio::time::timeout(wait, self.next_frame())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits for the server to close the connection, returning the frames that came first.
+    pub async fn until_closed(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            while let Some(frame) = self.next_frame().await {
+                frames.push(frame);
+            }
+        })
+        .await
+        .expect("server did not close the connection");
+        frames
+    }
+
+    /// The next `n` frames.
+    pub async fn frames(&mut self, n: usize) -> Vec<Frame> {
+        let mut frames = Vec::with_capacity(n);
+        for _ in 0..n {
+            frames.push(self.frame().await);
+        }
+        frames
+    }
+
+    /// Sends `frame` with a receipt; returns the other frames that arrived before the RECEIPT.
+    pub async fn send_until_receipt(&mut self, frame: Frame, receipt: &str) -> Vec<Frame> {
+        self.send(frame.header("receipt", receipt)).await;
+        let mut before = Vec::new();
+        loop {
+            let reply = self.frame().await;
+            if reply.command == Command::Receipt && reply.get("receipt-id") == Some(receipt) {
+                return before;
+            }
+            before.push(reply);
+        }
+    }
+
+    /// Sends `frame` with a receipt and waits for the RECEIPT.
+    pub async fn send_receipted(&mut self, frame: Frame, receipt: &str) {
+        self.send(frame.header("receipt", receipt)).await;
+        let reply = self.frame().await;
+        assert_eq!(reply.command, Command::Receipt, "{reply:?}");
+        assert_eq!(reply.get("receipt-id"), Some(receipt));
+    }
+
+    pub async fn subscribe(&mut self, id: &str, destination: &str, ack: &str) {
+        self.send_receipted(
+            Frame::new(Command::Subscribe)
+                .header("id", id)
+                .header("destination", destination)
+                .header("ack", ack),
+            &format!("sub-{id}"),
+        )
+        .await;
+    }
+}
+
+/// A raw WebSocket STOMP client.
+pub struct Ws {
+    pub socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    pub protocol: Option<String>,
+}
+
+impl Ws {
+    pub async fn open(url: &str, protocols: &str) -> Ws {
+        let mut request = url.into_client_request().unwrap();
+        if !protocols.is_empty() {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+        }
+        let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let protocol = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap().to_owned());
+        Ws { socket, protocol }
+    }
+
+    pub async fn text(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn binary(&mut self, bytes: Vec<u8>) {
+        self.socket.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    /// The next non-heart-beat message, decoded as exactly one frame.
+    pub async fn frame(&mut self) -> (Frame, bool) {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let message = self.socket.next().await.expect("closed").unwrap();
+                let (data, text): (Bytes, bool) = match message {
+                    Message::Text(t) => (Bytes::copy_from_slice(t.as_bytes()), true),
+                    Message::Binary(b) => (b, false),
+                    Message::Close(_) => panic!("closed while waiting for a frame"),
+                    _ => continue,
+                };
+                if data.iter().all(|b| *b == b'\n' || *b == b'\r') {
+                    continue;
+                }
+                let mut buf = BytesMut::from(&data[..]);
+                let mut decoder = Decoder::new(Limits::default());
+                decoder.set_version(Version::V1_2);
+                match decoder.decode(&mut buf).unwrap() {
+                    Some(Decoded::Frame(frame)) => {
+                        assert!(buf.is_empty(), "one frame per message");
+                        return (frame, text);
+                    }
+                    other => panic!("no frame in message: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("timed out waiting for a frame")
+    }
+
+    /// Reads until the server closes; returns the frames seen.
+    pub async fn until_closed(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            while let Some(Ok(message)) = self.socket.next().await {
+                let data = match message {
+                    Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+                    Message::Binary(b) => b,
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let mut buf = BytesMut::from(&data[..]);
+                let mut decoder = Decoder::new(Limits::default());
+                while let Ok(Some(item)) = decoder.decode(&mut buf) {
+                    if let Decoded::Frame(frame) = item {
+                        frames.push(frame);
+                    }
+                }
+            }
+        })
+        .await
+        .expect("server did not close the WebSocket");
+        frames
+    }
+}
+
+/// The `message` header of an ERROR frame (panics if `frame` is not an ERROR).
+pub fn error_message(frame: &Frame) -> &str {
+    assert_eq!(
+        frame.command,
+        Command::Error,
+        "expected ERROR, got {frame:?}"
+    );
+    frame.get("message").expect("ERROR without message header")
+}

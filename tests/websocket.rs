@@ -1,0 +1,145 @@
+//! WebSocket STOMP against a real broker: subprotocols, text and binary frames, framing
+//! leniency for hand-typed frames, and errors.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{error_message, Tcp, TestServer, Ws};
+use stompede::protocol::{Command, Frame};
+
+#[tokio::test]
+async fn each_stomp_subprotocol_is_accepted_and_echoed() {
+    let server = TestServer::start().await;
+    for (offered, chosen, version) in [
+        ("v12.stomp", Some("v12.stomp"), "1.2"),
+        ("v11.stomp", Some("v11.stomp"), "1.1"),
+        ("v10.stomp", Some("v10.stomp"), "1.0"),
+        ("v10.stomp, v11.stomp, v12.stomp", Some("v12.stomp"), "1.2"),
+        ("", None, "1.0"),
+    ] {
+        let mut ws = Ws::open(&server.ws_url(), offered).await;
+        assert_eq!(ws.protocol.as_deref(), chosen, "offered {offered:?}");
+        // No accept-version: the subprotocol decides (1.0 without one).
+        ws.text("CONNECT\nhost:/\n\n\0").await;
+        let (connected, _) = ws.frame().await;
+        assert_eq!(connected.command, Command::Connected);
+        assert_eq!(
+            connected.get("version"),
+            Some(version),
+            "offered {offered:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn binary_bodies_round_trip_in_binary_frames_and_text_in_text() {
+    let server = TestServer::start().await;
+    let mut sub = Ws::open(&server.ws_url(), "v12.stomp").await;
+    sub.text("CONNECT\naccept-version:1.2\n\n\0").await;
+    sub.frame().await;
+    sub.text("SUBSCRIBE\nid:0\ndestination:/topic/kinds\nreceipt:s\n\n\0")
+        .await;
+    assert_eq!(sub.frame().await.0.command, Command::Receipt);
+
+    let mut publisher = Ws::open(&server.ws_url(), "v12.stomp").await;
+    publisher.text("CONNECT\naccept-version:1.2\n\n\0").await;
+    publisher.frame().await;
+    let body: Vec<u8> = (0..=255u8).collect();
+    let mut frame = format!(
+        "SEND\ndestination:/topic/kinds\ncontent-length:{}\n\n",
+        body.len()
+    )
+    .into_bytes();
+    frame.extend_from_slice(&body);
+    frame.push(0);
+    publisher.binary(frame).await;
+    publisher
+        .text("SEND\ndestination:/topic/kinds\n\nhéllo\0")
+        .await;
+
+    let (binary, is_text) = sub.frame().await;
+    assert!(!is_text, "binary SEND must arrive as a binary message");
+    assert_eq!(&binary.body[..], &body[..]);
+    let (text, is_text) = sub.frame().await;
+    assert!(is_text);
+    assert_eq!(&text.body[..], "héllo".as_bytes());
+
+    // A TCP publisher's UTF-8 body arrives as text, a non-UTF-8 one as binary.
+    let mut tcp = Tcp::connect(server.stomp(), "tcp").await;
+    tcp.send(
+        Frame::new(Command::Send)
+            .header("destination", "/topic/kinds")
+            .body(vec![0xff, 0xfe]),
+    )
+    .await;
+    let (raw, is_text) = sub.frame().await;
+    assert!(!is_text);
+    assert_eq!(&raw.body[..], &[0xff, 0xfe]);
+}
+
+#[tokio::test]
+async fn several_frames_per_message_and_one_frame_across_messages() {
+    let server = TestServer::start().await;
+    let mut ws = Ws::open(&server.ws_url(), "v12.stomp").await;
+    ws.text("CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:0\ndestination:/queue/ws\n\n\0")
+        .await;
+    assert_eq!(ws.frame().await.0.command, Command::Connected);
+    ws.text("SEND\ndestination:/queue/ws\ncontent-length:5\n\nhel")
+        .await;
+    ws.text("lo\0SEND\ndestination:/queue/ws\n\nsecond\0").await;
+    assert_eq!(&ws.frame().await.0.body[..], b"hello");
+    assert_eq!(&ws.frame().await.0.body[..], b"second");
+}
+
+#[tokio::test]
+async fn a_hand_typed_frame_without_its_nul_is_accepted() {
+    let server = TestServer::start().await;
+    let mut ws = Ws::open(&server.ws_url(), "v12.stomp").await;
+    // As typed into wscat: no final NUL at the end of each message.
+    ws.text("CONNECT\naccept-version:1.2\n\n").await;
+    assert_eq!(ws.frame().await.0.command, Command::Connected);
+    ws.text("SUBSCRIBE\nid:0\ndestination:/topic/typed\nreceipt:r\n\n")
+        .await;
+    assert_eq!(ws.frame().await.0.command, Command::Receipt);
+    ws.text("SEND\ndestination:/topic/typed\n\ntyped by hand")
+        .await;
+    let (message, _) = ws.frame().await;
+    assert_eq!(&message.body[..], b"typed by hand");
+}
+
+#[tokio::test]
+async fn the_leniency_can_be_switched_off() {
+    let server = TestServer::with(|c| c.lenient_websocket_frames = false).await;
+    let mut ws = Ws::open(&server.ws_url(), "v12.stomp").await;
+    ws.text("CONNECT\naccept-version:1.2\n\n").await;
+    ws.text("\0").await;
+    assert_eq!(ws.frame().await.0.command, Command::Connected);
+}
+
+#[tokio::test]
+async fn a_malformed_frame_ends_only_its_own_websocket() {
+    let server = TestServer::with(|c| c.max_body_len = 100).await;
+    let mut good = Ws::open(&server.ws_url(), "v12.stomp").await;
+    good.text("CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/ok\n\n\0")
+        .await;
+    good.frame().await;
+    let mut bad = Ws::open(&server.ws_url(), "v12.stomp").await;
+    bad.text("CONNECT\naccept-version:1.2\n\n\0").await;
+    bad.frame().await;
+    bad.text(&format!(
+        "SEND\ndestination:/topic/ok\n\n{}\0",
+        "x".repeat(500)
+    ))
+    .await;
+    let frames = bad.until_closed().await;
+    assert!(error_message(&frames[0]).contains("larger than 100"));
+    let mut publisher = Tcp::connect(server.stomp(), "p").await;
+    publisher
+        .send(
+            Frame::new(Command::Send)
+                .header("destination", "/topic/ok")
+                .body("fine"),
+        )
+        .await;
+    assert_eq!(&good.frame().await.0.body[..], b"fine");
+}
