@@ -196,13 +196,40 @@ pub struct Ws {
 
 impl Ws {
     pub async fn open(url: &str, protocols: &str) -> Ws {
+        let (socket, response) = tokio_tungstenite::connect_async(Self::request(url, protocols))
+            .await
+            .unwrap();
+        Self::from_parts(socket, response)
+    }
+
+    /// Opens over a given TCP stream (e.g. one with a tiny receive buffer).
+    pub async fn open_on(stream: TcpStream, url: &str, protocols: &str) -> Ws {
+        let (socket, response) = tokio_tungstenite::client_async(
+            Self::request(url, protocols),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .unwrap();
+        Self::from_parts(socket, response)
+    }
+
+    fn request(
+        url: &str,
+        protocols: &str,
+    ) -> tokio_tungstenite::tungstenite::handshake::client::Request {
         let mut request = url.into_client_request().unwrap();
         if !protocols.is_empty() {
             request
                 .headers_mut()
                 .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
         }
-        let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        request
+    }
+
+    fn from_parts(
+        socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+        response: tokio_tungstenite::tungstenite::handshake::client::Response,
+    ) -> Ws {
         let protocol = response
             .headers()
             .get("Sec-WebSocket-Protocol")

@@ -1,0 +1,232 @@
+//! Flow control with real sockets: publishers are paced by full subscribers, a subscriber that
+//! stops reading is cut off after the grace, and nobody else loses or reorders anything.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Tcp, TestServer, Ws, WAIT};
+use stompede::protocol::{Command, Frame, Headers};
+use tokio::net::TcpSocket;
+
+const BODY: usize = 1024;
+
+fn small_outboxes(config: &mut stompede::Config) {
+    config.outbox_high_water_messages = 32;
+    config.outbox_high_water_bytes = 64 * 1024;
+    config.slow_consumer_grace_ms = 500;
+}
+
+/// Opens a TCP connection with a tiny receive buffer, so a client that does not read fills up
+/// quickly.
+async fn stuck_tcp(server: &TestServer) -> Tcp {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.stomp()).await.unwrap();
+    let mut client = Tcp::open(server.stomp()).await;
+    client.stream = stream;
+    client.raw(b"CONNECT\naccept-version:1.2\nlogin:stuck\n\n\0").await;
+    assert_eq!(client.frame().await.command, Command::Connected);
+    client.subscribe("s", "/topic/flow", "auto").await;
+    client
+}
+
+/// Reads `count` messages from `client`, checking that they are 0..count in order.
+async fn read_in_order(mut client: Tcp, count: usize) -> usize {
+    for expected in 0..count {
+        let frame = client.frame().await;
+        assert_eq!(frame.command, Command::Message);
+        let seq: usize = frame.get("seq").unwrap().parse().unwrap();
+        assert_eq!(seq, expected, "out of order or lost");
+    }
+    assert!(client.maybe_frame(Duration::from_millis(100)).await.is_none(), "duplicate");
+    count
+}
+
+async fn publish(publisher: &mut Tcp, count: usize) {
+    let body = vec![b'x'; BODY];
+    for seq in 0..count {
+        publisher
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/topic/flow")
+                    .header("seq", seq.to_string())
+                    .body(body.clone()),
+            )
+            .await;
+    }
+    publisher.send_receipted(Frame::new(Command::Begin).header("transaction", "end"), "done").await;
+}
+
+#[tokio::test]
+async fn a_stuck_tcp_subscriber_is_cut_off_and_readers_get_everything() {
+    let server = TestServer::with(small_outboxes).await;
+    let count = 3000;
+    let mut readers = Vec::new();
+    for i in 0..4 {
+        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
+        reader.subscribe("s", "/topic/flow", "auto").await;
+        readers.push(tokio::spawn(read_in_order(reader, count)));
+    }
+    let mut stuck = stuck_tcp(&server).await;
+    let mut publisher = Tcp::connect(server.stomp(), "pub").await;
+    publish(&mut publisher, count).await;
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), count);
+    }
+    let metrics = server.server.broker().metrics();
+    assert_eq!(metrics.slow_consumers_disconnected.load(Ordering::Relaxed), 1);
+    assert!(metrics.publishes_paced.load(Ordering::Relaxed) > 0);
+    // The stuck client finds its connection closed once it drains what the kernel held.
+    let frames = stuck.until_closed().await;
+    assert!(frames.len() < count, "the stuck client cannot have received everything");
+}
+
+#[tokio::test]
+async fn a_stuck_websocket_subscriber_is_cut_off_and_readers_get_everything() {
+    let server = TestServer::with(small_outboxes).await;
+    let count = 3000;
+    let mut readers = Vec::new();
+    for i in 0..3 {
+        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
+        reader.subscribe("s", "/topic/flow", "auto").await;
+        readers.push(tokio::spawn(read_in_order(reader, count)));
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.server.http_addr().unwrap()).await.unwrap();
+    let mut stuck = Ws::open_on(stream, &server.ws_url(), "v12.stomp").await;
+    stuck.text("CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/flow\nreceipt:s\n\n\0").await;
+    stuck.frame().await;
+    stuck.frame().await;
+    // From here on the WebSocket client never reads.
+    let mut publisher = Tcp::connect(server.stomp(), "pub").await;
+    publish(&mut publisher, count).await;
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), count);
+    }
+    assert_eq!(
+        server.server.broker().metrics().slow_consumers_disconnected.load(Ordering::Relaxed),
+        1
+    );
+    drop(stuck);
+}
+
+#[tokio::test]
+async fn an_unpaced_burst_to_many_subscribers_loses_nothing() {
+    let server = TestServer::with(|c| {
+        c.outbox_high_water_messages = 8;
+        c.slow_consumer_grace_ms = 30_000;
+    })
+    .await;
+    let count = 2000;
+    let mut readers = Vec::new();
+    for i in 0..20 {
+        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
+        reader.subscribe("s", "/topic/flow", "auto").await;
+        readers.push(tokio::spawn(read_in_order(reader, count)));
+    }
+    let mut publisher = Tcp::connect(server.stomp(), "pub").await;
+    publish(&mut publisher, count).await;
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), count);
+    }
+    assert_eq!(
+        server.server.broker().metrics().slow_consumers_disconnected.load(Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_session_flooding_its_own_topic_does_not_deadlock() {
+    let server = TestServer::with(|c| {
+        c.outbox_high_water_messages = 4;
+        c.slow_consumer_grace_ms = 30_000;
+    })
+    .await;
+    let count = 2000;
+    let mut client = Tcp::connect(server.stomp(), "self").await;
+    client.subscribe("s", "/topic/flow", "auto").await;
+    let (read, write) = client.stream.into_split();
+    // One task reads the flooding connection while this one writes to it.
+    let reader = tokio::spawn(async move {
+        let mut stream = read;
+        let mut buf = bytes::BytesMut::new();
+        let mut decoder = stompede::protocol::Decoder::new(Default::default());
+        decoder.set_version(stompede::protocol::Version::V1_2);
+        let mut seen = 0;
+        let mut receipt = false;
+        while seen < count || !receipt {
+            match decoder.decode(&mut buf).unwrap() {
+                Some(stompede::protocol::Decoded::Frame(frame)) => match frame.command {
+                    Command::Message => {
+                        assert_eq!(frame.get("seq").unwrap(), seen.to_string());
+                        seen += 1;
+                    }
+                    Command::Receipt => receipt = true,
+                    other => panic!("unexpected {other}"),
+                },
+                Some(_) => {}
+                None => {
+                    let n = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await.unwrap();
+                    assert!(n > 0, "closed after {seen}");
+                }
+            }
+        }
+        seen
+    });
+    let mut write = write;
+    let body = vec![b'y'; BODY];
+    for seq in 0..count {
+        let frame = Frame::new(Command::Send)
+            .header("destination", "/topic/flow")
+            .header("seq", seq.to_string())
+            .body(body.clone());
+        tokio::io::AsyncWriteExt::write_all(
+            &mut write,
+            &stompede::protocol::to_bytes(&frame, stompede::protocol::Version::V1_2),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::io::AsyncWriteExt::write_all(&mut write, b"BEGIN\ntransaction:t\nreceipt:end\n\n\0")
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(WAIT * 3, reader).await.unwrap().unwrap();
+    assert_eq!(seen, count);
+}
+
+#[tokio::test]
+async fn the_in_process_publisher_waits_for_a_full_subscriber() {
+    let server = TestServer::with(|c| {
+        c.outbox_high_water_messages = 8;
+        c.slow_consumer_grace_ms = 60_000;
+    })
+    .await;
+    let local = server.server.local_client("system");
+    let subscription = local.subscribe("/topic/local").unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let sent = sent.clone();
+        let local = local.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                local.send("/topic/local", Headers::new(), i.to_string()).await.unwrap();
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // Nobody reads: the publisher must stop at the high-water mark.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before_reading = sent.load(Ordering::SeqCst);
+    assert!(before_reading < 10, "publisher ran ahead: {before_reading} sent");
+    for i in 0..50 {
+        let message = subscription.next().await.unwrap();
+        assert_eq!(&message.body[..], i.to_string().as_bytes());
+    }
+    publisher.await.unwrap();
+    assert_eq!(sent.load(Ordering::SeqCst), 50);
+}
