@@ -11,7 +11,8 @@ use stompede_protocol::Limits;
 
 use crate::auth::AclRule;
 use crate::broker::outbox::OutboxLimits;
-use crate::broker::queue::QueueLimits;
+use crate::broker::queues::QueuePolicy;
+use crate::store::Durability;
 
 /// Everything `stompede serve` and the embedded broker can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +65,18 @@ pub struct Config {
     pub max_queue_messages: usize,
     /// Most bytes waiting on one queue.
     pub max_queue_bytes: usize,
+    /// Deliveries without an ACK after which a queue message moves to the dead-letter queue
+    /// (0: never).
+    pub max_deliveries: u32,
+    /// Suffix naming a queue's dead-letter queue.
+    pub dead_letter_suffix: String,
+    /// Default time to live of queue messages, in ms, by queue name or pattern.
+    pub queue_ttl_ms: BTreeMap<String, u64>,
+    /// `sync`: a RECEIPT for a persistent message or a receipted ACK means it is on disk.
+    /// `periodic`: RECEIPTs go out at once and the store is flushed every `flush-interval-ms`.
+    pub durability: Durability,
+    /// How often the store is flushed in the background, in ms.
+    pub flush_interval_ms: u64,
     /// Time a new connection has to send CONNECT, in ms.
     pub connect_timeout_ms: u64,
     /// Time shutdown waits for sessions to flush, in ms.
@@ -76,7 +89,7 @@ impl Default for Config {
     fn default() -> Self {
         let limits = Limits::default();
         let outbox = OutboxLimits::default();
-        let queue = QueueLimits::default();
+        let queue = QueuePolicy::default();
         Config {
             data_dir: PathBuf::from("./stompede-data"),
             stomp: Some(SocketAddr::from(([127, 0, 0, 1], 61613))),
@@ -101,6 +114,11 @@ impl Default for Config {
             slow_consumer_grace_ms: outbox.slow_consumer_grace.as_millis() as u64,
             max_queue_messages: queue.max_messages,
             max_queue_bytes: queue.max_bytes,
+            max_deliveries: queue.max_deliveries,
+            dead_letter_suffix: queue.dead_letter_suffix,
+            queue_ttl_ms: BTreeMap::new(),
+            durability: Durability::Sync,
+            flush_interval_ms: 200,
             connect_timeout_ms: 10_000,
             shutdown_timeout_ms: 5_000,
             lenient_websocket_frames: true,
@@ -178,6 +196,11 @@ impl Config {
                 "heartbeat-tolerance must be at least 1.0".into(),
             ));
         }
+        if self.dead_letter_suffix.is_empty() {
+            return Err(ConfigError::Invalid(
+                "dead-letter-suffix must not be empty".into(),
+            ));
+        }
         if self.outbox_high_water_messages == 0 || self.outbox_high_water_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "outbox high-water marks must be positive".into(),
@@ -205,11 +228,18 @@ impl Config {
         }
     }
 
-    /// The queue limits.
-    pub fn queue_limits(&self) -> QueueLimits {
-        QueueLimits {
+    /// The queue policy.
+    pub fn queue_policy(&self) -> QueuePolicy {
+        QueuePolicy {
             max_messages: self.max_queue_messages,
             max_bytes: self.max_queue_bytes,
+            max_deliveries: self.max_deliveries,
+            dead_letter_suffix: self.dead_letter_suffix.clone(),
+            ttl_ms: self
+                .queue_ttl_ms
+                .iter()
+                .map(|(name, ttl)| (name.clone(), *ttl))
+                .collect(),
         }
     }
 }

@@ -25,6 +25,7 @@ mod error;
 pub mod local;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod transport;
 
 pub use broker::app::{AppError, AppHandler, AppRequest};

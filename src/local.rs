@@ -10,7 +10,7 @@ use crate::broker::destination::{parse_subscribe, user_key, DestinationError, Su
 use crate::broker::message::Message;
 use crate::broker::outbox::{CloseReason, Outbox, Outgoing};
 use crate::broker::queue::{AckMode, Consumer, Queue};
-use crate::broker::topic::Subscriber;
+use crate::broker::topic::{Subscriber, Target as TopicTarget};
 use crate::broker::{Broker, PublishError};
 
 /// Publishes and subscribes as one user, in process.
@@ -65,9 +65,11 @@ impl LocalClient {
                 };
                 let subscriber = Arc::new(Subscriber {
                     key,
-                    subscription: id,
-                    outbox: outbox.clone(),
-                    ack: false,
+                    target: TopicTarget::Session {
+                        subscription: id,
+                        outbox: outbox.clone(),
+                        ack: false,
+                    },
                 });
                 self.broker.subscribe_topic(&index_key, subscriber);
                 Target::Topic(index_key, key)

@@ -13,6 +13,7 @@ use crate::broker::app::{AppHandler, AppRoutes};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::local::LocalClient;
+use crate::store::Store;
 use crate::transport::{self, ConnectionRate};
 use crate::Error;
 
@@ -78,13 +79,19 @@ impl BrokerBuilder {
             path: config.data_dir.clone(),
             source,
         })?;
+        let store = Store::open(
+            &config.data_dir.join("store"),
+            config.durability,
+            Duration::from_millis(config.flush_interval_ms),
+        )?;
         let broker = Broker::new(
             self.apps,
             Acl::new(config.acl.clone()),
             config.outbox_limits(),
-            config.queue_limits(),
+            config.queue_policy(),
+            Some(store),
             config.max_sessions_per_user,
-        );
+        )?;
         let stomp = match config.stomp {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -103,7 +110,10 @@ impl BrokerBuilder {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
-        let mut listeners = Vec::new();
+        let mut listeners = vec![tokio::spawn(sweep_expired(
+            broker.clone(),
+            ctx.shutdown.clone(),
+        ))];
         if let Some(listener) = stomp {
             listeners.push(tokio::spawn(transport::tcp::serve(listener, ctx.clone())));
         }
@@ -124,6 +134,20 @@ impl BrokerBuilder {
             http_addr,
             listeners,
         })
+    }
+}
+
+/// Drops expired queue messages every second, so expired messages deep in an idle queue do
+/// not hold memory until a consumer reaches them.
+async fn sweep_expired(broker: Broker, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                broker.drop_expired();
+            }
+        }
     }
 }
 
@@ -202,6 +226,11 @@ impl Server {
                 sessions = self.ctx.broker.session_count(),
                 "sessions still open after the shutdown timeout"
             );
+        }
+        if let Some(store) = self.ctx.broker.store() {
+            if let Err(error) = store.flush().await {
+                tracing::error!(%error, "final store flush failed");
+            }
         }
     }
 }

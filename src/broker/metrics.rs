@@ -37,6 +37,12 @@ counters! {
     messages_delivered,
     /// Queue messages returned to their queue (NACK, disconnect, unsubscribe).
     messages_redelivered,
+    /// Queue messages dropped because they expired.
+    messages_expired,
+    /// Queue messages moved to a dead-letter queue.
+    messages_dead_lettered,
+    /// Topic messages a durable subscription's queue refused (full): logged at warn level.
+    durable_subscription_overflows,
     /// ERROR frames sent.
     errors_sent,
     /// Frames refused for breaking a protocol rule or a limit.

@@ -4,15 +4,17 @@
 
 pub mod app;
 pub mod destination;
+mod durable;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
 pub mod queue;
+pub mod queues;
 pub mod topic;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,13 +22,16 @@ use bytestring::ByteString;
 use stompede_protocol::{Frame, Headers};
 
 use crate::auth::{Access, Acl};
+use crate::store::{Store, StoreError};
 use app::AppRoutes;
 use destination::{parse_send, user_key, DestinationError, SendTarget};
+use durable::DurableSubscriptions;
 use message::Message;
 use metrics::Metrics;
 use outbox::{CloseReason, Delivery, Outbox, OutboxLimits, Outgoing, Pressure};
-use queue::{Queue, QueueFull, QueueLimits, QueueStats};
-use topic::{Subscriber, TopicIndex};
+use queue::{Queue, QueueRefused, QueueStats};
+use queues::{QueuePolicy, QueueRegistry};
+use topic::{Subscriber, Target, TopicIndex};
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,9 +47,9 @@ pub enum PublishError {
         /// The destination.
         destination: String,
     },
-    /// The queue is full.
+    /// The queue refused the message (full, or the store failed).
     #[error(transparent)]
-    QueueFull(#[from] QueueFull),
+    Queue(#[from] QueueRefused),
     /// `/app/` destinations go through [`Broker::app_handler`], not publish.
     #[error("no handler for application destination {0}")]
     NoAppHandler(String),
@@ -59,15 +64,15 @@ struct SessionEntry {
 
 struct Inner {
     topics: TopicIndex,
-    // A std RwLock: queues are looked up on every queue SEND and created rarely; nothing awaits
-    // under it.
-    queues: RwLock<HashMap<Box<str>, Arc<Queue>>>,
+    queues: Arc<QueueRegistry>,
+    durable: DurableSubscriptions,
+    store: Option<Store>,
+    // A std Mutex: held for map updates only, never across an await.
     sessions: Mutex<HashMap<u64, SessionEntry>>,
     apps: AppRoutes,
     acl: Acl,
     metrics: Arc<Metrics>,
     outbox_limits: OutboxLimits,
-    queue_limits: QueueLimits,
     max_sessions_per_user: usize,
     next_key: AtomicU64,
     next_message: AtomicU64,
@@ -98,33 +103,61 @@ pub struct TooManySessions {
 }
 
 impl Broker {
-    /// A router with the given policies and handlers.
+    /// A router with the given policies and handlers; persistent messages and durable
+    /// subscriptions go to `store`, from which they are restored here.
     pub(crate) fn new(
         apps: AppRoutes,
         acl: Acl,
         outbox_limits: OutboxLimits,
-        queue_limits: QueueLimits,
+        queue_policy: QueuePolicy,
+        store: Option<Store>,
         max_sessions_per_user: usize,
-    ) -> Broker {
+    ) -> Result<Broker, StoreError> {
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        Broker {
+        let metrics = Arc::new(Metrics::default());
+        let broker = Broker {
             inner: Arc::new(Inner {
                 topics: TopicIndex::default(),
-                queues: RwLock::new(HashMap::new()),
+                queues: QueueRegistry::new(queue_policy, store.clone(), metrics.clone()),
+                durable: DurableSubscriptions::default(),
+                store,
                 sessions: Mutex::new(HashMap::new()),
                 apps,
                 acl,
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 outbox_limits,
-                queue_limits,
                 max_sessions_per_user,
                 next_key: AtomicU64::new(1),
                 next_message: AtomicU64::new(1),
                 boot: format!("{boot:x}"),
             }),
+        };
+        let restored = broker.inner.queues.restore()?;
+        let subscriptions = broker.restore_durable_subscriptions()?;
+        if restored > 0 || subscriptions > 0 {
+            tracing::info!(
+                messages = restored,
+                durable_subscriptions = subscriptions,
+                "restored from the store"
+            );
+        }
+        Ok(broker)
+    }
+
+    /// The store, when persistence is on.
+    pub fn store(&self) -> Option<&Store> {
+        self.inner.store.as_ref()
+    }
+
+    /// Waits until everything written to the store so far is durable (per the configured
+    /// durability): what a RECEIPT promises.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        match &self.inner.store {
+            Some(store) => store.commit().await,
+            None => Ok(()),
         }
     }
 
@@ -266,19 +299,32 @@ impl Broker {
         let mut full: Vec<Arc<Outbox>> = Vec::new();
         let mut delivered = 0u64;
         self.inner.topics.for_each_match(key, |subscriber| {
+            let (subscription, outbox, ack) = match &subscriber.target {
+                Target::Session {
+                    subscription,
+                    outbox,
+                    ack,
+                } => (subscription, outbox, ack),
+                Target::Queue(queue) => {
+                    if let Err(error) = queue.enqueue(message.clone()) {
+                        Metrics::incr(&self.inner.metrics.durable_subscription_overflows);
+                        tracing::warn!(subscription = queue.name(), %error, "durable subscription did not take a message");
+                    }
+                    return;
+                }
+            };
             let delivery = Delivery {
                 message: message.clone(),
-                subscription: subscriber.subscription.clone(),
-                ack: subscriber
-                    .ack
-                    .then(|| format!("{}.{}", subscriber.key, message.id).into()),
+                subscription: subscription.clone(),
+                ack: ack.then(|| format!("{}.{}", subscriber.key, message.id).into()),
                 redelivered: false,
+                settle: None,
             };
-            match subscriber.outbox.push(Outgoing::Delivery(delivery)) {
+            match outbox.push(Outgoing::Delivery(delivery)) {
                 Ok(Pressure::Clear) => delivered += 1,
                 Ok(Pressure::Full) => {
                     delivered += 1;
-                    full.push(subscriber.outbox.clone());
+                    full.push(outbox.clone());
                 }
                 Err(_closed) => {}
             }
@@ -319,71 +365,27 @@ impl Broker {
 
     /// The queue called `name`, created on first use.
     pub fn queue(&self, name: &str) -> Arc<Queue> {
-        if let Some(queue) = self
-            .inner
-            .queues
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
-            return queue.clone();
-        }
-        let mut queues = self.inner.queues.write().unwrap_or_else(|e| e.into_inner());
-        queues
-            .entry(name.into())
-            .or_insert_with(|| {
-                Arc::new(Queue::new(
-                    name.into(),
-                    self.inner.queue_limits,
-                    self.inner.metrics.clone(),
-                ))
-            })
-            .clone()
+        self.inner.queues.queue(name)
     }
 
     /// Every queue's depth, bytes, consumers and unacked count.
     pub fn queue_stats(&self) -> Vec<QueueStats> {
-        let queues: Vec<Arc<Queue>> = self
-            .inner
-            .queues
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut stats: Vec<QueueStats> = queues.iter().map(|q| q.stats()).collect();
-        stats.sort_by(|a, b| a.name.cmp(&b.name));
-        stats
+        self.inner.queues.stats()
     }
 
     /// Drops the waiting messages of queue `name`; returns how many, or `None` if unknown.
     pub fn purge_queue(&self, name: &str) -> Option<usize> {
-        let queue = self
-            .inner
-            .queues
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()?;
-        Some(queue.purge())
+        Some(self.inner.queues.get(name)?.purge())
     }
 
-    /// Deletes queue `name` with its waiting messages; consumers keep their subscription to a
-    /// new, empty queue of the same name only if they subscribe again. Returns false if unknown.
+    /// Deletes queue `name` with its waiting messages. Returns false if unknown.
     pub fn delete_queue(&self, name: &str) -> bool {
-        let removed = self
-            .inner
-            .queues
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        match removed {
-            Some(queue) => {
-                queue.purge();
-                true
-            }
-            None => false,
-        }
+        self.inner.queues.delete(name)
+    }
+
+    /// Drops expired messages from every queue; returns how many.
+    pub fn drop_expired(&self) -> usize {
+        self.inner.queues.drop_expired()
     }
 
     /// The handler for an `/app/` destination.

@@ -72,6 +72,8 @@ pub struct Delivery {
     pub ack: Option<bytestring::ByteString>,
     /// Whether this is a redelivery (`redelivered:true`).
     pub redelivered: bool,
+    /// For an auto-acknowledged persistent message: acknowledges it once written.
+    pub settle: Option<super::queue::Settle>,
 }
 
 /// Why an outbox was closed.

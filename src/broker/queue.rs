@@ -1,14 +1,18 @@
-//! Point-to-point queues: messages wait until a consumer with room takes them; competing
-//! consumers are served round-robin; unacknowledged messages go back on NACK or disconnect.
+//! Point-to-point queues: messages wait until a consumer with credit takes them; competing
+//! consumers are served round-robin; unacknowledged messages go back on NACK or disconnect, and
+//! past the delivery limit move to the dead-letter queue. Persistent messages are mirrored in
+//! the store from enqueue until acknowledged.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytestring::ByteString;
 
 use super::message::Message;
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, Outgoing};
+use super::queues::QueueRegistry;
+use crate::store::StoreError;
 
 /// How a subscription acknowledges (the SUBSCRIBE `ack` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +42,27 @@ impl AckMode {
 pub struct Queued {
     /// The message.
     pub message: Arc<Message>,
-    /// True once it has been delivered and come back.
+    /// True once it may have been delivered before.
     pub redelivered: bool,
+    /// Times handed to a consumer.
+    pub deliveries: u32,
+    /// Its key in the store, when persistent.
+    pub seq: Option<u64>,
+    /// Expiry in ms since the epoch (0: never).
+    pub expires: u64,
+}
+
+impl Queued {
+    fn expired(&self, now_ms: u64) -> bool {
+        self.expires != 0 && self.expires <= now_ms
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A consumer: one queue subscription of one session.
@@ -113,6 +136,24 @@ impl Consumer {
     }
 }
 
+/// Acknowledges an auto-ack delivery of a persistent message once the writer has written it:
+/// until then it is held like a client ack, so a session that dies first gives it back.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    queue: Arc<Queue>,
+    consumer: Arc<Consumer>,
+    ack_id: ByteString,
+}
+
+impl Settle {
+    /// The delivery reached the socket.
+    pub fn written(&self) {
+        if let Some(taken) = self.consumer.take_acked(&self.ack_id) {
+            self.queue.acked(taken);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     messages: VecDeque<Queued>,
@@ -121,27 +162,9 @@ struct QueueState {
     next_consumer: usize,
 }
 
-/// Limits on a queue's contents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueLimits {
-    /// Most messages waiting.
-    pub max_messages: usize,
-    /// Most bytes waiting.
-    pub max_bytes: usize,
-}
-
-impl Default for QueueLimits {
-    fn default() -> Self {
-        QueueLimits {
-            max_messages: 100_000,
-            max_bytes: 256 * 1024 * 1024,
-        }
-    }
-}
-
 /// The queue refused a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueueFull {
+pub enum QueueRefused {
     /// Too many messages waiting.
     #[error("queue {queue} is full ({limit} messages waiting)")]
     Messages {
@@ -157,6 +180,14 @@ pub enum QueueFull {
         queue: String,
         /// Its limit.
         limit: usize,
+    },
+    /// The store failed: the message was not accepted.
+    #[error("queue {queue}: the message could not be stored: {reason}")]
+    Store {
+        /// The queue.
+        queue: String,
+        /// The store's error.
+        reason: String,
     },
 }
 
@@ -180,20 +211,28 @@ pub struct QueueStats {
 #[derive(Debug)]
 pub struct Queue {
     name: ByteString,
-    limits: QueueLimits,
+    /// Default time to live of its messages, in ms (0: none).
+    ttl_ms: u64,
     // A std Mutex: dispatch is synchronous (pushes into outboxes never wait), so no await ever
     // happens under it.
     state: Mutex<QueueState>,
+    registry: Weak<QueueRegistry>,
     metrics: Arc<Metrics>,
 }
 
 impl Queue {
-    /// An empty queue.
-    pub fn new(name: ByteString, limits: QueueLimits, metrics: Arc<Metrics>) -> Queue {
+    /// An empty queue belonging to `registry`.
+    pub(crate) fn new(
+        name: ByteString,
+        ttl_ms: u64,
+        registry: Weak<QueueRegistry>,
+        metrics: Arc<Metrics>,
+    ) -> Queue {
         Queue {
             name,
-            limits,
+            ttl_ms,
             state: Mutex::new(QueueState::default()),
+            registry,
             metrics,
         }
     }
@@ -207,45 +246,111 @@ impl Queue {
         &self.name
     }
 
-    /// Adds a message at the back and dispatches.
-    pub fn enqueue(&self, message: Arc<Message>) -> Result<(), QueueFull> {
+    /// Adds a message at the back and dispatches. A persistent message (header
+    /// `persistent:true`) is written to the store first; the caller commits the store before
+    /// it acknowledges the sender.
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) -> Result<(), QueueRefused> {
+        let registry = self.registry.upgrade();
+        let policy = registry.as_ref().map(|r| r.policy());
+        let expires = match message
+            .headers
+            .get("expires")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(at) if at > 0 => at,
+            _ if self.ttl_ms > 0 => now_ms().saturating_add(self.ttl_ms),
+            _ => 0,
+        };
+        let persistent = message.headers.get("persistent") == Some("true");
+        let mut queued = Queued {
+            message,
+            redelivered: false,
+            deliveries: 0,
+            seq: None,
+            expires,
+        };
         {
             let mut state = self.lock();
-            if state.messages.len() >= self.limits.max_messages {
-                return Err(QueueFull::Messages {
-                    queue: self.name.to_string(),
-                    limit: self.limits.max_messages,
-                });
+            if let Some(policy) = policy {
+                if state.messages.len() >= policy.max_messages {
+                    return Err(QueueRefused::Messages {
+                        queue: self.name.to_string(),
+                        limit: policy.max_messages,
+                    });
+                }
+                if state.bytes + queued.message.size() > policy.max_bytes {
+                    return Err(QueueRefused::Bytes {
+                        queue: self.name.to_string(),
+                        limit: policy.max_bytes,
+                    });
+                }
             }
-            let size = message.size();
-            if state.bytes + size > self.limits.max_bytes {
-                return Err(QueueFull::Bytes {
-                    queue: self.name.to_string(),
-                    limit: self.limits.max_bytes,
-                });
+            if persistent {
+                if let Some(registry) = &registry {
+                    queued.seq = registry
+                        .persist(&self.name, &queued)
+                        .map_err(|e| self.store_refusal(e))?;
+                }
             }
-            state.bytes += size;
-            state.messages.push_back(Queued {
-                message,
-                redelivered: false,
-            });
+            state.bytes += queued.message.size();
+            state.messages.push_back(queued);
         }
         self.dispatch();
         Ok(())
     }
 
-    /// Puts messages back at the front, in their order, marked redelivered; then dispatches.
+    fn store_refusal(&self, error: StoreError) -> QueueRefused {
+        QueueRefused::Store {
+            queue: self.name.to_string(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// Puts restored messages (from the store, at start-up) at the back, in order.
+    pub(crate) fn restore(&self, restored: Vec<Queued>) {
+        let mut state = self.lock();
+        for queued in restored {
+            state.bytes += queued.message.size();
+            state.messages.push_back(queued);
+        }
+    }
+
+    /// Acknowledged messages: forgotten by the store; their credit goes back to the consumer.
+    pub fn acked(&self, taken: Vec<Queued>) {
+        if let Some(registry) = self.registry.upgrade() {
+            for queued in &taken {
+                registry.forget(&self.name, queued);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Puts messages back at the front, in their order, marked redelivered; those delivered
+    /// `max-deliveries` times move to the dead-letter queue instead. Then dispatches.
     pub fn requeue(&self, returned: Vec<Queued>) {
         if returned.is_empty() {
             return;
         }
+        let registry = self.registry.upgrade();
+        let mut dead = Vec::new();
         {
             let mut state = self.lock();
             for mut queued in returned.into_iter().rev() {
+                if let Some(registry) = &registry {
+                    if registry.is_exhausted(&self.name, &queued) {
+                        dead.push(queued);
+                        continue;
+                    }
+                }
                 queued.redelivered = true;
                 state.bytes += queued.message.size();
                 state.messages.push_front(queued);
                 Metrics::incr(&self.metrics.messages_redelivered);
+            }
+        }
+        if let Some(registry) = registry {
+            for queued in dead.into_iter().rev() {
+                registry.dead_letter(&self.name, queued);
             }
         }
         self.dispatch();
@@ -271,7 +376,11 @@ impl Queue {
     }
 
     /// Hands waiting messages to consumers with credit, round-robin, until one side runs out.
+    /// Expired messages met on the way are dropped.
     pub fn dispatch(&self) {
+        let registry = self.registry.upgrade();
+        let me = registry.as_ref().and_then(|r| r.get(&self.name));
+        let now = now_ms();
         let mut state = self.lock();
         while !state.messages.is_empty() && !state.consumers.is_empty() {
             let count = state.consumers.len();
@@ -281,39 +390,94 @@ impl Queue {
             else {
                 break;
             };
+            let Some(mut queued) = state.messages.pop_front() else {
+                break;
+            };
+            state.bytes -= queued.message.size();
+            if queued.expired(now) {
+                Metrics::incr(&self.metrics.messages_expired);
+                if let Some(registry) = &registry {
+                    registry.forget(&self.name, &queued);
+                }
+                continue;
+            }
             let index = (start + offset) % count;
             state.next_consumer = index + 1;
             let consumer = state.consumers[index].clone();
-            let Some(queued) = state.messages.pop_front() else {
-                break;
+            queued.deliveries += 1;
+            if let (Some(registry), Some(_)) = (&registry, queued.seq) {
+                registry.count_delivery(&self.name, &queued);
+            }
+            // Auto-ack persistent messages stay held until written (see `Settle`).
+            let held = consumer.ack_mode != AckMode::Auto || queued.seq.is_some();
+            let ack_id = consumer.ack_id(&queued.message.id);
+            let settle = match (&me, consumer.ack_mode, queued.seq) {
+                (Some(me), AckMode::Auto, Some(_)) => Some(Settle {
+                    queue: me.clone(),
+                    consumer: consumer.clone(),
+                    ack_id: ack_id.clone(),
+                }),
+                _ => None,
             };
-            let ack =
-                (consumer.ack_mode != AckMode::Auto).then(|| consumer.ack_id(&queued.message.id));
             let delivery = Delivery {
                 message: queued.message.clone(),
                 subscription: consumer.subscription.clone(),
-                ack: ack.clone(),
+                ack: (consumer.ack_mode != AckMode::Auto).then(|| ack_id.clone()),
                 redelivered: queued.redelivered,
+                settle,
             };
-            if let Some(ack) = ack {
-                consumer.inflight().push_back((ack, queued.clone()));
+            if held {
+                consumer.inflight().push_back((ack_id, queued.clone()));
             }
             match consumer.outbox.push(Outgoing::Delivery(delivery)) {
                 Ok(_) => {
-                    state.bytes -= queued.message.size();
+                    if !held {
+                        // Auto-ack and in memory only: delivered is done.
+                        if let Some(registry) = &registry {
+                            registry.forget(&self.name, &queued);
+                        }
+                    }
                     Metrics::incr(&self.metrics.messages_delivered);
                 }
                 Err(_closed) => {
                     // The session is going away; its cleanup removes the consumer. Keep the
                     // message here and stop offering to that consumer now.
-                    if consumer.ack_mode != AckMode::Auto {
+                    if held {
                         consumer.inflight().pop_back();
                     }
+                    queued.deliveries -= 1;
+                    state.bytes += queued.message.size();
                     state.messages.push_front(queued);
                     state.consumers.remove(index);
                 }
             }
         }
+    }
+
+    /// Drops expired messages anywhere in the queue; returns how many.
+    pub fn drop_expired(&self) -> usize {
+        let now = now_ms();
+        let registry = self.registry.upgrade();
+        let mut state = self.lock();
+        let before = state.messages.len();
+        let mut bytes = state.bytes;
+        state.messages.retain(|queued| {
+            if queued.expired(now) {
+                bytes -= queued.message.size();
+                if let Some(registry) = &registry {
+                    registry.forget(&self.name, queued);
+                }
+                false
+            } else {
+                true
+            }
+        });
+        state.bytes = bytes;
+        let dropped = before - state.messages.len();
+        self.metrics
+            .messages_expired
+            .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
+        dropped
     }
 
     /// Depth, bytes, consumers and unacked count.
@@ -328,11 +492,16 @@ impl Queue {
         }
     }
 
-    /// Drops every waiting message; returns how many.
+    /// Drops every waiting message (not those held by consumers); returns how many.
     pub fn purge(&self) -> usize {
+        let registry = self.registry.upgrade();
         let mut state = self.lock();
         let n = state.messages.len();
-        state.messages.clear();
+        for queued in state.messages.drain(..) {
+            if let Some(registry) = &registry {
+                registry.forget(&self.name, &queued);
+            }
+        }
         state.bytes = 0;
         n
     }

@@ -10,19 +10,32 @@ use bytestring::ByteString;
 
 use super::destination::Pattern;
 use super::outbox::Outbox;
+use super::queue::Queue;
 
-/// A topic subscription of one session.
+/// A topic subscription.
 #[derive(Debug)]
 pub struct Subscriber {
     /// Unique among all subscriptions of the broker.
     pub key: u64,
-    /// The subscription id.
-    pub subscription: ByteString,
-    /// The session's outbox.
-    pub outbox: Arc<Outbox>,
-    /// The `ack` header value when the subscription asked for client acks (topic messages
-    /// are not tracked: the ACK is accepted and has no effect).
-    pub ack: bool,
+    /// Where matching messages go.
+    pub target: Target,
+}
+
+/// Where a topic subscription's messages go.
+#[derive(Debug)]
+pub enum Target {
+    /// Straight to a session.
+    Session {
+        /// The subscription id.
+        subscription: ByteString,
+        /// The session's outbox.
+        outbox: Arc<Outbox>,
+        /// The subscription asked for client acks: MESSAGEs carry an `ack` header (topic
+        /// messages are not tracked; the ACK is accepted and has no effect).
+        ack: bool,
+    },
+    /// Into a durable subscription's queue, which keeps them while its owner is away.
+    Queue(Arc<Queue>),
 }
 
 #[derive(Debug, Default)]

@@ -301,7 +301,7 @@ impl Session {
             ),
             Command::Unsubscribe => {
                 self.subscriptions
-                    .unsubscribe(&frame, self.version, &self.broker)
+                    .unsubscribe(&frame, self.version, &self.user, &self.broker)
             }
             Command::Ack | Command::Nack => self.acknowledge(frame, text),
             Command::Begin => self
@@ -313,6 +313,10 @@ impl Session {
                 .and_then(|id| self.transactions.abort(&id)),
             Command::Disconnect => {
                 if let Some(receipt) = &receipt {
+                    // Everything acknowledged before the DISCONNECT is on disk first.
+                    if let Err(error) = self.broker.commit().await {
+                        tracing::error!(%error, "store commit failed");
+                    }
                     let _ = self.outbox.push(Outgoing::Frame(receipt_frame(receipt)));
                 }
                 self.outbox.close(CloseReason::Finished);
@@ -328,6 +332,17 @@ impl Session {
                     "Clients may not send CONNECTED, MESSAGE, RECEIPT or ERROR frames.",
                 ))
             }
+        };
+        // A RECEIPT promises that the frame's effect is durable: persistent messages stored,
+        // acknowledged ones removed. Concurrent sessions share one flush (group commit).
+        let result = match (result, &receipt) {
+            (Ok(()), Some(_)) => self.broker.commit().await.map_err(|e| {
+                SessionError::new(
+                    format!("store failure: {e}"),
+                    "The frame was processed but could not be made durable.",
+                )
+            }),
+            (result, _) => result,
         };
         match result {
             Ok(()) => {

@@ -11,7 +11,7 @@ use crate::auth::Access;
 use crate::broker::destination::{parse_subscribe, user_key, SubscribeTarget};
 use crate::broker::outbox::Outbox;
 use crate::broker::queue::{AckMode, Consumer, Queue};
-use crate::broker::topic::Subscriber;
+use crate::broker::topic::{Subscriber, Target};
 use crate::broker::Broker;
 
 /// One subscription.
@@ -22,6 +22,7 @@ enum Subscription {
         destination: ByteString,
         key: String,
         subscriber: Arc<Subscriber>,
+        ack: bool,
     },
     /// A queue consumer.
     Queue {
@@ -97,40 +98,54 @@ impl Subscriptions {
             .map_err(|e| SessionError::new(e.to_string(), "SUBSCRIBE refused."))?;
         let key = broker.next_key();
         let subscription = match target {
+            SubscribeTarget::Topic(name) if is_durable(frame) => {
+                authorise(broker, user, name)?;
+                let queue = broker.durable_subscribe(user, &id, name).map_err(|e| {
+                    SessionError::new(
+                        format!("durable subscription not stored: {e}"),
+                        "The store failed; the subscription was not created.",
+                    )
+                })?;
+                let consumer = Arc::new(Consumer::new(
+                    key,
+                    id.clone(),
+                    outbox.clone(),
+                    ack_mode,
+                    prefetch(frame)?,
+                ));
+                queue.add_consumer(consumer.clone());
+                Subscription::Queue {
+                    destination: destination.clone(),
+                    queue,
+                    consumer,
+                }
+            }
             SubscribeTarget::Topic(name) | SubscribeTarget::User(name) => {
                 let index_key = match target {
                     SubscribeTarget::User(local) => user_key(user, local),
                     _ => name.to_owned(),
                 };
                 authorise(broker, user, &index_key)?;
+                let ack = ack_mode != AckMode::Auto;
                 let subscriber = Arc::new(Subscriber {
                     key,
-                    subscription: id.clone(),
-                    outbox: outbox.clone(),
-                    ack: ack_mode != AckMode::Auto,
+                    target: Target::Session {
+                        subscription: id.clone(),
+                        outbox: outbox.clone(),
+                        ack,
+                    },
                 });
                 broker.subscribe_topic(&index_key, subscriber.clone());
                 Subscription::Topic {
                     destination: destination.clone(),
                     key: index_key,
                     subscriber,
+                    ack,
                 }
             }
             SubscribeTarget::Queue(name) => {
                 authorise(broker, user, name)?;
-                let prefetch = match frame.get("prefetch-count") {
-                    None => None,
-                    Some(value) => match value.trim().parse::<usize>() {
-                        Ok(0) => None,
-                        Ok(n) => Some(n),
-                        Err(_) => {
-                            return Err(SessionError::new(
-                                format!("invalid prefetch-count {value:?}"),
-                                "prefetch-count must be a non-negative integer (0: unlimited).",
-                            ))
-                        }
-                    },
-                };
+                let prefetch = prefetch(frame)?;
                 let queue = broker.queue(name);
                 let consumer = Arc::new(Consumer::new(
                     key,
@@ -152,10 +167,12 @@ impl Subscriptions {
     }
 
     /// UNSUBSCRIBE. Unknown ids are ignored: clients commonly unsubscribe twice on teardown.
+    /// With `durable:true`, the stored durable subscription is removed too.
     pub fn unsubscribe(
         &mut self,
         frame: &Frame,
         version: Version,
+        user: &str,
         broker: &Broker,
     ) -> Result<(), SessionError> {
         let id = match (frame.get(names::ID), version) {
@@ -177,6 +194,15 @@ impl Subscriptions {
         };
         if let Some(subscription) = self.by_id.remove(id.as_str()) {
             remove(subscription, broker);
+        }
+        let flag = frame.get("durable").or_else(|| frame.get("persistent"));
+        if flag == Some("true") {
+            broker.durable_unsubscribe(user, &id).map_err(|e| {
+                SessionError::new(
+                    format!("durable subscription not removed: {e}"),
+                    "The store failed.",
+                )
+            })?;
         }
         Ok(())
     }
@@ -209,9 +235,10 @@ impl Subscriptions {
             });
             match found {
                 Some(pair) => pair,
-                None if self.by_id.values().any(
-                    |s| matches!(s, Subscription::Topic { subscriber, .. } if subscriber.ack),
-                ) =>
+                None if self
+                    .by_id
+                    .values()
+                    .any(|s| matches!(s, Subscription::Topic { ack: true, .. })) =>
                 {
                     return Ok(())
                 }
@@ -227,7 +254,7 @@ impl Subscriptions {
         if nack {
             queue.requeue(taken);
         } else {
-            queue.dispatch();
+            queue.acked(taken);
         }
         Ok(())
     }
@@ -259,6 +286,27 @@ impl Subscriptions {
         for (_, subscription) in self.by_id.drain() {
             remove(subscription, broker);
         }
+    }
+}
+
+/// `durable:true` (or RabbitMQ's alias `persistent:true`), unless `auto-delete:true`.
+fn is_durable(frame: &Frame) -> bool {
+    let flag = frame.get("durable").or_else(|| frame.get("persistent"));
+    flag == Some("true") && frame.get("auto-delete") != Some("true")
+}
+
+/// The `prefetch-count` header: `None` when absent or 0 (unbounded).
+fn prefetch(frame: &Frame) -> Result<Option<usize>, SessionError> {
+    match frame.get("prefetch-count") {
+        None => Ok(None),
+        Some(value) => match value.trim().parse::<usize>() {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(SessionError::new(
+                format!("invalid prefetch-count {value:?}"),
+                "prefetch-count must be a non-negative integer (0: unlimited).",
+            )),
+        },
     }
 }
 

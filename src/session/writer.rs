@@ -37,7 +37,20 @@ pub async fn run<W: FrameSink>(
         };
         let written = match next {
             None => write_heartbeat(&mut sink).await,
-            Some(Ok(())) => write_batch(&mut sink, &mut buf, &mut batch, version).await,
+            Some(Ok(())) => {
+                let settled: Vec<_> = batch
+                    .iter()
+                    .filter_map(|item| match item {
+                        Outgoing::Delivery(d) => d.settle.clone(),
+                        Outgoing::Frame(_) => None,
+                    })
+                    .collect();
+                let written = write_batch(&mut sink, &mut buf, &mut batch, version).await;
+                if written.is_ok() {
+                    settled.iter().for_each(|s| s.written());
+                }
+                written
+            }
             Some(Err(reason)) => {
                 farewell(&mut sink, reason, version, &metrics).await;
                 sink.close().await;
