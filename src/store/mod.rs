@@ -207,14 +207,35 @@ impl Store {
 
     /// Every stored message, grouped by queue, each queue in arrival order.
     pub fn load_messages(&self) -> Result<Vec<(String, Vec<LoadedMessage>)>, StoreError> {
+        // Both trees are sorted by the same keys and delivery counts are rarer than messages:
+        // walk them side by side instead of looking each count up (a merge join).
+        let mut counts = self.inner.deliveries.iter().peekable();
         let mut queues: Vec<(String, Vec<LoadedMessage>)> = Vec::new();
         for entry in self.inner.messages.iter() {
             let (key, value) = entry?;
+            let mut deliveries = 0;
+            while let Some(Ok((count_key, _))) = counts.peek() {
+                match count_key.as_ref().cmp(key.as_ref()) {
+                    std::cmp::Ordering::Less => {
+                        counts.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if let Some(Ok((_, v))) = counts.next() {
+                            if let Ok(bytes) = <[u8; 4]>::try_from(v.as_ref()) {
+                                deliveries = u32::from_be_bytes(bytes);
+                            }
+                        }
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+            if let Some(Err(_)) = counts.peek() {
+                if let Some(Err(error)) = counts.next() {
+                    return Err(error.into());
+                }
+            }
             let (queue, seq) = split_key(&key).ok_or(CorruptRecord("message key"))?;
-            let deliveries = match self.inner.deliveries.get(&key)? {
-                Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-                _ => 0,
-            };
             let loaded = LoadedMessage {
                 seq,
                 message: StoredMessage::decode(&value)?,
