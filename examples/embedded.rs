@@ -43,7 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ticks = app.subscribe("/topic/ticks")?;
     app.send("/topic/ticks", Headers::new(), "tick 1").await?;
     if let Some(message) = ticks.next().await {
-        println!("in-process subscriber got {:?}", String::from_utf8_lossy(&message.body));
+        println!(
+            "in-process subscriber got {:?}",
+            String::from_utf8_lossy(&message.body)
+        );
     }
 
     // Serve for a moment (or until Ctrl-C), then shut down gracefully.

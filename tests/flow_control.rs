@@ -28,7 +28,9 @@ async fn stuck_tcp(server: &TestServer) -> Tcp {
     let stream = socket.connect(server.stomp()).await.unwrap();
     let mut client = Tcp::open(server.stomp()).await;
     client.stream = stream;
-    client.raw(b"CONNECT\naccept-version:1.2\nlogin:stuck\n\n\0").await;
+    client
+        .raw(b"CONNECT\naccept-version:1.2\nlogin:stuck\n\n\0")
+        .await;
     assert_eq!(client.frame().await.command, Command::Connected);
     client.subscribe("s", "/topic/flow", "auto").await;
     client
@@ -42,7 +44,13 @@ async fn read_in_order(mut client: Tcp, count: usize) -> usize {
         let seq: usize = frame.get("seq").unwrap().parse().unwrap();
         assert_eq!(seq, expected, "out of order or lost");
     }
-    assert!(client.maybe_frame(Duration::from_millis(100)).await.is_none(), "duplicate");
+    assert!(
+        client
+            .maybe_frame(Duration::from_millis(100))
+            .await
+            .is_none(),
+        "duplicate"
+    );
     count
 }
 
@@ -58,7 +66,12 @@ async fn publish(publisher: &mut Tcp, count: usize) {
             )
             .await;
     }
-    publisher.send_receipted(Frame::new(Command::Begin).header("transaction", "end"), "done").await;
+    publisher
+        .send_receipted(
+            Frame::new(Command::Begin).header("transaction", "end"),
+            "done",
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -78,11 +91,17 @@ async fn a_stuck_tcp_subscriber_is_cut_off_and_readers_get_everything() {
         assert_eq!(reader.await.unwrap(), count);
     }
     let metrics = server.server.broker().metrics();
-    assert_eq!(metrics.slow_consumers_disconnected.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        metrics.slow_consumers_disconnected.load(Ordering::Relaxed),
+        1
+    );
     assert!(metrics.publishes_paced.load(Ordering::Relaxed) > 0);
     // The stuck client finds its connection closed once it drains what the kernel held.
     let frames = stuck.until_closed().await;
-    assert!(frames.len() < count, "the stuck client cannot have received everything");
+    assert!(
+        frames.len() < count,
+        "the stuck client cannot have received everything"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +116,10 @@ async fn a_stuck_websocket_subscriber_is_cut_off_and_readers_get_everything() {
     }
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.server.http_addr().unwrap()).await.unwrap();
+    let stream = socket
+        .connect(server.server.http_addr().unwrap())
+        .await
+        .unwrap();
     let mut stuck = Ws::open_on(stream, &server.ws_url(), "v12.stomp").await;
     stuck.text("CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/flow\nreceipt:s\n\n\0").await;
     stuck.frame().await;
@@ -109,7 +131,12 @@ async fn a_stuck_websocket_subscriber_is_cut_off_and_readers_get_everything() {
         assert_eq!(reader.await.unwrap(), count);
     }
     assert_eq!(
-        server.server.broker().metrics().slow_consumers_disconnected.load(Ordering::Relaxed),
+        server
+            .server
+            .broker()
+            .metrics()
+            .slow_consumers_disconnected
+            .load(Ordering::Relaxed),
         1
     );
     drop(stuck);
@@ -135,7 +162,12 @@ async fn an_unpaced_burst_to_many_subscribers_loses_nothing() {
         assert_eq!(reader.await.unwrap(), count);
     }
     assert_eq!(
-        server.server.broker().metrics().slow_consumers_disconnected.load(Ordering::Relaxed),
+        server
+            .server
+            .broker()
+            .metrics()
+            .slow_consumers_disconnected
+            .load(Ordering::Relaxed),
         0
     );
 }
@@ -171,7 +203,9 @@ async fn a_session_flooding_its_own_topic_does_not_deadlock() {
                 },
                 Some(_) => {}
                 None => {
-                    let n = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await.unwrap();
+                    let n = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf)
+                        .await
+                        .unwrap();
                     assert!(n > 0, "closed after {seen}");
                 }
             }
@@ -195,7 +229,10 @@ async fn a_session_flooding_its_own_topic_does_not_deadlock() {
     tokio::io::AsyncWriteExt::write_all(&mut write, b"BEGIN\ntransaction:t\nreceipt:end\n\n\0")
         .await
         .unwrap();
-    let seen = tokio::time::timeout(WAIT * 3, reader).await.unwrap().unwrap();
+    let seen = tokio::time::timeout(WAIT * 3, reader)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seen, count);
 }
 
@@ -214,7 +251,10 @@ async fn the_in_process_publisher_waits_for_a_full_subscriber() {
         let local = local.clone();
         tokio::spawn(async move {
             for i in 0..50 {
-                local.send("/topic/local", Headers::new(), i.to_string()).await.unwrap();
+                local
+                    .send("/topic/local", Headers::new(), i.to_string())
+                    .await
+                    .unwrap();
                 sent.fetch_add(1, Ordering::SeqCst);
             }
         })
@@ -222,7 +262,10 @@ async fn the_in_process_publisher_waits_for_a_full_subscriber() {
     // Nobody reads: the publisher must stop at the high-water mark.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before_reading = sent.load(Ordering::SeqCst);
-    assert!(before_reading < 10, "publisher ran ahead: {before_reading} sent");
+    assert!(
+        before_reading < 10,
+        "publisher ran ahead: {before_reading} sent"
+    );
     for i in 0..50 {
         let message = subscription.next().await.unwrap();
         assert_eq!(&message.body[..], i.to_string().as_bytes());

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need when it is missing (Node.js + npm, the
+# interop suite's node_modules, its Python venv), then runs every Rust test in the workspace,
+# which includes the real-client interop suites (tests/interop.rs).
+#
+#   scripts/test.sh              # from anywhere; works on a fresh Debian machine as root
+#
+# Fails loudly: any failing step stops the run with a non-zero exit.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+INTEROP="$ROOT/tests/interop"
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf '\nscripts/test.sh: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [[ "$(id -u)" != 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); fi
+fi
+
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "need to install $*, but apt-get is not available"
+  if [[ "$APT_UPDATED" == 0 ]]; then
+    say "apt-get update"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    APT_UPDATED=1
+  fi
+  say "apt-get install $*"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+}
+
+# --- Node.js and npm (the @stomp/stompjs suite) -------------------------------------------------
+if ! command -v node >/dev/null 2>&1; then
+  apt_install nodejs npm
+elif ! command -v npm >/dev/null 2>&1; then
+  apt_install npm
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[[ "$node_major" -ge 18 ]] || die "Node.js >= 18 is needed for node --test, found $(node --version)"
+
+# npm ci when node_modules is missing or older than the lockfile (npm keeps its own copy of the
+# lockfile in node_modules/.package-lock.json: that is the stamp).
+stamp_npm="$INTEROP/node_modules/.package-lock.json"
+if [[ ! -f "$stamp_npm" || "$INTEROP/package-lock.json" -nt "$stamp_npm" ]]; then
+  say "npm ci (tests/interop)"
+  (cd "$INTEROP" && npm ci --no-audit --no-fund)
+  touch "$stamp_npm"
+fi
+
+# --- Python venv (the stomp.py suite) ----------------------------------------------------------
+if ! command -v python3 >/dev/null 2>&1; then
+  apt_install python3 python3-venv
+fi
+venv="$INTEROP/.venv"
+req="$INTEROP/requirements.txt"
+stamp_py="$venv/.requirements.sha256"
+req_hash="$(sha256sum "$req" | cut -d' ' -f1)"
+if [[ ! -x "$venv/bin/python" || ! -f "$stamp_py" || "$(cat "$stamp_py")" != "$req_hash" ]]; then
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    # Debian splits venv/ensurepip out of python3.
+    apt_install python3-venv
+  fi
+  say "python venv + pip install -r tests/interop/requirements.txt"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  echo "$req_hash" >"$stamp_py"
+fi
+
+# --- The tests ---------------------------------------------------------------------------------
+# --no-fail-fast: one failing test binary must not hide the results of the others; the run
+# still fails if anything failed.
+failed=()
+say "cargo test --workspace --all-targets"
+cargo test --workspace --all-targets --no-fail-fast || failed+=("cargo test --workspace --all-targets")
+
+say "cargo test --workspace --doc"
+cargo test --workspace --doc --no-fail-fast || failed+=("cargo test --workspace --doc")
+
+if ((${#failed[@]})); then
+  printf '\nscripts/test.sh: FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+say "all tests passed"
