@@ -77,6 +77,28 @@ pub struct Config {
     pub durability: Durability,
     /// How often the store is flushed in the background, in ms.
     pub flush_interval_ms: u64,
+    /// Jobs running at once (0: the number of cores).
+    pub job_concurrency: usize,
+    /// Users who may control and watch every job.
+    pub job_admins: Vec<String>,
+    /// First retry delay of a failed chunk, in ms (doubling per attempt).
+    pub job_retry_backoff_ms: u64,
+    /// Least time between two in-chunk progress updates of a job, in ms.
+    pub job_progress_interval_ms: u64,
+    /// Time a cancelled chunk has to stop by itself, in ms.
+    pub job_cancel_grace_ms: u64,
+    /// A job unfinished this long after submission fails with `expired`, in ms.
+    pub job_deadline_ms: u64,
+    /// Finished jobs are removed this long after they end, in ms.
+    pub job_retention_ms: u64,
+    /// Completed jobs kept at most.
+    pub job_keep_completed: usize,
+    /// Failed and cancelled jobs kept at most.
+    pub job_keep_failed: usize,
+    /// Unfinished jobs one user may have.
+    pub job_max_queued_per_user: usize,
+    /// Job submissions per second per user.
+    pub job_submissions_per_second: u32,
     /// Time a new connection has to send CONNECT, in ms.
     pub connect_timeout_ms: u64,
     /// Time shutdown waits for sessions to flush, in ms.
@@ -119,6 +141,17 @@ impl Default for Config {
             queue_ttl_ms: BTreeMap::new(),
             durability: Durability::Sync,
             flush_interval_ms: 200,
+            job_concurrency: 0,
+            job_admins: Vec::new(),
+            job_retry_backoff_ms: 2_000,
+            job_progress_interval_ms: 500,
+            job_cancel_grace_ms: 5_000,
+            job_deadline_ms: 24 * 3600 * 1000,
+            job_retention_ms: 24 * 3600 * 1000,
+            job_keep_completed: 1_000,
+            job_keep_failed: 500,
+            job_max_queued_per_user: 10_000,
+            job_submissions_per_second: 1_000,
             connect_timeout_ms: 10_000,
             shutdown_timeout_ms: 5_000,
             lenient_websocket_frames: true,
@@ -225,6 +258,29 @@ impl Config {
             high_water_messages: self.outbox_high_water_messages,
             high_water_bytes: self.outbox_high_water_bytes,
             slow_consumer_grace: Duration::from_millis(self.slow_consumer_grace_ms),
+        }
+    }
+
+    /// The job engine settings.
+    pub fn jobs_config(&self) -> crate::jobs::JobsConfig {
+        let defaults = crate::jobs::JobsConfig::default();
+        crate::jobs::JobsConfig {
+            concurrency: if self.job_concurrency == 0 {
+                defaults.concurrency
+            } else {
+                self.job_concurrency
+            },
+            max_queued_per_user: self.job_max_queued_per_user,
+            submissions_per_second_per_user: self.job_submissions_per_second,
+            progress_interval: Duration::from_millis(self.job_progress_interval_ms),
+            cancel_grace: Duration::from_millis(self.job_cancel_grace_ms),
+            deadline: Duration::from_millis(self.job_deadline_ms),
+            retention: Duration::from_millis(self.job_retention_ms),
+            keep_completed: self.job_keep_completed,
+            keep_failed: self.job_keep_failed,
+            retry_backoff: Duration::from_millis(self.job_retry_backoff_ms),
+            admins: self.job_admins.clone(),
+            results_dir: self.data_dir.join("results"),
         }
     }
 

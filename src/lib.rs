@@ -22,13 +22,14 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 mod error;
+pub mod jobs;
 pub mod local;
 pub mod server;
 pub mod session;
 pub mod store;
 pub mod transport;
 
-pub use broker::app::{AppError, AppHandler, AppRequest};
+pub use broker::app::{AppError, AppHandler, AppReply, AppRequest};
 pub use broker::Broker;
 pub use config::Config;
 pub use error::Error;

@@ -155,7 +155,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let server = BrokerBuilder::new(config).start().await?;
+    let server = BrokerBuilder::new(config)
+        .job_type("demo", stompede::jobs::demo::Demo::default())
+        .start()
+        .await?;
     // One machine-readable line on stdout, so scripts and tests find the ports.
     println!("{}", server.listening_line());
     tracing::info!(

@@ -12,10 +12,14 @@ use crate::auth::{Acl, Authenticator};
 use crate::broker::app::{AppHandler, AppRoutes};
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::jobs::handler::{JobHandler, JobTypes};
+use crate::jobs::JobEngine;
 use crate::local::LocalClient;
+use crate::store::jobs::JobStore;
 use crate::store::Store;
 use crate::transport::{self, ConnectionRate};
 use crate::Error;
+use std::sync::OnceLock;
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -55,6 +59,7 @@ impl std::fmt::Debug for ServerContext {
 pub struct BrokerBuilder {
     config: Config,
     apps: AppRoutes,
+    job_types: JobTypes,
 }
 
 impl BrokerBuilder {
@@ -63,7 +68,14 @@ impl BrokerBuilder {
         BrokerBuilder {
             config,
             apps: AppRoutes::default(),
+            job_types: JobTypes::default(),
         }
+    }
+
+    /// Registers a job type: SENDs to `/app/jobs` with `job-type:<name>` run on `handler`.
+    pub fn job_type(mut self, name: &str, handler: impl JobHandler) -> Self {
+        self.job_types.insert(name, Arc::new(handler));
+        self
     }
 
     /// Registers a handler for SENDs to `prefix` (and below it), e.g. `/app/echo`.
@@ -84,14 +96,49 @@ impl BrokerBuilder {
             config.durability,
             Duration::from_millis(config.flush_interval_ms),
         )?;
+        let mut apps = self.apps;
+        let engine_cell: Arc<OnceLock<JobEngine>> = Arc::new(OnceLock::new());
+        let with_jobs = !self.job_types.names().is_empty();
+        if with_jobs {
+            let cell = engine_cell.clone();
+            apps.insert(
+                "/app/jobs",
+                Arc::new(move |request: crate::broker::app::AppRequest| {
+                    let engine = cell.get().cloned();
+                    async move {
+                        match engine {
+                            Some(engine) => engine.handle(request).await,
+                            None => Err(crate::broker::app::AppError::new(
+                                "the job engine is not running",
+                            )),
+                        }
+                    }
+                }),
+            );
+            apps.insert_guard("/topic/jobs", Arc::new(JobGuard(engine_cell.clone())));
+        }
         let broker = Broker::new(
-            self.apps,
+            apps,
             Acl::new(config.acl.clone()),
             config.outbox_limits(),
             config.queue_policy(),
-            Some(store),
+            Some(store.clone()),
             config.max_sessions_per_user,
         )?;
+        let shutdown = CancellationToken::new();
+        let jobs = if with_jobs {
+            let engine = JobEngine::start(
+                JobStore::open(&store)?,
+                self.job_types,
+                broker.clone(),
+                config.jobs_config(),
+                shutdown.clone(),
+            )?;
+            let _ = engine_cell.set(engine.clone());
+            Some(engine)
+        } else {
+            None
+        };
         let stomp = match config.stomp {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -107,7 +154,7 @@ impl BrokerBuilder {
             auth: Authenticator::new(config.users.clone()),
             rate: ConnectionRate::new(config.max_connections_per_second),
             config,
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
         });
         let mut listeners = vec![tokio::spawn(sweep_expired(
@@ -130,10 +177,28 @@ impl BrokerBuilder {
         }
         Ok(Server {
             ctx,
+            jobs,
             stomp_addr,
             http_addr,
             listeners,
         })
+    }
+}
+
+/// The job engine's subscription guard, bound once the engine has started.
+struct JobGuard(Arc<OnceLock<JobEngine>>);
+
+impl crate::broker::app::SubscribeGuard for JobGuard {
+    fn check(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &stompede_protocol::Headers,
+    ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, String> {
+        match self.0.get() {
+            Some(engine) => engine.check(user, destination, headers),
+            None => Err("the job engine is not running".into()),
+        }
     }
 }
 
@@ -166,6 +231,7 @@ pub fn router(ctx: Arc<ServerContext>) -> axum::Router {
 #[derive(Debug)]
 pub struct Server {
     ctx: Arc<ServerContext>,
+    jobs: Option<JobEngine>,
     stomp_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
@@ -175,6 +241,11 @@ impl Server {
     /// The router, to publish from the embedding application.
     pub fn broker(&self) -> &Broker {
         &self.ctx.broker
+    }
+
+    /// The job engine, when job types are registered.
+    pub fn jobs(&self) -> Option<&JobEngine> {
+        self.jobs.as_ref()
     }
 
     /// An in-process client acting as `user`.

@@ -45,30 +45,82 @@ impl AppError {
     }
 }
 
-/// The future an [`AppHandler`] returns.
-pub type AppFuture = Pin<Box<dyn Future<Output = Result<(), AppError>> + Send>>;
+/// How a handled request is answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppReply {
+    /// Extra headers for the SEND's RECEIPT (e.g. `job-id`).
+    pub receipt_headers: Vec<(String, String)>,
+    /// The request was refused without ending the session: no RECEIPT is sent (the handler
+    /// told the client why in a message of its own).
+    pub refused: bool,
+}
 
-/// Handles SENDs to one `/app/` prefix. Implemented for any `Fn(AppRequest) -> Future`.
-/// The RECEIPT of the SEND goes out after the future completes.
+impl AppReply {
+    /// Accepted; the RECEIPT carries `name:value`.
+    pub fn with_receipt_header(name: impl Into<String>, value: impl Into<String>) -> Self {
+        AppReply {
+            receipt_headers: vec![(name.into(), value.into())],
+            refused: false,
+        }
+    }
+
+    /// Refused without closing the connection and without a RECEIPT.
+    pub fn refused() -> Self {
+        AppReply {
+            receipt_headers: Vec::new(),
+            refused: true,
+        }
+    }
+}
+
+impl From<()> for AppReply {
+    fn from(_: ()) -> Self {
+        AppReply::default()
+    }
+}
+
+/// The future an [`AppHandler`] returns.
+pub type AppFuture = Pin<Box<dyn Future<Output = Result<AppReply, AppError>> + Send>>;
+
+/// Handles SENDs to one `/app/` prefix. Implemented for any `Fn(AppRequest) -> Future` whose
+/// output is `Result<(), AppError>` or `Result<AppReply, AppError>`. The RECEIPT of the SEND
+/// goes out after the future completes; an `Err` ends the session with an ERROR.
 pub trait AppHandler: Send + Sync + 'static {
     /// Handles one request.
     fn handle(&self, request: AppRequest) -> AppFuture;
 }
 
-impl<F, Fut> AppHandler for F
+impl<F, Fut, R> AppHandler for F
 where
     F: Fn(AppRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), AppError>> + Send + 'static,
+    Fut: Future<Output = Result<R, AppError>> + Send + 'static,
+    R: Into<AppReply> + 'static,
 {
     fn handle(&self, request: AppRequest) -> AppFuture {
-        Box::pin(self(request))
+        let future = self(request);
+        Box::pin(async move { future.await.map(Into::into) })
     }
 }
 
-/// Handlers by destination prefix; the longest matching prefix wins.
+/// Decides SUBSCRIBEs to destinations under a prefix (the job engine guards
+/// `/topic/jobs/...`): may refuse, and may give messages to deliver before live ones (a
+/// snapshot, a replay).
+pub trait SubscribeGuard: Send + Sync + 'static {
+    /// `Err(reason)` refuses the subscription; `Ok(messages)` admits it, the messages (headers
+    /// and body) going first.
+    fn check(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &Headers,
+    ) -> Result<Vec<(Headers, Bytes)>, String>;
+}
+
+/// Handlers and subscription guards by destination prefix; the longest matching prefix wins.
 #[derive(Clone, Default)]
 pub struct AppRoutes {
     routes: Vec<(String, Arc<dyn AppHandler>)>,
+    guards: Vec<(String, Arc<dyn SubscribeGuard>)>,
 }
 
 impl std::fmt::Debug for AppRoutes {
@@ -92,12 +144,33 @@ impl AppRoutes {
     pub fn find(&self, destination: &str) -> Option<&Arc<dyn AppHandler>> {
         self.routes
             .iter()
-            .find(|(prefix, _)| {
-                destination == prefix
-                    || destination
-                        .strip_prefix(prefix.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-            })
+            .find(|(prefix, _)| under(destination, prefix))
             .map(|(_, h)| h)
     }
+
+    /// Registers a subscription guard for destinations under `prefix`.
+    pub fn insert_guard(&mut self, prefix: impl Into<String>, guard: Arc<dyn SubscribeGuard>) {
+        let prefix = prefix.into();
+        self.guards.retain(|(p, _)| *p != prefix);
+        self.guards.push((prefix, guard));
+        self.guards.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    }
+
+    /// The guard for `destination`.
+    pub fn guard(&self, destination: &str) -> Option<&Arc<dyn SubscribeGuard>> {
+        self.guards
+            .iter()
+            .find(|(prefix, _)| under(destination, prefix))
+            .map(|(_, g)| g)
+    }
 }
+
+/// `destination` is `prefix` or below it.
+fn under(destination: &str, prefix: &str) -> bool {
+    destination == prefix
+        || destination
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl AppRoutes {}

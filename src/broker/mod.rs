@@ -353,6 +353,15 @@ impl Broker {
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// True when some subscription would receive a message sent to `destination`.
+    pub fn has_subscribers(&self, destination: &str) -> bool {
+        let mut any = false;
+        self.inner
+            .topics
+            .for_each_match(destination, |_| any = true);
+        any
+    }
+
     /// Adds a topic or user-destination subscription under `key` (a name or pattern).
     pub fn subscribe_topic(&self, key: &str, subscriber: Arc<Subscriber>) {
         self.inner.topics.insert(key, subscriber);

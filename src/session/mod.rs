@@ -16,7 +16,7 @@ use std::time::Duration;
 use stompede_protocol::{names, Command, Decoded, Decoder, Frame, Version};
 use tokio::time::Instant;
 
-use crate::broker::app::AppRequest;
+use crate::broker::app::{AppReply, AppRequest};
 use crate::broker::metrics::Metrics;
 use crate::broker::outbox::{CloseReason, Outbox, Outgoing};
 use crate::broker::Broker;
@@ -289,8 +289,9 @@ impl Session {
     async fn handle(&mut self, frame: Frame, text: Option<bool>) -> Flow {
         let receipt = frame.headers.get_shared(names::RECEIPT).cloned();
         let command = frame.command;
+        let mut reply = AppReply::default();
         let result = match command {
-            Command::Send => self.send(frame, text).await,
+            Command::Send => self.send(frame, text).await.map(|r| reply = r),
             Command::Subscribe => self.subscriptions.subscribe(
                 &frame,
                 self.version,
@@ -346,8 +347,12 @@ impl Session {
         };
         match result {
             Ok(()) => {
-                if let Some(receipt) = receipt {
-                    let _ = self.outbox.push(Outgoing::Frame(receipt_frame(&receipt)));
+                if let (Some(receipt), false) = (receipt, reply.refused) {
+                    let mut frame = receipt_frame(&receipt);
+                    for (name, value) in reply.receipt_headers {
+                        frame = frame.header(name, value);
+                    }
+                    let _ = self.outbox.push(Outgoing::Frame(frame));
                 }
                 Flow::Continue
             }
@@ -368,18 +373,25 @@ impl Session {
             .ok_or_else(|| missing(frame, names::TRANSACTION))
     }
 
-    async fn send(&mut self, frame: Frame, text: Option<bool>) -> Result<(), SessionError> {
+    async fn send(&mut self, frame: Frame, text: Option<bool>) -> Result<AppReply, SessionError> {
         if frame.get(names::DESTINATION).is_none() {
             return Err(missing(&frame, names::DESTINATION));
         }
         if let Some(tx) = frame.get(names::TRANSACTION).map(str::to_owned) {
             let max = self.ctx.config.max_transaction_frames;
-            return self.transactions.hold(&tx, frame, text, max);
+            return self
+                .transactions
+                .hold(&tx, frame, text, max)
+                .map(|()| AppReply::default());
         }
         self.apply_send(frame, text).await
     }
 
-    async fn apply_send(&mut self, frame: Frame, text: Option<bool>) -> Result<(), SessionError> {
+    async fn apply_send(
+        &mut self,
+        frame: Frame,
+        text: Option<bool>,
+    ) -> Result<AppReply, SessionError> {
         let Some(destination) = frame.headers.get_shared(names::DESTINATION).cloned() else {
             return Err(missing(&frame, names::DESTINATION));
         };
@@ -409,6 +421,7 @@ impl Session {
         self.broker
             .publish(&self.user, message)
             .await
+            .map(|()| AppReply::default())
             .map_err(|e| SessionError::new(e.to_string(), "The message was not accepted."))
     }
 
@@ -433,7 +446,9 @@ impl Session {
             held.headers.remove(names::TRANSACTION);
             held.headers.remove(names::RECEIPT);
             match held.command {
-                Command::Send => self.apply_send(held, text).await?,
+                Command::Send => {
+                    self.apply_send(held, text).await?;
+                }
                 _ => self.acknowledge(held, text)?,
             }
         }

@@ -9,7 +9,7 @@ use stompede_protocol::{names, Frame, Version};
 use super::SessionError;
 use crate::auth::Access;
 use crate::broker::destination::{parse_subscribe, user_key, SubscribeTarget};
-use crate::broker::outbox::Outbox;
+use crate::broker::outbox::{Delivery, Outbox, Outgoing};
 use crate::broker::queue::{AckMode, Consumer, Queue};
 use crate::broker::topic::{Subscriber, Target};
 use crate::broker::Broker;
@@ -121,6 +121,26 @@ impl Subscriptions {
                 }
             }
             SubscribeTarget::Topic(name) | SubscribeTarget::User(name) => {
+                if let Some(guard) = broker.apps().guard(name) {
+                    let first = guard.check(user, name, &frame.headers).map_err(|reason| {
+                        SessionError::new(
+                            format!("subscription to {name} refused: {reason}"),
+                            "Access refused.",
+                        )
+                    })?;
+                    // Snapshot and replay go into the outbox before the subscription exists,
+                    // so they come before any live message.
+                    for (headers, body) in first {
+                        let message = broker.message(destination.clone(), &headers, body, true);
+                        let _ = outbox.push(Outgoing::Delivery(Delivery {
+                            message: Arc::new(message),
+                            subscription: id.clone(),
+                            ack: None,
+                            redelivered: false,
+                            settle: None,
+                        }));
+                    }
+                }
                 let index_key = match target {
                     SubscribeTarget::User(local) => user_key(user, local),
                     _ => name.to_owned(),

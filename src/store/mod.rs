@@ -6,6 +6,7 @@
 //! waiting at that moment, so concurrent senders share fsyncs (group commit). The store knows
 //! nothing of the broker: it keeps bytes under keys.
 
+pub mod jobs;
 mod record;
 
 use std::path::Path;
@@ -151,7 +152,7 @@ impl Store {
         Ok(store)
     }
 
-    fn wrote(&self) {
+    pub(crate) fn wrote(&self) {
         self.inner.written.fetch_add(1, Ordering::AcqRel);
     }
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use stompede_protocol::{DecodeError, Decoded, Decoder};
 use tokio::time::Instant;
 
-pub(crate) use rate::ConnectionRate;
+pub(crate) use rate::{ConnectionRate, RateLimits};
 
 /// One decoded item with what the carrier knows of its kind.
 #[derive(Debug)]

@@ -21,6 +21,12 @@ impl ConnectionRate {
         }
     }
 
+    /// True when the bucket has refilled completely (an idle key).
+    pub fn is_full(&self) -> bool {
+        let bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        bucket.0 + bucket.1.elapsed().as_secs_f64() * self.per_second >= self.per_second
+    }
+
     /// Takes a token if one is left.
     pub fn admit(&self) -> bool {
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,5 +54,36 @@ mod tests {
         assert!(rate.admit());
         assert!(rate.admit());
         assert!(!rate.admit());
+    }
+}
+
+/// One token bucket per key (per user), created on first use; buckets that refilled completely
+/// are dropped when the map grows, so it stays bounded by the active keys.
+#[derive(Debug)]
+pub struct RateLimits {
+    per_second: u32,
+    // A std Mutex: a map lookup and some arithmetic.
+    buckets: Mutex<std::collections::HashMap<String, ConnectionRate>>,
+}
+
+impl RateLimits {
+    /// `per_second` per key, bursts of one second's worth.
+    pub fn new(per_second: u32) -> Self {
+        RateLimits {
+            per_second,
+            buckets: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `key` if one is left.
+    pub fn admit(&self, key: &str) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, bucket| !bucket.is_full());
+        }
+        buckets
+            .entry(key.to_owned())
+            .or_insert_with(|| ConnectionRate::new(self.per_second))
+            .admit()
     }
 }

@@ -1,0 +1,139 @@
+//! Job events: built as JSON with a per-job sequence number, logged in the same store
+//! transaction as the state change they report, and published only after that transaction is
+//! durable. One publisher task drains them in order; it waits for one group commit per batch,
+//! so workers never wait on the disk and events never overtake their state.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use stompede_protocol::Headers;
+use tokio::sync::mpsc;
+
+use super::model::Job;
+use crate::broker::Broker;
+use crate::store::Store;
+
+/// The event names (see `protocol/docs/jobs.md`).
+pub mod kind {
+    /// The job was stored.
+    pub const ACCEPTED: &str = "JOB_ACCEPTED";
+    /// A submission was refused.
+    pub const REJECTED: &str = "JOB_REJECTED";
+    /// An attempt began.
+    pub const STARTED: &str = "JOB_STARTED";
+    /// Progress moved.
+    pub const PROGRESS: &str = "PROGRESS_UPDATE";
+    /// A chunk finished; carries its result.
+    pub const CHUNK_COMPLETED: &str = "CHUNK_COMPLETED";
+    /// Paused at a chunk boundary.
+    pub const PAUSED: &str = "JOB_PAUSED";
+    /// Resumed.
+    pub const RESUMED: &str = "JOB_RESUMED";
+    /// An attempt failed; another is scheduled.
+    pub const RETRY_SCHEDULED: &str = "JOB_RETRY_SCHEDULED";
+    /// Done.
+    pub const COMPLETED: &str = "JOB_COMPLETED";
+    /// Gave up.
+    pub const FAILED: &str = "JOB_FAILED";
+    /// Cancelled.
+    pub const CANCELLED: &str = "JOB_CANCELLED";
+}
+
+/// One event, ready to log and publish.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The job.
+    pub job_id: String,
+    /// Its type.
+    pub job_type: String,
+    /// Its owner.
+    pub owner: String,
+    /// The event name.
+    pub kind: &'static str,
+    /// The per-job sequence number.
+    pub seq: u64,
+    /// The correlation id of the submission.
+    pub correlation_id: Option<String>,
+    /// The JSON body.
+    pub body: Bytes,
+}
+
+/// Builds the next event of `job`: bumps its sequence number; `fields` are merged into the
+/// body next to `event`, `jobId`, `jobType`, `seq`, `status` and `timestamp`.
+pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
+    job.seq += 1;
+    let mut body = Map::new();
+    body.insert("event".into(), json!(kind));
+    body.insert("jobId".into(), json!(job.id));
+    body.insert("jobType".into(), json!(job.job_type));
+    body.insert("seq".into(), json!(job.seq));
+    body.insert("status".into(), json!(job.status));
+    body.insert("timestamp".into(), json!(crate::broker::queue::now_ms()));
+    if let Some(id) = &job.correlation_id {
+        body.insert("correlationId".into(), json!(id));
+    }
+    if let Value::Object(extra) = fields {
+        body.extend(extra);
+    }
+    Event {
+        job_id: job.id.clone(),
+        job_type: job.job_type.clone(),
+        owner: job.owner.clone(),
+        kind,
+        seq: job.seq,
+        correlation_id: job.correlation_id.clone(),
+        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).unwrap_or_default()),
+    }
+}
+
+/// The STOMP headers of an event message.
+pub fn headers(event: &Event) -> Headers {
+    let mut headers = Headers::with_capacity(6);
+    headers.push("content-type", "application/json");
+    headers.push("job-id", event.job_id.as_str());
+    headers.push("job-type", event.job_type.as_str());
+    headers.push("event", event.kind);
+    headers.push("seq", event.seq.to_string());
+    if let Some(id) = &event.correlation_id {
+        headers.push("correlation-id", id.as_str());
+    }
+    headers
+}
+
+/// Publishes `event` on `/topic/jobs/<id>` and the owner's `/user/queue/progress` (and, for
+/// `JOB_ACCEPTED`, `/user/queue/jobs`).
+pub async fn publish(broker: &Broker, event: &Event) {
+    let headers = headers(event);
+    let mut destinations = vec![
+        format!("/topic/jobs/{}", event.job_id),
+        format!("/user/{}/queue/progress", event.owner),
+    ];
+    if event.kind == kind::ACCEPTED {
+        destinations.push(format!("/user/{}/queue/jobs", event.owner));
+    }
+    for destination in destinations {
+        let message = broker.message(destination.into(), &headers, event.body.clone(), true);
+        if let Err(error) = broker.publish(&event.owner, message).await {
+            tracing::warn!(job = %event.job_id, %error, "job event not published");
+        }
+    }
+}
+
+/// Drains the event channel: waits for the store to make each batch durable, then publishes
+/// the batch in order.
+pub async fn run_publisher(mut events: mpsc::Receiver<Event>, broker: Broker, store: Store) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        if batch.is_empty() && events.recv_many(&mut batch, 256).await == 0 {
+            return;
+        }
+        if let Err(error) = store.commit().await {
+            // The batch stays as it is, in order, and is tried again.
+            tracing::error!(%error, "store commit failed; job events held back");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        for event in batch.drain(..) {
+            publish(&broker, &event).await;
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The extension point: a job type is a [`JobHandler`] that plans chunks, runs one chunk, and
+//! merges chunk results. The built-in types use exactly this trait; `examples/custom_job.rs`
+//! adds one.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::model::{ChunkPlan, JobError};
+
+/// What a handler sees of the job.
+#[derive(Debug, Clone)]
+pub struct JobInput {
+    /// The job id.
+    pub id: String,
+    /// Who submitted it.
+    pub owner: String,
+    /// The submitted parameters.
+    pub params: Value,
+    /// A directory for the job's result files (created on demand by the handler).
+    pub result_dir: PathBuf,
+}
+
+/// Reports progress from inside a chunk (throttled by the engine).
+pub trait ProgressSink: Send + Sync {
+    /// `processed` of `total` units of this chunk are done; `step` says what is happening.
+    fn report(&self, processed: u64, total: u64, step: &str);
+}
+
+/// What a running chunk can use.
+#[derive(Clone)]
+pub struct ChunkContext {
+    /// The job.
+    pub job: JobInput,
+    /// The chunk's index (from 0).
+    pub index: u64,
+    /// How many chunks the job has.
+    pub count: u64,
+    /// The chunk's plan.
+    pub plan: ChunkPlan,
+    cancel: CancellationToken,
+    progress: Arc<dyn ProgressSink>,
+}
+
+impl std::fmt::Debug for ChunkContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkContext")
+            .field("job", &self.job.id)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkContext {
+    /// A context for one chunk run.
+    pub fn new(
+        job: JobInput,
+        index: u64,
+        count: u64,
+        plan: ChunkPlan,
+        cancel: CancellationToken,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Self {
+        ChunkContext {
+            job,
+            index,
+            count,
+            plan,
+            cancel,
+            progress,
+        }
+    }
+
+    /// True once the job was cancelled (or its chunk timed out): stop soon and return.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Resolves when the job is cancelled, for `select!`.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// Reports intermediate progress inside the chunk.
+    pub fn report(&self, processed: u64, total: u64, step: &str) {
+        self.progress.report(processed, total, step);
+    }
+}
+
+/// The future a chunk run returns: the chunk's result (stored as its checkpoint).
+pub type ChunkFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Send>>;
+
+/// A job type.
+pub trait JobHandler: Send + Sync + 'static {
+    /// Checks the parameters at submission; an error rejects the job (`JOB_REJECTED`).
+    fn validate(&self, params: &Value) -> Result<(), JobError>;
+
+    /// Splits the job into chunks when it first starts. Called once per job: the plan is
+    /// stored with the job, so a restarted job keeps its chunks.
+    fn plan(&self, job: &JobInput) -> Result<Vec<ChunkPlan>, JobError>;
+
+    /// Runs one chunk. CPU-heavy work belongs in `spawn_blocking`; check
+    /// [`ChunkContext::is_cancelled`] between steps.
+    fn run_chunk(&self, ctx: ChunkContext) -> ChunkFuture;
+
+    /// Combines the chunk results, in chunk order, into the job's result.
+    fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError>;
+
+    /// Longest time one chunk may run before it is cancelled and retried (default 300 s).
+    fn chunk_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(300)
+    }
+
+    /// How many jobs of this type may run at once (default: no limit of its own).
+    fn concurrency(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// The registered job types.
+#[derive(Clone, Default)]
+pub struct JobTypes {
+    types: HashMap<String, Arc<dyn JobHandler>>,
+}
+
+impl std::fmt::Debug for JobTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.types.keys()).finish()
+    }
+}
+
+impl JobTypes {
+    /// Registers `handler` as job type `name`.
+    pub fn insert(&mut self, name: impl Into<String>, handler: Arc<dyn JobHandler>) {
+        self.types.insert(name.into(), handler);
+    }
+
+    /// The handler of `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn JobHandler>> {
+        self.types.get(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.types.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}

@@ -1,0 +1,603 @@
+//! The job engine: durable, chunked jobs submitted and watched over STOMP.
+//!
+//! ```text
+//! SEND /app/jobs ─► service (validate, idempotency, limits) ─► store (job + JOB_ACCEPTED event)
+//!   ─► commit ─► RECEIPT job-id ─► Schedule (priority, age, delay, limits) ─► worker
+//!   ─► chunk i: handler.run_chunk ─► one transaction: result + job + event (fenced by attempt)
+//!   ─► events::run_publisher: group commit, then MESSAGE on /topic/jobs/<id> and
+//!      /user/<owner>/queue/progress
+//! ```
+//!
+//! The wire contract (headers, events, fields) is `protocol/docs/jobs.md`.
+
+pub mod demo;
+pub mod events;
+pub mod handler;
+pub mod model;
+pub mod scheduler;
+mod service;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::queue::now_ms;
+use crate::broker::Broker;
+use crate::store::jobs::JobStore;
+use crate::store::StoreError;
+use events::{kind, Event};
+use handler::{JobInput, JobTypes};
+use model::{Job, JobError, JobStatus};
+use scheduler::Schedule;
+
+pub use service::Rejection;
+
+/// Job engine settings.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Jobs running at once (default: the number of cores).
+    pub concurrency: usize,
+    /// Jobs a user may have waiting or running.
+    pub max_queued_per_user: usize,
+    /// Submissions per second per user (burst of one second's worth).
+    pub submissions_per_second_per_user: u32,
+    /// Least time between two in-chunk progress updates of one job.
+    pub progress_interval: Duration,
+    /// Time a cancelled chunk has to stop on its own before it is dropped.
+    pub cancel_grace: Duration,
+    /// A job unfinished this long after submission fails with `expired`.
+    pub deadline: Duration,
+    /// Finished jobs are removed this long after they end.
+    pub retention: Duration,
+    /// Completed jobs kept at most.
+    pub keep_completed: usize,
+    /// Failed and cancelled jobs kept at most.
+    pub keep_failed: usize,
+    /// First retry delay; doubles for each attempt (2 s, 4 s, 8 s), with jitter.
+    pub retry_backoff: Duration,
+    /// Users who may control and watch every job.
+    pub admins: Vec<String>,
+    /// Where jobs' result files go (`<dir>/<job id>/`).
+    pub results_dir: PathBuf,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_queued_per_user: 10_000,
+            submissions_per_second_per_user: 1_000,
+            progress_interval: Duration::from_millis(500),
+            cancel_grace: Duration::from_secs(5),
+            deadline: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(24 * 3600),
+            keep_completed: 1_000,
+            keep_failed: 500,
+            retry_backoff: Duration::from_secs(2),
+            admins: Vec::new(),
+            results_dir: PathBuf::from("./stompede-data/results"),
+        }
+    }
+}
+
+/// A running job's controls.
+#[derive(Debug)]
+struct Running {
+    attempt: u64,
+    cancel: CancellationToken,
+    pause: bool,
+    /// When the last in-chunk progress update went out (throttling is per job).
+    last_report: Option<std::time::Instant>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    jobs: HashMap<String, Job>,
+    running: HashMap<String, Running>,
+    schedule: Schedule,
+    next_attempt: u64,
+}
+
+struct Inner {
+    store: JobStore,
+    types: JobTypes,
+    broker: Broker,
+    config: JobsConfig,
+    // A std Mutex: every critical section is in-memory bookkeeping plus a sled write (no
+    // await), so the order of state changes and of their stored events is one order.
+    state: Mutex<State>,
+    wake: Notify,
+    events: mpsc::Sender<Event>,
+    rates: crate::transport::RateLimits,
+    shutdown: CancellationToken,
+}
+
+/// A handle to the job engine.
+#[derive(Clone)]
+pub struct JobEngine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for JobEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobEngine").finish_non_exhaustive()
+    }
+}
+
+/// Figures about the jobs, for dashboards and `/topic/stats`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStats {
+    /// Jobs by status.
+    pub by_status: HashMap<String, usize>,
+    /// Jobs by type.
+    pub by_type: HashMap<String, usize>,
+    /// Completed / (completed + failed), 0 to 1.
+    pub success_rate: f64,
+    /// Mean processing time of completed jobs.
+    pub average_processing_ms: u64,
+    /// 95th percentile processing time of completed jobs.
+    pub p95_processing_ms: u64,
+    /// Jobs waiting.
+    pub queue_length: usize,
+    /// Jobs running.
+    pub active: usize,
+    /// Failed jobs.
+    pub failed: usize,
+}
+
+impl JobEngine {
+    /// Starts the engine on `store`: recovers stored jobs (a job that was running when the
+    /// process died resumes from its last completed chunk), then runs the scheduler, the
+    /// event publisher and the maintenance loop until `shutdown`.
+    pub fn start(
+        store: JobStore,
+        types: JobTypes,
+        broker: Broker,
+        config: JobsConfig,
+        shutdown: CancellationToken,
+    ) -> Result<JobEngine, StoreError> {
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let rates = crate::transport::RateLimits::new(config.submissions_per_second_per_user);
+        let engine = JobEngine {
+            inner: Arc::new(Inner {
+                store,
+                types,
+                broker: broker.clone(),
+                config,
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+                events: events_tx,
+                rates,
+                shutdown,
+            }),
+        };
+        engine.recover()?;
+        tokio::spawn(events::run_publisher(
+            events_rx,
+            broker,
+            engine.inner.store.store().clone(),
+        ));
+        tokio::spawn(engine.clone().schedule_loop());
+        tokio::spawn(engine.clone().maintenance_loop());
+        Ok(engine)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registered job types.
+    pub fn types(&self) -> &JobTypes {
+        &self.inner.types
+    }
+
+    /// A job's current state.
+    pub fn job(&self, id: &str) -> Option<Job> {
+        self.lock().jobs.get(id).cloned()
+    }
+
+    /// Whether `user` may see and control job `id`.
+    pub fn may_access(&self, user: &str, id: &str) -> bool {
+        self.is_admin(user)
+            || self
+                .lock()
+                .jobs
+                .get(id)
+                .is_some_and(|job| job.owner == user)
+    }
+
+    /// Whether `user` is a jobs admin.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.inner.config.admins.iter().any(|a| a == user)
+    }
+
+    fn input(&self, job: &Job) -> JobInput {
+        JobInput {
+            id: job.id.clone(),
+            owner: job.owner.clone(),
+            params: job.params.clone(),
+            result_dir: self.inner.config.results_dir.join(&job.id),
+        }
+    }
+
+    /// Stores `job` with an event; hands the event to the publisher after the caller drops
+    /// the lock (see [`Self::send`]).
+    fn save(
+        &self,
+        job: &Job,
+        event: Option<&Event>,
+        attempt: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let key = job
+            .idempotency_key
+            .as_ref()
+            .map(|k| format!("{}\u{0}{k}", job.owner));
+        self.inner.store.put_job(
+            &job.id,
+            &job.to_bytes(),
+            attempt,
+            event.map(|e| (e.seq, &e.body[..])),
+            key.as_deref(),
+        )
+    }
+
+    /// Queues events for publication (after their commit).
+    async fn send(&self, events: Vec<Event>) {
+        for event in events {
+            if self.inner.events.send(event).await.is_err() {
+                tracing::warn!("job event publisher stopped");
+            }
+        }
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut state = self.lock();
+        let mut resumed = 0;
+        for bytes in self.inner.store.jobs()? {
+            let mut job: Job = match serde_json::from_slice(&bytes) {
+                Ok(job) => job,
+                Err(error) => {
+                    tracing::error!(%error, "unreadable job record skipped");
+                    continue;
+                }
+            };
+            if job.status == JobStatus::Processing {
+                // Its worker died with the process: resume from the checkpoint.
+                job.status = JobStatus::Pending;
+                resumed += 1;
+                self.save(&job, None, None)?;
+            }
+            if job.status == JobStatus::Pending {
+                state.schedule.add(&job.id, job.priority, job.run_at, now);
+            }
+            state.jobs.insert(job.id.clone(), job);
+        }
+        if !state.jobs.is_empty() {
+            tracing::info!(jobs = state.jobs.len(), resumed, "jobs recovered");
+        }
+        Ok(())
+    }
+
+    /// Starts every job the schedule allows; returns when the next delayed job is due.
+    fn dispatch(&self) -> Option<u64> {
+        let now = now_ms();
+        let mut started = Vec::new();
+        let next_due = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let jobs = &state.jobs;
+            let next_due = state
+                .schedule
+                .promote(now, |id| jobs.get(id).map(|j| j.priority));
+            loop {
+                let jobs = &state.jobs;
+                let types = &self.inner.types;
+                let Some(id) = state.schedule.take(self.inner.config.concurrency, |id| {
+                    let job = jobs.get(id)?;
+                    let limit = types.get(&job.job_type).and_then(|h| h.concurrency());
+                    Some((job.job_type.clone(), limit))
+                }) else {
+                    break;
+                };
+                state.next_attempt += 1;
+                let attempt = now * 1_000 + state.next_attempt % 1_000;
+                state.running.insert(
+                    id.clone(),
+                    Running {
+                        attempt,
+                        cancel: CancellationToken::new(),
+                        pause: false,
+                        last_report: None,
+                    },
+                );
+                started.push((id, attempt));
+            }
+            next_due
+        };
+        for (id, attempt) in started {
+            tokio::spawn(worker::run(self.clone(), id, attempt));
+        }
+        next_due
+    }
+
+    async fn schedule_loop(self) {
+        loop {
+            let notified = self.inner.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next_due = self.dispatch();
+            let sleep = match next_due {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms()).max(1)),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = notified => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// A worker stopped running `id` (whatever the outcome).
+    fn release(&self, id: &str, job_type: &str, attempt: u64) {
+        let mut state = self.lock();
+        if state.running.get(id).is_some_and(|r| r.attempt == attempt) {
+            state.running.remove(id);
+        }
+        state.schedule.finished(job_type);
+        drop(state);
+        self.inner.wake.notify_one();
+    }
+
+    /// Figures over every job.
+    pub fn stats(&self) -> JobStats {
+        let state = self.lock();
+        let mut stats = JobStats {
+            queue_length: state.schedule.waiting(),
+            active: state.schedule.running(),
+            ..JobStats::default()
+        };
+        let mut times = Vec::new();
+        let (mut completed, mut failed) = (0usize, 0usize);
+        for job in state.jobs.values() {
+            let status = serde_json::to_value(job.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *stats.by_status.entry(status).or_default() += 1;
+            *stats.by_type.entry(job.job_type.clone()).or_default() += 1;
+            match job.status {
+                JobStatus::Completed => {
+                    completed += 1;
+                    if let (Some(start), Some(end)) = (job.started_at, job.completed_at) {
+                        times.push(end.saturating_sub(start));
+                    }
+                }
+                JobStatus::Failed => failed += 1,
+                _ => {}
+            }
+        }
+        stats.failed = failed;
+        if completed + failed > 0 {
+            stats.success_rate = completed as f64 / (completed + failed) as f64;
+        }
+        if !times.is_empty() {
+            times.sort_unstable();
+            stats.average_processing_ms = times.iter().sum::<u64>() / times.len() as u64;
+            stats.p95_processing_ms = times[(times.len() * 95 / 100).min(times.len() - 1)];
+        }
+        stats
+    }
+
+    /// Every second: fails jobs past their deadline, publishes `/topic/stats` when someone
+    /// listens; every minute: removes finished jobs past retention or beyond the kept counts.
+    async fn maintenance_loop(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            ticks += 1;
+            self.expire_overdue().await;
+            if self.inner.broker.has_subscribers("/topic/stats") {
+                let body = serde_json::to_vec(&self.stats()).unwrap_or_default();
+                let mut headers = stompede_protocol::Headers::new();
+                headers.push("content-type", "application/json");
+                let message =
+                    self.inner
+                        .broker
+                        .message("/topic/stats".into(), &headers, body.into(), true);
+                let _ = self.inner.broker.publish("stompede", message).await;
+            }
+            if ticks % 60 == 0 {
+                self.apply_retention();
+            }
+        }
+    }
+
+    async fn expire_overdue(&self) {
+        let cutoff = now_ms().saturating_sub(self.inner.config.deadline.as_millis() as u64);
+        let overdue: Vec<String> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| !j.status.is_finished() && j.created_at < cutoff)
+            .map(|j| j.id.clone())
+            .collect();
+        for id in overdue {
+            let error =
+                JobError::permanent("expired", "the job did not finish before its deadline");
+            self.finish_failed(&id, error).await;
+        }
+    }
+
+    /// Fails a job that is not running normally any more (deadline): stops its worker if any.
+    async fn finish_failed(&self, id: &str, error: JobError) {
+        let events = {
+            let mut state = self.lock();
+            let Some(job) = state.jobs.get(id).cloned() else {
+                return;
+            };
+            if job.status.is_finished() {
+                return;
+            }
+            if let Some(running) = state.running.remove(id) {
+                running.cancel.cancel();
+            }
+            state.schedule.remove(id, job.priority, job.run_at);
+            let Some(job) = state.jobs.get_mut(id) else {
+                return;
+            };
+            job.status = JobStatus::Failed;
+            job.completed_at = Some(now_ms());
+            job.error = Some(error.clone());
+            let event = events::next(
+                job,
+                kind::FAILED,
+                json!({ "code": error.code, "message": error.message, "attempts": job.attempts }),
+            );
+            let job = job.clone();
+            // A new fence: a worker still finishing its chunk cannot write any more.
+            let fence = now_ms() * 1_000 + 999;
+            if let Err(error) = self.save(&job, Some(&event), Some(fence)) {
+                tracing::error!(%error, "storing a failed job");
+            }
+            vec![event]
+        };
+        self.send(events).await;
+    }
+
+    fn apply_retention(&self) {
+        let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);
+        let mut finished: Vec<(u64, String, JobStatus, Option<String>)> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| j.status.is_finished())
+            .map(|j| {
+                (
+                    j.completed_at.unwrap_or(0),
+                    j.id.clone(),
+                    j.status,
+                    j.idempotency_key
+                        .as_ref()
+                        .map(|k| format!("{}\u{0}{k}", j.owner)),
+                )
+            })
+            .collect();
+        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        let (mut kept_completed, mut kept_failed) = (0, 0);
+        for (ended, id, status, key) in finished {
+            let kept = if status == JobStatus::Completed {
+                &mut kept_completed
+            } else {
+                &mut kept_failed
+            };
+            let limit = if status == JobStatus::Completed {
+                self.inner.config.keep_completed
+            } else {
+                self.inner.config.keep_failed
+            };
+            *kept += 1;
+            if ended >= cutoff && *kept <= limit {
+                continue;
+            }
+            self.lock().jobs.remove(&id);
+            if let Err(error) = self.inner.store.remove_job(&id, key.as_deref()) {
+                tracing::error!(job = %id, %error, "removing a job");
+            }
+            let dir = self.inner.config.results_dir.join(&id);
+            if dir.exists() {
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(job = %id, %error, "removing result files");
+                }
+            }
+        }
+    }
+
+    /// The stored events of job `id` after `seq` (for `since-seq` replay), as JSON bodies.
+    pub fn events_after(&self, id: &str, seq: u64) -> Vec<Value> {
+        self.inner
+            .store
+            .events_after(id, seq)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| serde_json::from_slice(b).ok())
+            .collect()
+    }
+}
+
+/// Guards `/topic/jobs/...`: a job's topic is for its owner and the admins; every job's
+/// (`/topic/jobs` itself, or any wildcard) for the admins. A new subscriber first gets the
+/// job's current state (`snapshot:true`), or with `since-seq:N` the logged events after N.
+impl crate::broker::app::SubscribeGuard for JobEngine {
+    fn check(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &stompede_protocol::Headers,
+    ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, String> {
+        let rest = destination
+            .strip_prefix("/topic/jobs")
+            .unwrap_or_default()
+            .trim_start_matches('/');
+        let id = rest.split('/').next().unwrap_or_default();
+        let wildcard = rest.split('/').any(|s| s == "*" || s == "**");
+        if id.is_empty() || wildcard {
+            return if self.is_admin(user) {
+                Ok(Vec::new())
+            } else {
+                Err("only job admins may watch every job".into())
+            };
+        }
+        if !self.may_access(user, id) {
+            return Err(format!("no job {id} of yours"));
+        }
+        if let Some(since) = headers.get("since-seq") {
+            let since: u64 = since
+                .trim()
+                .parse()
+                .map_err(|_| "since-seq must be a non-negative integer".to_owned())?;
+            return Ok(self
+                .events_after(id, since)
+                .into_iter()
+                .map(|body| {
+                    let mut h = stompede_protocol::Headers::new();
+                    h.push("content-type", "application/json");
+                    h.push("job-id", id);
+                    if let Some(t) = body.get("jobType").and_then(Value::as_str) {
+                        h.push("job-type", t);
+                    }
+                    if let Some(e) = body.get("event").and_then(Value::as_str) {
+                        h.push("event", e);
+                    }
+                    if let Some(s) = body.get("seq").and_then(Value::as_u64) {
+                        h.push("seq", s.to_string());
+                    }
+                    h.push("replay", "true");
+                    (h, serde_json::to_vec(&body).unwrap_or_default().into())
+                })
+                .collect());
+        }
+        let Some(job) = self.job(id) else {
+            return Err(format!("no job {id} of yours"));
+        };
+        let mut h = stompede_protocol::Headers::new();
+        h.push("content-type", "application/json");
+        h.push("job-id", job.id.as_str());
+        h.push("job-type", job.job_type.as_str());
+        h.push("snapshot", "true");
+        h.push("seq", job.seq.to_string());
+        Ok(vec![(h, job.to_bytes().into())])
+    }
+}

@@ -1,0 +1,211 @@
+//! The job model: what is stored for each job and sent to its watchers (JSON, camelCase, as
+//! `protocol/docs/jobs.md` specifies).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting to run (possibly delayed, possibly between attempts).
+    Pending,
+    /// A worker is running its chunks.
+    Processing,
+    /// Stopped at a chunk boundary until resumed.
+    Paused,
+    /// Every chunk done and merged.
+    Completed,
+    /// Gave up: a permanent error, attempts exhausted, or its deadline passed.
+    Failed,
+    /// Stopped by its owner or an admin.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// True once the job will not run again without a retry.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// Progress as watchers see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Units done (rows, pages, bytes: the job type says).
+    pub processed: u64,
+    /// Units in all.
+    pub total: u64,
+    /// 0 to 100.
+    pub percentage: f64,
+    /// What the job is doing, in words.
+    pub step: String,
+    /// Chunks completed.
+    pub chunks_completed: u64,
+    /// Chunks planned.
+    pub chunk_count: u64,
+    /// Estimated time left.
+    pub estimated_time_remaining_ms: Option<u64>,
+    /// Time spent running so far (all attempts).
+    pub elapsed_ms: u64,
+}
+
+/// Why a job or chunk failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("{code}: {message}")]
+pub struct JobError {
+    /// A stable code (`invalid_input`, `timeout`, `expired`, ...).
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Whether trying again may help.
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+impl JobError {
+    /// An error that retrying may cure (a timeout, a transient failure).
+    pub fn retryable(code: impl Into<String>, message: impl Into<String>) -> Self {
+        JobError {
+            code: code.into(),
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// An error that retrying cannot cure (bad input): the job fails at once.
+    pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
+        JobError {
+            code: code.into(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// One planned chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkPlan {
+    /// What it covers, for people ("rows 50,001 to 100,000").
+    pub label: String,
+    /// What the job type needs to run it.
+    pub params: Value,
+    /// Units it covers (for progress).
+    pub units: u64,
+}
+
+/// A job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// Sortable id (ULID).
+    pub id: String,
+    /// The job type.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// Who submitted it.
+    pub owner: String,
+    /// Where it is.
+    pub status: JobStatus,
+    /// Higher runs first.
+    pub priority: i64,
+    /// The submitted parameters.
+    pub params: Value,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed, the first included.
+    pub max_attempts: u32,
+    /// Not before this time (ms since the epoch).
+    pub run_at: u64,
+    /// Submission time (ms since the epoch).
+    pub created_at: u64,
+    /// First start (ms since the epoch).
+    pub started_at: Option<u64>,
+    /// End (ms since the epoch).
+    pub completed_at: Option<u64>,
+    /// Progress.
+    pub progress: Progress,
+    /// The last error.
+    pub error: Option<JobError>,
+    /// The merged result, once completed.
+    pub result: Option<Value>,
+    /// The plan, made when the job first starts.
+    pub chunks: Vec<ChunkPlan>,
+    /// Indexes of the chunks whose results are stored (the checkpoint).
+    pub completed_chunks: Vec<u64>,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// The client's correlation id, echoed in events.
+    pub correlation_id: Option<String>,
+    /// The last event sequence number used.
+    pub seq: u64,
+    /// Time spent running before the current attempt, in ms.
+    pub run_ms: u64,
+}
+
+impl Job {
+    /// The job as stored.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Parses a priority: an integer or `low`, `normal`, `high`, `critical`.
+pub fn parse_priority(value: &str) -> Option<i64> {
+    match value.trim() {
+        "low" => Some(-10),
+        "normal" => Some(0),
+        "high" => Some(10),
+        "critical" => Some(20),
+        other => other.parse().ok(),
+    }
+}
+
+/// A new sortable id: a ULID (48-bit millisecond time, then 80 bits that increase within the
+/// process), in Crockford's base 32.
+pub fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let boot = *BOOT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| {
+                d.subsec_nanos() as u64 ^ (std::process::id() as u64) << 32
+            })
+    });
+    let ms = crate::broker::queue::now_ms() as u128;
+    let low = ((boot as u128 & 0xFFFF) << 64) | COUNTER.fetch_add(1, Ordering::Relaxed) as u128;
+    let value = (ms << 80) | low;
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    (0..26)
+        .rev()
+        .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time_and_order() {
+        let a = new_id();
+        let b = new_id();
+        assert_eq!(a.len(), 26);
+        assert!(a < b);
+    }
+
+    #[test]
+    fn priorities() {
+        assert_eq!(parse_priority("high"), Some(10));
+        assert_eq!(parse_priority("-3"), Some(-3));
+        assert_eq!(parse_priority("urgent"), None);
+    }
+}

@@ -1,0 +1,317 @@
+//! `/app/jobs`: submissions and control (`/app/jobs/<id>/cancel|pause|resume|retry`).
+//! A refused request does not end the session: the client gets `JOB_REJECTED` on
+//! `/user/queue/errors` and no RECEIPT.
+
+use serde_json::{json, Value};
+use stompede_protocol::Headers;
+
+use super::events::{self, kind};
+use super::model::{new_id, parse_priority, Job, JobStatus, Progress};
+use super::JobEngine;
+use crate::broker::app::{AppError, AppReply, AppRequest};
+use crate::broker::queue::now_ms;
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {reason}")]
+pub struct Rejection {
+    /// A stable code: `unknown_type`, `invalid_parameter`, `rate_limited`, `quota_exceeded`,
+    /// `not_found`, `forbidden`, `invalid_state`, `store_failure`.
+    pub code: &'static str,
+    /// What was wrong, for a person.
+    pub reason: String,
+}
+
+fn reject(code: &'static str, reason: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// Most attempts a submission may ask for.
+const MAX_ATTEMPTS: u32 = 100;
+
+impl JobEngine {
+    /// Handles a SEND to `/app/jobs` or below.
+    pub async fn handle(&self, request: AppRequest) -> Result<AppReply, AppError> {
+        let outcome = match request.destination.strip_prefix("/app/jobs") {
+            Some("") => {
+                self.submit(&request.user, &request.headers, &request.body)
+                    .await
+            }
+            Some(rest) => match rest.trim_start_matches('/').split_once('/') {
+                Some((id, action)) => self.control(&request.user, id, action).await,
+                None => Err(reject(
+                    "invalid_action",
+                    format!(
+                        "expected /app/jobs/<id>/<action>, got {}",
+                        request.destination
+                    ),
+                )),
+            },
+            None => Err(reject("invalid_action", "not a jobs destination")),
+        };
+        match outcome {
+            Ok(job) => Ok(AppReply::with_receipt_header("job-id", job.id)),
+            Err(rejection) => {
+                self.publish_rejection(&request, &rejection).await;
+                Ok(AppReply::refused())
+            }
+        }
+    }
+
+    async fn publish_rejection(&self, request: &AppRequest, rejection: &Rejection) {
+        let mut headers = Headers::new();
+        headers.push("content-type", "application/json");
+        headers.push("event", kind::REJECTED);
+        let correlation = request.headers.get("correlation-id");
+        let receipt = request.headers.get("receipt");
+        for (name, value) in [("correlation-id", correlation), ("receipt-id", receipt)] {
+            if let Some(value) = value {
+                headers.push(name, value);
+            }
+        }
+        let body = json!({
+            "event": kind::REJECTED,
+            "code": rejection.code,
+            "reason": rejection.reason,
+            "destination": &*request.destination,
+            "jobType": request.headers.get("job-type"),
+            "correlationId": correlation,
+            "receiptId": receipt,
+            "timestamp": now_ms(),
+        });
+        let destination = format!("/user/{}/queue/errors", request.user);
+        let message = self.inner.broker.message(
+            destination.into(),
+            &headers,
+            serde_json::to_vec(&body).unwrap_or_default().into(),
+            true,
+        );
+        if let Err(error) = self.inner.broker.publish(&request.user, message).await {
+            tracing::warn!(%error, "JOB_REJECTED not delivered");
+        }
+    }
+
+    /// Submits a job for `user`. The job is durable before this returns.
+    pub async fn submit(
+        &self,
+        user: &str,
+        headers: &Headers,
+        body: &[u8],
+    ) -> Result<Job, Rejection> {
+        let job_type = headers
+            .get("job-type")
+            .ok_or_else(|| reject("invalid_parameter", "the job-type header is required"))?;
+        let handler = self.inner.types.get(job_type).ok_or_else(|| {
+            reject(
+                "unknown_type",
+                format!(
+                    "unknown job type {job_type:?}; known: {}",
+                    self.inner.types.names().join(", ")
+                ),
+            )
+        })?;
+        let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+        };
+        handler
+            .validate(&params)
+            .map_err(|e| reject("invalid_parameter", e.message))?;
+        let priority = match headers.get("priority") {
+            None => 0,
+            Some(p) => parse_priority(p).ok_or_else(|| {
+                reject(
+                    "invalid_parameter",
+                    "priority must be an integer or low, normal, high, critical",
+                )
+            })?,
+        };
+        let now = now_ms();
+        let run_at = match (headers.get("delay"), headers.get("run-at")) {
+            (Some(delay), _) => now + number(delay, "delay")?,
+            (None, Some(at)) => number(at, "run-at")?,
+            (None, None) => now,
+        };
+        let max_attempts = match headers.get("max-attempts") {
+            None => 3,
+            Some(n) => u32::try_from(number(n, "max-attempts")?)
+                .ok()
+                .filter(|n| (1..=MAX_ATTEMPTS).contains(n))
+                .ok_or_else(|| {
+                    reject(
+                        "invalid_parameter",
+                        format!("max-attempts must be from 1 to {MAX_ATTEMPTS}"),
+                    )
+                })?,
+        };
+        let idempotency_key = headers.get("idempotency-key").map(str::to_owned);
+        if let Some(key) = &idempotency_key {
+            let stored = self
+                .inner
+                .store
+                .idempotent(&format!("{user}\u{0}{key}"))
+                .map_err(|e| reject("store_failure", e.to_string()))?;
+            if let Some(job) = stored.and_then(|id| self.job(&id)) {
+                return Ok(job);
+            }
+        }
+        if !self.inner.rates.admit(user) {
+            return Err(reject(
+                "rate_limited",
+                "too many submissions per second; retry later",
+            ));
+        }
+        let mut job = Job {
+            id: new_id(),
+            job_type: job_type.to_owned(),
+            owner: user.to_owned(),
+            status: JobStatus::Pending,
+            priority,
+            params,
+            attempts: 0,
+            max_attempts,
+            run_at,
+            created_at: now,
+            started_at: None,
+            completed_at: None,
+            progress: Progress::default(),
+            error: None,
+            result: None,
+            chunks: Vec::new(),
+            completed_chunks: Vec::new(),
+            idempotency_key,
+            correlation_id: headers.get("correlation-id").map(str::to_owned),
+            seq: 0,
+            run_ms: 0,
+        };
+        let event = {
+            let mut state = self.lock();
+            let queued = state
+                .jobs
+                .values()
+                .filter(|j| j.owner == user && !j.status.is_finished())
+                .count();
+            if queued >= self.inner.config.max_queued_per_user {
+                return Err(reject(
+                    "quota_exceeded",
+                    format!(
+                        "at most {} unfinished jobs per user",
+                        self.inner.config.max_queued_per_user
+                    ),
+                ));
+            }
+            let fields = json!({ "priority": job.priority, "runAt": job.run_at, "maxAttempts": job.max_attempts });
+            let event = events::next(&mut job, kind::ACCEPTED, fields);
+            self.save(&job, Some(&event), Some(0))
+                .map_err(|e| reject("store_failure", e.to_string()))?;
+            state.schedule.add(&job.id, job.priority, job.run_at, now);
+            state.jobs.insert(job.id.clone(), job.clone());
+            event
+        };
+        // Durable before anyone is told.
+        self.inner
+            .store
+            .store()
+            .commit()
+            .await
+            .map_err(|e| reject("store_failure", e.to_string()))?;
+        self.send(vec![event]).await;
+        self.inner.wake.notify_one();
+        Ok(job)
+    }
+
+    /// Applies a control action for `user`.
+    pub async fn control(&self, user: &str, id: &str, action: &str) -> Result<Job, Rejection> {
+        if !self.may_access(user, id) {
+            // The same answer for "not yours" and "does not exist": no probing of ids.
+            return Err(reject("not_found", format!("no job {id} of yours")));
+        }
+        let now = now_ms();
+        let (job, events) = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let Some(job) = state.jobs.get_mut(id) else {
+                return Err(reject("not_found", format!("no job {id} of yours")));
+            };
+            let status = job.status;
+            let invalid = || {
+                reject(
+                    "invalid_state",
+                    format!("cannot {action} a {status:?} job").to_lowercase(),
+                )
+            };
+            let event = match action {
+                "cancel" if !status.is_finished() => {
+                    if let Some(running) = state.running.remove(id) {
+                        running.cancel.cancel();
+                    }
+                    state.schedule.remove(id, job.priority, job.run_at);
+                    job.status = JobStatus::Cancelled;
+                    job.completed_at = Some(now);
+                    Some(events::next(job, kind::CANCELLED, json!({ "by": user })))
+                }
+                "pause" if status == JobStatus::Processing => {
+                    // Takes effect at the next chunk boundary (the worker reports JOB_PAUSED).
+                    if let Some(running) = state.running.get_mut(id) {
+                        running.pause = true;
+                    }
+                    None
+                }
+                "pause" if status == JobStatus::Pending => {
+                    state.schedule.remove(id, job.priority, job.run_at);
+                    job.status = JobStatus::Paused;
+                    Some(events::next(job, kind::PAUSED, json!({ "by": user })))
+                }
+                "resume" if status == JobStatus::Paused => {
+                    job.status = JobStatus::Pending;
+                    state.schedule.add(id, job.priority, job.run_at, now);
+                    Some(events::next(job, kind::RESUMED, json!({ "by": user })))
+                }
+                "retry" if matches!(status, JobStatus::Failed | JobStatus::Cancelled) => {
+                    job.status = JobStatus::Pending;
+                    job.attempts = 0;
+                    job.error = None;
+                    job.completed_at = None;
+                    job.run_at = now;
+                    job.created_at = now;
+                    state.schedule.add(id, job.priority, now, now);
+                    Some(events::next(
+                        job,
+                        kind::RETRY_SCHEDULED,
+                        json!({ "by": user, "attempt": 0, "nextAttemptAt": now }),
+                    ))
+                }
+                "cancel" | "pause" | "resume" | "retry" => return Err(invalid()),
+                other => {
+                    return Err(reject(
+                        "invalid_action",
+                        format!("unknown action {other:?}: use cancel, pause, resume or retry"),
+                    ))
+                }
+            };
+            let job = job.clone();
+            // Cancelling moves the fence, so a chunk still finishing cannot commit.
+            let fence = (action == "cancel").then(|| now * 1_000 + 998);
+            self.save(&job, event.as_ref(), fence)
+                .map_err(|e| reject("store_failure", e.to_string()))?;
+            (job, event.into_iter().collect::<Vec<_>>())
+        };
+        self.send(events).await;
+        self.inner.wake.notify_one();
+        Ok(job)
+    }
+}
+
+fn number(value: &str, name: &str) -> Result<u64, Rejection> {
+    value.trim().parse().map_err(|_| {
+        reject(
+            "invalid_parameter",
+            format!("{name} must be a non-negative integer (ms)"),
+        )
+    })
+}
