@@ -419,7 +419,9 @@ impl JobEngine {
                         .message("/topic/stats".into(), &headers, body.into(), true);
                 let _ = self.inner.broker.publish("stompede", message).await;
             }
-            if ticks % 60 == 0 {
+            // Retention is checked at a quarter of its period (between 1 s and 1 min).
+            let every = (self.inner.config.retention.as_secs() / 4).clamp(1, 60);
+            if ticks % every == 0 {
                 self.apply_retention();
             }
         }
