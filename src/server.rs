@@ -13,7 +13,7 @@ use crate::broker::app::{AppHandler, AppRoutes};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::jobs::handler::{JobHandler, JobTypes};
-use crate::jobs::JobEngine;
+use crate::jobs::{JobEngine, WeakJobEngine};
 use crate::local::LocalClient;
 use crate::store::jobs::JobStore;
 use crate::store::Store;
@@ -97,14 +97,14 @@ impl BrokerBuilder {
             Duration::from_millis(config.flush_interval_ms),
         )?;
         let mut apps = self.apps;
-        let engine_cell: Arc<OnceLock<JobEngine>> = Arc::new(OnceLock::new());
+        let engine_cell: Arc<OnceLock<WeakJobEngine>> = Arc::new(OnceLock::new());
         let with_jobs = !self.job_types.names().is_empty();
         if with_jobs {
             let cell = engine_cell.clone();
             apps.insert(
                 "/app/jobs",
                 Arc::new(move |request: crate::broker::app::AppRequest| {
-                    let engine = cell.get().cloned();
+                    let engine = cell.get().and_then(WeakJobEngine::upgrade);
                     async move {
                         match engine {
                             Some(engine) => engine.handle(request).await,
@@ -126,6 +126,7 @@ impl BrokerBuilder {
             config.max_sessions_per_user,
         )?;
         let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
         let jobs = if with_jobs {
             let engine = JobEngine::start(
                 JobStore::open(&store)?,
@@ -133,8 +134,9 @@ impl BrokerBuilder {
                 broker.clone(),
                 config.jobs_config(),
                 shutdown.clone(),
+                tracker.clone(),
             )?;
-            let _ = engine_cell.set(engine.clone());
+            let _ = engine_cell.set(engine.downgrade());
             Some(engine)
         } else {
             None
@@ -155,7 +157,7 @@ impl BrokerBuilder {
             rate: ConnectionRate::new(config.max_connections_per_second),
             config,
             shutdown,
-            tracker: TaskTracker::new(),
+            tracker,
         });
         let mut listeners = vec![tokio::spawn(sweep_expired(
             broker.clone(),
@@ -186,7 +188,7 @@ impl BrokerBuilder {
 }
 
 /// The job engine's subscription guard, bound once the engine has started.
-struct JobGuard(Arc<OnceLock<JobEngine>>);
+struct JobGuard(Arc<OnceLock<WeakJobEngine>>);
 
 impl crate::broker::app::SubscribeGuard for JobGuard {
     fn check(
@@ -195,7 +197,7 @@ impl crate::broker::app::SubscribeGuard for JobGuard {
         destination: &str,
         headers: &stompede_protocol::Headers,
     ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, String> {
-        match self.0.get() {
+        match self.0.get().and_then(WeakJobEngine::upgrade) {
             Some(engine) => engine.check(user, destination, headers),
             None => Err("the job engine is not running".into()),
         }

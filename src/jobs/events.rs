@@ -118,13 +118,32 @@ pub async fn publish(broker: &Broker, event: &Event) {
     }
 }
 
+/// Most events published per store commit: a commit takes milliseconds, so the batch, not the
+/// disk, sets the event rate.
+const BATCH: usize = 4096;
+
 /// Drains the event channel: waits for the store to make each batch durable, then publishes
 /// the batch in order.
-pub async fn run_publisher(mut events: mpsc::Receiver<Event>, broker: Broker, store: Store) {
-    let mut batch = Vec::with_capacity(256);
+/// On shutdown, what is already queued is still committed and published.
+pub async fn run_publisher(
+    mut events: mpsc::Receiver<Event>,
+    broker: Broker,
+    store: Store,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
-        if batch.is_empty() && events.recv_many(&mut batch, 256).await == 0 {
-            return;
+        if batch.is_empty() {
+            let received = tokio::select! {
+                n = events.recv_many(&mut batch, BATCH) => n,
+                _ = shutdown.cancelled() => {
+                    events.close();
+                    events.recv_many(&mut batch, BATCH).await
+                }
+            };
+            if received == 0 {
+                return;
+            }
         }
         if let Err(error) = store.commit().await {
             // The batch stays as it is, in order, and is tried again.

@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::broker::queue::now_ms;
 use crate::broker::Broker;
@@ -102,6 +103,30 @@ struct State {
     running: HashMap<String, Running>,
     schedule: Schedule,
     next_attempt: u64,
+    /// Unfinished jobs per owner (the per-user cap), kept as jobs open and finish.
+    unfinished: HashMap<String, usize>,
+}
+
+impl State {
+    /// A job of `owner` became unfinished (submitted, retried).
+    fn opened(&mut self, owner: &str) {
+        *self.unfinished.entry(owner.to_owned()).or_default() += 1;
+    }
+
+    /// A job of `owner` finished (completed, failed, cancelled).
+    fn closed(&mut self, owner: &str) {
+        count_down(&mut self.unfinished, owner);
+    }
+}
+
+/// One unfinished job fewer for `owner`.
+fn count_down(unfinished: &mut HashMap<String, usize>, owner: &str) {
+    if let Some(n) = unfinished.get_mut(owner) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            unfinished.remove(owner);
+        }
+    }
 }
 
 struct Inner {
@@ -116,6 +141,8 @@ struct Inner {
     events: mpsc::Sender<Event>,
     rates: crate::transport::RateLimits,
     shutdown: CancellationToken,
+    /// Every task of the engine, so shutdown can wait for them.
+    tracker: TaskTracker,
 }
 
 /// A handle to the job engine.
@@ -152,7 +179,24 @@ pub struct JobStats {
     pub failed: usize,
 }
 
+/// A handle that does not keep the engine alive (for the broker's routes, which the engine
+/// itself holds through the broker).
+#[derive(Clone, Default)]
+pub struct WeakJobEngine(std::sync::Weak<Inner>);
+
+impl WeakJobEngine {
+    /// The engine, while it runs.
+    pub fn upgrade(&self) -> Option<JobEngine> {
+        self.0.upgrade().map(|inner| JobEngine { inner })
+    }
+}
+
 impl JobEngine {
+    /// A handle that does not keep the engine alive.
+    pub fn downgrade(&self) -> WeakJobEngine {
+        WeakJobEngine(Arc::downgrade(&self.inner))
+    }
+
     /// Starts the engine on `store`: recovers stored jobs (a job that was running when the
     /// process died resumes from its last completed chunk), then runs the scheduler, the
     /// event publisher and the maintenance loop until `shutdown`.
@@ -162,8 +206,9 @@ impl JobEngine {
         broker: Broker,
         config: JobsConfig,
         shutdown: CancellationToken,
+        tracker: TaskTracker,
     ) -> Result<JobEngine, StoreError> {
-        let (events_tx, events_rx) = mpsc::channel(4096);
+        let (events_tx, events_rx) = mpsc::channel(16_384);
         let rates = crate::transport::RateLimits::new(config.submissions_per_second_per_user);
         let engine = JobEngine {
             inner: Arc::new(Inner {
@@ -175,17 +220,19 @@ impl JobEngine {
                 wake: Notify::new(),
                 events: events_tx,
                 rates,
-                shutdown,
+                shutdown: shutdown.clone(),
+                tracker: tracker.clone(),
             }),
         };
         engine.recover()?;
-        tokio::spawn(events::run_publisher(
+        tracker.spawn(events::run_publisher(
             events_rx,
             broker,
             engine.inner.store.store().clone(),
+            shutdown,
         ));
-        tokio::spawn(engine.clone().schedule_loop());
-        tokio::spawn(engine.clone().maintenance_loop());
+        tracker.spawn(engine.clone().schedule_loop());
+        tracker.spawn(engine.clone().maintenance_loop());
         Ok(engine)
     }
 
@@ -269,6 +316,31 @@ impl JobEngine {
                     continue;
                 }
             };
+            if !job.status.is_finished() {
+                if let Some(plan) = self.inner.store.plan(&job.id)? {
+                    match serde_json::from_slice(&plan) {
+                        Ok(plan) => job.chunks = Arc::new(plan),
+                        Err(error) => {
+                            tracing::error!(job = %job.id, %error, "unreadable plan: the job will be planned again")
+                        }
+                    }
+                }
+            }
+            if !job.status.is_finished() && !job.chunks.is_empty() {
+                // Chunk commits do not rewrite the job record: the checkpoint is the stored
+                // chunk results, and the last sequence number is in the event log.
+                job.chunks_done = self.inner.store.chunk_count(&job.id)?;
+                job.seq = job.seq.max(self.inner.store.last_seq(&job.id)?);
+                let done = job.chunks_done as usize;
+                job.progress.processed = job.chunks.iter().take(done).map(|c| c.units).sum();
+                job.progress.chunks_completed = job.chunks_done;
+                if job.progress.total > 0 {
+                    job.progress.percentage = (job.progress.processed as f64 * 1000.0
+                        / job.progress.total as f64)
+                        .round()
+                        / 10.0;
+                }
+            }
             if job.status == JobStatus::Processing {
                 // Its worker died with the process: resume from the checkpoint.
                 job.status = JobStatus::Pending;
@@ -277,6 +349,9 @@ impl JobEngine {
             }
             if job.status == JobStatus::Pending {
                 state.schedule.add(&job.id, job.priority, job.run_at, now);
+            }
+            if !job.status.is_finished() {
+                state.opened(&job.owner);
             }
             state.jobs.insert(job.id.clone(), job);
         }
@@ -323,7 +398,9 @@ impl JobEngine {
             next_due
         };
         for (id, attempt) in started {
-            tokio::spawn(worker::run(self.clone(), id, attempt));
+            self.inner
+                .tracker
+                .spawn(worker::run(self.clone(), id, attempt));
         }
         next_due
     }
@@ -457,6 +534,7 @@ impl JobEngine {
                 running.cancel.cancel();
             }
             state.schedule.remove(id, job.priority, job.run_at);
+            state.closed(&job.owner);
             let Some(job) = state.jobs.get_mut(id) else {
                 return;
             };

@@ -135,10 +135,13 @@ pub struct Job {
     pub error: Option<JobError>,
     /// The merged result, once completed.
     pub result: Option<Value>,
-    /// The plan, made when the job first starts.
-    pub chunks: Vec<ChunkPlan>,
-    /// Indexes of the chunks whose results are stored (the checkpoint).
-    pub completed_chunks: Vec<u64>,
+    /// The plan, made when the job first starts. Stored once, apart from the job record, so
+    /// that a chunk's commit writes a small record however many chunks there are.
+    #[serde(skip)]
+    pub chunks: std::sync::Arc<Vec<ChunkPlan>>,
+    /// Chunks done, which are always the first ones: chunks run in order, so the checkpoint
+    /// is this count (with each done chunk's result stored under its index).
+    pub chunks_done: u64,
     /// The client's idempotency key, if any.
     pub idempotency_key: Option<String>,
     /// The client's correlation id, echoed in events.

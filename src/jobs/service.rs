@@ -7,7 +7,7 @@ use stompede_protocol::Headers;
 
 use super::events::{self, kind};
 use super::model::{new_id, parse_priority, Job, JobStatus, Progress};
-use super::JobEngine;
+use super::{count_down, JobEngine};
 use crate::broker::app::{AppError, AppReply, AppRequest};
 use crate::broker::queue::now_ms;
 
@@ -182,8 +182,8 @@ impl JobEngine {
             progress: Progress::default(),
             error: None,
             result: None,
-            chunks: Vec::new(),
-            completed_chunks: Vec::new(),
+            chunks: Default::default(),
+            chunks_done: 0,
             idempotency_key,
             correlation_id: headers.get("correlation-id").map(str::to_owned),
             seq: 0,
@@ -191,11 +191,7 @@ impl JobEngine {
         };
         let event = {
             let mut state = self.lock();
-            let queued = state
-                .jobs
-                .values()
-                .filter(|j| j.owner == user && !j.status.is_finished())
-                .count();
+            let queued = state.unfinished.get(user).copied().unwrap_or(0);
             if queued >= self.inner.config.max_queued_per_user {
                 return Err(reject(
                     "quota_exceeded",
@@ -210,6 +206,7 @@ impl JobEngine {
             self.save(&job, Some(&event), Some(0))
                 .map_err(|e| reject("store_failure", e.to_string()))?;
             state.schedule.add(&job.id, job.priority, job.run_at, now);
+            state.opened(user);
             state.jobs.insert(job.id.clone(), job.clone());
             event
         };
@@ -251,6 +248,7 @@ impl JobEngine {
                         running.cancel.cancel();
                     }
                     state.schedule.remove(id, job.priority, job.run_at);
+                    count_down(&mut state.unfinished, &job.owner);
                     job.status = JobStatus::Cancelled;
                     job.completed_at = Some(now);
                     Some(events::next(job, kind::CANCELLED, json!({ "by": user })))
@@ -280,6 +278,7 @@ impl JobEngine {
                     job.run_at = now;
                     job.created_at = now;
                     state.schedule.add(id, job.priority, now, now);
+                    *state.unfinished.entry(job.owner.clone()).or_default() += 1;
                     Some(events::next(
                         job,
                         kind::RETRY_SCHEDULED,

@@ -50,7 +50,12 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
                     handler,
                     cancel,
                 } => {
-                    let outcome = run_chunk(&engine, handler.as_ref(), ctx, &cancel).await;
+                    let outcome = tokio::select! {
+                        outcome = run_chunk(&engine, handler.as_ref(), ctx, &cancel) => outcome,
+                        // Shutdown: the job stays `processing` in the store and resumes from its
+                        // last committed chunk when the server starts again.
+                        _ = engine.inner.shutdown.cancelled() => break,
+                    };
                     if cancel.is_cancelled() {
                         // Cancelled (or failed by deadline) while running: the controller has
                         // already recorded the outcome.
@@ -84,8 +89,16 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobErro
         })?;
     let input = engine.job(id).map(|job| engine.input(&job));
     let needs_plan = engine.job(id).is_some_and(|job| job.chunks.is_empty());
-    let plan = match (needs_plan, input) {
-        (true, Some(input)) => Some(handler.plan(&input)?),
+    let plan = match (needs_plan, &input) {
+        (true, Some(input)) => {
+            let plan = handler.plan(input)?;
+            engine
+                .inner
+                .store
+                .put_plan(id, &serde_json::to_vec(&plan).unwrap_or_default())
+                .map_err(|e| JobError::retryable("store", e.to_string()))?;
+            Some(plan)
+        }
         _ => None,
     };
     let event = {
@@ -102,7 +115,7 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobErro
             }
             job.progress.chunk_count = plan.len() as u64;
             job.progress.total = plan.iter().map(|c| c.units).sum();
-            job.chunks = plan;
+            job.chunks = Arc::new(plan);
         }
         if job.attempts == 0 || job.error.is_some() {
             job.attempts += 1;
@@ -151,10 +164,10 @@ fn next_step(engine: &JobEngine, id: &str, attempt: u64) -> Next {
         tokio::spawn(async move { engine.send(vec![event]).await });
         return Next::Stop;
     }
-    let Some(index) = (0..job.chunks.len() as u64).find(|i| !job.completed_chunks.contains(i))
-    else {
+    let index = job.chunks_done;
+    if index >= job.chunks.len() as u64 {
         return Next::Merge;
-    };
+    }
     let Some(handler) = engine.inner.types.get(&job.job_type).cloned() else {
         return Next::Stop;
     };
@@ -219,7 +232,7 @@ async fn commit_chunk(
         };
         let mut updated = job.clone();
         let units = updated.chunks.get(index as usize).map_or(0, |c| c.units);
-        updated.completed_chunks.push(index);
+        updated.chunks_done = index + 1;
         let progress = progress_of(&updated.progress, units, &updated, started);
         updated.progress = progress;
         let fields = json!({
@@ -235,14 +248,12 @@ async fn commit_chunk(
             attempt,
             index,
             &result_bytes,
-            &updated.to_bytes(),
-            (chunk_event.seq, &chunk_event.body),
+            &[
+                (chunk_event.seq, &chunk_event.body[..]),
+                (progress_event.seq, &progress_event.body[..]),
+            ],
         ) {
             Ok(()) => {
-                // The progress event is logged with the next write of the job.
-                if let Err(error) = engine.save(&updated, Some(&progress_event), None) {
-                    tracing::error!(%error, "logging a progress event");
-                }
                 *job = updated;
                 Ok(vec![chunk_event, progress_event])
             }
@@ -283,7 +294,7 @@ fn progress_of(
             (processed as f64 * 100.0 / total as f64 * 10.0).round() / 10.0
         },
         step: previous.step.clone(),
-        chunks_completed: job.completed_chunks.len() as u64,
+        chunks_completed: job.chunks_done,
         chunk_count: job.chunks.len() as u64,
         estimated_time_remaining_ms: (processed > 0).then(|| elapsed * remaining / processed),
         elapsed_ms: elapsed,
@@ -469,7 +480,7 @@ impl ProgressSink for ChunkProgress {
                 snapshot.progress.percentage =
                     (shown as f64 * 1000.0 / snapshot.progress.total as f64).round() / 10.0;
             }
-            let index = job.completed_chunks.len() as u64;
+            let index = job.chunks_done;
             let event = progress_event(&mut snapshot, index);
             job.seq = snapshot.seq;
             let job = job.clone();

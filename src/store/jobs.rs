@@ -19,6 +19,7 @@ pub struct JobStore {
     chunks: sled::Tree,
     events: sled::Tree,
     idempotency: sled::Tree,
+    plans: sled::Tree,
 }
 
 /// A chunk commit lost its fence: the job's attempt changed (cancelled, retried elsewhere).
@@ -62,6 +63,7 @@ impl JobStore {
             chunks: db.open_tree("job-chunks")?,
             events: db.open_tree("job-events")?,
             idempotency: db.open_tree("job-idempotency")?,
+            plans: db.open_tree("job-plans")?,
         })
     }
 
@@ -107,28 +109,29 @@ impl JobStore {
         Ok(())
     }
 
-    /// Commits a finished chunk: its result, the job's state and the event, if the job's
-    /// attempt is still `attempt`.
+    /// Commits a finished chunk, if the job's attempt is still `attempt`: its result (the
+    /// checkpoint: the job's progress and sequence number are recovered from the chunk results
+    /// and the event log, so the job record is not rewritten per chunk) and its events.
     pub fn commit_chunk(
         &self,
         id: &str,
         attempt: u64,
         index: u64,
         result: &[u8],
-        job: &[u8],
-        event: (u64, &[u8]),
+        events_logged: &[(u64, &[u8])],
     ) -> Result<(), CommitError> {
-        let outcome = (&self.jobs, &self.attempts, &self.chunks, &self.events).transaction(
-            |(jobs, attempts, chunks, events)| {
+        let outcome = (&self.attempts, &self.chunks, &self.events).transaction(
+            |(attempts, chunks, events)| {
                 let current = attempts.get(id.as_bytes())?;
                 if current.as_deref() != Some(&attempt.to_be_bytes()[..]) {
                     return Err(ConflictableTransactionError::Abort(Fenced));
                 }
                 chunks.insert(key2(id, index), result)?;
-                jobs.insert(id.as_bytes(), job)?;
-                events.insert(key2(id, event.0), event.1)?;
-                if event.0 > EVENT_LOG_LIMIT {
-                    events.remove(key2(id, event.0 - EVENT_LOG_LIMIT))?;
+                for (seq, event) in events_logged {
+                    events.insert(key2(id, *seq), *event)?;
+                    if *seq > EVENT_LOG_LIMIT {
+                        events.remove(key2(id, seq - EVENT_LOG_LIMIT))?;
+                    }
                 }
                 Ok(())
             },
@@ -143,6 +146,18 @@ impl JobStore {
                 sled::Error::ReportableBug("chunk transaction failed".into()),
             ))),
         }
+    }
+
+    /// Stores a job's chunk plan (written once, when the job first starts).
+    pub fn put_plan(&self, id: &str, plan: &[u8]) -> Result<(), StoreError> {
+        self.plans.insert(id.as_bytes(), plan)?;
+        self.store.wrote();
+        Ok(())
+    }
+
+    /// A job's chunk plan.
+    pub fn plan(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.plans.get(id.as_bytes())?.map(|v| v.to_vec()))
     }
 
     /// Every job, in id order.
@@ -170,6 +185,32 @@ impl JobStore {
         Ok(out)
     }
 
+    /// How many chunk results a job has stored.
+    pub fn chunk_count(&self, id: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for key in self.chunks.scan_prefix(prefix(id)).keys() {
+            key?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The highest logged event sequence number of a job (0 when none).
+    pub fn last_seq(&self, id: &str) -> Result<u64, StoreError> {
+        let last = self.events.range(prefix(id)..prefix_end(id)).next_back();
+        match last {
+            Some(entry) => {
+                let (key, _) = entry?;
+                Ok(key
+                    .len()
+                    .checked_sub(8)
+                    .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+                    .map_or(0, u64::from_be_bytes))
+            }
+            None => Ok(0),
+        }
+    }
+
     /// The logged events of a job with a sequence number above `after`, in order.
     pub fn events_after(&self, id: &str, after: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         self.events
@@ -191,6 +232,7 @@ impl JobStore {
     pub fn remove_job(&self, id: &str, idempotency: Option<&str>) -> Result<(), StoreError> {
         self.jobs.remove(id.as_bytes())?;
         self.attempts.remove(id.as_bytes())?;
+        self.plans.remove(id.as_bytes())?;
         for tree in [&self.chunks, &self.events] {
             for key in tree.scan_prefix(prefix(id)).keys() {
                 tree.remove(key?)?;
