@@ -65,6 +65,8 @@ pub struct Config {
     pub max_queue_messages: usize,
     /// Most bytes waiting on one queue.
     pub max_queue_bytes: usize,
+    /// Waiting messages above which a queue's producers are paced.
+    pub queue_high_water_messages: usize,
     /// Deliveries without an ACK after which a queue message moves to the dead-letter queue
     /// (0: never).
     pub max_deliveries: u32,
@@ -136,6 +138,7 @@ impl Default for Config {
             slow_consumer_grace_ms: outbox.slow_consumer_grace.as_millis() as u64,
             max_queue_messages: queue.max_messages,
             max_queue_bytes: queue.max_bytes,
+            queue_high_water_messages: queue.high_water_messages,
             max_deliveries: queue.max_deliveries,
             dead_letter_suffix: queue.dead_letter_suffix,
             queue_ttl_ms: BTreeMap::new(),
@@ -288,6 +291,7 @@ impl Config {
     pub fn queue_policy(&self) -> QueuePolicy {
         QueuePolicy {
             max_messages: self.max_queue_messages,
+            high_water_messages: self.queue_high_water_messages,
             max_bytes: self.max_queue_bytes,
             max_deliveries: self.max_deliveries,
             dead_letter_suffix: self.dead_letter_suffix.clone(),

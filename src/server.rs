@@ -170,6 +170,9 @@ impl BrokerBuilder {
             let app = router(ctx.clone());
             let shutdown = ctx.shutdown.clone();
             listeners.push(tokio::spawn(async move {
+                use axum::serve::ListenerExt;
+                let listener = listener
+                    .tap_io(|tcp: &mut tokio::net::TcpStream| crate::transport::socket::tune(tcp));
                 let serve = axum::serve(listener, app)
                     .with_graceful_shutdown(async move { shutdown.cancelled().await });
                 if let Err(error) = serve.await {

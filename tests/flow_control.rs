@@ -273,3 +273,62 @@ async fn the_in_process_publisher_waits_for_a_full_subscriber() {
     publisher.await.unwrap();
     assert_eq!(sent.load(Ordering::SeqCst), 50);
 }
+
+#[tokio::test]
+async fn queue_producers_are_paced_instead_of_refused() {
+    let server = TestServer::with(|c| {
+        c.queue_high_water_messages = 50;
+        c.max_queue_messages = 100;
+        c.slow_consumer_grace_ms = 30_000;
+    })
+    .await;
+    let mut producer = Tcp::connect(server.stomp(), "p").await;
+    let count = 1000;
+    for seq in 0..count {
+        producer
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/queue/paced")
+                    .header("seq", seq.to_string())
+                    .body("x"),
+            )
+            .await;
+    }
+    producer
+        .send(
+            Frame::new(Command::Begin)
+                .header("transaction", "t")
+                .header("receipt", "done"),
+        )
+        .await;
+    // Nobody consumes yet: the producer is held at the mark, far below the hard limit.
+    assert!(producer
+        .maybe_frame(Duration::from_millis(300))
+        .await
+        .is_none());
+    let depth = server.server.broker().queue_stats()[0].depth;
+    assert!((50..=51).contains(&depth), "depth {depth}");
+    let mut consumer = Tcp::connect(server.stomp(), "c").await;
+    consumer
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "s")
+                .header("destination", "/queue/paced"),
+        )
+        .await;
+    for expected in 0..count {
+        let frame = consumer.frame().await;
+        assert_eq!(frame.get("seq").unwrap(), expected.to_string());
+    }
+    let receipt = producer.frame().await;
+    assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+    assert!(
+        server
+            .server
+            .broker()
+            .metrics()
+            .publishes_paced
+            .load(Ordering::Relaxed)
+            > 0
+    );
+}

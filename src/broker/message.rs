@@ -17,6 +17,14 @@ const SEND_ONLY_HEADERS: [&str; 4] = [
     names::CONTENT_LENGTH,
 ];
 
+fn size_of(id: &str, destination: &str, headers: &Headers, body: &Bytes) -> usize {
+    let headers: usize = headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 2)
+        .sum();
+    body.len() + headers + destination.len() + id.len() + 64
+}
+
 /// A message as the broker routes it. Immutable once published; recipients share it through an
 /// `Arc`, and the wire form of its shared part (everything but the per-subscription headers) is
 /// encoded at most once per protocol version.
@@ -33,6 +41,8 @@ pub struct Message {
     /// True when the sender used a text WebSocket frame (or, from TCP, the body is UTF-8):
     /// WebSocket subscribers get the same kind of frame.
     pub text: bool,
+    /// Bytes held, for accounting (computed once: outboxes ask on every push and take).
+    size: usize,
     tails: [OnceLock<Bytes>; 3],
 }
 
@@ -45,17 +55,19 @@ impl Message {
         body: Bytes,
         text: bool,
     ) -> Message {
-        let headers = headers
+        let headers: Headers = headers
             .iter()
             .filter(|h| !SEND_ONLY_HEADERS.contains(&&*h.name))
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
+        let size = size_of(&id, &destination, &headers, &body);
         Message {
             id,
             destination,
             headers,
             body,
             text,
+            size,
             tails: Default::default(),
         }
     }
@@ -65,6 +77,7 @@ impl Message {
     pub fn with_destination(&self, destination: ByteString) -> Message {
         Message {
             id: self.id.clone(),
+            size: size_of(&self.id, &destination, &self.headers, &self.body),
             destination,
             headers: self.headers.clone(),
             body: self.body.clone(),
@@ -75,12 +88,7 @@ impl Message {
 
     /// Bytes this message holds, for outbox and queue accounting.
     pub fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len() + 2)
-            .sum();
-        self.body.len() + headers + self.destination.len() + self.id.len() + 64
+        self.size
     }
 
     /// The encoded MESSAGE frame after its per-subscription headers: `destination`,

@@ -287,7 +287,20 @@ impl Broker {
                 self.fan_out(&key, Arc::new(message)).await;
             }
             SendTarget::Queue(name) => {
-                self.queue(name).enqueue(Arc::new(message))?;
+                let queue = self.queue(name);
+                queue.enqueue(Arc::new(message))?;
+                if queue.is_above_mark() {
+                    // Producer flow control, as for a full topic subscriber: this session reads
+                    // its next frame once consumers have caught up (or the grace has passed).
+                    Metrics::incr(&self.inner.metrics.publishes_paced);
+                    let started = Instant::now();
+                    let grace = self.inner.outbox_limits.slow_consumer_grace;
+                    let _ = tokio::time::timeout(grace, queue.room()).await;
+                    self.inner
+                        .metrics
+                        .publish_wait_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
             }
             SendTarget::App(name) => return Err(PublishError::NoAppHandler(name.to_owned())),
         }

@@ -178,6 +178,7 @@ impl Outbox {
             self.close(CloseReason::SlowConsumer);
             return Err(Closed);
         }
+        let was_empty = state.items.is_empty();
         state.bytes += item.size();
         state.items.push_back(item);
         let pressure = if self.above_mark(&state) {
@@ -187,7 +188,10 @@ impl Outbox {
             Pressure::Clear
         };
         drop(state);
-        self.writer_wake.notify_one();
+        // The writer drains until empty before it waits, so only the first item needs a wake.
+        if was_empty {
+            self.writer_wake.notify_one();
+        }
         Ok(pressure)
     }
 

@@ -218,6 +218,9 @@ pub struct Queue {
     state: Mutex<QueueState>,
     registry: Weak<QueueRegistry>,
     metrics: Arc<Metrics>,
+    /// Producers waiting for the queue to drain below its high-water mark.
+    room: tokio::sync::Notify,
+    high_water: usize,
 }
 
 impl Queue {
@@ -225,6 +228,7 @@ impl Queue {
     pub(crate) fn new(
         name: ByteString,
         ttl_ms: u64,
+        high_water: usize,
         registry: Weak<QueueRegistry>,
         metrics: Arc<Metrics>,
     ) -> Queue {
@@ -234,6 +238,33 @@ impl Queue {
             state: Mutex::new(QueueState::default()),
             registry,
             metrics,
+            room: tokio::sync::Notify::new(),
+            high_water: high_water.max(1),
+        }
+    }
+
+    /// True while more messages wait than the high-water mark.
+    pub fn is_above_mark(&self) -> bool {
+        self.lock().messages.len() >= self.high_water
+    }
+
+    /// Waits until the queue is below its high-water mark.
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_above_mark() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Wakes paced producers if the queue is below its mark.
+    fn release_producers(&self, depth: usize) {
+        if depth < self.high_water {
+            self.room.notify_waiters();
         }
     }
 
@@ -378,6 +409,12 @@ impl Queue {
     /// Hands waiting messages to consumers with credit, round-robin, until one side runs out.
     /// Expired messages met on the way are dropped.
     pub fn dispatch(&self) {
+        let depth = self.dispatch_locked();
+        self.release_producers(depth);
+    }
+
+    /// Dispatches; returns the depth left.
+    fn dispatch_locked(&self) -> usize {
         let registry = self.registry.upgrade();
         let me = registry.as_ref().and_then(|r| r.get(&self.name));
         let now = now_ms();
@@ -452,6 +489,7 @@ impl Queue {
                 }
             }
         }
+        state.messages.len()
     }
 
     /// Drops expired messages anywhere in the queue; returns how many.
@@ -474,6 +512,9 @@ impl Queue {
         });
         state.bytes = bytes;
         let dropped = before - state.messages.len();
+        let depth = state.messages.len();
+        drop(state);
+        self.release_producers(depth);
         self.metrics
             .messages_expired
             .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
@@ -503,6 +544,8 @@ impl Queue {
             }
         }
         state.bytes = 0;
+        drop(state);
+        self.release_producers(0);
         n
     }
 }

@@ -18,6 +18,9 @@ use crate::store::{Store, StoreError, StoredMessage};
 pub struct QueuePolicy {
     /// Most messages waiting on one queue.
     pub max_messages: usize,
+    /// Above this many waiting messages, producers are paced (they wait, up to the
+    /// slow-consumer grace, before their next frame is read).
+    pub high_water_messages: usize,
     /// Most bytes waiting on one queue.
     pub max_bytes: usize,
     /// Deliveries without an ACK after which a message is dead-lettered (0: never).
@@ -32,6 +35,7 @@ impl Default for QueuePolicy {
     fn default() -> Self {
         QueuePolicy {
             max_messages: 100_000,
+            high_water_messages: 10_000,
             max_bytes: 256 * 1024 * 1024,
             max_deliveries: 5,
             dead_letter_suffix: ".dlq".into(),
@@ -99,6 +103,7 @@ impl QueueRegistry {
                 Arc::new(Queue::new(
                     name.into(),
                     ttl,
+                    self.policy.high_water_messages,
                     self.this.clone(),
                     self.metrics.clone(),
                 ))

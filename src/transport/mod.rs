@@ -6,6 +6,7 @@ pub mod tcp;
 pub mod ws;
 
 mod rate;
+pub mod socket;
 
 use std::future::Future;
 use std::io;

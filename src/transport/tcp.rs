@@ -76,8 +76,7 @@ impl FrameSink for TcpSink {
 
 /// Splits a connected stream into a source and a sink.
 pub fn split(stream: TcpStream) -> (TcpSource, TcpSink) {
-    // Frames are written in batches already; Nagle would only add latency.
-    let _ = stream.set_nodelay(true);
+    super::socket::tune(&stream);
     let (read, write) = stream.into_split();
     (
         TcpSource {

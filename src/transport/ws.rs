@@ -130,7 +130,11 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, ws: WebSocketUpgrade) ->
             .into_response();
     }
     let limit = ctx.config.frame_limits().max_frame_bytes();
+    // Small read buffer: tungstenite's default (128 KiB) made an idle WebSocket session cost
+    // ~148 KiB; frames larger than it still arrive, the buffer grows for them.
     let ws = ws
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
         .protocols(SUBPROTOCOLS)
         .max_message_size(limit)
         .max_frame_size(limit);
