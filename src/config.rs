@@ -79,6 +79,10 @@ pub struct Config {
     pub durability: Durability,
     /// How often the store is flushed in the background, in ms.
     pub flush_interval_ms: u64,
+    /// Where `reconcile` jobs read their input files (default `<data-dir>/import`).
+    pub import_dir: Option<PathBuf>,
+    /// Memory a `reconcile` job may use, in bytes (default 512 MiB).
+    pub reconcile_memory_budget: u64,
     /// Jobs running at once (0: the number of cores).
     pub job_concurrency: usize,
     /// Users who may control and watch every job.
@@ -144,6 +148,8 @@ impl Default for Config {
             queue_ttl_ms: BTreeMap::new(),
             durability: Durability::Sync,
             flush_interval_ms: 200,
+            import_dir: None,
+            reconcile_memory_budget: 512 * 1024 * 1024,
             job_concurrency: 0,
             job_admins: Vec::new(),
             job_retry_backoff_ms: 2_000,
@@ -262,6 +268,13 @@ impl Config {
             high_water_bytes: self.outbox_high_water_bytes,
             slow_consumer_grace: Duration::from_millis(self.slow_consumer_grace_ms),
         }
+    }
+
+    /// The import directory.
+    pub fn import_dir(&self) -> PathBuf {
+        self.import_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("import"))
     }
 
     /// The job engine settings.

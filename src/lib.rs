@@ -24,6 +24,7 @@ pub mod config;
 mod error;
 pub mod jobs;
 pub mod local;
+pub mod processors;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -68,6 +68,9 @@ struct ServeArgs {
     /// New connections accepted per second.
     #[arg(long, env = "STOMPEDE_MAX_CONNECTIONS_PER_SECOND")]
     max_connections_per_second: Option<u32>,
+    /// Where reconciliation jobs read their files [default: <data-dir>/import].
+    #[arg(long, env = "STOMPEDE_IMPORT_DIR")]
+    import_dir: Option<PathBuf>,
     /// Log filter (tracing's EnvFilter syntax) [default: info].
     #[arg(long, env = "STOMPEDE_LOG", default_value = "info")]
     log: String,
@@ -129,6 +132,9 @@ impl ServeArgs {
         if let Some(v) = self.outbox_high_water_messages {
             config.outbox_high_water_messages = v;
         }
+        if let Some(dir) = self.import_dir {
+            config.import_dir = Some(dir);
+        }
         if let Some(v) = self.max_connections_per_second {
             config.max_connections_per_second = v;
         }
@@ -155,8 +161,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let import_dir = config.import_dir();
+    std::fs::create_dir_all(&import_dir)
+        .with_context(|| format!("creating the import directory {}", import_dir.display()))?;
+    let reconcile =
+        stompede::processors::reconcile::Reconcile::new(import_dir, config.reconcile_memory_budget);
     let server = BrokerBuilder::new(config)
         .job_type("demo", stompede::jobs::demo::Demo::default())
+        .job_type("reconcile", reconcile)
         .start()
         .await?;
     // One machine-readable line on stdout, so scripts and tests find the ports.

@@ -190,7 +190,7 @@ async fn round_traffic(
     let receipted = Arc::new(Mutex::new(Vec::new()));
     let deliveries = Arc::new(Mutex::new(Vec::new()));
     let confirmed = Arc::new(Mutex::new(Vec::new()));
-    let mut producer = Tcp::connect(addr, "producer").await;
+    let producer = Tcp::connect(addr, "producer").await;
     let mut consumer = Tcp::connect(addr, "consumer").await;
     consumer
         .send(

@@ -575,7 +575,7 @@ impl JobEngine {
                 )
             })
             .collect();
-        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         let (mut kept_completed, mut kept_failed) = (0, 0);
         for (ended, id, status, key) in finished {
             let kept = if status == JobStatus::Completed {

@@ -19,7 +19,7 @@ use crate::store::jobs::CommitError;
 enum Next {
     Chunk {
         index: u64,
-        ctx: ChunkContext,
+        ctx: Box<ChunkContext>,
         handler: Arc<dyn JobHandler>,
         cancel: CancellationToken,
     },
@@ -51,7 +51,7 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
                     cancel,
                 } => {
                     let outcome = tokio::select! {
-                        outcome = run_chunk(&engine, handler.as_ref(), ctx, &cancel) => outcome,
+                        outcome = run_chunk(&engine, handler.as_ref(), *ctx, &cancel) => outcome,
                         // Shutdown: the job stays `processing` in the store and resumes from its
                         // last committed chunk when the server starts again.
                         _ = engine.inner.shutdown.cancelled() => break,
@@ -188,7 +188,7 @@ fn next_step(engine: &JobEngine, id: &str, attempt: u64) -> Next {
     );
     Next::Chunk {
         index,
-        ctx,
+        ctx: Box::new(ctx),
         handler,
         cancel,
     }
@@ -349,7 +349,7 @@ async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
     };
     let event = {
         let mut state = engine.lock();
-        if !state.running.get(id).is_some_and(|r| r.attempt == attempt) {
+        if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
             return;
         }
         let Some(job) = state.jobs.get_mut(id) else {
@@ -387,7 +387,7 @@ impl JobEngine {
     ) {
         let event = {
             let mut state = self.lock();
-            if !state.running.get(id).is_some_and(|r| r.attempt == attempt) {
+            if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
                 return;
             }
             state.running.remove(id);
