@@ -26,7 +26,10 @@ impl JobHandler for WordCount {
     fn validate(&self, params: &Value) -> Result<(), JobError> {
         match params.get("text") {
             Some(Value::String(_)) => Ok(()),
-            _ => Err(JobError::permanent("invalid_parameter", "text (a string) is required")),
+            _ => Err(JobError::permanent(
+                "invalid_parameter",
+                "text (a string) is required",
+            )),
         }
     }
 
@@ -46,7 +49,11 @@ impl JobHandler for WordCount {
     fn run_chunk(&self, ctx: ChunkContext) -> ChunkFuture {
         Box::pin(async move {
             let paragraph = ctx.plan.params["paragraph"].as_str().unwrap_or_default();
-            ctx.report(paragraph.len() as u64, paragraph.len() as u64, "counting words");
+            ctx.report(
+                paragraph.len() as u64,
+                paragraph.len() as u64,
+                "counting words",
+            );
             Ok(json!({ "words": paragraph.split_whitespace().count() }))
         })
     }
@@ -71,7 +78,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     let jobs = server.jobs().ok_or("job engine not running")?;
-    let watcher = server.local_client("ann").subscribe("/user/queue/progress")?;
+    let watcher = server
+        .local_client("ann")
+        .subscribe("/user/queue/progress")?;
     let mut headers = Headers::new();
     headers.push("job-type", "wordcount");
     let job = jobs

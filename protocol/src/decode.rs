@@ -1,14 +1,15 @@
 //! The streaming decoder: finds where a frame ends, under limits, then parses it.
 //!
 //! Bytes arrive in any split. The decoder skips heart-beat EOLs between frames, scans for the
-//! blank line that ends the head (checking every line against the limits as it goes, and
-//! remembering how far it scanned so slow input is never rescanned), parses the head once, then
-//! takes the body by `content-length` or up to the first NUL. Body bytes are split off the
-//! read buffer without a copy.
+//! blank line that ends the head (checking every line against the limits as it goes, noting
+//! where each line ends, and remembering how far it scanned so slow input is never rescanned),
+//! parses the head once from those line ends, then takes the body by `content-length` or up to
+//! the first NUL. Header values and the body are split off the read buffer without a copy.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
-use crate::parse::{self, Head};
+use crate::parse::{self, Head, Line};
+use crate::scan;
 use crate::{DecodeError, Decoded, Frame, Limits, Version};
 
 /// A streaming STOMP decoder for one connection.
@@ -17,38 +18,23 @@ pub struct Decoder {
     limits: Limits,
     version: Version,
     state: State,
+    /// While in the head: each complete line (the command line first). Kept between frames so
+    /// its memory is reused.
+    lines: Vec<Line>,
 }
 
 #[derive(Debug)]
 enum State {
     /// Between frames: EOLs here are heart-beats.
     Idle,
-    /// Inside the head. `scanned`: bytes already searched for a line end; `line_start`: where
-    /// the current line begins; `lines`: complete lines so far (the command line included).
-    Head {
-        scanned: usize,
-        line_start: usize,
-        lines: usize,
-    },
+    /// Inside the head. `scanned`: bytes already searched for a line end (the complete lines
+    /// are in `Decoder::lines`); `backslash`: whether the unfinished line holds a backslash.
+    Head { scanned: usize, backslash: bool },
     /// Head parsed, waiting for the body. `scanned`: bytes already searched for the NUL.
-    Body { head: HeadParts, scanned: usize },
-}
-
-#[derive(Debug)]
-struct HeadParts {
-    command: crate::Command,
-    headers: crate::Headers,
-    content_length: Option<usize>,
-}
-
-impl From<Head> for HeadParts {
-    fn from(head: Head) -> Self {
-        HeadParts {
-            command: head.command,
-            headers: head.headers,
-            content_length: head.content_length,
-        }
-    }
+    Body { head: Head, scanned: usize },
+    /// An error was returned: the stream is out of sync. Every later call returns the same
+    /// error (rather than reading on from a position that no longer means anything).
+    Failed(DecodeError),
 }
 
 impl Decoder {
@@ -58,6 +44,7 @@ impl Decoder {
             limits,
             version: Version::V1_0,
             state: State::Idle,
+            lines: Vec::new(),
         }
     }
 
@@ -84,8 +71,17 @@ impl Decoder {
     /// Takes the next heart-beat or frame from `buf`.
     ///
     /// `Ok(None)` means more bytes are needed; call again after reading more. Consumed bytes are
-    /// removed from `buf`. After an error the stream is out of sync and must be closed.
+    /// removed from `buf`. After an error the stream is out of sync and must be closed; every
+    /// later call returns the same error.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, DecodeError> {
+        let result = self.decode_inner(buf);
+        if let Err(error) = &result {
+            self.state = State::Failed(error.clone());
+        }
+        result
+    }
+
+    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, DecodeError> {
         loop {
             match &mut self.state {
                 State::Idle => match buf.first() {
@@ -100,24 +96,20 @@ impl Decoder {
                         return Ok(Some(Decoded::HeartBeat));
                     }
                     Some(_) => {
+                        self.lines.clear();
                         self.state = State::Head {
                             scanned: 0,
-                            line_start: 0,
-                            lines: 0,
-                        }
+                            backslash: false,
+                        };
                     }
                 },
-                State::Head {
-                    scanned,
-                    line_start,
-                    lines,
-                } => {
-                    let Some(head_len) = scan_head(&self.limits, buf, scanned, line_start, lines)?
+                State::Head { scanned, backslash } => {
+                    let Some(head_len) =
+                        scan_head(&self.limits, buf, scanned, backslash, &mut self.lines)?
                     else {
                         return Ok(None);
                     };
-                    let head_bytes = buf.split_to(head_len).freeze();
-                    let head = parse::head(&head_bytes, self.version)?;
+                    let head = parse::take_head(buf, &self.lines, head_len, self.version)?;
                     if let Some(len) = head.content_length {
                         if len > self.limits.max_body_len {
                             return Err(DecodeError::BodyTooLarge {
@@ -125,51 +117,31 @@ impl Decoder {
                             });
                         }
                     }
-                    self.state = State::Body {
-                        head: head.into(),
-                        scanned: 0,
+                    // Usually the body is there already: no need to go through `State::Body`.
+                    let mut scanned = 0;
+                    let Some(body) = take_body(&self.limits, &head, &mut scanned, buf)? else {
+                        self.state = State::Body { head, scanned };
+                        return Ok(None);
                     };
-                }
-                State::Body { head, scanned } => {
-                    let body_len = match head.content_length {
-                        Some(len) => {
-                            if buf.len() <= len {
-                                return Ok(None);
-                            }
-                            if buf[len] != 0 {
-                                return Err(DecodeError::MissingNul(len));
-                            }
-                            len
-                        }
-                        None => match memchr::memchr(0, &buf[*scanned..]) {
-                            Some(offset) => *scanned + offset,
-                            None => {
-                                if buf.len() > self.limits.max_body_len {
-                                    return Err(DecodeError::BodyTooLarge {
-                                        limit: self.limits.max_body_len,
-                                    });
-                                }
-                                *scanned = buf.len();
-                                return Ok(None);
-                            }
-                        },
-                    };
-                    if body_len > self.limits.max_body_len {
-                        return Err(DecodeError::BodyTooLarge {
-                            limit: self.limits.max_body_len,
-                        });
-                    }
-                    let body = buf.split_to(body_len).freeze();
-                    buf.advance(1);
-                    let State::Body { head, .. } = std::mem::replace(&mut self.state, State::Idle)
-                    else {
-                        unreachable!("matched State::Body above");
-                    };
+                    self.state = State::Idle;
                     return Ok(Some(Decoded::Frame(Frame {
                         command: head.command,
                         headers: head.headers,
                         body,
                     })));
+                }
+                State::Failed(error) => return Err(error.clone()),
+                State::Body { head, scanned } => {
+                    let Some(body) = take_body(&self.limits, head, scanned, buf)? else {
+                        return Ok(None);
+                    };
+                    let frame = Frame {
+                        command: head.command,
+                        headers: std::mem::take(&mut head.headers),
+                        body,
+                    };
+                    self.state = State::Idle;
+                    return Ok(Some(Decoded::Frame(frame)));
                 }
             }
         }
@@ -181,8 +153,11 @@ impl Decoder {
     ///
     /// It applies when the buffered frame has a complete head and no `content-length` (its body
     /// then ends with the message), or when the message ends at a line end inside the head (the
-    /// head then ends there, with no body). A frame with a `content-length` still waiting for
-    /// its body is left alone: a client may split a frame across messages.
+    /// head then ends there, and the frame has an empty body). A frame with a non-zero
+    /// `content-length`, whether its head is complete or not, is left alone, waiting for the
+    /// rest: a client may split a frame across messages.
+    ///
+    /// Call it in a loop, like `decode`, until it returns `Ok(None)`.
     pub fn decode_end_of_message(
         &mut self,
         buf: &mut BytesMut,
@@ -190,27 +165,110 @@ impl Decoder {
         if let Some(item) = self.decode(buf)? {
             return Ok(Some(item));
         }
-        match &self.state {
-            State::Head { .. } if buf.ends_with(b"\n") => buf.extend_from_slice(b"\n\0"),
-            State::Body { head, .. } if head.content_length.is_none() => {
-                buf.extend_from_slice(b"\0")
+        if matches!(self.state, State::Head { .. }) && buf.ends_with(b"\n") {
+            // End the head here, unless it declares a body still to come: then the frame is
+            // left waiting, untouched, as a client may split a frame across messages. (Rare
+            // path: the head is copied to look at it first.)
+            if self.declares_body(buf) {
+                return Ok(None);
             }
-            _ => return Ok(None),
+            buf.extend_from_slice(b"\n");
+            if let Some(item) = self.decode(buf)? {
+                return Ok(Some(item));
+            }
         }
-        self.decode(buf)
+        match &self.state {
+            State::Body { head, .. } if matches!(head.content_length, None | Some(0)) => {
+                buf.extend_from_slice(b"\0");
+                self.decode(buf)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// True when the unfinished head in `buf` (ending with a LF), ended by a blank line, would
+    /// parse and declare a non-empty body.
+    fn declares_body(&self, buf: &BytesMut) -> bool {
+        let mut probe = BytesMut::with_capacity(buf.len() + 1);
+        probe.extend_from_slice(buf);
+        let lines: Vec<Line> = memchr::memchr_iter(b'\n', &probe)
+            .map(|end| Line {
+                end,
+                backslash: true,
+            })
+            .collect();
+        probe.extend_from_slice(b"\n");
+        let head_len = probe.len();
+        parse::take_head(&mut probe, &lines, head_len, self.version)
+            .is_ok_and(|head| head.content_length.is_some_and(|len| len > 0))
     }
 }
 
-/// Scans `buf` for the blank line ending a head, resuming at `scanned`. Returns the head's
-/// length (through the blank line) once found. Checks each line against the limits as soon as
-/// it is seen, and the unfinished last line as soon as it is too long to be valid.
+/// Takes the body of the frame `head` begins off the front of `buf`, with its NUL, once it is
+/// all there. `scanned`: bytes already searched for the NUL (no `content-length`).
+fn take_body(
+    limits: &Limits,
+    head: &Head,
+    scanned: &mut usize,
+    buf: &mut BytesMut,
+) -> Result<Option<Bytes>, DecodeError> {
+    let body_len = match head.content_length {
+        Some(len) => {
+            if buf.len() <= len {
+                return Ok(None);
+            }
+            if buf[len] != 0 {
+                return Err(DecodeError::MissingNul(len));
+            }
+            len
+        }
+        None => {
+            let from = (*scanned).min(buf.len());
+            match memchr::memchr(0, &buf[from..]) {
+                Some(offset) => from + offset,
+                None => {
+                    if buf.len() > limits.max_body_len {
+                        return Err(DecodeError::BodyTooLarge {
+                            limit: limits.max_body_len,
+                        });
+                    }
+                    *scanned = buf.len();
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    if body_len > limits.max_body_len {
+        return Err(DecodeError::BodyTooLarge {
+            limit: limits.max_body_len,
+        });
+    }
+    let body = if body_len == 0 {
+        Bytes::new()
+    } else {
+        buf.split_to(body_len).freeze()
+    };
+    buf.advance(1);
+    Ok(Some(body))
+}
+
+/// Scans `buf` for the blank line ending a head, resuming at `scanned`, and notes every
+/// complete line in `lines`. Returns the head's length (through the blank line) once found.
+/// Checks each line against the limits as soon as it is seen, and the unfinished last line as
+/// soon as it is too long to be valid.
 fn scan_head(
     limits: &Limits,
     buf: &[u8],
     scanned: &mut usize,
-    line_start: &mut usize,
-    lines: &mut usize,
+    backslash: &mut bool,
+    lines: &mut Vec<Line>,
 ) -> Result<Option<usize>, DecodeError> {
+    if *scanned > buf.len() {
+        // The caller swapped the buffer under us: start the head over.
+        *scanned = 0;
+        *backslash = false;
+        lines.clear();
+    }
     let line_limit = |lines: usize| {
         if lines == 0 {
             limits.max_command_len
@@ -218,23 +276,33 @@ fn scan_head(
             limits.max_header_line_len
         }
     };
-    while let Some(offset) = memchr::memchr(b'\n', &buf[*scanned..]) {
+    let mut line_start = lines.last().map_or(0, |line| line.end + 1);
+    while let Some(offset) = scan::find2(b'\n', b'\\', &buf[*scanned..]) {
         let end = *scanned + offset;
         *scanned = end + 1;
-        let line = &buf[*line_start..end];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() && *lines > 0 {
+        if buf[end] == b'\\' {
+            *backslash = true;
+            continue;
+        }
+        let line = &buf[line_start..end];
+        let line_len = line.len() - usize::from(line.ends_with(b"\r"));
+        let count = lines.len();
+        if line_len == 0 && count > 0 {
             return Ok(Some(end + 1));
         }
-        check_line(limits, line.len(), *lines, line_limit(*lines))?;
-        *lines += 1;
-        *line_start = end + 1;
+        check_line(limits, line_len, count, line_limit(count))?;
+        lines.push(Line {
+            end,
+            backslash: std::mem::take(backslash),
+        });
+        line_start = end + 1;
     }
     *scanned = buf.len();
     // The unfinished line may still gain a CR before its LF, hence the +1.
-    let partial = buf.len() - *line_start;
-    if partial > line_limit(*lines) + 1 {
-        check_line(limits, partial, *lines, line_limit(*lines))?;
+    let partial = buf.len() - line_start;
+    let count = lines.len();
+    if partial > line_limit(count) + 1 {
+        check_line(limits, partial, count, line_limit(count))?;
     }
     Ok(None)
 }

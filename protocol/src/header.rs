@@ -46,8 +46,9 @@ pub mod names {
     pub const USER_NAME: &str = "user-name";
 }
 
-/// One header: a name and a value, both UTF-8, held as shared slices of the input where no
-/// unescaping was needed.
+/// One header: a name and a value, both UTF-8. In a decoded frame, long names and values that
+/// needed no unescaping share the read buffer, short ones are copies, and well-known names and
+/// common values are static strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Header {
     /// The header name (case-sensitive, as STOMP says).

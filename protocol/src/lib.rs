@@ -32,6 +32,7 @@ mod frame;
 mod header;
 mod limits;
 mod parse;
+mod scan;
 mod version;
 
 pub use command::Command;
@@ -51,3 +52,8 @@ pub use version::Version;
 pub use bytes;
 /// Re-exported: header names and values are [`bytestring::ByteString`]s.
 pub use bytestring;
+
+/// The examples of `README.md`, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
