@@ -282,53 +282,50 @@ async fn queue_producers_are_paced_instead_of_refused() {
         c.slow_consumer_grace_ms = 30_000;
     })
     .await;
+    // A consumer that holds one message and acknowledges nothing: subscribed, and slow.
+    let mut slow = Tcp::connect(server.stomp(), "slow").await;
+    slow.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", "/queue/paced")
+            .header("ack", "client-individual")
+            .header("prefetch-count", "1"),
+    )
+    .await;
     let mut producer = Tcp::connect(server.stomp(), "p").await;
     let count = 1000;
     for seq in 0..count {
-        producer
-            .send(
-                Frame::new(Command::Send)
-                    .header("destination", "/queue/paced")
-                    .header("seq", seq.to_string())
-                    .body("x"),
-            )
-            .await;
+        let frame = Frame::new(Command::Send)
+            .header("destination", "/queue/paced")
+            .header("seq", seq.to_string())
+            .body("x");
+        producer.send(frame).await;
     }
-    producer
-        .send(
-            Frame::new(Command::Begin)
-                .header("transaction", "t")
-                .header("receipt", "done"),
-        )
-        .await;
-    // Nobody consumes yet: the producer is held at the mark, far below the hard limit.
-    assert!(producer
-        .maybe_frame(Duration::from_millis(300))
-        .await
-        .is_none());
+    let end = Frame::new(Command::Begin).header("transaction", "t");
+    producer.send(end.header("receipt", "done")).await;
+    // The consumer does not keep up: the producer is held at the mark, far below the limit.
+    let held = producer.maybe_frame(Duration::from_millis(300)).await;
+    assert!(held.is_none(), "{held:?}");
     let depth = server.server.broker().queue_stats()[0].depth;
     assert!((50..=51).contains(&depth), "depth {depth}");
+    assert_eq!(slow.frame().await.get("seq"), Some("0"));
+    // A consumer that keeps up arrives: everything flows, in order, nothing refused.
     let mut consumer = Tcp::connect(server.stomp(), "c").await;
-    consumer
-        .send(
-            Frame::new(Command::Subscribe)
-                .header("id", "s")
-                .header("destination", "/queue/paced"),
-        )
-        .await;
-    for expected in 0..count {
+    let subscribe = Frame::new(Command::Subscribe)
+        .header("id", "s")
+        .header("destination", "/queue/paced");
+    consumer.send(subscribe).await;
+    for expected in 1..count {
         let frame = consumer.frame().await;
         assert_eq!(frame.get("seq").unwrap(), expected.to_string());
     }
     let receipt = producer.frame().await;
     assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
-    assert!(
-        server
-            .server
-            .broker()
-            .metrics()
-            .publishes_paced
-            .load(Ordering::Relaxed)
-            > 0
-    );
+    let paced = server
+        .server
+        .broker()
+        .metrics()
+        .publishes_paced
+        .load(Ordering::Relaxed);
+    assert!(paced > 0);
 }

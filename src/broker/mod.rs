@@ -289,9 +289,10 @@ impl Broker {
             SendTarget::Queue(name) => {
                 let queue = self.queue(name);
                 queue.enqueue(Arc::new(message))?;
-                if queue.is_above_mark() {
+                if queue.is_above_mark() && queue.has_consumers() {
                     // Producer flow control, as for a full topic subscriber: this session reads
                     // its next frame once consumers have caught up (or the grace has passed).
+                    // A queue nobody consumes just fills up to its limit: store and forward.
                     Metrics::incr(&self.inner.metrics.publishes_paced);
                     let started = Instant::now();
                     let grace = self.inner.outbox_limits.slow_consumer_grace;

@@ -243,6 +243,11 @@ impl Queue {
         }
     }
 
+    /// True when some consumer is subscribed.
+    pub fn has_consumers(&self) -> bool {
+        !self.lock().consumers.is_empty()
+    }
+
     /// True while more messages wait than the high-water mark.
     pub fn is_above_mark(&self) -> bool {
         self.lock().messages.len() >= self.high_water
