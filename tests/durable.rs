@@ -5,59 +5,11 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
 
-use common::{error_message, Tcp, TestServer};
+use common::{error_message, ServerProcess, Tcp, TestServer};
 use stompede::protocol::{Command, Frame};
-
-/// A `stompede serve` process on `data_dir`, on free ports.
-struct ServerProcess {
-    child: Child,
-    stomp: SocketAddr,
-}
-
-impl ServerProcess {
-    fn start(data_dir: &Path) -> ServerProcess {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_stompede"))
-            .args([
-                "serve",
-                "--stomp",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let listening: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("no listening line ({e}): {line:?}"));
-        let stomp = listening["stomp"].as_str().unwrap().parse().unwrap();
-        ServerProcess { child, stomp }
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill(self) {}
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn body_for(id: &str) -> String {
     // Long enough to notice truncation, derived from the id to notice corruption.
@@ -113,7 +65,7 @@ async fn persistent_messages_survive_sigkill_and_receipted_acks_stay_done() {
         let ids: Vec<String> = (0..per_round).map(|i| format!("r{round}m{i}")).collect();
         let kill_after = Duration::from_millis(300 + next() % 2500);
         let observed = run_round(server.stomp, ids, kill_after, &mut ledger).await;
-        server.kill();
+        drop(server); // SIGKILL
         println!("round {round}: {observed}");
     }
     // Restart once more and drain everything.
@@ -139,7 +91,7 @@ async fn persistent_messages_survive_sigkill_and_receipted_acks_stay_done() {
             "sync",
         )
         .await;
-    server.kill();
+    drop(server);
     let lost: Vec<_> = ledger
         .receipted
         .iter()

@@ -6,9 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
 
 use common::{error_message, Tcp};
@@ -514,52 +512,10 @@ async fn a_job_past_its_deadline_fails_as_expired_and_finished_jobs_are_removed(
     }
 }
 
-/// A `stompede serve` process (the binary registers `demo`).
-struct Process9 {
-    child: Child,
-    stomp: SocketAddr,
-}
-
-impl Process9 {
-    fn start(dir: &std::path::Path) -> Process9 {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_stompede"))
-            .args([
-                "serve",
-                "--stomp",
-                "127.0.0.1:0",
-                "--http",
-                "off",
-                "--log",
-                "warn",
-            ])
-            .arg("--data-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        Process9 {
-            child,
-            stomp: v["stomp"].as_str().unwrap().parse().unwrap(),
-        }
-    }
-}
-
-impl Drop for Process9 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn sigkill_mid_job_resumes_from_the_checkpoint_with_each_chunk_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Process9::start(dir.path());
+    let server = common::ServerProcess::start(dir.path());
     let mut ann = watcher(server.stomp, "ann").await;
     let id = submit(
         &mut ann,
@@ -572,7 +528,7 @@ async fn sigkill_mid_job_resumes_from_the_checkpoint_with_each_chunk_once() {
         before.extend(events_until(&mut ann, &id, "CHUNK_COMPLETED", Vec::new()).await);
     }
     drop(server); // SIGKILL
-    let server = Process9::start(dir.path());
+    let server = common::ServerProcess::start(dir.path());
     let mut page = Tcp::connect(server.stomp, "ann").await;
     page.send(
         Frame::new(Command::Subscribe)

@@ -6,9 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -347,30 +345,8 @@ async fn sigkill_mid_reconciliation_resumes_and_the_files_are_exact() {
     let import = data.path().join("import");
     std::fs::create_dir_all(&import).unwrap();
     let truth = generate(&import, 20_000, 23);
-    let start = || {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_stompede"))
-            .args([
-                "serve",
-                "--stomp",
-                "127.0.0.1:0",
-                "--http",
-                "off",
-                "--log",
-                "warn",
-            ])
-            .arg("--data-dir")
-            .arg(data.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        (child, v["stomp"].as_str().unwrap().parse().unwrap())
-    };
-    let (mut child, addr) = start();
+    let server = common::ServerProcess::start(data.path());
+    let addr = server.stomp;
     let mut ann = common::Tcp::connect(addr, "ann").await;
     ann.subscribe("p", "/user/queue/progress", "auto").await;
     ann.send(
@@ -393,10 +369,10 @@ async fn sigkill_mid_reconciliation_resumes_and_the_files_are_exact() {
             panic!("the job finished before the kill; make it longer");
         }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server); // SIGKILL
     let job_id = job_id.unwrap();
-    let (mut child, addr) = start();
+    let server = common::ServerProcess::start(data.path());
+    let addr = server.stomp;
     let mut page = common::Tcp::connect(addr, "ann").await;
     page.send(
         Frame::new(Command::Subscribe)
@@ -413,7 +389,6 @@ async fn sigkill_mid_reconciliation_resumes_and_the_files_are_exact() {
         }
         assert_ne!(body["event"], "JOB_FAILED", "{body}");
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(server);
     check(&result, &truth);
 }

@@ -41,14 +41,9 @@ impl JobHandler for Empty {
     }
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../common/args.rs"]
+mod args;
+use args::number as arg;
 
 async fn server(dir: &std::path::Path) -> Server {
     let config = Config {

@@ -14,14 +14,9 @@ use stompede::processors::reconcile::Reconcile;
 use stompede::protocol::Headers;
 use stompede::{BrokerBuilder, Config};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../common/args.rs"]
+mod args;
+use args::number as arg;
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -13,14 +13,9 @@ use stompede::{BrokerBuilder, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../common/args.rs"]
+mod args;
+use args::number as arg;
 
 fn config(dir: &std::path::Path) -> Config {
     Config {

@@ -310,3 +310,46 @@ pub fn error_message(frame: &Frame) -> &str {
     );
     frame.get("message").expect("ERROR without message header")
 }
+
+/// A `stompede serve` process on free loopback ports over `data_dir` (the binary registers the
+/// `demo` and `reconcile` job types). Dropping it SIGKILLs it: no shutdown, no flush.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub stomp: SocketAddr,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &std::path::Path) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stompede"))
+            .args([
+                "serve",
+                "--stomp",
+                "127.0.0.1:0",
+                "--http",
+                "off",
+                "--log",
+                "warn",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let listening: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("no listening line ({e}): {line:?}"));
+        let stomp = listening["stomp"].as_str().unwrap().parse().unwrap();
+        ServerProcess { child, stomp }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
