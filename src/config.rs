@@ -61,6 +61,8 @@ pub struct Config {
     pub outbox_high_water_bytes: usize,
     /// How long a subscriber may stay above its outbox mark before it is cut off, in ms.
     pub slow_consumer_grace_ms: u64,
+    /// Bytes all outboxes together may hold; above it every publisher waits (default 1 GiB).
+    pub outbox_memory_cap: usize,
     /// Most messages waiting on one queue.
     pub max_queue_messages: usize,
     /// Most bytes waiting on one queue.
@@ -140,6 +142,7 @@ impl Default for Config {
             outbox_high_water_messages: outbox.high_water_messages,
             outbox_high_water_bytes: outbox.high_water_bytes,
             slow_consumer_grace_ms: outbox.slow_consumer_grace.as_millis() as u64,
+            outbox_memory_cap: outbox.memory_cap,
             max_queue_messages: queue.max_messages,
             max_queue_bytes: queue.max_bytes,
             queue_high_water_messages: queue.high_water_messages,
@@ -267,6 +270,7 @@ impl Config {
             high_water_messages: self.outbox_high_water_messages,
             high_water_bytes: self.outbox_high_water_bytes,
             slow_consumer_grace: Duration::from_millis(self.slow_consumer_grace_ms),
+            memory_cap: self.outbox_memory_cap,
         }
     }
 

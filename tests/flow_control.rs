@@ -329,3 +329,53 @@ async fn queue_producers_are_paced_instead_of_refused() {
         .load(Ordering::Relaxed);
     assert!(paced > 0);
 }
+
+#[tokio::test]
+async fn a_global_cap_on_outbox_memory_paces_publishers_without_cutting_anyone_off() {
+    let server = TestServer::with(|c| {
+        // Each outbox alone could hold 8 MiB; all of them together only 32 KiB.
+        c.outbox_memory_cap = 32 * 1024;
+        c.slow_consumer_grace_ms = 30_000;
+    })
+    .await;
+    let count = 2000;
+    let mut readers = Vec::new();
+    for i in 0..3 {
+        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
+        reader.subscribe("s", "/topic/flow", "auto").await;
+        readers.push(tokio::spawn(read_in_order(reader, count)));
+    }
+    let mut publisher = Tcp::connect(server.stomp(), "pub").await;
+    let watch = {
+        let broker = server.server.broker().clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            for _ in 0..2000 {
+                peak = peak.max(broker.outbox_memory());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            peak
+        })
+    };
+    publish(&mut publisher, count).await;
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), count);
+    }
+    let metrics = server.server.broker().metrics();
+    assert!(metrics.publishes_paced.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        metrics.slow_consumers_disconnected.load(Ordering::Relaxed),
+        0
+    );
+    let peak = watch.await.unwrap();
+    // The cap is checked after each push: one message per subscriber may go past it.
+    assert!(
+        peak <= 32 * 1024 + 3 * 2 * 1024,
+        "outboxes held {peak} bytes"
+    );
+    assert_eq!(
+        server.server.broker().outbox_memory(),
+        0,
+        "accounting drifted"
+    );
+}

@@ -73,6 +73,7 @@ struct Inner {
     acl: Acl,
     metrics: Arc<Metrics>,
     outbox_limits: OutboxLimits,
+    outbox_budget: Arc<outbox::MemoryBudget>,
     max_sessions_per_user: usize,
     next_key: AtomicU64,
     next_message: AtomicU64,
@@ -128,6 +129,7 @@ impl Broker {
                 apps,
                 acl,
                 metrics,
+                outbox_budget: outbox::MemoryBudget::new(outbox_limits.memory_cap),
                 outbox_limits,
                 max_sessions_per_user,
                 next_key: AtomicU64::new(1),
@@ -187,9 +189,14 @@ impl Broker {
         format!("{}-{n}", self.inner.boot).into()
     }
 
+    /// Bytes held by all outboxes together (bounded by `outbox-memory-cap`).
+    pub fn outbox_memory(&self) -> usize {
+        self.inner.outbox_budget.used()
+    }
+
     /// A new outbox with the configured limits.
     pub fn new_outbox(&self) -> Arc<Outbox> {
-        Outbox::new(self.inner.outbox_limits)
+        Outbox::new(self.inner.outbox_limits, self.inner.outbox_budget.clone())
     }
 
     /// Registers a session of `user`, refusing past the per-user limit.

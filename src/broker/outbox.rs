@@ -28,6 +28,8 @@ pub struct OutboxLimits {
     pub high_water_bytes: usize,
     /// How long an outbox may stay above the mark before its session is cut off.
     pub slow_consumer_grace: Duration,
+    /// Bytes all outboxes together may hold before every publisher waits.
+    pub memory_cap: usize,
 }
 
 impl Default for OutboxLimits {
@@ -36,6 +38,7 @@ impl Default for OutboxLimits {
             high_water_messages: 1024,
             high_water_bytes: 8 * 1024 * 1024,
             slow_consumer_grace: Duration::from_secs(5),
+            memory_cap: 1024 * 1024 * 1024,
         }
     }
 }
@@ -98,6 +101,45 @@ pub enum Pressure {
     Full,
 }
 
+/// The bytes held by every outbox of a broker together, against a cap, so that many full
+/// outboxes (each within its own mark) cannot exhaust memory between them.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: std::sync::atomic::AtomicUsize,
+    cap: usize,
+}
+
+impl MemoryBudget {
+    /// A budget of `cap` bytes.
+    pub fn new(cap: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            cap,
+        })
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn over(&self) -> bool {
+        self.used() >= self.cap
+    }
+
+    fn add(&self, n: usize) {
+        self.used.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.used.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How often a publisher waiting on the shared budget looks again (other outboxes' drains do
+/// not wake it).
+const BUDGET_RECHECK: Duration = Duration::from_millis(10);
+
 /// What [`Outbox::take`] found.
 enum Taken {
     Items,
@@ -131,17 +173,26 @@ pub struct Outbox {
     writer_wake: Notify,
     room: Notify,
     closed: Notify,
+    budget: Arc<MemoryBudget>,
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let bytes = self.lock().bytes;
+        self.budget.sub(bytes);
+    }
 }
 
 impl Outbox {
-    /// An empty outbox.
-    pub fn new(limits: OutboxLimits) -> Arc<Outbox> {
+    /// An empty outbox drawing on `budget`.
+    pub fn new(limits: OutboxLimits, budget: Arc<MemoryBudget>) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::new(State::default()),
             limits,
             writer_wake: Notify::new(),
             room: Notify::new(),
             closed: Notify::new(),
+            budget,
         })
     }
 
@@ -179,10 +230,14 @@ impl Outbox {
             return Err(Closed);
         }
         let was_empty = state.items.is_empty();
-        state.bytes += item.size();
+        let size = item.size();
+        state.bytes += size;
+        self.budget.add(size);
         state.items.push_back(item);
         let pressure = if self.above_mark(&state) {
             state.full_since.get_or_insert_with(Instant::now);
+            Pressure::Full
+        } else if self.budget.over() {
             Pressure::Full
         } else {
             Pressure::Clear
@@ -214,22 +269,26 @@ impl Outbox {
             notified.as_mut().enable();
             {
                 let state = self.lock();
-                if state.closed.is_some() || !self.above_mark(&state) {
+                if state.closed.is_some() || (!self.above_mark(&state) && !self.budget.over()) {
                     return;
                 }
             }
-            notified.await;
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(BUDGET_RECHECK), if self.budget.over() => {}
+            }
         }
     }
 
     /// Waits for room, at most until the grace since the outbox filled runs out; then cuts the
     /// outbox off as a slow consumer. Returns true when the outbox was cut off.
+    ///
+    /// When only the shared memory budget is exhausted (this outbox is within its own mark),
+    /// the wait is bounded by the grace too, but nobody is cut off for it.
     pub async fn room_or_cut_off(&self) -> bool {
-        let Some(since) = self.full_since() else {
-            return false;
-        };
+        let since = self.full_since().unwrap_or_else(Instant::now);
         let deadline = since + self.limits.slow_consumer_grace;
-        if tokio::time::timeout_at(deadline, self.room()).await.is_ok() {
+        if tokio::time::timeout_at(deadline, self.room()).await.is_ok() || !self.is_full() {
             return false;
         }
         self.close(CloseReason::SlowConsumer);
@@ -286,13 +345,13 @@ impl Outbox {
         }
         let was_full = self.above_mark(state);
         let n = state.items.len().min(max);
+        let mut taken = 0;
         for item in state.items.drain(..n) {
-            state.bytes -= item.size();
+            taken += item.size();
             batch.push(item);
         }
-        if state.items.is_empty() {
-            state.bytes = 0;
-        }
+        state.bytes -= taken;
+        self.budget.sub(taken);
         if was_full && !self.above_mark(state) {
             state.full_since = None;
             let queues = state.queues.clone();
@@ -315,6 +374,7 @@ impl Outbox {
             }
             if matches!(reason, CloseReason::SlowConsumer | CloseReason::Broken) {
                 state.items.clear();
+                self.budget.sub(state.bytes);
                 state.bytes = 0;
             }
             state.closed = Some(reason);
