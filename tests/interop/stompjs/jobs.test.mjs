@@ -66,3 +66,43 @@ brokerTest('a page submits a demo job and renders every progress message', async
   assert.equal(snapshot.headers.snapshot, 'true');
   assert.equal(JSON.parse(snapshot.body).status, 'completed');
 });
+
+brokerTest('a page reconciles two CSV files and follows the job to its counts', async ctx => {
+  const server = await ctx.server();
+  const { writeFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  // The server's import directory is <data-dir>/import, created at start-up.
+  const bo = ['id,amount,date', 'A1,10.50,2024-12-31', 'A2,20.00,2024-01-01', 'A3,5.00,2024-02-02', 'A4,1,2024-03-03', 'A4,1,2024-03-03', 'bad,row'];
+  const partner = ['id;amount;date', 'A1;10,50;31/12/2024', 'A2;21,00;01/01/2024', 'A5;7,00;05/05/2024', 'A4;1;03/03/2024'];
+  await writeFile(join(server.dataDir, 'import', 'bo.csv'), bo.join('\n') + '\n');
+  await writeFile(join(server.dataDir, 'import', 'partner.csv'), partner.join('\n') + '\n');
+
+  const page = await ctx.client(server, { login: 'ann', passcode: 'x' });
+  const progress = await page.subscribe('/user/queue/progress');
+  const receipt = await page.send(
+    '/app/jobs',
+    JSON.stringify({ boFile: 'bo.csv', partnerFile: 'partner.csv', boKey: 'id', partnerKey: 'id' }),
+    { 'job-type': 'reconcile' },
+  );
+  const jobId = receipt.headers['job-id'];
+  const events = [];
+  for (;;) {
+    const event = JSON.parse((await progress.next()).body);
+    assert.equal(event.jobId, jobId);
+    events.push(event);
+    if (event.event === 'JOB_COMPLETED' || event.event === 'JOB_FAILED') break;
+  }
+  const kinds = events.map(e => e.event);
+  assert.equal(kinds[0], 'JOB_ACCEPTED');
+  assert.ok(kinds.includes('JOB_STARTED'));
+  assert.ok(kinds.filter(k => k === 'CHUNK_COMPLETED').length >= 2, kinds.join(' '));
+  const done = events.at(-1);
+  assert.equal(done.event, 'JOB_COMPLETED', JSON.stringify(done));
+  const r = done.result;
+  assert.deepEqual(
+    [r.totalMatches, r.totalMismatches, r.totalBoOnly, r.totalPartnerOnly, r.duplicateBoKeys, r.rejectedRows],
+    [1, 1, 1, 1, 1, 1],
+    JSON.stringify(r),
+  );
+  assert.ok(r.files['mismatches.csv'].endsWith('mismatches.csv'));
+});
