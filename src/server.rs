@@ -227,9 +227,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Every HTTP route: WebSocket STOMP at `/ws` (later SockJS, REST, metrics).
+/// Every HTTP route: WebSocket STOMP at `/ws`, `/health` and `/metrics`.
 pub fn router(ctx: Arc<ServerContext>) -> axum::Router {
-    transport::ws::router(ctx)
+    transport::ws::router(ctx.clone()).merge(transport::admin::router(ctx))
 }
 
 /// A running broker.

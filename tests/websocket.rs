@@ -143,3 +143,32 @@ async fn a_malformed_frame_ends_only_its_own_websocket() {
         .await;
     assert_eq!(&good.frame().await.0.body[..], b"fine");
 }
+
+#[tokio::test]
+async fn metrics_and_health_are_served_on_the_http_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut client = Tcp::connect(server.stomp(), "m").await;
+    client.raw(b"FROB\n\n\0").await;
+    client.until_closed().await;
+    let get = |path: &'static str| {
+        let addr = server.server.http_addr().unwrap();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        }
+    };
+    assert!(get("/health").await.ends_with("ok\n"));
+    let metrics = get("/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("stompede_protocol_errors_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("stompede_slow_consumers_disconnected_total 0"));
+    assert!(metrics.contains("stompede_outbox_memory_bytes "));
+}

@@ -2,6 +2,7 @@
 //! [`FrameSource`] (bytes in, decoded frames out) and a [`FrameSink`] (encoded frames out), so
 //! one session implementation serves them all.
 
+pub mod admin;
 pub mod tcp;
 pub mod ws;
 

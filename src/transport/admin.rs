@@ -1,0 +1,52 @@
+//! Operator endpoints on the HTTP port: `/health` and `/metrics` (Prometheus text format), so
+//! flow control, slow consumers and errors can be watched without the library API.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::server::ServerContext;
+
+/// The routes.
+pub fn router(ctx: Arc<ServerContext>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .with_state(ctx)
+}
+
+async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
+    let broker = &ctx.broker;
+    let mut body = String::with_capacity(2048);
+    for (name, value) in broker.metrics().snapshot() {
+        let _ = writeln!(body, "# TYPE stompede_{name}_total counter");
+        let _ = writeln!(body, "stompede_{name}_total {value}");
+    }
+    let gauges = [
+        ("sessions", broker.session_count()),
+        ("outbox_memory_bytes", broker.outbox_memory()),
+    ];
+    for (name, value) in gauges {
+        let _ = writeln!(body, "# TYPE stompede_{name} gauge");
+        let _ = writeln!(body, "stompede_{name} {value}");
+    }
+    for queue in broker.queue_stats() {
+        let name = queue.name.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            body,
+            "stompede_queue_depth{{queue=\"{name}\"}} {}",
+            queue.depth
+        );
+        let _ = writeln!(
+            body,
+            "stompede_queue_unacked{{queue=\"{name}\"}} {}",
+            queue.unacked
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
