@@ -36,6 +36,27 @@ async fn stuck_tcp(server: &TestServer) -> Tcp {
     client
 }
 
+/// `n` readers subscribed to `/topic/flow`, each checking `count` messages in order.
+async fn spawn_readers(
+    server: &TestServer,
+    n: usize,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<usize>> {
+    let mut readers = Vec::new();
+    for i in 0..n {
+        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
+        reader.subscribe("s", "/topic/flow", "auto").await;
+        readers.push(tokio::spawn(read_in_order(reader, count)));
+    }
+    readers
+}
+
+/// Subscribers cut off for not reading, so far.
+fn slow_consumers(server: &TestServer) -> u64 {
+    let metrics = server.server.broker().metrics();
+    metrics.slow_consumers_disconnected.load(Ordering::Relaxed)
+}
+
 /// Reads `count` messages from `client`, checking that they are 0..count in order.
 async fn read_in_order(mut client: Tcp, count: usize) -> usize {
     for expected in 0..count {
@@ -78,12 +99,7 @@ async fn publish(publisher: &mut Tcp, count: usize) {
 async fn a_stuck_tcp_subscriber_is_cut_off_and_readers_get_everything() {
     let server = TestServer::with(small_outboxes).await;
     let count = 3000;
-    let mut readers = Vec::new();
-    for i in 0..4 {
-        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
-        reader.subscribe("s", "/topic/flow", "auto").await;
-        readers.push(tokio::spawn(read_in_order(reader, count)));
-    }
+    let readers = spawn_readers(&server, 4, count).await;
     let mut stuck = stuck_tcp(&server).await;
     let mut publisher = Tcp::connect(server.stomp(), "pub").await;
     publish(&mut publisher, count).await;
@@ -108,12 +124,7 @@ async fn a_stuck_tcp_subscriber_is_cut_off_and_readers_get_everything() {
 async fn a_stuck_websocket_subscriber_is_cut_off_and_readers_get_everything() {
     let server = TestServer::with(small_outboxes).await;
     let count = 3000;
-    let mut readers = Vec::new();
-    for i in 0..3 {
-        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
-        reader.subscribe("s", "/topic/flow", "auto").await;
-        readers.push(tokio::spawn(read_in_order(reader, count)));
-    }
+    let readers = spawn_readers(&server, 3, count).await;
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket
@@ -130,15 +141,7 @@ async fn a_stuck_websocket_subscriber_is_cut_off_and_readers_get_everything() {
     for reader in readers {
         assert_eq!(reader.await.unwrap(), count);
     }
-    assert_eq!(
-        server
-            .server
-            .broker()
-            .metrics()
-            .slow_consumers_disconnected
-            .load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(slow_consumers(&server), 1);
     drop(stuck);
 }
 
@@ -150,26 +153,13 @@ async fn an_unpaced_burst_to_many_subscribers_loses_nothing() {
     })
     .await;
     let count = 2000;
-    let mut readers = Vec::new();
-    for i in 0..20 {
-        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
-        reader.subscribe("s", "/topic/flow", "auto").await;
-        readers.push(tokio::spawn(read_in_order(reader, count)));
-    }
+    let readers = spawn_readers(&server, 20, count).await;
     let mut publisher = Tcp::connect(server.stomp(), "pub").await;
     publish(&mut publisher, count).await;
     for reader in readers {
         assert_eq!(reader.await.unwrap(), count);
     }
-    assert_eq!(
-        server
-            .server
-            .broker()
-            .metrics()
-            .slow_consumers_disconnected
-            .load(Ordering::Relaxed),
-        0
-    );
+    assert_eq!(slow_consumers(&server), 0);
 }
 
 #[tokio::test]
@@ -339,12 +329,7 @@ async fn a_global_cap_on_outbox_memory_paces_publishers_without_cutting_anyone_o
     })
     .await;
     let count = 2000;
-    let mut readers = Vec::new();
-    for i in 0..3 {
-        let mut reader = Tcp::connect(server.stomp(), &format!("r{i}")).await;
-        reader.subscribe("s", "/topic/flow", "auto").await;
-        readers.push(tokio::spawn(read_in_order(reader, count)));
-    }
+    let readers = spawn_readers(&server, 3, count).await;
     let mut publisher = Tcp::connect(server.stomp(), "pub").await;
     let watch = {
         let broker = server.server.broker().clone();

@@ -77,16 +77,20 @@ fn generate(dir: &Path, n: u64, seed: u64) -> Truth {
             _ => format!("libellé {i}"),
         };
         let iso = format!("{y}-{m:02}-{d:02}");
+        // A back-office row of this key; a quoted label with a newline spans two lines.
+        let push_bo = |bo: &mut String, line: &mut u64| {
+            bo.push_str(&format!(
+                "{key},{}.{:02},{iso},{label}\n",
+                cents / 100,
+                cents % 100
+            ));
+            *line += 1 + label.matches('\n').count() as u64;
+        };
         let fr_date = format!("{d:02}/{m:02}/{y}");
         match rng.next() % 20 {
             0 => {
                 truth.bo_only_lines.insert(bo_line + 1);
-                bo.push_str(&format!(
-                    "{key},{}.{:02},{iso},{label}\n",
-                    cents / 100,
-                    cents % 100
-                ));
-                bo_line += 1 + label.matches('\n').count() as u64;
+                push_bo(&mut bo, &mut bo_line);
                 truth.bo_rows += 1;
             }
             1 => {
@@ -101,12 +105,7 @@ fn generate(dir: &Path, n: u64, seed: u64) -> Truth {
                 // The key twice in the back office: reported, never matched.
                 truth.duplicate_bo_keys += 1;
                 for _ in 0..2 {
-                    bo.push_str(&format!(
-                        "{key},{}.{:02},{iso},{label}\n",
-                        cents / 100,
-                        cents % 100
-                    ));
-                    bo_line += 1 + label.matches('\n').count() as u64;
+                    push_bo(&mut bo, &mut bo_line);
                     truth.bo_rows += 1;
                 }
                 push_partner(
@@ -135,12 +134,7 @@ fn generate(dir: &Path, n: u64, seed: u64) -> Truth {
                 };
                 truth.mismatches.insert((key.clone(), column.to_owned()));
                 truth.mismatched_keys += 1;
-                bo.push_str(&format!(
-                    "{key},{}.{:02},{iso},{label}\n",
-                    cents / 100,
-                    cents % 100
-                ));
-                bo_line += 1 + label.matches('\n').count() as u64;
+                push_bo(&mut bo, &mut bo_line);
                 push_partner(
                     &format!("{key};{p_amount};{p_date};{label}\n"),
                     &mut partner_line,
@@ -150,12 +144,7 @@ fn generate(dir: &Path, n: u64, seed: u64) -> Truth {
             }
             _ => {
                 truth.matches += 1;
-                bo.push_str(&format!(
-                    "{key},{}.{:02},{iso},{label}\n",
-                    cents / 100,
-                    cents % 100
-                ));
-                bo_line += 1 + label.matches('\n').count() as u64;
+                push_bo(&mut bo, &mut bo_line);
                 push_partner(
                     &format!("{key};{};{fr_date};{label}\n", french(cents)),
                     &mut partner_line,
