@@ -26,10 +26,24 @@ pub struct JobInput {
     pub result_dir: PathBuf,
 }
 
-/// Reports progress from inside a chunk (throttled by the engine).
+/// One progress report from inside a chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressReport<'a> {
+    /// Units of this chunk done so far.
+    pub processed: u64,
+    /// Units of this chunk in all (0 when not known yet).
+    pub total: u64,
+    /// What is happening, in words ("reading back-office file").
+    pub step: &'a str,
+    /// Which input file is being read, as `(current, total)` with `current` from 1; `None`
+    /// keeps the position last reported.
+    pub file: Option<(u64, u64)>,
+}
+
+/// Receives progress from inside a chunk (the engine throttles what it publishes).
 pub trait ProgressSink: Send + Sync {
-    /// `processed` of `total` units of this chunk are done; `step` says what is happening.
-    fn report(&self, processed: u64, total: u64, step: &str);
+    /// Records one report.
+    fn report(&self, report: ProgressReport<'_>);
 }
 
 /// What a running chunk can use.
@@ -86,9 +100,33 @@ impl ChunkContext {
         self.cancel.cancelled().await
     }
 
-    /// Reports intermediate progress inside the chunk.
+    /// Reports intermediate progress inside the chunk: `processed` of `total` units of this
+    /// chunk are done; `step` says what is happening.
     pub fn report(&self, processed: u64, total: u64, step: &str) {
-        self.progress.report(processed, total, step);
+        self.progress.report(ProgressReport {
+            processed,
+            total,
+            step,
+            file: None,
+        });
+    }
+
+    /// Like [`ChunkContext::report`], for job types that read several input files: watchers
+    /// also see `currentFile` (from 1) of `totalFiles`.
+    pub fn report_in_file(
+        &self,
+        processed: u64,
+        total: u64,
+        step: &str,
+        current_file: u64,
+        total_files: u64,
+    ) {
+        self.progress.report(ProgressReport {
+            processed,
+            total,
+            step,
+            file: Some((current_file, total_files)),
+        });
     }
 }
 

@@ -52,6 +52,12 @@ pub struct Progress {
     pub estimated_time_remaining_ms: Option<u64>,
     /// Time spent running so far (all attempts).
     pub elapsed_ms: u64,
+    /// The input file being worked on (1-based), for job types that read several files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_file: Option<u64>,
+    /// How many input files the job reads, when it reads several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_files: Option<u64>,
 }
 
 /// Why a job or chunk failed.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{self, kind, Event};
-use super::handler::{ChunkContext, JobHandler, ProgressSink};
+use super::handler::{ChunkContext, JobHandler, ProgressReport, ProgressSink};
 use super::model::{JobError, JobStatus, Progress};
 use super::JobEngine;
 use crate::broker::queue::now_ms;
@@ -298,26 +298,29 @@ fn progress_of(
         chunk_count: job.chunks.len() as u64,
         estimated_time_remaining_ms: (processed > 0).then(|| elapsed * remaining / processed),
         elapsed_ms: elapsed,
+        current_file: previous.current_file,
+        total_files: previous.total_files,
     }
 }
 
 fn progress_event(job: &mut super::model::Job, chunk_index: u64) -> Event {
     let progress = job.progress.clone();
-    events::next(
-        job,
-        kind::PROGRESS,
-        json!({
-            "percentage": progress.percentage,
-            "processed": progress.processed,
-            "total": progress.total,
-            "step": progress.step,
-            "chunkIndex": chunk_index,
-            "chunkCount": progress.chunk_count,
-            "chunksCompleted": progress.chunks_completed,
-            "estimatedTimeRemainingMs": progress.estimated_time_remaining_ms,
-            "elapsedMs": progress.elapsed_ms,
-        }),
-    )
+    let mut fields = json!({
+        "percentage": progress.percentage,
+        "processed": progress.processed,
+        "total": progress.total,
+        "step": progress.step,
+        "chunkIndex": chunk_index,
+        "chunkCount": progress.chunk_count,
+        "chunksCompleted": progress.chunks_completed,
+        "estimatedTimeRemainingMs": progress.estimated_time_remaining_ms,
+        "elapsedMs": progress.elapsed_ms,
+    });
+    if let (Some(current), Some(total)) = (progress.current_file, progress.total_files) {
+        fields["currentFile"] = json!(current);
+        fields["totalFiles"] = json!(total);
+    }
+    events::next(job, kind::PROGRESS, fields)
 }
 
 async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
@@ -454,10 +457,11 @@ struct ChunkProgress {
 }
 
 impl ProgressSink for ChunkProgress {
-    fn report(&self, processed: u64, _total: u64, step: &str) {
+    fn report(&self, report: ProgressReport<'_>) {
         let event = {
             let mut state = self.engine.lock();
             let interval = self.engine.inner.config.progress_interval;
+            let state = &mut *state;
             let Some(running) = state
                 .running
                 .get_mut(&self.id)
@@ -465,15 +469,28 @@ impl ProgressSink for ChunkProgress {
             else {
                 return;
             };
-            if running.last_report.is_some_and(|t| t.elapsed() < interval) {
-                return;
-            }
-            running.last_report = Some(Instant::now());
             let Some(job) = state.jobs.get_mut(&self.id) else {
                 return;
             };
-            job.progress.step = step.to_owned();
-            let shown = (self.base + processed).min(job.progress.total.max(self.base + processed));
+            // The step and the file position are kept even when the event is throttled, so
+            // the next chunk-end update shows them; a move to another file is always shown.
+            let file_changed = report.file.is_some_and(|(current, total)| {
+                job.progress.current_file != Some(current)
+                    || job.progress.total_files != Some(total)
+            });
+            if job.progress.step != report.step {
+                job.progress.step = report.step.to_owned();
+            }
+            if let Some((current, total)) = report.file {
+                job.progress.current_file = Some(current);
+                job.progress.total_files = Some(total);
+            }
+            if !file_changed && running.last_report.is_some_and(|t| t.elapsed() < interval) {
+                return;
+            }
+            running.last_report = Some(Instant::now());
+            let done = self.base + report.processed;
+            let shown = done.min(job.progress.total.max(done));
             let mut snapshot = job.clone();
             snapshot.progress.processed = shown;
             if snapshot.progress.total > 0 {
