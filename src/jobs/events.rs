@@ -1,16 +1,13 @@
-//! Job events: built as JSON with a per-job sequence number, logged in the same store
-//! transaction as the state change they report, and published only after that transaction is
-//! durable. One publisher task drains them in order; it waits for one group commit per batch,
-//! so workers never wait on the disk and events never overtake their state.
+//! Job events: built as JSON with a per-job sequence number, logged in the same store batch as
+//! the state change they report, and published by the writer (`writer.rs`) only after that
+//! batch is committed, so events never overtake their state.
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use stompede_protocol::Headers;
-use tokio::sync::mpsc;
 
 use super::model::Job;
 use crate::broker::Broker;
-use crate::store::Store;
 
 /// The event names (see `protocol/docs/jobs.md`).
 pub mod kind {
@@ -114,45 +111,6 @@ pub async fn publish(broker: &Broker, event: &Event) {
         let message = broker.message(destination.into(), &headers, event.body.clone(), true);
         if let Err(error) = broker.publish(&event.owner, message).await {
             tracing::warn!(job = %event.job_id, %error, "job event not published");
-        }
-    }
-}
-
-/// Most events published per store commit: a commit takes milliseconds, so the batch, not the
-/// disk, sets the event rate.
-const BATCH: usize = 4096;
-
-/// Drains the event channel: waits for the store to make each batch durable, then publishes
-/// the batch in order.
-/// On shutdown, what is already queued is still committed and published.
-pub async fn run_publisher(
-    mut events: mpsc::Receiver<Event>,
-    broker: Broker,
-    store: Store,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        if batch.is_empty() {
-            let received = tokio::select! {
-                n = events.recv_many(&mut batch, BATCH) => n,
-                _ = shutdown.cancelled() => {
-                    events.close();
-                    events.recv_many(&mut batch, BATCH).await
-                }
-            };
-            if received == 0 {
-                return;
-            }
-        }
-        if let Err(error) = store.commit().await {
-            // The batch stays as it is, in order, and is tried again.
-            tracing::error!(%error, "store commit failed; job events held back");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            continue;
-        }
-        for event in batch.drain(..) {
-            publish(&broker, &event).await;
         }
     }
 }

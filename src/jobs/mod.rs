@@ -1,12 +1,18 @@
 //! The job engine: durable, chunked jobs submitted and watched over STOMP.
 //!
 //! ```text
-//! SEND /app/jobs ─► service (validate, idempotency, limits) ─► store (job + JOB_ACCEPTED event)
-//!   ─► commit ─► RECEIPT job-id ─► Schedule (priority, age, delay, limits) ─► worker
-//!   ─► chunk i: handler.run_chunk ─► one transaction: result + job + event (fenced by attempt)
-//!   ─► events::run_publisher: group commit, then MESSAGE on /topic/jobs/<id> and
-//!      /user/<owner>/queue/progress
+//! SEND /app/jobs ─► service (validate, idempotency, limits) ─► writer: job + JOB_ACCEPTED
+//!   ─► batch, group commit ─► JOB_ACCEPTED published ─► RECEIPT job-id
+//!   ─► Schedule (priority, age, delay, limits) ─► worker
+//!   ─► chunk i: handler.run_chunk ─► fence check (attempt) under the state lock
+//!   ─► writer: result + events in one batch ─► group commit ─► MESSAGE on /topic/jobs/<id>
+//!      and /user/<owner>/queue/progress
 //! ```
+//!
+//! Every change to a job is made under the state lock and queued to the writer there, so the
+//! store, the events and the memory agree on one order. The attempt id fences a worker: once
+//! a job is cancelled, failed or retried, its old worker's commits are refused under the same
+//! lock (the store is opened by one process at a time, so the lock is the whole story).
 //!
 //! The wire contract (headers, events, fields) is `protocol/docs/jobs.md`.
 
@@ -17,6 +23,7 @@ pub mod model;
 pub mod scheduler;
 mod service;
 mod worker;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,18 +31,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::queue::now_ms;
 use crate::broker::Broker;
-use crate::store::jobs::JobStore;
+use crate::store::jobs::{JobStore, JobWrite};
 use crate::store::StoreError;
 use events::{kind, Event};
 use handler::{JobInput, JobTypes};
 use model::{Job, JobError, JobStatus};
 use scheduler::Schedule;
+use writer::{Commit, Writer};
 
 pub use service::Rejection;
 
@@ -105,6 +113,8 @@ struct State {
     next_attempt: u64,
     /// Unfinished jobs per owner (the per-user cap), kept as jobs open and finish.
     unfinished: HashMap<String, usize>,
+    /// Job id by `owner NUL idempotency-key`, for the jobs that have a key.
+    idempotency: HashMap<String, String>,
 }
 
 impl State {
@@ -117,6 +127,32 @@ impl State {
     fn closed(&mut self, owner: &str) {
         count_down(&mut self.unfinished, owner);
     }
+}
+
+/// A commit of `job`'s state (when given) with `events`, logged and then published.
+fn change(job: Option<&Job>, events: Vec<Event>) -> Commit {
+    let mut writes = Vec::with_capacity(events.len() + 1);
+    if let Some(job) = job {
+        writes.push(JobWrite::Job {
+            id: job.id.clone(),
+            record: job.to_bytes(),
+        });
+    }
+    writes.extend(events.iter().map(|event| JobWrite::Event {
+        id: event.job_id.clone(),
+        seq: event.seq,
+        body: event.body.clone(),
+    }));
+    Commit {
+        writes,
+        events,
+        ..Commit::default()
+    }
+}
+
+/// The idempotency map's key for `owner` and `key`.
+fn idempotency_key(owner: &str, key: &str) -> String {
+    format!("{owner}\u{0}{key}")
 }
 
 /// One unfinished job fewer for `owner`.
@@ -134,11 +170,11 @@ struct Inner {
     types: JobTypes,
     broker: Broker,
     config: JobsConfig,
-    // A std Mutex: every critical section is in-memory bookkeeping plus a sled write (no
-    // await), so the order of state changes and of their stored events is one order.
+    // A std Mutex: every critical section is in-memory bookkeeping plus queueing to the
+    // writer (no await), so the order of state changes and of their stored events is one order.
     state: Mutex<State>,
     wake: Notify,
-    events: mpsc::Sender<Event>,
+    writer: Writer,
     rates: crate::transport::RateLimits,
     shutdown: CancellationToken,
     /// Every task of the engine, so shutdown can wait for them.
@@ -208,7 +244,7 @@ impl JobEngine {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<JobEngine, StoreError> {
-        let (events_tx, events_rx) = mpsc::channel(16_384);
+        let (writer, queue) = Writer::new();
         let rates = crate::transport::RateLimits::new(config.submissions_per_second_per_user);
         let engine = JobEngine {
             inner: Arc::new(Inner {
@@ -218,17 +254,17 @@ impl JobEngine {
                 config,
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
-                events: events_tx,
+                writer,
                 rates,
                 shutdown: shutdown.clone(),
                 tracker: tracker.clone(),
             }),
         };
         engine.recover()?;
-        tracker.spawn(events::run_publisher(
-            events_rx,
+        tracker.spawn(writer::run(
+            queue,
+            engine.inner.store.clone(),
             broker,
-            engine.inner.store.store().clone(),
             shutdown,
         ));
         tracker.spawn(engine.clone().schedule_loop());
@@ -274,37 +310,26 @@ impl JobEngine {
         }
     }
 
-    /// Stores `job` with an event; hands the event to the publisher after the caller drops
-    /// the lock (see [`Self::send`]).
-    fn save(
-        &self,
-        job: &Job,
-        event: Option<&Event>,
-        attempt: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let key = job
-            .idempotency_key
-            .as_ref()
-            .map(|k| format!("{}\u{0}{k}", job.owner));
-        self.inner.store.put_job(
-            &job.id,
-            &job.to_bytes(),
-            attempt,
-            event.map(|e| (e.seq, &e.body[..])),
-            key.as_deref(),
-        )
+    /// Queues `job`'s new state with `events`: logged with it, published once committed.
+    /// Call under the state lock (the writer keeps the order of its queue).
+    fn save(&self, job: &Job, events: Vec<Event>) {
+        self.inner.writer.queue(change(Some(job), events));
     }
 
-    /// Queues events for publication (after their commit).
-    async fn send(&self, events: Vec<Event>) {
-        for event in events {
-            if self.inner.events.send(event).await.is_err() {
-                tracing::warn!("job event publisher stopped");
-            }
-        }
+    /// Waits until every change queued before the call is committed.
+    async fn written(&self) -> Result<(), String> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.inner.writer.queue(Commit {
+            done: Some(done),
+            ..Commit::default()
+        });
+        committed
+            .await
+            .unwrap_or_else(|_| Err("the job engine stopped".into()))
     }
 
     fn recover(&self) -> Result<(), StoreError> {
+        // Run before the writer starts: its queue holds what this writes.
         let now = now_ms();
         let mut state = self.lock();
         let mut resumed = 0;
@@ -345,7 +370,12 @@ impl JobEngine {
                 // Its worker died with the process: resume from the checkpoint.
                 job.status = JobStatus::Pending;
                 resumed += 1;
-                self.save(&job, None, None)?;
+                self.save(&job, Vec::new());
+            }
+            if let Some(key) = &job.idempotency_key {
+                state
+                    .idempotency
+                    .insert(idempotency_key(&job.owner, key), job.id.clone());
             }
             if job.status == JobStatus::Pending {
                 state.schedule.add(&job.id, job.priority, job.run_at, now);
@@ -522,7 +552,7 @@ impl JobEngine {
 
     /// Fails a job that is not running normally any more (deadline): stops its worker if any.
     async fn finish_failed(&self, id: &str, error: JobError) {
-        let events = {
+        {
             let mut state = self.lock();
             let Some(job) = state.jobs.get(id).cloned() else {
                 return;
@@ -546,15 +576,9 @@ impl JobEngine {
                 kind::FAILED,
                 json!({ "code": error.code, "message": error.message, "attempts": job.attempts }),
             );
-            let job = job.clone();
-            // A new fence: a worker still finishing its chunk cannot write any more.
-            let fence = now_ms() * 1_000 + 999;
-            if let Err(error) = self.save(&job, Some(&event), Some(fence)) {
-                tracing::error!(%error, "storing a failed job");
-            }
-            vec![event]
-        };
-        self.send(events).await;
+            // Its worker was removed from `running` above: it cannot commit any more.
+            self.save(job, vec![event]);
+        }
     }
 
     fn apply_retention(&self) {
@@ -571,7 +595,7 @@ impl JobEngine {
                     j.status,
                     j.idempotency_key
                         .as_ref()
-                        .map(|k| format!("{}\u{0}{k}", j.owner)),
+                        .map(|k| idempotency_key(&j.owner, k)),
                 )
             })
             .collect();
@@ -592,9 +616,22 @@ impl JobEngine {
             if ended >= cutoff && *kept <= limit {
                 continue;
             }
-            self.lock().jobs.remove(&id);
-            if let Err(error) = self.inner.store.remove_job(&id, key.as_deref()) {
-                tracing::error!(job = %id, %error, "removing a job");
+            {
+                let mut state = self.lock();
+                // It may have been retried since the list was made.
+                if !state.jobs.get(&id).is_some_and(|j| j.status.is_finished()) {
+                    continue;
+                }
+                state.jobs.remove(&id);
+                if let Some(key) = key {
+                    if state.idempotency.get(&key) == Some(&id) {
+                        state.idempotency.remove(&key);
+                    }
+                }
+                self.inner.writer.queue(Commit {
+                    writes: vec![JobWrite::Remove { id: id.clone() }],
+                    ..Commit::default()
+                });
             }
             let dir = self.inner.config.results_dir.join(&id);
             if dir.exists() {

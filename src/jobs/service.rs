@@ -4,10 +4,11 @@
 
 use serde_json::{json, Value};
 use stompede_protocol::Headers;
+use tokio::sync::oneshot;
 
 use super::events::{self, kind};
 use super::model::{new_id, parse_priority, Job, JobStatus, Progress};
-use super::{count_down, JobEngine};
+use super::{change, count_down, idempotency_key, JobEngine};
 use crate::broker::app::{AppError, AppReply, AppRequest};
 use crate::broker::queue::now_ms;
 
@@ -149,16 +150,9 @@ impl JobEngine {
                     )
                 })?,
         };
-        let idempotency_key = headers.get("idempotency-key").map(str::to_owned);
-        if let Some(key) = &idempotency_key {
-            let stored = self
-                .inner
-                .store
-                .idempotent(&format!("{user}\u{0}{key}"))
-                .map_err(|e| reject("store_failure", e.to_string()))?;
-            if let Some(job) = stored.and_then(|id| self.job(&id)) {
-                return Ok(job);
-            }
+        let key = headers.get("idempotency-key").map(str::to_owned);
+        if let Some(existing) = self.idempotent(user, key.as_deref()) {
+            return Ok(existing);
         }
         if !self.inner.rates.admit(user) {
             return Err(reject(
@@ -184,13 +178,24 @@ impl JobEngine {
             result: None,
             chunks: Default::default(),
             chunks_done: 0,
-            idempotency_key,
+            idempotency_key: key,
             correlation_id: headers.get("correlation-id").map(str::to_owned),
             seq: 0,
             run_ms: 0,
         };
-        let event = {
+        let permit = self.inner.writer.room().await;
+        let committed = {
             let mut state = self.lock();
+            // Checked again under the lock: two submissions with one key may race.
+            if let Some(key) = &job.idempotency_key {
+                let existing = state
+                    .idempotency
+                    .get(&idempotency_key(user, key))
+                    .and_then(|id| state.jobs.get(id));
+                if let Some(existing) = existing {
+                    return Ok(existing.clone());
+                }
+            }
             let queued = state.unfinished.get(user).copied().unwrap_or(0);
             if queued >= self.inner.config.max_queued_per_user {
                 return Err(reject(
@@ -203,23 +208,36 @@ impl JobEngine {
             }
             let fields = json!({ "priority": job.priority, "runAt": job.run_at, "maxAttempts": job.max_attempts });
             let event = events::next(&mut job, kind::ACCEPTED, fields);
-            self.save(&job, Some(&event), Some(0))
-                .map_err(|e| reject("store_failure", e.to_string()))?;
+            let (done, committed) = oneshot::channel();
+            let mut commit = change(Some(&job), vec![event]);
+            commit.done = Some(done);
+            commit.permit = permit;
+            self.inner.writer.queue(commit);
             state.schedule.add(&job.id, job.priority, job.run_at, now);
             state.opened(user);
+            if let Some(key) = &job.idempotency_key {
+                state
+                    .idempotency
+                    .insert(idempotency_key(user, key), job.id.clone());
+            }
             state.jobs.insert(job.id.clone(), job.clone());
-            event
+            committed
         };
-        // Durable before anyone is told.
-        self.inner
-            .store
-            .store()
-            .commit()
-            .await
-            .map_err(|e| reject("store_failure", e.to_string()))?;
-        self.send(vec![event]).await;
         self.inner.wake.notify_one();
+        // Durable (and JOB_ACCEPTED published) before the submitter is answered.
+        committed
+            .await
+            .unwrap_or_else(|_| Err("the job engine stopped".into()))
+            .map_err(|e| reject("store_failure", e))?;
         Ok(job)
+    }
+
+    /// The job already submitted by `user` with idempotency key `key`, if any.
+    fn idempotent(&self, user: &str, key: Option<&str>) -> Option<Job> {
+        let key = idempotency_key(user, key?);
+        let state = self.lock();
+        let id = state.idempotency.get(&key)?;
+        state.jobs.get(id).cloned()
     }
 
     /// Applies a control action for `user`.
@@ -229,7 +247,7 @@ impl JobEngine {
             return Err(reject("not_found", format!("no job {id} of yours")));
         }
         let now = now_ms();
-        let (job, events) = {
+        let job = {
             let mut guard = self.lock();
             let state = &mut *guard;
             let Some(job) = state.jobs.get_mut(id) else {
@@ -293,14 +311,11 @@ impl JobEngine {
                     ))
                 }
             };
-            let job = job.clone();
-            // Cancelling moves the fence, so a chunk still finishing cannot commit.
-            let fence = (action == "cancel").then(|| now * 1_000 + 998);
-            self.save(&job, event.as_ref(), fence)
-                .map_err(|e| reject("store_failure", e.to_string()))?;
-            (job, event.into_iter().collect::<Vec<_>>())
+            // A cancelled job's worker was removed from `running` above, so a chunk still
+            // finishing cannot commit.
+            self.save(job, event.into_iter().collect());
+            job.clone()
         };
-        self.send(events).await;
         self.inner.wake.notify_one();
         Ok(job)
     }

@@ -13,7 +13,7 @@ use super::handler::{ChunkContext, JobHandler, ProgressReport, ProgressSink};
 use super::model::{JobError, JobStatus, Progress};
 use super::JobEngine;
 use crate::broker::queue::now_ms;
-use crate::store::jobs::CommitError;
+use crate::store::jobs::JobWrite;
 
 /// What to do next.
 enum Next {
@@ -34,7 +34,7 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
         None => return,
     };
     let started = Instant::now();
-    if let Err(error) = begin(&engine, &id, attempt).await {
+    if let Err(error) = begin(&engine, &id, attempt) {
         engine.fail_or_retry(&id, attempt, error, started).await;
     } else {
         loop {
@@ -80,61 +80,63 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
 }
 
 /// Marks the job processing, plans it on its first start, publishes `JOB_STARTED`.
-async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
+fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
+    let Some(job) = engine.job(id) else {
+        return Ok(());
+    };
     let handler = engine
-        .job(id)
-        .and_then(|job| engine.inner.types.get(&job.job_type).cloned())
+        .inner
+        .types
+        .get(&job.job_type)
+        .cloned()
         .ok_or_else(|| {
             JobError::permanent("unknown_type", "the job's type is no longer registered")
         })?;
-    let input = engine.job(id).map(|job| engine.input(&job));
-    let needs_plan = engine.job(id).is_some_and(|job| job.chunks.is_empty());
-    let plan = match (needs_plan, &input) {
-        (true, Some(input)) => {
-            let plan = handler.plan(input)?;
-            engine
-                .inner
-                .store
-                .put_plan(id, &serde_json::to_vec(&plan).unwrap_or_default())
-                .map_err(|e| JobError::retryable("store", e.to_string()))?;
-            Some(plan)
-        }
-        _ => None,
+    // Planned outside the lock: a plan may read the job's input files.
+    let plan = if job.chunks.is_empty() {
+        Some(handler.plan(&engine.input(&job))?)
+    } else {
+        None
     };
-    let event = {
-        let mut state = engine.lock();
-        let Some(job) = state.jobs.get_mut(id) else {
-            return Ok(());
-        };
-        if let Some(plan) = plan {
-            if plan.is_empty() {
-                return Err(JobError::permanent(
-                    "empty_plan",
-                    "the job has nothing to do",
-                ));
-            }
-            job.progress.chunk_count = plan.len() as u64;
-            job.progress.total = plan.iter().map(|c| c.units).sum();
-            job.chunks = Arc::new(plan);
-        }
-        if job.attempts == 0 || job.error.is_some() {
-            job.attempts += 1;
-            job.error = None;
-        }
-        job.status = JobStatus::Processing;
-        job.started_at.get_or_insert(now_ms());
-        let event = events::next(
-            job,
-            kind::STARTED,
-            json!({ "attempt": job.attempts, "maxAttempts": job.max_attempts, "chunkCount": job.chunks.len() }),
-        );
-        let job = job.clone();
-        engine
-            .save(&job, Some(&event), Some(attempt))
-            .map_err(|e| JobError::retryable("store", e.to_string()))?;
-        event
+    let mut guard = engine.lock();
+    let state = &mut *guard;
+    if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
+        return Ok(());
+    }
+    let Some(job) = state.jobs.get_mut(id) else {
+        return Ok(());
     };
-    engine.send(vec![event]).await;
+    let mut commit = super::writer::Commit::default();
+    if let Some(plan) = plan {
+        if plan.is_empty() {
+            return Err(JobError::permanent(
+                "empty_plan",
+                "the job has nothing to do",
+            ));
+        }
+        commit.writes.push(JobWrite::Plan {
+            id: id.to_owned(),
+            plan: serde_json::to_vec(&plan).unwrap_or_default(),
+        });
+        job.progress.chunk_count = plan.len() as u64;
+        job.progress.total = plan.iter().map(|c| c.units).sum();
+        job.chunks = Arc::new(plan);
+    }
+    if job.attempts == 0 || job.error.is_some() {
+        job.attempts += 1;
+        job.error = None;
+    }
+    job.status = JobStatus::Processing;
+    job.started_at.get_or_insert(now_ms());
+    let event = events::next(
+        job,
+        kind::STARTED,
+        json!({ "attempt": job.attempts, "maxAttempts": job.max_attempts, "chunkCount": job.chunks.len() }),
+    );
+    let change = super::change(Some(job), vec![event]);
+    commit.writes.extend(change.writes);
+    commit.events = change.events;
+    engine.inner.writer.queue(commit);
     Ok(())
 }
 
@@ -155,13 +157,8 @@ fn next_step(engine: &JobEngine, id: &str, attempt: u64) -> Next {
     if pause {
         job.status = JobStatus::Paused;
         let event = events::next(job, kind::PAUSED, json!({ "progress": job.progress }));
-        let job = job.clone();
+        engine.save(job, vec![event]);
         state.running.remove(id);
-        if let Err(error) = engine.save(&job, Some(&event), None) {
-            tracing::error!(%error, "storing a paused job");
-        }
-        let engine = engine.clone();
-        tokio::spawn(async move { engine.send(vec![event]).await });
         return Next::Stop;
     }
     let index = job.chunks_done;
@@ -215,7 +212,8 @@ async fn run_chunk(
     }
 }
 
-/// Commits a finished chunk; false when the worker must stop (fenced or store failure).
+/// Queues a finished chunk's commit; false when the worker must stop (its attempt was
+/// fenced off: the job was cancelled, failed or retried meanwhile).
 async fn commit_chunk(
     engine: &JobEngine,
     id: &str,
@@ -225,53 +223,41 @@ async fn commit_chunk(
     started: Instant,
 ) -> bool {
     let result_bytes = serde_json::to_vec(&result).unwrap_or_default();
-    let outcome = {
-        let mut state = engine.lock();
-        let Some(job) = state.jobs.get_mut(id) else {
-            return false;
-        };
-        let mut updated = job.clone();
-        let units = updated.chunks.get(index as usize).map_or(0, |c| c.units);
-        updated.chunks_done = index + 1;
-        let progress = progress_of(&updated.progress, units, &updated, started);
-        updated.progress = progress;
-        let fields = json!({
-            "chunkIndex": index,
-            "chunkCount": updated.chunks.len(),
-            "label": updated.chunks.get(index as usize).map(|c| c.label.clone()),
-            "result": result,
-        });
-        let chunk_event = events::next(&mut updated, kind::CHUNK_COMPLETED, fields);
-        let progress_event = progress_event(&mut updated, index);
-        match engine.inner.store.commit_chunk(
-            id,
-            attempt,
-            index,
-            &result_bytes,
-            &[
-                (chunk_event.seq, &chunk_event.body[..]),
-                (progress_event.seq, &progress_event.body[..]),
-            ],
-        ) {
-            Ok(()) => {
-                *job = updated;
-                Ok(vec![chunk_event, progress_event])
-            }
-            Err(error) => Err(error),
-        }
-    };
-    match outcome {
-        Ok(events) => {
-            engine.send(events).await;
-            true
-        }
-        Err(CommitError::Fenced(_)) => false,
-        Err(CommitError::Store(error)) => {
-            let error = JobError::retryable("store", error.to_string());
-            engine.fail_or_retry(id, attempt, error, started).await;
-            false
-        }
+    // The only wait of a chunk commit: for room in the writer's queue, not for the disk.
+    let permit = engine.inner.writer.room().await;
+    let mut guard = engine.lock();
+    let state = &mut *guard;
+    if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
+        return false;
     }
+    let Some(job) = state.jobs.get_mut(id) else {
+        return false;
+    };
+    let plan = job.chunks.get(index as usize);
+    let units = plan.map_or(0, |c| c.units);
+    let label = plan.map(|c| c.label.clone());
+    job.chunks_done = index + 1;
+    job.progress = progress_of(&job.progress, units, job, started);
+    let fields = json!({
+        "chunkIndex": index,
+        "chunkCount": job.chunks.len(),
+        "label": label,
+        "result": result,
+    });
+    let chunk_event = events::next(job, kind::CHUNK_COMPLETED, fields);
+    let progress_event = progress_event(job, index);
+    let mut commit = super::change(None, vec![chunk_event, progress_event]);
+    commit.writes.insert(
+        0,
+        JobWrite::Chunk {
+            id: id.to_owned(),
+            index,
+            result: result_bytes,
+        },
+    );
+    commit.permit = permit;
+    engine.inner.writer.queue(commit);
+    true
 }
 
 fn progress_of(
@@ -328,14 +314,27 @@ async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
     let Some(handler) = engine.inner.types.get(&job.job_type).cloned() else {
         return;
     };
-    let stored = match engine.inner.store.chunk_results(id) {
+    // The last chunks' commits may still be queued: the merge reads them from the store.
+    let stored = match engine.written().await {
+        Ok(()) => engine
+            .inner
+            .store
+            .chunk_results(id)
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error),
+    };
+    let stored = match stored {
         Ok(stored) => stored,
         Err(error) => {
-            let error = JobError::retryable("store", error.to_string());
+            let error = JobError::retryable("store", error);
             engine.fail_or_retry(id, attempt, error, started).await;
             return;
         }
     };
+    if stored.len() != job.chunks.len() {
+        // Commits are applied in order, so this means the store lost records.
+        tracing::error!(job = %id, stored = stored.len(), planned = job.chunks.len(), "chunk results missing at merge");
+    }
     let mut results = vec![Value::Null; job.chunks.len()];
     for (index, bytes) in stored {
         if let Some(slot) = results.get_mut(index as usize) {
@@ -350,7 +349,7 @@ async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
             return;
         }
     };
-    let event = {
+    {
         let mut state = engine.lock();
         if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
             return;
@@ -369,13 +368,8 @@ async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
             kind::COMPLETED,
             json!({ "result": merged, "executionTimeMs": execution, "attempts": job.attempts }),
         );
-        let job = job.clone();
-        if let Err(error) = engine.save(&job, Some(&event), None) {
-            tracing::error!(%error, "storing a completed job");
-        }
-        event
-    };
-    engine.send(vec![event]).await;
+        engine.save(job, vec![event]);
+    }
 }
 
 impl JobEngine {
@@ -388,7 +382,7 @@ impl JobEngine {
         error: JobError,
         started: Instant,
     ) {
-        let event = {
+        {
             let mut state = self.lock();
             if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
                 return;
@@ -427,15 +421,10 @@ impl JobEngine {
                     json!({ "code": error.code, "message": error.message, "attempts": job.attempts }),
                 )
             };
-            let job = state.jobs.get(id).cloned();
-            if let Some(job) = job {
-                if let Err(error) = self.save(&job, Some(&event), None) {
-                    tracing::error!(%error, "storing a failed attempt");
-                }
+            if let Some(job) = state.jobs.get(id) {
+                self.save(job, vec![event]);
             }
-            event
-        };
-        self.send(vec![event]).await;
+        }
         self.inner.wake.notify_one();
     }
 }
@@ -458,7 +447,7 @@ struct ChunkProgress {
 
 impl ProgressSink for ChunkProgress {
     fn report(&self, report: ProgressReport<'_>) {
-        let event = {
+        {
             let mut state = self.engine.lock();
             let interval = self.engine.inner.config.progress_interval;
             let state = &mut *state;
@@ -488,6 +477,11 @@ impl ProgressSink for ChunkProgress {
             if !file_changed && running.last_report.is_some_and(|t| t.elapsed() < interval) {
                 return;
             }
+            // An in-chunk update can wait for the next one when the writer is busy; chunk and
+            // state events never skip.
+            let Some(permit) = self.engine.inner.writer.try_room() else {
+                return;
+            };
             running.last_report = Some(Instant::now());
             let done = self.base + report.processed;
             let shown = done.min(job.progress.total.max(done));
@@ -500,16 +494,10 @@ impl ProgressSink for ChunkProgress {
             let index = job.chunks_done;
             let event = progress_event(&mut snapshot, index);
             job.seq = snapshot.seq;
-            let job = job.clone();
-            if let Err(error) = self.engine.save(&job, Some(&event), None) {
-                tracing::error!(%error, "logging a progress event");
-            }
-            event
-        };
-        if self.engine.inner.events.try_send(event).is_err() {
-            // The channel is full: an in-chunk update can wait for the next one; chunk and
-            // state events never go this way.
-            tracing::debug!(job = %self.id, "in-chunk progress update skipped (publisher busy)");
+            // Only the event is logged: a restart takes the sequence number from the log.
+            let mut commit = super::change(None, vec![event]);
+            commit.permit = Some(permit);
+            self.engine.inner.writer.queue(commit);
         }
     }
 }

@@ -1,69 +1,112 @@
-//! The job engine's trees: jobs, chunk results (the checkpoint), the bounded per-job event log
-//! and idempotency keys. Values are opaque bytes (JSON written by the engine); what the store
-//! guarantees is that a chunk's result, the job's new state and the event reporting it are
-//! written in one transaction, fenced by the job's attempt id.
+//! The job engine's records: jobs, chunk plans, chunk results (the checkpoint) and the bounded
+//! per-job event log, all in one sled tree so that any set of them is written as one atomic
+//! batch.
+//!
+//! sled makes a batch atomic by sealing its log buffer before and after it (two log writes
+//! each), so the cost of a batch hardly depends on its size: the engine's writer task gathers
+//! every change that is waiting into one [`JobStore::apply`]. Values are opaque bytes (JSON
+//! written by the engine).
+//!
+//! Keys are a one-byte kind, then the job id (a ULID: never contains 0), then for chunks and
+//! events `0` and the index or sequence number as a big-endian `u64`, so a job's chunks and
+//! events are each one ordered prefix range.
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use bytes::Bytes;
 
 use super::{Store, StoreError};
 
 /// Events kept per job for `since-seq` replay.
 pub const EVENT_LOG_LIMIT: u64 = 1_000;
 
-/// The job trees of a store.
+const JOB: u8 = b'j';
+const PLAN: u8 = b'p';
+const CHUNK: u8 = b'c';
+const EVENT: u8 = b'e';
+
+/// One change to the job records.
+#[derive(Debug, Clone)]
+pub enum JobWrite {
+    /// A job's state (JSON).
+    Job {
+        /// The job id.
+        id: String,
+        /// The record.
+        record: Vec<u8>,
+    },
+    /// A job's chunk plan, written once when the job first starts.
+    Plan {
+        /// The job id.
+        id: String,
+        /// The plan.
+        plan: Vec<u8>,
+    },
+    /// A finished chunk's result.
+    Chunk {
+        /// The job id.
+        id: String,
+        /// The chunk index.
+        index: u64,
+        /// The result.
+        result: Vec<u8>,
+    },
+    /// An event, logged for replay; the oldest beyond [`EVENT_LOG_LIMIT`] is dropped.
+    Event {
+        /// The job id.
+        id: String,
+        /// The event's sequence number.
+        seq: u64,
+        /// The event body.
+        body: Bytes,
+    },
+    /// Everything of a job.
+    Remove {
+        /// The job id.
+        id: String,
+    },
+}
+
+/// The job records of a store.
 #[derive(Debug, Clone)]
 pub struct JobStore {
     store: Store,
-    jobs: sled::Tree,
-    attempts: sled::Tree,
-    chunks: sled::Tree,
-    events: sled::Tree,
-    idempotency: sled::Tree,
-    plans: sled::Tree,
+    records: sled::Tree,
 }
 
-/// A chunk commit lost its fence: the job's attempt changed (cancelled, retried elsewhere).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the job's attempt changed; this worker's result is discarded")]
-pub struct Fenced;
-
-/// Why a chunk commit did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// The fence did not match.
-    #[error(transparent)]
-    Fenced(#[from] Fenced),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn key2(id: &str, n: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(id.len() + 9);
+fn key(kind: u8, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(id.len() + 10);
+    key.push(kind);
     key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The prefix of a job's chunks or events.
+fn range_prefix(kind: u8, id: &str) -> Vec<u8> {
+    let mut key = key(kind, id);
     key.push(0);
+    key
+}
+
+fn numbered(kind: u8, id: &str, n: u64) -> Vec<u8> {
+    let mut key = range_prefix(kind, id);
     key.extend_from_slice(&n.to_be_bytes());
     key
 }
 
-fn prefix(id: &str) -> Vec<u8> {
-    let mut key = id.as_bytes().to_vec();
-    key.push(0);
-    key
+/// The number at the end of a chunk or event key.
+fn number_of(key: &[u8]) -> Result<u64, StoreError> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| super::CorruptRecord("job record key").into())
 }
 
 impl JobStore {
-    /// Opens the job trees of `store`.
+    /// Opens the job records of `store`.
     pub fn open(store: &Store) -> Result<JobStore, StoreError> {
-        let db = &store.inner.db;
         Ok(JobStore {
             store: store.clone(),
-            jobs: db.open_tree("jobs")?,
-            attempts: db.open_tree("job-attempts")?,
-            chunks: db.open_tree("job-chunks")?,
-            events: db.open_tree("job-events")?,
-            idempotency: db.open_tree("job-idempotency")?,
-            plans: db.open_tree("job-plans")?,
+            records: store.inner.db.open_tree("job-records")?,
         })
     }
 
@@ -72,115 +115,59 @@ impl JobStore {
         &self.store
     }
 
-    /// Writes a job's state with an event; with `attempt`, also sets its fence; with
-    /// `idempotency`, records the key. One transaction.
-    pub fn put_job(
-        &self,
-        id: &str,
-        job: &[u8],
-        attempt: Option<u64>,
-        event: Option<(u64, &[u8])>,
-        idempotency: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let result = (&self.jobs, &self.attempts, &self.events, &self.idempotency).transaction(
-            |(jobs, attempts, events, keys)| {
-                jobs.insert(id.as_bytes(), job)?;
-                if let Some(attempt) = attempt {
-                    attempts.insert(id.as_bytes(), &attempt.to_be_bytes())?;
+    /// Writes `writes` as one atomic batch, in order. Not durable until
+    /// [`Store::commit`] returns.
+    pub fn apply(&self, writes: &[JobWrite]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for write in writes {
+            match write {
+                JobWrite::Job { id, record } => batch.insert(key(JOB, id), record.as_slice()),
+                JobWrite::Plan { id, plan } => batch.insert(key(PLAN, id), plan.as_slice()),
+                JobWrite::Chunk { id, index, result } => {
+                    batch.insert(numbered(CHUNK, id, *index), result.as_slice())
                 }
-                if let Some((seq, event)) = event {
-                    events.insert(key2(id, seq), event)?;
-                    if seq > EVENT_LOG_LIMIT {
-                        events.remove(key2(id, seq - EVENT_LOG_LIMIT))?;
-                    }
-                }
-                if let Some(key) = idempotency {
-                    keys.insert(key.as_bytes(), id.as_bytes())?;
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            },
-        );
-        flatten(result).map_err(|_: Option<()>| {
-            StoreError::Sled(sled::Error::ReportableBug(
-                "unfenced transaction aborted".into(),
-            ))
-        })?;
-        self.store.wrote();
-        Ok(())
-    }
-
-    /// Commits a finished chunk, if the job's attempt is still `attempt`: its result (the
-    /// checkpoint: the job's progress and sequence number are recovered from the chunk results
-    /// and the event log, so the job record is not rewritten per chunk) and its events.
-    pub fn commit_chunk(
-        &self,
-        id: &str,
-        attempt: u64,
-        index: u64,
-        result: &[u8],
-        events_logged: &[(u64, &[u8])],
-    ) -> Result<(), CommitError> {
-        let outcome = (&self.attempts, &self.chunks, &self.events).transaction(
-            |(attempts, chunks, events)| {
-                let current = attempts.get(id.as_bytes())?;
-                if current.as_deref() != Some(&attempt.to_be_bytes()[..]) {
-                    return Err(ConflictableTransactionError::Abort(Fenced));
-                }
-                chunks.insert(key2(id, index), result)?;
-                for (seq, event) in events_logged {
-                    events.insert(key2(id, *seq), *event)?;
+                JobWrite::Event { id, seq, body } => {
+                    batch.insert(numbered(EVENT, id, *seq), &body[..]);
                     if *seq > EVENT_LOG_LIMIT {
-                        events.remove(key2(id, seq - EVENT_LOG_LIMIT))?;
+                        batch.remove(numbered(EVENT, id, seq - EVENT_LOG_LIMIT));
                     }
                 }
-                Ok(())
-            },
-        );
-        match flatten(outcome) {
-            Ok(()) => {
-                self.store.wrote();
-                Ok(())
+                JobWrite::Remove { id } => {
+                    batch.remove(key(JOB, id));
+                    batch.remove(key(PLAN, id));
+                    for kind in [CHUNK, EVENT] {
+                        for stored in self.records.scan_prefix(range_prefix(kind, id)).keys() {
+                            batch.remove(stored?);
+                        }
+                    }
+                }
             }
-            Err(Some(fenced)) => Err(fenced.into()),
-            Err(None) => Err(CommitError::Store(StoreError::Sled(
-                sled::Error::ReportableBug("chunk transaction failed".into()),
-            ))),
         }
-    }
-
-    /// Stores a job's chunk plan (written once, when the job first starts).
-    pub fn put_plan(&self, id: &str, plan: &[u8]) -> Result<(), StoreError> {
-        self.plans.insert(id.as_bytes(), plan)?;
+        self.records.apply_batch(batch)?;
         self.store.wrote();
         Ok(())
     }
 
-    /// A job's chunk plan.
-    pub fn plan(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.plans.get(id.as_bytes())?.map(|v| v.to_vec()))
-    }
-
-    /// Every job, in id order.
+    /// Every job record, in id order.
     pub fn jobs(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.jobs
-            .iter()
+        self.records
+            .scan_prefix([JOB])
             .values()
             .map(|v| v.map(|v| v.to_vec()).map_err(StoreError::from))
             .collect()
     }
 
+    /// A job's chunk plan.
+    pub fn plan(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.records.get(key(PLAN, id))?.map(|v| v.to_vec()))
+    }
+
     /// The stored chunk results of a job, by chunk index.
     pub fn chunk_results(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let p = prefix(id);
         let mut out = Vec::new();
-        for entry in self.chunks.scan_prefix(&p) {
+        for entry in self.records.scan_prefix(range_prefix(CHUNK, id)) {
             let (key, value) = entry?;
-            let index = key
-                .get(p.len()..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-                .ok_or(super::CorruptRecord("chunk key"))?;
-            out.push((index, value.to_vec()));
+            out.push((number_of(&key)?, value.to_vec()));
         }
         Ok(out)
     }
@@ -188,7 +175,7 @@ impl JobStore {
     /// How many chunk results a job has stored.
     pub fn chunk_count(&self, id: &str) -> Result<u64, StoreError> {
         let mut n = 0;
-        for key in self.chunks.scan_prefix(prefix(id)).keys() {
+        for key in self.records.scan_prefix(range_prefix(CHUNK, id)).keys() {
             key?;
             n += 1;
         }
@@ -197,68 +184,106 @@ impl JobStore {
 
     /// The highest logged event sequence number of a job (0 when none).
     pub fn last_seq(&self, id: &str) -> Result<u64, StoreError> {
-        let last = self.events.range(prefix(id)..prefix_end(id)).next_back();
-        match last {
-            Some(entry) => {
-                let (key, _) = entry?;
-                Ok(key
-                    .len()
-                    .checked_sub(8)
-                    .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
-                    .map_or(0, u64::from_be_bytes))
-            }
+        match self
+            .records
+            .scan_prefix(range_prefix(EVENT, id))
+            .keys()
+            .next_back()
+        {
+            Some(key) => number_of(&key?),
             None => Ok(0),
         }
     }
 
     /// The logged events of a job with a sequence number above `after`, in order.
     pub fn events_after(&self, id: &str, after: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.events
-            .range(key2(id, after.saturating_add(1))..prefix_end(id))
+        let mut end = range_prefix(EVENT, id);
+        end.extend_from_slice(&[0xff; 9]);
+        self.records
+            .range(numbered(EVENT, id, after.saturating_add(1))..end)
             .values()
             .map(|v| v.map(|v| v.to_vec()).map_err(StoreError::from))
             .collect()
     }
-
-    /// The job an idempotency key points to.
-    pub fn idempotent(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .idempotency
-            .get(key.as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    /// Removes a job with its chunks, events and (given) idempotency key.
-    pub fn remove_job(&self, id: &str, idempotency: Option<&str>) -> Result<(), StoreError> {
-        self.jobs.remove(id.as_bytes())?;
-        self.attempts.remove(id.as_bytes())?;
-        self.plans.remove(id.as_bytes())?;
-        for tree in [&self.chunks, &self.events] {
-            for key in tree.scan_prefix(prefix(id)).keys() {
-                tree.remove(key?)?;
-            }
-        }
-        if let Some(key) = idempotency {
-            self.idempotency.remove(key.as_bytes())?;
-        }
-        self.store.wrote();
-        Ok(())
-    }
 }
 
-fn prefix_end(id: &str) -> Vec<u8> {
-    let mut key = id.as_bytes().to_vec();
-    key.push(1);
-    key
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Durability;
+    use std::time::Duration;
 
-fn flatten<E>(result: Result<(), TransactionError<E>>) -> Result<(), Option<E>> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(TransactionError::Abort(e)) => Err(Some(e)),
-        Err(TransactionError::Storage(error)) => {
-            tracing::error!(%error, "store transaction failed");
-            Err(None)
+    fn event(id: &str, seq: u64) -> JobWrite {
+        JobWrite::Event {
+            id: id.into(),
+            seq,
+            body: Bytes::from(seq.to_string()),
         }
+    }
+
+    #[tokio::test]
+    async fn records_are_kept_per_job_and_removed_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Sync, Duration::from_millis(500)).unwrap();
+        let jobs = JobStore::open(&store).unwrap();
+        let mut writes = vec![
+            JobWrite::Job {
+                id: "A".into(),
+                record: b"a".to_vec(),
+            },
+            JobWrite::Job {
+                id: "AB".into(),
+                record: b"ab".to_vec(),
+            },
+            JobWrite::Plan {
+                id: "A".into(),
+                plan: b"[]".to_vec(),
+            },
+        ];
+        for index in 0..3 {
+            writes.push(JobWrite::Chunk {
+                id: "A".into(),
+                index,
+                result: vec![index as u8],
+            });
+        }
+        writes.push(JobWrite::Chunk {
+            id: "AB".into(),
+            index: 0,
+            result: vec![9],
+        });
+        writes.extend((1..=5).map(|seq| event("A", seq)));
+        writes.push(event("AB", 7));
+        jobs.apply(&writes).unwrap();
+
+        assert_eq!(jobs.jobs().unwrap(), vec![b"a".to_vec(), b"ab".to_vec()]);
+        assert_eq!(jobs.chunk_count("A").unwrap(), 3);
+        assert_eq!(jobs.chunk_results("AB").unwrap(), vec![(0, vec![9])]);
+        assert_eq!(jobs.last_seq("A").unwrap(), 5);
+        assert_eq!(jobs.last_seq("AB").unwrap(), 7);
+        assert_eq!(jobs.last_seq("B").unwrap(), 0);
+        assert_eq!(
+            jobs.events_after("A", 3).unwrap(),
+            vec![b"4".to_vec(), b"5".to_vec()]
+        );
+
+        jobs.apply(&[JobWrite::Remove { id: "A".into() }]).unwrap();
+        assert_eq!(jobs.jobs().unwrap(), vec![b"ab".to_vec()]);
+        assert_eq!(jobs.chunk_count("A").unwrap(), 0);
+        assert_eq!(jobs.plan("A").unwrap(), None);
+        assert!(jobs.events_after("A", 0).unwrap().is_empty());
+        assert_eq!(jobs.chunk_count("AB").unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_event_log_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Sync, Duration::from_millis(500)).unwrap();
+        let jobs = JobStore::open(&store).unwrap();
+        let writes: Vec<JobWrite> = (1..=EVENT_LOG_LIMIT + 10).map(|s| event("J", s)).collect();
+        jobs.apply(&writes).unwrap();
+        let kept = jobs.events_after("J", 0).unwrap();
+        assert_eq!(kept.len() as u64, EVENT_LOG_LIMIT);
+        assert_eq!(kept[0], b"11".to_vec());
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 pub use record::{CorruptRecord, StoredMessage};
 
 /// The on-disk format this build reads and writes.
-pub const FORMAT: &str = "stompede-store/1";
+pub const FORMAT: &str = "stompede-store/2";
 const FORMAT_KEY: &[u8] = b"format";
 
 /// How RECEIPTs relate to the disk.

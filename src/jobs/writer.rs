@@ -1,0 +1,147 @@
+//! The one task that writes job records: it gathers every change waiting at that moment into
+//! one atomic store batch, waits for the group commit, then publishes the batch's events in
+//! order and tells whoever waits (a submitter's RECEIPT).
+//!
+//! Changes are queued under the engine's state lock, so the store sees them in the order the
+//! engine made them, and an event is never published before the change it reports is
+//! committed. Workers do not wait for their chunk's commit (they run the next chunk while the
+//! disk catches up): a crash loses at most a suffix of commits, which the checkpoint then
+//! redoes; a bounded number of commits in flight keeps memory bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::events::{self, Event};
+use crate::broker::Broker;
+use crate::store::jobs::{JobStore, JobWrite};
+use crate::store::StoreError;
+
+/// Commits queued at most before a worker or submitter waits for room.
+pub(super) const IN_FLIGHT: usize = 8_192;
+
+/// Commits written per store batch at most.
+const BATCH: usize = 4_096;
+
+/// One change: records to write, events to publish once they are committed, and who waits.
+#[derive(Debug, Default)]
+pub(super) struct Commit {
+    pub writes: Vec<JobWrite>,
+    pub events: Vec<Event>,
+    pub done: Option<oneshot::Sender<Result<(), String>>>,
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The sending side, held by the engine.
+#[derive(Debug)]
+pub(super) struct Writer {
+    queue: mpsc::UnboundedSender<Commit>,
+    room: Arc<Semaphore>,
+}
+
+impl Writer {
+    /// A writer and the receiving end for [`run`].
+    pub fn new() -> (Writer, mpsc::UnboundedReceiver<Commit>) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let writer = Writer {
+            queue,
+            room: Arc::new(Semaphore::new(IN_FLIGHT)),
+        };
+        (writer, receiver)
+    }
+
+    /// Waits until another commit may be queued; hold the permit until [`Writer::queue`].
+    pub async fn room(&self) -> Option<OwnedSemaphorePermit> {
+        self.room.clone().acquire_owned().await.ok()
+    }
+
+    /// A permit if there is room now (for callers that cannot wait).
+    pub fn try_room(&self) -> Option<OwnedSemaphorePermit> {
+        self.room.clone().try_acquire_owned().ok()
+    }
+
+    /// Queues `commit` (call under the state lock to keep the engine's order).
+    pub fn queue(&self, commit: Commit) {
+        if let Err(error) = self.queue.send(commit) {
+            if let Some(done) = error.0.done {
+                let _ = done.send(Err("the job engine is shutting down".into()));
+            }
+            tracing::warn!("job writer stopped; a job change was not stored");
+        }
+    }
+}
+
+/// Runs the writer until its queue closes (every sender dropped) or `shutdown`; what is queued
+/// at shutdown is still written and published.
+pub(super) async fn run(
+    mut queue: mpsc::UnboundedReceiver<Commit>,
+    store: JobStore,
+    broker: Broker,
+    shutdown: CancellationToken,
+) {
+    let mut batch: Vec<Commit> = Vec::with_capacity(BATCH);
+    loop {
+        let received = tokio::select! {
+            n = queue.recv_many(&mut batch, BATCH) => n,
+            _ = shutdown.cancelled() => {
+                queue.close();
+                queue.recv_many(&mut batch, BATCH).await
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        let mut writes: Vec<JobWrite> = batch
+            .iter_mut()
+            .flat_map(|c| std::mem::take(&mut c.writes))
+            .collect();
+        // Held back, in order, until the store takes them: nothing acknowledged is lost.
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let (unwritten, outcome) = write(&store, writes).await;
+            writes = unwritten;
+            match outcome {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::error!(%error, "storing job changes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for commit in batch.drain(..) {
+            for event in &commit.events {
+                events::publish(&broker, event).await;
+            }
+            if let Some(done) = commit.done {
+                let _ = done.send(Ok(()));
+            }
+        }
+    }
+}
+
+/// Applies `writes` (off the async threads: a large batch takes milliseconds) and waits for
+/// the group commit; hands the writes back for a retry.
+async fn write(store: &JobStore, writes: Vec<JobWrite>) -> (Vec<JobWrite>, Result<(), StoreError>) {
+    if writes.is_empty() {
+        return (writes, store.store().commit().await);
+    }
+    let records = store.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        let outcome = records.apply(&writes);
+        (writes, outcome)
+    })
+    .await;
+    match applied {
+        Ok((writes, Ok(()))) => (writes, store.store().commit().await),
+        Ok((writes, Err(error))) => (writes, Err(error)),
+        Err(error) => (
+            Vec::new(),
+            Err(StoreError::Sled(sled::Error::ReportableBug(
+                error.to_string(),
+            ))),
+        ),
+    }
+}
