@@ -225,14 +225,22 @@ async fn commit_chunk(
     let result_bytes = serde_json::to_vec(&result).unwrap_or_default();
     // The only wait of a chunk commit: for room in the writer's queue, not for the disk.
     let permit = engine.inner.writer.room().await;
+    let interval = engine.inner.config.progress_interval;
     let mut guard = engine.lock();
     let state = &mut *guard;
-    if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
+    let Some(running) = state.running.get_mut(id).filter(|r| r.attempt == attempt) else {
         return false;
-    }
+    };
     let Some(job) = state.jobs.get_mut(id) else {
         return false;
     };
+    // Progress is throttled like in-chunk updates (fast chunks would otherwise double the
+    // events); the last chunk's always goes out.
+    let last = index + 1 >= job.chunks.len() as u64;
+    let progress_due = last || running.last_report.is_none_or(|t| t.elapsed() >= interval);
+    if progress_due {
+        running.last_report = Some(Instant::now());
+    }
     let plan = job.chunks.get(index as usize);
     let units = plan.map_or(0, |c| c.units);
     let label = plan.map(|c| c.label.clone());
@@ -244,9 +252,11 @@ async fn commit_chunk(
         "label": label,
         "result": result,
     });
-    let chunk_event = events::next(job, kind::CHUNK_COMPLETED, fields);
-    let progress_event = progress_event(job, index);
-    let mut commit = super::change(None, vec![chunk_event, progress_event]);
+    let mut published = vec![events::next(job, kind::CHUNK_COMPLETED, fields)];
+    if progress_due {
+        published.push(progress_event(job, index));
+    }
+    let mut commit = super::change(None, published);
     commit.writes.insert(
         0,
         JobWrite::Chunk {

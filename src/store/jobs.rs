@@ -8,8 +8,10 @@
 //! written by the engine).
 //!
 //! Keys are a one-byte kind, then the job id (a ULID: never contains 0), then for chunks and
-//! events `0` and the index or sequence number as a big-endian `u64`, so a job's chunks and
-//! events are each one ordered prefix range.
+//! events `0` and a big-endian `u64`, so a job's chunks and its events are each one prefix
+//! range. A chunk's number is its index. The event log is a ring of [`EVENT_LOG_LIMIT`] slots
+//! (slot = `seq % limit`; the value starts with the `seq`), so logging an event overwrites the
+//! oldest one instead of inserting one key and removing another.
 
 use bytes::Bytes;
 
@@ -49,7 +51,7 @@ pub enum JobWrite {
         /// The result.
         result: Vec<u8>,
     },
-    /// An event, logged for replay; the oldest beyond [`EVENT_LOG_LIMIT`] is dropped.
+    /// An event, logged for replay; it takes the place of the event [`EVENT_LOG_LIMIT`] before.
     Event {
         /// The job id.
         id: String,
@@ -127,10 +129,10 @@ impl JobStore {
                     batch.insert(numbered(CHUNK, id, *index), result.as_slice())
                 }
                 JobWrite::Event { id, seq, body } => {
-                    batch.insert(numbered(EVENT, id, *seq), &body[..]);
-                    if *seq > EVENT_LOG_LIMIT {
-                        batch.remove(numbered(EVENT, id, seq - EVENT_LOG_LIMIT));
-                    }
+                    let mut value = Vec::with_capacity(8 + body.len());
+                    value.extend_from_slice(&seq.to_be_bytes());
+                    value.extend_from_slice(body);
+                    batch.insert(numbered(EVENT, id, seq % EVENT_LOG_LIMIT), value);
                 }
                 JobWrite::Remove { id } => {
                     batch.remove(key(JOB, id));
@@ -184,26 +186,38 @@ impl JobStore {
 
     /// The highest logged event sequence number of a job (0 when none).
     pub fn last_seq(&self, id: &str) -> Result<u64, StoreError> {
-        match self
-            .records
-            .scan_prefix(range_prefix(EVENT, id))
-            .keys()
-            .next_back()
-        {
-            Some(key) => number_of(&key?),
-            None => Ok(0),
-        }
+        Ok(self
+            .logged(id)?
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .max()
+            .unwrap_or(0))
     }
 
     /// The logged events of a job with a sequence number above `after`, in order.
     pub fn events_after(&self, id: &str, after: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut end = range_prefix(EVENT, id);
-        end.extend_from_slice(&[0xff; 9]);
-        self.records
-            .range(numbered(EVENT, id, after.saturating_add(1))..end)
-            .values()
-            .map(|v| v.map(|v| v.to_vec()).map_err(StoreError::from))
-            .collect()
+        let mut events: Vec<(u64, Vec<u8>)> = self
+            .logged(id)?
+            .into_iter()
+            .filter(|(seq, _)| *seq > after)
+            .collect();
+        events.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(events.into_iter().map(|(_, body)| body).collect())
+    }
+
+    /// Every logged event of a job as `(seq, body)`, in slot order.
+    fn logged(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for value in self.records.scan_prefix(range_prefix(EVENT, id)).values() {
+            let value = value?;
+            let seq = value
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(super::CorruptRecord("job event"))?;
+            out.push((seq, value[8..].to_vec()));
+        }
+        Ok(out)
     }
 }
 
