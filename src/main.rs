@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use stompede::{BrokerBuilder, Config};
 use tracing_subscriber::EnvFilter;
 
+// sled and the broker allocate per record and per message; glibc's malloc spent a third of the
+// job engine's time in `_int_malloc`/`malloc_consolidate` (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "stompede",

@@ -41,6 +41,10 @@ impl JobHandler for Empty {
     }
 }
 
+// The same allocator as the `stompede` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../common/args.rs"]
 mod args;
 use args::number as arg;
