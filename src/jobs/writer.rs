@@ -75,14 +75,31 @@ impl Writer {
 
 /// Runs the writer until its queue closes (every sender dropped) or `shutdown`; what is queued
 /// at shutdown is still written and published.
+///
+/// Two stages, in order: one applies batches to the store, the other waits for each batch's
+/// group commit and then announces it, so the next batch is applied while the disk syncs the
+/// last one.
 pub(super) async fn run(
-    mut queue: mpsc::UnboundedReceiver<Commit>,
+    queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
     broker: Broker,
     shutdown: CancellationToken,
 ) {
-    let mut batch: Vec<Commit> = Vec::with_capacity(BATCH);
+    let (applied, to_announce) = mpsc::channel(2);
+    tokio::join!(
+        apply_stage(queue, store.clone(), applied, shutdown),
+        announce_stage(to_announce, store, broker),
+    );
+}
+
+async fn apply_stage(
+    mut queue: mpsc::UnboundedReceiver<Commit>,
+    store: JobStore,
+    applied: mpsc::Sender<Vec<Commit>>,
+    shutdown: CancellationToken,
+) {
     loop {
+        let mut batch: Vec<Commit> = Vec::with_capacity(BATCH);
         let received = tokio::select! {
             n = queue.recv_many(&mut batch, BATCH) => n,
             _ = shutdown.cancelled() => {
@@ -100,7 +117,7 @@ pub(super) async fn run(
         // Held back, in order, until the store takes them: nothing acknowledged is lost.
         let mut delay = Duration::from_millis(50);
         loop {
-            let (unwritten, outcome) = write(&store, writes).await;
+            let (unwritten, outcome) = apply(&store, writes).await;
             writes = unwritten;
             match outcome {
                 Ok(()) => break,
@@ -111,7 +128,21 @@ pub(super) async fn run(
                 }
             }
         }
-        for commit in batch.drain(..) {
+        if applied.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn announce_stage(mut applied: mpsc::Receiver<Vec<Commit>>, store: JobStore, broker: Broker) {
+    while let Some(batch) = applied.recv().await {
+        let mut delay = Duration::from_millis(50);
+        while let Err(error) = store.store().commit().await {
+            tracing::error!(%error, "committing job changes failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        for commit in batch {
             for event in &commit.events {
                 events::publish(&broker, event).await;
             }
@@ -122,11 +153,11 @@ pub(super) async fn run(
     }
 }
 
-/// Applies `writes` (off the async threads: a large batch takes milliseconds) and waits for
-/// the group commit; hands the writes back for a retry.
-async fn write(store: &JobStore, writes: Vec<JobWrite>) -> (Vec<JobWrite>, Result<(), StoreError>) {
+/// Applies `writes` off the async threads (a large batch takes milliseconds); hands them back
+/// for a retry.
+async fn apply(store: &JobStore, writes: Vec<JobWrite>) -> (Vec<JobWrite>, Result<(), StoreError>) {
     if writes.is_empty() {
-        return (writes, store.store().commit().await);
+        return (writes, Ok(()));
     }
     let records = store.clone();
     let applied = tokio::task::spawn_blocking(move || {
@@ -135,8 +166,7 @@ async fn write(store: &JobStore, writes: Vec<JobWrite>) -> (Vec<JobWrite>, Resul
     })
     .await;
     match applied {
-        Ok((writes, Ok(()))) => (writes, store.store().commit().await),
-        Ok((writes, Err(error))) => (writes, Err(error)),
+        Ok((writes, outcome)) => (writes, outcome),
         Err(error) => (
             Vec::new(),
             Err(StoreError::Sled(sled::Error::ReportableBug(
