@@ -13,6 +13,10 @@ use stompede::{BrokerBuilder, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+// The same allocator as the `stompede` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../common/args.rs"]
 mod args;
 use args::number as arg;
