@@ -138,7 +138,7 @@ fn main() {
                 .map(|p| {
                     tokio::spawn(async move {
                         let mut client = Client::connect(addr).await;
-                        let n = stored / 100;
+                        let n = (stored / 100).max(1);
                         for i in 0..n {
                             let mut frame = Frame::new(Command::Send)
                                 .header("destination", "/queue/restart")
