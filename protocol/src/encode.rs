@@ -16,8 +16,8 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) {
     dst.reserve(encoded_len_estimate(frame));
     write_command(dst, frame.command);
     for header in &frame.headers {
-        if &*header.name != names::CONTENT_LENGTH {
-            write_header(dst, escaping, &header.name, &header.value);
+        if header.name != names::CONTENT_LENGTH {
+            write_header(dst, escaping, header.name, header.value);
         }
     }
     if writes_content_length(frame) {
