@@ -105,9 +105,14 @@ impl Escaping {
     /// Appends `text` to `dst`, escaped. `is_name` marks a header name, where a colon cannot be
     /// carried unescaped.
     pub fn write(self, dst: &mut bytes::BytesMut, text: &str, is_name: bool) {
-        let needs_work = |b: u8| matches!(b, b'\\' | b'\n' | b'\r' | b':');
-        let raw = text.as_bytes();
-        if !raw.iter().any(|&b| needs_work(b)) {
+        self.write_bytes(dst, text.as_bytes(), is_name);
+    }
+
+    /// [`write`](Self::write) for the bytes of a name or value (the encoder reads headers as
+    /// bytes: no `char` boundary checks for text it only copies).
+    pub(crate) fn write_bytes(self, dst: &mut bytes::BytesMut, raw: &[u8], is_name: bool) {
+        // Most text needs no escaping: find that out a word at a time.
+        if crate::scan::find_any([b'\\', b'\n', b'\r', b':'], raw).is_none() {
             dst.extend_from_slice(raw);
             return;
         }

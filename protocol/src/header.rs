@@ -154,6 +154,7 @@ impl Headers {
         }
     }
 
+    #[inline]
     fn header<'a>(text: &'a str, entry: &Entry) -> Header<'a> {
         Header {
             name: &text[entry.name.start..entry.name.end],
@@ -234,6 +235,18 @@ impl Headers {
             .retain(|e| &text[e.name.start..e.name.end] != name.as_bytes());
     }
 
+    /// The names and values in order, as bytes: for the encoder, which only copies them, so
+    /// need not pay for the `char` boundary checks of `&str` slices.
+    pub(crate) fn raw(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let text = self.text().as_bytes();
+        self.entries.iter().map(move |e| {
+            (
+                &text[e.name.start..e.name.end],
+                &text[e.value.start..e.value.end],
+            )
+        })
+    }
+
     /// The headers in order.
     pub fn iter(&self) -> HeaderIter<'_> {
         HeaderIter {
@@ -294,6 +307,7 @@ pub struct HeaderIter<'a> {
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = Header<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Header<'a>> {
         let entry = self.entries.next()?;
         Some(Headers::header(self.text, entry))
