@@ -60,6 +60,9 @@ pub mod names {
 /// from pinning the whole read buffer the head was split from.
 const SHARE_OVER: usize = 128;
 
+/// The text a header is assumed to need when room is made for headers to come.
+const TEXT_PER_HEADER: usize = 32;
+
 /// One header, borrowed from [`Headers`]: a name and a value, both UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Header<'a> {
@@ -123,10 +126,10 @@ impl Headers {
         }
     }
 
-    /// Room for `n` headers of about 32 bytes each.
+    /// Room for `n` headers of about `TEXT_PER_HEADER` bytes each.
     pub fn with_capacity(n: usize) -> Self {
         Headers {
-            text: Text::Owned(String::with_capacity(n * 32)),
+            text: Text::Owned(String::with_capacity(n.saturating_mul(TEXT_PER_HEADER))),
             entries: Vec::with_capacity(n),
         }
     }
@@ -352,7 +355,12 @@ impl<'a> FromIterator<Header<'a>> for Headers {
 impl<N: AsRef<str>, V: AsRef<str>> Extend<(N, V)> for Headers {
     fn extend<I: IntoIterator<Item = (N, V)>>(&mut self, iter: I) {
         let iter = iter.into_iter();
-        self.entries.reserve(iter.size_hint().0);
+        // Room for as many headers as there may be (a filter's upper bound, within reason), so
+        // that copying a frame's headers grows the text and the list once, not a few times.
+        let (at_least, at_most) = iter.size_hint();
+        let n = at_most.unwrap_or(at_least).min(128);
+        self.entries.reserve(n);
+        self.text_mut().reserve(n * TEXT_PER_HEADER);
         for (name, value) in iter {
             self.push(name, value);
         }
