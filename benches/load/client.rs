@@ -267,14 +267,14 @@ impl Client {
                 ack: frame
                     .headers
                     .get_shared(names::ACK)
-                    .map(|v| v.as_bytes().clone()),
+                    .map(bytestring::ByteString::into_bytes),
                 body: frame.body,
             },
             Command::Receipt => Event::Receipt(
                 frame
                     .headers
                     .get_shared(names::RECEIPT_ID)
-                    .map(|v| v.as_bytes().clone())
+                    .map(bytestring::ByteString::into_bytes)
                     .unwrap_or_default(),
             ),
             Command::Error => Event::Error(format!(

@@ -192,7 +192,7 @@ pub fn headers_without_content_length(frame: &Frame) -> Vec<(String, String)> {
     frame
         .headers
         .iter()
-        .filter(|h| &*h.name != names::CONTENT_LENGTH)
+        .filter(|h| h.name != names::CONTENT_LENGTH)
         .map(|h| (h.name.to_string(), h.value.to_string()))
         .collect()
 }

@@ -4,7 +4,8 @@
 //! blank line that ends the head (checking every line against the limits as it goes, noting
 //! where each line ends, and remembering how far it scanned so slow input is never rescanned),
 //! parses the head once from those line ends, then takes the body by `content-length` or up to
-//! the first NUL. Header values and the body are split off the read buffer without a copy.
+//! the first NUL. The head (which the headers are views of) and the body are split off the read
+//! buffer without a copy.
 
 use bytes::{Buf, Bytes, BytesMut};
 

@@ -15,9 +15,9 @@ pub fn encode(frame: &Frame, version: Version, dst: &mut BytesMut) {
     let escaping = Escaping::for_frame(frame.command, version);
     dst.reserve(encoded_len_estimate(frame));
     write_command(dst, frame.command);
-    for header in &frame.headers {
-        if &*header.name != names::CONTENT_LENGTH {
-            write_header(dst, escaping, &header.name, &header.value);
+    for (name, value) in frame.headers.raw() {
+        if name != names::CONTENT_LENGTH.as_bytes() {
+            write_raw_header(dst, escaping, name, value);
         }
     }
     if writes_content_length(frame) {
@@ -39,8 +39,8 @@ pub fn writes_content_length(frame: &Frame) -> bool {
 pub fn encoded_len_estimate(frame: &Frame) -> usize {
     let headers: usize = frame
         .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len() + 2)
+        .raw()
+        .map(|(name, value)| name.len() + value.len() + 2)
         .sum();
     frame.command.as_str().len() + 1 + headers + 40 + frame.body.len() + 1
 }
@@ -54,9 +54,13 @@ pub fn write_command(dst: &mut BytesMut, command: Command) {
 
 /// Writes one header line, escaped.
 pub fn write_header(dst: &mut BytesMut, escaping: Escaping, name: &str, value: &str) {
-    escaping.write(dst, name, true);
+    write_raw_header(dst, escaping, name.as_bytes(), value.as_bytes());
+}
+
+fn write_raw_header(dst: &mut BytesMut, escaping: Escaping, name: &[u8], value: &[u8]) {
+    escaping.write_bytes(dst, name, true);
     dst.put_u8(b':');
-    escaping.write(dst, value, false);
+    escaping.write_bytes(dst, value, false);
     dst.put_u8(b'\n');
 }
 

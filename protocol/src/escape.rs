@@ -37,33 +37,82 @@ impl Escaping {
         let mut out = Vec::with_capacity(raw.len());
         let mut bytes = raw.iter();
         while let Some(&b) = bytes.next() {
-            if b != b'\\' {
-                out.push(b);
-                continue;
-            }
-            match bytes.next() {
-                Some(b'\\') => out.push(b'\\'),
-                Some(b'n') => out.push(b'\n'),
-                Some(b'c') => out.push(b':'),
-                Some(b'r') if self == Escaping::V12 => out.push(b'\r'),
-                Some(&other) => {
-                    return Err(DecodeError::InvalidEscape(format!(
-                        "\\{}",
-                        char::from(other).escape_default()
-                    )))
-                }
-                None => return Err(DecodeError::InvalidEscape("\\".to_owned())),
-            }
+            out.push(if b == b'\\' {
+                self.escaped(bytes.next().copied())?
+            } else {
+                b
+            });
         }
         Ok(Cow::Owned(out))
+    }
+
+    /// Checks the escape sequences of a raw name or value without decoding them, so that a
+    /// head is known to be valid before any of it is rewritten by [`unescape_in_place`].
+    ///
+    /// [`unescape_in_place`]: Self::unescape_in_place
+    pub(crate) fn check(self, raw: &[u8]) -> Result<(), DecodeError> {
+        if self == Escaping::None {
+            return Ok(());
+        }
+        let mut from = 0;
+        while let Some(at) = memchr::memchr(b'\\', &raw[from..]) {
+            let at = from + at;
+            self.escaped(raw.get(at + 1).copied())?;
+            from = at + 2;
+        }
+        Ok(())
+    }
+
+    /// Decodes the escape sequences of `bytes` in place (a decoded sequence is shorter than its
+    /// escape) and returns the decoded length; what follows it in `bytes` is left as it was.
+    /// Run [`check`](Self::check) first: an undefined escape is an error here too, but
+    /// `bytes` may then be half rewritten.
+    pub(crate) fn unescape_in_place(self, bytes: &mut [u8]) -> Result<usize, DecodeError> {
+        if self == Escaping::None {
+            return Ok(bytes.len());
+        }
+        let (mut read, mut write) = (0, 0);
+        while read < bytes.len() {
+            let b = bytes[read];
+            read += 1;
+            bytes[write] = if b == b'\\' {
+                read += 1;
+                self.escaped(bytes.get(read - 1).copied())?
+            } else {
+                b
+            };
+            write += 1;
+        }
+        Ok(write)
+    }
+
+    /// The byte an escape stands for, given the byte after the backslash (`None`: the
+    /// backslash ends the text).
+    fn escaped(self, next: Option<u8>) -> Result<u8, DecodeError> {
+        match next {
+            Some(b'\\') => Ok(b'\\'),
+            Some(b'n') => Ok(b'\n'),
+            Some(b'c') => Ok(b':'),
+            Some(b'r') if self == Escaping::V12 => Ok(b'\r'),
+            Some(other) => Err(DecodeError::InvalidEscape(format!(
+                "\\{}",
+                char::from(other).escape_default()
+            ))),
+            None => Err(DecodeError::InvalidEscape("\\".to_owned())),
+        }
     }
 
     /// Appends `text` to `dst`, escaped. `is_name` marks a header name, where a colon cannot be
     /// carried unescaped.
     pub fn write(self, dst: &mut bytes::BytesMut, text: &str, is_name: bool) {
-        let needs_work = |b: u8| matches!(b, b'\\' | b'\n' | b'\r' | b':');
-        let raw = text.as_bytes();
-        if !raw.iter().any(|&b| needs_work(b)) {
+        self.write_bytes(dst, text.as_bytes(), is_name);
+    }
+
+    /// [`write`](Self::write) for the bytes of a name or value (the encoder reads headers as
+    /// bytes: no `char` boundary checks for text it only copies).
+    pub(crate) fn write_bytes(self, dst: &mut bytes::BytesMut, raw: &[u8], is_name: bool) {
+        // Most text needs no escaping: find that out a word at a time.
+        if crate::scan::find_any([b'\\', b'\n', b'\r', b':'], raw).is_none() {
             dst.extend_from_slice(raw);
             return;
         }

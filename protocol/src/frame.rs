@@ -1,7 +1,6 @@
 //! The frame model.
 
 use bytes::Bytes;
-use bytestring::ByteString;
 
 use crate::{Command, Headers};
 
@@ -31,7 +30,7 @@ impl Frame {
 
     /// Builder: appends a header.
     #[must_use]
-    pub fn header(mut self, name: impl Into<ByteString>, value: impl Into<ByteString>) -> Self {
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.headers.push(name, value);
         self
     }

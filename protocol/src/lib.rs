@@ -44,13 +44,13 @@ pub use encode::{
 pub use error::DecodeError;
 pub use escape::Escaping;
 pub use frame::{Decoded, Frame};
-pub use header::{names, Header, Headers};
+pub use header::{names, Header, HeaderIter, Headers};
 pub use limits::Limits;
 pub use version::Version;
 
 /// Re-exported so users build headers and bodies with the same types.
 pub use bytes;
-/// Re-exported: header names and values are [`bytestring::ByteString`]s.
+/// Re-exported: [`Headers::get_shared`] returns a [`bytestring::ByteString`].
 pub use bytestring;
 
 /// The examples of `README.md`, run as doctests.

@@ -10,18 +10,29 @@
 //! EOL     = [CR] LF
 //! ```
 //!
-//! The first colon of a line splits it, so a value may hold colons of its own. Well-known names
-//! and values are static strings and cost nothing; other short names and values are copied; long
-//! ones that need no unescaping share the read buffer (see `SHARE_OVER`).
+//! The first colon of a line splits it, so a value may hold colons of its own.
+//!
+//! A decoded frame's headers are spans of its head (see `Headers`). The head is parsed in three
+//! passes, the last two nearly free for common frames:
+//!
+//! 1. read-only: find each colon, check escapes and `content-length`, note the spans;
+//! 2. only when a line holds an escape: unescape those names and values in place (the head is
+//!    still in the read buffer, which the decoder owns), blanking the bytes they no longer use;
+//! 3. split the head off the read buffer and check it is UTF-8 in one go (equivalent to
+//!    checking every name and value: the rest is ASCII, and unescaping turns ASCII into ASCII).
+//!
+//! Pass 1 stops at the first error of any kind; the error reported is then worked out again,
+//! line by line, on the untouched head (`first_error`), so that it is the one a plain
+//! line-by-line parser would give.
 
 use std::borrow::Cow;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use bytestring::ByteString;
 
-use crate::header::names;
+use crate::header::{names, Entry, Span};
 use crate::scan;
-use crate::{Command, DecodeError, Escaping, Header, Headers, Version};
+use crate::{Command, DecodeError, Escaping, Headers, Version};
 
 /// The parsed head of a frame.
 #[derive(Debug)]
@@ -39,11 +50,6 @@ pub(crate) struct Line {
     /// Whether the line holds a backslash (so may need unescaping).
     pub backslash: bool,
 }
-
-/// Names and values up to this many bytes are copied out of the read buffer; longer ones share
-/// it. A small allocation is cheaper than the atomic reference count a shared slice costs, both
-/// when taken and when dropped (measured: about 8 ns against 14 ns a value).
-const SHARE_OVER: usize = 128;
 
 /// Parses the head at the front of `buf` and removes it from `buf`, through its blank line.
 ///
@@ -63,189 +69,165 @@ pub(crate) fn take_head(
         DecodeError::UnknownCommand(String::from_utf8_lossy(command_bytes).into_owned())
     })?;
     let escaping = Escaping::for_frame(command, version);
-    let mut longest = 0;
-    let mut previous_end = command_line.end;
-    for line in header_lines {
-        longest = longest.max(line.end - previous_end - 1);
-        previous_end = line.end;
+    let head = &buf[..head_len];
+    let (mut entries, content_length, escaped) =
+        spans(head, command_line.end, header_lines, escaping)
+            .map_err(|found| first_error(head, command_line.end, header_lines, escaping, found))?;
+    if escaped {
+        unescape_in_place(&mut buf[..head_len], &mut entries, escaping)?;
     }
-    let (headers, content_length) = if longest > SHARE_OVER {
-        let shared = buf.split_to(head_len).freeze();
-        headers(
-            &shared,
-            Some(&shared),
-            command_line.end,
-            header_lines,
-            escaping,
-        )?
-    } else {
-        let parsed = headers(
-            &buf[..head_len],
-            None,
-            command_line.end,
-            header_lines,
-            escaping,
-        )?;
-        buf.advance(head_len);
-        parsed
-    };
+    let head = ByteString::try_from(buf.split_to(head_len).freeze())
+        .map_err(|_| DecodeError::InvalidUtf8)?;
     Ok(Head {
         command,
-        headers,
+        headers: Headers::from_head(head, entries),
         content_length,
     })
 }
 
-/// Parses the header lines of `head` (the command line ends at `command_end`). `shared`, when
-/// given, is `head` itself as shared memory, for long names and values.
-fn headers(
+/// Pass 1: the spans of every header line of `head` (the command line ends at
+/// `command_end`), the first `content-length`, and whether any line needs unescaping. Checks
+/// everything but UTF-8.
+#[inline(always)]
+fn spans(
     head: &[u8],
-    shared: Option<&Bytes>,
     command_end: usize,
     lines: &[Line],
     escaping: Escaping,
-) -> Result<(Headers, Option<usize>), DecodeError> {
-    let mut headers = Vec::with_capacity(lines.len());
+) -> Result<(Vec<Entry>, Option<usize>, bool), DecodeError> {
+    let mut entries = Vec::with_capacity(lines.len());
     let mut content_length = None;
-    let mut line_start = command_end + 1;
+    let mut escaped = false;
+    let mut start = command_end + 1;
     for line in lines {
-        let raw = strip_cr(&head[line_start..line.end]);
-        line_start = line.end + 1;
-        headers.push(header(
-            raw,
-            line.backslash,
-            escaping,
-            shared,
-            &mut content_length,
-        )?);
+        let raw = strip_cr(&head[start..line.end]);
+        let colon = match scan::find(b':', raw) {
+            Some(colon) if colon > 0 => colon,
+            _ => return Err(DecodeError::MalformedHeader(String::new())),
+        };
+        let name = Span {
+            start,
+            end: start + colon,
+        };
+        let value = Span {
+            start: name.end + 1,
+            end: start + raw.len(),
+        };
+        let unescape = line.backslash && escaping != Escaping::None;
+        if unescape {
+            escaping.check(&raw[..colon])?;
+            escaping.check(&raw[colon + 1..])?;
+            escaped = true;
+        }
+        // Unescaping cannot make a name `content-length` (escapes stand for `\`, LF, `:`, CR),
+        // nor change one that is.
+        if content_length.is_none() && &raw[..colon] == names::CONTENT_LENGTH.as_bytes() {
+            let value = &raw[colon + 1..];
+            content_length = Some(if unescape {
+                parse_content_length_bytes(&escaping.unescape(value)?)?
+            } else {
+                parse_content_length_bytes(value)?
+            });
+        }
+        entries.push(Entry { name, value });
+        start = line.end + 1;
     }
-    Ok((Headers::from(headers), content_length))
+    Ok((entries, content_length, escaped))
 }
 
-/// Parses one header line (without its line end).
-#[inline(always)]
-fn header(
-    raw: &[u8],
-    backslash: bool,
+/// Pass 2: unescapes every name and value of `entries` that holds a backslash, in place, and
+/// shortens its span. The bytes a shorter text frees become spaces, so the head stays UTF-8
+/// exactly when it was.
+#[cold]
+fn unescape_in_place(
+    head: &mut [u8],
+    entries: &mut [Entry],
     escaping: Escaping,
-    shared: Option<&Bytes>,
-    content_length: &mut Option<usize>,
-) -> Result<Header, DecodeError> {
-    let colon = match scan::find(b':', raw) {
-        Some(colon) if colon > 0 => colon,
-        _ => {
-            return Err(DecodeError::MalformedHeader(
-                String::from_utf8_lossy(raw).into_owned(),
-            ))
+) -> Result<(), DecodeError> {
+    for entry in entries {
+        for span in [&mut entry.name, &mut entry.value] {
+            let text = &mut head[span.start..span.end];
+            if memchr::memchr(b'\\', text).is_some() {
+                let len = escaping.unescape_in_place(text)?;
+                text[len..].fill(b' ');
+                span.end = span.start + len;
+            }
         }
-    };
-    let escaping = if backslash { escaping } else { Escaping::None };
-    let name = text(&raw[..colon], escaping, shared, true)?;
-    let value = text(&raw[colon + 1..], escaping, shared, false)?;
-    if content_length.is_none() && &*name == names::CONTENT_LENGTH {
-        *content_length = Some(parse_content_length(&value)?);
     }
-    Ok(Header { name, value })
+    Ok(())
+}
+
+/// The error a line-by-line parser reports for `head`, which pass 1 found wrong (`found`):
+/// the first line with a missing colon, a bad escape, a name or value that is not UTF-8, or a
+/// bad first `content-length`, checked in that order within a line.
+#[cold]
+#[inline(never)]
+fn first_error(
+    head: &[u8],
+    command_end: usize,
+    lines: &[Line],
+    escaping: Escaping,
+    found: DecodeError,
+) -> DecodeError {
+    let mut start = command_end + 1;
+    let mut content_length = false;
+    for line in lines {
+        let raw = strip_cr(&head[start..line.end]);
+        start = line.end + 1;
+        let colon = match scan::find(b':', raw) {
+            Some(colon) if colon > 0 => colon,
+            _ => return DecodeError::MalformedHeader(String::from_utf8_lossy(raw).into_owned()),
+        };
+        let escaping = if line.backslash {
+            escaping
+        } else {
+            Escaping::None
+        };
+        let name = match text(&raw[..colon], escaping) {
+            Ok(name) => name,
+            Err(error) => return error,
+        };
+        let value = match text(&raw[colon + 1..], escaping) {
+            Ok(value) => value,
+            Err(error) => return error,
+        };
+        if !content_length && name == names::CONTENT_LENGTH {
+            content_length = true;
+            if let Err(error) = parse_content_length(&value) {
+                return error;
+            }
+        }
+    }
+    found
 }
 
 /// A raw name or value, unescaped and checked to be UTF-8.
-#[inline(always)]
-fn text(
-    raw: &[u8],
-    escaping: Escaping,
-    shared: Option<&Bytes>,
-    is_name: bool,
-) -> Result<ByteString, DecodeError> {
-    if raw.is_empty() {
-        return Ok(ByteString::new());
+fn text(raw: &[u8], escaping: Escaping) -> Result<Cow<'_, str>, DecodeError> {
+    match escaping.unescape(raw)? {
+        Cow::Borrowed(raw) => std::str::from_utf8(raw).map(Cow::Borrowed).ok(),
+        Cow::Owned(unescaped) => String::from_utf8(unescaped).map(Cow::Owned).ok(),
     }
-    let raw = if escaping == Escaping::None {
-        raw
-    } else {
-        match escaping.unescape(raw)? {
-            Cow::Borrowed(raw) => raw,
-            Cow::Owned(unescaped) => {
-                return ByteString::try_from(unescaped).map_err(|_| DecodeError::InvalidUtf8)
-            }
-        }
-    };
-    let well_known = if is_name {
-        well_known_name(raw)
-    } else {
-        well_known_value(raw)
-    };
-    if let Some(text) = well_known {
-        return Ok(ByteString::from_static(text));
-    }
-    match shared {
-        Some(shared) if raw.len() > SHARE_OVER => ByteString::try_from(shared.slice_ref(raw)),
-        _ => ByteString::try_from(raw),
-    }
-    .map_err(|_| DecodeError::InvalidUtf8)
-}
-
-/// A static copy of a common header name, so decoding it costs no allocation.
-fn well_known_name(name: &[u8]) -> Option<&'static str> {
-    Some(match name {
-        b"accept-version" => names::ACCEPT_VERSION,
-        b"ack" => names::ACK,
-        b"content-length" => names::CONTENT_LENGTH,
-        b"content-type" => names::CONTENT_TYPE,
-        b"destination" => names::DESTINATION,
-        b"heart-beat" => names::HEART_BEAT,
-        b"host" => names::HOST,
-        b"id" => names::ID,
-        b"login" => names::LOGIN,
-        b"message" => names::MESSAGE,
-        b"message-id" => names::MESSAGE_ID,
-        b"passcode" => names::PASSCODE,
-        b"receipt" => names::RECEIPT,
-        b"receipt-id" => names::RECEIPT_ID,
-        b"server" => names::SERVER,
-        b"session" => names::SESSION,
-        b"subscription" => names::SUBSCRIPTION,
-        b"transaction" => names::TRANSACTION,
-        b"version" => names::VERSION,
-        b"user-name" => names::USER_NAME,
-        // Common broker and JMS-style headers.
-        b"persistent" => "persistent",
-        b"priority" => "priority",
-        b"expires" => "expires",
-        b"reply-to" => "reply-to",
-        b"correlation-id" => "correlation-id",
-        b"redelivered" => "redelivered",
-        b"timestamp" => "timestamp",
-        _ => return None,
-    })
-}
-
-/// A static copy of a common header value (ack modes, flags, content types, versions), so
-/// decoding it costs no allocation.
-fn well_known_value(value: &[u8]) -> Option<&'static str> {
-    Some(match value {
-        b"0" => "0",
-        b"true" => "true",
-        b"false" => "false",
-        b"auto" => "auto",
-        b"client" => "client",
-        b"client-individual" => "client-individual",
-        b"text/plain" => "text/plain",
-        b"text/plain;charset=utf-8" => "text/plain;charset=utf-8",
-        b"application/json" => "application/json",
-        b"application/json;charset=utf-8" => "application/json;charset=utf-8",
-        b"application/octet-stream" => "application/octet-stream",
-        b"0,0" => "0,0",
-        b"1.0" => "1.0",
-        b"1.1" => "1.1",
-        b"1.2" => "1.2",
-        b"1.0,1.1,1.2" => "1.0,1.1,1.2",
-        _ => return None,
-    })
+    .ok_or(DecodeError::InvalidUtf8)
 }
 
 /// A line without the CR of a CRLF line end.
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Parses a raw `content-length` value: plain digits at once, anything else (padding) as
+/// text.
+#[inline(always)]
+fn parse_content_length_bytes(value: &[u8]) -> Result<usize, DecodeError> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        let value = std::str::from_utf8(value).map_err(|_| DecodeError::InvalidUtf8)?;
+        return parse_content_length(value);
+    }
+    // At most 19 digits: no overflow in a u64.
+    let n = value
+        .iter()
+        .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 fn parse_content_length(value: &str) -> Result<usize, DecodeError> {

@@ -24,25 +24,10 @@ fn word_at(haystack: &[u8], at: usize) -> Option<u64> {
 /// The index of the first `a` or `b` in `haystack`.
 #[inline(always)]
 pub(crate) fn find2(a: u8, b: u8, haystack: &[u8]) -> Option<usize> {
-    let (wa, wb) = (LO * u64::from(a), LO * u64::from(b));
-    let mut at = 0;
-    while at < SHORT {
-        let Some(word) = word_at(haystack, at) else {
-            break;
-        };
-        let found = zero_bytes(word ^ wa) | zero_bytes(word ^ wb);
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    if at < SHORT {
-        // Fewer than 8 bytes left.
-        return haystack[at..]
-            .iter()
-            .position(|&c| c == a || c == b)
-            .map(|i| at + i);
-    }
+    let at = match find_any_short([a, b], haystack) {
+        Ok(found) => return found,
+        Err(at) => at,
+    };
     memchr::memchr2(a, b, &haystack[at..]).map(|i| at + i)
 }
 
@@ -50,6 +35,54 @@ pub(crate) fn find2(a: u8, b: u8, haystack: &[u8]) -> Option<usize> {
 #[inline(always)]
 pub(crate) fn find(a: u8, haystack: &[u8]) -> Option<usize> {
     find2(a, a, haystack)
+}
+
+/// The index of the first byte of `haystack` that is one of `needles`. For a few needles
+/// (memchr goes up to three).
+#[inline(always)]
+pub(crate) fn find_any<const N: usize>(needles: [u8; N], haystack: &[u8]) -> Option<usize> {
+    let at = match find_any_short(needles, haystack) {
+        Ok(found) => return found,
+        Err(at) => at,
+    };
+    haystack[at..]
+        .chunks(SHORT)
+        .enumerate()
+        .find_map(|(chunk, bytes)| {
+            find_any_short(needles, bytes)
+                .ok()
+                .flatten()
+                .map(|i| chunk * SHORT + i)
+        })
+        .map(|i| at + i)
+}
+
+/// Searches the first `SHORT` bytes a word at a time: `Ok` with the answer when it is known,
+/// `Err(at)` when the search has to go on from `at`.
+#[inline(always)]
+fn find_any_short<const N: usize>(
+    needles: [u8; N],
+    haystack: &[u8],
+) -> Result<Option<usize>, usize> {
+    let words = needles.map(|needle| LO * u64::from(needle));
+    let mut at = 0;
+    while at < SHORT {
+        let Some(word) = word_at(haystack, at) else {
+            // Fewer than 8 bytes left.
+            return Ok(haystack[at..]
+                .iter()
+                .position(|c| needles.contains(c))
+                .map(|i| at + i));
+        };
+        let found = words
+            .iter()
+            .fold(0, |found, &needle| found | zero_bytes(word ^ needle));
+        if found != 0 {
+            return Ok(Some(at + (found.trailing_zeros() / 8) as usize));
+        }
+        at += 8;
+    }
+    Err(at)
 }
 
 #[cfg(test)]
@@ -75,6 +108,9 @@ mod tests {
                 assert_eq!(find2(b'\n', b'\\', &hay), expected, "len {len} at {at}");
                 let expected = hay.iter().position(|&c| c == b'\\');
                 assert_eq!(find(b'\\', &hay), expected, "len {len} at {at}");
+                let needles = [b'\\', b'\n', b'\r', b':'];
+                let expected = hay.iter().position(|c| needles.contains(c));
+                assert_eq!(find_any(needles, &hay), expected, "len {len} at {at}");
             }
         }
     }

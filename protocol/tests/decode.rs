@@ -63,11 +63,7 @@ fn frame(command: Command, headers: &[(&str, &str)], body: &[u8]) -> Decoded {
 }
 
 fn headers_of(frame: &Frame) -> Vec<(&str, &str)> {
-    frame
-        .headers
-        .iter()
-        .map(|h| (&*h.name, &*h.value))
-        .collect()
+    frame.headers.iter().map(|h| (h.name, h.value)).collect()
 }
 
 /// Asserts that `input` decodes to `expected` however it is split: in one read, cut once at
@@ -452,6 +448,65 @@ fn undefined_escape_is_an_error_in_1_1_and_1_2() {
             one_error(version, Limits::default(), b"SEND\na:\\\xc3\xa9\n\n\0"),
             DecodeError::InvalidEscape("\\\\u{c3}".into()),
             "backslash before a non-ASCII byte"
+        );
+    }
+}
+
+#[test]
+fn unescaping_keeps_multibyte_text_around_escapes() {
+    // Unescaped text is shorter than the wire text: what follows it must still read right
+    // (the head is unescaped in place, then checked as UTF-8).
+    let input = "SEND\nk\\c€:\\nä\\\\ö\nx:é\\cé\\c\ny:ü\n\n\0";
+    for version in [Version::V1_1, Version::V1_2] {
+        let f = one_frame(version, input.as_bytes());
+        assert_eq!(
+            headers_of(&f),
+            [("k:€", "\nä\\ö"), ("x", "é:é:"), ("y", "ü")],
+            "{version}"
+        );
+        assert_eq!(f.get("x"), Some("é:é:"));
+    }
+    assert_eq!(
+        headers_of(&one_frame(Version::V1_0, input.as_bytes())),
+        [("k\\c€", "\\nä\\\\ö"), ("x", "é\\cé\\c"), ("y", "ü")]
+    );
+}
+
+#[test]
+fn the_first_error_in_line_order_is_reported() {
+    // Within a line: colon, then the name (escapes, UTF-8), then the value (escapes, UTF-8),
+    // then the first content-length; lines in order.
+    let malformed = || DecodeError::MalformedHeader("bad".into());
+    let escape = || DecodeError::InvalidEscape("\\t".into());
+    let length = || DecodeError::InvalidContentLength("x".into());
+    let cases: [(&[u8], DecodeError); 11] = [
+        (b"SEND\na:\xff\nbad\n\n\0", DecodeError::InvalidUtf8),
+        (b"SEND\nbad\na:\xff\n\n\0", malformed()),
+        (b"SEND\na:\xff\nb:\\t\n\n\0", DecodeError::InvalidUtf8),
+        (b"SEND\nb:\\t\na:\xff\n\n\0", escape()),
+        (b"SEND\n\xff:\\t\n\n\0", DecodeError::InvalidUtf8),
+        (b"SEND\na\\t:\xff\n\n\0", escape()),
+        (b"SEND\ncontent-length:x\na:\xff\n\n\0", length()),
+        (
+            b"SEND\na:\xff\ncontent-length:x\n\n\0",
+            DecodeError::InvalidUtf8,
+        ),
+        (b"SEND\ncontent-length:\xff\n\n\0", DecodeError::InvalidUtf8),
+        (
+            b"SEND\ncontent-length:1\ncontent-length:x\na:\\t\n\n\0",
+            escape(),
+        ),
+        (
+            b"SEND\ncontent-length:1\\c\n\n\0",
+            DecodeError::InvalidContentLength("1:".into()),
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            one_error(Version::V1_2, Limits::default(), input),
+            expected,
+            "{}",
+            input.escape_ascii()
         );
     }
 }

@@ -2,11 +2,13 @@
 //! encoder's building blocks, and the version, command and header helpers.
 #![allow(clippy::unwrap_used)]
 
+use std::hash::{BuildHasher, RandomState};
+
 use bytes::BytesMut;
 use stompede_protocol::{
     encode, encoded_len_estimate, to_bytes, write_body, write_command, write_content_length,
-    write_decimal, write_header, writes_content_length, Command, Escaping, Frame, Header, Headers,
-    Version,
+    write_decimal, write_header, writes_content_length, Command, Decoded, Decoder, Escaping, Frame,
+    Header, Headers, Limits, Version,
 };
 
 fn encoded(frame: &Frame, version: Version) -> Vec<u8> {
@@ -305,25 +307,87 @@ fn commands() {
 fn headers_set_remove_get() {
     let mut headers: Headers = [("a", "1"), ("b", "2"), ("a", "3")].into_iter().collect();
     assert_eq!(headers.get("a"), Some("1"));
-    assert_eq!(headers.get_shared("b").map(|v| &**v), Some("2"));
+    assert_eq!(headers.get_shared("b").as_deref(), Some("2"));
     assert!(headers.contains("b") && !headers.contains("c"));
     headers.set("a", "x");
-    let pairs: Vec<_> = headers.iter().map(|h| (&*h.name, &*h.value)).collect();
+    let pairs: Vec<_> = headers.iter().map(|h| (h.name, h.value)).collect();
     assert_eq!(pairs, [("a", "x"), ("b", "2")]);
     headers.set("c", "y");
     assert_eq!(headers.len(), 3);
     headers.remove("a");
-    let pairs: Vec<_> = (&headers)
-        .into_iter()
-        .map(|h| (&*h.name, &*h.value))
-        .collect();
+    let pairs: Vec<_> = (&headers).into_iter().map(|h| (h.name, h.value)).collect();
     assert_eq!(pairs, [("b", "2"), ("c", "y")]);
     assert!(!headers.is_empty());
     assert!(Headers::new().is_empty());
     assert!(Headers::with_capacity(4).is_empty());
-    let from_vec = Headers::from(vec![Header {
-        name: "n".into(),
-        value: "v".into(),
-    }]);
-    assert_eq!(from_vec.get("n"), Some("v"));
+    let from_headers: Headers = [Header {
+        name: "n",
+        value: "v",
+    }]
+    .into_iter()
+    .collect();
+    assert_eq!(from_headers.get("n"), Some("v"));
+}
+
+fn decoded(wire: &[u8]) -> Frame {
+    let mut decoder = Decoder::new(Limits::default());
+    decoder.set_version(Version::V1_2);
+    match decoder.decode(&mut BytesMut::from(wire)).unwrap() {
+        Some(Decoded::Frame(frame)) => frame,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+#[test]
+fn decoded_headers_equal_built_ones() {
+    let built: Headers = [("a", "1"), ("b:c", "x\ny"), ("a", "2")]
+        .into_iter()
+        .collect();
+    let wire = decoded(b"SEND\na:1\nb\\cc:x\\ny\na:2\n\n\0").headers;
+    assert_eq!(wire, built);
+    let hasher = RandomState::new();
+    assert_eq!(hasher.hash_one(&wire), hasher.hash_one(&built));
+    assert_eq!(format!("{wire:?}"), format!("{built:?}"));
+    assert_eq!(
+        format!("{wire:?}"),
+        r#"[("a", "1"), ("b:c", "x\ny"), ("a", "2")]"#
+    );
+    let reordered: Headers = [("a", "2"), ("b:c", "x\ny"), ("a", "1")]
+        .into_iter()
+        .collect();
+    assert_ne!(wire, reordered);
+    assert_ne!(wire, Headers::new());
+    let iter = wire.iter();
+    assert_eq!(iter.len(), 3);
+    assert_eq!(
+        iter.rev().map(|h| h.value).collect::<Vec<_>>(),
+        ["2", "x\ny", "1"]
+    );
+}
+
+#[test]
+fn decoded_headers_can_be_changed() {
+    let mut headers = decoded(b"SEND\ndestination:/q\nreceipt:7\nx:1\nx:2\n\n\0").headers;
+    let copy = headers.clone();
+    headers.remove("receipt");
+    headers.set("x", "3");
+    headers.push("y", String::from("4"));
+    let pairs: Vec<_> = headers.iter().map(|h| (h.name, h.value)).collect();
+    assert_eq!(pairs, [("destination", "/q"), ("x", "3"), ("y", "4")]);
+    // The clone is untouched.
+    assert_eq!(copy.len(), 4);
+    assert_eq!(copy.get("x"), Some("1"));
+}
+
+#[test]
+fn get_shared_reads_short_and_long_values() {
+    let long = "v".repeat(300);
+    let frame = decoded(format!("SEND\nshort:abc\nlong:{long}\n\n\0").as_bytes());
+    assert_eq!(frame.headers.get_shared("short").as_deref(), Some("abc"));
+    assert_eq!(frame.headers.get_shared("long").as_deref(), Some(&*long));
+    assert_eq!(frame.headers.get_shared("none"), None);
+    // A kept value outlives its frame.
+    let kept = frame.headers.get_shared("long").unwrap();
+    drop(frame);
+    assert_eq!(&*kept, long);
 }

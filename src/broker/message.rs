@@ -57,8 +57,7 @@ impl Message {
     ) -> Message {
         let headers: Headers = headers
             .iter()
-            .filter(|h| !SEND_ONLY_HEADERS.contains(&&*h.name))
-            .map(|h| (h.name.clone(), h.value.clone()))
+            .filter(|h| !SEND_ONLY_HEADERS.contains(&h.name))
             .collect();
         let size = size_of(&id, &destination, &headers, &body);
         Message {
@@ -105,7 +104,7 @@ impl Message {
             write_header(&mut dst, escaping, names::DESTINATION, &self.destination);
             write_header(&mut dst, escaping, names::MESSAGE_ID, &self.id);
             for h in &self.headers {
-                write_header(&mut dst, escaping, &h.name, &h.value);
+                write_header(&mut dst, escaping, h.name, h.value);
             }
             write_content_length(&mut dst, self.body.len());
             write_body(&mut dst, &self.body);

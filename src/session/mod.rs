@@ -287,7 +287,7 @@ impl Session {
 
     /// Acts on one frame; sends its RECEIPT when it asked for one, or an ERROR.
     async fn handle(&mut self, frame: Frame, text: Option<bool>) -> Flow {
-        let receipt = frame.headers.get_shared(names::RECEIPT).cloned();
+        let receipt = frame.headers.get_shared(names::RECEIPT);
         let command = frame.command;
         let mut reply = AppReply::default();
         let result = match command {
@@ -369,7 +369,6 @@ impl Session {
         frame
             .headers
             .get_shared(names::TRANSACTION)
-            .cloned()
             .ok_or_else(|| missing(frame, names::TRANSACTION))
     }
 
@@ -392,7 +391,7 @@ impl Session {
         frame: Frame,
         text: Option<bool>,
     ) -> Result<AppReply, SessionError> {
-        let Some(destination) = frame.headers.get_shared(names::DESTINATION).cloned() else {
+        let Some(destination) = frame.headers.get_shared(names::DESTINATION) else {
             return Err(missing(&frame, names::DESTINATION));
         };
         if destination.starts_with("/app/") {

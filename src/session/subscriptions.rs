@@ -69,7 +69,7 @@ impl Subscriptions {
         let destination = required(frame, names::DESTINATION)?;
         // STOMP 1.0 made `id` optional; the destination then names the subscription.
         let id = match frame.headers.get_shared(names::ID) {
-            Some(id) => id.clone(),
+            Some(id) => id,
             None if version == Version::V1_0 => destination.clone(),
             None => return Err(missing(frame, names::ID)),
         };
@@ -356,7 +356,6 @@ fn required(frame: &Frame, name: &str) -> Result<ByteString, SessionError> {
     frame
         .headers
         .get_shared(name)
-        .cloned()
         .ok_or_else(|| missing(frame, name))
 }
 
