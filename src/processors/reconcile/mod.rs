@@ -743,3 +743,6 @@ fn first_rows(path: &Path, n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
