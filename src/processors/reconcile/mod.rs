@@ -328,7 +328,7 @@ impl Reconcile {
                 (bo, bo_key, Side::BackOffice),
                 (partner, partner_key, Side::Partner),
             ];
-            let results: Vec<Result<(partition::Read, Split), JobError>> =
+            let results: Vec<Result<(partition::Tally, Split), JobError>> =
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = sides
                         .iter_mut()
@@ -422,7 +422,9 @@ impl Reconcile {
     }
 
     /// The rows of `buckets` of `side`: from the cache, else from the partition files, else
-    /// (after a restart, or if a file is damaged) read again from the input file.
+    /// (after a restart, or if a file is damaged) read again from the input file, keeping what
+    /// later chunks need while the bytes counted in `held` (both sides) stay within the limit.
+    #[allow(clippy::too_many_arguments)]
     fn bucket_rows(
         &self,
         ctx: &ChunkContext,
@@ -431,6 +433,7 @@ impl Reconcile {
         side: Side,
         buckets: Range<usize>,
         cut: Cut,
+        held: &AtomicU64,
     ) -> Result<Vec<Vec<u8>>, JobError> {
         let job = &ctx.job;
         let mut found: Vec<Option<Vec<u8>>> = buckets
@@ -463,12 +466,11 @@ impl Reconcile {
             0..0
         };
         let (mut csv, key) = self.open(p, side)?;
-        let held = AtomicU64::new(0);
         let mut sink = Sink::select(
             cut.buckets(),
             buckets.clone(),
             extra,
-            &held,
+            held,
             self.memory_limit(),
         );
         let units = ctx.plan.units.max(1);
@@ -515,8 +517,17 @@ impl Reconcile {
         let comparator = comparator(p);
         let buckets = cut.of_partition(partition);
         let units = ctx.plan.units.max(1);
-        let bo = self.bucket_rows(ctx, p, &layout, Side::BackOffice, buckets.clone(), cut)?;
-        let partner = self.bucket_rows(ctx, p, &layout, Side::Partner, buckets, cut)?;
+        let held = AtomicU64::new(0);
+        let bo = self.bucket_rows(
+            ctx,
+            p,
+            &layout,
+            Side::BackOffice,
+            buckets.clone(),
+            cut,
+            &held,
+        )?;
+        let partner = self.bucket_rows(ctx, p, &layout, Side::Partner, buckets, cut, &held)?;
         ctx.report_in_file(0, units, "matching records", 2, 2);
         let previous = running_counts(job, ctx.index.saturating_sub(1))?;
         let result = publish_part(job, ctx.index, |out| {

@@ -248,7 +248,7 @@ pub enum Split {
 
 /// What reading a side found.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Read {
+pub struct Tally {
     /// Rows read (rejected rows excepted).
     pub rows: u64,
     /// Rows rejected.
@@ -271,11 +271,11 @@ pub fn split(
     budget: u64,
     mut rejected: Option<&mut Output>,
     tick: &mut dyn FnMut(u64) -> bool,
-) -> Result<Read, JobError> {
+) -> Result<Tally, JobError> {
     let buckets = sink.buffers.len();
     let mut row = Decoded::default();
     let mut key = Vec::new();
-    let mut read = Read::default();
+    let mut read = Tally::default();
     while let Some(item) = csv.next_into(&mut row) {
         match item? {
             Ok(()) => {
