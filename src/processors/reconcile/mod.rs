@@ -645,6 +645,12 @@ impl JobHandler for Reconcile {
         Ok(plan)
     }
 
+    /// Chunk 0 reads both files whole: about 10 s a gigabyte on a small machine, so the
+    /// default 300 s would cut (and retry, forever) jobs of some tens of gigabytes.
+    fn chunk_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(3600)
+    }
+
     fn run_chunk(&self, ctx: ChunkContext) -> ChunkFuture {
         let this = self.clone();
         Box::pin(async move {
