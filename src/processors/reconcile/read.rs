@@ -246,6 +246,13 @@ impl CsvFile {
                     ),
                 })));
             }
+            // Decoded (up to 3 bytes a byte), its field ends must fit in 32 bits.
+            if record.as_slice().len() > u32::MAX as usize / 4 {
+                return Some(Ok(Err(Rejected {
+                    line,
+                    reason: "row longer than 1 GiB".into(),
+                })));
+            }
             row.line = line;
             row.data.clear();
             row.ends.clear();
