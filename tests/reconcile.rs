@@ -276,6 +276,123 @@ async fn partitioned_runs_give_the_same_result() {
     check(&result, &truth);
 }
 
+/// The nine counts of a result, a chunk's `counts` or its `runningCounts`.
+fn counts(value: &Value) -> Vec<u64> {
+    [
+        "totalBoRecords",
+        "totalPartnerRecords",
+        "totalMatches",
+        "totalMismatches",
+        "totalBoOnly",
+        "totalPartnerOnly",
+        "duplicateBoKeys",
+        "duplicatePartnerKeys",
+        "rejectedRows",
+    ]
+    .iter()
+    .map(|name| {
+        value[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} in {value}"))
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn over_budget_events_carry_running_counts_and_the_file_position() {
+    let import = tempfile::tempdir().unwrap();
+    let truth = generate(import.path(), 20_000, 31);
+    let (mut config, _dir) = common::test_config();
+    config.job_progress_interval_ms = 0;
+    // 1 MiB: the rows do not fit, they go through partition files.
+    let server = BrokerBuilder::new(config)
+        .job_type("reconcile", Reconcile::new(import.path(), 1 << 20))
+        .start()
+        .await
+        .unwrap();
+    let mut ann = common::Tcp::connect(server.stomp_addr().unwrap(), "ann").await;
+    ann.subscribe("p", "/user/queue/progress", "auto").await;
+    ann.send(
+        Frame::new(Command::Send)
+            .header("destination", "/app/jobs")
+            .header("job-type", "reconcile")
+            .body(params(1_000_000)),
+    )
+    .await;
+    let mut events = Vec::new();
+    loop {
+        let frame = ann.frame().await;
+        let event: Value = serde_json::from_slice(&frame.body).unwrap();
+        let kind = event["event"].as_str().unwrap().to_owned();
+        events.push(event);
+        assert_ne!(kind, "JOB_FAILED", "{:?}", events.last());
+        if kind == "JOB_COMPLETED" {
+            break;
+        }
+    }
+    let result = events.last().unwrap()["result"].clone();
+    check(&result, &truth);
+
+    let of = |kind: &'static str| events.iter().filter(move |e| e["event"] == kind);
+    let chunk_count = of("JOB_STARTED").next().unwrap()["chunkCount"]
+        .as_u64()
+        .unwrap();
+    assert!(chunk_count > 3, "partitioned: {chunk_count} chunks");
+    let chunks: Vec<&Value> = of("CHUNK_COMPLETED").collect();
+    assert_eq!(chunks.len() as u64, chunk_count);
+    assert_eq!(chunks[0]["result"]["inMemory"], false);
+    let mut sum = vec![0; 9];
+    let mut samples = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert_eq!(chunk["chunkIndex"], i as u64);
+        for (total, n) in sum.iter_mut().zip(counts(&chunk["result"]["counts"])) {
+            *total += n;
+        }
+        assert_eq!(counts(&chunk["result"]["runningCounts"]), sum, "chunk {i}");
+        let sample = chunk["result"]["mismatchSample"].as_array().unwrap();
+        assert!(sample.len() <= 10);
+        for m in sample {
+            assert!(truth.mismatches.contains(&(
+                m["key"].as_str().unwrap().to_owned(),
+                m["column"].as_str().unwrap().to_owned()
+            )));
+        }
+        samples += sample.len();
+    }
+    assert!(samples > 0);
+    assert_eq!(sum, counts(&result));
+
+    // Rows are counted when read and when matched: the total is twice the rows of both files
+    // (estimated from their first rows, exact here: the files are small).
+    let rows = truth.bo_rows + truth.partner_rows + truth.rejected.len() as u64;
+    let progress: Vec<&Value> = of("PROGRESS_UPDATE").collect();
+    let mut file = 0;
+    for p in &progress {
+        let total = p["total"].as_u64().unwrap();
+        assert!(
+            total.abs_diff(2 * rows) <= rows / 5,
+            "{total} for {rows} rows"
+        );
+        assert!(p["processed"].as_u64().unwrap() <= total);
+        assert_eq!(p["totalFiles"], 2, "{p}");
+        let current = p["currentFile"].as_u64().unwrap();
+        assert!(current >= file, "the file position never goes back");
+        file = current;
+    }
+    let steps: Vec<(&str, u64)> = progress
+        .iter()
+        .map(|p| {
+            (
+                p["step"].as_str().unwrap(),
+                p["currentFile"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps[0], ("reading back-office file", 1));
+    assert!(steps.contains(&("matching records", 2)), "{steps:?}");
+    assert_eq!(progress.last().unwrap()["percentage"], 100.0);
+}
+
 #[tokio::test]
 async fn bad_inputs_fail_with_a_reason() {
     let import = tempfile::tempdir().unwrap();

@@ -24,14 +24,25 @@ pub struct Comparator {
 }
 
 impl Comparator {
-    /// Normalises a key value (trim and case only: keys must match exactly otherwise).
-    pub fn key(&self, value: &str) -> String {
+    /// Appends a normalised key value to `out` (trim and case only: keys must match exactly
+    /// otherwise).
+    pub fn key_into(&self, value: &str, out: &mut Vec<u8>) {
         let v = if self.trim { value.trim() } else { value };
-        if self.ignore_case {
-            v.to_lowercase()
+        if self.ignore_case && v.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+            out.extend_from_slice(v.to_lowercase().as_bytes());
         } else {
-            v.to_owned()
+            out.extend_from_slice(v.as_bytes());
         }
+    }
+
+    /// [`Comparator::equal`] on UTF-8 bytes: identical bytes are equal under every rule, so
+    /// most values never need decoding.
+    pub fn equal_bytes(&self, a: &[u8], b: &[u8]) -> bool {
+        a == b
+            || match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+                (Ok(a), Ok(b)) => self.equal(a, b),
+                _ => false,
+            }
     }
 
     /// True when the two values are the same under the rules.
@@ -65,27 +76,66 @@ impl Comparator {
 }
 
 /// Parses `1234.56`, `1 234,56` (French: spaces, no-break spaces or `.` as thousands separators,
-/// `,` as decimal mark), `1,234.56` and `-12`.
+/// `,` as decimal mark), `1,234.56` and `-12`. Allocates nothing for values of up to 64 bytes.
 pub fn parse_number(value: &str) -> Option<f64> {
-    let cleaned: String = value
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '\''))
-        .collect();
-    if cleaned.is_empty()
-        || !cleaned
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '-' | '+'))
-    {
+    // The value without separators, then with `.` as its only decimal mark.
+    let mut stack = [0u8; 64];
+    let mut heap = Vec::new();
+    let mut len = 0;
+    let (mut last_comma, mut last_dot) = (None, None);
+    for c in value.chars() {
+        let b = match c {
+            ' ' | '\u{a0}' | '\u{202f}' | '\'' => continue,
+            '0'..='9' | '-' | '+' => c as u8,
+            ',' => {
+                last_comma = Some(len);
+                b','
+            }
+            '.' => {
+                last_dot = Some(len);
+                b'.'
+            }
+            _ => return None,
+        };
+        if len < stack.len() {
+            stack[len] = b;
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack);
+            }
+            heap.push(b);
+        }
+        len += 1;
+    }
+    let cleaned: &mut [u8] = if heap.is_empty() {
+        &mut stack[..len]
+    } else {
+        &mut heap
+    };
+    if cleaned.is_empty() {
         return None;
     }
-    let normalized = match (cleaned.rfind(','), cleaned.rfind('.')) {
-        // Both: whichever comes last is the decimal mark.
-        (Some(c), Some(d)) if c > d => cleaned.replace('.', "").replace(',', "."),
-        (Some(_), Some(_)) => cleaned.replace(',', ""),
-        (Some(_), None) => cleaned.replace(',', "."),
-        _ => cleaned,
+    // Both: whichever comes last is the decimal mark; a lone comma is one too.
+    let (decimal, thousands) = match (last_comma, last_dot) {
+        (Some(c), Some(d)) if c > d => (b',', b'.'),
+        (Some(_), Some(_)) => (b'.', b','),
+        (Some(_), None) => (b',', 0),
+        _ => (b'.', 0),
     };
-    normalized.parse().ok().filter(|n: &f64| n.is_finite())
+    let mut out = 0;
+    for i in 0..cleaned.len() {
+        let b = cleaned[i];
+        if b == thousands {
+            continue;
+        }
+        cleaned[out] = if b == decimal { b'.' } else { b };
+        out += 1;
+    }
+    std::str::from_utf8(&cleaned[..out])
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
 }
 
 /// Parses a date in one of [`DATE_FORMATS`] into (year, month, day).
@@ -133,6 +183,12 @@ mod tests {
         assert_eq!(parse_number("1,234.56"), Some(1234.56));
         assert_eq!(parse_number("-12"), Some(-12.0));
         assert_eq!(parse_number("12 rue"), None);
+        assert_eq!(parse_number("1,5"), Some(1.5));
+        assert_eq!(parse_number("1,234,567"), None);
+        assert_eq!(parse_number(""), None);
+        assert_eq!(parse_number(" "), None);
+        let long = format!("{}.5", "1".repeat(80));
+        assert_eq!(parse_number(&long), long.parse().ok());
         assert!(comparator().equal("1 234,56", "1234.561"));
         assert!(!comparator().equal("1 234,56", "1234.60"));
     }

@@ -1,62 +1,66 @@
 //! The `reconcile` job type: a back-office CSV file against a partner file, matched by key.
 //!
-//! Chunk 0 reads both files (in parallel, one core each), rejects malformed rows with their line
-//! numbers, and splits the rows by key hash into partition files on disk. Chunks 1..=P each
-//! match one partition, holding only that partition in memory, and write their share of the
-//! result files. The merge concatenates the shares in chunk order. Every chunk writes its
-//! outputs to files of its own (replaced whole when a chunk runs again), so after a crash the
-//! result files come out exactly as if there had been none.
+//! Chunk 0 reads both files at once (one core each), rejects malformed rows with their line
+//! numbers, and splits the rows by key hash into `partitions × shares` buckets: held in memory
+//! when the estimated size fits the job's memory budget, written to partition files otherwise
+//! (or from the moment the budget runs out). Chunks 1..=P each match one partition, its
+//! `shares` buckets on as many threads, and write their share of the result files; the merge
+//! concatenates the shares in order.
+//!
+//! Every chunk writes its outputs, and the running counts, into a directory of its own that
+//! replaces any earlier run of the same chunk, so after a crash the result files come out
+//! exactly as if there had been none. Buckets that were only in memory when the process died
+//! are read again from the input files by the chunk that needs them.
 
 mod compare;
+mod matching;
+mod output;
 mod params;
+mod partition;
 mod read;
+mod rows;
 
-use std::collections::HashMap;
 use std::fs::{self, File};
-use std::hash::{Hash, Hasher};
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use crate::jobs::handler::{ChunkContext, ChunkFuture, JobHandler, JobInput};
 use crate::jobs::model::{ChunkPlan, JobError};
 use compare::Comparator;
+use matching::{Column, Counts, Matched, SAMPLE};
+use output::{Line, Output, FILES};
 use params::Params;
-use read::{CsvFile, PartitionWriter, Rejected, Row};
+use partition::{Cache, Side, Sink, Split};
+use read::CsvFile;
+use rows::Rows;
 
-/// Rows of each category kept in a chunk's result and in the final result.
-const SAMPLE: usize = 10;
-/// Most partitions (open files per side while splitting).
-const MAX_PARTITIONS: u64 = 256;
-
-/// The result files, in the order the final result lists them.
-const FILES: [(&str, &str); 6] = [
-    ("matches", "key,boLine,partnerLine"),
-    (
-        "mismatches",
-        "key,column,boValue,partnerValue,boLine,partnerLine",
-    ),
-    ("bo_only", ""),
-    ("partner_only", ""),
-    ("duplicates", "side,key,line"),
-    ("rejected", "side,line,reason"),
-];
+/// Most buckets per side (open partition files per side while splitting).
+const MAX_BUCKETS: u64 = 256;
+/// Bytes a row costs in memory beyond its text: the row header, 4 per field, the key.
+const ROW_OVERHEAD: u64 = 24 + 16;
+/// Bytes a row costs while its bucket is matched: offset, index slots, groups.
+const MATCH_OVERHEAD: u64 = 40;
 
 /// The `reconcile` job type.
 #[derive(Debug, Clone)]
 pub struct Reconcile {
     import_dir: PathBuf,
     memory_budget: u64,
+    cache: Arc<Cache>,
 }
 
 impl Reconcile {
-    /// Files are read from `import_dir`; a partition is sized to stay well within
-    /// `memory_budget` bytes once loaded.
+    /// Files are read from `import_dir`; a job holds at most about `memory_budget` bytes.
     pub fn new(import_dir: impl Into<PathBuf>, memory_budget: u64) -> Self {
         Reconcile {
             import_dir: import_dir.into(),
-            memory_budget: memory_budget.max(16 * 1024 * 1024),
+            memory_budget: memory_budget.max(1024 * 1024),
+            cache: Arc::default(),
         }
     }
 
@@ -79,6 +83,36 @@ impl Reconcile {
         }
         Ok(resolved)
     }
+
+    /// The input file of `side`, with its delimiter.
+    fn input(&self, p: &Params, side: Side) -> Result<(PathBuf, u8), JobError> {
+        let path = self.file(match side {
+            Side::BackOffice => &p.bo_file,
+            Side::Partner => &p.partner_file,
+        })?;
+        let delimiter = match p.delimiter {
+            Some(d) => d,
+            None => read::detect_delimiter(&path)?,
+        };
+        Ok((path, delimiter))
+    }
+
+    /// Opens the input file of `side` and finds its key columns.
+    fn open(&self, p: &Params, side: Side) -> Result<(CsvFile, Vec<usize>), JobError> {
+        let (path, delimiter) = self.input(p, side)?;
+        let csv = CsvFile::open(&path, delimiter, p.has_header, p.encoding)?;
+        let key = match side {
+            Side::BackOffice => &p.bo_key,
+            Side::Partner => &p.partner_key,
+        };
+        let columns = column_indexes(&csv.headers, key, side)?;
+        Ok((csv, columns))
+    }
+
+    /// Bytes of row data a job may hold in memory between its chunks.
+    fn memory_limit(&self) -> u64 {
+        self.memory_budget / 4 * 3
+    }
 }
 
 fn comparator(p: &Params) -> Comparator {
@@ -94,10 +128,57 @@ fn io(path: &Path, error: impl std::fmt::Display) -> JobError {
     JobError::retryable("io", format!("{}: {error}", path.display()))
 }
 
-fn partition_of(key: &str, partitions: u64) -> usize {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut hasher);
-    (hasher.finish() % partitions) as usize
+fn column_indexes(
+    headers: &[String],
+    wanted: &[String],
+    side: Side,
+) -> Result<Vec<usize>, JobError> {
+    wanted
+        .iter()
+        .map(|name| {
+            headers.iter().position(|h| h == name).ok_or_else(|| {
+                JobError::permanent(
+                    "missing_column",
+                    format!(
+                        "the {} file has no column {name:?} (columns: {})",
+                        side.name(),
+                        headers.join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The compared columns: those `compare` names, or every column both headers share, keys
+/// excepted.
+fn compared_columns(
+    p: &Params,
+    bo_headers: &[String],
+    partner_headers: &[String],
+) -> Result<Vec<Column>, JobError> {
+    let pairs: Vec<(String, String)> = match &p.compare {
+        Some(pairs) => pairs.clone(),
+        None => bo_headers
+            .iter()
+            .filter(|h| {
+                partner_headers.contains(h) && !p.bo_key.contains(h) && !p.partner_key.contains(h)
+            })
+            .map(|h| (h.clone(), h.clone()))
+            .collect(),
+    };
+    pairs
+        .into_iter()
+        .map(|(b, q)| {
+            let bo = column_indexes(bo_headers, std::slice::from_ref(&b), Side::BackOffice)?;
+            let partner = column_indexes(partner_headers, std::slice::from_ref(&q), Side::Partner)?;
+            Ok(Column {
+                name: b,
+                bo: bo[0],
+                partner: partner[0],
+            })
+        })
+        .collect()
 }
 
 /// What chunk 0 learned, kept beside the partitions for the matching chunks.
@@ -106,10 +187,34 @@ fn partition_of(key: &str, partitions: u64) -> usize {
 struct Layout {
     bo_headers: Vec<String>,
     partner_headers: Vec<String>,
-    bo_rows: u64,
-    partner_rows: u64,
-    bo_rejected: u64,
-    partner_rejected: u64,
+    /// Per side: the length of each bucket's partition file, or `None` when the side was
+    /// kept in memory.
+    files: [Option<Vec<u64>>; 2],
+}
+
+/// How a job is cut, decided by the plan and stored in every chunk's parameters.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    partitions: u64,
+    shares: u64,
+}
+
+impl Cut {
+    fn of(plan: &Value) -> Cut {
+        Cut {
+            partitions: plan["partitions"].as_u64().unwrap_or(1).max(1),
+            shares: plan["shares"].as_u64().unwrap_or(1).max(1),
+        }
+    }
+
+    fn buckets(self) -> usize {
+        (self.partitions * self.shares) as usize
+    }
+
+    fn of_partition(self, partition: u64) -> Range<usize> {
+        let first = (partition * self.shares) as usize;
+        first..first + self.shares as usize
+    }
 }
 
 fn work_dir(job: &JobInput) -> PathBuf {
@@ -122,350 +227,354 @@ fn part_dir(job: &JobInput, chunk: u64) -> PathBuf {
 
 /// Writes a chunk's files into a fresh directory, then puts it in place: a chunk that runs
 /// again replaces its files whole.
-fn publish_part(
+fn publish_part<T>(
     job: &JobInput,
     chunk: u64,
-    write: impl FnOnce(&Path) -> Result<(), JobError>,
-) -> Result<(), JobError> {
+    write: impl FnOnce(&Path) -> Result<T, JobError>,
+) -> Result<T, JobError> {
     let target = part_dir(job, chunk);
     let temp = target.with_extension("tmp");
     let _ = fs::remove_dir_all(&temp);
     fs::create_dir_all(&temp).map_err(|e| io(&temp, e))?;
-    write(&temp)?;
+    let value = write(&temp)?;
     let _ = fs::remove_dir_all(&target);
-    fs::rename(&temp, &target).map_err(|e| io(&target, e))
+    fs::rename(&temp, &target).map_err(|e| io(&target, e))?;
+    Ok(value)
 }
 
-fn csv_writer(path: &Path) -> Result<csv::Writer<BufWriter<File>>, JobError> {
-    let file = File::create(path).map_err(|e| io(path, e))?;
-    Ok(csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(64 * 1024, file)))
+/// Writes `value` as JSON to `path` through a temporary file.
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), JobError> {
+    let temp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(value).map_err(|e| io(path, e))?;
+    fs::write(&temp, bytes)
+        .and_then(|()| fs::rename(&temp, path))
+        .map_err(|e| io(path, e))
 }
 
-fn key_of(row: &Row, columns: &[usize], comparator: &Comparator) -> String {
-    columns
-        .iter()
-        .map(|i| comparator.key(&row.fields[*i]))
-        .collect::<Vec<_>>()
-        .join("\u{1f}")
-}
-
-fn shown_key(key: &str) -> String {
-    key.replace('\u{1f}', " | ")
-}
-
-fn column_indexes(
-    headers: &[String],
-    wanted: &[String],
-    side: &str,
-) -> Result<Vec<usize>, JobError> {
-    wanted
-        .iter()
-        .map(|name| {
-            headers.iter().position(|h| h == name).ok_or_else(|| {
-                JobError::permanent(
-                    "missing_column",
-                    format!(
-                        "the {side} file has no column {name:?} (columns: {})",
-                        headers.join(", ")
-                    ),
-                )
-            })
+/// The running counts after `chunk`, as that chunk stored them beside its files.
+fn running_counts(job: &JobInput, chunk: u64) -> Result<Counts, JobError> {
+    let path = part_dir(job, chunk).join("counts.json");
+    fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|v| serde_json::from_value(v["runningCounts"].clone()).ok())
+        .ok_or_else(|| {
+            JobError::permanent(
+                "work_files_missing",
+                format!("{} is missing or damaged", path.display()),
+            )
         })
-        .collect()
 }
 
-/// Splits one file into partitions; returns (headers, rows, rejected rows).
-fn split(
-    path: &Path,
-    p: &Params,
-    key: &[String],
-    side: &str,
-    dir: &Path,
-    partitions: u64,
-    report: &(dyn Fn(u64) + Sync),
-) -> Result<(Vec<String>, u64, Vec<Rejected>), JobError> {
-    let delimiter = match p.delimiter {
-        Some(d) => d,
-        None => read::detect_delimiter(path)?,
-    };
-    let mut csv = CsvFile::open(path, delimiter, p.has_header, p.encoding)?;
-    let key_columns = column_indexes(&csv.headers, key, side)?;
-    let comparator = comparator(p);
-    let mut writer = PartitionWriter::create(dir, side, partitions as usize)?;
-    let mut rows = 0u64;
-    let mut rejected = Vec::new();
-    while let Some(item) = csv.next() {
-        match item? {
-            Ok(row) => {
-                let key = key_of(&row, &key_columns, &comparator);
-                writer
-                    .write(partition_of(&key, partitions), &key, &row)
-                    .map_err(|e| io(dir, e))?;
-                rows += 1;
-                if rows % 100_000 == 0 {
-                    report(rows);
-                }
-            }
-            Err(bad) => rejected.push(bad),
-        }
+/// The result of a chunk, also stored beside its files.
+fn chunk_result(
+    phase: &str,
+    partition: Option<u64>,
+    counts: Counts,
+    running: Counts,
+    mismatch_sample: Vec<Value>,
+) -> Value {
+    let mut result = json!({
+        "phase": phase,
+        "counts": counts,
+        "runningCounts": running,
+        "mismatchSample": mismatch_sample,
+    });
+    if let Some(partition) = partition {
+        result["partition"] = json!(partition);
     }
-    writer.finish().map_err(|e| io(dir, e))?;
-    Ok((csv.headers, rows, rejected))
+    result
 }
 
 impl Reconcile {
-    /// Chunk 0: both files read in parallel and split by key.
-    fn partition(
-        &self,
-        ctx: &ChunkContext,
-        p: &Params,
-        partitions: u64,
-    ) -> Result<Value, JobError> {
-        let bo = self.file(&p.bo_file)?;
-        let partner = self.file(&p.partner_file)?;
-        let dir = work_dir(&ctx.job);
+    /// Chunk 0: both files read at once and split by key.
+    fn read_files(&self, ctx: &ChunkContext, p: &Params) -> Result<Value, JobError> {
+        let cut = Cut::of(&ctx.plan.params);
+        let job = &ctx.job;
+        let (bo, bo_key) = self.open(p, Side::BackOffice)?;
+        let (partner, partner_key) = self.open(p, Side::Partner)?;
+        compared_columns(p, &bo.headers, &partner.headers)?;
+        let dir = work_dir(job);
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let progress = std::sync::atomic::AtomicU64::new(0);
-        let report = |_: u64| {
-            let n = progress.fetch_add(100_000, std::sync::atomic::Ordering::Relaxed) + 100_000;
-            ctx.report(n, 0, "reading back-office and partner files");
+        self.cache.release(&job.id);
+        let in_memory =
+            ctx.plan.params["inMemory"].as_bool().unwrap_or(false) && self.cache.claim(&job.id);
+        let comparator = comparator(p);
+        let held = AtomicU64::new(0);
+        let read = [AtomicU64::new(0), AtomicU64::new(0)];
+        let done = [AtomicBool::new(false), AtomicBool::new(false)];
+        let units = ctx.plan.units.max(1);
+        // Both files are read at once: the position shown is the first file not yet read
+        // to its end, and `processed` counts the rows of both read so far.
+        let reporting = std::sync::Mutex::new(());
+        let report = || {
+            // One report at a time, so the file position never goes back.
+            let _one = reporting.lock();
+            let rows = read[0].load(Ordering::Relaxed) + read[1].load(Ordering::Relaxed);
+            let (file, step) = if !done[0].load(Ordering::Relaxed) {
+                (1, "reading back-office file")
+            } else if !done[1].load(Ordering::Relaxed) {
+                (2, "reading partner file")
+            } else {
+                (2, "files read")
+            };
+            ctx.report_in_file(rows.min(units), units, step, file, 2);
         };
-        let (bo_out, partner_out) = std::thread::scope(|scope| {
-            let bo_side =
-                scope.spawn(|| split(&bo, p, &p.bo_key, "back-office", &dir, partitions, &report));
-            let partner_side = split(
-                &partner,
-                p,
-                &p.partner_key,
-                "partner",
-                &dir,
-                partitions,
-                &report,
-            );
-            let bo_side = bo_side.join().unwrap_or_else(|_| {
-                Err(JobError::retryable(
-                    "worker_panic",
-                    "reading the back-office file failed",
-                ))
-            });
-            (bo_side, partner_side)
-        });
-        let (bo_headers, bo_rows, bo_rejected) = bo_out?;
-        let (partner_headers, partner_rows, partner_rejected) = partner_out?;
-        if let Some(pairs) = &p.compare {
-            for (b, q) in pairs {
-                column_indexes(&bo_headers, std::slice::from_ref(b), "back-office")?;
-                column_indexes(&partner_headers, std::slice::from_ref(q), "partner")?;
-            }
-        }
-        let layout = Layout {
-            bo_headers,
-            partner_headers,
-            bo_rows,
-            partner_rows,
-            bo_rejected: bo_rejected.len() as u64,
-            partner_rejected: partner_rejected.len() as u64,
-        };
-        let layout_path = dir.join("layout.json");
-        fs::write(
-            &layout_path,
-            serde_json::to_vec(&layout).unwrap_or_default(),
-        )
-        .map_err(|e| io(&layout_path, e))?;
-        publish_part(&ctx.job, 0, |out| {
-            let path = out.join("rejected.csv");
-            let mut w = csv_writer(&path)?;
-            for (side, list) in [
-                ("back-office", &bo_rejected),
-                ("partner", &partner_rejected),
-            ] {
-                for r in list {
-                    w.write_record([side, &r.line.to_string(), &r.reason])
-                        .map_err(|e| io(&path, e))?;
+        report();
+        let headers = (bo.headers.clone(), partner.headers.clone());
+        let outcome = publish_part(job, 0, |out| {
+            let mut sides = [
+                (bo, bo_key, Side::BackOffice),
+                (partner, partner_key, Side::Partner),
+            ];
+            let results: Vec<Result<(partition::Tally, Split), JobError>> =
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = sides
+                        .iter_mut()
+                        .map(|(csv, key, side)| {
+                            let side = *side;
+                            let (held, comparator, dir, report) =
+                                (&held, &comparator, &dir, &report);
+                            let (read, done) = (&read[side.index()], &done[side.index()]);
+                            scope.spawn(move || {
+                                let path = out.join(format!("rejected.{}.csv", side.index()));
+                                let mut rejected =
+                                    Output::create(&path).map_err(|e| io(&path, e))?;
+                                let mut sink = if in_memory {
+                                    Sink::memory(
+                                        cut.buckets(),
+                                        held,
+                                        self.memory_limit(),
+                                        dir,
+                                        side,
+                                    )
+                                } else {
+                                    Sink::files(cut.buckets(), held, self.memory_budget, dir, side)?
+                                };
+                                let counted = partition::split(
+                                    csv,
+                                    side,
+                                    key,
+                                    comparator,
+                                    &mut sink,
+                                    self.memory_budget,
+                                    Some(&mut rejected),
+                                    &mut |rows| {
+                                        read.store(rows, Ordering::Relaxed);
+                                        report();
+                                        !ctx.is_cancelled()
+                                    },
+                                )?;
+                                rejected.finish().map_err(|e| io(&path, e))?;
+                                read.store(counted.rows, Ordering::Relaxed);
+                                done.store(true, Ordering::Relaxed);
+                                report();
+                                Ok((counted, sink.finish()?))
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(JobError::retryable("worker_panic", "reading a file failed"))
+                            })
+                        })
+                        .collect()
+                });
+            let mut results = results.into_iter();
+            let (Some(bo), Some(partner)) = (results.next(), results.next()) else {
+                return Err(JobError::retryable("worker_panic", "reading a file failed"));
+            };
+            let ((bo_read, bo_split), (partner_read, partner_split)) = (bo?, partner?);
+            let mut layout = Layout {
+                bo_headers: headers.0,
+                partner_headers: headers.1,
+                files: [None, None],
+            };
+            let mut kept = Vec::new();
+            for (side, split) in [(Side::BackOffice, bo_split), (Side::Partner, partner_split)] {
+                match split {
+                    Split::Files(lengths) => layout.files[side.index()] = Some(lengths),
+                    Split::Memory(buckets) => kept.push((side, buckets)),
                 }
             }
-            w.flush().map_err(|e| io(&path, e))
-        })?;
-        ctx.report(bo_rows + partner_rows, 0, "files read and partitioned");
-        Ok(json!({
-            "totalBoRecords": bo_rows,
-            "totalPartnerRecords": partner_rows,
-            "rejectedRows": layout.bo_rejected + layout.partner_rejected,
-            "partitions": partitions,
-        }))
+            write_json(&dir.join("layout.json"), &layout)?;
+            for (side, buckets) in kept {
+                self.cache.put(&job.id, side, buckets);
+            }
+            let counts = Counts {
+                total_bo_records: bo_read.rows,
+                total_partner_records: partner_read.rows,
+                rejected_rows: bo_read.rejected + partner_read.rejected,
+                ..Counts::default()
+            };
+            let result = chunk_result("read", None, counts, counts, Vec::new());
+            write_json(&out.join("counts.json"), &result)?;
+            Ok((result, layout.files.iter().all(Option::is_none)))
+        });
+        let (mut result, all_in_memory) = outcome?;
+        result["partitions"] = json!(cut.partitions);
+        result["inMemory"] = json!(all_in_memory);
+        tracing::debug!(job = %job.id, in_memory = all_in_memory, "reconcile: files read");
+        Ok(result)
     }
 
-    /// Chunks 1..=P: match one partition.
-    fn match_partition(
+    /// The rows of `buckets` of `side`: from the cache, else from the partition files, else
+    /// (after a restart, or if a file is damaged) read again from the input file, keeping what
+    /// later chunks need while the bytes counted in `held` (both sides) stay within the limit.
+    #[allow(clippy::too_many_arguments)]
+    fn bucket_rows(
         &self,
         ctx: &ChunkContext,
         p: &Params,
-        partition: u64,
-    ) -> Result<Value, JobError> {
-        let dir = work_dir(&ctx.job);
-        let layout_path = dir.join("layout.json");
+        layout: &Layout,
+        side: Side,
+        buckets: Range<usize>,
+        cut: Cut,
+        held: &AtomicU64,
+    ) -> Result<Vec<Vec<u8>>, JobError> {
+        let job = &ctx.job;
+        let mut found: Vec<Option<Vec<u8>>> = buckets
+            .clone()
+            .map(|b| self.cache.take(&job.id, side, b))
+            .collect();
+        if let Some(lengths) = &layout.files[side.index()] {
+            for (slot, b) in found.iter_mut().zip(buckets.clone()) {
+                if slot.is_some() {
+                    continue;
+                }
+                let path = side.part_file(&work_dir(job), b);
+                let bytes = fs::read(&path).ok().filter(|bytes| {
+                    Some(&(bytes.len() as u64)) == lengths.get(b) && Rows::parse(bytes).is_ok()
+                });
+                if bytes.is_none() {
+                    tracing::warn!(path = %path.display(), "reconcile: partition file damaged, reading the input again");
+                }
+                *slot = bytes;
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            return Ok(found.into_iter().flatten().collect());
+        }
+        // Read the input again. Buckets of later chunks are kept too when the side was meant
+        // to stay in memory and the cache is free for this job.
+        let extra = if layout.files[side.index()].is_none() && self.cache.claim(&job.id) {
+            buckets.end..cut.buckets()
+        } else {
+            0..0
+        };
+        let (mut csv, key) = self.open(p, side)?;
+        let mut sink = Sink::select(
+            cut.buckets(),
+            buckets.clone(),
+            extra,
+            held,
+            self.memory_limit(),
+        );
+        let units = ctx.plan.units.max(1);
+        let step = format!("reading the {} file again", side.name());
+        let file = side.index() as u64 + 1;
+        ctx.report_in_file(0, units, &step, file, 2);
+        partition::split(
+            &mut csv,
+            side,
+            &key,
+            &comparator(p),
+            &mut sink,
+            self.memory_budget,
+            None,
+            &mut |_| !ctx.is_cancelled(),
+        )?;
+        let Split::Memory(mut all) = sink.finish()? else {
+            return Err(JobError::retryable("io", "a selective read wrote files"));
+        };
+        let mut needed = Vec::with_capacity(buckets.len());
+        for b in buckets.clone() {
+            needed.push(all.get_mut(b).and_then(Option::take).unwrap_or_default());
+        }
+        self.cache.put(&job.id, side, all);
+        Ok(needed)
+    }
+
+    /// Chunks 1..=P: match the buckets of one partition, one thread each.
+    fn match_partition(&self, ctx: &ChunkContext, p: &Params) -> Result<Value, JobError> {
+        let job = &ctx.job;
+        let cut = Cut::of(&ctx.plan.params);
+        let partition = ctx.plan.params["partition"].as_u64().unwrap_or(0);
+        let layout_path = work_dir(job).join("layout.json");
         let layout: Layout = fs::read(&layout_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| JobError::retryable("io", "the partition layout is missing"))?;
-        let bo_rows = read::read_partition(&dir.join(format!("back-office-{partition}.part")))?;
-        let partner_rows = read::read_partition(&dir.join(format!("partner-{partition}.part")))?;
-        let pairs: Vec<(String, String)> = match &p.compare {
-            Some(pairs) => pairs.clone(),
-            None => layout
-                .bo_headers
-                .iter()
-                .filter(|h| {
-                    layout.partner_headers.contains(h)
-                        && !p.bo_key.contains(h)
-                        && !p.partner_key.contains(h)
-                })
-                .map(|h| (h.clone(), h.clone()))
-                .collect(),
-        };
-        let columns: Vec<(String, usize, usize)> = pairs
-            .iter()
-            .map(|(b, q)| {
-                Ok((
-                    b.clone(),
-                    column_indexes(&layout.bo_headers, std::slice::from_ref(b), "back-office")?[0],
-                    column_indexes(&layout.partner_headers, std::slice::from_ref(q), "partner")?[0],
-                ))
-            })
-            .collect::<Result<_, JobError>>()?;
+            .ok_or_else(|| {
+                JobError::permanent(
+                    "work_files_missing",
+                    format!("{} is missing or damaged", layout_path.display()),
+                )
+            })?;
+        let columns = compared_columns(p, &layout.bo_headers, &layout.partner_headers)?;
         let comparator = comparator(p);
-        let mut partner_by_key: HashMap<&str, Vec<&Row>> =
-            HashMap::with_capacity(partner_rows.len());
-        for (key, row) in &partner_rows {
-            partner_by_key.entry(key.as_str()).or_default().push(row);
-        }
-        let mut bo_by_key: HashMap<&str, Vec<&Row>> = HashMap::with_capacity(bo_rows.len());
-        for (key, row) in &bo_rows {
-            bo_by_key.entry(key.as_str()).or_default().push(row);
-        }
-        let mut counts = json!({
-            "totalMatches": 0, "totalMismatches": 0, "totalBoOnly": 0, "totalPartnerOnly": 0,
-            "duplicateBoKeys": 0, "duplicatePartnerKeys": 0,
-        });
-        let mut bump = |name: &str| {
-            if let Some(n) = counts.get_mut(name) {
-                *n = json!(n.as_u64().unwrap_or(0) + 1);
+        let buckets = cut.of_partition(partition);
+        let units = ctx.plan.units.max(1);
+        let held = AtomicU64::new(0);
+        let bo = self.bucket_rows(
+            ctx,
+            p,
+            &layout,
+            Side::BackOffice,
+            buckets.clone(),
+            cut,
+            &held,
+        )?;
+        let partner = self.bucket_rows(ctx, p, &layout, Side::Partner, buckets, cut, &held)?;
+        ctx.report_in_file(0, units, "matching records", 2, 2);
+        let previous = running_counts(job, ctx.index.saturating_sub(1))?;
+        let result = publish_part(job, ctx.index, |out| {
+            let matched: Vec<Result<Matched, JobError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = bo
+                    .iter()
+                    .zip(&partner)
+                    .enumerate()
+                    .map(|(share, (bo, partner))| {
+                        let (columns, comparator) = (&columns, &comparator);
+                        scope.spawn(move || {
+                            let damaged = |_| JobError::retryable("io", "damaged rows in memory");
+                            let bo = Rows::parse(bo).map_err(damaged)?;
+                            let partner = Rows::parse(partner).map_err(damaged)?;
+                            matching::match_bucket(&bo, &partner, columns, comparator, out, share)
+                                .map_err(|e| io(out, e))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(JobError::retryable("worker_panic", "matching failed"))
+                        })
+                    })
+                    .collect()
+            });
+            let mut counts = Counts::default();
+            let mut sample = Vec::new();
+            for share in matched {
+                let share = share?;
+                counts += share.counts;
+                let room = SAMPLE.saturating_sub(sample.len());
+                sample.extend(share.mismatch_sample.into_iter().take(room));
             }
-        };
-        let mut sample = Vec::new();
-        let total = (bo_rows.len() + partner_rows.len()) as u64;
-        publish_part(&ctx.job, partition + 1, |out| {
-            let mut w: HashMap<&str, csv::Writer<BufWriter<File>>> = HashMap::new();
-            for (name, _) in &FILES[..5] {
-                w.insert(name, csv_writer(&out.join(format!("{name}.csv")))?);
-            }
-            let err = |e: csv::Error| io(out, e);
-            let mut seen_duplicates = std::collections::HashSet::new();
-            for (key, row) in &bo_rows {
-                let bo_side = &bo_by_key[key.as_str()];
-                let partner_side = partner_by_key.get(key.as_str());
-                let shown = shown_key(key);
-                if bo_side.len() > 1 || partner_side.is_some_and(|s| s.len() > 1) {
-                    if seen_duplicates.insert(key.as_str()) {
-                        if bo_side.len() > 1 {
-                            bump("duplicateBoKeys");
-                        }
-                        if partner_side.is_some_and(|s| s.len() > 1) {
-                            bump("duplicatePartnerKeys");
-                        }
-                        let dup = w.get_mut("duplicates").ok_or_else(|| io(out, "writer"))?;
-                        for r in bo_side {
-                            dup.write_record(["back-office", &shown, &r.line.to_string()])
-                                .map_err(err)?;
-                        }
-                        for r in partner_side.into_iter().flatten() {
-                            dup.write_record(["partner", &shown, &r.line.to_string()])
-                                .map_err(err)?;
-                        }
-                    }
-                    continue;
-                }
-                match partner_side.and_then(|s| s.first()) {
-                    None => {
-                        bump("totalBoOnly");
-                        let mut record = vec![row.line.to_string()];
-                        record.extend(row.fields.iter().cloned());
-                        w.get_mut("bo_only")
-                            .ok_or_else(|| io(out, "writer"))?
-                            .write_record(&record)
-                            .map_err(err)?;
-                    }
-                    Some(other) => {
-                        let differing: Vec<&(String, usize, usize)> = columns
-                            .iter()
-                            .filter(|(_, b, q)| {
-                                !comparator.equal(&row.fields[*b], &other.fields[*q])
-                            })
-                            .collect();
-                        if differing.is_empty() {
-                            bump("totalMatches");
-                            w.get_mut("matches")
-                                .ok_or_else(|| io(out, "writer"))?
-                                .write_record([
-                                    shown.as_str(),
-                                    &row.line.to_string(),
-                                    &other.line.to_string(),
-                                ])
-                                .map_err(err)?;
-                        } else {
-                            bump("totalMismatches");
-                            let mm = w.get_mut("mismatches").ok_or_else(|| io(out, "writer"))?;
-                            for (name, b, q) in differing {
-                                let (bv, pv) = (&row.fields[*b], &other.fields[*q]);
-                                mm.write_record([
-                                    shown.as_str(),
-                                    name,
-                                    bv,
-                                    pv,
-                                    &row.line.to_string(),
-                                    &other.line.to_string(),
-                                ])
-                                .map_err(err)?;
-                                if sample.len() < SAMPLE {
-                                    sample.push(json!({ "key": shown, "column": name, "boValue": bv, "partnerValue": pv }));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            for (key, row) in &partner_rows {
-                if bo_by_key.contains_key(key.as_str()) {
-                    continue;
-                }
-                let partner_side = &partner_by_key[key.as_str()];
-                if partner_side.len() > 1 {
-                    if seen_duplicates.insert(key.as_str()) {
-                        bump("duplicatePartnerKeys");
-                        let dup = w.get_mut("duplicates").ok_or_else(|| io(out, "writer"))?;
-                        for r in partner_side {
-                            dup.write_record(["partner", &shown_key(key), &r.line.to_string()])
-                                .map_err(err)?;
-                        }
-                    }
-                    continue;
-                }
-                bump("totalPartnerOnly");
-                let mut record = vec![row.line.to_string()];
-                record.extend(row.fields.iter().cloned());
-                w.get_mut("partner_only")
-                    .ok_or_else(|| io(out, "writer"))?
-                    .write_record(&record)
-                    .map_err(err)?;
-            }
-            for (_, mut writer) in w {
-                writer.flush().map_err(|e| io(out, e))?;
-            }
-            Ok(())
+            let mut running = previous;
+            running += counts;
+            let result = chunk_result("match", Some(partition), counts, running, sample);
+            write_json(&out.join("counts.json"), &result)?;
+            Ok(result)
         })?;
-        ctx.report(total, total, "matching records");
-        Ok(json!({ "partition": partition, "counts": counts, "mismatchSample": sample }))
+        ctx.report_in_file(units, units, "matching records", 2, 2);
+        if partition + 1 >= cut.partitions {
+            self.cache.release(&job.id);
+        }
+        Ok(result)
     }
 }
 
@@ -479,50 +588,97 @@ impl JobHandler for Reconcile {
 
     fn plan(&self, job: &JobInput) -> Result<Vec<ChunkPlan>, JobError> {
         let p = Params::parse(&job.params)?;
-        let size = |relative: &Path| -> Result<u64, JobError> {
-            let path = self.file(relative)?;
-            Ok(fs::metadata(&path).map_err(|e| io(&path, e))?.len())
+        let mut estimates = Vec::with_capacity(2);
+        for side in Side::BOTH {
+            let (path, delimiter) = self.input(&p, side)?;
+            // A file that cannot be read fails chunk 0, at once and with the reason; here
+            // it only needs a guess (100 bytes a row).
+            let estimate = read::estimate(&path, delimiter, p.has_header, p.encoding)
+                .unwrap_or_else(|_| {
+                    let bytes = fs::metadata(&path).map_or(0, |m| m.len());
+                    read::Estimate {
+                        rows: bytes / 100,
+                        headers: Vec::new(),
+                        bytes,
+                    }
+                });
+            estimates.push(estimate);
+        }
+        let [bo, partner] = &estimates[..] else {
+            return Err(JobError::permanent("io", "two files expected"));
         };
-        let (bo, partner) = (size(&p.bo_file)?, size(&p.partner_file)?);
-        // A loaded partition costs about eight times its bytes (a String per field, the key
-        // maps, the output buffers; measured: 1.36 GiB peak for two 100 MB partitions): aim at
-        // a sixteenth of the budget, and at `chunkSize` rows of ~100 bytes.
-        let by_memory = (bo + partner).div_ceil(self.memory_budget / 16);
-        let by_rows = (bo.max(partner) / 100).div_ceil(p.chunk_size);
-        let partitions = by_memory.max(by_rows).clamp(1, MAX_PARTITIONS);
+        let rows = bo.rows + partner.rows;
+        // In memory: the text, plus per row a header, the field ends and the key.
+        let held: u64 = estimates
+            .iter()
+            .map(|e| e.bytes + e.rows * (ROW_OVERHEAD + 4 * e.headers.len() as u64))
+            .sum();
+        let in_memory = held <= self.memory_limit();
+        let shares = std::thread::available_parallelism()
+            .map_or(1, |n| n.get() as u64)
+            .clamp(1, 4);
+        let by_rows = bo.rows.max(partner.rows).div_ceil(p.chunk_size);
+        // A chunk holds its partition's rows while it matches them: half the budget at most.
+        let by_memory = if in_memory {
+            1
+        } else {
+            (held + rows * MATCH_OVERHEAD).div_ceil(self.memory_budget / 2)
+        };
+        let partitions = by_rows.max(by_memory).clamp(1, MAX_BUCKETS / shares);
+        let cut = json!({ "partitions": partitions, "shares": shares });
         let mut plan = vec![ChunkPlan {
-            label: "reading and partitioning both files".into(),
-            params: json!({ "phase": "partition", "partitions": partitions }),
-            units: (bo + partner) / 2,
+            label: "reading both files".into(),
+            params: json!({ "phase": "read", "partitions": partitions, "shares": shares, "inMemory": in_memory }),
+            units: rows.max(1),
         }];
-        plan.extend((0..partitions).map(|i| ChunkPlan {
-            label: format!("matching records, part {} of {partitions}", i + 1),
-            params: json!({ "phase": "match", "partition": i }),
-            units: ((bo + partner) / 2 / partitions).max(1),
+        plan.extend((0..partitions).map(|i| {
+            let mut params = cut.clone();
+            params["phase"] = json!("match");
+            params["partition"] = json!(i);
+            ChunkPlan {
+                label: format!("matching records, part {} of {partitions}", i + 1),
+                params,
+                // Rows are counted once read, and once matched.
+                units: (rows / partitions + u64::from(i < rows % partitions)).max(1),
+            }
         }));
         Ok(plan)
+    }
+
+    /// Chunk 0 reads both files whole: about 10 s a gigabyte on a small machine, so the
+    /// default 300 s would cut (and retry, forever) jobs of some tens of gigabytes.
+    fn chunk_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(3600)
     }
 
     fn run_chunk(&self, ctx: ChunkContext) -> ChunkFuture {
         let this = self.clone();
         Box::pin(async move {
             let p = Params::parse(&ctx.job.params)?;
-            tokio::task::spawn_blocking(move || match ctx.plan.params["phase"].as_str() {
-                Some("partition") => {
-                    let partitions = ctx.plan.params["partitions"].as_u64().unwrap_or(1);
-                    this.partition(&ctx, &p, partitions)
-                }
-                _ => {
-                    let partition = ctx.plan.params["partition"].as_u64().unwrap_or(0);
-                    this.match_partition(&ctx, &p, partition)
-                }
+            let job = ctx.job.id.clone();
+            let cache = this.cache.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let outcome = match ctx.plan.params["phase"].as_str() {
+                    Some("read") => this.read_files(&ctx, &p),
+                    _ => this.match_partition(&ctx, &p),
+                };
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(job = %ctx.job.id, chunk = ctx.index, ms, "reconcile: chunk done");
+                outcome
             })
             .await
-            .map_err(|e| JobError::retryable("worker_panic", e.to_string()))?
+            .unwrap_or_else(|e| Err(JobError::retryable("worker_panic", e.to_string())));
+            if outcome.is_err() {
+                // A retry starts from the files; memory is not held for a job that stopped.
+                cache.release(&job);
+            }
+            outcome
         })
     }
 
     fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
+        self.cache.release(&job.id);
         // A merge that ran before a crash left its result: the files are final already.
         let done = job.result_dir.join("result.json");
         if let Some(result) = fs::read(&done)
@@ -531,77 +687,79 @@ impl JobHandler for Reconcile {
         {
             return Ok(result);
         }
-        let mut totals = serde_json::Map::new();
-        for name in ["totalBoRecords", "totalPartnerRecords", "rejectedRows"] {
-            totals.insert(
-                name.into(),
-                chunks.first().map_or(json!(0), |c| c[name].clone()),
-            );
-        }
-        for name in [
-            "totalMatches",
-            "totalMismatches",
-            "totalBoOnly",
-            "totalPartnerOnly",
-            "duplicateBoKeys",
-            "duplicatePartnerKeys",
-        ] {
-            let sum: u64 = chunks
-                .iter()
-                .skip(1)
-                .filter_map(|c| c["counts"][name].as_u64())
-                .sum();
-            totals.insert(name.into(), json!(sum));
+        let mut counts = Counts::default();
+        for chunk in &chunks {
+            counts += serde_json::from_value(chunk["counts"].clone()).unwrap_or_default();
         }
         let layout: Option<Layout> = fs::read(work_dir(job).join("layout.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
+        let (bo_headers, partner_headers) = layout
+            .map(|l| (l.bo_headers, l.partner_headers))
+            .unwrap_or_default();
         let mut files = serde_json::Map::new();
         let mut samples = serde_json::Map::new();
-        for (name, header) in FILES {
+        for (index, (name, _)) in FILES.iter().enumerate() {
             let path = job.result_dir.join(format!("{name}.csv"));
-            let mut out = BufWriter::new(File::create(&path).map_err(|e| io(&path, e))?);
-            let header = match (name, &layout) {
-                ("bo_only", Some(l)) => format!("line,{}", join_csv(&l.bo_headers)),
-                ("partner_only", Some(l)) => format!("line,{}", join_csv(&l.partner_headers)),
-                _ => header.to_owned(),
-            };
-            writeln!(out, "{header}").map_err(|e| io(&path, e))?;
+            let mut out = File::create(&path).map_err(|e| io(&path, e))?;
+            out.write_all(&matching::header(index, &bo_headers, &partner_headers))
+                .map_err(|e| io(&path, e))?;
             let mut sample = Vec::new();
             for chunk in 0..chunks.len() as u64 {
-                let part = part_dir(job, chunk).join(format!("{name}.csv"));
-                if let Ok(mut file) = File::open(&part) {
+                for share in 0.. {
+                    let part = part_dir(job, chunk).join(format!("{name}.{share}.csv"));
+                    let Ok(mut file) = File::open(&part) else {
+                        break;
+                    };
                     std::io::copy(&mut file, &mut out).map_err(|e| io(&path, e))?;
-                }
-                if sample.len() < SAMPLE {
-                    if let Ok(text) = fs::read_to_string(&part) {
-                        sample.extend(text.lines().take(SAMPLE - sample.len()).map(str::to_owned));
+                    if sample.len() < SAMPLE {
+                        sample.extend(first_rows(&part, SAMPLE - sample.len()));
                     }
                 }
             }
             out.flush().map_err(|e| io(&path, e))?;
             files.insert(format!("{name}.csv"), json!(path.display().to_string()));
-            samples.insert(name.into(), json!(sample));
+            samples.insert((*name).into(), json!(sample));
         }
-        let mut result = totals;
+        let mut result = match serde_json::to_value(counts) {
+            Ok(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
         result.insert("files".into(), Value::Object(files));
         result.insert("samples".into(), Value::Object(samples));
         let result = Value::Object(result);
-        let temp = done.with_extension("tmp");
-        fs::write(&temp, serde_json::to_vec(&result).unwrap_or_default())
-            .and_then(|()| fs::rename(&temp, &done))
-            .map_err(|e| io(&done, e))?;
+        write_json(&done, &result)?;
         let _ = fs::remove_dir_all(work_dir(job));
         let _ = fs::remove_dir_all(job.result_dir.join("parts"));
         Ok(result)
     }
 }
 
-fn join_csv(fields: &[String]) -> String {
-    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
-    let _ = w.write_record(fields);
-    String::from_utf8(w.into_inner().unwrap_or_default())
-        .unwrap_or_default()
-        .trim_end()
-        .to_owned()
+/// The first `n` rows of a result file share, each as one CSV line (without its newline).
+fn first_rows(path: &Path, n: usize) -> Vec<String> {
+    let Ok(mut reader) = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+    else {
+        return Vec::new();
+    };
+    reader
+        .byte_records()
+        .take(n)
+        .filter_map(Result::ok)
+        .map(|record| {
+            let mut buf = Vec::new();
+            let mut line = Line::new(&mut buf);
+            for field in record.iter() {
+                line = line.field(field);
+            }
+            line.end();
+            buf.pop();
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+        .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -105,4 +105,33 @@ brokerTest('a page reconciles two CSV files and follows the job to its counts', 
     JSON.stringify(r),
   );
   assert.ok(r.files['mismatches.csv'].endsWith('mismatches.csv'));
+
+  // Every CHUNK_COMPLETED carries the counts so far; the last ones are the job's.
+  const names = ['totalBoRecords', 'totalPartnerRecords', 'totalMatches', 'totalMismatches', 'totalBoOnly',
+    'totalPartnerOnly', 'duplicateBoKeys', 'duplicatePartnerKeys', 'rejectedRows'];
+  const chunks = events.filter(e => e.event === 'CHUNK_COMPLETED');
+  const sum = Object.fromEntries(names.map(n => [n, 0]));
+  for (const chunk of chunks) {
+    for (const n of names) sum[n] += chunk.result.counts[n];
+    assert.deepEqual(chunk.result.runningCounts, sum, JSON.stringify(chunk));
+    assert.ok(chunk.result.mismatchSample.length <= 10);
+  }
+  assert.deepEqual(Object.fromEntries(names.map(n => [n, r[n]])), sum);
+  const sample = chunks.flatMap(c => c.result.mismatchSample);
+  assert.deepEqual(
+    sample.map(m => [m.key, m.column, m.boValue, m.partnerValue]),
+    [['A2', 'amount', '20.00', '21,00']],
+  );
+
+  // Progress names the file being read: back-office = 1, partner = 2, of 2, never going back.
+  const located = events.filter(e => e.event === 'PROGRESS_UPDATE' && e.currentFile !== undefined);
+  assert.ok(located.length > 0, kinds.join(' '));
+  let file = 0;
+  for (const p of located) {
+    assert.equal(p.totalFiles, 2);
+    assert.ok(p.currentFile >= file && p.currentFile <= 2, JSON.stringify(p));
+    file = p.currentFile;
+    assert.ok(p.processed <= p.total);
+  }
+  assert.equal(located.at(-1).currentFile, 2);
 });
