@@ -34,9 +34,12 @@ pub struct OutboxLimits {
 
 impl Default for OutboxLimits {
     fn default() -> Self {
+        // Each queued message is latency for everyone behind it: at 15,000 messages/s per
+        // subscriber, 64 messages are ~4 ms of queue; 1,024 held a fan-out's p99 near 1 s
+        // (BENCHMARKS.md, flow control). Fan-out throughput did not drop with the lower mark.
         OutboxLimits {
-            high_water_messages: 1024,
-            high_water_bytes: 8 * 1024 * 1024,
+            high_water_messages: 64,
+            high_water_bytes: 1024 * 1024,
             slow_consumer_grace: Duration::from_secs(5),
             memory_cap: 1024 * 1024 * 1024,
         }

@@ -7,8 +7,9 @@ use tokio::net::TcpStream;
 /// Without this bound the kernel's send buffer (autotuned up to 4 MiB) holds a slow
 /// subscriber's backlog where the outbox's high-water mark cannot see it: about a second of
 /// fan-out at full rate before any publisher is paced. With it the backlog stays in the outbox,
-/// where flow control measures it.
-const NOTSENT_LOWAT: u32 = 128 * 1024;
+/// where flow control measures it. 32 KiB is about 100 small frames: enough to keep the socket
+/// busy between two wake-ups of the writer, little enough not to add latency.
+const NOTSENT_LOWAT: u32 = 32 * 1024;
 
 /// Tunes an accepted connection: no Nagle delay (frames are batched already) and a bounded
 /// unsent queue in the kernel.
