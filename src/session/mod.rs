@@ -197,10 +197,10 @@ async fn reject<W: FrameSink>(
     Metrics::incr(&ctx.broker.metrics().errors_sent);
     // The version is not negotiated yet: 1.0 framing needs no escaping any client misreads.
     let bytes = stompede_protocol::to_bytes(&error.into_frame(receipt), Version::V1_0);
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        sink.write(bytes, true).await?;
-        sink.flush().await
-    })
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        crate::transport::write_frame(sink, &bytes, true),
+    )
     .await;
     sink.close().await;
 }
