@@ -113,6 +113,8 @@ pub async fn run<S: FrameSource, W: FrameSink>(
             return;
         }
     };
+    // Not kept for the life of the session: its headers are a few hundred bytes per session.
+    drop(connect);
     decoder.set_version(accepted.version);
     let user: Arc<str> = accepted.user.into();
     let outbox = ctx.broker.new_outbox();
@@ -259,7 +261,11 @@ impl Session {
                     text,
                 })) => {
                     Metrics::incr(&self.broker.metrics().frames_received);
-                    let flow = self.handle(frame, text).await;
+                    // Boxed: handling a frame (routing, flow control, store commits, /app
+                    // handlers) needs ~2 KiB of future state, which would otherwise be part of
+                    // every session's task for its whole life, idle or not. One allocation per
+                    // frame is cheap next to routing it.
+                    let flow = Box::pin(self.handle(frame, text)).await;
                     last_handled = Instant::now();
                     if let Flow::Stop = flow {
                         return;
