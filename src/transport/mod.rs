@@ -126,6 +126,11 @@ impl ReadSize {
         buf.capacity() - buf.len()
     }
 
+    /// True while reads are at the smallest size: the connection sends little.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.0 == Self::MIN
+    }
+
     /// Adapts to a read of `n` bytes into `room`.
     pub(crate) fn record(&mut self, n: usize, room: usize) {
         if n >= room {

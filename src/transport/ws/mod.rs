@@ -12,6 +12,7 @@
 mod frame;
 
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -25,7 +26,7 @@ use bytes::{BufMut, BytesMut};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use stompede_protocol::{Decoder, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -152,6 +153,16 @@ impl<R: AsyncRead + Unpin + Send> FrameSource for WsSource<R> {
             if self.stomp.is_empty() && self.stomp.capacity() > 0 {
                 // Decoded frames keep their slices of it; this session keeps nothing.
                 self.stomp = BytesMut::new();
+            }
+            if self.raw.is_empty() && self.size.is_quiet() {
+                // A quiet connection waits for its next bytes without a buffer: a read into
+                // an empty buffer returns once the socket is readable (or at once, and then
+                // the read below waits with a buffer, as before).
+                self.raw = BytesMut::new();
+                std::future::poll_fn(|cx| {
+                    Pin::new(&mut self.read).poll_read(cx, &mut ReadBuf::new(&mut []))
+                })
+                .await?;
             }
             let room = self.size.prepare(&mut self.raw);
             let n = self.read.read_buf(&mut self.raw).await?;
@@ -495,11 +506,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::collections::VecDeque;
-    use std::pin::Pin;
     use std::task::{Context, Poll};
 
     use stompede_protocol::{Command, Decoded, Limits};
-    use tokio::io::ReadBuf;
 
     use super::frame::{client_frame, BINARY, CLOSE, CONTINUATION, PING, TEXT};
     use super::*;
