@@ -123,6 +123,10 @@ impl Conn {
             socket.set_recv_buffer_size(size)?;
         }
         if let Some(ip) = options.source {
+            // A bound port is unique per source address, whatever the destination (there is no
+            // IP_BIND_ADDRESS_NO_PORT here): SO_REUSEADDR at least lets ports still in
+            // TIME_WAIT from an earlier run be taken again.
+            socket.set_reuseaddr(true)?;
             socket
                 .bind(SocketAddr::new(ip, 0))
                 .with_context(|| format!("binding to {ip}"))?;

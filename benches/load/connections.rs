@@ -33,9 +33,15 @@ pub struct ConnectionsArgs {
     #[arg(long, default_value_t = 64)]
     pub size: usize,
     /// Connect from this many loopback addresses, 127.0.0.1 to 127.0.0.N, in turn: one
-    /// source address reaches one broker port from ~28,000 ephemeral ports only.
+    /// source address reaches one broker port from ~28,000 ephemeral ports only. (A port
+    /// bound to a source address is unique for that address machine-wide, so processes
+    /// using this at once share the ~28,000 of each address.)
     #[arg(long, default_value_t = 1)]
     pub source_addrs: u8,
+    /// Seconds to keep every session open, idle, once all are subscribed, before the broker's
+    /// memory is read and the messages are sent (so that runs started together overlap).
+    #[arg(long, default_value_t = 0.5)]
+    pub hold: f64,
 }
 
 /// The loopback address session `i` connects from, when spreading over `n` of them.
@@ -140,7 +146,7 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
                     let slot = t0 + Duration::from_secs_f64(i as f64 / rate);
                     let mut options = options.clone();
                     options.conn.source = source_addr(i, source_addrs);
-                    tokio::task::spawn_local(session(
+                    let session = session(
                         target.clone(),
                         options,
                         prefix.clone(),
@@ -150,14 +156,19 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
                         control.clone(),
                         stop.clone(),
                         timeout,
-                    ))
+                    );
+                    // A failure counts at once (the main thread waits for ready + failed).
+                    let control = control.clone();
+                    tokio::task::spawn_local(async move {
+                        if let Err(e) = session.await {
+                            control.fail(&e);
+                        }
+                    })
                 })
                 .collect();
             for handle in handles {
-                match handle.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => control.fail(&e),
-                    Err(e) => control.fail(&anyhow!(e)),
+                if let Err(e) = handle.await {
+                    control.fail(&anyhow!(e));
                 }
             }
             Ok(())
@@ -175,7 +186,7 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
         problems.push(format!("timed out with {ready} of {k} sessions subscribed"));
     }
     // Let the broker settle before reading its memory.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs_f64(args.hold.max(0.0)));
     let after = env.broker_usage();
     let secs = connected_at
         .saturating_duration_since(t0)
@@ -255,6 +266,7 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
     f.insert("connect_rate".into(), args.connect_rate.into());
     f.insert("concurrency".into(), args.concurrency.into());
     f.insert("source_addrs".into(), args.source_addrs.into());
+    f.insert("hold_s".into(), args.hold.into());
     f.insert("fd_limit".into(), files.into());
     f.insert("ready".into(), ready.into());
     f.insert("failed".into(), failed.into());
