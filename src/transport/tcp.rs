@@ -31,7 +31,8 @@ impl FrameSource for TcpSource {
             if let Some(item) = decoder.decode(&mut self.buf)? {
                 return Ok(Some(Inbound { item, text: None }));
             }
-            if self.buf.is_empty() && self.buf.capacity() > 0 {
+            if self.buf.is_empty() {
+                // Even with no capacity left, an emptied buffer holds its whole allocation.
                 self.buf = BytesMut::new();
             }
             self.read.readable().await?;

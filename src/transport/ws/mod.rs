@@ -150,8 +150,10 @@ impl<R: AsyncRead + Unpin + Send> FrameSource for WsSource<R> {
                     )));
                 }
             }
-            if self.stomp.is_empty() && self.stomp.capacity() > 0 {
-                // Decoded frames keep their slices of it; this session keeps nothing.
+            if self.stomp.is_empty() {
+                // Decoded frames keep their slices of it; this session keeps nothing. (Not only
+                // when it has capacity left: a buffer consumed to its end has none, yet still
+                // holds the whole allocation it was split from.)
                 self.stomp = BytesMut::new();
             }
             if self.raw.is_empty() && self.size.is_quiet() {
@@ -636,6 +638,22 @@ mod tests {
         assert_eq!(error, None);
         assert_eq!(frames[0].0.body.len(), body.len());
         assert!(frames[0].0.body.iter().all(|b| *b == b'x'));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_source_keeps_no_share_of_what_it_read() {
+        let send = b"SEND\ndestination:/q\ncontent-length:4\n\nbody\0";
+        let heartbeat = client_frame(true, TEXT, b"\n", [1, 2, 3, 4]);
+        let mut wire = client_frame(true, BINARY, send, [4, 3, 2, 1]);
+        wire.extend_from_slice(&heartbeat);
+        let mut source = source(vec![wire], 1 << 20);
+        let (frames, error) = drain(&mut source).await;
+        assert_eq!(error, None);
+        let body = frames[0].0.body.clone();
+        drop(frames);
+        assert_eq!(&body[..], b"body");
+        // The read buffer it was split from is let go: the body alone owns it now.
+        assert!(body.is_unique());
     }
 
     #[tokio::test]
