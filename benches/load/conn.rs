@@ -5,7 +5,7 @@
 //! message) and a writer batches many masked frames into one `write`. Only the opening
 //! handshake's key derivation comes from tungstenite.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use anyhow::{bail, Context, Result};
 use bytes::{Buf, BufMut, BytesMut};
@@ -49,6 +49,13 @@ impl Target {
         Ok(Target::Tcp(resolve(hostport)?))
     }
 
+    /// The broker's address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Tcp(addr) | Target::Ws { addr, .. } => *addr,
+        }
+    }
+
     /// "ws" or "tcp".
     pub fn kind(&self) -> &'static str {
         match self {
@@ -75,6 +82,9 @@ pub struct ConnOptions {
     pub subprotocol: Option<&'static str>,
     /// WebSocket messages sent as text (STOMP) rather than binary (NATS).
     pub text: bool,
+    /// Local address to connect from (another loopback address gives another ~28,000
+    /// ephemeral ports towards the same broker).
+    pub source: Option<IpAddr>,
 }
 
 const MIN_READ: usize = 4 * 1024;
@@ -111,6 +121,15 @@ impl Conn {
         };
         if let Some(size) = options.rcvbuf {
             socket.set_recv_buffer_size(size)?;
+        }
+        if let Some(ip) = options.source {
+            // A bound port is unique per source address, whatever the destination (there is no
+            // IP_BIND_ADDRESS_NO_PORT here): SO_REUSEADDR at least lets ports still in
+            // TIME_WAIT from an earlier run be taken again.
+            socket.set_reuseaddr(true)?;
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .with_context(|| format!("binding to {ip}"))?;
         }
         let stream = socket
             .connect(addr)

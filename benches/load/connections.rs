@@ -1,6 +1,7 @@
 //! `connections`: K sessions, each CONNECT + SUBSCRIBE to its own topic, opened at a bounded rate
 //! and kept open; then one message to each, which each must receive.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,21 @@ pub struct ConnectionsArgs {
     /// Body size of the message each session receives.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Connect from this many loopback addresses, 127.0.0.1 to 127.0.0.N, in turn: one
+    /// source address reaches one broker port from ~28,000 ephemeral ports only. (A port
+    /// bound to a source address is unique for that address machine-wide, so processes
+    /// using this at once share the ~28,000 of each address.)
+    #[arg(long, default_value_t = 1)]
+    pub source_addrs: u8,
+    /// Seconds to keep every session open, idle, once all are subscribed, before the broker's
+    /// memory is read and the messages are sent (so that runs started together overlap).
+    #[arg(long, default_value_t = 0.5)]
+    pub hold: f64,
+}
+
+/// The loopback address session `i` connects from, when spreading over `n` of them.
+fn source_addr(i: usize, n: u8) -> Option<IpAddr> {
+    (n > 1).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(n)) as u8)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -85,6 +101,25 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
         bail!("--connect-rate and --concurrency must be positive");
     }
     let k = args.sessions;
+    if args.source_addrs > 1 {
+        let ip = env.target.addr().ip();
+        if !ip.is_loopback() || !ip.is_ipv4() {
+            bail!("--source-addrs spreads over 127.0.0.x: the broker must be on IPv4 loopback, not {ip}");
+        }
+        if args.source_addrs == u8::MAX {
+            bail!("--source-addrs: at most 254");
+        }
+    }
+    // One descriptor per session here, and one in the broker (which, when spawned, inherited
+    // this process's limit): fail now rather than with EMFILE half way.
+    let files = crate::fd_limit();
+    if (k as u64) + 64 > files {
+        bail!(
+            "{k} sessions need more than this process's limit of {files} open files (the hard \
+             limit: `ulimit -Hn`); raise it (as root with CAP_SYS_RESOURCE, or via limits.conf) \
+             or open fewer sessions"
+        );
+    }
     let prefix: String = format!("/topic/conn-{}-", env.run_tag);
     let control = Arc::new(Control::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -102,15 +137,18 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
         let stop = stop_rx.clone();
         let timeout = env.remaining();
         let rate = args.connect_rate;
+        let source_addrs = args.source_addrs;
         groups.push(thread("sessions", move || async move {
             let prefix: Rc<str> = prefix.into();
             let gate = Rc::new(Semaphore::new(per_thread));
             let handles: Vec<_> = ids
                 .map(|i| {
                     let slot = t0 + Duration::from_secs_f64(i as f64 / rate);
-                    tokio::task::spawn_local(session(
+                    let mut options = options.clone();
+                    options.conn.source = source_addr(i, source_addrs);
+                    let session = session(
                         target.clone(),
-                        options.clone(),
+                        options,
                         prefix.clone(),
                         i,
                         slot,
@@ -118,14 +156,19 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
                         control.clone(),
                         stop.clone(),
                         timeout,
-                    ))
+                    );
+                    // A failure counts at once (the main thread waits for ready + failed).
+                    let control = control.clone();
+                    tokio::task::spawn_local(async move {
+                        if let Err(e) = session.await {
+                            control.fail(&e);
+                        }
+                    })
                 })
                 .collect();
             for handle in handles {
-                match handle.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => control.fail(&e),
-                    Err(e) => control.fail(&anyhow!(e)),
+                if let Err(e) = handle.await {
+                    control.fail(&anyhow!(e));
                 }
             }
             Ok(())
@@ -143,7 +186,7 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
         problems.push(format!("timed out with {ready} of {k} sessions subscribed"));
     }
     // Let the broker settle before reading its memory.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs_f64(args.hold.max(0.0)));
     let after = env.broker_usage();
     let secs = connected_at
         .saturating_duration_since(t0)
@@ -222,6 +265,9 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
     f.insert("sessions".into(), k.into());
     f.insert("connect_rate".into(), args.connect_rate.into());
     f.insert("concurrency".into(), args.concurrency.into());
+    f.insert("source_addrs".into(), args.source_addrs.into());
+    f.insert("hold_s".into(), args.hold.into());
+    f.insert("fd_limit".into(), files.into());
     f.insert("ready".into(), ready.into());
     f.insert("failed".into(), failed.into());
     f.insert("connect_s".into(), secs.into());

@@ -321,7 +321,22 @@ pub(crate) fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// Raises this process's soft limit on open files to its hard limit (a spawned broker inherits
+/// it); returns the limit in force.
+pub(crate) fn fd_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            eprintln!("load: could not raise the open-file limit: {error}");
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
 fn main() -> ExitCode {
+    fd_limit();
     let cli = Cli::parse();
     let Some(scenario) = &cli.scenario else {
         use clap::CommandFactory;

@@ -68,39 +68,72 @@ enum Flow {
 pub async fn run<S: FrameSource, W: FrameSink>(
     ctx: Arc<ServerContext>,
     mut source: S,
-    mut sink: W,
+    sink: W,
     version_hint: Option<Version>,
     peer: String,
 ) {
     let mut decoder = Decoder::new(ctx.config.frame_limits());
+    // Boxed, like frame handling: the handshake's state (the CONNECT frame, the timeout, the
+    // refusals) is needed once, not for the life of the session's task.
+    let opened = Box::pin(open(
+        &ctx,
+        &mut source,
+        &mut decoder,
+        sink,
+        version_hint,
+        peer,
+    ))
+    .await;
+    let Some((mut session, writer, incoming)) = opened else {
+        return;
+    };
+    session.read_loop(&mut source, &mut decoder, incoming).await;
+    session.finish();
+    let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
+    if tokio::time::timeout(grace, writer).await.is_err() {
+        tracing::debug!(session = session.id, "writer did not finish in time");
+    }
+    Metrics::incr(&ctx.broker.metrics().sessions_closed);
+}
+
+/// The handshake: CONNECT read and accepted, the session registered, its writer started.
+/// Returns the session, its writer and the incoming heart-beat limit; `None` when the
+/// connection was refused or closed.
+async fn open<S: FrameSource, W: FrameSink>(
+    ctx: &Arc<ServerContext>,
+    source: &mut S,
+    decoder: &mut Decoder,
+    mut sink: W,
+    version_hint: Option<Version>,
+    peer: String,
+) -> Option<(Session, tokio::task::JoinHandle<()>, Option<Duration>)> {
     let id = ctx.broker.next_key();
     let connect_timeout = Duration::from_millis(ctx.config.connect_timeout_ms);
-    let connect =
-        match tokio::time::timeout(connect_timeout, first_frame(&mut source, &mut decoder)).await {
-            Ok(Ok(Some((frame, _)))) => frame,
-            Ok(Ok(None)) => return,
-            Ok(Err(error)) => {
-                reject(
-                    &mut sink,
-                    &ctx,
-                    SessionError::new(error.to_string(), "The connection is closed."),
-                    None,
-                )
-                .await;
-                return;
-            }
-            Err(_elapsed) => {
-                let error = SessionError::new(
-                    "no CONNECT frame in time",
-                    format!(
-                        "A session must send CONNECT within {} ms.",
-                        ctx.config.connect_timeout_ms
-                    ),
-                );
-                reject(&mut sink, &ctx, error, None).await;
-                return;
-            }
-        };
+    let connect = match tokio::time::timeout(connect_timeout, first_frame(source, decoder)).await {
+        Ok(Ok(Some((frame, _)))) => frame,
+        Ok(Ok(None)) => return None,
+        Ok(Err(error)) => {
+            reject(
+                &mut sink,
+                ctx,
+                SessionError::new(error.to_string(), "The connection is closed."),
+                None,
+            )
+            .await;
+            return None;
+        }
+        Err(_elapsed) => {
+            let error = SessionError::new(
+                "no CONNECT frame in time",
+                format!(
+                    "A session must send CONNECT within {} ms.",
+                    ctx.config.connect_timeout_ms
+                ),
+            );
+            reject(&mut sink, ctx, error, None).await;
+            return None;
+        }
+    };
     let receipt = connect.get(names::RECEIPT).map(str::to_owned);
     let accepted = match handshake::accept(&connect, version_hint, &ctx.config, &ctx.auth, id) {
         Ok(accepted) => accepted,
@@ -109,10 +142,11 @@ pub async fn run<S: FrameSource, W: FrameSink>(
                 Metrics::incr(&ctx.broker.metrics().auth_failures);
             }
             tracing::warn!(%peer, message = %error.message, "CONNECT refused");
-            reject(&mut sink, &ctx, error, receipt.as_deref()).await;
-            return;
+            reject(&mut sink, ctx, error, receipt.as_deref()).await;
+            return None;
         }
     };
+    drop(connect);
     decoder.set_version(accepted.version);
     let user: Arc<str> = accepted.user.into();
     let outbox = ctx.broker.new_outbox();
@@ -123,12 +157,12 @@ pub async fn run<S: FrameSource, W: FrameSink>(
         tracing::warn!(%peer, %user, "{error}");
         reject(
             &mut sink,
-            &ctx,
+            ctx,
             SessionError::new(error.to_string(), "Close another session first."),
             receipt.as_deref(),
         )
         .await;
-        return;
+        return None;
     }
     Metrics::incr(&ctx.broker.metrics().sessions_opened);
     tracing::debug!(%peer, %user, session = id, version = %accepted.version, "session opened");
@@ -144,7 +178,7 @@ pub async fn run<S: FrameSource, W: FrameSink>(
         accepted.heartbeat.outgoing,
         ctx.broker.metrics().clone(),
     ));
-    let mut session = Session {
+    let session = Session {
         id,
         user,
         version: accepted.version,
@@ -158,13 +192,7 @@ pub async fn run<S: FrameSource, W: FrameSink>(
         .heartbeat
         .incoming
         .map(|d| d.mul_f64(ctx.config.heartbeat_tolerance));
-    session.read_loop(&mut source, &mut decoder, incoming).await;
-    session.finish();
-    let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
-    if tokio::time::timeout(grace, writer).await.is_err() {
-        tracing::debug!(session = id, "writer did not finish in time");
-    }
-    Metrics::incr(&ctx.broker.metrics().sessions_closed);
+    Some((session, writer, incoming))
 }
 
 /// Reads up to the first frame, skipping heart-beats.
@@ -197,10 +225,10 @@ async fn reject<W: FrameSink>(
     Metrics::incr(&ctx.broker.metrics().errors_sent);
     // The version is not negotiated yet: 1.0 framing needs no escaping any client misreads.
     let bytes = stompede_protocol::to_bytes(&error.into_frame(receipt), Version::V1_0);
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        sink.write(bytes, true).await?;
-        sink.flush().await
-    })
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        crate::transport::write_frame(sink, &bytes, true),
+    )
     .await;
     sink.close().await;
 }
@@ -259,7 +287,11 @@ impl Session {
                     text,
                 })) => {
                     Metrics::incr(&self.broker.metrics().frames_received);
-                    let flow = self.handle(frame, text).await;
+                    // Boxed: handling a frame (routing, flow control, store commits, /app
+                    // handlers) needs ~2 KiB of future state, which would otherwise be part of
+                    // every session's task for its whole life, idle or not. One allocation per
+                    // frame is cheap next to routing it.
+                    let flow = Box::pin(self.handle(frame, text)).await;
                     last_handled = Instant::now();
                     if let Flow::Stop = flow {
                         return;

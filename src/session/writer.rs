@@ -5,14 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use stompede_protocol::{encode, names, write_command, write_header, Command, Escaping, Version};
+use bytes::{BufMut, BytesMut};
+use stompede_protocol::{
+    encode, encoded_len_estimate, names, write_command, write_header, Command, Escaping, Version,
+};
 use tokio::time::Instant;
 
 use crate::broker::metrics::Metrics;
 use crate::broker::outbox::{CloseReason, Delivery, Outbox, Outgoing};
 use crate::broker::Broker;
-use crate::transport::FrameSink;
+use crate::transport::{write_frame, FrameSink};
 
 /// Most items taken from the outbox per write.
 const BATCH: usize = 256;
@@ -20,6 +22,10 @@ const BATCH: usize = 256;
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Writes what the outbox holds until it closes.
+///
+/// Memory: the batch and the write buffer are kept only while the outbox keeps the writer
+/// busy (full batches); once it has drained them, they are let go, so an idle session holds
+/// neither.
 pub async fn run<W: FrameSink>(
     outbox: Arc<Outbox>,
     mut sink: W,
@@ -27,17 +33,25 @@ pub async fn run<W: FrameSink>(
     heartbeat: Option<Duration>,
     metrics: Arc<Metrics>,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut batch = Vec::new();
+    let mut buf = BytesMut::new();
     let mut last_write = Instant::now();
     loop {
         let next = tokio::select! {
-            next = outbox.next_batch(&mut batch, BATCH) => Some(next),
-            _ = sleep_until_beat(last_write, heartbeat) => None,
+            next = outbox.next_batch(&mut batch, BATCH) => Wake::Outbox(next),
+            () = sink.control() => Wake::Control,
+            () = sleep_until_beat(last_write, heartbeat) => Wake::HeartBeat,
         };
-        let written = match next {
-            None => write_heartbeat(&mut sink).await,
-            Some(Ok(())) => {
+        let mut drained = true;
+        match next {
+            Wake::HeartBeat => {
+                let start = sink.begin_frame(&mut buf, 1);
+                buf.put_u8(b'\n');
+                sink.end_frame(&mut buf, start, true);
+            }
+            Wake::Control => sink.take_control(&mut buf),
+            Wake::Outbox(Ok(())) => {
+                drained = batch.len() < BATCH;
                 let settled: Vec<_> = batch
                     .iter()
                     .filter_map(|item| match item {
@@ -45,24 +59,58 @@ pub async fn run<W: FrameSink>(
                         Outgoing::Frame(_) => None,
                     })
                     .collect();
-                let written = write_batch(&mut sink, &mut buf, &mut batch, version).await;
+                encode_batch(&sink, &mut buf, &mut batch, version);
+                let written = sink.write_all(&buf).await;
                 if written.is_ok() {
                     settled.iter().for_each(|s| s.written());
                 }
-                written
+                if finish_write(written, &mut buf, drained, &outbox).is_err() {
+                    return;
+                }
+                if drained {
+                    batch = Vec::new();
+                }
+                last_write = Instant::now();
+                continue;
             }
-            Some(Err(reason)) => {
+            Wake::Outbox(Err(reason)) => {
                 farewell(&mut sink, reason, version, &metrics).await;
                 sink.close().await;
                 return;
             }
-        };
-        if written.is_err() {
-            outbox.close(CloseReason::Broken);
+        }
+        let written = sink.write_all(&buf).await;
+        if finish_write(written, &mut buf, drained, &outbox).is_err() {
             return;
         }
         last_write = Instant::now();
     }
+}
+
+/// Why the writer woke.
+enum Wake {
+    Outbox(Result<(), CloseReason>),
+    Control,
+    HeartBeat,
+}
+
+/// Clears the buffer after a write (letting it go when the outbox is drained); on a failed
+/// write closes the outbox.
+fn finish_write(
+    written: std::io::Result<()>,
+    buf: &mut BytesMut,
+    drained: bool,
+    outbox: &Outbox,
+) -> std::io::Result<()> {
+    if drained {
+        *buf = BytesMut::new();
+    } else {
+        buf.clear();
+    }
+    if written.is_err() {
+        outbox.close(CloseReason::Broken);
+    }
+    written
 }
 
 async fn sleep_until_beat(last_write: Instant, heartbeat: Option<Duration>) {
@@ -72,38 +120,34 @@ async fn sleep_until_beat(last_write: Instant, heartbeat: Option<Duration>) {
     }
 }
 
-async fn write_heartbeat<W: FrameSink>(sink: &mut W) -> std::io::Result<()> {
-    sink.write(Bytes::from_static(b"\n"), true).await?;
-    sink.flush().await
-}
-
-async fn write_batch<W: FrameSink>(
-    sink: &mut W,
+/// Encodes the batch into `buf`, each item one frame of the transport.
+fn encode_batch<W: FrameSink>(
+    sink: &W,
     buf: &mut BytesMut,
     batch: &mut Vec<Outgoing>,
     version: Version,
-) -> std::io::Result<()> {
-    let stream = sink.is_stream();
+) {
     for item in batch.drain(..) {
-        let text = match &item {
+        match &item {
             Outgoing::Frame(frame) => {
+                let start = sink.begin_frame(buf, encoded_len_estimate(frame));
                 encode(frame, version, buf);
-                true
+                sink.end_frame(buf, start, true);
             }
             Outgoing::Delivery(delivery) => {
+                let tail = delivery.message.tail(version);
+                let hint = DELIVERY_HEAD + delivery.subscription.len() + tail.len();
+                let start = sink.begin_frame(buf, hint);
                 write_delivery(buf, delivery, version);
-                delivery.message.text
+                sink.end_frame(buf, start, delivery.message.text);
             }
-        };
-        if !stream {
-            sink.write(buf.split().freeze(), text).await?;
         }
     }
-    if stream && !buf.is_empty() {
-        sink.write(buf.split().freeze(), false).await?;
-    }
-    sink.flush().await
 }
+
+/// Bytes of a MESSAGE's per-subscription head besides the subscription id (command, header
+/// names, separators), for size hints.
+const DELIVERY_HEAD: usize = 24;
 
 /// A MESSAGE: the per-subscription headers, then the message's shared, pre-encoded tail.
 fn write_delivery(buf: &mut BytesMut, delivery: &Delivery, version: Version) {
@@ -141,9 +185,5 @@ async fn farewell<W: FrameSink>(
     };
     Metrics::incr(&metrics.errors_sent);
     let bytes = stompede_protocol::to_bytes(&frame, version);
-    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
-        sink.write(bytes, true).await?;
-        sink.flush().await
-    })
-    .await;
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, write_frame(sink, &bytes, true)).await;
 }

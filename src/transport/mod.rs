@@ -12,7 +12,7 @@ pub mod socket;
 use std::future::Future;
 use std::io;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use stompede_protocol::{DecodeError, Decoded, Decoder};
 use tokio::time::Instant;
 
@@ -52,18 +52,130 @@ pub trait FrameSource: Send {
     fn last_activity(&self) -> Instant;
 }
 
-/// The writing side of a connection.
+/// Where a frame starts in the write buffer, from [`FrameSink::begin_frame`].
+#[derive(Debug, Clone, Copy)]
+pub struct FrameStart {
+    /// Offset of the frame (its transport header first) in the buffer.
+    pub at: usize,
+    /// Bytes set aside there for the transport's header.
+    pub head: usize,
+}
+
+/// The writing side of a connection. The writer encodes frames into one buffer, each between
+/// [`begin_frame`](FrameSink::begin_frame) and [`end_frame`](FrameSink::end_frame) (which add
+/// the transport's own framing, if any), and writes the buffer with one call.
 pub trait FrameSink: Send + 'static {
-    /// True for byte streams, where frames can be concatenated into one write; false for
-    /// message transports, where each frame is one message.
-    fn is_stream(&self) -> bool;
+    /// Starts a frame at the end of `buf`; `size_hint` is the expected size of the frame.
+    fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart;
 
-    /// Queues bytes (one frame, or for streams any number of frames) for writing.
-    fn write(&mut self, bytes: Bytes, text: bool) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ends the frame started at `start`: everything after it is one frame, sent as text when
+    /// `text` (message transports).
+    fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool);
 
-    /// Writes everything queued to the socket.
-    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes all of `bytes` to the socket.
+    fn write_all(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Resolves when the transport has frames of its own to send (a WebSocket pong); the
+    /// writer then calls [`take_control`](FrameSink::take_control).
+    fn control(&self) -> impl Future<Output = ()> + Send;
+
+    /// Appends the transport's pending frames of its own to `buf`.
+    fn take_control(&mut self, buf: &mut BytesMut);
 
     /// Closes the connection (a WebSocket close frame, a TCP FIN).
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Writes one whole frame to `sink` (ERROR frames outside the writer's batches).
+pub async fn write_frame<W: FrameSink>(sink: &mut W, bytes: &[u8], text: bool) -> io::Result<()> {
+    let mut buf = BytesMut::with_capacity(bytes.len() + 16);
+    let start = sink.begin_frame(&mut buf, bytes.len());
+    buf.extend_from_slice(bytes);
+    sink.end_frame(&mut buf, start, text);
+    sink.write_all(&buf).await
+}
+
+/// Sizes reads: a quiet connection reads into a small buffer, one whose reads fill the buffer
+/// gets a larger one (up to [`ReadSize::MAX`]), so a busy publisher makes few system calls
+/// while an idle subscriber holds next to nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadSize(usize);
+
+impl Default for ReadSize {
+    fn default() -> Self {
+        ReadSize(ReadSize::MIN)
+    }
+}
+
+impl ReadSize {
+    /// The smallest read: a CONNECT or SUBSCRIBE fits.
+    pub(crate) const MIN: usize = 512;
+    /// The largest read.
+    pub(crate) const MAX: usize = 64 * 1024;
+
+    /// Makes room in `buf` for the next read; returns the room.
+    pub(crate) fn prepare(&self, buf: &mut BytesMut) -> usize {
+        let want = self.0;
+        if buf.is_empty() && (buf.capacity() < want / 2 || buf.capacity() > want * 4) {
+            // Nothing buffered: a fresh buffer of the current size (this also lets go of a
+            // large one once the connection has become quiet).
+            *buf = BytesMut::with_capacity(want);
+        } else if buf.capacity() - buf.len() < want / 2 {
+            buf.reserve(want);
+        }
+        buf.capacity() - buf.len()
+    }
+
+    /// True while reads are at the smallest size: the connection sends little.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.0 == Self::MIN
+    }
+
+    /// Adapts to a read of `n` bytes into `room`.
+    pub(crate) fn record(&mut self, n: usize, room: usize) {
+        if n >= room {
+            self.0 = (self.0 * 2).min(Self::MAX);
+        } else if n < self.0 / 4 {
+            self.0 = (self.0 / 2).max(Self::MIN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod read_size_tests {
+    use super::*;
+
+    #[test]
+    fn grows_while_reads_fill_the_buffer_and_shrinks_when_quiet() {
+        let mut size = ReadSize::default();
+        let mut buf = BytesMut::new();
+        let mut room = size.prepare(&mut buf);
+        assert!(room >= ReadSize::MIN);
+        for _ in 0..20 {
+            size.record(room, room);
+            buf.clear();
+            room = size.prepare(&mut buf);
+        }
+        assert_eq!(size.0, ReadSize::MAX);
+        assert!(buf.capacity() >= ReadSize::MAX / 2);
+        for _ in 0..20 {
+            size.record(1, room);
+            buf.clear();
+            room = size.prepare(&mut buf);
+        }
+        assert_eq!(size.0, ReadSize::MIN);
+        assert!(
+            buf.capacity() < ReadSize::MIN * 4,
+            "the large buffer is let go"
+        );
+    }
+
+    #[test]
+    fn a_partial_frame_is_kept_when_room_is_made() {
+        let size = ReadSize::default();
+        let mut buf = BytesMut::from(&b"SEND\n"[..]);
+        size.prepare(&mut buf);
+        assert_eq!(&buf[..], b"SEND\n");
+        assert!(buf.capacity() - buf.len() >= ReadSize::MIN / 2);
+    }
 }

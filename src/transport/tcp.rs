@@ -3,25 +3,25 @@
 use std::io;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use stompede_protocol::Decoder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use super::{FrameSink, FrameSource, Inbound, InboundError};
+use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
 use crate::broker::Broker;
 use crate::server::ServerContext;
 use crate::session;
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
-
 /// Reads frames from a TCP stream.
 pub struct TcpSource {
     read: OwnedReadHalf,
+    /// Bytes read and not yet decoded. Empty (no allocation) while the connection is quiet:
+    /// the source waits for readiness, not in a read, so an idle session holds no buffer.
     buf: BytesMut,
+    size: ReadSize,
     last_activity: Instant,
 }
 
@@ -31,13 +31,21 @@ impl FrameSource for TcpSource {
             if let Some(item) = decoder.decode(&mut self.buf)? {
                 return Ok(Some(Inbound { item, text: None }));
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
+            if self.buf.is_empty() {
+                // Even with no capacity left, an emptied buffer holds its whole allocation.
+                self.buf = BytesMut::new();
             }
-            if self.read.read_buf(&mut self.buf).await? == 0 {
-                return Ok(None);
+            self.read.readable().await?;
+            let room = self.size.prepare(&mut self.buf);
+            match self.read.try_read_buf(&mut self.buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    self.size.record(n, room);
+                    self.last_activity = Instant::now();
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error.into()),
             }
-            self.last_activity = Instant::now();
         }
     }
 
@@ -46,28 +54,30 @@ impl FrameSource for TcpSource {
     }
 }
 
-/// Writes frames to a TCP stream.
+/// Writes frames to a TCP stream: STOMP frames back to back, no framing of its own.
 pub struct TcpSink {
     write: OwnedWriteHalf,
-    pending: Vec<Bytes>,
 }
 
 impl FrameSink for TcpSink {
-    fn is_stream(&self) -> bool {
-        true
-    }
-
-    async fn write(&mut self, bytes: Bytes, _text: bool) -> io::Result<()> {
-        self.pending.push(bytes);
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        for chunk in self.pending.drain(..) {
-            self.write.write_all(&chunk).await?;
+    fn begin_frame(&self, buf: &mut BytesMut, _size_hint: usize) -> FrameStart {
+        FrameStart {
+            at: buf.len(),
+            head: 0,
         }
-        Ok(())
     }
+
+    fn end_frame(&self, _buf: &mut BytesMut, _start: FrameStart, _text: bool) {}
+
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write.write_all(bytes).await
+    }
+
+    fn control(&self) -> impl std::future::Future<Output = ()> + Send {
+        std::future::pending()
+    }
+
+    fn take_control(&mut self, _buf: &mut BytesMut) {}
 
     async fn close(&mut self) {
         let _ = self.write.shutdown().await;
@@ -81,13 +91,11 @@ pub fn split(stream: TcpStream) -> (TcpSource, TcpSink) {
     (
         TcpSource {
             read,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
+            size: ReadSize::default(),
             last_activity: Instant::now(),
         },
-        TcpSink {
-            write,
-            pending: Vec::new(),
-        },
+        TcpSink { write },
     )
 }
 

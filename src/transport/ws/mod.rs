@@ -1,0 +1,762 @@
+//! WebSocket STOMP (at `/ws` on the HTTP port), as @stomp/stompjs, RabbitMQ Web-STOMP and
+//! Spring speak it: one frame per message usually, but several frames in one message and one
+//! frame across messages are accepted too.
+//!
+//! The WebSocket protocol (RFC 6455) is done here rather than by a general library, for memory
+//! and for the write path. An idle session holds a read buffer of [`ReadSize::MIN`] bytes and
+//! nothing for writing (a general library holds a read buffer of its configured size, zeroed,
+//! and a write buffer at its high-water mark, for as long as the connection lives). The writer
+//! frames every MESSAGE of a batch straight into one buffer, written with one system call.
+//! Payloads are unmasked in place and handed to the STOMP decoder without a copy.
+
+mod frame;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine;
+use bytes::{BufMut, BytesMut};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use stompede_protocol::{Decoder, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
+use crate::server::ServerContext;
+use crate::session;
+use frame::{code, Fail, Utf8Check};
+
+/// The subprotocols offered, most preferred first.
+const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
+
+/// RFC 6455 section 1.3: appended to the client's key before hashing.
+const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// What the reading and the writing halves of one connection share: the WebSocket frames the
+/// reader must have sent (a pong, the reply to a close) but cannot write itself, as the writer
+/// task owns the socket's writing half.
+#[derive(Debug, Default)]
+struct Shared {
+    // A std Mutex: set and taken in a few instructions, never across an await.
+    control: Mutex<Control>,
+    /// Wakes the writer when `control` has something.
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    /// Payload of the latest ping not yet answered (section 5.5.2: answering only the latest
+    /// is allowed).
+    pong: Option<BytesMut>,
+    /// The close code to send when the connection closes: the client's own when it closed
+    /// first (echoed, section 5.5.1), or why it failed.
+    close: Option<u16>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A data frame whose payload is arriving.
+#[derive(Debug, Clone, Copy)]
+struct Payload {
+    fin: bool,
+    mask: [u8; 4],
+    /// Payload bytes already unmasked (the mask's phase).
+    offset: usize,
+    remaining: u64,
+}
+
+/// What [`WsSource::pump`] did.
+enum Pumped {
+    /// Payload bytes were handed to the STOMP buffer, or a message ended.
+    Data,
+    /// More bytes from the socket are needed.
+    More,
+    /// The client sent a close frame.
+    Closed,
+}
+
+/// Reads STOMP frames from WebSocket messages.
+pub struct WsSource<R> {
+    read: R,
+    /// Bytes from the socket not yet taken apart into WebSocket frames.
+    raw: BytesMut,
+    /// Unmasked payload bytes, for the STOMP decoder.
+    stomp: BytesMut,
+    size: ReadSize,
+    /// The data frame being received.
+    payload: Option<Payload>,
+    /// A data message is open (its last frame has not arrived): `Some(utf8)` for text.
+    message: Option<Option<Utf8Check>>,
+    /// Bytes of the open message so far.
+    message_len: u64,
+    /// Largest message accepted.
+    max_message: u64,
+    /// Kind of the message the buffered bytes came from.
+    text: bool,
+    /// A message ended and the decoder has not yet been told.
+    message_ended: bool,
+    lenient: bool,
+    closed: bool,
+    last_activity: Instant,
+    shared: Arc<Shared>,
+}
+
+impl<R: AsyncRead + Unpin + Send> FrameSource for WsSource<R> {
+    async fn next(&mut self, decoder: &mut Decoder) -> Result<Option<Inbound>, InboundError> {
+        loop {
+            if let Some(item) = decoder.decode(&mut self.stomp)? {
+                return Ok(Some(Inbound {
+                    item,
+                    text: Some(self.text),
+                }));
+            }
+            if std::mem::take(&mut self.message_ended) && self.lenient {
+                if let Some(item) = decoder.decode_end_of_message(&mut self.stomp)? {
+                    return Ok(Some(Inbound {
+                        item,
+                        text: Some(self.text),
+                    }));
+                }
+            }
+            if self.closed {
+                return Ok(None);
+            }
+            match self.pump() {
+                Ok(Pumped::Data) => continue,
+                Ok(Pumped::Closed) => {
+                    self.closed = true;
+                    return Ok(None);
+                }
+                Ok(Pumped::More) => {}
+                Err(fail) => {
+                    self.shared.lock().close = Some(fail.code);
+                    self.closed = true;
+                    return Err(InboundError::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        fail,
+                    )));
+                }
+            }
+            if self.stomp.is_empty() {
+                // Decoded frames keep their slices of it; this session keeps nothing. (Not only
+                // when it has capacity left: a buffer consumed to its end has none, yet still
+                // holds the whole allocation it was split from.)
+                self.stomp = BytesMut::new();
+            }
+            if self.raw.is_empty() && self.size.is_quiet() {
+                // A quiet connection waits for its next bytes without a buffer: a read into
+                // an empty buffer returns once the socket is readable (or at once, and then
+                // the read below waits with a buffer, as before).
+                self.raw = BytesMut::new();
+                std::future::poll_fn(|cx| {
+                    Pin::new(&mut self.read).poll_read(cx, &mut ReadBuf::new(&mut []))
+                })
+                .await?;
+            }
+            let room = self.size.prepare(&mut self.raw);
+            let n = self.read.read_buf(&mut self.raw).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.size.record(n, room);
+            self.last_activity = Instant::now();
+        }
+    }
+
+    fn last_activity(&self) -> Instant {
+        self.last_activity
+    }
+}
+
+impl<R> WsSource<R> {
+    fn new(read: R, shared: Arc<Shared>, lenient: bool, max_message: usize) -> Self {
+        WsSource {
+            read,
+            raw: BytesMut::new(),
+            stomp: BytesMut::new(),
+            size: ReadSize::default(),
+            payload: None,
+            message: None,
+            message_len: 0,
+            max_message: max_message as u64,
+            text: true,
+            message_ended: false,
+            lenient,
+            closed: false,
+            last_activity: Instant::now(),
+            shared,
+        }
+    }
+
+    /// Takes WebSocket frames apart from `raw`: payload to `stomp` (stopping at the end of each
+    /// message, so the decoder can be told), control frames answered.
+    fn pump(&mut self) -> Result<Pumped, Fail> {
+        loop {
+            if let Some(payload) = &mut self.payload {
+                let n = payload.remaining.min(self.raw.len() as u64) as usize;
+                if n == 0 && payload.remaining > 0 {
+                    return Ok(Pumped::More);
+                }
+                let mut chunk = self.raw.split_to(n);
+                frame::apply_mask(&mut chunk, payload.mask, payload.offset);
+                payload.offset += n;
+                payload.remaining -= n as u64;
+                let done = payload.remaining == 0;
+                let fin = payload.fin;
+                if done {
+                    self.payload = None;
+                }
+                if let Some(Some(utf8)) = &mut self.message {
+                    if !utf8.feed(&chunk) {
+                        return Err(Fail {
+                            code: code::INVALID_DATA,
+                            reason: "text message is not UTF-8",
+                        });
+                    }
+                }
+                if self.stomp.is_empty() {
+                    self.stomp = chunk;
+                } else {
+                    self.stomp.unsplit(chunk);
+                }
+                if done && fin {
+                    if let Some(Some(utf8)) = self.message.take() {
+                        if !utf8.is_complete() {
+                            return Err(Fail {
+                                code: code::INVALID_DATA,
+                                reason: "text message ends inside a character",
+                            });
+                        }
+                    }
+                    self.message_ended = true;
+                    return Ok(Pumped::Data);
+                }
+                if n > 0 {
+                    return Ok(Pumped::Data);
+                }
+                continue;
+            }
+            let Some(head) = frame::parse_head(&self.raw)? else {
+                return Ok(Pumped::More);
+            };
+            if head.is_control() {
+                let end = head.head_len + head.len as usize;
+                if self.raw.len() < end {
+                    return Ok(Pumped::More);
+                }
+                let mut body = self.raw.split_to(end).split_off(head.head_len);
+                frame::apply_mask(&mut body, head.mask, 0);
+                match head.opcode {
+                    frame::PING => {
+                        self.shared.lock().pong = Some(body);
+                        self.shared.wake.notify_one();
+                    }
+                    frame::CLOSE => {
+                        let reply = close_reply(&body)?;
+                        self.shared.lock().close = Some(reply);
+                        return Ok(Pumped::Closed);
+                    }
+                    _ => {} // A pong: activity, nothing else.
+                }
+                continue;
+            }
+            match (head.opcode, self.message.is_some()) {
+                (frame::CONTINUATION, false) => {
+                    return Err(Fail::protocol("continuation frame outside a message"))
+                }
+                (frame::CONTINUATION, true) => {}
+                (_, true) => return Err(Fail::protocol("new message before the last one ended")),
+                (opcode, false) => {
+                    self.text = opcode == frame::TEXT;
+                    self.message = Some(self.text.then(Utf8Check::default));
+                    self.message_len = 0;
+                }
+            }
+            self.message_len = self.message_len.saturating_add(head.len);
+            if self.message_len > self.max_message {
+                return Err(Fail {
+                    code: code::TOO_BIG,
+                    reason: "message larger than the limit",
+                });
+            }
+            bytes::Buf::advance(&mut self.raw, head.head_len);
+            self.payload = Some(Payload {
+                fin: head.fin,
+                mask: head.mask,
+                offset: 0,
+                remaining: head.len,
+            });
+        }
+    }
+}
+
+/// The close code to echo for a client's close frame (section 5.5.1).
+fn close_reply(body: &[u8]) -> Result<u16, Fail> {
+    match body {
+        [] => Ok(code::NORMAL),
+        [_] => Err(Fail::protocol("close frame with a one-byte body")),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !frame::valid_close_code(code) {
+                return Err(Fail::protocol("invalid close code"));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(Fail {
+                    code: code::INVALID_DATA,
+                    reason: "close reason is not UTF-8",
+                });
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// Writes STOMP frames as WebSocket messages, one frame per message.
+pub struct WsSink<W> {
+    write: W,
+    shared: Arc<Shared>,
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
+    fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart {
+        let head = frame::server_head_len(size_hint);
+        let at = buf.len();
+        buf.put_bytes(0, head);
+        FrameStart { at, head }
+    }
+
+    fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool) {
+        let FrameStart { at, head } = start;
+        let len = buf.len() - at - head;
+        let need = frame::server_head_len(len);
+        if need != head {
+            // The hint was in another length class: move the payload (rare).
+            let end = buf.len();
+            if need > head {
+                buf.put_bytes(0, need - head);
+            }
+            buf.copy_within(at + head..end, at + need);
+            buf.truncate(at + need + len);
+        }
+        let opcode = if text { frame::TEXT } else { frame::BINARY };
+        frame::write_server_head(&mut buf[at..at + need], opcode, len);
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write.write_all(bytes).await?;
+        self.write.flush().await
+    }
+
+    fn control(&self) -> impl std::future::Future<Output = ()> + Send {
+        let shared: &Shared = &self.shared;
+        async move { shared.wake.notified().await }
+    }
+
+    fn take_control(&mut self, buf: &mut BytesMut) {
+        if let Some(payload) = self.shared.lock().pong.take() {
+            frame::put_server_frame(buf, frame::PONG, &payload);
+        }
+    }
+
+    async fn close(&mut self) {
+        let code = self.shared.lock().close.unwrap_or(code::NORMAL);
+        let mut buf = BytesMut::with_capacity(4);
+        frame::put_server_frame(&mut buf, frame::CLOSE, &code.to_be_bytes());
+        let _ = self.write.write_all(&buf).await;
+        let _ = self.write.shutdown().await;
+    }
+}
+
+/// A source and a sink over one upgraded connection.
+fn split<T: AsyncRead + AsyncWrite + Send>(
+    io: T,
+    lenient: bool,
+    max_message: usize,
+) -> (WsSource<ReadHalf<T>>, WsSink<WriteHalf<T>>) {
+    let shared = Arc::new(Shared::default());
+    let (read, write) = tokio::io::split(io);
+    (
+        WsSource::new(read, shared.clone(), lenient, max_message),
+        WsSink { write, shared },
+    )
+}
+
+/// The WebSocket routes, to mount on the HTTP server (or an embedding application's router).
+pub fn router(ctx: Arc<ServerContext>) -> Router {
+    Router::new().route("/ws", get(upgrade)).with_state(ctx)
+}
+
+/// True when the comma-separated header `name` holds `token` (ASCII case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The subprotocol to answer with: ours in our order of preference, among those offered.
+fn choose_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
+    let offered: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    SUBPROTOCOLS.into_iter().find(|p| offered.contains(p))
+}
+
+/// The opening handshake, server side (RFC 6455 section 4.2).
+async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) -> Response {
+    let metrics = ctx.broker.metrics();
+    crate::broker::metrics::Metrics::incr(&metrics.connections_accepted);
+    let headers = request.headers();
+    if request.method() != Method::GET
+        || !has_token(headers, header::UPGRADE, "websocket")
+        || !has_token(headers, header::CONNECTION, "upgrade")
+    {
+        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n").into_response();
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            [(header::SEC_WEBSOCKET_VERSION, "13")],
+            "WebSocket version 13 only\n",
+        )
+            .into_response();
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return (StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key\n").into_response();
+    };
+    let accept = {
+        let mut sha = Sha1::new();
+        sha.update(key.as_bytes());
+        sha.update(ACCEPT_GUID.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+    };
+    let protocol = choose_subprotocol(headers);
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded\n",
+        )
+            .into_response();
+    };
+    if !ctx.rate.admit() {
+        crate::broker::metrics::Metrics::incr(&metrics.connections_rate_limited);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection rate limit exceeded; retry later",
+        )
+            .into_response();
+    }
+    let version_hint = protocol.and_then(Version::from_subprotocol);
+    let lenient = ctx.config.lenient_websocket_frames;
+    let max_message = ctx.config.frame_limits().max_frame_bytes();
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        let (source, sink) = split(TokioIo::new(upgraded), lenient, max_message);
+        session::run(ctx, source, sink, version_hint, "websocket".into()).await;
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(protocol) = protocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::VecDeque;
+    use std::task::{Context, Poll};
+
+    use stompede_protocol::{Command, Decoded, Limits};
+
+    use super::frame::{client_frame, BINARY, CLOSE, CONTINUATION, PING, TEXT};
+    use super::*;
+
+    /// Hands out its bytes in the given pieces, one per read, then EOF.
+    struct Pieces(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            while self.0.front().is_some_and(Vec::is_empty) {
+                self.0.pop_front();
+            }
+            if let Some(front) = self.0.front_mut() {
+                let n = front.len().min(buf.remaining());
+                buf.put_slice(&front[..n]);
+                front.drain(..n);
+                if front.is_empty() {
+                    self.0.pop_front();
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn source(pieces: Vec<Vec<u8>>, max_message: usize) -> WsSource<Pieces> {
+        WsSource::new(
+            Pieces(pieces.into()),
+            Arc::new(Shared::default()),
+            true,
+            max_message,
+        )
+    }
+
+    /// Every frame (with its text flag) until the end, or the error.
+    async fn drain(
+        source: &mut WsSource<Pieces>,
+    ) -> (
+        Vec<(stompede_protocol::Frame, Option<bool>)>,
+        Option<String>,
+    ) {
+        let mut decoder = Decoder::new(Limits::default());
+        let mut frames = Vec::new();
+        loop {
+            match source.next(&mut decoder).await {
+                Ok(Some(Inbound {
+                    item: Decoded::Frame(frame),
+                    text,
+                })) => frames.push((frame, text)),
+                Ok(Some(_)) => {}
+                Ok(None) => return (frames, None),
+                Err(e) => return (frames, Some(e.to_string())),
+            }
+        }
+    }
+
+    /// A text CONNECT in two fragments with a ping between them, a binary SEND with a body
+    /// that holds a NUL, then a close frame.
+    fn conversation() -> Vec<u8> {
+        let mut wire = Vec::new();
+        wire.extend(client_frame(false, TEXT, b"CONNECT\naccept-", [1, 2, 3, 4]));
+        wire.extend(client_frame(true, PING, b"are you there", [9, 8, 7, 6]));
+        wire.extend(client_frame(
+            true,
+            CONTINUATION,
+            "version:1.2\nlogin:h\u{e9}\n\n\0".as_bytes(),
+            [5, 5, 5, 5],
+        ));
+        wire.extend(client_frame(
+            true,
+            BINARY,
+            b"SEND\ndestination:/topic/a\ncontent-length:3\n\n\x00\xff\x01\0",
+            [0xaa, 0xbb, 0xcc, 0xdd],
+        ));
+        wire.extend(client_frame(
+            true,
+            CLOSE,
+            &4001u16.to_be_bytes(),
+            [3, 1, 4, 1],
+        ));
+        wire
+    }
+
+    #[tokio::test]
+    async fn a_conversation_cut_at_every_byte_position_reads_the_same() {
+        let wire = conversation();
+        for cut in 0..=wire.len() {
+            for cut2 in [cut, (cut + 7).min(wire.len())] {
+                let pieces = vec![
+                    wire[..cut].to_vec(),
+                    wire[cut..cut2].to_vec(),
+                    wire[cut2..].to_vec(),
+                ];
+                let mut source = source(pieces, 1 << 20);
+                let (frames, error) = drain(&mut source).await;
+                assert_eq!(error, None, "cut {cut}");
+                assert_eq!(frames.len(), 2, "cut {cut}");
+                assert_eq!(frames[0].0.command, Command::Connect);
+                assert_eq!(frames[0].0.get("login"), Some("h\u{e9}"));
+                assert_eq!(frames[0].1, Some(true));
+                assert_eq!(frames[1].0.command, Command::Send);
+                assert_eq!(&frames[1].0.body[..], b"\x00\xff\x01");
+                assert_eq!(frames[1].1, Some(false));
+                let control = source.shared.lock();
+                assert_eq!(control.pong.as_deref(), Some(&b"are you there"[..]));
+                assert_eq!(control.close, Some(4001), "the client's code is echoed");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_too_large_for_the_read_buffer_streams_through() {
+        let body = vec![b'x'; 200_000];
+        let mut send =
+            format!("SEND\ndestination:/q\ncontent-length:{}\n\n", body.len()).into_bytes();
+        send.extend_from_slice(&body);
+        send.push(0);
+        let wire = client_frame(true, BINARY, &send, [7, 7, 1, 2]);
+        let pieces = wire.chunks(1000).map(<[u8]>::to_vec).collect();
+        let mut source = source(pieces, 1 << 20);
+        let (frames, error) = drain(&mut source).await;
+        assert_eq!(error, None);
+        assert_eq!(frames[0].0.body.len(), body.len());
+        assert!(frames[0].0.body.iter().all(|b| *b == b'x'));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_source_keeps_no_share_of_what_it_read() {
+        let send = b"SEND\ndestination:/q\ncontent-length:4\n\nbody\0";
+        let heartbeat = client_frame(true, TEXT, b"\n", [1, 2, 3, 4]);
+        let mut wire = client_frame(true, BINARY, send, [4, 3, 2, 1]);
+        wire.extend_from_slice(&heartbeat);
+        let mut source = source(vec![wire], 1 << 20);
+        let (frames, error) = drain(&mut source).await;
+        assert_eq!(error, None);
+        let body = frames[0].0.body.clone();
+        drop(frames);
+        assert_eq!(&body[..], b"body");
+        // The read buffer it was split from is let go: the body alone owns it now.
+        assert!(body.is_unique());
+    }
+
+    #[tokio::test]
+    async fn protocol_breaches_fail_with_their_close_code() {
+        let connect = b"CONNECT\n\n\0";
+        let mut unmasked = client_frame(true, TEXT, connect, [0; 4]);
+        unmasked[1] &= 0x7f;
+        unmasked.drain(2..6);
+        let mut interleaved = client_frame(false, TEXT, b"CONN", [1; 4]);
+        interleaved.extend(client_frame(true, TEXT, b"ECT\n\n\0", [1; 4]));
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (unmasked, code::PROTOCOL),
+            (
+                client_frame(true, CONTINUATION, connect, [1; 4]),
+                code::PROTOCOL,
+            ),
+            (interleaved, code::PROTOCOL),
+            (
+                client_frame(true, TEXT, b"SEND\n\n\xff\0", [1; 4]),
+                code::INVALID_DATA,
+            ),
+            (
+                client_frame(true, TEXT, b"SEND\n\n\xe2\x82", [1; 4]),
+                code::INVALID_DATA,
+            ),
+            (
+                client_frame(true, BINARY, &[b'x'; 101], [1; 4]),
+                code::TOO_BIG,
+            ),
+            (
+                client_frame(true, CLOSE, &1005u16.to_be_bytes(), [1; 4]),
+                code::PROTOCOL,
+            ),
+        ];
+        for (i, (wire, expected)) in cases.into_iter().enumerate() {
+            let mut source = source(vec![wire], 100);
+            let (_, error) = drain(&mut source).await;
+            assert!(error.is_some(), "case {i}");
+            assert_eq!(source.shared.lock().close, Some(expected), "case {i}");
+        }
+    }
+
+    /// Parses unmasked server frames: (opcode, payload) each.
+    fn server_frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !wire.is_empty() {
+            let (len, at) = match wire[1] {
+                126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                n => (n as usize, 2),
+            };
+            assert_eq!(wire[0] & 0xf0, 0x80, "final, no extension bits");
+            out.push((wire[0] & 0x0f, wire[at..at + len].to_vec()));
+            wire = &wire[at + len..];
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn frames_are_framed_whatever_the_size_hint_said() {
+        let sink = WsSink {
+            write: tokio::io::sink(),
+            shared: Arc::new(Shared::default()),
+        };
+        let mut buf = BytesMut::new();
+        let sizes = [0usize, 5, 125, 126, 300, 0xffff, 0x10000, 70_000];
+        for (i, size) in sizes.iter().enumerate() {
+            for hint in [0usize, 100, 1000, 100_000] {
+                let start = sink.begin_frame(&mut buf, hint);
+                buf.extend(std::iter::repeat_n(i as u8, *size));
+                sink.end_frame(&mut buf, start, i % 2 == 0);
+            }
+        }
+        let frames = server_frames(&buf);
+        assert_eq!(frames.len(), sizes.len() * 4);
+        for (n, (opcode, payload)) in frames.iter().enumerate() {
+            let i = n / 4;
+            assert_eq!(*opcode, if i % 2 == 0 { TEXT } else { BINARY });
+            assert_eq!(payload.len(), sizes[i]);
+            assert!(payload.iter().all(|b| *b == i as u8));
+        }
+    }
+
+    #[test]
+    fn subprotocols_are_chosen_in_our_order() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("v10.stomp, v12.stomp"),
+        );
+        assert_eq!(choose_subprotocol(&headers), Some("v12.stomp"));
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("mqtt"),
+        );
+        assert_eq!(choose_subprotocol(&headers), None);
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(has_token(&headers, header::CONNECTION, "upgrade"));
+    }
+}
