@@ -78,6 +78,10 @@ fn resolve(hostport: &str) -> Result<SocketAddr> {
 pub struct ConnOptions {
     /// SO_RCVBUF, set before connecting (so it also bounds the advertised window).
     pub rcvbuf: Option<u32>,
+    /// TCP_NOTSENT_LOWAT: unsent bytes the kernel may hold before writes wait, so that what a
+    /// publisher stamps is about to leave rather than queued behind megabytes in its own
+    /// send buffer.
+    pub notsent_lowat: Option<u32>,
     /// WebSocket subprotocols offered (comma-separated), if any.
     pub subprotocol: Option<&'static str>,
     /// WebSocket messages sent as text (STOMP) rather than binary (NATS).
@@ -136,6 +140,9 @@ impl Conn {
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
+        if let Some(bytes) = options.notsent_lowat {
+            socket2::SockRef::from(&stream).set_tcp_notsent_lowat(bytes)?;
+        }
         let mut conn = Conn {
             stream,
             ws: matches!(target, Target::Ws { .. }),

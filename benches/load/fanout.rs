@@ -370,7 +370,7 @@ fn publishers(
     go: &watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<Result<Instant>>> {
     let target = env.target.clone();
-    let options = env.client.clone();
+    let options = env.publisher_options();
     let plan = Plan::clone(plan);
     let control = control.clone();
     let mut go = go.clone();

@@ -117,6 +117,10 @@ pub(crate) struct Common {
     /// SO_RCVBUF for receiving connections (default: the kernel's autotuning).
     #[arg(long, global = true)]
     rcvbuf: Option<u32>,
+    /// TCP_NOTSENT_LOWAT for publishing connections (default: none, so an unpaced publisher's
+    /// kernel send buffer, autotuned up to 4 MiB, adds its backlog to the measured latency).
+    #[arg(long, global = true)]
+    publisher_lowat: Option<u32>,
     /// Print only the JSON lines.
     #[arg(long, global = true)]
     json: bool,
@@ -179,6 +183,13 @@ impl Env {
             ),
             _spawned: spawned,
         })
+    }
+
+    /// Options for a publishing connection.
+    pub(crate) fn publisher_options(&self) -> ClientOptions {
+        let mut options = self.client.clone();
+        options.conn.notsent_lowat = self.common.publisher_lowat;
+        options
     }
 
     /// Options for a receiving connection.
