@@ -326,3 +326,52 @@ async fn limits_on_subscriptions_are_enforced() {
     let frames = client.until_closed().await;
     assert!(error_message(&frames[0]).contains("too many subscriptions"));
 }
+
+#[tokio::test]
+async fn sessions_per_user_are_capped_and_counted_down_on_close() {
+    let server = TestServer::with(|c| c.max_sessions_per_user = 2).await;
+    let first = Tcp::connect(server.stomp(), "ann").await;
+    let _second = Tcp::connect(server.stomp(), "ann").await;
+    // Another user is not affected by ann's count.
+    let _bob = Tcp::connect(server.stomp(), "bob").await;
+
+    let mut third = Tcp::open(server.stomp()).await;
+    third
+        .send(
+            Frame::new(Command::Connect)
+                .header("accept-version", "1.2")
+                .header("host", "localhost")
+                .header("login", "ann")
+                .header("passcode", "secret"),
+        )
+        .await;
+    let refused = third.frame().await;
+    assert_eq!(refused.command, Command::Error, "{refused:?}");
+    assert!(
+        error_message(&refused).contains("session"),
+        "{}",
+        error_message(&refused)
+    );
+
+    drop(first);
+    // Once the broker has seen the first one go, ann may connect again.
+    let mut admitted = false;
+    for _ in 0..100 {
+        let mut again = Tcp::open(server.stomp()).await;
+        again
+            .send(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("host", "localhost")
+                    .header("login", "ann")
+                    .header("passcode", "secret"),
+            )
+            .await;
+        if again.frame().await.command == Command::Connected {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a closed session still counted against its user");
+}

@@ -62,13 +62,20 @@ struct SessionEntry {
     outbox: Arc<Outbox>,
 }
 
+/// The open sessions, with a count per user so the per-user limit costs no scan.
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<u64, SessionEntry>,
+    per_user: HashMap<Arc<str>, usize>,
+}
+
 struct Inner {
     topics: TopicIndex,
     queues: Arc<QueueRegistry>,
     durable: DurableSubscriptions,
     store: Option<Store>,
     // A std Mutex: held for map updates only, never across an await.
-    sessions: Mutex<HashMap<u64, SessionEntry>>,
+    sessions: Mutex<Sessions>,
     apps: AppRoutes,
     acl: Acl,
     metrics: Arc<Metrics>,
@@ -125,7 +132,7 @@ impl Broker {
                 queues: QueueRegistry::new(queue_policy, store.clone(), metrics.clone()),
                 durable: DurableSubscriptions::default(),
                 store,
-                sessions: Mutex::new(HashMap::new()),
+                sessions: Mutex::new(Sessions::default()),
                 apps,
                 acl,
                 metrics,
@@ -211,24 +218,31 @@ impl Broker {
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let held = sessions.values().filter(|s| s.user == user).count();
+        let held = sessions.per_user.get(&user).copied().unwrap_or(0);
         if held >= self.inner.max_sessions_per_user {
             return Err(TooManySessions {
                 user: user.to_string(),
                 limit: self.inner.max_sessions_per_user,
             });
         }
-        sessions.insert(id, SessionEntry { user, outbox });
+        *sessions.per_user.entry(user.clone()).or_default() += 1;
+        if let Some(replaced) = sessions.by_id.insert(id, SessionEntry { user, outbox }) {
+            // Ids are unique; should one come back, its old entry stops counting.
+            count_down_user(&mut sessions.per_user, &replaced.user);
+        }
         Ok(())
     }
 
     /// Forgets a session.
     pub fn unregister_session(&self, id: u64) {
-        self.inner
+        let mut sessions = self
+            .inner
             .sessions
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = sessions.by_id.remove(&id) {
+            count_down_user(&mut sessions.per_user, &entry.user);
+        }
     }
 
     /// Number of open sessions.
@@ -237,6 +251,7 @@ impl Broker {
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_id
             .len()
     }
 
@@ -247,6 +262,7 @@ impl Broker {
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_id
             .values()
             .map(|s| s.outbox.clone())
             .collect();
@@ -433,5 +449,15 @@ impl Broker {
         }
         let body = if detail.is_empty() { message } else { detail };
         frame.body(Bytes::from(body.to_owned()))
+    }
+}
+
+/// One session fewer for `user`; a user with none left is forgotten.
+fn count_down_user(per_user: &mut HashMap<Arc<str>, usize>, user: &Arc<str>) {
+    if let Some(n) = per_user.get_mut(user) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            per_user.remove(user);
+        }
     }
 }
