@@ -172,3 +172,47 @@ async fn metrics_and_health_are_served_on_the_http_port() {
     assert!(metrics.contains("stompede_slow_consumers_disconnected_total 0"));
     assert!(metrics.contains("stompede_outbox_memory_bytes "));
 }
+
+/// Sends a raw opening handshake with the given key; the response's head.
+async fn handshake_with_key(server: &TestServer, key: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.server.http_addr().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key = key.map_or(String::new(), |k| format!("Sec-WebSocket-Key: {k}\r\n"));
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\n{key}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(common::WAIT, stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        response.push(byte[0]);
+    }
+    String::from_utf8(response).unwrap()
+}
+
+#[tokio::test]
+async fn the_handshake_checks_the_key_and_answers_it() {
+    let server = TestServer::start().await;
+    // The example of RFC 6455 section 1.3.
+    let ok = handshake_with_key(&server, Some("dGhlIHNhbXBsZSBub25jZQ==")).await;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    assert!(
+        ok.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{ok}"
+    );
+    // Section 4.2.1: the key is 16 bytes in base64; anything else is refused with a 400.
+    for bad in [None, Some("not a key"), Some("c2hvcnQ="), Some("")] {
+        let response = handshake_with_key(&server, bad).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{bad:?}: {response}");
+    }
+}
