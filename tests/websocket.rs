@@ -172,3 +172,118 @@ async fn metrics_and_health_are_served_on_the_http_port() {
     assert!(metrics.contains("stompede_slow_consumers_disconnected_total 0"));
     assert!(metrics.contains("stompede_outbox_memory_bytes "));
 }
+
+/// Sends a raw opening handshake with the given key; the response's head.
+async fn handshake_with_key(server: &TestServer, key: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.server.http_addr().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let key = key.map_or(String::new(), |k| format!("Sec-WebSocket-Key: {k}\r\n"));
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\n{key}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut byte = [0u8; 1];
+    while !response.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(common::WAIT, stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        response.push(byte[0]);
+    }
+    String::from_utf8(response).unwrap()
+}
+
+#[tokio::test]
+async fn the_handshake_checks_the_key_and_answers_it() {
+    let server = TestServer::start().await;
+    // The example of RFC 6455 section 1.3.
+    let ok = handshake_with_key(&server, Some("dGhlIHNhbXBsZSBub25jZQ==")).await;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    assert!(
+        ok.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{ok}"
+    );
+    // Section 4.2.1: the key is 16 bytes in base64; anything else is refused with a 400.
+    for bad in [None, Some("not a key"), Some("c2hvcnQ="), Some("")] {
+        let response = handshake_with_key(&server, bad).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{bad:?}: {response}");
+    }
+}
+
+/// A raw WebSocket client: the handshake done, the response's head read.
+async fn raw_ws(server: &TestServer) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.server.http_addr().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    stream
+}
+
+/// A masked client frame (payloads under 126 bytes).
+fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Everything the server sends until it closes the connection.
+async fn until_eof(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_close_frame_is_answered_with_a_close_frame_even_before_connect() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    // Section 5.5.1: a close received must be answered with a close (its code echoed).
+    let mut stream = raw_ws(&server).await;
+    stream
+        .write_all(&masked(0x8, &4001u16.to_be_bytes()))
+        .await
+        .unwrap();
+    let out = until_eof(&mut stream).await;
+    assert!(
+        out.ends_with(&[0x88, 0x02, 0x0f, 0xa1]),
+        "before CONNECT: {out:?}"
+    );
+
+    let mut stream = raw_ws(&server).await;
+    stream
+        .write_all(&masked(0x1, b"CONNECT\naccept-version:1.2\n\n\0"))
+        .await
+        .unwrap();
+    stream.write_all(&masked(0x8, &[])).await.unwrap();
+    let out = until_eof(&mut stream).await;
+    assert!(
+        out.ends_with(&[0x88, 0x02, 0x03, 0xe8]),
+        "after CONNECT: {out:?}"
+    );
+}

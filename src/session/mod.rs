@@ -111,7 +111,11 @@ async fn open<S: FrameSource, W: FrameSink>(
     let connect_timeout = Duration::from_millis(ctx.config.connect_timeout_ms);
     let connect = match tokio::time::timeout(connect_timeout, first_frame(source, decoder)).await {
         Ok(Ok(Some((frame, _)))) => frame,
-        Ok(Ok(None)) => return None,
+        Ok(Ok(None)) => {
+            // The client closed (a WebSocket close frame must be answered with one).
+            sink.close().await;
+            return None;
+        }
         Ok(Err(error)) => {
             reject(
                 &mut sink,

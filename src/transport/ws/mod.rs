@@ -443,8 +443,13 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
         )
             .into_response();
     }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return (StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key\n").into_response();
+    // Section 4.2.1: the key must be 16 bytes in base64.
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|key| {
+        base64::engine::general_purpose::STANDARD
+            .decode(key.as_bytes())
+            .is_ok_and(|raw| raw.len() == 16)
+    }) else {
+        return (StatusCode::BAD_REQUEST, "no valid Sec-WebSocket-Key\n").into_response();
     };
     let accept = {
         let mut sha = Sha1::new();
