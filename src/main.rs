@@ -156,6 +156,7 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let config = args.into_config()?;
+            raise_open_file_limit();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -163,6 +164,25 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve(config))
         }
     }
+}
+
+/// Every session holds a descriptor, and distributions start processes with a soft limit of
+/// 1,024 (below the hard limit): raise the soft limit to the hard one, as brokers do, so the
+/// broker's session limits, not the kernel's, decide how many clients it takes.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(%error, "could not raise the open-file limit");
+        }
+    }
+    let limit = getrlimit(Resource::Nofile).current;
+    tracing::info!(
+        open_files = limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+        "open-file limit"
+    );
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
