@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{error_message, Tcp, TestServer};
+use common::{connect_frame, error_message, Tcp, TestServer};
 use stompede::protocol::{Command, Frame};
 
 #[tokio::test]
@@ -336,15 +336,7 @@ async fn sessions_per_user_are_capped_and_counted_down_on_close() {
     let _bob = Tcp::connect(server.stomp(), "bob").await;
 
     let mut third = Tcp::open(server.stomp()).await;
-    third
-        .send(
-            Frame::new(Command::Connect)
-                .header("accept-version", "1.2")
-                .header("host", "localhost")
-                .header("login", "ann")
-                .header("passcode", "secret"),
-        )
-        .await;
+    third.send(connect_frame("ann")).await;
     let refused = third.frame().await;
     assert_eq!(refused.command, Command::Error, "{refused:?}");
     assert!(
@@ -358,15 +350,7 @@ async fn sessions_per_user_are_capped_and_counted_down_on_close() {
     let mut admitted = false;
     for _ in 0..100 {
         let mut again = Tcp::open(server.stomp()).await;
-        again
-            .send(
-                Frame::new(Command::Connect)
-                    .header("accept-version", "1.2")
-                    .header("host", "localhost")
-                    .header("login", "ann")
-                    .header("passcode", "secret"),
-            )
-            .await;
+        again.send(connect_frame("ann")).await;
         if again.frame().await.command == Command::Connected {
             admitted = true;
             break;

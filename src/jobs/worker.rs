@@ -106,7 +106,7 @@ fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
     let Some(job) = state.jobs.get_mut(id) else {
         return Ok(());
     };
-    let mut commit = super::writer::Commit::default();
+    let mut planned = None;
     if let Some(plan) = plan {
         if plan.is_empty() {
             return Err(JobError::permanent(
@@ -114,7 +114,7 @@ fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
                 "the job has nothing to do",
             ));
         }
-        commit.writes.push(JobWrite::Plan {
+        planned = Some(JobWrite::Plan {
             id: id.to_owned(),
             plan: serde_json::to_vec(&plan).unwrap_or_default(),
         });
@@ -133,9 +133,8 @@ fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
         kind::STARTED,
         json!({ "attempt": job.attempts, "maxAttempts": job.max_attempts, "chunkCount": job.chunks.len() }),
     );
-    let change = super::change(Some(job), vec![event]);
-    commit.writes.extend(change.writes);
-    commit.events = change.events;
+    let mut commit = super::change(Some(job), vec![event]);
+    commit.writes.extend(planned);
     engine.inner.writer.queue(commit);
     Ok(())
 }

@@ -64,6 +64,15 @@ pub struct Tcp {
     pub version: Version,
 }
 
+/// A STOMP 1.2 CONNECT as `login` (passcode `secret`).
+pub fn connect_frame(login: &str) -> Frame {
+    Frame::new(Command::Connect)
+        .header("accept-version", "1.2")
+        .header("host", "localhost")
+        .header("login", login)
+        .header("passcode", "secret")
+}
+
 impl Tcp {
     pub async fn open(addr: SocketAddr) -> Tcp {
         Tcp {
@@ -77,15 +86,7 @@ impl Tcp {
     /// Opens and CONNECTs as `login` with STOMP 1.2; returns the client and the CONNECTED frame.
     pub async fn connect(addr: SocketAddr, login: &str) -> Tcp {
         let mut client = Tcp::open(addr).await;
-        client
-            .send(
-                Frame::new(Command::Connect)
-                    .header("accept-version", "1.2")
-                    .header("host", "localhost")
-                    .header("login", login)
-                    .header("passcode", "secret"),
-            )
-            .await;
+        client.send(connect_frame(login)).await;
         let connected = client.frame().await;
         assert_eq!(connected.command, Command::Connected, "{connected:?}");
         client.decoder.set_version(Version::V1_2);
