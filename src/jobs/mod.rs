@@ -265,6 +265,7 @@ impl JobEngine {
             queue,
             engine.inner.store.clone(),
             broker,
+            engine.inner.writer.unannounced().clone(),
             shutdown,
         ));
         tracker.spawn(engine.clone().schedule_loop());
@@ -642,15 +643,26 @@ impl JobEngine {
         }
     }
 
-    /// The stored events of job `id` after `seq` (for `since-seq` replay), as JSON bodies.
+    /// The logged events of job `id` after `seq` (for `since-seq` replay), as JSON bodies, with
+    /// those queued but not yet published. The queued ones are read first: an event leaves
+    /// that list only once it is stored, so it is in one read or the other.
     pub fn events_after(&self, id: &str, seq: u64) -> Vec<Value> {
-        self.inner
+        let pending = self.inner.writer.pending_after(id, seq);
+        let mut by_seq: std::collections::BTreeMap<u64, Value> = self
+            .inner
             .store
             .events_after(id, seq)
             .unwrap_or_default()
             .iter()
-            .filter_map(|b| serde_json::from_slice(b).ok())
-            .collect()
+            .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
+            .filter_map(|event| Some((event.get("seq")?.as_u64()?, event)))
+            .collect();
+        for (seq, body) in pending {
+            if let Ok(event) = serde_json::from_slice(&body) {
+                by_seq.entry(seq).or_insert(event);
+            }
+        }
+        by_seq.into_values().collect()
     }
 }
 

@@ -8,7 +8,8 @@
 //! disk catches up): a crash loses at most a suffix of commits, which the checkpoint then
 //! redoes; a bounded number of commits in flight keeps memory bounded.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -34,11 +35,16 @@ pub(super) struct Commit {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+/// Events queued but not yet published, by job id then seq: a `since-seq` replay reads them
+/// with the stored log, so an event between the two is not missed by a new subscriber.
+pub(super) type Unannounced = Arc<Mutex<BTreeMap<(String, u64), bytes::Bytes>>>;
+
 /// The sending side, held by the engine.
 #[derive(Debug)]
 pub(super) struct Writer {
     queue: mpsc::UnboundedSender<Commit>,
     room: Arc<Semaphore>,
+    unannounced: Unannounced,
 }
 
 impl Writer {
@@ -48,8 +54,23 @@ impl Writer {
         let writer = Writer {
             queue,
             room: Arc::new(Semaphore::new(IN_FLIGHT)),
+            unannounced: Unannounced::default(),
         };
         (writer, receiver)
+    }
+
+    /// The events queued but not yet published (shared with [`run`]).
+    pub fn unannounced(&self) -> &Unannounced {
+        &self.unannounced
+    }
+
+    /// Bodies of job `id`'s events after `seq` that are queued but not yet published.
+    pub fn pending_after(&self, id: &str, seq: u64) -> Vec<(u64, bytes::Bytes)> {
+        let pending = self.unannounced.lock().unwrap_or_else(|e| e.into_inner());
+        pending
+            .range((id.to_owned(), seq.saturating_add(1))..=(id.to_owned(), u64::MAX))
+            .map(|((_, seq), body)| (*seq, body.clone()))
+            .collect()
     }
 
     /// Waits until another commit may be queued; hold the permit until [`Writer::queue`].
@@ -64,6 +85,12 @@ impl Writer {
 
     /// Queues `commit` (call under the state lock to keep the engine's order).
     pub fn queue(&self, commit: Commit) {
+        if !commit.events.is_empty() {
+            let mut pending = self.unannounced.lock().unwrap_or_else(|e| e.into_inner());
+            for event in &commit.events {
+                pending.insert((event.job_id.clone(), event.seq), event.body.clone());
+            }
+        }
         if let Err(error) = self.queue.send(commit) {
             if let Some(done) = error.0.done {
                 let _ = done.send(Err("the job engine is shutting down".into()));
@@ -83,12 +110,13 @@ pub(super) async fn run(
     queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
     broker: Broker,
+    unannounced: Unannounced,
     shutdown: CancellationToken,
 ) {
     let (applied, to_announce) = mpsc::channel(2);
     tokio::join!(
         apply_stage(queue, store.clone(), applied, shutdown),
-        announce_stage(to_announce, store, broker),
+        announce_stage(to_announce, store, broker, unannounced),
     );
 }
 
@@ -134,7 +162,12 @@ async fn apply_stage(
     }
 }
 
-async fn announce_stage(mut applied: mpsc::Receiver<Vec<Commit>>, store: JobStore, broker: Broker) {
+async fn announce_stage(
+    mut applied: mpsc::Receiver<Vec<Commit>>,
+    store: JobStore,
+    broker: Broker,
+    unannounced: Unannounced,
+) {
     while let Some(batch) = applied.recv().await {
         let mut delay = Duration::from_millis(50);
         while let Err(error) = store.store().commit().await {
@@ -145,6 +178,11 @@ async fn announce_stage(mut applied: mpsc::Receiver<Vec<Commit>>, store: JobStor
         for commit in batch {
             for event in &commit.events {
                 events::publish(&broker, event).await;
+                // Stored before it was published: a replay finds it in the log from now on.
+                unannounced
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&(event.job_id.clone(), event.seq));
             }
             if let Some(done) = commit.done {
                 let _ = done.send(Ok(()));
