@@ -475,3 +475,45 @@ async fn purge_and_delete_remove_stored_messages() {
     assert_eq!(broker.store().unwrap().load_messages().unwrap().len(), 0);
     assert_eq!(broker.purge_queue("/queue/none"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_persistent_producers_never_take_a_queue_past_its_limit() {
+    // Persistent messages are stored outside the queue's lock; the room they reserve meanwhile
+    // must keep the limit exact.
+    let server = TestServer::with(|c| c.max_queue_messages = 25).await;
+    let addr = server.stomp();
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            tokio::spawn(async move {
+                let mut client = Tcp::connect(addr, &format!("p{p}")).await;
+                let mut receipted = 0;
+                for i in 0..10 {
+                    client
+                        .send(
+                            send("/queue/limited", &format!("{p}-{i}"))
+                                .header("persistent", "true")
+                                .header("receipt", format!("{p}-{i}")),
+                        )
+                        .await;
+                    let reply = client.frame().await;
+                    if reply.command == Command::Error {
+                        assert!(error_message(&reply).contains("full"), "{reply:?}");
+                        break;
+                    }
+                    assert_eq!(reply.command, Command::Receipt);
+                    receipted += 1;
+                }
+                receipted
+            })
+        })
+        .collect();
+    let mut receipted = 0;
+    for producer in producers {
+        receipted += producer.await.unwrap();
+    }
+    assert_eq!(receipted, 25);
+    let broker = server.server.broker();
+    assert_eq!(broker.queue_stats()[0].depth, 25);
+    let stored = broker.store().unwrap().load_messages().unwrap();
+    assert_eq!(stored.iter().map(|(_, m)| m.len()).sum::<usize>(), 25);
+}

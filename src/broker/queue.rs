@@ -11,7 +11,7 @@ use bytestring::ByteString;
 use super::message::Message;
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, Outgoing};
-use super::queues::QueueRegistry;
+use super::queues::{QueuePolicy, QueueRegistry};
 use crate::store::StoreError;
 
 /// How a subscription acknowledges (the SUBSCRIBE `ack` header).
@@ -158,6 +158,9 @@ impl Settle {
 struct QueueState {
     messages: VecDeque<Queued>,
     bytes: usize,
+    /// Messages being written to the store, counted against the limits until they are added.
+    reserved_messages: usize,
+    reserved_bytes: usize,
     consumers: Vec<Arc<Consumer>>,
     next_consumer: usize,
 }
@@ -298,6 +301,7 @@ impl Queue {
             _ => 0,
         };
         let persistent = message.headers.get("persistent") == Some("true");
+        let size = message.size();
         let mut queued = Queued {
             message,
             redelivered: false,
@@ -305,33 +309,58 @@ impl Queue {
             seq: None,
             expires,
         };
-        {
-            let mut state = self.lock();
-            if let Some(policy) = policy {
-                if state.messages.len() >= policy.max_messages {
-                    return Err(QueueRefused::Messages {
-                        queue: self.name.to_string(),
-                        limit: policy.max_messages,
-                    });
+        match (persistent, &registry) {
+            (true, Some(registry)) => {
+                // The store write is the slow part: it runs outside the lock, so that the
+                // producers of one queue store in parallel, with room reserved meanwhile so
+                // that the limits stay exact. Concurrent SENDs have no order between them, so
+                // their store keys may order them differently from memory; the SENDs of one
+                // session are enqueued one after the other and keep their order.
+                {
+                    let mut state = self.lock();
+                    self.check_room(&state, policy, size)?;
+                    state.reserved_messages += 1;
+                    state.reserved_bytes += size;
                 }
-                if state.bytes + queued.message.size() > policy.max_bytes {
-                    return Err(QueueRefused::Bytes {
-                        queue: self.name.to_string(),
-                        limit: policy.max_bytes,
-                    });
-                }
+                let stored = registry.persist(&self.name, &queued);
+                let mut state = self.lock();
+                state.reserved_messages -= 1;
+                state.reserved_bytes -= size;
+                queued.seq = stored.map_err(|e| self.store_refusal(e))?;
+                state.bytes += size;
+                state.messages.push_back(queued);
             }
-            if persistent {
-                if let Some(registry) = &registry {
-                    queued.seq = registry
-                        .persist(&self.name, &queued)
-                        .map_err(|e| self.store_refusal(e))?;
-                }
+            _ => {
+                let mut state = self.lock();
+                self.check_room(&state, policy, size)?;
+                state.bytes += size;
+                state.messages.push_back(queued);
             }
-            state.bytes += queued.message.size();
-            state.messages.push_back(queued);
         }
         self.dispatch();
+        Ok(())
+    }
+
+    /// Refuses a message of `size` bytes that would take the queue past its limits.
+    fn check_room(
+        &self,
+        state: &QueueState,
+        policy: Option<&QueuePolicy>,
+        size: usize,
+    ) -> Result<(), QueueRefused> {
+        let Some(policy) = policy else { return Ok(()) };
+        if state.messages.len() + state.reserved_messages >= policy.max_messages {
+            return Err(QueueRefused::Messages {
+                queue: self.name.to_string(),
+                limit: policy.max_messages,
+            });
+        }
+        if state.bytes + state.reserved_bytes + size > policy.max_bytes {
+            return Err(QueueRefused::Bytes {
+                queue: self.name.to_string(),
+                limit: policy.max_bytes,
+            });
+        }
         Ok(())
     }
 
