@@ -1,7 +1,9 @@
 //! Durable-queue measurements: persistent SENDs with a RECEIPT awaited per message, from 1, 10
 //! and 100 concurrent producers over TCP, and the restart time with N stored messages.
 //!
-//! `cargo bench --bench store -- [--messages N] [--restart-messages N]`
+//! `cargo bench --bench store -- [--messages N] [--producers 1,10,100] [--restart-messages N]
+//! [--periodic]`; `--periodic` measures the `durability = "periodic"` mode, where a RECEIPT does
+//! not wait for the disk.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Version};
+use stompede::store::Durability;
 use stompede::{BrokerBuilder, Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,7 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../common/args.rs"]
 mod args;
-use args::number as arg;
+use args::{flag, number as arg, numbers};
 
 fn config(dir: &std::path::Path) -> Config {
     Config {
@@ -28,6 +31,11 @@ fn config(dir: &std::path::Path) -> Config {
         http: None,
         max_queue_messages: 2_000_000,
         max_queue_bytes: 4 << 30,
+        durability: if flag("--periodic") {
+            Durability::Periodic
+        } else {
+            Durability::Sync
+        },
         ..Config::default()
     }
 }
@@ -116,7 +124,7 @@ fn main() {
         let messages = arg("--messages", 20_000);
         println!("| producers | persistent msgs/s (receipt awaited per message) |");
         println!("| --- | --- |");
-        for producers in [1, 10, 100] {
+        for producers in numbers("--producers", &[1, 10, 100]) {
             let dir = tempfile::tempdir().unwrap();
             let server = BrokerBuilder::new(config(dir.path())).start().await.unwrap();
             let addr = server.stomp_addr().unwrap();
@@ -165,7 +173,7 @@ fn main() {
             let t = Instant::now();
             let store = stompede::store::Store::open(
                 &dir.path().join("store"),
-                stompede::store::Durability::Sync,
+                Durability::Sync,
                 Duration::from_millis(200),
             )
             .unwrap();

@@ -2,15 +2,16 @@
 //! subscriptions, in a versioned on-disk format, with group commit.
 //!
 //! Writes go to sled at once (in memory, ordered); [`Store::commit`] waits until everything
-//! written before the call is on disk. One committer task runs one `flush` for every caller
-//! waiting at that moment, so concurrent senders share fsyncs (group commit). The store knows
-//! nothing of the broker: it keeps bytes under keys.
+//! written before the call is on disk. One committer task flushes for every caller waiting
+//! (group commit, see `commit.rs`). The store knows nothing of the broker: it keeps bytes under
+//! keys.
 
+mod commit;
 pub mod jobs;
 mod record;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +82,27 @@ struct Inner {
     written: AtomicU64,
     /// Writes known to be on disk.
     flushed: watch::Sender<u64>,
+    /// Callers of [`Store::commit`] waiting for a flush.
+    waiting: AtomicUsize,
+    /// Callers of [`Store::commit`] that ever had to wait.
+    arrivals: AtomicU64,
     flush_wanted: Arc<Notify>,
+}
+
+/// Counts a caller as waiting for a flush while it exists.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn message_key(queue: &str, seq: u64) -> Vec<u8> {
@@ -142,10 +163,12 @@ impl Store {
                 durability,
                 written: AtomicU64::new(0),
                 flushed,
+                waiting: AtomicUsize::new(0),
+                arrivals: AtomicU64::new(0),
                 flush_wanted: Arc::new(Notify::new()),
             }),
         };
-        tokio::spawn(committer(
+        tokio::spawn(commit::committer(
             Arc::downgrade(&store.inner),
             store.inner.flush_wanted.clone(),
         ));
@@ -300,6 +323,8 @@ impl Store {
         if *flushed.borrow() >= target {
             return Ok(());
         }
+        let _waiting = Waiting::new(&self.inner.waiting);
+        self.inner.arrivals.fetch_add(1, Ordering::AcqRel);
         self.inner.flush_wanted.notify_one();
         flushed
             .wait_for(|done| *done >= target)
@@ -308,37 +333,6 @@ impl Store {
             .map_err(|_| {
                 StoreError::Sled(sled::Error::ReportableBug("store committer stopped".into()))
             })
-    }
-}
-
-/// Flushes whenever someone waits, covering every write made before the flush began; callers
-/// that arrive during a flush are served by the next one. Holds the store only weakly, so
-/// dropping the last [`Store`] closes the database.
-async fn committer(store: std::sync::Weak<Inner>, wanted: Arc<Notify>) {
-    loop {
-        let notified = wanted.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        {
-            let Some(inner) = store.upgrade() else { return };
-            let target = inner.written.load(Ordering::Acquire);
-            if *inner.flushed.borrow() < target {
-                let db = inner.db.clone();
-                match tokio::task::spawn_blocking(move || db.flush()).await {
-                    Ok(Ok(_)) => inner
-                        .flushed
-                        .send_modify(|done| *done = (*done).max(target)),
-                    Ok(Err(error)) => {
-                        tracing::error!(%error, "store flush failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(error) => tracing::error!(%error, "store flush task failed"),
-                }
-                continue;
-            }
-        }
-        // Wake up now and then to notice that the store was dropped.
-        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
     }
 }
 

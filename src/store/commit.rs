@@ -1,0 +1,142 @@
+//! Group commit: one task decides when the store is flushed, so that concurrent callers of
+//! [`Store::commit`](super::Store::commit) share flushes.
+//!
+//! A flush costs about the same whether it carries one write or a hundred (on a virtual disk,
+//! hundreds of microseconds, much of it CPU in the kernel), so flushing again the moment the
+//! first released caller is back makes many small flushes that starve the callers of CPU; and
+//! a flush keeps the CPU idle while it waits for the disk, so waiting for every caller before
+//! each flush leaves the CPU idle for as long. The committer does neither: it treats the
+//! callers as two cohorts. It starts a flush once half of the callers seen lately are waiting
+//! and not covered by a flush already running (at most two run at once), so one cohort's
+//! flush overlaps the other cohort's work. A lone caller is flushed at once; a caller never
+//! waits more than [`MAX_GATHER`] for others to join.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::Inner;
+
+/// The longest a waiting caller's flush is held back for others to join.
+const MAX_GATHER: Duration = Duration::from_millis(1);
+/// Flushes running at once: one per cohort.
+const MAX_FLIGHTS: usize = 2;
+/// How long the count of concurrent callers is remembered.
+const WRITERS_WINDOW: Duration = Duration::from_millis(100);
+
+/// A flush under way: the writes it covers.
+struct Flight {
+    target: u64,
+}
+
+/// Runs until the store is dropped (it holds the store only weakly, so dropping the last
+/// [`Store`](super::Store) closes the database).
+pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
+    let mut flights: JoinSet<(Flight, Result<(), sled::Error>)> = JoinSet::new();
+    // Callers that arrived before the last flush started are covered by it.
+    let mut covered_arrivals = 0u64;
+    let mut started_through = 0u64;
+    let mut writers = RecentPeak::default();
+    let mut gathering_since: Option<Instant> = None;
+    loop {
+        let notified = wanted.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let deadline = {
+            let Some(inner) = store.upgrade() else { return };
+            writers.observe(inner.waiting.load(Ordering::Acquire));
+            let arrivals = inner.arrivals.load(Ordering::Acquire);
+            let uncovered = arrivals.saturating_sub(covered_arrivals) as usize;
+            let written = inner.written.load(Ordering::Acquire);
+            if written <= started_through.max(*inner.flushed.borrow()) {
+                // Whoever waits is covered by a flush already started.
+                covered_arrivals = arrivals;
+            }
+            if written > started_through.max(*inner.flushed.borrow()) && uncovered > 0 {
+                let since = *gathering_since.get_or_insert_with(Instant::now);
+                let cohort = writers.peak().div_ceil(2);
+                let ready = uncovered >= cohort || since.elapsed() >= MAX_GATHER;
+                if ready && flights.len() < MAX_FLIGHTS {
+                    let flight = Flight { target: written };
+                    started_through = written;
+                    covered_arrivals = arrivals;
+                    gathering_since = None;
+                    let db = inner.db.clone();
+                    flights.spawn_blocking(move || (flight, db.flush().map(|_| ())));
+                    continue;
+                }
+                // With both flights under way, only a finished one makes room.
+                (flights.len() < MAX_FLIGHTS).then_some(since + MAX_GATHER)
+            } else {
+                gathering_since = None;
+                None
+            }
+        };
+        // Wake up now and then to notice that the store was dropped.
+        let idle = Instant::now() + Duration::from_secs(1);
+        tokio::select! {
+            _ = notified => {}
+            Some(done) = flights.join_next() => {
+                let Some(inner) = store.upgrade() else { return };
+                match done {
+                    Ok((flight, Ok(()))) => {
+                        // sled makes its log stable in order: a finished flush covers every
+                        // write before its start, whichever flight finished first.
+                        inner
+                            .flushed
+                            .send_modify(|done| *done = (*done).max(flight.target));
+                    }
+                    Ok((_, Err(error))) => {
+                        tracing::error!(%error, "store flush failed; retrying");
+                        covered_arrivals = 0;
+                        started_through = *inner.flushed.borrow();
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "store flush task failed; retrying");
+                        covered_arrivals = 0;
+                        started_through = *inner.flushed.borrow();
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or(idle)) => {}
+        }
+    }
+}
+
+/// The most callers seen waiting at once lately: an estimate of how many write concurrently.
+#[derive(Debug)]
+struct RecentPeak {
+    current: usize,
+    previous: usize,
+    window_start: Instant,
+}
+
+impl Default for RecentPeak {
+    fn default() -> Self {
+        RecentPeak {
+            current: 0,
+            previous: 0,
+            window_start: Instant::now(),
+        }
+    }
+}
+
+impl RecentPeak {
+    fn observe(&mut self, waiting: usize) {
+        if self.window_start.elapsed() >= WRITERS_WINDOW {
+            self.previous = self.current;
+            self.current = 0;
+            self.window_start = Instant::now();
+        }
+        self.current = self.current.max(waiting);
+    }
+
+    fn peak(&self) -> usize {
+        self.current.max(self.previous).max(1)
+    }
+}
