@@ -63,6 +63,9 @@ pub struct Config {
     pub slow_consumer_grace_ms: u64,
     /// Bytes all outboxes together may hold; above it every publisher waits (default 1 GiB).
     pub outbox_memory_cap: usize,
+    /// The kernel receive buffer (`SO_RCVBUF`) of every accepted connection, in bytes; 0 (the
+    /// default) leaves it to the kernel's autotuning. See `transport/socket.rs`.
+    pub tcp_receive_buffer: usize,
     /// Most messages waiting on one queue.
     pub max_queue_messages: usize,
     /// Most bytes waiting on one queue.
@@ -143,6 +146,7 @@ impl Default for Config {
             outbox_high_water_bytes: outbox.high_water_bytes,
             slow_consumer_grace_ms: outbox.slow_consumer_grace.as_millis() as u64,
             outbox_memory_cap: outbox.memory_cap,
+            tcp_receive_buffer: 0,
             max_queue_messages: queue.max_messages,
             max_queue_bytes: queue.max_bytes,
             queue_high_water_messages: queue.high_water_messages,

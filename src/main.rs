@@ -67,6 +67,9 @@ struct ServeArgs {
     /// How long a subscriber may stay above its outbox mark before it is cut off, in ms.
     #[arg(long, env = "STOMPEDE_SLOW_CONSUMER_GRACE_MS")]
     slow_consumer_grace_ms: Option<u64>,
+    /// Kernel receive buffer of every accepted connection in bytes (0: kernel autotuning).
+    #[arg(long, env = "STOMPEDE_TCP_RECEIVE_BUFFER")]
+    tcp_receive_buffer: Option<usize>,
     /// Outbox high-water mark in messages.
     #[arg(long, env = "STOMPEDE_OUTBOX_HIGH_WATER_MESSAGES")]
     outbox_high_water_messages: Option<usize>,
@@ -133,6 +136,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.slow_consumer_grace_ms {
             config.slow_consumer_grace_ms = v;
+        }
+        if let Some(v) = self.tcp_receive_buffer {
+            config.tcp_receive_buffer = v;
         }
         if let Some(v) = self.outbox_high_water_messages {
             config.outbox_high_water_messages = v;

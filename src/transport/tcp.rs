@@ -85,8 +85,8 @@ impl FrameSink for TcpSink {
 }
 
 /// Splits a connected stream into a source and a sink.
-pub fn split(stream: TcpStream) -> (TcpSource, TcpSink) {
-    super::socket::tune(&stream);
+pub fn split(stream: TcpStream, receive_buffer: usize) -> (TcpSource, TcpSink) {
+    super::socket::tune(&stream, receive_buffer);
     let (read, write) = stream.into_split();
     (
         TcpSource {
@@ -129,7 +129,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
         }
         let ctx2 = ctx.clone();
         ctx.tracker.spawn(async move {
-            let (source, sink) = split(stream);
+            let (source, sink) = split(stream, ctx2.config.tcp_receive_buffer);
             session::run(ctx2, source, sink, None, peer.to_string()).await;
         });
     }
