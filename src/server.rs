@@ -196,6 +196,13 @@ impl BrokerBuilder {
 struct JobGuard(Arc<OnceLock<WeakJobEngine>>);
 
 impl crate::broker::app::SubscribeGuard for JobGuard {
+    fn publication_lock(&self) -> Option<Arc<std::sync::Mutex<()>>> {
+        self.0
+            .get()
+            .and_then(WeakJobEngine::upgrade)
+            .and_then(|engine| engine.publication_lock())
+    }
+
     fn check(
         &self,
         user: &str,

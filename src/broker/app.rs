@@ -106,6 +106,13 @@ where
 /// `/topic/jobs/...`): may refuse, and may give messages to deliver before live ones (a
 /// snapshot, a replay).
 pub trait SubscribeGuard: Send + Sync + 'static {
+    /// A lock its publisher holds while it delivers to the guarded destinations. The session
+    /// holds it from [`SubscribeGuard::check`] until the subscription is registered, so that
+    /// no message falls between the messages `check` gives (a replay) and the live ones.
+    fn publication_lock(&self) -> Option<Arc<std::sync::Mutex<()>>> {
+        None
+    }
+
     /// `Err(reason)` refuses the subscription; `Ok(messages)` admits it, the messages (headers
     /// and body) going first.
     fn check(

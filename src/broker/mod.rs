@@ -3,6 +3,7 @@
 //! through a [`Broker`] handle.
 
 pub mod app;
+mod backpressure;
 pub mod destination;
 mod durable;
 pub mod message;
@@ -15,7 +16,6 @@ pub mod topic;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -32,6 +32,9 @@ use outbox::{CloseReason, Delivery, Outbox, OutboxLimits, Outgoing, Pressure};
 use queue::{Queue, QueueRefused, QueueStats};
 use queues::{QueuePolicy, QueueRegistry};
 use topic::{Subscriber, Target, TopicIndex};
+
+pub use backpressure::Backpressure;
+use backpressure::Pending;
 
 /// Why a publish was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -288,6 +291,15 @@ impl Broker {
     /// while a topic subscriber's outbox is full, up to the slow-consumer grace.
     /// `/app/` destinations are refused here: see [`Broker::app_handler`].
     pub async fn publish(&self, user: &str, message: Message) -> Result<(), PublishError> {
+        self.publish_now(user, message)?.wait().await;
+        Ok(())
+    }
+
+    /// [`Broker::publish`] without the wait: the message is in every subscriber's outbox (or
+    /// on its queue) when this returns, and the returned [`Backpressure`] is the wait. A
+    /// publisher that must order its deliveries against something else (the job engine,
+    /// against a subscription's replay) delivers under its own lock and waits outside it.
+    pub fn publish_now(&self, user: &str, message: Message) -> Result<Backpressure, PublishError> {
         let destination = message.destination.clone();
         let target = parse_send(&destination)?;
         if !self.inner.acl.allows(user, &destination, Access::Write) {
@@ -297,17 +309,15 @@ impl Broker {
             });
         }
         Metrics::incr(&self.inner.metrics.messages_published);
-        match target {
-            SendTarget::Topic(name) => {
-                self.fan_out(name, Arc::new(message)).await;
-            }
+        let pending = match target {
+            SendTarget::Topic(name) => self.deliver(name, Arc::new(message)),
             SendTarget::User {
                 user: recipient,
                 local,
             } => {
                 let key = user_key(recipient, &local);
                 let message = message.with_destination(local.into());
-                self.fan_out(&key, Arc::new(message)).await;
+                self.deliver(&key, Arc::new(message))
             }
             SendTarget::Queue(name) => {
                 let queue = self.queue(name);
@@ -316,23 +326,22 @@ impl Broker {
                     // Producer flow control, as for a full topic subscriber: this session reads
                     // its next frame once consumers have caught up (or the grace has passed).
                     // A queue nobody consumes just fills up to its limit: store and forward.
-                    Metrics::incr(&self.inner.metrics.publishes_paced);
-                    let started = Instant::now();
-                    let grace = self.inner.outbox_limits.slow_consumer_grace;
-                    let _ = tokio::time::timeout(grace, queue.room()).await;
-                    self.inner
-                        .metrics
-                        .publish_wait_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    Pending::Queue(queue)
+                } else {
+                    Pending::Nothing
                 }
             }
             SendTarget::App(name) => return Err(PublishError::NoAppHandler(name.to_owned())),
-        }
-        Ok(())
+        };
+        Ok(Backpressure {
+            broker: self.clone(),
+            pending,
+        })
     }
 
-    /// Hands `message` to every subscription matching `key`, then waits for the full outboxes.
-    async fn fan_out(&self, key: &str, message: Arc<Message>) {
+    /// Puts `message` in the outbox of every subscription matching `key`; the outboxes it
+    /// filled are the publisher's to wait for.
+    fn deliver(&self, key: &str, message: Arc<Message>) -> Pending {
         let mut full: Vec<Arc<Outbox>> = Vec::new();
         let mut delivered = 0u64;
         self.inner.topics.for_each_match(key, |subscriber| {
@@ -371,23 +380,13 @@ impl Broker {
             .messages_delivered
             .fetch_add(delivered, Ordering::Relaxed);
         if full.is_empty() {
-            return;
-        }
-        Metrics::incr(&self.inner.metrics.publishes_paced);
-        let started = Instant::now();
-        for outbox in full {
-            if outbox.room_or_cut_off().await {
-                Metrics::incr(&self.inner.metrics.slow_consumers_disconnected);
-                tracing::warn!(
-                    destination = key,
-                    "slow consumer cut off: its outbox stayed full past the grace"
-                );
+            Pending::Nothing
+        } else {
+            Pending::Outboxes {
+                destination: key.to_owned(),
+                full,
             }
         }
-        self.inner
-            .metrics
-            .publish_wait_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
     /// True when some subscription would receive a message sent to `destination`.

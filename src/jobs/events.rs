@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use stompede_protocol::Headers;
 
 use super::model::Job;
-use crate::broker::Broker;
+use crate::broker::{Backpressure, Broker};
 
 /// The event names (see `protocol/docs/jobs.md`).
 pub mod kind {
@@ -96,9 +96,10 @@ pub fn headers(event: &Event) -> Headers {
     headers
 }
 
-/// Publishes `event` on `/topic/jobs/<id>` and the owner's `/user/queue/progress` (and, for
-/// `JOB_ACCEPTED`, `/user/queue/jobs`).
-pub async fn publish(broker: &Broker, event: &Event) {
+/// Delivers `event` on `/topic/jobs/<id>` and the owner's `/user/queue/progress` (and, for
+/// `JOB_ACCEPTED`, `/user/queue/jobs`); the publisher then waits on what comes back (flow
+/// control).
+pub fn deliver(broker: &Broker, event: &Event) -> Vec<Backpressure> {
     let headers = headers(event);
     let mut destinations = vec![
         format!("/topic/jobs/{}", event.job_id),
@@ -107,10 +108,13 @@ pub async fn publish(broker: &Broker, event: &Event) {
     if event.kind == kind::ACCEPTED {
         destinations.push(format!("/user/{}/queue/jobs", event.owner));
     }
+    let mut pressure = Vec::with_capacity(destinations.len());
     for destination in destinations {
         let message = broker.message(destination.into(), &headers, event.body.clone(), true);
-        if let Err(error) = broker.publish(&event.owner, message).await {
-            tracing::warn!(job = %event.job_id, %error, "job event not published");
+        match broker.publish_now(&event.owner, message) {
+            Ok(wait) => pressure.push(wait),
+            Err(error) => tracing::warn!(job = %event.job_id, %error, "job event not published"),
         }
     }
+    pressure
 }

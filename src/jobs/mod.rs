@@ -643,25 +643,21 @@ impl JobEngine {
         }
     }
 
-    /// The logged events of job `id` after `seq` (for `since-seq` replay), as JSON bodies, with
-    /// those queued but not yet published. The queued ones are read first: an event leaves
-    /// that list only once it is stored, so it is in one read or the other.
+    /// The published events of job `id` after `seq` (for `since-seq` replay), as JSON bodies,
+    /// in order. Those stored but still queued for publication are left out: they are about to
+    /// be delivered live. Call it holding the publication lock (the subscription guard does),
+    /// or an event may be published between this read and the subscription.
     pub fn events_after(&self, id: &str, seq: u64) -> Vec<Value> {
-        let pending = self.inner.writer.pending_after(id, seq);
-        let mut by_seq: std::collections::BTreeMap<u64, Value> = self
-            .inner
-            .store
-            .events_after(id, seq)
-            .unwrap_or_default()
+        let logged = self.inner.store.events_after(id, seq).unwrap_or_default();
+        // Read after the log: an event is queued before it is logged, so one logged by now and
+        // not yet published is in this list.
+        let pending = self.inner.writer.unannounced().pending(id);
+        let by_seq: std::collections::BTreeMap<u64, Value> = logged
             .iter()
             .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
             .filter_map(|event| Some((event.get("seq")?.as_u64()?, event)))
+            .filter(|(seq, _)| !pending.contains(seq))
             .collect();
-        for (seq, body) in pending {
-            if let Ok(event) = serde_json::from_slice(&body) {
-                by_seq.entry(seq).or_insert(event);
-            }
-        }
         by_seq.into_values().collect()
     }
 }
@@ -670,6 +666,10 @@ impl JobEngine {
 /// (`/topic/jobs` itself, or any wildcard) for the admins. A new subscriber first gets the
 /// job's current state (`snapshot:true`), or with `since-seq:N` the logged events after N.
 impl crate::broker::app::SubscribeGuard for JobEngine {
+    fn publication_lock(&self) -> Option<Arc<Mutex<()>>> {
+        Some(self.inner.writer.unannounced().publication().clone())
+    }
+
     fn check(
         &self,
         user: &str,

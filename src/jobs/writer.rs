@@ -8,8 +8,8 @@
 //! disk catches up): a crash loses at most a suffix of commits, which the checkpoint then
 //! redoes; a bounded number of commits in flight keeps memory bounded.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -35,16 +35,45 @@ pub(super) struct Commit {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Events queued but not yet published, by job id then seq: a `since-seq` replay reads them
-/// with the stored log, so an event between the two is not missed by a new subscriber.
-pub(super) type Unannounced = Arc<Mutex<BTreeMap<(String, u64), bytes::Bytes>>>;
+/// Events queued but not yet published, and the lock they are published under.
+///
+/// A `since-seq` subscriber reads its replay from the stored log and registers while holding
+/// the same lock (see [`Unannounced::publication`]), leaving out the events still queued here:
+/// each event then reaches it exactly once, in the replay if it was published before, live if
+/// after.
+#[derive(Debug, Default)]
+pub(super) struct Unannounced {
+    /// By job id then seq.
+    events: Mutex<BTreeMap<(String, u64), bytes::Bytes>>,
+    publication: Arc<Mutex<()>>,
+}
+
+impl Unannounced {
+    fn events(&self) -> MutexGuard<'_, BTreeMap<(String, u64), bytes::Bytes>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held while an event is delivered to the subscribers' outboxes and struck off this list,
+    /// and by a subscription while it reads its replay and registers.
+    pub fn publication(&self) -> &Arc<Mutex<()>> {
+        &self.publication
+    }
+
+    /// The seqs of job `id`'s events queued but not yet published.
+    pub fn pending(&self, id: &str) -> BTreeSet<u64> {
+        self.events()
+            .range((id.to_owned(), 0)..=(id.to_owned(), u64::MAX))
+            .map(|((_, seq), _)| *seq)
+            .collect()
+    }
+}
 
 /// The sending side, held by the engine.
 #[derive(Debug)]
 pub(super) struct Writer {
     queue: mpsc::UnboundedSender<Commit>,
     room: Arc<Semaphore>,
-    unannounced: Unannounced,
+    unannounced: Arc<Unannounced>,
 }
 
 impl Writer {
@@ -54,23 +83,14 @@ impl Writer {
         let writer = Writer {
             queue,
             room: Arc::new(Semaphore::new(IN_FLIGHT)),
-            unannounced: Unannounced::default(),
+            unannounced: Arc::default(),
         };
         (writer, receiver)
     }
 
     /// The events queued but not yet published (shared with [`run`]).
-    pub fn unannounced(&self) -> &Unannounced {
+    pub fn unannounced(&self) -> &Arc<Unannounced> {
         &self.unannounced
-    }
-
-    /// Bodies of job `id`'s events after `seq` that are queued but not yet published.
-    pub fn pending_after(&self, id: &str, seq: u64) -> Vec<(u64, bytes::Bytes)> {
-        let pending = self.unannounced.lock().unwrap_or_else(|e| e.into_inner());
-        pending
-            .range((id.to_owned(), seq.saturating_add(1))..=(id.to_owned(), u64::MAX))
-            .map(|((_, seq), body)| (*seq, body.clone()))
-            .collect()
     }
 
     /// Waits until another commit may be queued; hold the permit until [`Writer::queue`].
@@ -86,7 +106,7 @@ impl Writer {
     /// Queues `commit` (call under the state lock to keep the engine's order).
     pub fn queue(&self, commit: Commit) {
         if !commit.events.is_empty() {
-            let mut pending = self.unannounced.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = self.unannounced.events();
             for event in &commit.events {
                 pending.insert((event.job_id.clone(), event.seq), event.body.clone());
             }
@@ -110,7 +130,7 @@ pub(super) async fn run(
     queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
     broker: Broker,
-    unannounced: Unannounced,
+    unannounced: Arc<Unannounced>,
     shutdown: CancellationToken,
 ) {
     let (applied, to_announce) = mpsc::channel(2);
@@ -166,7 +186,7 @@ async fn announce_stage(
     mut applied: mpsc::Receiver<Vec<Commit>>,
     store: JobStore,
     broker: Broker,
-    unannounced: Unannounced,
+    unannounced: Arc<Unannounced>,
 ) {
     while let Some(batch) = applied.recv().await {
         let mut delay = Duration::from_millis(50);
@@ -177,12 +197,21 @@ async fn announce_stage(
         }
         for commit in batch {
             for event in &commit.events {
-                events::publish(&broker, event).await;
-                // Stored before it was published: a replay finds it in the log from now on.
-                unannounced
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&(event.job_id.clone(), event.seq));
+                let pressure = {
+                    let _held = unannounced
+                        .publication()
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let pressure = events::deliver(&broker, event);
+                    // Stored before it was delivered: a replay finds it in the log from now on.
+                    unannounced
+                        .events()
+                        .remove(&(event.job_id.clone(), event.seq));
+                    pressure
+                };
+                for wait in pressure {
+                    wait.wait().await;
+                }
             }
             if let Some(done) = commit.done {
                 let _ = done.send(Ok(()));

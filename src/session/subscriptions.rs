@@ -121,7 +121,13 @@ impl Subscriptions {
                 }
             }
             SubscribeTarget::Topic(name) | SubscribeTarget::User(name) => {
-                if let Some(guard) = broker.apps().guard(name) {
+                let guard = broker.apps().guard(name);
+                let publication = guard.and_then(|g| g.publication_lock());
+                // Held until the subscription is registered: see `publication_lock`.
+                let _publishing_held_off = publication
+                    .as_ref()
+                    .map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()));
+                if let Some(guard) = guard {
                     let first = guard.check(user, name, &frame.headers).map_err(|reason| {
                         SessionError::new(
                             format!("subscription to {name} refused: {reason}"),

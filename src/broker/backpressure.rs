@@ -1,0 +1,62 @@
+//! Flow control's wait: what a publication leaves its publisher to wait for.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::metrics::Metrics;
+use super::outbox::Outbox;
+use super::queue::Queue;
+use super::Broker;
+
+/// What a publication left its publisher to wait for (flow control): subscribers whose
+/// outboxes it filled, or a queue above its high-water mark. Dropping it skips the wait.
+#[derive(Debug)]
+#[must_use = "a publisher that does not wait is not paced"]
+pub struct Backpressure {
+    pub(super) broker: Broker,
+    pub(super) pending: Pending,
+}
+
+#[derive(Debug)]
+pub(super) enum Pending {
+    Nothing,
+    Outboxes {
+        destination: String,
+        full: Vec<Arc<Outbox>>,
+    },
+    Queue(Arc<Queue>),
+}
+
+impl Backpressure {
+    /// Waits until the full outboxes have room (a subscriber still full after the
+    /// slow-consumer grace is cut off) or the queue is below its mark, at most the grace.
+    pub async fn wait(self) {
+        let inner = &self.broker.inner;
+        let started = Instant::now();
+        match self.pending {
+            Pending::Nothing => return,
+            Pending::Outboxes { destination, full } => {
+                Metrics::incr(&inner.metrics.publishes_paced);
+                for outbox in full {
+                    if outbox.room_or_cut_off().await {
+                        Metrics::incr(&inner.metrics.slow_consumers_disconnected);
+                        tracing::warn!(
+                            destination,
+                            "slow consumer cut off: its outbox stayed full past the grace"
+                        );
+                    }
+                }
+            }
+            Pending::Queue(queue) => {
+                Metrics::incr(&inner.metrics.publishes_paced);
+                let grace = inner.outbox_limits.slow_consumer_grace;
+                let _ = tokio::time::timeout(grace, queue.room()).await;
+            }
+        }
+        inner
+            .metrics
+            .publish_wait_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
