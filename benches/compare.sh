@@ -293,7 +293,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 groups = {}
 for r in rows:
     scenario = r["scenario"]
-    if r.get("rate"):
+    if isinstance(r.get("rate"), (int, float)):
         scenario += f" paced {r['rate']:,.0f}/s"
     groups.setdefault((scenario, r["transport"], r["broker"]), []).append(r)
 def med(rs, k):
