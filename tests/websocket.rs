@@ -211,10 +211,26 @@ async fn the_handshake_checks_the_key_and_answers_it() {
         "{ok}"
     );
     // Section 4.2.1: the key is 16 bytes in base64; anything else is refused with a 400.
-    for bad in [None, Some("not a key"), Some("c2hvcnQ="), Some("")] {
+    // Two keys (the second header line rides in the first's value) are refused too.
+    let twice = "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
+    for bad in [
+        None,
+        Some("not a key"),
+        Some("c2hvcnQ="),
+        Some(""),
+        Some(twice),
+    ] {
         let response = handshake_with_key(&server, bad).await;
         assert!(response.starts_with("HTTP/1.1 400"), "{bad:?}: {response}");
     }
+    // Only the valid handshake counts as an accepted connection.
+    let accepted = server
+        .server
+        .broker()
+        .metrics()
+        .connections_accepted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(accepted, 1);
 }
 
 /// A raw WebSocket client: the handshake done, the response's head read.

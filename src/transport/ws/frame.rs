@@ -105,8 +105,13 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Fail> {
         return Err(Fail::protocol("client frame not masked"));
     }
     let (len, at) = match b1 & 0x7f {
+        // Section 5.2: the length MUST use the fewest bytes; a longer form is refused rather
+        // than read, so that one frame has one encoding.
         126 => match buf.get(2..4) {
-            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            Some(b) => match u16::from_be_bytes([b[0], b[1]]) {
+                0..=125 => return Err(Fail::protocol("payload length not in its shortest form")),
+                len => (u64::from(len), 4),
+            },
             None => return Ok(None),
         },
         127 => match buf.get(2..10) {
@@ -116,6 +121,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Fail> {
                 let len = u64::from_be_bytes(be);
                 if len >> 63 != 0 {
                     return Err(Fail::protocol("payload length with its top bit set"));
+                }
+                if len <= 0xffff {
+                    return Err(Fail::protocol("payload length not in its shortest form"));
                 }
                 (len, 10)
             }
@@ -315,6 +323,14 @@ mod tests {
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
         huge.extend_from_slice(&[0; 4]);
         assert!(parse_head(&huge).is_err());
+        // Lengths in a longer form than needed: 5 in 16 bits, 200 in 64 bits.
+        let mut long16 = vec![0x82, 0xfe, 0, 5];
+        long16.extend_from_slice(&[0; 4]);
+        assert_eq!(parse_head(&long16).unwrap_err().code, code::PROTOCOL);
+        let mut long64 = vec![0x82, 0xff];
+        long64.extend_from_slice(&200u64.to_be_bytes());
+        long64.extend_from_slice(&[0; 4]);
+        assert_eq!(parse_head(&long64).unwrap_err().code, code::PROTOCOL);
     }
 
     #[test]

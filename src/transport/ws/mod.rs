@@ -424,7 +424,6 @@ fn choose_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
 /// The opening handshake, server side (RFC 6455 section 4.2).
 async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) -> Response {
     let metrics = ctx.broker.metrics();
-    crate::broker::metrics::Metrics::incr(&metrics.connections_accepted);
     let headers = request.headers();
     if request.method() != Method::GET
         || !has_token(headers, header::UPGRADE, "websocket")
@@ -443,14 +442,18 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
         )
             .into_response();
     }
-    // Section 4.2.1: the key must be 16 bytes in base64.
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|key| {
+    // Section 4.2.1: one key, 16 bytes in base64.
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let Some(key) = keys.next().filter(|key| {
         base64::engine::general_purpose::STANDARD
             .decode(key.as_bytes())
             .is_ok_and(|raw| raw.len() == 16)
     }) else {
         return (StatusCode::BAD_REQUEST, "no valid Sec-WebSocket-Key\n").into_response();
     };
+    if keys.next().is_some() {
+        return (StatusCode::BAD_REQUEST, "more than one Sec-WebSocket-Key\n").into_response();
+    }
     let accept = {
         let mut sha = Sha1::new();
         sha.update(key.as_bytes());
@@ -468,6 +471,9 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
         )
             .into_response();
     };
+    // Counted once the handshake is valid, as the TCP listener counts what it accepts
+    // (rate-limited connections included).
+    crate::broker::metrics::Metrics::incr(&metrics.connections_accepted);
     if !ctx.rate.admit() {
         crate::broker::metrics::Metrics::incr(&metrics.connections_rate_limited);
         return (
