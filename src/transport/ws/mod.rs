@@ -3,7 +3,7 @@
 //! frame across messages are accepted too.
 //!
 //! The WebSocket protocol (RFC 6455) is done here rather than by a general library, for memory
-//! and for the write path. An idle session holds a read buffer of [`ReadSize::MIN`] bytes and
+//! and for the write path. An idle session holds a read buffer of `ReadSize::MIN` bytes and
 //! nothing for writing (a general library holds a read buffer of its configured size, zeroed,
 //! and a write buffer at its high-water mark, for as long as the connection lives). The writer
 //! frames every MESSAGE of a batch straight into one buffer, written with one system call.
