@@ -173,6 +173,15 @@ impl Broker {
         }
     }
 
+    /// Waits until the store writes of the current session are durable: what a session's
+    /// RECEIPT promises (see [`crate::store::own_writes`]).
+    pub async fn commit_own(&self) -> Result<(), StoreError> {
+        match &self.inner.store {
+            Some(store) => store.commit_own().await,
+            None => Ok(()),
+        }
+    }
+
     /// The broker's counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics

@@ -87,8 +87,12 @@ pub async fn run<S: FrameSource, W: FrameSink>(
     let Some((mut session, writer, incoming)) = opened else {
         return;
     };
-    session.read_loop(&mut source, &mut decoder, incoming).await;
-    session.finish();
+    // A RECEIPT waits for this session's own store writes only.
+    crate::store::own_writes(async {
+        session.read_loop(&mut source, &mut decoder, incoming).await;
+        session.finish();
+    })
+    .await;
     let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
     if tokio::time::timeout(grace, writer).await.is_err() {
         tracing::debug!(session = session.id, "writer did not finish in time");
@@ -351,7 +355,7 @@ impl Session {
             Command::Disconnect => {
                 if let Some(receipt) = &receipt {
                     // Everything acknowledged before the DISCONNECT is on disk first.
-                    if let Err(error) = self.broker.commit().await {
+                    if let Err(error) = self.broker.commit_own().await {
                         tracing::error!(%error, "store commit failed");
                     }
                     let _ = self.outbox.push(Outgoing::Frame(receipt_frame(receipt)));
@@ -373,7 +377,7 @@ impl Session {
         // A RECEIPT promises that the frame's effect is durable: persistent messages stored,
         // acknowledged ones removed. Concurrent sessions share one flush (group commit).
         let result = match (result, &receipt) {
-            (Ok(()), Some(_)) => self.broker.commit().await.map_err(|e| {
+            (Ok(()), Some(_)) => self.broker.commit_own().await.map_err(|e| {
                 SessionError::new(
                     format!("store failure: {e}"),
                     "The frame was processed but could not be made durable.",

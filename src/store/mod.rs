@@ -10,6 +10,8 @@ mod commit;
 pub mod jobs;
 mod record;
 
+use std::cell::Cell;
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +24,17 @@ pub use record::{CorruptRecord, StoredMessage};
 /// The on-disk format this build reads and writes.
 pub const FORMAT: &str = "stompede-store/2";
 const FORMAT_KEY: &[u8] = b"format";
+
+tokio::task_local! {
+    /// The last write made by the current task, inside [`own_writes`].
+    static LAST_WRITE: Cell<u64>;
+}
+
+/// Runs `work` (a session) noting the store writes it makes itself, so that
+/// [`Store::commit_own`] waits for those and not for every other session's.
+pub async fn own_writes<F: Future>(work: F) -> F::Output {
+    LAST_WRITE.scope(Cell::new(0), work).await
+}
 
 /// How RECEIPTs relate to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -176,7 +189,9 @@ impl Store {
     }
 
     pub(crate) fn wrote(&self) {
-        self.inner.written.fetch_add(1, Ordering::AcqRel);
+        let count = self.inner.written.fetch_add(1, Ordering::AcqRel) + 1;
+        // Outside `own_writes` (the job engine's writer, a blocking thread) nobody asks.
+        let _ = LAST_WRITE.try_with(|last| last.set(count));
     }
 
     /// Stores a queue message.
@@ -312,6 +327,19 @@ impl Store {
             .await
     }
 
+    /// Waits until the writes the current task made inside [`own_writes`] are on disk (in
+    /// `sync` durability): a RECEIPT waits for its own session's writes, not for a flush that
+    /// other sessions' writes made necessary. Outside `own_writes`, as [`Store::commit`].
+    pub async fn commit_own(&self) -> Result<(), StoreError> {
+        if self.inner.durability == Durability::Periodic {
+            return Ok(());
+        }
+        let target = LAST_WRITE
+            .try_with(Cell::get)
+            .unwrap_or_else(|_| self.inner.written.load(Ordering::Acquire));
+        self.flushed_through(target).await
+    }
+
     /// Flushes now, whatever the durability (shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.flushed_through(self.inner.written.load(Ordering::Acquire))
@@ -345,6 +373,32 @@ mod tests {
         let key = message_key("/queue/a", 7);
         assert_eq!(split_key(&key), Some(("/queue/a", 7)));
         assert_eq!(split_key(&key[..5]), None);
+    }
+
+    #[tokio::test]
+    async fn a_task_commits_its_own_writes_and_waits_for_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Sync, Duration::from_secs(60)).unwrap();
+        let message = StoredMessage {
+            id: "1".into(),
+            destination: "/queue/a".into(),
+            headers: vec![],
+            body: bytes::Bytes::from_static(b"x"),
+            text: true,
+            expires: 0,
+        };
+        // Another task's write, not committed.
+        store.insert_message("/queue/a", 1, &message).unwrap();
+        let flushed = || *store.inner.flushed.borrow();
+        own_writes(async {
+            // Nothing of its own yet: no flush is waited for.
+            store.commit_own().await.unwrap();
+            assert_eq!(flushed(), 0);
+            store.insert_message("/queue/a", 2, &message).unwrap();
+            store.commit_own().await.unwrap();
+            assert!(flushed() >= 2, "own write not flushed");
+        })
+        .await;
     }
 
     #[tokio::test]
