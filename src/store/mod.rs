@@ -375,18 +375,22 @@ mod tests {
         assert_eq!(split_key(&key[..5]), None);
     }
 
-    #[tokio::test]
-    async fn a_task_commits_its_own_writes_and_waits_for_no_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::Sync, Duration::from_secs(60)).unwrap();
-        let message = StoredMessage {
+    fn sample_message() -> StoredMessage {
+        StoredMessage {
             id: "1".into(),
             destination: "/queue/a".into(),
             headers: vec![],
             body: bytes::Bytes::from_static(b"x"),
             text: true,
             expires: 0,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_commits_its_own_writes_and_waits_for_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Sync, Duration::from_secs(60)).unwrap();
+        let message = sample_message();
         // Another task's write, not committed.
         store.insert_message("/queue/a", 1, &message).unwrap();
         let flushed = || *store.inner.flushed.borrow();
@@ -404,14 +408,7 @@ mod tests {
     #[tokio::test]
     async fn messages_survive_reopening_and_formats_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let message = StoredMessage {
-            id: "1".into(),
-            destination: "/queue/a".into(),
-            headers: vec![],
-            body: bytes::Bytes::from_static(b"x"),
-            text: true,
-            expires: 0,
-        };
+        let message = sample_message();
         {
             let store =
                 Store::open(dir.path(), Durability::Sync, Duration::from_millis(500)).unwrap();
