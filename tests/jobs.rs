@@ -71,6 +71,14 @@ async fn submit(client: &mut Tcp, frame: Frame, early: &mut Vec<Frame>) -> Strin
     }
 }
 
+/// A SUBSCRIBE to job `id`'s topic that first replays its events after `seq`.
+fn replay_since(id: &str, subscription: &str, seq: u64) -> Frame {
+    Frame::new(Command::Subscribe)
+        .header("id", subscription)
+        .header("destination", format!("/topic/jobs/{id}"))
+        .header("since-seq", seq.to_string())
+}
+
 fn body(frame: &Frame) -> Value {
     serde_json::from_slice(&frame.body).unwrap()
 }
@@ -430,14 +438,7 @@ async fn a_new_subscriber_gets_a_snapshot_or_a_replay_since_a_seq() {
     assert_eq!(state["status"], "completed");
     assert_eq!(state["seq"], last_seq);
     let mut replay = Tcp::connect(s.addr(), "ann").await;
-    replay
-        .send(
-            Frame::new(Command::Subscribe)
-                .header("id", "r")
-                .header("destination", format!("/topic/jobs/{id}"))
-                .header("since-seq", "3"),
-        )
-        .await;
+    replay.send(replay_since(&id, "r", 3)).await;
     let mut seqs = Vec::new();
     while let Some(frame) = replay.maybe_frame(Duration::from_millis(300)).await {
         assert_eq!(frame.get("replay"), Some("true"));
@@ -461,13 +462,7 @@ async fn a_replay_joins_the_live_events_without_a_gap_or_a_repeat() {
     let mut pages = Vec::new();
     for _ in 0..8 {
         let mut page = Tcp::connect(s.addr(), "ann").await;
-        page.send(
-            Frame::new(Command::Subscribe)
-                .header("id", "job")
-                .header("destination", format!("/topic/jobs/{id}"))
-                .header("since-seq", "0"),
-        )
-        .await;
+        page.send(replay_since(&id, "job", 0)).await;
         pages.push(tokio::spawn(async move {
             let (mut seqs, mut replayed) = (Vec::new(), 0);
             loop {
@@ -580,13 +575,7 @@ async fn sigkill_mid_job_resumes_from_the_checkpoint_with_each_chunk_once() {
     drop(server); // SIGKILL
     let server = common::ServerProcess::start(dir.path());
     let mut page = Tcp::connect(server.stomp, "ann").await;
-    page.send(
-        Frame::new(Command::Subscribe)
-            .header("id", "all")
-            .header("destination", format!("/topic/jobs/{id}"))
-            .header("since-seq", "0"),
-    )
-    .await;
+    page.send(replay_since(&id, "all", 0)).await;
     let log = events_until(&mut page, &id, "JOB_COMPLETED", Vec::new()).await;
     let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(
