@@ -13,14 +13,11 @@ use super::Broker;
 /// outboxes it filled, or a queue above its high-water mark. Dropping it skips the wait.
 #[derive(Debug)]
 #[must_use = "a publisher that does not wait is not paced"]
-pub struct Backpressure {
-    pub(super) broker: Broker,
-    pub(super) pending: Pending,
-}
+pub struct Backpressure(Option<(Broker, Pending)>);
 
+/// What there is to wait for.
 #[derive(Debug)]
 pub(super) enum Pending {
-    Nothing,
     Outboxes {
         destination: String,
         full: Vec<Arc<Outbox>>,
@@ -29,13 +26,21 @@ pub(super) enum Pending {
 }
 
 impl Backpressure {
+    /// `pending`, waited for through `broker` (which is only held when there is a wait: the
+    /// common case costs nothing).
+    pub(super) fn new(broker: &Broker, pending: Option<Pending>) -> Backpressure {
+        Backpressure(pending.map(|pending| (broker.clone(), pending)))
+    }
+
     /// Waits until the full outboxes have room (a subscriber still full after the
     /// slow-consumer grace is cut off) or the queue is below its mark, at most the grace.
     pub async fn wait(self) {
-        let inner = &self.broker.inner;
+        let Some((broker, pending)) = self.0 else {
+            return;
+        };
+        let inner = &broker.inner;
         let started = Instant::now();
-        match self.pending {
-            Pending::Nothing => return,
+        match pending {
             Pending::Outboxes { destination, full } => {
                 Metrics::incr(&inner.metrics.publishes_paced);
                 for outbox in full {

@@ -335,22 +335,19 @@ impl Broker {
                     // Producer flow control, as for a full topic subscriber: this session reads
                     // its next frame once consumers have caught up (or the grace has passed).
                     // A queue nobody consumes just fills up to its limit: store and forward.
-                    Pending::Queue(queue)
+                    Some(Pending::Queue(queue))
                 } else {
-                    Pending::Nothing
+                    None
                 }
             }
             SendTarget::App(name) => return Err(PublishError::NoAppHandler(name.to_owned())),
         };
-        Ok(Backpressure {
-            broker: self.clone(),
-            pending,
-        })
+        Ok(Backpressure::new(self, pending))
     }
 
     /// Puts `message` in the outbox of every subscription matching `key`; the outboxes it
     /// filled are the publisher's to wait for.
-    fn deliver(&self, key: &str, message: Arc<Message>) -> Pending {
+    fn deliver(&self, key: &str, message: Arc<Message>) -> Option<Pending> {
         let mut full: Vec<Arc<Outbox>> = Vec::new();
         let mut delivered = 0u64;
         self.inner.topics.for_each_match(key, |subscriber| {
@@ -388,14 +385,10 @@ impl Broker {
             .metrics
             .messages_delivered
             .fetch_add(delivered, Ordering::Relaxed);
-        if full.is_empty() {
-            Pending::Nothing
-        } else {
-            Pending::Outboxes {
-                destination: key.to_owned(),
-                full,
-            }
-        }
+        (!full.is_empty()).then(|| Pending::Outboxes {
+            destination: key.to_owned(),
+            full,
+        })
     }
 
     /// True when some subscription would receive a message sent to `destination`.

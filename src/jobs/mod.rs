@@ -652,13 +652,15 @@ impl JobEngine {
         // Read after the log: an event is queued before it is logged, so one logged by now and
         // not yet published is in this list.
         let pending = self.inner.writer.unannounced().pending(id);
-        let by_seq: std::collections::BTreeMap<u64, Value> = logged
+        // The log comes in seq order.
+        logged
             .iter()
             .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
-            .filter_map(|event| Some((event.get("seq")?.as_u64()?, event)))
-            .filter(|(seq, _)| !pending.contains(seq))
-            .collect();
-        by_seq.into_values().collect()
+            .filter(|event| {
+                let seq = event.get("seq").and_then(Value::as_u64);
+                seq.is_some_and(|seq| !pending.contains(&seq))
+            })
+            .collect()
     }
 }
 

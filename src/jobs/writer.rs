@@ -8,7 +8,7 @@
 //! disk catches up): a crash loses at most a suffix of commits, which the checkpoint then
 //! redoes; a bounded number of commits in flight keeps memory bounded.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,12 +44,12 @@ pub(super) struct Commit {
 #[derive(Debug, Default)]
 pub(super) struct Unannounced {
     /// By job id then seq.
-    events: Mutex<BTreeMap<(String, u64), bytes::Bytes>>,
+    events: Mutex<BTreeSet<(String, u64)>>,
     publication: Arc<Mutex<()>>,
 }
 
 impl Unannounced {
-    fn events(&self) -> MutexGuard<'_, BTreeMap<(String, u64), bytes::Bytes>> {
+    fn events(&self) -> MutexGuard<'_, BTreeSet<(String, u64)>> {
         self.events.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -63,7 +63,7 @@ impl Unannounced {
     pub fn pending(&self, id: &str) -> BTreeSet<u64> {
         self.events()
             .range((id.to_owned(), 0)..=(id.to_owned(), u64::MAX))
-            .map(|((_, seq), _)| *seq)
+            .map(|(_, seq)| *seq)
             .collect()
     }
 }
@@ -108,7 +108,7 @@ impl Writer {
         if !commit.events.is_empty() {
             let mut pending = self.unannounced.events();
             for event in &commit.events {
-                pending.insert((event.job_id.clone(), event.seq), event.body.clone());
+                pending.insert((event.job_id.clone(), event.seq));
             }
         }
         if let Err(error) = self.queue.send(commit) {
