@@ -95,9 +95,9 @@ struct Inner {
     written: AtomicU64,
     /// Writes known to be on disk.
     flushed: watch::Sender<u64>,
-    /// Callers of [`Store::commit`] waiting for a flush.
+    /// Callers waiting for a flush (commit, commit_own, flush).
     waiting: AtomicUsize,
-    /// Callers of [`Store::commit`] that ever had to wait.
+    /// Callers that ever had to wait for a flush.
     arrivals: AtomicU64,
     flush_wanted: Arc<Notify>,
 }
