@@ -110,6 +110,10 @@ pub struct Conn {
     read_size: usize,
     /// The peer closed (EOF or a WebSocket close frame).
     pub eof: bool,
+    /// Bytes read from the socket, framing included.
+    pub bytes_read: u64,
+    /// Bytes written to the socket, framing included.
+    pub bytes_written: u64,
 }
 
 impl Conn {
@@ -154,6 +158,8 @@ impl Conn {
             mask_state: 0x9E37_79B9 ^ (addr.port() as u32),
             read_size: MIN_READ,
             eof: false,
+            bytes_read: 0,
+            bytes_written: 0,
         };
         if let Target::Ws { host, path, .. } = target {
             conn.handshake(host, path, options.subprotocol).await?;
@@ -218,6 +224,7 @@ impl Conn {
         buf.reserve(self.read_size);
         let room = buf.capacity() - buf.len();
         let n = self.stream.read_buf(buf).await?;
+        self.bytes_read += n as u64;
         if n == 0 {
             self.eof = true;
             return Ok(false);
@@ -333,6 +340,11 @@ impl Conn {
     }
 
     /// Bytes queued and not yet written.
+    /// The local port (to find this connection in the kernel's tables).
+    pub fn local_port(&self) -> Option<u16> {
+        self.stream.local_addr().ok().map(|a| a.port())
+    }
+
     pub fn pending(&self) -> usize {
         self.out.len()
     }
@@ -341,6 +353,7 @@ impl Conn {
     pub async fn flush(&mut self) -> Result<()> {
         if !self.out.is_empty() {
             self.stream.write_all(&self.out).await?;
+            self.bytes_written += self.out.len() as u64;
             self.out.clear();
         }
         Ok(())

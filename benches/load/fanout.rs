@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::client::{Ack, Client, ClientOptions, Event};
 use crate::conn::Target;
+use crate::queues::Sampler;
 use crate::report::Fields;
 use crate::stats::{body_template, latency_histogram, now_ns, record_latency, stamp, Tracker};
 use crate::{join, split, thread, wait_until, Control, Env};
@@ -118,6 +119,7 @@ async fn subscriber(
     timeout: Duration,
 ) -> Result<SubResult> {
     let mut client = Client::connect(&target, &options, timeout).await?;
+    control.note_port(client.conn.local_port(), false);
     let receipt = format!("sub-{id}");
     client.subscribe(
         &plan.destination,
@@ -179,6 +181,7 @@ async fn subscriber(
             _ = stop.changed() => break,
         }
     }
+    Control::add(&control.received_bytes, client.conn.bytes_read);
     Ok(SubResult { tracker, last })
 }
 
@@ -352,6 +355,7 @@ async fn publish(
     }
     client.conn.flush().await?;
     Control::add(&control.sent, unsent);
+    Control::add(&control.published_bytes, client.conn.bytes_written);
     if n > 0 {
         client.wait_receipt("published", |_| {}).await?;
     }
@@ -379,7 +383,9 @@ fn publishers(
         let plan = Rc::new(plan);
         let mut clients = Vec::new();
         for _ in 0..plan.publishers {
-            clients.push(Client::connect(&target, &options, timeout).await?);
+            let client = Client::connect(&target, &options, timeout).await?;
+            control.note_port(client.conn.local_port(), true);
+            clients.push(client);
             Control::add(&control.publishers_ready, 1);
         }
         go.wait_for(|go| *go).await?;
@@ -442,6 +448,7 @@ pub fn measure(env: &Env, plan: Plan) -> Result<Measured> {
     let (mut before, mut after) = Default::default();
     let (mut cpu0, mut cpu1) = (0.0, 0.0);
     let mut timeline = Vec::new();
+    let mut sampler = None;
     if !ready {
         problems.push(format!(
             "only {} of {want_ready} receivers subscribed",
@@ -458,6 +465,14 @@ pub fn measure(env: &Env, plan: Plan) -> Result<Measured> {
         ) {
             problems.push("publishers did not connect".into());
         }
+        sampler = Some({
+            let ports = control.ports.lock().unwrap_or_else(|e| e.into_inner());
+            Sampler::new(
+                env.target.addr().port(),
+                &ports.publishers,
+                &ports.receivers,
+            )
+        });
         t0 = Instant::now();
         go_tx.send(true)?;
         let expected = plan.per_publisher * plan.publishers as u64;
@@ -480,6 +495,9 @@ pub fn measure(env: &Env, plan: Plan) -> Result<Measured> {
                     Control::get(&control.sent),
                 ));
                 next_sample += Duration::from_millis(100);
+                if let (Some(sampler), false) = (&mut sampler, pubs.is_finished()) {
+                    sampler.sample();
+                }
             }
             if delivered != last_count {
                 last_count = delivered;
@@ -604,9 +622,19 @@ pub fn measure(env: &Env, plan: Plan) -> Result<Measured> {
             "published_per_s".into(),
             (expected as f64 / s).round().into(),
         );
+        if let Some(sampler) = &sampler {
+            f.append(&mut sampler.fields(
+                Control::get(&control.published_bytes) as f64 / s,
+                Control::get(&control.received_bytes) as f64 / secs,
+            ));
+        }
     }
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     if !histogram.is_empty() {
+        f.insert(
+            "latency_mean_ms".into(),
+            ((histogram.mean() / 10.0).round() / 100.0).into(),
+        );
         f.insert("latency_p50_ms".into(), ms(0.5).into());
         f.insert("latency_p99_ms".into(), ms(0.99).into());
         f.insert("latency_p999_ms".into(), ms(0.999).into());
@@ -679,7 +707,13 @@ pub fn fanout(env: &Env, args: &FanoutArgs, run: usize) -> Result<Fields> {
     };
     body_template(plan.size)?;
     let m = measure(env, plan)?;
-    Ok(finish(env, "fanout", run, m))
+    let f = finish(env, "fanout", run, m);
+    if !env.common.json {
+        if let Some(line) = crate::queues::summary(&f) {
+            println!("{line}");
+        }
+    }
+    Ok(f)
 }
 
 /// The `flow` scenario.

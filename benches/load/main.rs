@@ -18,6 +18,7 @@ mod conn;
 mod connections;
 mod fanout;
 mod queue;
+mod queues;
 mod report;
 mod stats;
 
@@ -250,7 +251,20 @@ pub(crate) struct Control {
     pub(crate) publishers_ready: AtomicU64,
     /// Connections that failed.
     pub(crate) failed: AtomicU64,
+    /// Bytes the publishers wrote, once they are done.
+    pub(crate) published_bytes: AtomicU64,
+    /// Bytes the receivers read, once they are done.
+    pub(crate) received_bytes: AtomicU64,
+    /// Local ports of the publishing and of the receiving connections.
+    pub(crate) ports: std::sync::Mutex<Ports>,
     first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Local ports of a run's connections, by role.
+#[derive(Default)]
+pub(crate) struct Ports {
+    pub(crate) publishers: Vec<u16>,
+    pub(crate) receivers: Vec<u16>,
 }
 
 impl Control {
@@ -268,6 +282,17 @@ impl Control {
         if first.is_none() {
             *first = Some(format!("{error:#}"));
         }
+    }
+
+    /// Notes a connection's local port under its role.
+    pub(crate) fn note_port(&self, port: Option<u16>, publisher: bool) {
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let list = if publisher {
+            &mut ports.publishers
+        } else {
+            &mut ports.receivers
+        };
+        list.extend(port);
     }
 
     pub(crate) fn first_error(&self) -> Option<String> {
