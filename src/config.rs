@@ -66,6 +66,9 @@ pub struct Config {
     /// The kernel receive buffer (`SO_RCVBUF`) of every accepted connection, in bytes; 0 (the
     /// default) leaves it to the kernel's autotuning. See `transport/socket.rs`.
     pub tcp_receive_buffer: usize,
+    /// The kernel receive buffer (`SO_RCVBUF`) a connection keeps once flow control has
+    /// paced it, in bytes; 0 leaves it as it was. See `transport/socket.rs`.
+    pub paced_receive_buffer: usize,
     /// Most messages waiting on one queue.
     pub max_queue_messages: usize,
     /// Most bytes waiting on one queue.
@@ -147,6 +150,7 @@ impl Default for Config {
             slow_consumer_grace_ms: outbox.slow_consumer_grace.as_millis() as u64,
             outbox_memory_cap: outbox.memory_cap,
             tcp_receive_buffer: 0,
+            paced_receive_buffer: crate::transport::socket::PACED_RECEIVE_BUFFER,
             max_queue_messages: queue.max_messages,
             max_queue_bytes: queue.max_bytes,
             queue_high_water_messages: queue.high_water_messages,

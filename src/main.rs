@@ -70,6 +70,10 @@ struct ServeArgs {
     /// Kernel receive buffer of every accepted connection in bytes (0: kernel autotuning).
     #[arg(long, env = "STOMPEDE_TCP_RECEIVE_BUFFER")]
     tcp_receive_buffer: Option<usize>,
+    /// Kernel receive buffer a connection keeps once flow control has paced it, in bytes
+    /// (0: left as it was) [default: 65536].
+    #[arg(long, env = "STOMPEDE_PACED_RECEIVE_BUFFER")]
+    paced_receive_buffer: Option<usize>,
     /// Outbox high-water mark in messages.
     #[arg(long, env = "STOMPEDE_OUTBOX_HIGH_WATER_MESSAGES")]
     outbox_high_water_messages: Option<usize>,
@@ -139,6 +143,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.tcp_receive_buffer {
             config.tcp_receive_buffer = v;
+        }
+        if let Some(v) = self.paced_receive_buffer {
+            config.paced_receive_buffer = v;
         }
         if let Some(v) = self.outbox_high_water_messages {
             config.outbox_high_water_messages = v;

@@ -168,19 +168,11 @@ impl BrokerBuilder {
         }
         if let Some(listener) = http {
             let app = router(ctx.clone());
-            let shutdown = ctx.shutdown.clone();
-            let receive_buffer = ctx.config.tcp_receive_buffer;
-            listeners.push(tokio::spawn(async move {
-                use axum::serve::ListenerExt;
-                let listener = listener.tap_io(move |tcp: &mut tokio::net::TcpStream| {
-                    crate::transport::socket::tune(tcp, receive_buffer)
-                });
-                let serve = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await });
-                if let Err(error) = serve.await {
-                    tracing::error!(%error, "HTTP server failed");
-                }
-            }));
+            listeners.push(tokio::spawn(transport::http::serve(
+                listener,
+                app,
+                ctx.clone(),
+            )));
         }
         Ok(Server {
             ctx,

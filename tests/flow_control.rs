@@ -145,6 +145,48 @@ async fn a_stuck_websocket_subscriber_is_cut_off_and_readers_get_everything() {
     drop(stuck);
 }
 
+/// Connections whose receive buffer was bounded once paced, so far.
+fn bounded(server: &TestServer) -> u64 {
+    let metrics = server.server.broker().metrics();
+    metrics.receive_buffers_bounded.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_paced_publisher_keeps_a_small_receive_buffer_over_tcp_and_websocket() {
+    let server = TestServer::with(|c| {
+        small_outboxes(c);
+        c.slow_consumer_grace_ms = 300;
+    })
+    .await;
+    let count = 500;
+    // A subscriber that never reads paces whoever publishes to the topic.
+    let _stuck = stuck_tcp(&server).await;
+    let readers = spawn_readers(&server, 2, 2 * count).await;
+    assert_eq!(bounded(&server), 0, "nobody has been paced yet");
+    let mut tcp = Tcp::connect(server.stomp(), "tcp-pub").await;
+    publish(&mut tcp, count).await;
+    assert_eq!(bounded(&server), 1, "the paced TCP publisher, once");
+    // The WebSocket publisher comes through the HTTP server's upgrade.
+    let mut ws = Ws::open(&server.ws_url(), "v12.stomp").await;
+    ws.text("CONNECT\naccept-version:1.2\n\n\0").await;
+    assert_eq!(ws.frame().await.0.command, Command::Connected);
+    let _second_stuck = stuck_tcp(&server).await;
+    let body = "x".repeat(BODY);
+    for seq in count..2 * count {
+        ws.text(&format!(
+            "SEND\ndestination:/topic/flow\nseq:{seq}\n\n{body}\0"
+        ))
+        .await;
+    }
+    ws.text("BEGIN\ntransaction:end\nreceipt:done\n\n\0").await;
+    assert_eq!(ws.frame().await.0.command, Command::Receipt);
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), 2 * count);
+    }
+    assert_eq!(bounded(&server), 2, "and the paced WebSocket publisher");
+    assert_eq!(slow_consumers(&server), 2);
+}
+
 #[tokio::test]
 async fn an_unpaced_burst_to_many_subscribers_loses_nothing() {
     let server = TestServer::with(|c| {

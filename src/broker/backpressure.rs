@@ -32,6 +32,11 @@ impl Backpressure {
         Backpressure(pending.map(|pending| (broker.clone(), pending)))
     }
 
+    /// Whether there is anything to wait for: the publisher is being paced.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Waits until the full outboxes have room (a subscriber still full after the
     /// slow-consumer grace is cut off) or the queue is below its mark, at most the grace.
     pub async fn wait(self) {

@@ -57,6 +57,9 @@ counters! {
     publish_wait_micros,
     /// Subscribers disconnected for not reading (slow consumers).
     slow_consumers_disconnected,
+    /// Connections whose kernel receive buffer was bounded once they were paced
+    /// (`paced-receive-buffer`).
+    receive_buffers_bounded,
 }
 
 impl Metrics {

@@ -195,6 +195,7 @@ async fn open<S: FrameSource, W: FrameSink>(
         subscriptions: Subscriptions::default(),
         transactions: Transactions::default(),
         ctx: ctx.clone(),
+        paced: false,
     };
     let incoming = accepted
         .heartbeat
@@ -254,6 +255,8 @@ struct Session {
     subscriptions: Subscriptions,
     transactions: Transactions,
     ctx: Arc<ServerContext>,
+    /// Flow control held the frame being handled (see [`FrameSource::paced`]).
+    paced: bool,
 }
 
 impl Session {
@@ -301,6 +304,9 @@ impl Session {
                     // frame is cheap next to routing it.
                     let flow = Box::pin(self.handle(frame, text)).await;
                     last_handled = Instant::now();
+                    if std::mem::take(&mut self.paced) && source.paced() {
+                        Metrics::incr(&self.broker.metrics().receive_buffers_bounded);
+                    }
                     if let Flow::Stop = flow {
                         return;
                     }
@@ -457,11 +463,13 @@ impl Session {
         let message = self
             .broker
             .message(destination, &frame.headers, frame.body, text);
-        self.broker
-            .publish(&self.user, message)
-            .await
-            .map(|()| AppReply::default())
-            .map_err(|e| SessionError::new(e.to_string(), "The message was not accepted."))
+        let wait = self
+            .broker
+            .publish_now(&self.user, message)
+            .map_err(|e| SessionError::new(e.to_string(), "The message was not accepted."))?;
+        self.paced |= wait.is_pending();
+        wait.wait().await;
+        Ok(AppReply::default())
     }
 
     fn acknowledge(&mut self, frame: Frame, text: Option<bool>) -> Result<(), SessionError> {

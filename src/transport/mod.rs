@@ -3,6 +3,7 @@
 //! one session implementation serves them all.
 
 pub mod admin;
+pub mod http;
 pub mod tcp;
 pub mod ws;
 
@@ -50,6 +51,15 @@ pub trait FrameSource: Send {
 
     /// When bytes last arrived (heart-beat accounting counts any byte).
     fn last_activity(&self) -> Instant;
+
+    /// Flow control has held this connection's reads (its client publishes faster than its
+    /// subscribers take): from now on the kernel should hold little of its input, so that
+    /// what waits for the broker waits in the client, where the pace reaches it
+    /// ([`socket::PACED_RECEIVE_BUFFER`]). Called after every paced frame; true when this call
+    /// bounded the buffer. Does nothing by default.
+    fn paced(&mut self) -> bool {
+        false
+    }
 }
 
 /// Where a frame starts in the write buffer, from [`FrameSink::begin_frame`].

@@ -1,5 +1,11 @@
 //! Socket options every accepted connection gets.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
 /// Unsent bytes the kernel may hold per socket before reporting it writable again.
@@ -10,6 +16,19 @@ use tokio::net::TcpStream;
 /// where flow control measures it. 32 KiB is about 100 small frames: enough to keep the socket
 /// busy between two wake-ups of the writer, little enough not to add latency.
 const NOTSENT_LOWAT: u32 = 32 * 1024;
+
+/// The receive buffer a connection keeps once flow control has paced it (the default of
+/// `paced-receive-buffer`).
+///
+/// A paced publisher's session stops reading while its subscribers catch up, and the kernel
+/// keeps accepting its bytes into a receive buffer autotuned to several MiB: tens of
+/// milliseconds of its messages that the broker holds where flow control cannot see them
+/// (BENCHMARKS.md, flow control). Bounding it for every connection would slow every large
+/// upload over a long round trip, since the buffer is also the TCP window; bounding it once a
+/// connection has been paced costs only connections that publish faster than their
+/// subscribers take, which that pace limits anyway. Linux doubles the figure for its own
+/// bookkeeping: 64 KiB leaves a window of about 64 KiB, a few milliseconds of a flood.
+pub const PACED_RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// Tunes an accepted connection: no Nagle delay (frames are batched already), a bounded
 /// unsent queue in the kernel, and, when `receive_buffer` is not 0, a fixed receive buffer.
@@ -34,6 +53,49 @@ pub fn tune(stream: &TcpStream, receive_buffer: usize) {
     }
 }
 
+/// Fixes `stream`'s kernel receive buffer at `bytes` (a live connection's advertised window
+/// shrinks as it drains; the kernel no longer autotunes it). False when the kernel refused.
+pub fn bound_receive_buffer(stream: &TcpStream, bytes: usize) -> bool {
+    match socket2::SockRef::from(stream).set_recv_buffer_size(bytes) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::debug!(%error, "SO_RCVBUF not set");
+            false
+        }
+    }
+}
+
+/// The reading half of a connection, beyond `AsyncRead`: waiting for input without a buffer,
+/// and the kernel's receive buffer. The defaults serve a connection read through another
+/// layer (an HTTP upgrade that could not be taken apart, an in-memory pipe).
+pub trait ReadSide: AsyncRead + Unpin {
+    /// Ready once input (or an error, or the end) is there to read; a quiet connection waits
+    /// here holding no buffer. By default a read into an empty buffer, which some readers
+    /// answer at once: the caller then waits in a read with a buffer.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self).poll_read(cx, &mut ReadBuf::new(&mut []))
+    }
+
+    /// Fixes the receive buffer at `bytes`; false (the default) where the half does not reach
+    /// a TCP socket.
+    fn bound(&self, _bytes: usize) -> bool {
+        false
+    }
+}
+
+impl ReadSide for OwnedReadHalf {
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A read into an empty buffer returns at once on a socket: wait for readiness instead.
+        self.as_ref().poll_read_ready(cx)
+    }
+
+    fn bound(&self, bytes: usize) -> bool {
+        bound_receive_buffer(self.as_ref(), bytes)
+    }
+}
+
+impl<T: AsyncRead> ReadSide for tokio::io::ReadHalf<T> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +115,35 @@ mod tests {
         assert_eq!(size(&fixed), 2 * 48 * 1024);
         assert!(autotuned.nodelay().unwrap() && fixed.nodelay().unwrap());
         assert_ne!(size(&autotuned), size(&fixed));
+    }
+
+    #[tokio::test]
+    async fn a_paced_connections_read_half_bounds_its_live_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        tune(&accepted, 0);
+        let (mut read, _write) = accepted.into_split();
+        assert!(read.bound(PACED_RECEIVE_BUFFER));
+        let size = socket2::SockRef::from(read.as_ref())
+            .recv_buffer_size()
+            .unwrap();
+        assert_eq!(size, 2 * PACED_RECEIVE_BUFFER);
+        let (pipe, _other) = tokio::io::duplex(64);
+        assert!(!tokio::io::split(pipe).0.bound(PACED_RECEIVE_BUFFER));
+        // Input is waited for, not read: once what came is read, a quiet socket is not ready.
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"x")
+            .await
+            .unwrap();
+        std::future::poll_fn(|cx| read.poll_input(cx))
+            .await
+            .unwrap();
+        let n = tokio::io::AsyncReadExt::read(&mut read, &mut [0; 8]).await;
+        assert_eq!(n.unwrap(), 1);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(read.poll_input(&mut cx).is_pending());
     }
 }

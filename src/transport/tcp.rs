@@ -10,6 +10,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use super::socket::ReadSide;
 use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
 use crate::broker::Broker;
 use crate::server::ServerContext;
@@ -23,6 +24,8 @@ pub struct TcpSource {
     buf: BytesMut,
     size: ReadSize,
     last_activity: Instant,
+    /// The receive buffer to keep once paced; 0 once set (or when not configured).
+    paced_receive_buffer: usize,
 }
 
 impl FrameSource for TcpSource {
@@ -51,6 +54,11 @@ impl FrameSource for TcpSource {
 
     fn last_activity(&self) -> Instant {
         self.last_activity
+    }
+
+    fn paced(&mut self) -> bool {
+        let bytes = std::mem::take(&mut self.paced_receive_buffer);
+        bytes > 0 && self.read.bound(bytes)
     }
 }
 
@@ -84,8 +92,13 @@ impl FrameSink for TcpSink {
     }
 }
 
-/// Splits a connected stream into a source and a sink.
-pub fn split(stream: TcpStream, receive_buffer: usize) -> (TcpSource, TcpSink) {
+/// Splits a connected stream into a source and a sink, with the receive buffers it has from
+/// the start and once paced (`socket::tune`, [`FrameSource::paced`]).
+pub fn split(
+    stream: TcpStream,
+    receive_buffer: usize,
+    paced_receive_buffer: usize,
+) -> (TcpSource, TcpSink) {
     super::socket::tune(&stream, receive_buffer);
     let (read, write) = stream.into_split();
     (
@@ -94,6 +107,7 @@ pub fn split(stream: TcpStream, receive_buffer: usize) -> (TcpSource, TcpSink) {
             buf: BytesMut::new(),
             size: ReadSize::default(),
             last_activity: Instant::now(),
+            paced_receive_buffer,
         },
         TcpSink { write },
     )
@@ -129,7 +143,12 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
         }
         let ctx2 = ctx.clone();
         ctx.tracker.spawn(async move {
-            let (source, sink) = split(stream, ctx2.config.tcp_receive_buffer);
+            let config = &ctx2.config;
+            let (source, sink) = split(
+                stream,
+                config.tcp_receive_buffer,
+                config.paced_receive_buffer,
+            );
             session::run(ctx2, source, sink, None, peer.to_string()).await;
         });
     }

@@ -12,7 +12,6 @@
 mod frame;
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -22,14 +21,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine;
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use stompede_protocol::{Decoder, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::socket::ReadSide;
 use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
 use crate::server::ServerContext;
 use crate::session;
@@ -112,9 +114,11 @@ pub struct WsSource<R> {
     closed: bool,
     last_activity: Instant,
     shared: Arc<Shared>,
+    /// The receive buffer to keep once paced; 0 once set (or when not configured).
+    paced_receive_buffer: usize,
 }
 
-impl<R: AsyncRead + Unpin + Send> FrameSource for WsSource<R> {
+impl<R: ReadSide + Send> FrameSource for WsSource<R> {
     async fn next(&mut self, decoder: &mut Decoder) -> Result<Option<Inbound>, InboundError> {
         loop {
             if let Some(item) = decoder.decode(&mut self.stomp)? {
@@ -157,14 +161,9 @@ impl<R: AsyncRead + Unpin + Send> FrameSource for WsSource<R> {
                 self.stomp = BytesMut::new();
             }
             if self.raw.is_empty() && self.size.is_quiet() {
-                // A quiet connection waits for its next bytes without a buffer: a read into
-                // an empty buffer returns once the socket is readable (or at once, and then
-                // the read below waits with a buffer, as before).
+                // A quiet connection waits for its next bytes without a buffer.
                 self.raw = BytesMut::new();
-                std::future::poll_fn(|cx| {
-                    Pin::new(&mut self.read).poll_read(cx, &mut ReadBuf::new(&mut []))
-                })
-                .await?;
+                std::future::poll_fn(|cx| self.read.poll_input(cx)).await?;
             }
             let room = self.size.prepare(&mut self.raw);
             let n = self.read.read_buf(&mut self.raw).await?;
@@ -179,25 +178,32 @@ impl<R: AsyncRead + Unpin + Send> FrameSource for WsSource<R> {
     fn last_activity(&self) -> Instant {
         self.last_activity
     }
+
+    fn paced(&mut self) -> bool {
+        let bytes = std::mem::take(&mut self.paced_receive_buffer);
+        bytes > 0 && self.read.bound(bytes)
+    }
 }
 
 impl<R> WsSource<R> {
-    fn new(read: R, shared: Arc<Shared>, lenient: bool, max_message: usize) -> Self {
+    fn new(read: R, already_read: Bytes, shared: Arc<Shared>, options: ReadOptions) -> Self {
         WsSource {
             read,
-            raw: BytesMut::new(),
+            // A copy: the bytes are a slice of the HTTP server's whole read buffer.
+            raw: BytesMut::from(&already_read[..]),
             stomp: BytesMut::new(),
             size: ReadSize::default(),
             payload: None,
             message: None,
             message_len: 0,
-            max_message: max_message as u64,
+            max_message: options.max_message as u64,
             text: true,
             message_ended: false,
-            lenient,
+            lenient: options.lenient,
             closed: false,
             last_activity: Instant::now(),
             shared,
+            paced_receive_buffer: options.paced_receive_buffer,
         }
     }
 
@@ -380,18 +386,52 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
     }
 }
 
-/// A source and a sink over one upgraded connection.
-fn split<T: AsyncRead + AsyncWrite + Send>(
-    io: T,
+/// How a session reads its WebSocket, from the server's configuration.
+#[derive(Debug, Clone, Copy)]
+struct ReadOptions {
     lenient: bool,
     max_message: usize,
-) -> (WsSource<ReadHalf<T>>, WsSink<WriteHalf<T>>) {
+    paced_receive_buffer: usize,
+}
+
+/// A source and a sink over the two halves of one upgraded connection; `already_read` is
+/// what the HTTP server read past the request head.
+fn source_and_sink<R, W>(
+    read: R,
+    write: W,
+    already_read: Bytes,
+    options: ReadOptions,
+) -> (WsSource<R>, WsSink<W>) {
     let shared = Arc::new(Shared::default());
-    let (read, write) = tokio::io::split(io);
     (
-        WsSource::new(read, shared.clone(), lenient, max_message),
+        WsSource::new(read, already_read, shared.clone(), options),
         WsSink { write, shared },
     )
+}
+
+/// Runs the session of an upgraded connection.
+async fn serve(
+    ctx: Arc<ServerContext>,
+    upgraded: Upgraded,
+    options: ReadOptions,
+    version: Option<Version>,
+) {
+    let peer = String::from("websocket");
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // Our own HTTP server's connections: the socket itself, without hyper's layers in
+        // between, so its receive buffer can be bounded once it is paced.
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            let (source, sink) = source_and_sink(read, write, parts.read_buf, options);
+            session::run(ctx, source, sink, version, peer).await;
+        }
+        // An embedding application's server (TLS, another listener type).
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            let (source, sink) = source_and_sink(read, write, Bytes::new(), options);
+            session::run(ctx, source, sink, version, peer).await;
+        }
+    }
 }
 
 /// The WebSocket routes, to mount on the HTTP server (or an embedding application's router).
@@ -483,8 +523,11 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
             .into_response();
     }
     let version_hint = protocol.and_then(Version::from_subprotocol);
-    let lenient = ctx.config.lenient_websocket_frames;
-    let max_message = ctx.config.frame_limits().max_frame_bytes();
+    let options = ReadOptions {
+        lenient: ctx.config.lenient_websocket_frames,
+        max_message: ctx.config.frame_limits().max_frame_bytes(),
+        paced_receive_buffer: ctx.config.paced_receive_buffer,
+    };
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
@@ -494,8 +537,7 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
                 return;
             }
         };
-        let (source, sink) = split(TokioIo::new(upgraded), lenient, max_message);
-        session::run(ctx, source, sink, version_hint, "websocket".into()).await;
+        serve(ctx, upgraded, options, version_hint).await;
     });
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -522,6 +564,10 @@ mod tests {
     use std::task::{Context, Poll};
 
     use stompede_protocol::{Command, Decoded, Limits};
+
+    use std::pin::Pin;
+
+    use tokio::io::{AsyncRead, ReadBuf};
 
     use super::frame::{client_frame, BINARY, CLOSE, CONTINUATION, PING, TEXT};
     use super::*;
@@ -550,13 +596,51 @@ mod tests {
         }
     }
 
+    impl ReadSide for Pieces {}
+
     fn source(pieces: Vec<Vec<u8>>, max_message: usize) -> WsSource<Pieces> {
+        let options = ReadOptions {
+            lenient: true,
+            max_message,
+            paced_receive_buffer: 0,
+        };
         WsSource::new(
             Pieces(pieces.into()),
+            Bytes::new(),
             Arc::new(Shared::default()),
-            true,
-            max_message,
+            options,
         )
+    }
+
+    #[tokio::test]
+    async fn bytes_the_http_server_read_past_the_upgrade_come_first() {
+        let first = client_frame(
+            true,
+            TEXT,
+            b"CONNECT\naccept-version:1.2\n\n\0",
+            [1, 2, 3, 4],
+        );
+        let (head, tail) = first.split_at(3);
+        let options = ReadOptions {
+            lenient: false,
+            max_message: 1024,
+            paced_receive_buffer: 0,
+        };
+        let mut source = WsSource::new(
+            Pieces(vec![tail.to_vec()].into()),
+            Bytes::copy_from_slice(head),
+            Arc::new(Shared::default()),
+            options,
+        );
+        let mut decoder = Decoder::new(Limits::default());
+        let Some(Inbound {
+            item: Decoded::Frame(frame),
+            ..
+        }) = source.next(&mut decoder).await.unwrap()
+        else {
+            panic!("no frame");
+        };
+        assert_eq!(frame.command, Command::Connect);
     }
 
     /// Every frame (with its text flag) until the end, or the error.
