@@ -425,7 +425,8 @@ async fn serve(
             let (source, sink) = source_and_sink(read, write, parts.read_buf, options);
             session::run(ctx, source, sink, version, peer).await;
         }
-        // An embedding application's server (TLS, another listener type).
+        // Any other connection (the router mounted on another server, or a hyper that wraps
+        // its connections differently): served through hyper's layers, never bounded.
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
             let (source, sink) = source_and_sink(read, write, Bytes::new(), options);
