@@ -115,6 +115,9 @@ pub struct Config {
     pub job_submissions_per_second: u32,
     /// Time a new connection has to send CONNECT, in ms.
     pub connect_timeout_ms: u64,
+    /// Time an HTTP connection has to send a request's head, in ms: a silent connection, or
+    /// one idle between keep-alive requests, is closed after it.
+    pub http_header_timeout_ms: u64,
     /// Time shutdown waits for sessions to flush, in ms.
     pub shutdown_timeout_ms: u64,
     /// Accept a WebSocket message whose frame lacks the final NUL (hand-typed frames in wscat).
@@ -174,6 +177,7 @@ impl Default for Config {
             job_submissions_per_second: 1_000,
             connect_timeout_ms: 10_000,
             shutdown_timeout_ms: 5_000,
+            http_header_timeout_ms: 30_000,
             lenient_websocket_frames: true,
         }
     }

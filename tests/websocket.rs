@@ -145,6 +145,28 @@ async fn a_malformed_frame_ends_only_its_own_websocket() {
 }
 
 #[tokio::test]
+async fn silent_and_idle_http_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::with(|c| c.http_header_timeout_ms = 200).await;
+    let addr = server.server.http_addr().unwrap();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Closed: the connection that never sent a byte, and the keep-alive one once answered.
+    assert_eq!(until_eof(&mut silent).await, b"");
+    let answered = String::from_utf8(until_eof(&mut idle).await).unwrap();
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    assert!(answered.ends_with("ok\n"), "{answered}");
+    // A request sent in time is still served.
+    let mut prompt = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    prompt.write_all(request).await.unwrap();
+    assert!(until_eof(&mut prompt).await.ends_with(b"ok\n"));
+}
+
+#[tokio::test]
 async fn metrics_and_health_are_served_on_the_http_port() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start().await;

@@ -18,9 +18,6 @@ use tower_service::Service;
 
 use crate::server::ServerContext;
 
-/// How long a client may take to send a request's head (a slow-loris bound).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Accepts connections until shutdown, each served on its own task.
 pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) {
     loop {
@@ -58,9 +55,11 @@ async fn connection(stream: TcpStream, app: Router, ctx: Arc<ServerContext>) {
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // A bound on silent, idle and slow-loris connections, each of which holds a descriptor.
+    let header_timeout = Duration::from_millis(ctx.config.http_header_timeout_ms);
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_timeout);
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
