@@ -37,7 +37,7 @@ pub const PACED_RECEIVE_BUFFER: usize = 64 * 1024;
 /// accepting for it waits in the receive buffer; autotuned, that buffer grows to several MiB,
 /// tens of milliseconds of a flooding publisher's messages that flow control cannot see. A
 /// fixed buffer bounds that wait, at the price of a smaller TCP window: uploads from far away
-/// (a large SEND, or a large HTTP request, over a long round trip) get slower, so it is left to the
+/// (a large SEND or HTTP request over a long round trip) get slower, so it is left to the
 /// operator (`tcp-receive-buffer`; BENCHMARKS.md has the measurements).
 pub fn tune(stream: &TcpStream, receive_buffer: usize) {
     if let Err(error) = stream.set_nodelay(true) {
