@@ -116,7 +116,7 @@ pub struct Config {
     /// Time a new connection has to send CONNECT, in ms.
     pub connect_timeout_ms: u64,
     /// Time an HTTP connection has to send a request's head, in ms: a silent connection, or
-    /// one idle between keep-alive requests, is closed after it.
+    /// one idle between keep-alive requests, is closed after it (0: no limit).
     pub http_header_timeout_ms: u64,
     /// Time shutdown waits for sessions to flush, in ms.
     pub shutdown_timeout_ms: u64,

@@ -172,6 +172,13 @@ async fn open<S: FrameSource, W: FrameSink>(
         .await;
         return None;
     }
+    if ctx.shutdown.is_cancelled() {
+        // Registered after shutdown told every session to go: it would never hear it.
+        ctx.broker.unregister_session(id);
+        let error = SessionError::new("server shutting down", "Reconnect later.");
+        reject(&mut sink, ctx, error, receipt.as_deref()).await;
+        return None;
+    }
     Metrics::incr(&ctx.broker.metrics().sessions_opened);
     tracing::debug!(%peer, %user, session = id, version = %accepted.version, "session opened");
     // Pushes to a fresh outbox cannot fail.

@@ -6,10 +6,12 @@
 //! hyper's layers in between, and flow control can bound its receive buffer.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -26,40 +28,38 @@ pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) 
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 super::socket::tune(&stream, ctx.config.tcp_receive_buffer);
                 ctx.tracker
-                    .spawn(connection(stream, app.clone(), ctx.clone()));
+                    .spawn(connection(stream, peer, app.clone(), ctx.clone()));
             }
-            Err(error) => {
-                // Typically EMFILE: back off briefly rather than spin.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Err(error) => super::accept_failed(&error).await,
         }
     }
 }
 
 /// Serves one connection's requests until it closes, is upgraded, or the server shuts down
 /// (then the request in progress is finished first).
-async fn connection(stream: TcpStream, app: Router, ctx: Arc<ServerContext>) {
+async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, ctx: Arc<ServerContext>) {
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut app = app.clone();
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
         async move {
             let ready: Result<(), Infallible> = std::future::poll_fn(|cx| {
                 Service::<axum::extract::Request>::poll_ready(&mut app, cx)
             })
             .await;
             ready?;
-            app.call(request.map(Body::new)).await
+            app.call(request).await
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // A bound on silent, idle and slow-loris connections, each of which holds a descriptor.
-    let header_timeout = Duration::from_millis(ctx.config.http_header_timeout_ms);
+    // A bound on silent, idle and slow-header connections, each of which holds a descriptor.
+    let header_timeout = ctx.config.http_header_timeout_ms;
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout((header_timeout > 0).then(|| Duration::from_millis(header_timeout)));
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();

@@ -52,11 +52,12 @@ pub trait FrameSource: Send {
     /// When bytes last arrived (heart-beat accounting counts any byte).
     fn last_activity(&self) -> Instant;
 
-    /// Flow control has held this connection's reads (its client publishes faster than its
-    /// subscribers take): from now on the kernel should hold little of its input, so that
-    /// what waits for the broker waits in the client, where the pace reaches it
-    /// ([`socket::PACED_RECEIVE_BUFFER`]). Called after every paced frame; true when this call
-    /// bounded the buffer. Does nothing by default.
+    /// Flow control has held this connection's reads (its client SENDs to topics or queues
+    /// faster than their consumers take): from now on the kernel should hold little of its
+    /// input, so that what waits for the broker waits in the client, where the pace reaches it
+    /// ([`socket::PACED_RECEIVE_BUFFER`]). Called after every paced frame, once its wait is
+    /// over (what the kernel took during that first wait drains at the old size); true when
+    /// this call bounded the buffer. Does nothing by default.
     fn paced(&mut self) -> bool {
         false
     }
@@ -94,6 +95,21 @@ pub trait FrameSink: Send + 'static {
 
     /// Closes the connection (a WebSocket close frame, a TCP FIN).
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// What an accept loop does when `accept` fails: a connection that died before it was taken
+/// (aborted, reset) is skipped; anything else, typically EMFILE, is logged and waited out
+/// briefly rather than retried in a spin that would also flood the log.
+pub(crate) async fn accept_failed(error: &io::Error) {
+    match error.kind() {
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
+            tracing::debug!(%error, "accept failed");
+        }
+        _ => {
+            tracing::warn!(%error, "accept failed");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// Writes one whole frame to `sink` (ERROR frames outside the writer's batches).

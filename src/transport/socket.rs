@@ -1,4 +1,5 @@
-//! Socket options every accepted connection gets.
+//! Socket options: those every accepted connection gets, the receive buffer a paced connection
+//! keeps, and waiting for input without a buffer.
 
 use std::io;
 use std::pin::Pin;
@@ -50,6 +51,16 @@ pub fn tune(stream: &TcpStream, receive_buffer: usize) {
     }
     if let Err(error) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOTSENT_LOWAT) {
         tracing::debug!(%error, "TCP_NOTSENT_LOWAT not set");
+    }
+}
+
+/// The receive buffer a connection should take once paced, given the one it has from the start
+/// (`tcp-receive-buffer`, 0 when autotuned): 0 (nothing to do) when that is already as small.
+pub fn paced_bound(receive_buffer: usize, paced_receive_buffer: usize) -> usize {
+    if receive_buffer != 0 && receive_buffer <= paced_receive_buffer {
+        0
+    } else {
+        paced_receive_buffer
     }
 }
 
@@ -131,6 +142,13 @@ mod tests {
             .recv_buffer_size()
             .unwrap();
         assert_eq!(size, 2 * PACED_RECEIVE_BUFFER);
+        // A buffer fixed from the start at or below the paced size is left alone.
+        assert_eq!(paced_bound(0, PACED_RECEIVE_BUFFER), PACED_RECEIVE_BUFFER);
+        assert_eq!(paced_bound(16 * 1024, PACED_RECEIVE_BUFFER), 0);
+        assert_eq!(
+            paced_bound(1 << 20, PACED_RECEIVE_BUFFER),
+            PACED_RECEIVE_BUFFER
+        );
         let (pipe, _other) = tokio::io::duplex(64);
         assert!(!tokio::io::split(pipe).0.bound(PACED_RECEIVE_BUFFER));
         // Input is waited for, not read: once what came is read, a quiet socket is not ready.

@@ -107,7 +107,7 @@ pub fn split(
             buf: BytesMut::new(),
             size: ReadSize::default(),
             last_activity: Instant::now(),
-            paced_receive_buffer,
+            paced_receive_buffer: super::socket::paced_bound(receive_buffer, paced_receive_buffer),
         },
         TcpSink { write },
     )
@@ -124,9 +124,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(error) => {
-                // Typically EMFILE: back off briefly rather than spin.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                super::accept_failed(&error).await;
                 continue;
             }
         };

@@ -12,10 +12,11 @@
 mod frame;
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -415,8 +416,8 @@ async fn serve(
     upgraded: Upgraded,
     options: ReadOptions,
     version: Option<Version>,
+    peer: String,
 ) {
-    let peer = String::from("websocket");
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         // Our own HTTP server's connections: the socket itself, without hyper's layers in
         // between, so its receive buffer can be bounded once it is paced.
@@ -524,10 +525,18 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
             .into_response();
     }
     let version_hint = protocol.and_then(Version::from_subprotocol);
+    // The client's address, for the session's log lines (set by our HTTP listener).
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| String::from("websocket"), |info| info.0.to_string());
     let options = ReadOptions {
         lenient: ctx.config.lenient_websocket_frames,
         max_message: ctx.config.frame_limits().max_frame_bytes(),
-        paced_receive_buffer: ctx.config.paced_receive_buffer,
+        paced_receive_buffer: super::socket::paced_bound(
+            ctx.config.tcp_receive_buffer,
+            ctx.config.paced_receive_buffer,
+        ),
     };
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
@@ -538,7 +547,7 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
                 return;
             }
         };
-        serve(ctx, upgraded, options, version_hint).await;
+        serve(ctx, upgraded, options, version_hint, peer).await;
     });
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
