@@ -10,39 +10,22 @@
 //! Payloads are unmasked in place and handed to the STOMP decoder without a copy.
 
 mod frame;
+mod upgrade;
+
+pub use upgrade::router;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use sha1::{Digest, Sha1};
-use stompede_protocol::{Decoder, Version};
+use stompede_protocol::Decoder;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::socket::ReadSide;
 use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
-use crate::server::ServerContext;
-use crate::session;
 use frame::{code, Fail, Utf8Check};
-
-/// The subprotocols offered, most preferred first.
-const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
-
-/// RFC 6455 section 1.3: appended to the client's key before hashing.
-const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// What the reading and the writing halves of one connection share: the WebSocket frames the
 /// reader must have sent (a pong, the reply to a close) but cannot write itself, as the writer
@@ -395,188 +378,15 @@ struct ReadOptions {
     paced_receive_buffer: usize,
 }
 
-/// A source and a sink over the two halves of one upgraded connection; `already_read` is
-/// what the HTTP server read past the request head.
-fn source_and_sink<R, W>(
-    read: R,
-    write: W,
-    already_read: Bytes,
-    options: ReadOptions,
-) -> (WsSource<R>, WsSink<W>) {
-    let shared = Arc::new(Shared::default());
-    (
-        WsSource::new(read, already_read, shared.clone(), options),
-        WsSink { write, shared },
-    )
-}
-
-/// Runs the session of an upgraded connection.
-async fn serve(
-    ctx: Arc<ServerContext>,
-    upgraded: Upgraded,
-    options: ReadOptions,
-    version: Option<Version>,
-    peer: String,
-) {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        // Our own HTTP server's connections: the socket itself, without hyper's layers in
-        // between, so its receive buffer can be bounded once it is paced.
-        Ok(parts) => {
-            let (read, write) = parts.io.into_inner().into_split();
-            let (source, sink) = source_and_sink(read, write, parts.read_buf, options);
-            session::run(ctx, source, sink, version, peer).await;
-        }
-        // Any other connection (the router mounted on another server, or a hyper that wraps
-        // its connections differently): served through hyper's layers, never bounded.
-        Err(upgraded) => {
-            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            let (source, sink) = source_and_sink(read, write, Bytes::new(), options);
-            session::run(ctx, source, sink, version, peer).await;
-        }
-    }
-}
-
-/// The WebSocket routes, to mount on the HTTP server (or an embedding application's router).
-pub fn router(ctx: Arc<ServerContext>) -> Router {
-    Router::new().route("/ws", get(upgrade)).with_state(ctx)
-}
-
-/// True when the comma-separated header `name` holds `token` (ASCII case-insensitive).
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// The subprotocol to answer with: ours in our order of preference, among those offered.
-fn choose_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
-    let offered: Vec<&str> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    SUBPROTOCOLS.into_iter().find(|p| offered.contains(p))
-}
-
-/// The opening handshake, server side (RFC 6455 section 4.2).
-async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) -> Response {
-    let metrics = ctx.broker.metrics();
-    let headers = request.headers();
-    if request.method() != Method::GET
-        || !has_token(headers, header::UPGRADE, "websocket")
-        || !has_token(headers, header::CONNECTION, "upgrade")
-    {
-        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n").into_response();
-    }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v.as_bytes() != b"13")
-    {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::SEC_WEBSOCKET_VERSION, "13")],
-            "WebSocket version 13 only\n",
-        )
-            .into_response();
-    }
-    // Section 4.2.1: one key, 16 bytes in base64.
-    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
-    let Some(key) = keys.next().filter(|key| {
-        base64::engine::general_purpose::STANDARD
-            .decode(key.as_bytes())
-            .is_ok_and(|raw| raw.len() == 16)
-    }) else {
-        return (StatusCode::BAD_REQUEST, "no valid Sec-WebSocket-Key\n").into_response();
-    };
-    if keys.next().is_some() {
-        return (StatusCode::BAD_REQUEST, "more than one Sec-WebSocket-Key\n").into_response();
-    }
-    let accept = {
-        let mut sha = Sha1::new();
-        sha.update(key.as_bytes());
-        sha.update(ACCEPT_GUID.as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(sha.finalize())
-    };
-    let protocol = choose_subprotocol(headers);
-    let Some(on_upgrade) = request
-        .extensions_mut()
-        .remove::<hyper::upgrade::OnUpgrade>()
-    else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "this connection cannot be upgraded\n",
-        )
-            .into_response();
-    };
-    // Counted once the handshake is valid, as the TCP listener counts what it accepts
-    // (rate-limited connections included).
-    crate::broker::metrics::Metrics::incr(&metrics.connections_accepted);
-    if !ctx.rate.admit() {
-        crate::broker::metrics::Metrics::incr(&metrics.connections_rate_limited);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "connection rate limit exceeded; retry later",
-        )
-            .into_response();
-    }
-    let version_hint = protocol.and_then(Version::from_subprotocol);
-    // The client's address, for the session's log lines (set by our HTTP listener).
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| String::from("websocket"), |info| info.0.to_string());
-    let options = ReadOptions {
-        lenient: ctx.config.lenient_websocket_frames,
-        max_message: ctx.config.frame_limits().max_frame_bytes(),
-        paced_receive_buffer: super::socket::paced_bound(
-            ctx.config.tcp_receive_buffer,
-            ctx.config.paced_receive_buffer,
-        ),
-    };
-    let tracker = ctx.tracker.clone();
-    tracker.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(error) => {
-                tracing::debug!(%error, "WebSocket upgrade failed");
-                return;
-            }
-        };
-        serve(ctx, upgraded, options, version_hint, peer).await;
-    });
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    if let Some(protocol) = protocol {
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(protocol),
-        );
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::collections::VecDeque;
+    use std::pin::Pin;
     use std::task::{Context, Poll};
 
     use stompede_protocol::{Command, Decoded, Limits};
-
-    use std::pin::Pin;
-
     use tokio::io::{AsyncRead, ReadBuf};
 
     use super::frame::{client_frame, BINARY, CLOSE, CONTINUATION, PING, TEXT};
@@ -843,25 +653,5 @@ mod tests {
             assert_eq!(payload.len(), sizes[i]);
             assert!(payload.iter().all(|b| *b == i as u8));
         }
-    }
-
-    #[test]
-    fn subprotocols_are_chosen_in_our_order() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("v10.stomp, v12.stomp"),
-        );
-        assert_eq!(choose_subprotocol(&headers), Some("v12.stomp"));
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("mqtt"),
-        );
-        assert_eq!(choose_subprotocol(&headers), None);
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Upgrade"),
-        );
-        assert!(has_token(&headers, header::CONNECTION, "upgrade"));
     }
 }
