@@ -353,6 +353,11 @@ impl Outbox {
             taken += item.size();
             batch.push(item);
         }
+        if state.items.is_empty() {
+            // An emptied queue keeps its allocation: let it go, so an idle session holds none
+            // (the writer lets its batch go at the same point).
+            state.items = VecDeque::new();
+        }
         state.bytes -= taken;
         self.budget.sub(taken);
         if was_full && !self.above_mark(state) {
@@ -431,5 +436,30 @@ impl Outbox {
             }
             notified.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stompede_protocol::Command;
+
+    #[tokio::test]
+    async fn a_drained_outbox_holds_no_queue_memory_and_budget_comes_back() {
+        let budget = MemoryBudget::new(1 << 20);
+        let outbox = Outbox::new(OutboxLimits::default(), budget.clone());
+        for _ in 0..10 {
+            let _ = outbox.push(Outgoing::Frame(Frame::new(Command::Receipt)));
+        }
+        assert!(outbox.lock().items.capacity() >= 10);
+        assert!(budget.used() > 0);
+        let mut batch = Vec::new();
+        outbox.next_batch(&mut batch, 4).await.unwrap();
+        assert_eq!(batch.len(), 4);
+        assert!(outbox.lock().items.capacity() >= 6, "still busy: kept");
+        outbox.next_batch(&mut batch, 256).await.unwrap();
+        assert_eq!(batch.len(), 10);
+        assert_eq!(outbox.lock().items.capacity(), 0, "drained: let go");
+        assert_eq!(budget.used(), 0);
     }
 }
