@@ -110,23 +110,37 @@ impl Sampler {
             }
         };
         let t = &self.total;
-        f.insert(
-            "queued_publisher_send_ms".into(),
-            ms(t.publisher_send, published_bytes_per_s),
-        );
-        f.insert(
-            "queued_subscriber_receive_ms".into(),
-            ms(t.subscriber_receive, received_bytes_per_s),
-        );
-        if t.broker_sockets > 0 {
-            f.insert(
-                "queued_broker_receive_ms".into(),
-                ms(t.broker_receive, published_bytes_per_s),
-            );
-            f.insert(
-                "queued_broker_send_ms".into(),
-                ms(t.broker_send, received_bytes_per_s),
-            );
+        let queues = [
+            (
+                "queued_publisher_send_ms",
+                t.publisher_send,
+                published_bytes_per_s,
+                false,
+            ),
+            (
+                "queued_broker_receive_ms",
+                t.broker_receive,
+                published_bytes_per_s,
+                true,
+            ),
+            (
+                "queued_broker_send_ms",
+                t.broker_send,
+                received_bytes_per_s,
+                true,
+            ),
+            (
+                "queued_subscriber_receive_ms",
+                t.subscriber_receive,
+                received_bytes_per_s,
+                false,
+            ),
+        ];
+        for (name, bytes, rate, broker_side) in queues {
+            // The broker's side is only seen when it runs on this machine.
+            if !broker_side || t.broker_sockets > 0 {
+                f.insert(name.into(), ms(bytes, rate));
+            }
         }
         f
     }
