@@ -76,6 +76,13 @@ pub fn bound_receive_buffer(stream: &TcpStream, bytes: usize) -> bool {
     }
 }
 
+/// Applies a paced bound still `pending` (the bytes, 0 once applied or when there is none) to
+/// `read`, once; true when this call bounded the buffer.
+pub fn bound_once<R: ReadSide>(pending: &mut usize, read: &R) -> bool {
+    let bytes = std::mem::take(pending);
+    bytes > 0 && read.bound(bytes)
+}
+
 /// The reading half of a connection, beyond `AsyncRead`: waiting for input without a buffer,
 /// and the kernel's receive buffer. The defaults serve a connection read through another
 /// layer (an HTTP upgrade that could not be taken apart, an in-memory pipe).

@@ -10,7 +10,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use super::socket::ReadSide;
 use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
 use crate::broker::Broker;
 use crate::server::ServerContext;
@@ -57,8 +56,7 @@ impl FrameSource for TcpSource {
     }
 
     fn paced(&mut self) -> bool {
-        let bytes = std::mem::take(&mut self.paced_receive_buffer);
-        bytes > 0 && self.read.bound(bytes)
+        super::socket::bound_once(&mut self.paced_receive_buffer, &self.read)
     }
 }
 

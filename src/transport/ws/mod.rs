@@ -164,8 +164,7 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
     }
 
     fn paced(&mut self) -> bool {
-        let bytes = std::mem::take(&mut self.paced_receive_buffer);
-        bytes > 0 && self.read.bound(bytes)
+        crate::transport::socket::bound_once(&mut self.paced_receive_buffer, &self.read)
     }
 }
 
