@@ -302,67 +302,181 @@ fn receivers(
     })
 }
 
-/// One publisher: pipelines its SENDs, paced when `rate` > 0, one receipt at the end.
-#[allow(clippy::too_many_arguments)]
+/// How the publishers of a paced run (`--rate`) line up in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pacing {
+    /// Evenly interleaved, as independent publishers would be: with P publishers and R
+    /// messages per second in all, one message every 1/R s, from each publisher in turn.
+    Spread,
+    /// Each publisher on its own schedule from the same start, on tokio's 1 ms timer: at
+    /// 1,000 msgs/s each, all P send in the same tick, a burst of P messages every
+    /// millisecond (the worst case for latency).
+    Aligned,
+}
+
+impl Pacing {
+    /// The name used in the results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pacing::Spread => "spread",
+            Pacing::Aligned => "aligned",
+        }
+    }
+}
+
+/// What every publisher sends: the plan's destination and headers, and a body to stamp.
+struct Outgoing<'a> {
+    plan: &'a Plan,
+    headers: Vec<(&'a str, &'a str)>,
+    body: Vec<u8>,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(plan: &'a Plan) -> Result<Self> {
+        Ok(Outgoing {
+            plan,
+            headers: plan
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect(),
+            body: body_template(plan.size)?,
+        })
+    }
+
+    /// Stamps message `seq` of `publisher` with the time now and queues it on `client`; the
+    /// last message of each publisher asks for a receipt.
+    fn publish(&mut self, client: &mut Client, publisher: u64, seq: u64) {
+        stamp(&mut self.body, publisher as u32, seq, now_ns());
+        let receipt = (seq + 1 == self.plan.per_publisher).then_some("published");
+        client.publish(&self.plan.destination, &self.body, &self.headers, receipt);
+    }
+}
+
+/// Writes what the clients have queued and counts `unsent` messages as sent.
+async fn flush(clients: &mut [Client], control: &Control, unsent: &mut u64) -> Result<()> {
+    for client in clients {
+        client.conn.flush().await?;
+    }
+    Control::add(&control.sent, std::mem::take(unsent));
+    Ok(())
+}
+
+/// End-to-end credit: waits while more than the plan's window is published and not yet
+/// received.
+async fn wait_for_credit(
+    clients: &mut [Client],
+    plan: &Plan,
+    control: &Control,
+    unsent: &mut u64,
+) -> Result<()> {
+    loop {
+        let sent = Control::get(&control.sent) + *unsent;
+        if sent.saturating_sub(Control::get(&control.delivered)) <= plan.window {
+            return Ok(());
+        }
+        flush(clients, control, unsent).await?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Sleeps until `due`, to within the OS's timer slack rather than tokio's 1 ms ticks: the
+/// last stretch blocks the publishers' thread, which has nothing else to do meanwhile.
+async fn sleep_precisely(due: Instant) {
+    const COARSE_MARGIN: Duration = Duration::from_millis(2);
+    if due.saturating_duration_since(Instant::now()) > COARSE_MARGIN {
+        tokio::time::sleep_until((due - COARSE_MARGIN).into()).await;
+    }
+    let left = due.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        std::thread::sleep(left);
+    }
+}
+
+/// After the last SEND: flushes, waits for each publisher's receipt and disconnects; returns
+/// when the last receipt came.
+async fn finish_publishing(
+    clients: &mut [Client],
+    plan: &Plan,
+    control: &Control,
+    mut unsent: u64,
+) -> Result<Instant> {
+    flush(clients, control, &mut unsent).await?;
+    for client in clients.iter_mut() {
+        Control::add(&control.published_bytes, client.conn.bytes_written);
+        if plan.per_publisher > 0 {
+            client.wait_receipt("published", |_| {}).await?;
+        }
+    }
+    let done = Instant::now();
+    for client in clients.iter_mut() {
+        client.disconnect();
+        let _ = client.conn.flush().await;
+    }
+    Ok(done)
+}
+
+/// One publisher: pipelines its SENDs in 64 KiB writes, paced when `rate` > 0 (on tokio's
+/// timer: `Pacing::Aligned`).
 async fn publish(
-    mut client: Client,
-    publisher: u32,
+    client: Client,
+    publisher: u64,
     plan: Rc<Plan>,
     rate: f64,
     start: Instant,
     control: Arc<Control>,
 ) -> Result<Instant> {
-    let mut body = body_template(plan.size)?;
-    let headers: Vec<(&str, &str)> = plan
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let n = plan.per_publisher;
+    let mut out = Outgoing::new(&plan)?;
+    let mut clients = [client];
     let mut unsent = 0;
-    for seq in 0..n {
+    for seq in 0..plan.per_publisher {
         if rate > 0.0 {
             let due = start + Duration::from_secs_f64(seq as f64 / rate);
             if due > Instant::now() {
-                client.conn.flush().await?;
-                Control::add(&control.sent, unsent);
-                unsent = 0;
+                flush(&mut clients, &control, &mut unsent).await?;
                 tokio::time::sleep_until(due.into()).await;
             }
         }
         if plan.window > 0 && seq % 64 == 0 {
-            // End-to-end credit: wait while too much is published and not yet received.
-            loop {
-                let sent = Control::get(&control.sent) + unsent;
-                if sent.saturating_sub(Control::get(&control.delivered)) <= plan.window {
-                    break;
-                }
-                client.conn.flush().await?;
-                Control::add(&control.sent, unsent);
-                unsent = 0;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            wait_for_credit(&mut clients, &plan, &control, &mut unsent).await?;
         }
-        stamp(&mut body, publisher, seq, now_ns());
-        let receipt = (seq + 1 == n).then_some("published");
-        client.publish(&plan.destination, &body, &headers, receipt);
+        out.publish(&mut clients[0], publisher, seq);
         unsent += 1;
-        if client.conn.pending() >= 64 * 1024 {
-            client.conn.flush().await?;
-            Control::add(&control.sent, unsent);
-            unsent = 0;
+        if clients[0].conn.pending() >= 64 * 1024 {
+            flush(&mut clients, &control, &mut unsent).await?;
         }
     }
-    client.conn.flush().await?;
-    Control::add(&control.sent, unsent);
-    Control::add(&control.published_bytes, client.conn.bytes_written);
-    if n > 0 {
-        client.wait_receipt("published", |_| {}).await?;
+    finish_publishing(&mut clients, &plan, &control, unsent).await
+}
+
+/// All the publishers of a paced run with `Pacing::Spread`, driven by one task so that their
+/// sends interleave evenly: message k (counting all of them) is due k / rate seconds after
+/// the start and goes out from publisher k mod P.
+async fn publish_spread(
+    mut clients: Vec<Client>,
+    plan: Rc<Plan>,
+    start: Instant,
+    control: Arc<Control>,
+) -> Result<Instant> {
+    let mut out = Outgoing::new(&plan)?;
+    let count = clients.len() as u64;
+    let mut unsent = 0;
+    for k in 0..plan.per_publisher * count {
+        let due = start + Duration::from_secs_f64(k as f64 / plan.rate);
+        if due > Instant::now() {
+            flush(&mut clients, &control, &mut unsent).await?;
+            sleep_precisely(due).await;
+        }
+        if plan.window > 0 && k % 64 == 0 {
+            wait_for_credit(&mut clients, &plan, &control, &mut unsent).await?;
+        }
+        let (publisher, seq) = (k % count, k / count);
+        if let Some(client) = clients.get_mut(publisher as usize) {
+            out.publish(client, publisher, seq);
+            unsent += 1;
+        }
     }
-    let done = Instant::now();
-    client.disconnect();
-    let _ = client.conn.flush().await;
-    Ok(done)
+    finish_publishing(&mut clients, &plan, &control, unsent).await
 }
 
 /// The publishers, on one thread: connect, wait for `go`, publish; returns when the last one
@@ -379,6 +493,7 @@ fn publishers(
     let control = control.clone();
     let mut go = go.clone();
     let timeout = env.remaining();
+    let pacing = env.common.pacing;
     thread("publishers", move || async move {
         let plan = Rc::new(plan);
         let mut clients = Vec::new();
@@ -390,6 +505,9 @@ fn publishers(
         }
         go.wait_for(|go| *go).await?;
         let start = Instant::now();
+        if plan.rate > 0.0 && pacing == Pacing::Spread {
+            return publish_spread(clients, plan, start, control).await;
+        }
         let rate = plan.rate / plan.publishers as f64;
         let handles: Vec<_> = clients
             .into_iter()
@@ -397,7 +515,7 @@ fn publishers(
             .map(|(p, client)| {
                 tokio::task::spawn_local(publish(
                     client,
-                    p as u32,
+                    p as u64,
                     plan.clone(),
                     rate,
                     start,
@@ -465,14 +583,14 @@ pub fn measure(env: &Env, plan: Plan) -> Result<Measured> {
         ) {
             problems.push("publishers did not connect".into());
         }
-        sampler = Some({
+        if env.common.queues {
             let ports = control.ports.lock().unwrap_or_else(|e| e.into_inner());
-            Sampler::new(
-                env.target.addr().port(),
+            sampler = Some(Sampler::new(
+                env.target.addr(),
                 &ports.publishers,
                 &ports.receivers,
-            )
-        });
+            ));
+        }
         t0 = Instant::now();
         go_tx.send(true)?;
         let expected = plan.per_publisher * plan.publishers as u64;
@@ -611,6 +729,9 @@ pub fn measure(env: &Env, plan: Plan) -> Result<Measured> {
             "unpaced".into()
         },
     );
+    if plan.rate > 0.0 {
+        f.insert("pacing".into(), env.common.pacing.name().into());
+    }
     f.insert("delivered".into(), distinct.into());
     f.insert(
         "delivered_per_s".into(),

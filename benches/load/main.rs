@@ -122,6 +122,14 @@ pub(crate) struct Common {
     /// kernel send buffer, autotuned up to 4 MiB, adds its backlog to the measured latency).
     #[arg(long, global = true)]
     publisher_lowat: Option<u32>,
+    /// With --rate: how the publishers' sends line up in time.
+    #[arg(long, global = true, value_enum, default_value = "aligned")]
+    pacing: fanout::Pacing,
+    /// Sample the kernel's socket queues every 100 ms and split the latency between them.
+    /// Each sample reads `/proc/net/tcp`, which walks the kernel's whole connection table
+    /// (about 1.3 ms of CPU here): enough to add milliseconds to a paced run's p99.
+    #[arg(long, global = true)]
+    queues: bool,
     /// Print only the JSON lines.
     #[arg(long, global = true)]
     json: bool,

@@ -1,5 +1,5 @@
 //! Where the messages wait: the kernel's socket queues on the way from the publishers to the
-//! subscribers, sampled from `/proc/net/tcp` while the publishers run.
+//! subscribers, sampled from `/proc/net/tcp` while the publishers run (`--queues`).
 //!
 //! End-to-end latency is stamped before the publisher's write, so it counts every buffer on the
 //! way, the clients' own included. With the broker on loopback both ends of every connection
@@ -8,8 +8,13 @@
 //! subscriber, and that subscriber's receive buffer. By Little's law the mean time a byte
 //! spends in a queue is its mean length over its throughput; what the four leave of the mean
 //! latency is spent inside the broker (its outboxes) and in the tool.
+//!
+//! A send queue counts the bytes its peer has not acknowledged yet. Unpaced, ACKs follow the
+//! data closely; at a modest paced rate the peer may delay its ACK while the bytes already sit
+//! in its receive queue, so there the queues overlap and their sum can exceed the mean latency.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
@@ -29,6 +34,9 @@ struct Snapshot {
 /// Samples the queues of one run's connections.
 pub struct Sampler {
     broker_port: u16,
+    /// `/proc/net/tcp` or `/proc/net/tcp6`: reading one walks the kernel's whole connection
+    /// table, so only the broker's address family is read.
+    table: &'static str,
     publishers: HashSet<u16>,
     subscribers: HashSet<u16>,
     total: Snapshot,
@@ -37,9 +45,14 @@ pub struct Sampler {
 
 impl Sampler {
     /// A sampler for the connections from these local ports to the broker's port.
-    pub fn new(broker_port: u16, publishers: &[u16], subscribers: &[u16]) -> Sampler {
+    pub fn new(broker: SocketAddr, publishers: &[u16], subscribers: &[u16]) -> Sampler {
         Sampler {
-            broker_port,
+            broker_port: broker.port(),
+            table: if broker.is_ipv4() {
+                "/proc/net/tcp"
+            } else {
+                "/proc/net/tcp6"
+            },
             publishers: publishers.iter().copied().collect(),
             subscribers: subscribers.iter().copied().collect(),
             total: Snapshot::default(),
@@ -51,14 +64,8 @@ impl Sampler {
     /// (not Linux) nothing is recorded.
     pub fn sample(&mut self) {
         let mut now = Snapshot::default();
-        let mut any = false;
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            if let Ok(text) = std::fs::read_to_string(table) {
-                any = true;
-                self.add(&text, &mut now);
-            }
-        }
-        if any {
+        if let Ok(text) = std::fs::read_to_string(self.table) {
+            self.add(&text, &mut now);
             self.total.publisher_send += now.publisher_send;
             self.total.broker_receive += now.broker_receive;
             self.total.broker_send += now.broker_send;
