@@ -93,6 +93,9 @@ pub struct Config {
     pub reconcile_memory_budget: u64,
     /// Jobs running at once (0: the number of cores).
     pub job_concurrency: usize,
+    /// Threads `stompede serve` runs sessions on (0: one per core). An application that embeds
+    /// the broker runs it on its own runtime, and this is not used.
+    pub workers: usize,
     /// Users who may control and watch every job.
     pub job_admins: Vec<String>,
     /// First retry delay of a failed chunk, in ms (doubling per attempt).
@@ -165,6 +168,7 @@ impl Default for Config {
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
             job_concurrency: 0,
+            workers: 0,
             job_admins: Vec::new(),
             job_retry_backoff_ms: 2_000,
             job_progress_interval_ms: 500,

@@ -83,6 +83,10 @@ struct ServeArgs {
     /// Where reconciliation jobs read their files [default: <data-dir>/import].
     #[arg(long, env = "STOMPEDE_IMPORT_DIR")]
     import_dir: Option<PathBuf>,
+    /// Threads that run the sessions (0: one per core) [default: 0]. On a machine shared with
+    /// other busy processes fewer threads hand less work between cores.
+    #[arg(long, env = "STOMPEDE_WORKERS")]
+    workers: Option<usize>,
     /// Log filter (tracing's EnvFilter syntax) [default: info].
     #[arg(long, env = "STOMPEDE_LOG", default_value = "info")]
     log: String,
@@ -156,6 +160,9 @@ impl ServeArgs {
         if let Some(v) = self.max_connections_per_second {
             config.max_connections_per_second = v;
         }
+        if let Some(v) = self.workers {
+            config.workers = v;
+        }
         Ok(config)
     }
 }
@@ -170,7 +177,11 @@ fn main() -> anyhow::Result<()> {
                 .init();
             let config = args.into_config()?;
             raise_open_file_limit();
-            tokio::runtime::Builder::new_multi_thread()
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if config.workers > 0 {
+                runtime.worker_threads(config.workers);
+            }
+            runtime
                 .enable_all()
                 .build()
                 .context("starting the runtime")?

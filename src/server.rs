@@ -281,6 +281,9 @@ impl Server {
             "stomp": self.stomp_addr.map(|a| a.to_string()),
             "http": self.http_addr.map(|a| a.to_string()),
             "ws": self.http_addr.map(|a| format!("ws://{a}/ws")),
+            "workers": tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|runtime| runtime.metrics().num_workers()),
         })
         .to_string()
     }

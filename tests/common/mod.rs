@@ -317,10 +317,17 @@ pub fn error_message(frame: &Frame) -> &str {
 pub struct ServerProcess {
     child: std::process::Child,
     pub stomp: SocketAddr,
+    /// The JSON line the binary prints once it listens.
+    pub listening: serde_json::Value,
 }
 
 impl ServerProcess {
     pub fn start(data_dir: &std::path::Path) -> ServerProcess {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts with extra `serve` flags.
+    pub fn start_with(data_dir: &std::path::Path, flags: &[&str]) -> ServerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stompede"))
             .args([
@@ -334,6 +341,7 @@ impl ServerProcess {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(flags)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -344,7 +352,11 @@ impl ServerProcess {
         let listening: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("no listening line ({e}): {line:?}"));
         let stomp = listening["stomp"].as_str().unwrap().parse().unwrap();
-        ServerProcess { child, stomp }
+        ServerProcess {
+            child,
+            stomp,
+            listening,
+        }
     }
 }
 
