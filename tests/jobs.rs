@@ -71,6 +71,13 @@ async fn submit(client: &mut Tcp, frame: Frame, early: &mut Vec<Frame>) -> Strin
     }
 }
 
+/// Ann watches her queues and submits a job: her client and the job's id.
+async fn ann_submits(addr: SocketAddr, frame: Frame) -> (Tcp, String) {
+    let mut ann = watcher(addr, "ann").await;
+    let id = submit(&mut ann, frame, &mut Vec::new()).await;
+    (ann, id)
+}
+
 /// A SUBSCRIBE to job `id`'s topic that first replays its events after `seq`.
 fn replay_since(id: &str, subscription: &str, seq: u64) -> Frame {
     Frame::new(Command::Subscribe)
@@ -362,11 +369,9 @@ async fn priorities_order_waiting_jobs_and_delays_hold_them() {
 #[tokio::test]
 async fn users_cannot_watch_or_control_each_others_jobs() {
     let s = start(|c| c.job_admins = vec!["root".into()]).await;
-    let mut ann = watcher(s.addr(), "ann").await;
-    let id = submit(
-        &mut ann,
+    let (mut ann, id) = ann_submits(
+        s.addr(),
         submit_frame(r#"{"chunks":3,"mibPerChunk":0,"chunkDelayMs":300}"#),
-        &mut Vec::new(),
     )
     .await;
     let mut bob = watcher(s.addr(), "bob").await;
@@ -450,11 +455,9 @@ async fn a_new_subscriber_gets_a_snapshot_or_a_replay_since_a_seq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_joins_the_live_events_without_a_gap_or_a_repeat() {
     let s = start(|_| {}).await;
-    let mut ann = watcher(s.addr(), "ann").await;
-    let id = submit(
-        &mut ann,
+    let (_ann, id) = ann_submits(
+        s.addr(),
         submit_frame(r#"{"chunks":300,"mibPerChunk":0,"chunkDelayMs":2}"#),
-        &mut Vec::new(),
     )
     .await;
     // Pages open one after another while the job runs, each asking for everything: some
@@ -536,11 +539,9 @@ async fn a_job_past_its_deadline_fails_as_expired_and_finished_jobs_are_removed(
         c.job_retention_ms = 1_000;
     })
     .await;
-    let mut ann = watcher(s.addr(), "ann").await;
-    let id = submit(
-        &mut ann,
+    let (mut ann, id) = ann_submits(
+        s.addr(),
         submit_frame(r#"{"chunks":1,"mibPerChunk":0}"#).header("delay", "60000"),
-        &mut Vec::new(),
     )
     .await;
     let events = events_until(&mut ann, &id, "JOB_FAILED", Vec::new()).await;
@@ -561,11 +562,9 @@ async fn a_job_past_its_deadline_fails_as_expired_and_finished_jobs_are_removed(
 async fn sigkill_mid_job_resumes_from_the_checkpoint_with_each_chunk_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::ServerProcess::start(dir.path());
-    let mut ann = watcher(server.stomp, "ann").await;
-    let id = submit(
-        &mut ann,
+    let (mut ann, id) = ann_submits(
+        server.stomp,
         submit_frame(r#"{"chunks":8,"mibPerChunk":1,"chunkDelayMs":250}"#),
-        &mut Vec::new(),
     )
     .await;
     let mut before = Vec::new();

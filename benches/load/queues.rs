@@ -34,9 +34,10 @@ struct Snapshot {
 /// Samples the queues of one run's connections.
 pub struct Sampler {
     broker_port: u16,
-    /// `/proc/net/tcp` or `/proc/net/tcp6`: reading one walks the kernel's whole connection
-    /// table, so only the broker's address family is read.
-    table: &'static str,
+    /// `/proc/net/tcp` and/or `/proc/net/tcp6`. Reading one walks the kernel's whole
+    /// connection table, so only the family the tool connected with is read, unless the
+    /// broker's ends turn out to be in the other one (a JVM accepts IPv4 on IPv6 sockets).
+    tables: Vec<&'static str>,
     publishers: HashSet<u16>,
     subscribers: HashSet<u16>,
     total: Snapshot,
@@ -48,11 +49,11 @@ impl Sampler {
     pub fn new(broker: SocketAddr, publishers: &[u16], subscribers: &[u16]) -> Sampler {
         Sampler {
             broker_port: broker.port(),
-            table: if broker.is_ipv4() {
+            tables: vec![if broker.is_ipv4() {
                 "/proc/net/tcp"
             } else {
                 "/proc/net/tcp6"
-            },
+            }],
             publishers: publishers.iter().copied().collect(),
             subscribers: subscribers.iter().copied().collect(),
             total: Snapshot::default(),
@@ -63,16 +64,35 @@ impl Sampler {
     /// Reads the queues once and adds them to the running means. Without `/proc/net/tcp`
     /// (not Linux) nothing is recorded.
     pub fn sample(&mut self) {
-        let mut now = Snapshot::default();
-        if let Ok(text) = std::fs::read_to_string(self.table) {
-            self.add(&text, &mut now);
-            self.total.publisher_send += now.publisher_send;
-            self.total.broker_receive += now.broker_receive;
-            self.total.broker_send += now.broker_send;
-            self.total.subscriber_receive += now.subscriber_receive;
-            self.total.broker_sockets = self.total.broker_sockets.max(now.broker_sockets);
-            self.samples += 1;
+        let Some(mut now) = self.read() else {
+            return;
+        };
+        if self.samples == 0 && now.broker_sockets == 0 && self.tables == ["/proc/net/tcp"] {
+            self.tables.push("/proc/net/tcp6");
+            match self.read() {
+                Some(again) => now = again,
+                None => return,
+            }
         }
+        self.total.publisher_send += now.publisher_send;
+        self.total.broker_receive += now.broker_receive;
+        self.total.broker_send += now.broker_send;
+        self.total.subscriber_receive += now.subscriber_receive;
+        self.total.broker_sockets = self.total.broker_sockets.max(now.broker_sockets);
+        self.samples += 1;
+    }
+
+    /// The queues now, from the tables this sampler reads; `None` when none can be read.
+    fn read(&self) -> Option<Snapshot> {
+        let mut now = Snapshot::default();
+        let mut read = false;
+        for table in &self.tables {
+            if let Ok(text) = std::fs::read_to_string(table) {
+                self.add(&text, &mut now);
+                read = true;
+            }
+        }
+        read.then_some(now)
     }
 
     fn add(&self, table: &str, into: &mut Snapshot) {
