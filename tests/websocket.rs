@@ -325,3 +325,58 @@ async fn a_close_frame_is_answered_with_a_close_frame_even_before_connect() {
         "after CONNECT: {out:?}"
     );
 }
+
+/// Bodies around the size at which the writer stops copying a message into each subscriber's
+/// buffer and writes it from the shared message instead, and around WebSocket's length classes.
+const SIZES: [usize; 12] = [
+    0, 1, 2_000, 2_047, 2_048, 2_049, 9_000, 65_535, 65_536, 70_000, 1_000_000, 3,
+];
+
+fn sized_body(n: usize, size: usize) -> Vec<u8> {
+    // Every third one is not UTF-8, so it travels as a binary WebSocket message.
+    let base = if n % 3 == 2 { 0x80 } else { b'a' };
+    (0..size).map(|i| base + ((i + n) % 26) as u8).collect()
+}
+
+#[tokio::test]
+async fn small_and_large_messages_interleaved_arrive_intact_over_websocket_and_tcp() {
+    let server = TestServer::start().await;
+    let mut ws = Ws::open(&server.ws_url(), "v12.stomp").await;
+    ws.text("CONNECT\naccept-version:1.2\n\n\0").await;
+    ws.frame().await;
+    ws.text("SUBSCRIBE\nid:w\ndestination:/topic/sizes\nreceipt:s\n\n\0")
+        .await;
+    assert_eq!(ws.frame().await.0.command, Command::Receipt);
+    let mut tcp = Tcp::connect(server.stomp(), "tcp").await;
+    tcp.subscribe("t", "/topic/sizes", "auto").await;
+
+    // Sent back to back, so each subscriber's writer takes several in one batch.
+    let mut publisher = Tcp::connect(server.stomp(), "publisher").await;
+    for (n, size) in SIZES.iter().enumerate() {
+        publisher
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/topic/sizes")
+                    .header("x-n", n.to_string())
+                    .body(sized_body(n, *size)),
+            )
+            .await;
+    }
+    for (n, size) in SIZES.iter().enumerate() {
+        let (frame, text) = ws.frame().await;
+        assert_eq!(frame.get("x-n"), Some(n.to_string().as_str()));
+        assert_eq!(frame.get("subscription"), Some("w"));
+        assert_eq!(text, n % 3 != 2, "message {n}: text or binary");
+        assert!(
+            frame.body[..] == sized_body(n, *size)[..],
+            "message {n} ({size} bytes) over WebSocket"
+        );
+        let frame = tcp.frame().await;
+        assert_eq!(frame.get("x-n"), Some(n.to_string().as_str()));
+        assert_eq!(frame.get("subscription"), Some("t"));
+        assert!(
+            frame.body[..] == sized_body(n, *size)[..],
+            "message {n} ({size} bytes) over TCP"
+        );
+    }
+}

@@ -112,12 +112,21 @@ pub fn cpu_seconds(pid: &str, ticks: f64) -> Result<f64> {
 
 /// Resident memory of `pid` in KiB (VmRSS).
 pub fn rss_kib(pid: &str) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The most resident memory `pid` has had since it started, in KiB (VmHWM).
+pub fn peak_rss_kib(pid: &str) -> Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: &str, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS not found")
+        .with_context(|| format!("{field} not found"))
 }
 
 /// A snapshot of a process's counters.
@@ -125,6 +134,8 @@ pub fn rss_kib(pid: &str) -> Result<u64> {
 pub struct Usage {
     pub cpu_s: Option<f64>,
     pub rss_kib: Option<u64>,
+    /// The peak since the process started (a spawned broker starts fresh for each run).
+    pub peak_rss_kib: Option<u64>,
 }
 
 impl Usage {
@@ -134,6 +145,7 @@ impl Usage {
             Some(pid) => Usage {
                 cpu_s: cpu_seconds(pid, ticks).ok(),
                 rss_kib: rss_kib(pid).ok(),
+                peak_rss_kib: peak_rss_kib(pid).ok(),
             },
         }
     }

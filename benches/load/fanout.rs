@@ -781,6 +781,7 @@ pub fn measure(env: &Env, plan: Plan) -> Result<Measured> {
     let mib = |k: Option<u64>| k.map_or(Value::Null, |k| json!(k as f64 / 1024.0));
     f.insert("broker_rss_mib_before".into(), mib(before.rss_kib));
     f.insert("broker_rss_mib_after".into(), mib(after.rss_kib));
+    f.insert("broker_peak_rss_mib".into(), mib(after.peak_rss_kib));
     f.insert("client_cpu_s".into(), (cpu1 - cpu0).into());
     f.insert("elapsed_s".into(), secs.into());
     f.insert("timed_out".into(), timed_out.into());

@@ -36,6 +36,7 @@ pub const FANOUT: &[Column] = &[
     ("broker CPU s/M", "broker_cpu_s_per_million", Fmt::Dec(2)),
     ("RSS MiB before", "broker_rss_mib_before", Fmt::Dec(1)),
     ("after", "broker_rss_mib_after", Fmt::Dec(1)),
+    ("peak", "broker_peak_rss_mib", Fmt::Dec(1)),
     ("tool CPU s", "client_cpu_s", Fmt::Dec(1)),
     ("secs", "elapsed_s", Fmt::Dec(1)),
     ("ok", "ok", Fmt::Raw),

@@ -2,10 +2,11 @@
 //! when the line has been quiet. It never waits on the session's reads, so a session whose
 //! reading is paused (flow control) keeps receiving.
 
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use stompede_protocol::{
     encode, encoded_len_estimate, names, write_command, write_header, Command, Escaping, Version,
 };
@@ -18,6 +19,10 @@ use crate::transport::{write_frame, FrameSink};
 
 /// Most items taken from the outbox per write.
 const BATCH: usize = 256;
+/// Message tails at least this long are written from the message itself instead of being
+/// copied into each subscriber's write buffer: one copy of the body less per subscriber, and
+/// a writer's buffer does not grow to the size of the messages it sends.
+const SPLICE_MIN: usize = 2 * 1024;
 /// Time allowed for the farewell ERROR to a session being cut off.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -34,7 +39,7 @@ pub async fn run<W: FrameSink>(
     metrics: Arc<Metrics>,
 ) {
     let mut batch = Vec::new();
-    let mut buf = BytesMut::new();
+    let mut out = Output::default();
     let mut last_write = Instant::now();
     loop {
         let next = tokio::select! {
@@ -45,11 +50,11 @@ pub async fn run<W: FrameSink>(
         let mut drained = true;
         match next {
             Wake::HeartBeat => {
-                let start = sink.begin_frame(&mut buf, 1);
-                buf.put_u8(b'\n');
-                sink.end_frame(&mut buf, start, true);
+                let start = sink.begin_frame(&mut out.buf, 1);
+                out.buf.put_u8(b'\n');
+                sink.end_frame(&mut out.buf, start, true, 0);
             }
-            Wake::Control => sink.take_control(&mut buf),
+            Wake::Control => sink.take_control(&mut out.buf),
             Wake::Outbox(Ok(())) => {
                 drained = batch.len() < BATCH;
                 let settled: Vec<_> = batch
@@ -59,12 +64,12 @@ pub async fn run<W: FrameSink>(
                         Outgoing::Frame(_) => None,
                     })
                     .collect();
-                encode_batch(&sink, &mut buf, &mut batch, version);
-                let written = sink.write_all(&buf).await;
+                encode_batch(&sink, &mut out, &mut batch, version);
+                let written = out.write_to(&mut sink).await;
                 if written.is_ok() {
                     settled.iter().for_each(|s| s.written());
                 }
-                if finish_write(written, &mut buf, drained, &outbox).is_err() {
+                if finish_write(written, &mut out, drained, &outbox).is_err() {
                     return;
                 }
                 if drained {
@@ -79,8 +84,8 @@ pub async fn run<W: FrameSink>(
                 return;
             }
         }
-        let written = sink.write_all(&buf).await;
-        if finish_write(written, &mut buf, drained, &outbox).is_err() {
+        let written = out.write_to(&mut sink).await;
+        if finish_write(written, &mut out, drained, &outbox).is_err() {
             return;
         }
         last_write = Instant::now();
@@ -94,19 +99,54 @@ enum Wake {
     HeartBeat,
 }
 
-/// Clears the buffer after a write (letting it go when the outbox is drained); on a failed
-/// write closes the outbox.
+/// What one write sends: the writer's own buffer, with large shared message tails spliced in.
+#[derive(Default)]
+struct Output {
+    buf: BytesMut,
+    /// `(offset, tail)`: each tail goes out right after `buf[..offset]`, in order.
+    spliced: Vec<(usize, Bytes)>,
+}
+
+impl Output {
+    async fn write_to<W: FrameSink>(&self, sink: &mut W) -> io::Result<()> {
+        if self.spliced.is_empty() {
+            return sink.write_all(&self.buf).await;
+        }
+        let mut parts = Vec::with_capacity(2 * self.spliced.len() + 1);
+        let mut from = 0;
+        for (at, tail) in &self.spliced {
+            if *at > from {
+                parts.push(IoSlice::new(&self.buf[from..*at]));
+            }
+            parts.push(IoSlice::new(tail));
+            from = *at;
+        }
+        if self.buf.len() > from {
+            parts.push(IoSlice::new(&self.buf[from..]));
+        }
+        sink.write_all_vectored(&mut parts).await
+    }
+
+    /// Empties the output; `release` also lets its memory go.
+    fn clear(&mut self, release: bool) {
+        if release {
+            *self = Output::default();
+        } else {
+            self.buf.clear();
+            self.spliced.clear();
+        }
+    }
+}
+
+/// Clears the output after a write (letting its memory go when the outbox is drained); on a
+/// failed write closes the outbox.
 fn finish_write(
-    written: std::io::Result<()>,
-    buf: &mut BytesMut,
+    written: io::Result<()>,
+    out: &mut Output,
     drained: bool,
     outbox: &Outbox,
-) -> std::io::Result<()> {
-    if drained {
-        *buf = BytesMut::new();
-    } else {
-        buf.clear();
-    }
+) -> io::Result<()> {
+    out.clear(drained);
     if written.is_err() {
         outbox.close(CloseReason::Broken);
     }
@@ -120,26 +160,36 @@ async fn sleep_until_beat(last_write: Instant, heartbeat: Option<Duration>) {
     }
 }
 
-/// Encodes the batch into `buf`, each item one frame of the transport.
+/// Encodes the batch into `out`, each item one frame of the transport.
 fn encode_batch<W: FrameSink>(
     sink: &W,
-    buf: &mut BytesMut,
+    out: &mut Output,
     batch: &mut Vec<Outgoing>,
     version: Version,
 ) {
     for item in batch.drain(..) {
         match &item {
             Outgoing::Frame(frame) => {
-                let start = sink.begin_frame(buf, encoded_len_estimate(frame));
-                encode(frame, version, buf);
-                sink.end_frame(buf, start, true);
+                let start = sink.begin_frame(&mut out.buf, encoded_len_estimate(frame));
+                encode(frame, version, &mut out.buf);
+                sink.end_frame(&mut out.buf, start, true, 0);
             }
             Outgoing::Delivery(delivery) => {
                 let tail = delivery.message.tail(version);
                 let hint = DELIVERY_HEAD + delivery.subscription.len() + tail.len();
-                let start = sink.begin_frame(buf, hint);
-                write_delivery(buf, delivery, version);
-                sink.end_frame(buf, start, delivery.message.text);
+                let start = sink.begin_frame(&mut out.buf, hint);
+                let splice = tail.len() >= SPLICE_MIN;
+                out.buf
+                    .reserve(if splice { hint - tail.len() } else { hint } + 64);
+                write_delivery_head(&mut out.buf, delivery, version);
+                let text = delivery.message.text;
+                if splice {
+                    sink.end_frame(&mut out.buf, start, text, tail.len());
+                    out.spliced.push((out.buf.len(), tail.clone()));
+                } else {
+                    out.buf.extend_from_slice(tail);
+                    sink.end_frame(&mut out.buf, start, text, 0);
+                }
             }
         }
     }
@@ -149,11 +199,9 @@ fn encode_batch<W: FrameSink>(
 /// names, separators), for size hints.
 const DELIVERY_HEAD: usize = 24;
 
-/// A MESSAGE: the per-subscription headers, then the message's shared, pre-encoded tail.
-fn write_delivery(buf: &mut BytesMut, delivery: &Delivery, version: Version) {
+/// A MESSAGE's per-subscription headers; the message's shared, pre-encoded tail follows.
+fn write_delivery_head(buf: &mut BytesMut, delivery: &Delivery, version: Version) {
     let escaping = Escaping::for_frame(Command::Message, version);
-    let tail = delivery.message.tail(version);
-    buf.reserve(64 + delivery.subscription.len() + tail.len());
     write_command(buf, Command::Message);
     write_header(buf, escaping, names::SUBSCRIPTION, &delivery.subscription);
     if let Some(ack) = &delivery.ack {
@@ -162,7 +210,6 @@ fn write_delivery(buf: &mut BytesMut, delivery: &Delivery, version: Version) {
     if delivery.redelivered {
         write_header(buf, escaping, "redelivered", "true");
     }
-    buf.extend_from_slice(tail);
 }
 
 /// The last frame of a session that is being closed, when there is one to send.

@@ -15,6 +15,7 @@ use std::io;
 
 use bytes::BytesMut;
 use stompede_protocol::{DecodeError, Decoded, Decoder};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 pub(crate) use rate::{ConnectionRate, RateLimits};
@@ -74,17 +75,26 @@ pub struct FrameStart {
 
 /// The writing side of a connection. The writer encodes frames into one buffer, each between
 /// [`begin_frame`](FrameSink::begin_frame) and [`end_frame`](FrameSink::end_frame) (which add
-/// the transport's own framing, if any), and writes the buffer with one call.
+/// the transport's own framing, if any), and writes the buffer with one call; large message
+/// tails, shared by every subscriber, are not copied into it but written from where they are
+/// ([`write_all_vectored`](FrameSink::write_all_vectored)).
 pub trait FrameSink: Send + 'static {
     /// Starts a frame at the end of `buf`; `size_hint` is the expected size of the frame.
     fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart;
 
-    /// Ends the frame started at `start`: everything after it is one frame, sent as text when
-    /// `text` (message transports).
-    fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool);
+    /// Ends the frame started at `start`: everything after it, then `spliced` bytes that will
+    /// be written right after `buf`'s current end from a buffer of their own, make one frame,
+    /// sent as text when `text` (message transports).
+    fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool, spliced: usize);
 
     /// Writes all of `bytes` to the socket.
     fn write_all(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes all of `parts`, in order, with as few system calls as the socket allows.
+    fn write_all_vectored(
+        &mut self,
+        parts: &mut [io::IoSlice<'_>],
+    ) -> impl Future<Output = io::Result<()>> + Send;
 
     /// Resolves when the transport has frames of its own to send (a WebSocket pong); the
     /// writer then calls [`take_control`](FrameSink::take_control).
@@ -117,8 +127,29 @@ pub async fn write_frame<W: FrameSink>(sink: &mut W, bytes: &[u8], text: bool) -
     let mut buf = BytesMut::with_capacity(bytes.len() + 16);
     let start = sink.begin_frame(&mut buf, bytes.len());
     buf.extend_from_slice(bytes);
-    sink.end_frame(&mut buf, start, text);
+    sink.end_frame(&mut buf, start, text, 0);
     sink.write_all(&buf).await
+}
+
+/// Most buffers one `writev` takes (Linux's `UIO_MAXIOV`).
+const MAX_IOVECS: usize = 1024;
+
+/// Writes every byte of `parts`: one `writev` when the socket takes it all, more when not.
+pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin + Send + ?Sized>(
+    write: &mut W,
+    mut parts: &mut [io::IoSlice<'_>],
+) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        let n = write
+            .write_vectored(&parts[..parts.len().min(MAX_IOVECS)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        io::IoSlice::advance_slices(&mut parts, n);
+    }
+    Ok(())
 }
 
 /// Sizes reads: a quiet connection reads into a small buffer, one whose reads fill the buffer
@@ -203,5 +234,63 @@ mod read_size_tests {
         size.prepare(&mut buf);
         assert_eq!(&buf[..], b"SEND\n");
         assert!(buf.capacity() - buf.len() >= ReadSize::MIN / 2);
+    }
+}
+
+#[cfg(test)]
+mod vectored_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn every_part_arrives_in_order_through_partial_writes() {
+        // A 64-byte pipe takes a few bytes of one part per write, so every write is partial.
+        let (mut write, mut read) = tokio::io::duplex(64);
+        let parts: Vec<Vec<u8>> = (0..2_000u32)
+            .map(|i| vec![(i % 251) as u8; (i as usize * 7) % 300 + 1])
+            .collect();
+        let expected: Vec<u8> = parts.concat();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            read.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+        write_all_vectored(&mut write, &mut slices).await.unwrap();
+        drop(write);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_takes_nothing_is_an_error_not_a_loop() {
+        struct Refuses;
+        impl AsyncWrite for Refuses {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &[u8],
+            ) -> std::task::Poll<io::Result<usize>> {
+                std::task::Poll::Ready(Ok(0))
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        let mut slices = [io::IoSlice::new(b"abc")];
+        let error = write_all_vectored(&mut Refuses, &mut slices)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WriteZero);
     }
 }

@@ -327,9 +327,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
         FrameStart { at, head }
     }
 
-    fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool) {
+    fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool, spliced: usize) {
         let FrameStart { at, head } = start;
-        let len = buf.len() - at - head;
+        let here = buf.len() - at - head;
+        let len = here + spliced;
         let need = frame::server_head_len(len);
         if need != head {
             // The hint was in another length class: move the payload (rare).
@@ -338,7 +339,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
                 buf.put_bytes(0, need - head);
             }
             buf.copy_within(at + head..end, at + need);
-            buf.truncate(at + need + len);
+            buf.truncate(at + need + here);
         }
         let opcode = if text { frame::TEXT } else { frame::BINARY };
         frame::write_server_head(&mut buf[at..at + need], opcode, len);
@@ -346,6 +347,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
 
     async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write.write_all(bytes).await?;
+        self.write.flush().await
+    }
+
+    async fn write_all_vectored(&mut self, parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+        super::write_all_vectored(&mut self.write, parts).await?;
         self.write.flush().await
     }
 
@@ -630,6 +636,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_spliced_tail_counts_in_its_frame_s_length() {
+        let sink = WsSink {
+            write: tokio::io::sink(),
+            shared: Arc::new(Shared::default()),
+        };
+        // Heads in the buffer, tails written after them from elsewhere, in every length
+        // class and with hints that under- and over-estimate.
+        let mut wire = Vec::new();
+        let cases = [
+            (3usize, 0usize),
+            (10, 2_048),
+            (100, 65_000),
+            (5, 65_600),
+            (0, 300_000),
+        ];
+        for (i, (head, tail)) in cases.iter().enumerate() {
+            for hint in [0usize, head + tail] {
+                let mut buf = BytesMut::new();
+                let start = sink.begin_frame(&mut buf, hint);
+                buf.extend(std::iter::repeat_n(b'h', *head));
+                sink.end_frame(&mut buf, start, i % 2 == 0, *tail);
+                wire.extend_from_slice(&buf);
+                wire.extend(std::iter::repeat_n(b't', *tail));
+            }
+        }
+        let frames = server_frames(&wire);
+        assert_eq!(frames.len(), cases.len() * 2);
+        for (n, (opcode, payload)) in frames.iter().enumerate() {
+            let (head, tail) = cases[n / 2];
+            assert_eq!(*opcode, if (n / 2) % 2 == 0 { TEXT } else { BINARY });
+            assert_eq!(payload.len(), head + tail);
+            assert!(payload[..head].iter().all(|b| *b == b'h'));
+            assert!(payload[head..].iter().all(|b| *b == b't'));
+        }
+    }
+
+    #[tokio::test]
     async fn frames_are_framed_whatever_the_size_hint_said() {
         let sink = WsSink {
             write: tokio::io::sink(),
@@ -641,7 +684,7 @@ mod tests {
             for hint in [0usize, 100, 1000, 100_000] {
                 let start = sink.begin_frame(&mut buf, hint);
                 buf.extend(std::iter::repeat_n(i as u8, *size));
-                sink.end_frame(&mut buf, start, i % 2 == 0);
+                sink.end_frame(&mut buf, start, i % 2 == 0, 0);
             }
         }
         let frames = server_frames(&buf);
