@@ -167,9 +167,7 @@ async fn a_paced_publisher_keeps_a_small_receive_buffer_over_tcp_and_websocket()
     publish(&mut tcp, count).await;
     assert_eq!(bounded(&server), 1, "the paced TCP publisher, once");
     // The WebSocket publisher comes through the HTTP server's upgrade.
-    let mut ws = Ws::open(&server.ws_url(), "v12.stomp").await;
-    ws.text("CONNECT\naccept-version:1.2\n\n\0").await;
-    assert_eq!(ws.frame().await.0.command, Command::Connected);
+    let mut ws = Ws::connect(&server.ws_url()).await;
     let _second_stuck = stuck_tcp(&server).await;
     let body = "x".repeat(BODY);
     for seq in count..2 * count {

@@ -34,16 +34,10 @@ async fn each_stomp_subprotocol_is_accepted_and_echoed() {
 #[tokio::test]
 async fn binary_bodies_round_trip_in_binary_frames_and_text_in_text() {
     let server = TestServer::start().await;
-    let mut sub = Ws::open(&server.ws_url(), "v12.stomp").await;
-    sub.text("CONNECT\naccept-version:1.2\n\n\0").await;
-    sub.frame().await;
-    sub.text("SUBSCRIBE\nid:0\ndestination:/topic/kinds\nreceipt:s\n\n\0")
-        .await;
-    assert_eq!(sub.frame().await.0.command, Command::Receipt);
+    let mut sub = Ws::connect(&server.ws_url()).await;
+    sub.subscribe("0", "/topic/kinds").await;
 
-    let mut publisher = Ws::open(&server.ws_url(), "v12.stomp").await;
-    publisher.text("CONNECT\naccept-version:1.2\n\n\0").await;
-    publisher.frame().await;
+    let mut publisher = Ws::connect(&server.ws_url()).await;
     let body: Vec<u8> = (0..=255u8).collect();
     let mut frame = format!(
         "SEND\ndestination:/topic/kinds\ncontent-length:{}\n\n",
@@ -341,12 +335,8 @@ fn sized_body(n: usize, size: usize) -> Vec<u8> {
 #[tokio::test]
 async fn small_and_large_messages_interleaved_arrive_intact_over_websocket_and_tcp() {
     let server = TestServer::start().await;
-    let mut ws = Ws::open(&server.ws_url(), "v12.stomp").await;
-    ws.text("CONNECT\naccept-version:1.2\n\n\0").await;
-    ws.frame().await;
-    ws.text("SUBSCRIBE\nid:w\ndestination:/topic/sizes\nreceipt:s\n\n\0")
-        .await;
-    assert_eq!(ws.frame().await.0.command, Command::Receipt);
+    let mut ws = Ws::connect(&server.ws_url()).await;
+    ws.subscribe("w", "/topic/sizes").await;
     let mut tcp = Tcp::connect(server.stomp(), "tcp").await;
     tcp.subscribe("t", "/topic/sizes", "auto").await;
 

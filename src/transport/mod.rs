@@ -139,6 +139,7 @@ pub(crate) async fn write_all_vectored<W: AsyncWrite + Unpin + Send + ?Sized>(
     write: &mut W,
     mut parts: &mut [io::IoSlice<'_>],
 ) -> io::Result<()> {
+    // Drop leading empty parts, so that a write of nothing is not taken for a closed peer.
     io::IoSlice::advance_slices(&mut parts, 0);
     while !parts.is_empty() {
         let n = write

@@ -203,6 +203,23 @@ impl Ws {
         Self::from_parts(socket, response)
     }
 
+    /// Opens with STOMP 1.2 and connects (CONNECTED read).
+    pub async fn connect(url: &str) -> Ws {
+        let mut ws = Ws::open(url, "v12.stomp").await;
+        ws.text("CONNECT\naccept-version:1.2\n\n\0").await;
+        assert_eq!(ws.frame().await.0.command, Command::Connected);
+        ws
+    }
+
+    /// Subscribes with a receipt and waits for it.
+    pub async fn subscribe(&mut self, id: &str, destination: &str) {
+        self.text(&format!(
+            "SUBSCRIBE\nid:{id}\ndestination:{destination}\nreceipt:sub-{id}\n\n\0"
+        ))
+        .await;
+        assert_eq!(self.frame().await.0.command, Command::Receipt);
+    }
+
     /// Opens over a given TCP stream (e.g. one with a tiny receive buffer).
     pub async fn open_on(stream: TcpStream, url: &str, protocols: &str) -> Ws {
         let (socket, response) = tokio_tungstenite::client_async(

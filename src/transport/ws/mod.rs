@@ -636,64 +636,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_spliced_tail_counts_in_its_frame_s_length() {
+    async fn frames_are_framed_whatever_the_size_hint_said_and_however_much_is_spliced() {
         let sink = WsSink {
             write: tokio::io::sink(),
             shared: Arc::new(Shared::default()),
         };
-        // Heads in the buffer, tails written after them from elsewhere, in every length
-        // class and with hints that under- and over-estimate.
-        let mut wire = Vec::new();
-        let cases = [
-            (3usize, 0usize),
-            (10, 2_048),
-            (100, 65_000),
-            (5, 65_600),
-            (0, 300_000),
-        ];
-        for (i, (head, tail)) in cases.iter().enumerate() {
-            for hint in [0usize, head + tail] {
-                let mut buf = BytesMut::new();
-                let start = sink.begin_frame(&mut buf, hint);
-                buf.extend(std::iter::repeat_n(b'h', *head));
-                sink.end_frame(&mut buf, start, i % 2 == 0, *tail);
-                wire.extend_from_slice(&buf);
-                wire.extend(std::iter::repeat_n(b't', *tail));
+        let mut wire = BytesMut::new();
+        let sizes = [0usize, 5, 125, 126, 300, 0xffff, 0x10000, 70_000, 300_000];
+        let spliced = |size: usize, n: usize| if n % 2 == 1 { size * 2 / 3 } else { 0 };
+        for (i, size) in sizes.iter().enumerate() {
+            for hint in [0usize, 100, 1000, 100_000] {
+                for n in 0..2 {
+                    let tail = spliced(*size, n);
+                    let start = sink.begin_frame(&mut wire, hint);
+                    wire.extend(std::iter::repeat_n(i as u8, size - tail));
+                    sink.end_frame(&mut wire, start, i % 2 == 0, tail);
+                    // What the writer sends from the shared message, right after the buffer.
+                    wire.extend(std::iter::repeat_n(i as u8 | 0x80, tail));
+                }
             }
         }
         let frames = server_frames(&wire);
-        assert_eq!(frames.len(), cases.len() * 2);
+        assert_eq!(frames.len(), sizes.len() * 8);
         for (n, (opcode, payload)) in frames.iter().enumerate() {
-            let (head, tail) = cases[n / 2];
-            assert_eq!(*opcode, if (n / 2) % 2 == 0 { TEXT } else { BINARY });
-            assert_eq!(payload.len(), head + tail);
-            assert!(payload[..head].iter().all(|b| *b == b'h'));
-            assert!(payload[head..].iter().all(|b| *b == b't'));
-        }
-    }
-
-    #[tokio::test]
-    async fn frames_are_framed_whatever_the_size_hint_said() {
-        let sink = WsSink {
-            write: tokio::io::sink(),
-            shared: Arc::new(Shared::default()),
-        };
-        let mut buf = BytesMut::new();
-        let sizes = [0usize, 5, 125, 126, 300, 0xffff, 0x10000, 70_000];
-        for (i, size) in sizes.iter().enumerate() {
-            for hint in [0usize, 100, 1000, 100_000] {
-                let start = sink.begin_frame(&mut buf, hint);
-                buf.extend(std::iter::repeat_n(i as u8, *size));
-                sink.end_frame(&mut buf, start, i % 2 == 0, 0);
-            }
-        }
-        let frames = server_frames(&buf);
-        assert_eq!(frames.len(), sizes.len() * 4);
-        for (n, (opcode, payload)) in frames.iter().enumerate() {
-            let i = n / 4;
+            let i = n / 8;
+            let head = sizes[i] - spliced(sizes[i], n);
             assert_eq!(*opcode, if i % 2 == 0 { TEXT } else { BINARY });
             assert_eq!(payload.len(), sizes[i]);
-            assert!(payload.iter().all(|b| *b == i as u8));
+            assert!(payload[..head].iter().all(|b| *b == i as u8));
+            assert!(payload[head..].iter().all(|b| *b == i as u8 | 0x80));
         }
     }
 }
