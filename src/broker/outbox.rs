@@ -9,6 +9,7 @@
 //! cap (a multiple of the mark) bounds memory even with many publishers at once.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -108,7 +109,7 @@ pub enum Pressure {
 /// outboxes (each within its own mark) cannot exhaust memory between them.
 #[derive(Debug)]
 pub struct MemoryBudget {
-    used: std::sync::atomic::AtomicUsize,
+    used: AtomicUsize,
     cap: usize,
 }
 
@@ -116,14 +117,14 @@ impl MemoryBudget {
     /// A budget of `cap` bytes.
     pub fn new(cap: usize) -> Arc<MemoryBudget> {
         Arc::new(MemoryBudget {
-            used: std::sync::atomic::AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
             cap,
         })
     }
 
     /// Bytes held now.
     pub fn used(&self) -> usize {
-        self.used.load(std::sync::atomic::Ordering::Relaxed)
+        self.used.load(Ordering::Relaxed)
     }
 
     fn over(&self) -> bool {
@@ -131,11 +132,11 @@ impl MemoryBudget {
     }
 
     fn add(&self, n: usize) {
-        self.used.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.used.fetch_add(n, Ordering::Relaxed);
     }
 
     fn sub(&self, n: usize) {
-        self.used.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        self.used.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -172,6 +173,9 @@ pub struct Outbox {
     // A std Mutex: every critical section is a few pointer moves and never awaits, so an async
     // mutex would only add cost.
     state: Mutex<State>,
+    /// Whether the state was above the mark when it last changed: read by queue dispatches,
+    /// which look at every consumer's outbox and should not take each one's lock for it.
+    full: AtomicBool,
     limits: OutboxLimits,
     writer_wake: Notify,
     room: Notify,
@@ -191,6 +195,7 @@ impl Outbox {
     pub fn new(limits: OutboxLimits, budget: Arc<MemoryBudget>) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::new(State::default()),
+            full: AtomicBool::new(false),
             limits,
             writer_wake: Notify::new(),
             room: Notify::new(),
@@ -237,7 +242,9 @@ impl Outbox {
         state.bytes += size;
         self.budget.add(size);
         state.items.push_back(item);
-        let pressure = if self.above_mark(&state) {
+        let above = self.above_mark(&state);
+        self.full.store(above, Ordering::Relaxed);
+        let pressure = if above {
             state.full_since.get_or_insert_with(Instant::now);
             Pressure::Full
         } else if self.budget.over() {
@@ -255,8 +262,7 @@ impl Outbox {
 
     /// True when above the high-water mark (queues skip such a consumer).
     pub fn is_full(&self) -> bool {
-        let state = self.lock();
-        self.above_mark(&state)
+        self.full.load(Ordering::Relaxed)
     }
 
     /// When the outbox went above the mark, if it is above it now.
@@ -360,7 +366,9 @@ impl Outbox {
         }
         state.bytes -= taken;
         self.budget.sub(taken);
-        if was_full && !self.above_mark(state) {
+        let above = self.above_mark(state);
+        self.full.store(above, Ordering::Relaxed);
+        if was_full && !above {
             state.full_since = None;
             let queues = state.queues.clone();
             drop(guard);
@@ -387,6 +395,7 @@ impl Outbox {
             }
             state.closed = Some(reason);
             state.full_since = None;
+            self.full.store(self.above_mark(&state), Ordering::Relaxed);
             std::mem::take(&mut state.queues)
         };
         drop(queues);

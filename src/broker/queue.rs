@@ -4,6 +4,7 @@
 //! the store from enqueue until acknowledged.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytestring::ByteString;
@@ -81,6 +82,9 @@ pub struct Consumer {
     /// Delivered, not yet acknowledged, in delivery order.
     // Lock order: a queue's state, then a consumer's inflight; never the other way round.
     inflight: Mutex<VecDeque<(ByteString, Queued)>>,
+    /// `inflight`'s length, kept with it, so that a dispatch can see which consumers have
+    /// credit without taking each one's lock.
+    held: AtomicUsize,
 }
 
 impl Consumer {
@@ -99,15 +103,27 @@ impl Consumer {
             ack_mode,
             prefetch,
             inflight: Mutex::new(VecDeque::new()),
+            held: AtomicUsize::new(0),
         }
     }
 
-    fn inflight(&self) -> MutexGuard<'_, VecDeque<(ByteString, Queued)>> {
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs `change` on the unacknowledged messages, then records how many there are.
+    fn with_inflight<T>(&self, change: impl FnOnce(&mut VecDeque<(ByteString, Queued)>) -> T) -> T {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let result = change(&mut inflight);
+        self.held.store(inflight.len(), Ordering::Relaxed);
+        result
     }
 
+    /// Messages delivered and not yet acknowledged.
+    fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Only a dispatch, under its queue's lock, adds to `inflight`, so a count read here can
+    /// be higher than the truth (an ACK racing) but never lower: prefetch is never exceeded.
     fn has_credit(&self) -> bool {
-        self.prefetch.is_none_or(|p| self.inflight().len() < p) && !self.outbox.is_full()
+        self.prefetch.is_none_or(|p| self.held() < p) && !self.outbox.is_full()
     }
 
     /// The `ack` id of message `id` delivered to this consumer.
@@ -118,18 +134,20 @@ impl Consumer {
     /// Takes the acknowledged messages out: `ack_id` and, in `client` mode, every one delivered
     /// before it. `None` when `ack_id` is not held by this consumer.
     pub fn take_acked(&self, ack_id: &str) -> Option<Vec<Queued>> {
-        let mut inflight = self.inflight();
-        let index = inflight.iter().position(|(id, _)| &**id == ack_id)?;
-        let taken = match self.ack_mode {
-            AckMode::Client => inflight.drain(..=index).map(|(_, q)| q).collect(),
-            _ => inflight.remove(index).map(|(_, q)| q).into_iter().collect(),
-        };
-        Some(taken)
+        self.with_inflight(|inflight| {
+            let index = inflight.iter().position(|(id, _)| &**id == ack_id)?;
+            Some(match self.ack_mode {
+                AckMode::Client => inflight.drain(..=index).map(|(_, q)| q).collect(),
+                _ => inflight.remove(index).map(|(_, q)| q).into_iter().collect(),
+            })
+        })
     }
 
     /// Finds the ack id of a held message by its `message-id` (STOMP 1.0/1.1 ACKs).
     pub fn ack_id_for_message(&self, message_id: &str) -> Option<ByteString> {
-        self.inflight()
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .find(|(_, q)| &*q.message.id == message_id)
             .map(|(id, _)| id.clone())
@@ -433,7 +451,8 @@ impl Queue {
         let returned = {
             let mut state = self.lock();
             state.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
-            let returned: Vec<Queued> = consumer.inflight().drain(..).map(|(_, q)| q).collect();
+            let returned: Vec<Queued> =
+                consumer.with_inflight(|inflight| inflight.drain(..).map(|(_, q)| q).collect());
             returned
         };
         consumer.outbox.unwatch_queue(self);
@@ -498,7 +517,7 @@ impl Queue {
                 settle,
             };
             if held {
-                consumer.inflight().push_back((ack_id, queued.clone()));
+                consumer.with_inflight(|inflight| inflight.push_back((ack_id, queued.clone())));
             }
             match consumer.outbox.push(Outgoing::Delivery(delivery)) {
                 Ok(_) => {
@@ -514,7 +533,7 @@ impl Queue {
                     // The session is going away; its cleanup removes the consumer. Keep the
                     // message here and stop offering to that consumer now.
                     if held {
-                        consumer.inflight().pop_back();
+                        consumer.with_inflight(VecDeque::pop_back);
                     }
                     queued.deliveries -= 1;
                     state.bytes += queued.message.size();
@@ -563,7 +582,7 @@ impl Queue {
             depth: state.messages.len(),
             bytes: state.bytes,
             consumers: state.consumers.len(),
-            unacked: state.consumers.iter().map(|c| c.inflight().len()).sum(),
+            unacked: state.consumers.iter().map(|c| c.held()).sum(),
         }
     }
 
