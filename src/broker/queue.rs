@@ -399,10 +399,13 @@ impl Queue {
     }
 
     /// Acknowledged messages: forgotten by the store; their credit goes back to the consumer.
-    pub fn acked(&self, taken: Vec<Queued>) {
-        if let Some(registry) = self.registry.upgrade() {
-            for queued in &taken {
-                registry.forget(&self.name, queued);
+    pub fn acked(self: &Arc<Self>, taken: Vec<Queued>) {
+        // Messages in memory only leave no trace in the store, and need no registry.
+        if taken.iter().any(|queued| queued.seq.is_some()) {
+            if let Some(registry) = self.registry.upgrade() {
+                for queued in &taken {
+                    registry.forget(&self.name, queued);
+                }
             }
         }
         self.dispatch();
@@ -410,7 +413,7 @@ impl Queue {
 
     /// Puts messages back at the front, in their order, marked redelivered; those delivered
     /// `max-deliveries` times move to the dead-letter queue instead. Then dispatches.
-    pub fn requeue(&self, returned: Vec<Queued>) {
+    pub fn requeue(self: &Arc<Self>, returned: Vec<Queued>) {
         if returned.is_empty() {
             return;
         }
@@ -461,16 +464,17 @@ impl Queue {
 
     /// Hands waiting messages to consumers with credit, round-robin, until one side runs out.
     /// Expired messages met on the way are dropped.
-    pub fn dispatch(&self) {
+    pub fn dispatch(self: &Arc<Self>) {
         let depth = self.dispatch_locked();
         self.release_producers(depth);
     }
 
     /// Dispatches; returns the depth left.
-    fn dispatch_locked(&self) -> usize {
-        let registry = self.registry.upgrade();
-        let me = registry.as_ref().and_then(|r| r.get(&self.name));
-        let now = now_ms();
+    fn dispatch_locked(self: &Arc<Self>) -> usize {
+        // Only stored messages need the registry (to update the store), and only expiring
+        // ones the clock: both are looked up when first needed, not on every dispatch.
+        let mut stored: Option<Option<Arc<QueueRegistry>>> = None;
+        let mut now = None;
         let mut state = self.lock();
         while !state.messages.is_empty() && !state.consumers.is_empty() {
             let count = state.consumers.len();
@@ -484,9 +488,14 @@ impl Queue {
                 break;
             };
             state.bytes -= queued.message.size();
-            if queued.expired(now) {
+            let registry = |stored: &mut Option<Option<Arc<QueueRegistry>>>| {
+                stored
+                    .get_or_insert_with(|| self.registry.upgrade())
+                    .clone()
+            };
+            if queued.expires != 0 && queued.expired(*now.get_or_insert_with(now_ms)) {
                 Metrics::incr(&self.metrics.messages_expired);
-                if let Some(registry) = &registry {
+                if let (Some(_), Some(registry)) = (queued.seq, registry(&mut stored)) {
                     registry.forget(&self.name, &queued);
                 }
                 continue;
@@ -495,15 +504,16 @@ impl Queue {
             state.next_consumer = index + 1;
             let consumer = state.consumers[index].clone();
             queued.deliveries += 1;
-            if let (Some(registry), Some(_)) = (&registry, queued.seq) {
+            if let (Some(_), Some(registry)) = (queued.seq, registry(&mut stored)) {
                 registry.count_delivery(&self.name, &queued);
             }
-            // Auto-ack persistent messages stay held until written (see `Settle`).
+            // Auto-ack persistent messages stay held until written (see `Settle`); auto-ack
+            // messages in memory only are done once handed over.
             let held = consumer.ack_mode != AckMode::Auto || queued.seq.is_some();
             let ack_id = consumer.ack_id(&queued.message.id);
-            let settle = match (&me, consumer.ack_mode, queued.seq) {
-                (Some(me), AckMode::Auto, Some(_)) => Some(Settle {
-                    queue: me.clone(),
+            let settle = match (consumer.ack_mode, queued.seq) {
+                (AckMode::Auto, Some(_)) => Some(Settle {
+                    queue: self.clone(),
                     consumer: consumer.clone(),
                     ack_id: ack_id.clone(),
                 }),
@@ -520,15 +530,7 @@ impl Queue {
                 consumer.with_inflight(|inflight| inflight.push_back((ack_id, queued.clone())));
             }
             match consumer.outbox.push(Outgoing::Delivery(delivery)) {
-                Ok(_) => {
-                    if !held {
-                        // Auto-ack and in memory only: delivered is done.
-                        if let Some(registry) = &registry {
-                            registry.forget(&self.name, &queued);
-                        }
-                    }
-                    Metrics::incr(&self.metrics.messages_delivered);
-                }
+                Ok(_) => Metrics::incr(&self.metrics.messages_delivered),
                 Err(_closed) => {
                     // The session is going away; its cleanup removes the consumer. Keep the
                     // message here and stop offering to that consumer now.
