@@ -87,14 +87,19 @@ pub trait FrameSink: Send + 'static {
     /// sent as text when `text` (message transports).
     fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool, spliced: usize);
 
-    /// Writes all of `bytes` to the socket.
-    fn write_all(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-
     /// Writes all of `parts`, in order, with as few system calls as the socket allows.
     fn write_all_vectored(
         &mut self,
         parts: &mut [io::IoSlice<'_>],
     ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes all of `bytes` to the socket.
+    fn write_all(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            self.write_all_vectored(&mut [io::IoSlice::new(bytes)])
+                .await
+        }
+    }
 
     /// Resolves when the transport has frames of its own to send (a WebSocket pong); the
     /// writer then calls [`take_control`](FrameSink::take_control).

@@ -75,10 +75,6 @@ impl FrameSink for TcpSink {
 
     fn end_frame(&self, _buf: &mut BytesMut, _start: FrameStart, _text: bool, _spliced: usize) {}
 
-    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write.write_all(bytes).await
-    }
-
     async fn write_all_vectored(&mut self, parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
         super::write_all_vectored(&mut self.write, parts).await
     }

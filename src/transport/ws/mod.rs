@@ -345,11 +345,6 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
         frame::write_server_head(&mut buf[at..at + need], opcode, len);
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write.write_all(bytes).await?;
-        self.write.flush().await
-    }
-
     async fn write_all_vectored(&mut self, parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
         super::write_all_vectored(&mut self.write, parts).await?;
         self.write.flush().await
