@@ -102,7 +102,14 @@ impl LocalSubscription {
     pub async fn next(&self) -> Option<Arc<Message>> {
         loop {
             match self.outbox.pop().await? {
-                Outgoing::Delivery(delivery) => return Some(delivery.message),
+                Outgoing::Delivery(delivery) => {
+                    // Handed over is delivered: an auto-acknowledged persistent message is
+                    // acknowledged now, as a session's writer does once it wrote it.
+                    if let Some(settle) = &delivery.settle {
+                        settle.written();
+                    }
+                    return Some(delivery.message);
+                }
                 Outgoing::Frame(_) => continue,
             }
         }

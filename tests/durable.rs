@@ -517,3 +517,43 @@ async fn concurrent_persistent_producers_never_take_a_queue_past_its_limit() {
     let stored = broker.store().unwrap().load_messages().unwrap();
     assert_eq!(stored.iter().map(|(_, m)| m.len()).sum::<usize>(), 25);
 }
+
+#[tokio::test]
+async fn a_local_client_consuming_persistent_messages_acknowledges_them() {
+    let server = TestServer::start().await;
+    let local = server.server.local_client("app");
+    let subscription = local.subscribe("/queue/local-persistent").unwrap();
+    let mut p = Tcp::connect(server.stomp(), "p").await;
+    for n in 0..3 {
+        p.send_receipted(
+            send("/queue/local-persistent", &format!("m{n}")).header("persistent", "true"),
+            &n.to_string(),
+        )
+        .await;
+    }
+    for n in 0..3 {
+        let message = tokio::time::timeout(common::WAIT, subscription.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&message.body[..], format!("m{n}").as_bytes());
+    }
+    // Taken by the in-process consumer means acknowledged: nothing is held back for a
+    // redelivery, and the store forgot the messages.
+    let stats = server
+        .server
+        .broker()
+        .queue_stats()
+        .into_iter()
+        .find(|q| q.name == "/queue/local-persistent")
+        .unwrap();
+    assert_eq!((stats.depth, stats.unacked), (0, 0), "{stats:?}");
+    let stored = server
+        .server
+        .broker()
+        .store()
+        .unwrap()
+        .load_messages()
+        .unwrap();
+    assert!(stored.is_empty(), "still stored: {stored:?}");
+}

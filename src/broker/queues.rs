@@ -202,12 +202,15 @@ impl QueueRegistry {
             queued.message.body.clone(),
             queued.message.text,
         );
-        self.forget(queue, &queued);
         Metrics::incr(&self.metrics.messages_dead_lettered);
         tracing::warn!(queue, dead_letter_queue = %dlq_name, message_id = %queued.message.id, deliveries = queued.deliveries, "message dead-lettered");
+        // Stored on the dead-letter queue before it leaves its own: the store's log keeps
+        // writes in order, so a crash in between leaves the message in both places (it is
+        // delivered twice), never in neither.
         if let Err(error) = self.queue(&dlq_name).enqueue(Arc::new(message)) {
             tracing::error!(queue = %dlq_name, %error, "dead-letter queue refused a message; it is dropped");
         }
+        self.forget(queue, &queued);
     }
 
     /// Loads every stored message back into its queue; those delivered before the restart

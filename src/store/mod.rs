@@ -211,8 +211,10 @@ impl Store {
     /// Forgets a queue message (acknowledged, expired, moved or purged).
     pub fn remove_message(&self, queue: &str, seq: u64) -> Result<(), StoreError> {
         let key = message_key(queue, seq);
-        self.inner.messages.remove(&key)?;
+        // The count first: a crash in between leaves a message that looks less tried than it
+        // was, not a count that no message will ever remove.
         self.inner.deliveries.remove(&key)?;
+        self.inner.messages.remove(&key)?;
         self.wrote();
         Ok(())
     }
@@ -236,8 +238,8 @@ impl Store {
         let mut removed = 0;
         for key in self.inner.messages.scan_prefix(queue_prefix(queue)).keys() {
             let key = key?;
-            self.inner.messages.remove(&key)?;
             self.inner.deliveries.remove(&key)?;
+            self.inner.messages.remove(&key)?;
             removed += 1;
         }
         self.wrote();
