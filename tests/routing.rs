@@ -22,15 +22,15 @@ const QUIET: Duration = Duration::from_millis(200);
 async fn topic_patterns_match_one_or_many_segments() {
     let server = TestServer::start().await;
     let mut all = Tcp::connect(server.stomp(), "a").await;
-    all.subscribe("all", "/topic/jobs/**", "auto").await;
+    all.subscribe("all", "/topic/prices/**", "auto").await;
     let mut one = Tcp::connect(server.stomp(), "b").await;
-    one.subscribe("one", "/topic/jobs/*", "auto").await;
+    one.subscribe("one", "/topic/prices/*", "auto").await;
     let mut publisher = Tcp::connect(server.stomp(), "p").await;
     publisher
-        .send_receipted(send("/topic/jobs/1", "a"), "1")
+        .send_receipted(send("/topic/prices/1", "a"), "1")
         .await;
     publisher
-        .send_receipted(send("/topic/jobs/1/chunks", "b"), "2")
+        .send_receipted(send("/topic/prices/1/chunks", "b"), "2")
         .await;
     publisher
         .send_receipted(send("/topic/other", "c"), "3")
@@ -39,7 +39,7 @@ async fn topic_patterns_match_one_or_many_segments() {
     assert_eq!(got, ["a", "b"]);
     let first = one.frame().await;
     assert_eq!(&first.body[..], b"a");
-    assert_eq!(first.get("destination"), Some("/topic/jobs/1"));
+    assert_eq!(first.get("destination"), Some("/topic/prices/1"));
     assert_eq!(first.get("subscription"), Some("one"));
     assert!(one.maybe_frame(QUIET).await.is_none());
 }
@@ -226,23 +226,23 @@ async fn prefetch_bounds_unacknowledged_messages() {
 async fn user_destinations_reach_every_session_of_that_user_only() {
     let server = TestServer::start().await;
     let mut alice1 = Tcp::connect(server.stomp(), "alice").await;
-    alice1.subscribe("p", "/user/queue/progress", "auto").await;
+    alice1.subscribe("p", "/user/queue/inbox", "auto").await;
     let mut alice2 = Tcp::connect(server.stomp(), "alice").await;
-    alice2.subscribe("p", "/user/queue/progress", "auto").await;
+    alice2.subscribe("p", "/user/queue/inbox", "auto").await;
     let mut bob = Tcp::connect(server.stomp(), "bob").await;
-    bob.subscribe("p", "/user/queue/progress", "auto").await;
+    bob.subscribe("p", "/user/queue/inbox", "auto").await;
     let mut system = Tcp::connect(server.stomp(), "alice").await;
     system
-        .send_receipted(send("/user/alice/queue/progress", "50%"), "r")
+        .send_receipted(send("/user/alice/queue/inbox", "50%"), "r")
         .await;
     for session in [&mut alice1, &mut alice2] {
         let message = session.frame().await;
         assert_eq!(&message.body[..], b"50%");
-        assert_eq!(message.get("destination"), Some("/user/queue/progress"));
+        assert_eq!(message.get("destination"), Some("/user/queue/inbox"));
     }
     assert!(bob.maybe_frame(QUIET).await.is_none());
     // By default, bob may not write to alice's destinations.
-    bob.send(send("/user/alice/queue/progress", "spoof")).await;
+    bob.send(send("/user/alice/queue/inbox", "spoof")).await;
     let frames = bob.until_closed().await;
     assert!(error_message(&frames[0]).contains("may not send"));
     assert!(alice1.maybe_frame(QUIET).await.is_none());
@@ -369,4 +369,46 @@ async fn the_local_client_publishes_and_subscribes_in_process() {
         .await
         .unwrap();
     assert_eq!(&remote.frame().await.body[..], b"from process");
+}
+
+#[tokio::test]
+async fn nobody_but_the_server_publishes_on_server_owned_destinations() {
+    let server = TestServer::start().await;
+    let mut watcher = Tcp::connect(server.stomp(), "ann").await;
+    watcher.subscribe("p", "/user/queue/progress", "auto").await;
+    // Job events, statistics and every user's progress, jobs and errors queues are the
+    // server's: a forged JOB_COMPLETED is refused, the job's owner's own queue included.
+    for (user, destination) in [
+        ("mallory", "/topic/jobs/01JFAKEJOBID"),
+        ("mallory", "/topic/jobs/01JFAKEJOBID/chunks"),
+        ("mallory", "/topic/stats"),
+        ("mallory", "/user/ann/queue/progress"),
+        ("ann", "/user/ann/queue/progress"),
+        ("ann", "/user/ann/queue/jobs"),
+        ("ann", "/user/ann/queue/errors"),
+    ] {
+        let mut forger = Tcp::connect(server.stomp(), user).await;
+        forger
+            .send(
+                send(destination, r#"{"event":"JOB_COMPLETED"}"#)
+                    .header("event", "JOB_COMPLETED")
+                    .header("receipt", "r"),
+            )
+            .await;
+        let frames = forger.until_closed().await;
+        let message = error_message(&frames[0]);
+        assert!(message.contains("server-owned"), "{destination}: {message}");
+        assert_eq!(frames[0].get("receipt-id"), Some("r"));
+    }
+    assert!(watcher.maybe_frame(QUIET).await.is_none());
+    // The in-process client goes through the same door.
+    let local = server.server.local_client("ann");
+    let refused = local
+        .send("/user/ann/queue/progress", Headers::new(), "forged")
+        .await;
+    assert!(
+        refused.unwrap_err().to_string().contains("server-owned"),
+        "local client was let through"
+    );
+    assert!(watcher.maybe_frame(QUIET).await.is_none());
 }

@@ -98,6 +98,28 @@ pub fn parse_send(destination: &str) -> Result<SendTarget<'_>, DestinationError>
     Err(DestinationError::Unsupported(destination.to_owned()))
 }
 
+/// User destinations where the server publishes to each user (job progress, job lists,
+/// rejected submissions), as their owner subscribes to them.
+const SERVER_OWNED_USER_QUEUES: [&str; 3] = [
+    "/user/queue/progress",
+    "/user/queue/jobs",
+    "/user/queue/errors",
+];
+
+/// True when only the server may publish to `target`: the job topics (`/topic/jobs` and all
+/// below it), `/topic/stats`, and every user's progress, jobs and errors queues. A client that
+/// could write there could forge job events that every watcher of a job, or its owner, would
+/// take for the engine's.
+pub fn is_server_owned(target: &SendTarget<'_>) -> bool {
+    match target {
+        SendTarget::Topic(name) => {
+            *name == "/topic/stats" || *name == "/topic/jobs" || name.starts_with("/topic/jobs/")
+        }
+        SendTarget::User { local, .. } => SERVER_OWNED_USER_QUEUES.contains(&local.as_str()),
+        SendTarget::Queue(_) | SendTarget::App(_) => false,
+    }
+}
+
 /// Classifies a SUBSCRIBE destination.
 pub fn parse_subscribe(destination: &str) -> Result<SubscribeTarget<'_>, DestinationError> {
     check_len(destination)?;
@@ -200,6 +222,30 @@ mod tests {
         assert!(parse_send("/topic/a/*").is_err());
         assert!(parse_send("/user/queue/x").is_err());
         assert!(parse_send("/elsewhere").is_err());
+    }
+
+    #[test]
+    fn server_owned_destinations() {
+        for owned in [
+            "/topic/jobs/01JABC",
+            "/topic/jobs/01JABC/chunks",
+            "/topic/stats",
+            "/user/bob/queue/progress",
+            "/user/ann/queue/jobs",
+            "/user/ann/queue/errors",
+        ] {
+            assert!(is_server_owned(&parse_send(owned).unwrap()), "{owned}");
+        }
+        for open in [
+            "/topic/jobsx",
+            "/topic/news",
+            "/topic/stats/more",
+            "/queue/jobs",
+            "/user/bob/queue/inbox",
+            "/user/bob/topic/progress",
+        ] {
+            assert!(!is_server_owned(&parse_send(open).unwrap()), "{open}");
+        }
     }
 
     #[test]

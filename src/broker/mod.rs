@@ -24,7 +24,7 @@ use stompede_protocol::{Frame, Headers};
 use crate::auth::{Access, Acl};
 use crate::store::{Store, StoreError};
 use app::AppRoutes;
-use destination::{parse_send, user_key, DestinationError, SendTarget};
+use destination::{is_server_owned, parse_send, user_key, DestinationError, SendTarget};
 use durable::DurableSubscriptions;
 use message::Message;
 use metrics::Metrics;
@@ -53,6 +53,12 @@ pub enum PublishError {
     /// The queue refused the message (full, or the store failed).
     #[error(transparent)]
     Queue(#[from] QueueRefused),
+    /// Only the server publishes there (job events, statistics).
+    #[error("{destination} is server-owned: only the server publishes there (job events and statistics cannot be sent by clients)")]
+    ServerOwned {
+        /// The destination.
+        destination: String,
+    },
     /// `/app/` destinations go through [`Broker::app_handler`], not publish.
     #[error("no handler for application destination {0}")]
     NoAppHandler(String),
@@ -309,13 +315,42 @@ impl Broker {
     /// publisher that must order its deliveries against something else (the job engine,
     /// against a subscription's replay) delivers under its own lock and waits outside it.
     pub fn publish_now(&self, user: &str, message: Message) -> Result<Backpressure, PublishError> {
+        self.route(Publisher::Client(user), message)
+    }
+
+    /// Publishes as the server itself (job events, statistics): past the ACL, and the only
+    /// way onto server-owned destinations. Waits like [`Broker::publish`].
+    pub async fn publish_as_server(&self, message: Message) -> Result<(), PublishError> {
+        self.publish_now_as_server(message)?.wait().await;
+        Ok(())
+    }
+
+    /// [`Broker::publish_as_server`] without the wait (see [`Broker::publish_now`]).
+    pub fn publish_now_as_server(&self, message: Message) -> Result<Backpressure, PublishError> {
+        self.route(Publisher::Server, message)
+    }
+
+    /// The one place a message enters the router: a client is held to the ACL and kept off
+    /// the server-owned destinations; the server is not.
+    fn route(
+        &self,
+        publisher: Publisher<'_>,
+        message: Message,
+    ) -> Result<Backpressure, PublishError> {
         let destination = message.destination.clone();
         let target = parse_send(&destination)?;
-        if !self.inner.acl.allows(user, &destination, Access::Write) {
-            return Err(PublishError::Forbidden {
-                user: user.to_owned(),
-                destination: destination.to_string(),
-            });
+        if let Publisher::Client(user) = publisher {
+            if is_server_owned(&target) {
+                return Err(PublishError::ServerOwned {
+                    destination: destination.to_string(),
+                });
+            }
+            if !self.inner.acl.allows(user, &destination, Access::Write) {
+                return Err(PublishError::Forbidden {
+                    user: user.to_owned(),
+                    destination: destination.to_string(),
+                });
+            }
         }
         Metrics::incr(&self.inner.metrics.messages_published);
         let pending = match target {
@@ -451,6 +486,15 @@ impl Broker {
         let body = if detail.is_empty() { message } else { detail };
         frame.body(Bytes::from(body.to_owned()))
     }
+}
+
+/// Who is publishing.
+#[derive(Debug, Clone, Copy)]
+enum Publisher<'a> {
+    /// A client acting as this user.
+    Client(&'a str),
+    /// The server itself.
+    Server,
 }
 
 /// One session fewer for `user`; a user with none left is forgotten.

@@ -111,7 +111,7 @@ pub fn deliver(broker: &Broker, event: &Event) -> Vec<Backpressure> {
     let mut pressure = Vec::with_capacity(destinations.len());
     for destination in destinations {
         let message = broker.message(destination.into(), &headers, event.body.clone(), true);
-        match broker.publish_now(&event.owner, message) {
+        match broker.publish_now_as_server(message) {
             Ok(wait) => pressure.push(wait),
             Err(error) => tracing::warn!(job = %event.job_id, %error, "job event not published"),
         }

@@ -525,7 +525,9 @@ impl JobEngine {
                     self.inner
                         .broker
                         .message("/topic/stats".into(), &headers, body.into(), true);
-                let _ = self.inner.broker.publish("stompede", message).await;
+                if let Err(error) = self.inner.broker.publish_as_server(message).await {
+                    tracing::warn!(%error, "statistics not published");
+                }
             }
             // Retention is checked at a quarter of its period (between 1 s and 1 min).
             let every = (self.inner.config.retention.as_secs() / 4).clamp(1, 60);

@@ -90,7 +90,7 @@ impl JobEngine {
             serde_json::to_vec(&body).unwrap_or_default().into(),
             true,
         );
-        if let Err(error) = self.inner.broker.publish(&request.user, message).await {
+        if let Err(error) = self.inner.broker.publish_as_server(message).await {
             tracing::warn!(%error, "JOB_REJECTED not delivered");
         }
     }
