@@ -36,7 +36,7 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
         let _ = writeln!(body, "stompede_{name} {value}");
     }
     for queue in broker.queue_stats() {
-        let name = queue.name.replace('\\', "\\\\").replace('"', "\\\"");
+        let name = label_value(&queue.name);
         let _ = writeln!(
             body,
             "stompede_queue_depth{{queue=\"{name}\"}} {}",
@@ -49,4 +49,34 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// A Prometheus label value: backslash, double quote and line feed escaped, as the text
+/// exposition format requires. A destination name may hold any of them (a STOMP header value
+/// can carry an escaped line feed), and an unescaped one would inject lines into the scrape.
+fn label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_value;
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_line() {
+        assert_eq!(
+            label_value("/queue/a\nstompede_fake 1\\\"x"),
+            "/queue/a\\nstompede_fake 1\\\\\\\"x"
+        );
+        assert!(!label_value("a\nb").contains('\n'));
+    }
 }
