@@ -176,27 +176,20 @@ pub fn parse_priority(value: &str) -> Option<i64> {
     }
 }
 
-/// A new sortable id: a ULID (48-bit millisecond time, then 80 bits that increase within the
-/// process), in Crockford's base 32.
-pub fn new_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let boot = *BOOT.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| {
-                d.subsec_nanos() as u64 ^ (std::process::id() as u64) << 32
-            })
-    });
-    let ms = crate::broker::queue::now_ms() as u128;
-    let low = ((boot as u128 & 0xFFFF) << 64) | COUNTER.fetch_add(1, Ordering::Relaxed) as u128;
-    let value = (ms << 80) | low;
+/// A new id: a ULID (48-bit millisecond time, then 80 random bits from the operating
+/// system), in Crockford's base 32. Ids sort by their millisecond; within one they are random,
+/// so that no job's id can be guessed from another's (the job topics are guarded by owner,
+/// and an id is what a watcher names). Run order does not depend on them (see `scheduler.rs`).
+pub fn new_id() -> Result<String, getrandom::Error> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random[6..])?;
+    let ms = crate::broker::queue::now_ms() as u128 & ((1 << 48) - 1);
+    let value = (ms << 80) | u128::from_be_bytes(random);
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    (0..26)
+    Ok((0..26)
         .rev()
         .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -204,11 +197,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_sort_by_time_and_order() {
-        let a = new_id();
-        let b = new_id();
+    fn ids_sort_by_time_and_cannot_be_guessed_from_each_other() {
+        let a = new_id().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_id().unwrap();
         assert_eq!(a.len(), 26);
-        assert!(a < b);
+        assert!(a < b, "{a} {b}");
+        // The 16 characters after the time (80 bits) differ between ids of one millisecond.
+        let same_ms: std::collections::HashSet<String> = (0..1000)
+            .map(|_| new_id().unwrap()[10..].to_owned())
+            .collect();
+        assert_eq!(same_ms.len(), 1000);
     }
 
     #[test]

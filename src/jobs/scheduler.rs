@@ -1,5 +1,9 @@
 //! Which job runs next: priorities (higher first), then age (older first); delayed jobs wait
 //! for their time; a global concurrency limit and per-type limits.
+//!
+//! Age is the order in which jobs were added, not their ids: ids are random past their
+//! millisecond (so that nobody can guess another job's id), and jobs submitted in the same
+//! millisecond still run first come, first served.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -7,8 +11,11 @@ use std::collections::{BTreeSet, HashMap};
 /// The pending jobs, indexed for the scheduler.
 #[derive(Debug, Default)]
 pub struct Schedule {
-    /// Runnable now: (priority descending, id ascending = oldest first).
-    ready: BTreeSet<(Reverse<i64>, String)>,
+    /// Runnable now: (priority descending, arrival ascending = oldest first, id).
+    ready: BTreeSet<(Reverse<i64>, u64, String)>,
+    /// When each pending job was added (its arrival number).
+    arrival: HashMap<String, u64>,
+    next_arrival: u64,
     /// Waiting for their time: (run_at, id).
     delayed: BTreeSet<(u64, String)>,
     /// Running jobs per type.
@@ -19,16 +26,24 @@ pub struct Schedule {
 impl Schedule {
     /// Adds a pending job.
     pub fn add(&mut self, id: &str, priority: i64, run_at: u64, now: u64) {
+        let arrival = *self.arrival.entry(id.to_owned()).or_insert_with(|| {
+            self.next_arrival += 1;
+            self.next_arrival
+        });
         if run_at > now {
             self.delayed.insert((run_at, id.to_owned()));
         } else {
-            self.ready.insert((Reverse(priority), id.to_owned()));
+            self.ready
+                .insert((Reverse(priority), arrival, id.to_owned()));
         }
     }
 
     /// Removes a job that is no longer pending.
     pub fn remove(&mut self, id: &str, priority: i64, run_at: u64) {
-        self.ready.remove(&(Reverse(priority), id.to_owned()));
+        if let Some(arrival) = self.arrival.remove(id) {
+            self.ready
+                .remove(&(Reverse(priority), arrival, id.to_owned()));
+        }
         self.delayed.remove(&(run_at, id.to_owned()));
     }
 
@@ -40,8 +55,13 @@ impl Schedule {
                 return Some(*run_at);
             }
             if let Some((_, id)) = self.delayed.pop_first() {
-                if let Some(priority) = priority_of(&id) {
-                    self.ready.insert((Reverse(priority), id));
+                match (priority_of(&id), self.arrival.get(&id)) {
+                    (Some(priority), Some(&arrival)) => {
+                        self.ready.insert((Reverse(priority), arrival, id));
+                    }
+                    _ => {
+                        self.arrival.remove(&id);
+                    }
                 }
             }
         }
@@ -57,13 +77,15 @@ impl Schedule {
         if self.running_total >= max_total {
             return None;
         }
-        let pick = self.ready.iter().find_map(|(priority, id)| {
-            let (job_type, limit) = type_of(id)?;
+        let pick = self.ready.iter().find_map(|entry| {
+            let (job_type, limit) = type_of(&entry.2)?;
             let running = self.running.get(&job_type).copied().unwrap_or(0);
-            (limit.is_none_or(|l| running < l)).then(|| (*priority, id.clone(), job_type))
+            (limit.is_none_or(|l| running < l)).then(|| (entry.clone(), job_type))
         })?;
-        let (priority, id, job_type) = pick;
-        self.ready.remove(&(priority, id.clone()));
+        let (entry, job_type) = pick;
+        self.ready.remove(&entry);
+        self.arrival.remove(&entry.2);
+        let id = entry.2;
         *self.running.entry(job_type).or_default() += 1;
         self.running_total += 1;
         Some(id)
@@ -110,5 +132,19 @@ mod tests {
         assert_eq!(s.promote(60, |_| Some(5)), None);
         s.finished("demo");
         assert_eq!(s.take(4, types).as_deref(), Some("01D"));
+    }
+
+    #[test]
+    fn equal_priorities_run_in_arrival_order_whatever_their_ids() {
+        let mut s = Schedule::default();
+        for id in ["01Z", "01A", "01M"] {
+            s.add(id, 0, 0, 10);
+        }
+        s.add("01B", 0, 0, 10);
+        s.remove("01B", 0, 0);
+        let types = |_: &str| Some(("demo".to_owned(), None));
+        let order: Vec<_> = std::iter::from_fn(|| s.take(10, types)).collect();
+        assert_eq!(order, ["01Z", "01A", "01M"]);
+        assert_eq!(s.waiting(), 0);
     }
 }

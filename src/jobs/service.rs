@@ -160,8 +160,14 @@ impl JobEngine {
                 "too many submissions per second; retry later",
             ));
         }
+        let id = new_id().map_err(|error| {
+            reject(
+                "internal_error",
+                format!("no random job id could be drawn: {error}"),
+            )
+        })?;
         let mut job = Job {
-            id: new_id(),
+            id,
             job_type: job_type.to_owned(),
             owner: user.to_owned(),
             status: JobStatus::Pending,
