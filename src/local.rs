@@ -6,12 +6,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use stompede_protocol::Headers;
 
-use crate::broker::destination::{parse_subscribe, user_key, DestinationError, SubscribeTarget};
+use bytestring::ByteString;
+
+use crate::broker::destination::{parse_subscribe, SubscribeTarget};
 use crate::broker::message::Message;
 use crate::broker::outbox::{CloseReason, Outbox, Outgoing};
 use crate::broker::queue::{AckMode, Consumer, Queue};
-use crate::broker::topic::{Subscriber, Target as TopicTarget};
-use crate::broker::{Broker, PublishError};
+use crate::broker::{Broker, PublishError, SubscribeError, TopicSubscription};
 
 /// Publishes and subscribes as one user, in process.
 #[derive(Debug, Clone)]
@@ -45,34 +46,30 @@ impl LocalClient {
         self.broker.publish(&self.user, message).await
     }
 
-    /// Subscribes to a topic (pattern), a queue (auto-acknowledged) or a user destination.
-    pub fn subscribe(&self, destination: &str) -> Result<LocalSubscription, DestinationError> {
+    /// Subscribes to a topic (pattern), a queue (auto-acknowledged) or a user destination,
+    /// authorised and guarded exactly as a STOMP SUBSCRIBE of this user is.
+    pub fn subscribe(&self, destination: &str) -> Result<LocalSubscription, SubscribeError> {
         let outbox = self.broker.new_outbox();
         let key = self.broker.next_key();
-        let id: bytestring::ByteString = format!("local-{key}").into();
+        let id: ByteString = format!("local-{key}").into();
         let target = match parse_subscribe(destination)? {
             SubscribeTarget::Queue(name) => {
-                let queue = self.broker.queue(name);
+                let queue = self.broker.admit_queue(&self.user, name)?;
                 let consumer =
                     Arc::new(Consumer::new(key, id, outbox.clone(), AckMode::Auto, None));
                 queue.add_consumer(consumer.clone());
                 Target::Queue(queue, consumer)
             }
-            SubscribeTarget::Topic(name) | SubscribeTarget::User(name) => {
-                let index_key = match parse_subscribe(destination)? {
-                    SubscribeTarget::User(local) => user_key(&self.user, local),
-                    _ => name.to_owned(),
-                };
-                let subscriber = Arc::new(Subscriber {
-                    key,
-                    target: TopicTarget::Session {
-                        subscription: id,
-                        outbox: outbox.clone(),
-                        ack: false,
-                    },
-                });
-                self.broker.subscribe_topic(&index_key, subscriber);
-                Target::Topic(index_key, key)
+            SubscribeTarget::Topic(_) | SubscribeTarget::User(_) => {
+                let open = self.broker.open_topic(TopicSubscription {
+                    user: &self.user,
+                    destination: &ByteString::from(destination),
+                    id,
+                    outbox: &outbox,
+                    ack: false,
+                    headers: &Headers::new(),
+                })?;
+                Target::Topic(open.key, open.subscriber.key)
             }
         };
         Ok(LocalSubscription {

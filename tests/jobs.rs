@@ -604,3 +604,48 @@ async fn sigkill_mid_job_resumes_from_the_checkpoint_with_each_chunk_once() {
         .clone();
     assert_eq!(chunks.len(), 8);
 }
+
+#[tokio::test]
+async fn the_acl_is_checked_before_a_job_topic_snapshot_is_sent() {
+    // Ann owns the job, so the job guard alone would admit her with a snapshot; the ACL
+    // refuses her every job topic, and it decides first.
+    let server = start(|config| {
+        config.acl = vec![stompede::auth::AclRule {
+            user: "ann".into(),
+            destination: "/topic/jobs/**".into(),
+            read: false,
+            write: false,
+        }];
+    })
+    .await;
+    let (_ann, id) = ann_submits(
+        server.addr(),
+        submit_frame(r#"{"chunks":2,"mibPerChunk":0}"#),
+    )
+    .await;
+    let mut ann = Tcp::connect(server.addr(), "ann").await;
+    ann.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "job")
+            .header("destination", format!("/topic/jobs/{id}"))
+            .header("receipt", "s"),
+    )
+    .await;
+    let frames = ann.until_closed().await;
+    assert_eq!(
+        frames.len(),
+        1,
+        "something came before or after the ERROR: {frames:?}"
+    );
+    assert!(error_message(&frames[0]).contains("may not subscribe"));
+    // The in-process client is held to the same rules.
+    let local = server.server.local_client("ann");
+    let refused = local.subscribe(&format!("/topic/jobs/{id}")).unwrap_err();
+    assert!(
+        refused.to_string().contains("may not subscribe"),
+        "{refused}"
+    );
+    let bob = server.server.local_client("bob");
+    let refused = bob.subscribe(&format!("/topic/jobs/{id}")).unwrap_err();
+    assert!(refused.to_string().contains("refused"), "{refused}");
+}

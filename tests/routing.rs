@@ -412,3 +412,24 @@ async fn nobody_but_the_server_publishes_on_server_owned_destinations() {
     );
     assert!(watcher.maybe_frame(QUIET).await.is_none());
 }
+
+#[tokio::test]
+async fn a_local_client_is_held_to_the_acl_when_it_subscribes() {
+    let server = TestServer::with(|config| {
+        config.acl = vec![stompede::auth::AclRule {
+            user: "intern".into(),
+            destination: "/queue/payroll".into(),
+            read: false,
+            write: true,
+        }];
+    })
+    .await;
+    let intern = server.server.local_client("intern");
+    let refused = intern.subscribe("/queue/payroll").unwrap_err();
+    assert!(
+        refused.to_string().contains("may not subscribe"),
+        "{refused}"
+    );
+    let accountant = server.server.local_client("accountant");
+    assert!(accountant.subscribe("/queue/payroll").is_ok());
+}

@@ -2,6 +2,7 @@
 //! sockets or sessions. Sessions, the in-process client and (later) the job engine all publish
 //! through a [`Broker`] handle.
 
+mod admission;
 pub mod app;
 mod backpressure;
 pub mod destination;
@@ -33,6 +34,7 @@ use queue::{Queue, QueueRefused, QueueStats};
 use queues::{QueuePolicy, QueueRegistry};
 use topic::{Subscriber, Target, TopicIndex};
 
+pub use admission::{OpenTopic, SubscribeError, TopicSubscription};
 pub use backpressure::Backpressure;
 use backpressure::Pending;
 

@@ -7,12 +7,11 @@ use bytestring::ByteString;
 use stompede_protocol::{names, Frame, Version};
 
 use super::SessionError;
-use crate::auth::Access;
-use crate::broker::destination::{parse_subscribe, user_key, SubscribeTarget};
-use crate::broker::outbox::{Delivery, Outbox, Outgoing};
+use crate::broker::destination::{parse_subscribe, SubscribeTarget};
+use crate::broker::outbox::Outbox;
 use crate::broker::queue::{AckMode, Consumer, Queue};
-use crate::broker::topic::{Subscriber, Target};
-use crate::broker::Broker;
+use crate::broker::topic::Subscriber;
+use crate::broker::{Broker, SubscribeError, TopicSubscription};
 
 /// One subscription.
 #[derive(Debug)]
@@ -99,7 +98,7 @@ impl Subscriptions {
         let key = broker.next_key();
         let subscription = match target {
             SubscribeTarget::Topic(name) if is_durable(frame) => {
-                authorise(broker, user, name)?;
+                broker.authorise_read(user, name).map_err(refusal)?;
                 let queue = broker.durable_subscribe(user, &id, name).map_err(|e| {
                     SessionError::new(
                         format!("durable subscription not stored: {e}"),
@@ -120,59 +119,28 @@ impl Subscriptions {
                     consumer,
                 }
             }
-            SubscribeTarget::Topic(name) | SubscribeTarget::User(name) => {
-                let guard = broker.apps().guard(name);
-                let publication = guard.and_then(|g| g.publication_lock());
-                // Held until the subscription is registered: see `publication_lock`.
-                let _publishing_held_off = publication
-                    .as_ref()
-                    .map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()));
-                if let Some(guard) = guard {
-                    let first = guard.check(user, name, &frame.headers).map_err(|reason| {
-                        SessionError::new(
-                            format!("subscription to {name} refused: {reason}"),
-                            "Access refused.",
-                        )
-                    })?;
-                    // Snapshot and replay go into the outbox before the subscription exists,
-                    // so they come before any live message.
-                    for (headers, body) in first {
-                        let message = broker.message(destination.clone(), &headers, body, true);
-                        let _ = outbox.push(Outgoing::Delivery(Delivery {
-                            message: Arc::new(message),
-                            subscription: id.clone(),
-                            ack: None,
-                            redelivered: false,
-                            settle: None,
-                        }));
-                    }
-                }
-                let index_key = match target {
-                    SubscribeTarget::User(local) => user_key(user, local),
-                    _ => name.to_owned(),
-                };
-                authorise(broker, user, &index_key)?;
+            SubscribeTarget::Topic(_) | SubscribeTarget::User(_) => {
                 let ack = ack_mode != AckMode::Auto;
-                let subscriber = Arc::new(Subscriber {
-                    key,
-                    target: Target::Session {
-                        subscription: id.clone(),
-                        outbox: outbox.clone(),
+                let open = broker
+                    .open_topic(TopicSubscription {
+                        user,
+                        destination: &destination,
+                        id: id.clone(),
+                        outbox,
                         ack,
-                    },
-                });
-                broker.subscribe_topic(&index_key, subscriber.clone());
+                        headers: &frame.headers,
+                    })
+                    .map_err(refusal)?;
                 Subscription::Topic {
                     destination: destination.clone(),
-                    key: index_key,
-                    subscriber,
+                    key: open.key,
+                    subscriber: open.subscriber,
                     ack,
                 }
             }
             SubscribeTarget::Queue(name) => {
-                authorise(broker, user, name)?;
+                let queue = broker.admit_queue(user, name).map_err(refusal)?;
                 let prefetch = prefetch(frame)?;
-                let queue = broker.queue(name);
                 let consumer = Arc::new(Consumer::new(
                     key,
                     id.clone(),
@@ -347,15 +315,14 @@ fn remove(subscription: Subscription, broker: &Broker) {
     }
 }
 
-fn authorise(broker: &Broker, user: &str, destination: &str) -> Result<(), SessionError> {
-    if broker.acl().allows(user, destination, Access::Read) {
-        Ok(())
-    } else {
-        Err(SessionError::new(
-            format!("user {user} may not subscribe to {destination}"),
-            "Access refused by the authorisation rules.",
-        ))
-    }
+/// A refused subscription as the ERROR the client reads.
+fn refusal(error: SubscribeError) -> SessionError {
+    let detail = match &error {
+        SubscribeError::Destination(_) => "SUBSCRIBE refused.",
+        SubscribeError::Forbidden { .. } => "Access refused by the authorisation rules.",
+        SubscribeError::Refused { .. } => "Access refused.",
+    };
+    SessionError::new(error.to_string(), detail)
 }
 
 fn required(frame: &Frame, name: &str) -> Result<ByteString, SessionError> {
