@@ -649,3 +649,36 @@ async fn the_acl_is_checked_before_a_job_topic_snapshot_is_sent() {
     let refused = bob.subscribe(&format!("/topic/jobs/{id}")).unwrap_err();
     assert!(refused.to_string().contains("refused"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_replay_whose_log_cannot_be_read_is_refused_not_silent() {
+    let server = start(|_| {}).await;
+    let (mut ann, id) = ann_submits(
+        server.addr(),
+        submit_frame(r#"{"chunks":1,"mibPerChunk":0}"#),
+    )
+    .await;
+    events_until(&mut ann, &id, "JOB_COMPLETED", Vec::new()).await;
+    // A damaged entry in the job's event log (as a disk error would leave it).
+    let store = server.server.broker().store().unwrap();
+    let records = stompede::store::jobs::JobStore::open(store).unwrap();
+    records
+        .apply(&[stompede::store::jobs::JobWrite::Event {
+            id: id.clone(),
+            seq: 999,
+            body: bytes::Bytes::from_static(b"{not json"),
+        }])
+        .unwrap();
+    ann.send(replay_since(&id, "replay", 0).header("receipt", "r"))
+        .await;
+    let frames = ann.until_closed().await;
+    let error = frames.last().unwrap();
+    assert!(
+        error_message(error).contains("event log could not be read"),
+        "{frames:?}"
+    );
+    assert!(
+        frames.iter().all(|f| f.get("replay").is_none()),
+        "a partial replay was sent: {frames:?}"
+    );
+}

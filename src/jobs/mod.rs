@@ -649,20 +649,25 @@ impl JobEngine {
     /// in order. Those stored but still queued for publication are left out: they are about to
     /// be delivered live. Call it holding the publication lock (the subscription guard does),
     /// or an event may be published between this read and the subscription.
-    pub fn events_after(&self, id: &str, seq: u64) -> Vec<Value> {
-        let logged = self.inner.store.events_after(id, seq).unwrap_or_default();
+    ///
+    /// A log that cannot be read is an error, never an empty replay: the subscriber would
+    /// take the silence for "nothing happened".
+    pub fn events_after(&self, id: &str, seq: u64) -> Result<Vec<Value>, StoreError> {
+        let logged = self.inner.store.events_after(id, seq)?;
         // Read after the log: an event is queued before it is logged, so one logged by now and
         // not yet published is in this list.
         let pending = self.inner.writer.unannounced().pending(id);
         // The log comes in seq order.
-        logged
-            .iter()
-            .filter_map(|b| serde_json::from_slice::<Value>(b).ok())
-            .filter(|event| {
-                let seq = event.get("seq").and_then(Value::as_u64);
-                seq.is_some_and(|seq| !pending.contains(&seq))
-            })
-            .collect()
+        let mut events = Vec::with_capacity(logged.len());
+        for bytes in &logged {
+            let event: Value = serde_json::from_slice(bytes)
+                .map_err(|_| crate::store::CorruptRecord("job event"))?;
+            let seq = event.get("seq").and_then(Value::as_u64);
+            if seq.is_some_and(|seq| !pending.contains(&seq)) {
+                events.push(event);
+            }
+        }
+        Ok(events)
     }
 }
 
@@ -701,8 +706,10 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
                 .trim()
                 .parse()
                 .map_err(|_| "since-seq must be a non-negative integer".to_owned())?;
-            return Ok(self
+            let events = self
                 .events_after(id, since)
+                .map_err(|error| format!("the job's event log could not be read: {error}"))?;
+            return Ok(events
                 .into_iter()
                 .map(|body| {
                     let mut h = stompede_protocol::Headers::new();
