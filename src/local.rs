@@ -65,11 +65,12 @@ impl LocalClient {
                     user: &self.user,
                     destination: &ByteString::from(destination),
                     id,
+                    key,
                     outbox: &outbox,
                     ack: false,
                     headers: &Headers::new(),
                 })?;
-                Target::Topic(open.key, open.subscriber.key)
+                Target::Topic(open.key, key)
             }
         };
         Ok(LocalSubscription {

@@ -8,13 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{error_message, ServerProcess, Tcp, TestServer};
+use common::{body_for, error_message, ServerProcess, Tcp, TestServer};
 use stompede::protocol::{Command, Frame};
-
-fn body_for(id: &str) -> String {
-    // Long enough to notice truncation, derived from the id to notice corruption.
-    format!("{id}|{}", id.repeat(8))
-}
 
 /// What the clients observed across crashes.
 #[derive(Default)]

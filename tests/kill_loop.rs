@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{ServerProcess, Tcp, WAIT};
+use common::{body_for, ServerProcess, Tcp, WAIT};
 use stompede::protocol::{to_bytes, Command, Decoded, Decoder, Frame, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -32,11 +32,6 @@ const MESSAGES_PER_ROUND: usize = 5_000;
 /// How long the drain waits for one more MESSAGE: everything restored is dispatched at once,
 /// so silence this long means the queue is empty.
 const DRAIN_SILENCE: Duration = Duration::from_secs(3);
-
-fn body_for(id: &str) -> String {
-    // Long enough to notice truncation, derived from the id to notice corruption.
-    format!("{id}|{}", id.repeat(8))
-}
 
 /// What the clients saw, over every round.
 #[derive(Default)]

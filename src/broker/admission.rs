@@ -48,6 +48,8 @@ pub struct TopicSubscription<'a> {
     pub destination: &'a ByteString,
     /// The subscription id its MESSAGEs carry.
     pub id: ByteString,
+    /// Its key, from [`Broker::next_key`] (ack ids and unsubscribing name it).
+    pub key: u64,
     /// Where its messages go.
     pub outbox: &'a Arc<Outbox>,
     /// True when its MESSAGEs carry an `ack` header.
@@ -91,6 +93,7 @@ impl Broker {
             user,
             destination,
             id,
+            key: subscriber_key,
             outbox,
             ack,
             headers,
@@ -129,7 +132,7 @@ impl Broker {
             }
         }
         let subscriber = Arc::new(Subscriber {
-            key: self.next_key(),
+            key: subscriber_key,
             target: Target::Session {
                 subscription: id,
                 outbox: outbox.clone(),

@@ -126,6 +126,7 @@ impl Subscriptions {
                         user,
                         destination: &destination,
                         id: id.clone(),
+                        key,
                         outbox,
                         ack,
                         headers: &frame.headers,

@@ -319,6 +319,12 @@ impl Ws {
     }
 }
 
+/// The body of test message `id`: long enough to notice truncation, derived from the id to
+/// notice corruption.
+pub fn body_for(id: &str) -> String {
+    format!("{id}|{}", id.repeat(8))
+}
+
 /// The `message` header of an ERROR frame (panics if `frame` is not an ERROR).
 pub fn error_message(frame: &Frame) -> &str {
     assert_eq!(
