@@ -85,19 +85,46 @@ pub async fn run<S: FrameSource, W: FrameSink>(
     ))
     .await;
     let Some((mut session, writer, incoming)) = opened else {
+        // Refused: the ERROR is written and the connection half-closed.
+        linger(&ctx, &mut source).await;
         return;
     };
     // A RECEIPT waits for this session's own store writes only.
-    crate::store::own_writes(async {
-        session.read_loop(&mut source, &mut decoder, incoming).await;
+    let ended = crate::store::own_writes(async {
+        let ended = session.read_loop(&mut source, &mut decoder, incoming).await;
         session.finish();
+        ended
     })
     .await;
     let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
-    if tokio::time::timeout(grace, writer).await.is_err() {
-        tracing::debug!(session = session.id, "writer did not finish in time");
+    match tokio::time::timeout(grace, writer).await {
+        Ok(_) if ended == Ended::ByServer => linger(&ctx, &mut source).await,
+        Ok(_) => {}
+        Err(_) => tracing::debug!(session = session.id, "writer did not finish in time"),
     }
     Metrics::incr(&ctx.broker.metrics().sessions_closed);
+}
+
+/// Who ended a session's reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The peer closed its side, or the connection broke.
+    ByPeer,
+    /// The server did (an ERROR, a DISCONNECT answered, a heart-beat timeout, a cut): the peer
+    /// may still be sending.
+    ByServer,
+}
+
+/// Longest wait, once the server has closed its side, for the peer to close its own.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// After a close that the server started: the last frame is written and the connection
+/// half-closed; reads what the peer still sends until it closes too (its WebSocket close
+/// reply, or the frames it had in flight), so that the final close does not reset a
+/// connection whose peer has not read that last frame yet.
+async fn linger<S: FrameSource>(ctx: &ServerContext, source: &mut S) {
+    let wait = LINGER.min(Duration::from_millis(ctx.config.shutdown_timeout_ms));
+    let _ = tokio::time::timeout(wait, source.discard_input()).await;
 }
 
 /// The handshake: CONNECT read and accepted, the session registered, its writer started.
@@ -272,14 +299,14 @@ impl Session {
         source: &mut S,
         decoder: &mut Decoder,
         incoming: Option<Duration>,
-    ) {
+    ) -> Ended {
         // Pacing can hold the loop away from the socket; time spent handling a frame counts
         // as activity, so a paced publisher never looks silent.
         let mut last_handled = Instant::now();
         loop {
             let deadline = incoming.map(|limit| source.last_activity().max(last_handled) + limit);
             let next = tokio::select! {
-                _ = self.outbox.closed() => return,
+                _ = self.outbox.closed() => return Ended::ByServer,
                 _ = sleep_until(deadline) => {
                     let silent_since = source.last_activity().max(last_handled);
                     if let Some(limit) = incoming {
@@ -287,7 +314,7 @@ impl Session {
                             Metrics::incr(&self.broker.metrics().heartbeat_timeouts);
                             tracing::info!(session = self.id, user = %self.user, "heart-beat timeout");
                             self.fail(SessionError::new("heart-beat timeout", format!("No data from the client for {} ms (negotiated interval times the tolerance).", limit.as_millis())), None);
-                            return;
+                            return Ended::ByServer;
                         }
                     }
                     continue;
@@ -295,7 +322,7 @@ impl Session {
                 next = source.next(decoder) => next,
             };
             match next {
-                Ok(None) => return,
+                Ok(None) => return Ended::ByPeer,
                 Ok(Some(Inbound {
                     item: Decoded::HeartBeat,
                     ..
@@ -315,7 +342,7 @@ impl Session {
                         Metrics::incr(&self.broker.metrics().receive_buffers_bounded);
                     }
                     if let Flow::Stop = flow {
-                        return;
+                        return Ended::ByServer;
                     }
                 }
                 Err(InboundError::Decode(error)) => {
@@ -328,11 +355,16 @@ impl Session {
                         ),
                         None,
                     );
-                    return;
+                    return Ended::ByServer;
                 }
                 Err(InboundError::Io(error)) => {
                     tracing::debug!(session = self.id, %error, "read failed");
-                    return;
+                    // InvalidData: the transport refused the peer's bytes (a WebSocket protocol
+                    // error) and its close frame is on the way; anything else is a broken link.
+                    return match error.kind() {
+                        std::io::ErrorKind::InvalidData => Ended::ByServer,
+                        _ => Ended::ByPeer,
+                    };
                 }
             }
         }

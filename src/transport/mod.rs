@@ -15,7 +15,7 @@ use std::io;
 
 use bytes::BytesMut;
 use stompede_protocol::{DecodeError, Decoded, Decoder};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 pub(crate) use rate::{ConnectionRate, RateLimits};
@@ -62,6 +62,18 @@ pub trait FrameSource: Send {
     fn paced(&mut self) -> bool {
         false
     }
+
+    /// Reads and drops whatever the peer still sends, until it closes its side or the read
+    /// fails. Called once the server has written its last frame and half-closed: closing a
+    /// socket with unread input makes the kernel reset the connection, and a reset can destroy
+    /// that last frame (an ERROR) before the peer has read it. The caller bounds the wait.
+    fn discard_input(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Reads `read` to its end, keeping nothing (see [`FrameSource::discard_input`]).
+pub(crate) async fn discard<R: AsyncRead + Unpin + Send + ?Sized>(read: &mut R) {
+    let mut scrap = vec![0; 8 * 1024];
+    while let Ok(1..) = read.read(&mut scrap).await {}
 }
 
 /// Where a frame starts in the write buffer, from [`FrameSink::begin_frame`].

@@ -58,6 +58,11 @@ impl FrameSource for TcpSource {
     fn paced(&mut self) -> bool {
         super::socket::bound_once(&mut self.paced_receive_buffer, &self.read)
     }
+
+    async fn discard_input(&mut self) {
+        self.buf = BytesMut::new();
+        super::discard(&mut self.read).await;
+    }
 }
 
 /// Writes frames to a TCP stream: STOMP frames back to back, no framing of its own.

@@ -166,6 +166,14 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
     fn paced(&mut self) -> bool {
         crate::transport::socket::bound_once(&mut self.paced_receive_buffer, &self.read)
     }
+
+    async fn discard_input(&mut self) {
+        // What follows our close frame is the peer's reply to it and whatever it sent before
+        // that reply: none of it is acted on any more.
+        self.raw = BytesMut::new();
+        self.stomp = BytesMut::new();
+        crate::transport::discard(&mut self.read).await;
+    }
 }
 
 impl<R> WsSource<R> {

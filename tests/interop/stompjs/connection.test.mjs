@@ -135,6 +135,38 @@ brokerTest('server drops a client that stops sending the heart-beats it promised
   assert.ok(after >= 200, `closed too early (${after}ms): the grace must exceed one period`);
 });
 
+brokerTest('a client still sending when the server answers with an ERROR reads that ERROR', async ctx => {
+  // The `ws` socket @stomp/stompjs uses in Node. Closing a socket with unread input makes the
+  // kernel reset the connection, which destroys the ERROR before the client reads it (close
+  // code 1006): the server must half-close and read on until the client closes too.
+  const server = await ctx.server();
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const ws = new WebSocket(server.wsUrl, ['v12.stomp']);
+    ctx.t.after(() => ws.terminate());
+    const frames = [];
+    ws.on('message', data => frames.push(data.toString()));
+    ws.on('error', () => {});
+    const closed = new Promise(resolve => ws.once('close', code => resolve(code)));
+    await within(new Promise(resolve => ws.once('open', resolve)), 'raw WebSocket open');
+    ws.send('CONNECT\naccept-version:1.2\nhost:localhost\n\n\0');
+    await until(() => frames.some(f => f.startsWith('CONNECTED')), 'CONNECTED on the raw socket');
+    ws.send('SEND\n\nno destination\0');
+    // Keep sending, as a busy client does, until the server's answer arrives.
+    const body = 'x'.repeat(4096);
+    const flood = () => {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      for (let i = 0; i < 50; i++) ws.send(`SEND\ndestination:/topic/flood\n\n${body}\0`);
+      setImmediate(flood);
+    };
+    flood();
+    const code = await within(closed, 'the server to close after its ERROR');
+    const error = frames.find(f => f.startsWith('ERROR'));
+    assert.ok(error, `attempt ${attempt}: no ERROR frame before the close (code ${code})`);
+    assert.match(error, /^message:SEND frame has no destination header$/m);
+    assert.notEqual(code, 1006, `attempt ${attempt}: the connection was reset, not closed`);
+  }
+});
+
 brokerTest('DISCONNECT with a receipt is answered before the socket closes', async ctx => {
   const server = await ctx.server();
   const c = await ctx.client(server, { name: 'leaver' });
