@@ -9,10 +9,23 @@ use std::time::Duration;
 use serde::Deserialize;
 use stompede_protocol::Limits;
 
-use crate::auth::AclRule;
+pub use crate::broker::acl::AclRule;
 use crate::broker::outbox::OutboxLimits;
 use crate::broker::queues::QueuePolicy;
 use crate::store::Durability;
+
+/// The receive buffer a connection keeps once flow control has paced it (the default of
+/// `paced-receive-buffer`).
+///
+/// A paced publisher's session stops reading while its subscribers catch up, and the kernel
+/// keeps accepting its bytes into a receive buffer autotuned to several MiB: tens of
+/// milliseconds of its messages that the broker holds where flow control cannot see them
+/// (BENCHMARKS.md, flow control). Bounding it for every connection would slow every large
+/// upload over a long round trip, since the buffer is also the TCP window; bounding it once a
+/// connection has been paced costs only connections that publish faster than their
+/// subscribers take, which that pace limits anyway. Linux doubles the figure for its own
+/// bookkeeping: 64 KiB leaves a window of about 64 KiB, a few milliseconds of a flood.
+pub const PACED_RECEIVE_BUFFER: usize = 64 * 1024;
 
 /// Everything `stompede serve` and the embedded broker can be told.
 #[derive(Debug, Clone, Deserialize)]
@@ -156,7 +169,7 @@ impl Default for Config {
             slow_consumer_grace_ms: outbox.slow_consumer_grace.as_millis() as u64,
             outbox_memory_cap: outbox.memory_cap,
             tcp_receive_buffer: 0,
-            paced_receive_buffer: crate::transport::socket::PACED_RECEIVE_BUFFER,
+            paced_receive_buffer: PACED_RECEIVE_BUFFER,
             max_queue_messages: queue.max_messages,
             max_queue_bytes: queue.max_bytes,
             queue_high_water_messages: queue.high_water_messages,

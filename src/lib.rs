@@ -20,11 +20,14 @@
 
 pub mod auth;
 pub mod broker;
+pub(crate) mod clock;
 pub mod config;
+pub(crate) mod context;
 mod error;
 pub mod jobs;
 pub mod local;
 pub mod processors;
+pub(crate) mod rate;
 pub mod server;
 pub mod session;
 pub mod store;

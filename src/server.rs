@@ -8,40 +8,20 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Acl, Authenticator};
+use crate::auth::Authenticator;
+use crate::broker::acl::Acl;
 use crate::broker::app::{AppHandler, AppRoutes};
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::context::ServerContext;
 use crate::jobs::handler::{JobHandler, JobTypes};
-use crate::jobs::{JobEngine, WeakJobEngine};
+use crate::jobs::JobEngine;
 use crate::local::LocalClient;
+use crate::rate::TokenBucket;
 use crate::store::jobs::JobStore;
 use crate::store::Store;
-use crate::transport::{self, ConnectionRate};
+use crate::transport;
 use crate::Error;
-use std::sync::OnceLock;
-
-/// What every connection task shares.
-pub struct ServerContext {
-    /// The router.
-    pub broker: Broker,
-    /// The configuration in force.
-    pub config: Config,
-    /// Login checks.
-    pub auth: Authenticator,
-    /// The connection rate limit.
-    pub(crate) rate: ConnectionRate,
-    /// Cancelled when the server stops accepting.
-    pub shutdown: CancellationToken,
-    /// Every connection task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-}
-
-impl std::fmt::Debug for ServerContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerContext").finish_non_exhaustive()
-    }
-}
 
 /// Configures and starts a broker inside the caller's tokio runtime.
 ///
@@ -96,29 +76,9 @@ impl BrokerBuilder {
             config.durability,
             Duration::from_millis(config.flush_interval_ms),
         )?;
-        let mut apps = self.apps;
-        let engine_cell: Arc<OnceLock<WeakJobEngine>> = Arc::new(OnceLock::new());
         let with_jobs = !self.job_types.names().is_empty();
-        if with_jobs {
-            let cell = engine_cell.clone();
-            apps.insert(
-                "/app/jobs",
-                Arc::new(move |request: crate::broker::app::AppRequest| {
-                    let engine = cell.get().and_then(WeakJobEngine::upgrade);
-                    async move {
-                        match engine {
-                            Some(engine) => engine.handle(request).await,
-                            None => Err(crate::broker::app::AppError::new(
-                                "the job engine is not running",
-                            )),
-                        }
-                    }
-                }),
-            );
-            apps.insert_guard("/topic/jobs", Arc::new(JobGuard(engine_cell.clone())));
-        }
         let broker = Broker::new(
-            apps,
+            self.apps,
             Acl::new(config.acl.clone()),
             config.outbox_limits(),
             config.queue_policy(),
@@ -136,7 +96,7 @@ impl BrokerBuilder {
                 shutdown.clone(),
                 tracker.clone(),
             )?;
-            let _ = engine_cell.set(engine.downgrade());
+            engine.mount(&broker);
             Some(engine)
         } else {
             None
@@ -154,7 +114,7 @@ impl BrokerBuilder {
         let ctx = Arc::new(ServerContext {
             broker: broker.clone(),
             auth: Authenticator::new(config.users.clone()),
-            rate: ConnectionRate::new(config.max_connections_per_second),
+            rate: TokenBucket::new(config.max_connections_per_second),
             config,
             shutdown,
             tracker,
@@ -181,30 +141,6 @@ impl BrokerBuilder {
             http_addr,
             listeners,
         })
-    }
-}
-
-/// The job engine's subscription guard, bound once the engine has started.
-struct JobGuard(Arc<OnceLock<WeakJobEngine>>);
-
-impl crate::broker::app::SubscribeGuard for JobGuard {
-    fn publication_lock(&self) -> Option<Arc<std::sync::Mutex<()>>> {
-        self.0
-            .get()
-            .and_then(WeakJobEngine::upgrade)
-            .and_then(|engine| engine.publication_lock())
-    }
-
-    fn check(
-        &self,
-        user: &str,
-        destination: &str,
-        headers: &stompede_protocol::Headers,
-    ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, String> {
-        match self.0.get().and_then(WeakJobEngine::upgrade) {
-            Some(engine) => engine.check(user, destination, headers),
-            None => Err("the job engine is not running".into()),
-        }
     }
 }
 

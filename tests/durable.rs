@@ -347,7 +347,11 @@ async fn expired_messages_are_never_delivered() {
     })
     .await;
     let mut p = Tcp::connect(server.stomp(), "p").await;
-    let past = stompede::broker::queue::now_ms() - 1;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let past = now_ms - 1;
     p.send_receipted(
         send("/queue/exp", "old").header("expires", past.to_string()),
         "1",

@@ -610,7 +610,7 @@ async fn the_acl_is_checked_before_a_job_topic_snapshot_is_sent() {
     // Ann owns the job, so the job guard alone would admit her with a snapshot; the ACL
     // refuses her every job topic, and it decides first.
     let server = start(|config| {
-        config.acl = vec![stompede::auth::AclRule {
+        config.acl = vec![stompede::config::AclRule {
             user: "ann".into(),
             destination: "/topic/jobs/**".into(),
             read: false,

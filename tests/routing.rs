@@ -416,7 +416,7 @@ async fn nobody_but_the_server_publishes_on_server_owned_destinations() {
 #[tokio::test]
 async fn a_local_client_is_held_to_the_acl_when_it_subscribes() {
     let server = TestServer::with(|config| {
-        config.acl = vec![stompede::auth::AclRule {
+        config.acl = vec![stompede::config::AclRule {
             user: "intern".into(),
             destination: "/queue/payroll".into(),
             read: false,

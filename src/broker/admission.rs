@@ -8,12 +8,12 @@ use std::sync::Arc;
 use bytestring::ByteString;
 use stompede_protocol::Headers;
 
+use super::acl::Access;
 use super::destination::{parse_subscribe, user_key, DestinationError, SubscribeTarget};
 use super::outbox::{Delivery, Outbox, Outgoing};
 use super::queue::Queue;
 use super::topic::{Subscriber, Target};
 use super::Broker;
-use crate::auth::Access;
 
 /// Why a subscription was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,8 +106,8 @@ impl Broker {
             }
         };
         self.authorise_read(user, &key)?;
-        let guard = self.apps().guard(name);
-        let publication = guard.and_then(|g| g.publication_lock());
+        let guard = self.subscribe_guard(name);
+        let publication = guard.as_ref().and_then(|g| g.publication_lock());
         // Held until the subscription is registered: see `SubscribeGuard::publication_lock`.
         let _publishing_held_off = publication
             .as_ref()

@@ -179,5 +179,3 @@ fn under(destination: &str, prefix: &str) -> bool {
             .strip_prefix(prefix)
             .is_some_and(|rest| rest.starts_with('/'))
 }
-
-impl AppRoutes {}

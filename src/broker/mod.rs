@@ -2,6 +2,7 @@
 //! sockets or sessions. Sessions, the in-process client and (later) the job engine all publish
 //! through a [`Broker`] handle.
 
+pub mod acl;
 mod admission;
 pub mod app;
 mod backpressure;
@@ -22,8 +23,8 @@ use bytes::Bytes;
 use bytestring::ByteString;
 use stompede_protocol::{Frame, Headers};
 
-use crate::auth::{Access, Acl};
 use crate::store::{Store, StoreError};
+use acl::{Access, Acl};
 use app::AppRoutes;
 use destination::{is_server_owned, parse_send, user_key, DestinationError, SendTarget};
 use durable::DurableSubscriptions;
@@ -87,7 +88,9 @@ struct Inner {
     store: Option<Store>,
     // A std Mutex: held for map updates only, never across an await.
     sessions: Mutex<Sessions>,
-    apps: AppRoutes,
+    // A std RwLock: read on every /app SEND and guarded SUBSCRIBE, written when a service
+    // mounts itself at start-up; nothing awaits under it.
+    apps: std::sync::RwLock<AppRoutes>,
     acl: Acl,
     metrics: Arc<Metrics>,
     outbox_limits: OutboxLimits,
@@ -144,7 +147,7 @@ impl Broker {
                 durable: DurableSubscriptions::default(),
                 store,
                 sessions: Mutex::new(Sessions::default()),
-                apps,
+                apps: std::sync::RwLock::new(apps),
                 acl,
                 metrics,
                 outbox_budget: outbox::MemoryBudget::new(outbox_limits.memory_cap),
@@ -200,9 +203,31 @@ impl Broker {
         &self.inner.acl
     }
 
-    /// The application handlers.
-    pub fn apps(&self) -> &AppRoutes {
-        &self.inner.apps
+    /// Mounts `handler` for SENDs to `prefix` and below (a service that starts after the
+    /// broker, as the job engine does, which needs the broker to publish).
+    pub(crate) fn mount_app(&self, prefix: &str, handler: Arc<dyn app::AppHandler>) {
+        self.apps_mut().insert(prefix, handler);
+    }
+
+    /// Mounts `guard` for subscriptions to `prefix` and below.
+    pub(crate) fn mount_guard(&self, prefix: &str, guard: Arc<dyn app::SubscribeGuard>) {
+        self.apps_mut().insert_guard(prefix, guard);
+    }
+
+    /// The guard of a destination, if one is mounted.
+    pub(crate) fn subscribe_guard(
+        &self,
+        destination: &str,
+    ) -> Option<Arc<dyn app::SubscribeGuard>> {
+        self.apps().guard(destination).cloned()
+    }
+
+    fn apps(&self) -> std::sync::RwLockReadGuard<'_, AppRoutes> {
+        self.inner.apps.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apps_mut(&self) -> std::sync::RwLockWriteGuard<'_, AppRoutes> {
+        self.inner.apps.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A new key, unique in this broker, for sessions and subscriptions.
@@ -474,7 +499,7 @@ impl Broker {
 
     /// The handler for an `/app/` destination.
     pub fn app_handler(&self, destination: &str) -> Option<Arc<dyn app::AppHandler>> {
-        self.inner.apps.find(destination).cloned()
+        self.apps().find(destination).cloned()
     }
 
     /// An ERROR frame.

@@ -13,6 +13,7 @@ use super::message::Message;
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, Outgoing};
 use super::queues::{QueuePolicy, QueueRegistry};
+use crate::clock::now_ms;
 use crate::store::StoreError;
 
 /// How a subscription acknowledges (the SUBSCRIBE `ack` header).
@@ -57,13 +58,6 @@ impl Queued {
     fn expired(&self, now_ms: u64) -> bool {
         self.expires != 0 && self.expires <= now_ms
     }
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A consumer: one queue subscription of one session.

@@ -64,7 +64,7 @@ pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
     body.insert("jobType".into(), json!(job.job_type));
     body.insert("seq".into(), json!(job.seq));
     body.insert("status".into(), json!(job.status));
-    body.insert("timestamp".into(), json!(crate::broker::queue::now_ms()));
+    body.insert("timestamp".into(), json!(crate::clock::now_ms()));
     if let Some(id) = &job.correlation_id {
         body.insert("correlationId".into(), json!(id));
     }

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod events;
 pub mod handler;
 pub mod model;
+mod mount;
 pub mod scheduler;
 mod service;
 mod worker;
@@ -35,8 +36,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::queue::now_ms;
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::store::jobs::{JobStore, JobWrite};
 use crate::store::StoreError;
 use events::{kind, Event};
@@ -175,7 +176,7 @@ struct Inner {
     state: Mutex<State>,
     wake: Notify,
     writer: Writer,
-    rates: crate::transport::RateLimits,
+    rates: crate::rate::RateLimits,
     shutdown: CancellationToken,
     /// Every task of the engine, so shutdown can wait for them.
     tracker: TaskTracker,
@@ -245,7 +246,7 @@ impl JobEngine {
         tracker: TaskTracker,
     ) -> Result<JobEngine, StoreError> {
         let (writer, queue) = Writer::new();
-        let rates = crate::transport::RateLimits::new(config.submissions_per_second_per_user);
+        let rates = crate::rate::RateLimits::new(config.submissions_per_second_per_user);
         let engine = JobEngine {
             inner: Arc::new(Inner {
                 store,

@@ -183,7 +183,7 @@ pub fn parse_priority(value: &str) -> Option<i64> {
 pub fn new_id() -> Result<String, getrandom::Error> {
     let mut random = [0u8; 16];
     getrandom::fill(&mut random[6..])?;
-    let ms = crate::broker::queue::now_ms() as u128 & ((1 << 48) - 1);
+    let ms = crate::clock::now_ms() as u128 & ((1 << 48) - 1);
     let value = (ms << 80) | u128::from_be_bytes(random);
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     Ok((0..26)

@@ -10,7 +10,7 @@ use super::events::{self, kind};
 use super::model::{new_id, parse_priority, Job, JobStatus, Progress};
 use super::{change, count_down, idempotency_key, JobEngine};
 use crate::broker::app::{AppError, AppReply, AppRequest};
-use crate::broker::queue::now_ms;
+use crate::clock::now_ms;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,7 @@ use super::events::{self, kind, Event};
 use super::handler::{ChunkContext, JobHandler, ProgressReport, ProgressSink};
 use super::model::{JobError, JobStatus, Progress};
 use super::JobEngine;
-use crate::broker::queue::now_ms;
+use crate::clock::now_ms;
 use crate::store::jobs::JobWrite;
 
 /// What to do next.

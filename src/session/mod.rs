@@ -4,6 +4,7 @@
 //! to the socket. A SEND to a full subscriber makes the session wait before reading its next
 //! frame (flow control), while its own writer keeps going, so no pair of sessions can deadlock.
 
+pub mod carrier;
 mod handshake;
 mod heartbeat;
 mod subscriptions;
@@ -20,8 +21,8 @@ use crate::broker::app::{AppReply, AppRequest};
 use crate::broker::metrics::Metrics;
 use crate::broker::outbox::{CloseReason, Outbox, Outgoing};
 use crate::broker::Broker;
-use crate::server::ServerContext;
-use crate::transport::{FrameSink, FrameSource, Inbound, InboundError};
+use crate::context::ServerContext;
+use carrier::{FrameSink, FrameSource, Inbound, InboundError};
 use subscriptions::{missing, Subscriptions};
 use transaction::Transactions;
 
@@ -270,7 +271,7 @@ async fn reject<W: FrameSink>(
     let bytes = stompede_protocol::to_bytes(&error.into_frame(receipt), Version::V1_0);
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
-        crate::transport::write_frame(sink, &bytes, true),
+        carrier::write_frame(sink, &bytes, true),
     )
     .await;
     sink.close().await;

@@ -12,10 +12,10 @@ use stompede_protocol::{
 };
 use tokio::time::Instant;
 
+use super::carrier::{write_frame, FrameSink};
 use crate::broker::metrics::Metrics;
 use crate::broker::outbox::{CloseReason, Delivery, Outbox, Outgoing};
 use crate::broker::Broker;
-use crate::transport::{write_frame, FrameSink};
 
 /// Most items taken from the outbox per write.
 const BATCH: usize = 256;

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::server::ServerContext;
+use crate::context::ServerContext;
 
 /// The routes.
 pub fn router(ctx: Arc<ServerContext>) -> Router {

@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
-use crate::server::ServerContext;
+use crate::context::ServerContext;
 
 /// Accepts connections until shutdown, each served on its own task.
 pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) {

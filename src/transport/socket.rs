@@ -18,19 +18,6 @@ use tokio::net::TcpStream;
 /// busy between two wake-ups of the writer, little enough not to add latency.
 const NOTSENT_LOWAT: u32 = 32 * 1024;
 
-/// The receive buffer a connection keeps once flow control has paced it (the default of
-/// `paced-receive-buffer`).
-///
-/// A paced publisher's session stops reading while its subscribers catch up, and the kernel
-/// keeps accepting its bytes into a receive buffer autotuned to several MiB: tens of
-/// milliseconds of its messages that the broker holds where flow control cannot see them
-/// (BENCHMARKS.md, flow control). Bounding it for every connection would slow every large
-/// upload over a long round trip, since the buffer is also the TCP window; bounding it once a
-/// connection has been paced costs only connections that publish faster than their
-/// subscribers take, which that pace limits anyway. Linux doubles the figure for its own
-/// bookkeeping: 64 KiB leaves a window of about 64 KiB, a few milliseconds of a flood.
-pub const PACED_RECEIVE_BUFFER: usize = 64 * 1024;
-
 /// Tunes an accepted connection: no Nagle delay (frames are batched already), a bounded
 /// unsent queue in the kernel, and, when `receive_buffer` is not 0, a fixed receive buffer.
 ///
@@ -117,6 +104,7 @@ impl<T: AsyncRead> ReadSide for tokio::io::ReadHalf<T> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PACED_RECEIVE_BUFFER;
 
     #[tokio::test]
     async fn a_receive_buffer_is_fixed_only_when_asked() {

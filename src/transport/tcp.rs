@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
 use crate::broker::Broker;
-use crate::server::ServerContext;
+use crate::context::ServerContext;
 use crate::session;
 
 /// Reads frames from a TCP stream.

@@ -19,7 +19,7 @@ use stompede_protocol::Version;
 use tokio::net::TcpStream;
 
 use super::{ReadOptions, Shared, WsSink, WsSource};
-use crate::server::ServerContext;
+use crate::context::ServerContext;
 use crate::session;
 
 /// The subprotocols offered, most preferred first.

@@ -1,21 +1,22 @@
-//! The connection rate limit: a token bucket shared by every listener.
+//! Rate limits as token buckets: one for the whole server (new connections), or one per key
+//! (job submissions per user).
 
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Admits at most `per_second` new connections per second, with a burst of one second's worth.
+/// Admits at most `per_second` events per second, with a burst of one second's worth.
 #[derive(Debug)]
-pub struct ConnectionRate {
+pub struct TokenBucket {
     per_second: f64,
     // (tokens, last refill). A std Mutex: a few arithmetic operations, never held across await.
     bucket: Mutex<(f64, Instant)>,
 }
 
-impl ConnectionRate {
+impl TokenBucket {
     /// A full bucket.
     pub fn new(per_second: u32) -> Self {
         let per_second = f64::from(per_second.max(1));
-        ConnectionRate {
+        TokenBucket {
             per_second,
             bucket: Mutex::new((per_second, Instant::now())),
         }
@@ -49,7 +50,7 @@ mod tests {
 
     #[test]
     fn burst_then_refuse() {
-        let rate = ConnectionRate::new(3);
+        let rate = TokenBucket::new(3);
         assert!(rate.admit());
         assert!(rate.admit());
         assert!(rate.admit());
@@ -63,7 +64,7 @@ mod tests {
 pub struct RateLimits {
     per_second: u32,
     // A std Mutex: a map lookup and some arithmetic.
-    buckets: Mutex<std::collections::HashMap<String, ConnectionRate>>,
+    buckets: Mutex<std::collections::HashMap<String, TokenBucket>>,
 }
 
 impl RateLimits {
@@ -83,7 +84,7 @@ impl RateLimits {
         }
         buckets
             .entry(key.to_owned())
-            .or_insert_with(|| ConnectionRate::new(self.per_second))
+            .or_insert_with(|| TokenBucket::new(self.per_second))
             .admit()
     }
 }

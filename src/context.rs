@@ -1,0 +1,33 @@
+//! What every connection task shares: the broker, the configuration, login checks, the
+//! connection rate limit and shutdown. The server builds it (`server.rs`); sessions and
+//! transports only read it, so they depend on this module and not on the server that wires them.
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::rate::TokenBucket;
+
+/// What every connection task shares.
+pub struct ServerContext {
+    /// The router.
+    pub broker: Broker,
+    /// The configuration in force.
+    pub config: Config,
+    /// Login checks.
+    pub auth: Authenticator,
+    /// The connection rate limit.
+    pub(crate) rate: TokenBucket,
+    /// Cancelled when the server stops accepting.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContext").finish_non_exhaustive()
+    }
+}

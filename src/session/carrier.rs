@@ -1,0 +1,117 @@
+//! What a session needs from the connection that carries it: decoded frames in
+//! ([`FrameSource`]) and encoded frames out ([`FrameSink`]). Each transport (TCP, WebSocket)
+//! implements both; the session knows nothing else of it.
+
+use std::future::Future;
+use std::io;
+
+use bytes::BytesMut;
+use stompede_protocol::{DecodeError, Decoded, Decoder};
+use tokio::time::Instant;
+
+/// One decoded item with what the carrier knows of its kind.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The frame or heart-beat.
+    pub item: Decoded,
+    /// `Some(true)` when it arrived in a text WebSocket message, `Some(false)` in a binary one,
+    /// `None` on a byte stream (TCP).
+    pub text: Option<bool>,
+}
+
+/// Reading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The socket failed.
+    #[error("read failed: {0}")]
+    Io(#[from] io::Error),
+    /// The peer sent something that is not STOMP.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// The reading side of a connection.
+pub trait FrameSource: Send {
+    /// The next heart-beat or frame; `None` when the peer closed. Cancel-safe: partial input
+    /// stays buffered in `self` and `decoder`.
+    fn next(
+        &mut self,
+        decoder: &mut Decoder,
+    ) -> impl Future<Output = Result<Option<Inbound>, InboundError>> + Send;
+
+    /// When bytes last arrived (heart-beat accounting counts any byte).
+    fn last_activity(&self) -> Instant;
+
+    /// Flow control has held this connection's reads (its client SENDs to topics or queues
+    /// faster than their consumers take): from now on the kernel should hold little of its
+    /// input, so that what waits for the broker waits in the client, where the pace reaches it
+    /// (`config::PACED_RECEIVE_BUFFER`). Called after every paced frame, once its wait is
+    /// over (what the kernel took during that first wait drains at the old size); true when
+    /// this call bounded the buffer. Does nothing by default.
+    fn paced(&mut self) -> bool {
+        false
+    }
+
+    /// Reads and drops whatever the peer still sends, until it closes its side or the read
+    /// fails. Called once the server has written its last frame and half-closed: closing a
+    /// socket with unread input makes the kernel reset the connection, and a reset can destroy
+    /// that last frame (an ERROR) before the peer has read it. The caller bounds the wait.
+    fn discard_input(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Where a frame starts in the write buffer, from [`FrameSink::begin_frame`].
+#[derive(Debug, Clone, Copy)]
+pub struct FrameStart {
+    /// Offset of the frame (its transport header first) in the buffer.
+    pub at: usize,
+    /// Bytes set aside there for the transport's header.
+    pub head: usize,
+}
+
+/// The writing side of a connection. The writer encodes frames into one buffer, each between
+/// [`begin_frame`](FrameSink::begin_frame) and [`end_frame`](FrameSink::end_frame) (which add
+/// the transport's own framing, if any), and writes the buffer with one call; large message
+/// tails, shared by every subscriber, are not copied into it but written from where they are
+/// ([`write_all_vectored`](FrameSink::write_all_vectored)).
+pub trait FrameSink: Send + 'static {
+    /// Starts a frame at the end of `buf`; `size_hint` is the expected size of the frame.
+    fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart;
+
+    /// Ends the frame started at `start`: everything after it, then `spliced` bytes that will
+    /// be written right after `buf`'s current end from a buffer of their own, make one frame,
+    /// sent as text when `text` (message transports).
+    fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool, spliced: usize);
+
+    /// Writes all of `parts`, in order, with as few system calls as the socket allows.
+    fn write_all_vectored(
+        &mut self,
+        parts: &mut [io::IoSlice<'_>],
+    ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Writes all of `bytes` to the socket.
+    fn write_all(&mut self, bytes: &[u8]) -> impl Future<Output = io::Result<()>> + Send {
+        async move {
+            self.write_all_vectored(&mut [io::IoSlice::new(bytes)])
+                .await
+        }
+    }
+
+    /// Resolves when the transport has frames of its own to send (a WebSocket pong); the
+    /// writer then calls [`take_control`](FrameSink::take_control).
+    fn control(&self) -> impl Future<Output = ()> + Send;
+
+    /// Appends the transport's pending frames of its own to `buf`.
+    fn take_control(&mut self, buf: &mut BytesMut);
+
+    /// Closes the connection (a WebSocket close frame, a TCP FIN).
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Writes one whole frame to `sink` (ERROR frames outside the writer's batches).
+pub async fn write_frame<W: FrameSink>(sink: &mut W, bytes: &[u8], text: bool) -> io::Result<()> {
+    let mut buf = BytesMut::with_capacity(bytes.len() + 16);
+    let start = sink.begin_frame(&mut buf, bytes.len());
+    buf.extend_from_slice(bytes);
+    sink.end_frame(&mut buf, start, text, 0);
+    sink.write_all(&buf).await
+}
