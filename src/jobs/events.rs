@@ -78,7 +78,7 @@ pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
         kind,
         seq: job.seq,
         correlation_id: job.correlation_id.clone(),
-        body: Bytes::from(serde_json::to_vec(&Value::Object(body)).unwrap_or_default()),
+        body: Bytes::from(Value::Object(body).to_string()),
     }
 }
 

@@ -134,10 +134,15 @@ impl State {
 fn change(job: Option<&Job>, events: Vec<Event>) -> Commit {
     let mut writes = Vec::with_capacity(events.len() + 1);
     if let Some(job) = job {
-        writes.push(JobWrite::Job {
-            id: job.id.clone(),
-            record: job.to_bytes(),
-        });
+        match job.to_bytes() {
+            Ok(record) => writes.push(JobWrite::Job {
+                id: job.id.clone(),
+                record,
+            }),
+            // Not expected (every field is plain JSON); the events still go out and the stored
+            // record keeps the job's previous state.
+            Err(error) => tracing::error!(job = %job.id, %error, "job record not encoded"),
+        }
     }
     writes.extend(events.iter().map(|event| JobWrite::Event {
         id: event.job_id.clone(),
@@ -477,11 +482,10 @@ impl JobEngine {
         let mut times = Vec::new();
         let (mut completed, mut failed) = (0usize, 0usize);
         for job in state.jobs.values() {
-            let status = serde_json::to_value(job.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            *stats.by_status.entry(status).or_default() += 1;
+            *stats
+                .by_status
+                .entry(job.status.as_str().to_owned())
+                .or_default() += 1;
             *stats.by_type.entry(job.job_type.clone()).or_default() += 1;
             match job.status {
                 JobStatus::Completed => {
@@ -518,23 +522,35 @@ impl JobEngine {
             }
             ticks += 1;
             self.expire_overdue().await;
-            if self.inner.broker.has_subscribers("/topic/stats") {
-                let body = serde_json::to_vec(&self.stats()).unwrap_or_default();
-                let mut headers = stompede_protocol::Headers::new();
-                headers.push("content-type", "application/json");
-                let message =
-                    self.inner
-                        .broker
-                        .message("/topic/stats".into(), &headers, body.into(), true);
-                if let Err(error) = self.inner.broker.publish_as_server(message).await {
-                    tracing::warn!(%error, "statistics not published");
-                }
-            }
+            self.publish_stats().await;
             // Retention is checked at a quarter of its period (between 1 s and 1 min).
             let every = (self.inner.config.retention.as_secs() / 4).clamp(1, 60);
             if ticks % every == 0 {
-                self.apply_retention();
+                self.apply_retention().await;
             }
+        }
+    }
+
+    /// Publishes the engine's figures on `/topic/stats`, when anyone watches.
+    async fn publish_stats(&self) {
+        if !self.inner.broker.has_subscribers("/topic/stats") {
+            return;
+        }
+        let body = match serde_json::to_vec(&self.stats()) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%error, "statistics could not be encoded");
+                return;
+            }
+        };
+        let mut headers = stompede_protocol::Headers::new();
+        headers.push("content-type", "application/json");
+        let message = self
+            .inner
+            .broker
+            .message("/topic/stats".into(), &headers, body.into(), true);
+        if let Err(error) = self.inner.broker.publish_as_server(message).await {
+            tracing::warn!(%error, "statistics not published");
         }
     }
 
@@ -585,7 +601,7 @@ impl JobEngine {
         }
     }
 
-    fn apply_retention(&self) {
+    async fn apply_retention(&self) {
         let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);
         let mut finished: Vec<(u64, String, JobStatus, Option<String>)> = self
             .lock()
@@ -605,6 +621,7 @@ impl JobEngine {
             .collect();
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         let (mut kept_completed, mut kept_failed) = (0, 0);
+        let mut expired_dirs = Vec::new();
         for (ended, id, status, key) in finished {
             let kept = if status == JobStatus::Completed {
                 &mut kept_completed
@@ -637,12 +654,21 @@ impl JobEngine {
                     ..Commit::default()
                 });
             }
-            let dir = self.inner.config.results_dir.join(&id);
-            if dir.exists() {
-                if let Err(error) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(job = %id, %error, "removing result files");
+            expired_dirs.push((self.inner.config.results_dir.join(&id), id));
+        }
+        // Result trees can be large: removed on the blocking pool, not on a session thread.
+        let removed = tokio::task::spawn_blocking(move || {
+            for (dir, id) in expired_dirs {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => tracing::warn!(job = %id, %error, "removing result files"),
                 }
             }
+        })
+        .await;
+        if let Err(error) = removed {
+            tracing::warn!(%error, "removing expired result files failed");
         }
     }
 
@@ -726,7 +752,7 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
                         h.push("seq", s.to_string());
                     }
                     h.push("replay", "true");
-                    (h, serde_json::to_vec(&body).unwrap_or_default().into())
+                    (h, body.to_string().into())
                 })
                 .collect());
         }
@@ -739,6 +765,9 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
         h.push("job-type", job.job_type.as_str());
         h.push("snapshot", "true");
         h.push("seq", job.seq.to_string());
-        Ok(vec![(h, job.to_bytes().into())])
+        let body = job
+            .to_bytes()
+            .map_err(|e| format!("the job could not be encoded: {e}"))?;
+        Ok(vec![(h, body.into())])
     }
 }

@@ -23,6 +23,18 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// The status as the wire and the store spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Processing => "processing",
+            JobStatus::Paused => "paused",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
     /// True once the job will not run again without a retry.
     pub fn is_finished(self) -> bool {
         matches!(
@@ -160,8 +172,8 @@ pub struct Job {
 
 impl Job {
     /// The job as stored.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
 }
 

@@ -84,12 +84,10 @@ impl JobEngine {
             "timestamp": now_ms(),
         });
         let destination = format!("/user/{}/queue/errors", request.user);
-        let message = self.inner.broker.message(
-            destination.into(),
-            &headers,
-            serde_json::to_vec(&body).unwrap_or_default().into(),
-            true,
-        );
+        let message =
+            self.inner
+                .broker
+                .message(destination.into(), &headers, body.to_string().into(), true);
         if let Err(error) = self.inner.broker.publish_as_server(message).await {
             tracing::warn!(%error, "JOB_REJECTED not delivered");
         }

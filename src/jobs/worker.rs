@@ -34,7 +34,7 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
         None => return,
     };
     let started = Instant::now();
-    if let Err(error) = begin(&engine, &id, attempt) {
+    if let Err(error) = begin(&engine, &id, attempt).await {
         engine.fail_or_retry(&id, attempt, error, started).await;
     } else {
         loop {
@@ -80,7 +80,7 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
 }
 
 /// Marks the job processing, plans it on its first start, publishes `JOB_STARTED`.
-fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
+async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
     let Some(job) = engine.job(id) else {
         return Ok(());
     };
@@ -94,7 +94,8 @@ fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
         })?;
     // Planned outside the lock: a plan may read the job's input files.
     let plan = if job.chunks.is_empty() {
-        Some(handler.plan(&engine.input(&job))?)
+        let input = engine.input(&job);
+        Some(off_thread(move || handler.plan(&input)).await?)
     } else {
         None
     };
@@ -116,7 +117,12 @@ fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
         }
         planned = Some(JobWrite::Plan {
             id: id.to_owned(),
-            plan: serde_json::to_vec(&plan).unwrap_or_default(),
+            plan: serde_json::to_vec(&plan).map_err(|e| {
+                JobError::permanent(
+                    "internal_error",
+                    format!("the plan could not be stored: {e}"),
+                )
+            })?,
         });
         job.progress.chunk_count = plan.len() as u64;
         job.progress.total = plan.iter().map(|c| c.units).sum();
@@ -221,7 +227,7 @@ async fn commit_chunk(
     result: Value,
     started: Instant,
 ) -> bool {
-    let result_bytes = serde_json::to_vec(&result).unwrap_or_default();
+    let result_bytes = result.to_string().into_bytes();
     // The only wait of a chunk commit: for room in the writer's queue, not for the disk.
     let permit = engine.inner.writer.room().await;
     let interval = engine.inner.config.progress_interval;
@@ -351,7 +357,7 @@ async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
         }
     }
     let input = engine.input(&job);
-    let merged = match handler.merge(&input, results) {
+    let merged = match off_thread(move || handler.merge(&input, results)).await {
         Ok(merged) => merged,
         Err(error) => {
             engine.fail_or_retry(id, attempt, error, started).await;
@@ -508,6 +514,20 @@ impl ProgressSink for ChunkProgress {
             commit.permit = Some(permit);
             self.engine.inner.writer.queue(commit);
         }
+    }
+}
+
+/// Runs a handler's synchronous step (plan, merge) on the blocking pool: it may read input
+/// files or concatenate result files, which would stall every session sharing this thread.
+async fn off_thread<T: Send + 'static>(
+    step: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+) -> Result<T, JobError> {
+    match tokio::task::spawn_blocking(step).await {
+        Ok(outcome) => outcome,
+        Err(error) => Err(JobError::permanent(
+            "handler_failed",
+            format!("the job type's handler failed: {error}"),
+        )),
     }
 }
 
