@@ -14,8 +14,8 @@
 //! events.
 
 use serde_json::{json, Value};
-use stompede::jobs::handler::{ChunkContext, ChunkFuture, JobHandler, JobInput};
-use stompede::jobs::model::{ChunkPlan, JobError};
+use stompede::jobs::{ChunkContext, ChunkFuture, JobHandler, JobInput};
+use stompede::jobs::{ChunkPlan, JobError};
 use stompede::protocol::Headers;
 use stompede::{BrokerBuilder, Config};
 

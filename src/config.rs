@@ -12,7 +12,7 @@ use stompede_protocol::Limits;
 pub use crate::broker::acl::AclRule;
 use crate::broker::outbox::OutboxLimits;
 use crate::broker::queues::QueuePolicy;
-use crate::store::Durability;
+pub use crate::store::Durability;
 
 /// The receive buffer a connection keeps once flow control has paced it (the default of
 /// `paced-receive-buffer`).

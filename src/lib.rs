@@ -1,40 +1,73 @@
 //! # stompede
 //!
-//! A STOMP 1.0/1.1/1.2 message broker over WebSocket and TCP, built to push live progress of
-//! long-running jobs to browsers.
+//! A STOMP 1.0/1.1/1.2 message broker over WebSocket and TCP, with a durable job engine, built
+//! to push live progress of long-running jobs to browsers.
+//!
+//! ## Where to start
+//!
+//! * [`BrokerBuilder`] configures ([`Config`]) and starts a server inside your tokio runtime;
+//!   [`Server`] is the running handle (addresses, [`Broker`] figures, shutdown).
+//! * [`LocalClient`] publishes and subscribes in process, held to the same rules as a STOMP
+//!   client of the same user.
+//! * [`jobs::JobHandler`] adds a job type: the engine plans it into chunks, runs them with
+//!   retries, pause, resume and cancel, stores each result and checkpoint, and publishes
+//!   progress on `/topic/jobs/<id>`. [`processors::Reconcile`] is the built-in CSV
+//!   reconciliation.
+//! * [`AppHandler`] answers SENDs to an `/app/...` prefix of your own.
+//! * [`protocol`] is the STOMP codec (no I/O), usable on its own.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stompede::Error> {
+//! use stompede::{BrokerBuilder, Config};
+//!
+//! let server = BrokerBuilder::new(Config::default())
+//!     .job_type("demo", stompede::jobs::Demo::default())
+//!     .start()
+//!     .await?;
+//! let app = server.local_client("app");
+//! let news = app.subscribe("/topic/news/**").expect("an open topic");
+//! app.send("/topic/news/today", Default::default(), "hello").await.expect("delivered");
+//! let message = news.next().await;
+//! # drop(message);
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it fits together
 //!
 //! ```text
 //! bytes ─► transport (TCP | WebSocket) ─► protocol::Decoder ─► Frame
 //!       ─► session (one task per connection) ─► Broker ─► topic fan-out | queue | /app handler
-//!       ─► each subscriber's bounded Outbox ─► its writer task ─► encoded once, shared ─► bytes
+//!       ─► each subscriber's bounded outbox ─► its writer task ─► encoded once, shared ─► bytes
+//!
+//! SEND /app/jobs ─► job service ─► store commit (then RECEIPT) ─► scheduler ─► worker
+//!       ─► chunk result + checkpoint + events in one store batch ─► MESSAGE on /topic/jobs/<id>
 //! ```
 //!
-//! * [`stompede_protocol`] is the codec (no I/O).
-//! * [`broker`] routes: topics with `*`/`**` patterns, queues with acks and prefetch, Spring's
-//!   `/user/...` destinations, `/app/...` handlers, and flow control through bounded outboxes.
-//! * [`session`] runs one connection; [`transport`] adapts TCP and WebSocket to it.
-//! * [`BrokerBuilder`] starts it all in the caller's runtime; [`LocalClient`] publishes and
-//!   subscribes in process.
+//! The wire contract (destinations, headers, job events) is in `protocol/docs/`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod auth;
-pub mod broker;
+pub(crate) mod auth;
+pub(crate) mod broker;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod context;
 mod error;
 pub mod jobs;
-pub mod local;
+pub(crate) mod local;
 pub mod processors;
 pub(crate) mod rate;
-pub mod server;
-pub mod session;
-pub mod store;
-pub mod transport;
+pub(crate) mod server;
+pub(crate) mod session;
+pub(crate) mod store;
+pub(crate) mod transport;
 
 pub use broker::app::{AppError, AppHandler, AppReply, AppRequest};
-pub use broker::Broker;
+pub use broker::message::Message;
+pub use broker::metrics::Metrics;
+pub use broker::queue::QueueStats;
+pub use broker::{Broker, PublishError, SubscribeError};
 pub use config::Config;
 pub use error::Error;
 pub use local::{LocalClient, LocalSubscription};

@@ -214,9 +214,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&import_dir)
         .with_context(|| format!("creating the import directory {}", import_dir.display()))?;
     let reconcile =
-        stompede::processors::reconcile::Reconcile::new(import_dir, config.reconcile_memory_budget);
+        stompede::processors::Reconcile::new(import_dir, config.reconcile_memory_budget);
     let server = BrokerBuilder::new(config)
-        .job_type("demo", stompede::jobs::demo::Demo::default())
+        .job_type("demo", stompede::jobs::Demo::default())
         .job_type("reconcile", reconcile)
         .start()
         .await?;

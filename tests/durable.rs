@@ -463,16 +463,22 @@ async fn purge_and_delete_remove_stored_messages() {
     assert_eq!(broker.queue_stats()[0].depth, 3);
     assert_eq!(broker.purge_queue("/queue/purge"), Some(3));
     assert_eq!(broker.queue_stats()[0].depth, 0);
-    assert_eq!(broker.store().unwrap().load_messages().unwrap().len(), 0);
+    drop(p);
+    let (server, stored) = server.stored_after_restart().await;
+    assert!(stored.is_empty(), "purged yet stored: {stored:?}");
+    let mut p = Tcp::connect(server.stomp(), "p").await;
     p.send_receipted(
         send("/queue/purge", "again").header("persistent", "true"),
         "r",
     )
     .await;
+    let broker = server.server.broker();
     assert!(broker.delete_queue("/queue/purge"));
     assert!(broker.queue_stats().is_empty());
-    assert_eq!(broker.store().unwrap().load_messages().unwrap().len(), 0);
     assert_eq!(broker.purge_queue("/queue/none"), None);
+    drop(p);
+    let (_server, stored) = server.stored_after_restart().await;
+    assert!(stored.is_empty(), "deleted yet stored: {stored:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -511,10 +517,9 @@ async fn concurrent_persistent_producers_never_take_a_queue_past_its_limit() {
         receipted += producer.await.unwrap();
     }
     assert_eq!(receipted, 25);
-    let broker = server.server.broker();
-    assert_eq!(broker.queue_stats()[0].depth, 25);
-    let stored = broker.store().unwrap().load_messages().unwrap();
-    assert_eq!(stored.iter().map(|(_, m)| m.len()).sum::<usize>(), 25);
+    assert_eq!(server.server.broker().queue_stats()[0].depth, 25);
+    let (_server, stored) = server.stored_after_restart().await;
+    assert_eq!(stored, [("/queue/limited".to_owned(), 25)]);
 }
 
 #[tokio::test]
@@ -547,12 +552,7 @@ async fn a_local_client_consuming_persistent_messages_acknowledges_them() {
         .find(|q| q.name == "/queue/local-persistent")
         .unwrap();
     assert_eq!((stats.depth, stats.unacked), (0, 0), "{stats:?}");
-    let stored = server
-        .server
-        .broker()
-        .store()
-        .unwrap()
-        .load_messages()
-        .unwrap();
+    drop((local, subscription, p));
+    let (_server, stored) = server.stored_after_restart().await;
     assert!(stored.is_empty(), "still stored: {stored:?}");
 }

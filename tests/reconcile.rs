@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stompede::jobs::model::JobStatus;
-use stompede::processors::reconcile::Reconcile;
+use stompede::jobs::JobStatus;
+use stompede::processors::Reconcile;
 use stompede::protocol::{Command, Frame, Headers};
 use stompede::BrokerBuilder;
 

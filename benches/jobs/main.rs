@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use serde_json::{json, Value};
-use stompede::jobs::handler::{ChunkContext, ChunkFuture, JobHandler, JobInput};
-use stompede::jobs::model::{ChunkPlan, JobError, JobStatus};
+use stompede::jobs::{ChunkContext, ChunkFuture, JobHandler, JobInput};
+use stompede::jobs::{ChunkPlan, JobError, JobStatus};
 use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Headers, Version};
 use stompede::{BrokerBuilder, Config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -59,9 +59,9 @@ async fn server(dir: &std::path::Path) -> Server {
         job_retention_ms: 3_600_000,
         job_keep_completed: 10_000_000,
         durability: if std::env::var("PERIODIC").is_ok() {
-            stompede::store::Durability::Periodic
+            stompede::config::Durability::Periodic
         } else {
-            stompede::store::Durability::Sync
+            stompede::config::Durability::Sync
         },
         ..Config::default()
     };

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stompede::jobs::model::JobStatus;
-use stompede::processors::reconcile::Reconcile;
+use stompede::jobs::JobStatus;
+use stompede::processors::Reconcile;
 use stompede::protocol::Headers;
 use stompede::{BrokerBuilder, Config};
 

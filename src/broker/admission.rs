@@ -69,7 +69,11 @@ pub struct OpenTopic {
 
 impl Broker {
     /// Refuses `user` reading `destination` unless the authorisation rules allow it.
-    pub fn authorise_read(&self, user: &str, destination: &str) -> Result<(), SubscribeError> {
+    pub(crate) fn authorise_read(
+        &self,
+        user: &str,
+        destination: &str,
+    ) -> Result<(), SubscribeError> {
         if self.acl().allows(user, destination, Access::Read) {
             Ok(())
         } else {
@@ -81,14 +85,17 @@ impl Broker {
     }
 
     /// The queue `name`, once `user` is allowed to consume it.
-    pub fn admit_queue(&self, user: &str, name: &str) -> Result<Arc<Queue>, SubscribeError> {
+    pub(crate) fn admit_queue(&self, user: &str, name: &str) -> Result<Arc<Queue>, SubscribeError> {
         self.authorise_read(user, name)?;
         Ok(self.queue(name))
     }
 
     /// Opens a topic or user-destination subscription: authorised, guarded (the guard's
     /// messages are put in the outbox before any live one), then registered.
-    pub fn open_topic(&self, request: TopicSubscription<'_>) -> Result<OpenTopic, SubscribeError> {
+    pub(crate) fn open_topic(
+        &self,
+        request: TopicSubscription<'_>,
+    ) -> Result<OpenTopic, SubscribeError> {
         let TopicSubscription {
             user,
             destination,

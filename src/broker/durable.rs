@@ -24,7 +24,7 @@ pub fn queue_name(user: &str, id: &str) -> String {
 impl Broker {
     /// Opens (or reopens) user `user`'s durable subscription `id` to `destination` (a topic
     /// name or pattern) and returns its queue, which the session then consumes.
-    pub fn durable_subscribe(
+    pub(crate) fn durable_subscribe(
         &self,
         user: &str,
         id: &str,
@@ -38,7 +38,7 @@ impl Broker {
     }
 
     /// Removes user `user`'s durable subscription `id` with the messages it holds.
-    pub fn durable_unsubscribe(&self, user: &str, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn durable_unsubscribe(&self, user: &str, id: &str) -> Result<(), StoreError> {
         let name = queue_name(user, id);
         let binding = self
             .inner

@@ -35,7 +35,7 @@ use queue::{Queue, QueueRefused, QueueStats};
 use queues::{QueuePolicy, QueueRegistry};
 use topic::{Subscriber, Target, TopicIndex};
 
-pub use admission::{OpenTopic, SubscribeError, TopicSubscription};
+pub use admission::{SubscribeError, TopicSubscription};
 pub use backpressure::Backpressure;
 use backpressure::Pending;
 
@@ -62,7 +62,7 @@ pub enum PublishError {
         /// The destination.
         destination: String,
     },
-    /// `/app/` destinations go through [`Broker::app_handler`], not publish.
+    /// `/app/` destinations go to their application handler, not through publish.
     #[error("no handler for application destination {0}")]
     NoAppHandler(String),
 }
@@ -171,22 +171,13 @@ impl Broker {
     }
 
     /// The store, when persistence is on.
-    pub fn store(&self) -> Option<&Store> {
+    pub(crate) fn store(&self) -> Option<&Store> {
         self.inner.store.as_ref()
-    }
-
-    /// Waits until everything written to the store so far is durable (per the configured
-    /// durability): what a RECEIPT promises.
-    pub async fn commit(&self) -> Result<(), StoreError> {
-        match &self.inner.store {
-            Some(store) => store.commit().await,
-            None => Ok(()),
-        }
     }
 
     /// Waits until the store writes of the current session are durable: what a session's
     /// RECEIPT promises (see [`crate::store::own_writes`]).
-    pub async fn commit_own(&self) -> Result<(), StoreError> {
+    pub(crate) async fn commit_own(&self) -> Result<(), StoreError> {
         match &self.inner.store {
             Some(store) => store.commit_own().await,
             None => Ok(()),
@@ -199,7 +190,7 @@ impl Broker {
     }
 
     /// The authorisation rules.
-    pub fn acl(&self) -> &Acl {
+    pub(crate) fn acl(&self) -> &Acl {
         &self.inner.acl
     }
 
@@ -231,12 +222,12 @@ impl Broker {
     }
 
     /// A new key, unique in this broker, for sessions and subscriptions.
-    pub fn next_key(&self) -> u64 {
+    pub(crate) fn next_key(&self) -> u64 {
         self.inner.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A new `message-id`.
-    pub fn next_message_id(&self) -> ByteString {
+    pub(crate) fn next_message_id(&self) -> ByteString {
         let n = self.inner.next_message.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.inner.boot).into()
     }
@@ -247,12 +238,12 @@ impl Broker {
     }
 
     /// A new outbox with the configured limits.
-    pub fn new_outbox(&self) -> Arc<Outbox> {
+    pub(crate) fn new_outbox(&self) -> Arc<Outbox> {
         Outbox::new(self.inner.outbox_limits, self.inner.outbox_budget.clone())
     }
 
     /// Registers a session of `user`, refusing past the per-user limit.
-    pub fn register_session(
+    pub(crate) fn register_session(
         &self,
         id: u64,
         user: Arc<str>,
@@ -279,7 +270,7 @@ impl Broker {
     }
 
     /// Forgets a session.
-    pub fn unregister_session(&self, id: u64) {
+    pub(crate) fn unregister_session(&self, id: u64) {
         let mut sessions = self
             .inner
             .sessions
@@ -301,7 +292,7 @@ impl Broker {
     }
 
     /// Ends every session with an ERROR carrying `message` (server shutdown).
-    pub fn close_all_sessions(&self, message: &str) {
+    pub(crate) fn close_all_sessions(&self, message: &str) {
         let outboxes: Vec<Arc<Outbox>> = self
             .inner
             .sessions
@@ -331,7 +322,7 @@ impl Broker {
 
     /// Routes a SEND from `user` to a topic, queue or user destination, waiting (flow control)
     /// while a topic subscriber's outbox is full, up to the slow-consumer grace.
-    /// `/app/` destinations are refused here: see [`Broker::app_handler`].
+    /// `/app/` destinations are refused here: they go to their application handler.
     pub async fn publish(&self, user: &str, message: Message) -> Result<(), PublishError> {
         self.publish_now(user, message)?.wait().await;
         Ok(())
@@ -341,7 +332,11 @@ impl Broker {
     /// on its queue) when this returns, and the returned [`Backpressure`] is the wait. A
     /// publisher that must order its deliveries against something else (the job engine,
     /// against a subscription's replay) delivers under its own lock and waits outside it.
-    pub fn publish_now(&self, user: &str, message: Message) -> Result<Backpressure, PublishError> {
+    pub(crate) fn publish_now(
+        &self,
+        user: &str,
+        message: Message,
+    ) -> Result<Backpressure, PublishError> {
         self.route(Publisher::Client(user), message)
     }
 
@@ -353,7 +348,10 @@ impl Broker {
     }
 
     /// [`Broker::publish_as_server`] without the wait (see [`Broker::publish_now`]).
-    pub fn publish_now_as_server(&self, message: Message) -> Result<Backpressure, PublishError> {
+    pub(crate) fn publish_now_as_server(
+        &self,
+        message: Message,
+    ) -> Result<Backpressure, PublishError> {
         self.route(Publisher::Server, message)
     }
 
@@ -463,17 +461,17 @@ impl Broker {
     }
 
     /// Adds a topic or user-destination subscription under `key` (a name or pattern).
-    pub fn subscribe_topic(&self, key: &str, subscriber: Arc<Subscriber>) {
+    pub(crate) fn subscribe_topic(&self, key: &str, subscriber: Arc<Subscriber>) {
         self.inner.topics.insert(key, subscriber);
     }
 
     /// Removes a topic subscription.
-    pub fn unsubscribe_topic(&self, key: &str, subscriber_key: u64) {
+    pub(crate) fn unsubscribe_topic(&self, key: &str, subscriber_key: u64) {
         self.inner.topics.remove(key, subscriber_key);
     }
 
     /// The queue called `name`, created on first use.
-    pub fn queue(&self, name: &str) -> Arc<Queue> {
+    pub(crate) fn queue(&self, name: &str) -> Arc<Queue> {
         self.inner.queues.queue(name)
     }
 
@@ -493,17 +491,17 @@ impl Broker {
     }
 
     /// Drops expired messages from every queue; returns how many.
-    pub fn drop_expired(&self) -> usize {
+    pub(crate) fn drop_expired(&self) -> usize {
         self.inner.queues.drop_expired()
     }
 
     /// The handler for an `/app/` destination.
-    pub fn app_handler(&self, destination: &str) -> Option<Arc<dyn app::AppHandler>> {
+    pub(crate) fn app_handler(&self, destination: &str) -> Option<Arc<dyn app::AppHandler>> {
         self.apps().find(destination).cloned()
     }
 
     /// An ERROR frame.
-    pub fn error_frame(message: &str, detail: &str, receipt: Option<&str>) -> Frame {
+    pub(crate) fn error_frame(message: &str, detail: &str, receipt: Option<&str>) -> Frame {
         let mut frame = Frame::new(stompede_protocol::Command::Error)
             .header("message", message)
             .header("content-type", "text/plain");

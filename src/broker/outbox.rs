@@ -209,11 +209,6 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &OutboxLimits {
-        &self.limits
-    }
-
     fn above_mark(&self, state: &State) -> bool {
         state.items.len() >= self.limits.high_water_messages
             || state.bytes >= self.limits.high_water_bytes

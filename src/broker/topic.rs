@@ -97,10 +97,4 @@ impl TopicIndex {
             }
         }
     }
-
-    /// Number of subscriptions to `destination` exactly (for tests and stats).
-    pub fn count(&self, destination: &str) -> usize {
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.exact.get(destination).map_or(0, |l| l.len())
-    }
 }

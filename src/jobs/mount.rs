@@ -13,7 +13,7 @@ use crate::broker::Broker;
 impl JobEngine {
     /// Mounts the engine on `broker`, which it publishes through. The broker holds the engine
     /// weakly: the engine holds the broker, and a strong pair would keep both alive forever.
-    pub fn mount(&self, broker: &Broker) {
+    pub(crate) fn mount(&self, broker: &Broker) {
         let mounted = Arc::new(Mounted(self.downgrade()));
         broker.mount_app("/app/jobs", mounted.clone());
         broker.mount_guard("/topic/jobs", mounted);

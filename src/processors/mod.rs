@@ -1,4 +1,6 @@
-//! Built-in job types. Each is a [`JobHandler`](crate::jobs::handler::JobHandler) and knows
-//! nothing of STOMP.
+//! Built-in job types. Each is a [`JobHandler`](crate::jobs::JobHandler) and knows nothing of
+//! STOMP.
 
-pub mod reconcile;
+mod reconcile;
+
+pub use reconcile::Reconcile;

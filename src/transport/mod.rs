@@ -9,9 +9,7 @@ pub mod ws;
 
 pub mod socket;
 
-pub use crate::session::carrier::{
-    write_frame, FrameSink, FrameSource, FrameStart, Inbound, InboundError,
-};
+pub use crate::session::carrier::{FrameSink, FrameSource, FrameStart, Inbound, InboundError};
 
 use std::io;
 

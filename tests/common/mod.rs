@@ -54,6 +54,34 @@ impl TestServer {
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.server.http_addr().unwrap())
     }
+
+    /// Stops the server and starts it again on the same data directory and configuration:
+    /// what a restart brings back is what the store kept.
+    #[allow(dead_code)] // Not every test binary restarts.
+    pub async fn restart(self) -> TestServer {
+        let config = self.server.config().clone();
+        self.server.shutdown().await;
+        let server = BrokerBuilder::new(config).start().await.unwrap();
+        TestServer {
+            server,
+            _dir: self._dir,
+        }
+    }
+
+    /// Messages the store kept, by queue (after a restart, which reads them back).
+    #[allow(dead_code)]
+    pub async fn stored_after_restart(self) -> (TestServer, Vec<(String, usize)>) {
+        let server = self.restart().await;
+        let stored = server
+            .server
+            .broker()
+            .queue_stats()
+            .into_iter()
+            .filter(|q| q.depth > 0)
+            .map(|q| (q.name, q.depth))
+            .collect();
+        (server, stored)
+    }
 }
 
 /// A raw TCP STOMP client.

@@ -1,0 +1,52 @@
+//! The engine's settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Job engine settings.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Jobs running at once (default: the number of cores).
+    pub concurrency: usize,
+    /// Jobs a user may have waiting or running.
+    pub max_queued_per_user: usize,
+    /// Submissions per second per user (burst of one second's worth).
+    pub submissions_per_second_per_user: u32,
+    /// Least time between two in-chunk progress updates of one job.
+    pub progress_interval: Duration,
+    /// Time a cancelled chunk has to stop on its own before it is dropped.
+    pub cancel_grace: Duration,
+    /// A job unfinished this long after submission fails with `expired`.
+    pub deadline: Duration,
+    /// Finished jobs are removed this long after they end.
+    pub retention: Duration,
+    /// Completed jobs kept at most.
+    pub keep_completed: usize,
+    /// Failed and cancelled jobs kept at most.
+    pub keep_failed: usize,
+    /// First retry delay; doubles for each attempt (2 s, 4 s, 8 s), with jitter.
+    pub retry_backoff: Duration,
+    /// Users who may control and watch every job.
+    pub admins: Vec<String>,
+    /// Where jobs' result files go (`<dir>/<job id>/`).
+    pub results_dir: PathBuf,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_queued_per_user: 10_000,
+            submissions_per_second_per_user: 1_000,
+            progress_interval: Duration::from_millis(500),
+            cancel_grace: Duration::from_secs(5),
+            deadline: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(24 * 3600),
+            keep_completed: 1_000,
+            keep_failed: 500,
+            retry_backoff: Duration::from_secs(2),
+            admins: Vec::new(),
+            results_dir: PathBuf::from("./stompede-data/results"),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Handing jobs to workers: the scheduler's choice, within the concurrency limit, and the
+//! release of a worker's slot.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{worker, JobEngine, Running};
+use crate::clock::now_ms;
+
+impl JobEngine {
+    /// Starts every job the schedule allows; returns when the next delayed job is due.
+    pub(super) fn dispatch(&self) -> Option<u64> {
+        let now = now_ms();
+        let mut started = Vec::new();
+        let next_due = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let jobs = &state.jobs;
+            let next_due = state
+                .schedule
+                .promote(now, |id| jobs.get(id).map(|j| j.priority));
+            loop {
+                let jobs = &state.jobs;
+                let types = &self.inner.types;
+                let Some(id) = state.schedule.take(self.inner.config.concurrency, |id| {
+                    let job = jobs.get(id)?;
+                    let limit = types.get(&job.job_type).and_then(|h| h.concurrency());
+                    Some((job.job_type.clone(), limit))
+                }) else {
+                    break;
+                };
+                state.next_attempt += 1;
+                let attempt = now * 1_000 + state.next_attempt % 1_000;
+                state.running.insert(
+                    id.clone(),
+                    Running {
+                        attempt,
+                        cancel: CancellationToken::new(),
+                        pause: false,
+                        last_report: None,
+                    },
+                );
+                started.push((id, attempt));
+            }
+            next_due
+        };
+        for (id, attempt) in started {
+            self.inner
+                .tracker
+                .spawn(worker::run(self.clone(), id, attempt));
+        }
+        next_due
+    }
+
+    pub(super) async fn schedule_loop(self) {
+        loop {
+            let notified = self.inner.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next_due = self.dispatch();
+            let sleep = match next_due {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms()).max(1)),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = notified => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// A worker stopped running `id` (whatever the outcome).
+    pub(super) fn release(&self, id: &str, job_type: &str, attempt: u64) {
+        let mut state = self.lock();
+        if state.running.get(id).is_some_and(|r| r.attempt == attempt) {
+            state.running.remove(id);
+        }
+        state.schedule.finished(job_type);
+        drop(state);
+        self.inner.wake.notify_one();
+    }
+}

@@ -1,0 +1,153 @@
+//! The engine's periodic work: deadlines, statistics and retention.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::events::{self, kind};
+use super::model::{JobError, JobStatus};
+use super::writer::Commit;
+use super::{idempotency_key, JobEngine};
+use crate::clock::now_ms;
+use crate::store::jobs::JobWrite;
+
+impl JobEngine {
+    /// Every second: fails jobs past their deadline, publishes `/topic/stats` when someone
+    /// listens; every minute: removes finished jobs past retention or beyond the kept counts.
+    pub(super) async fn maintenance_loop(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            ticks += 1;
+            self.expire_overdue().await;
+            self.publish_stats().await;
+            // Retention is checked at a quarter of its period (between 1 s and 1 min).
+            let every = (self.inner.config.retention.as_secs() / 4).clamp(1, 60);
+            if ticks % every == 0 {
+                self.apply_retention().await;
+            }
+        }
+    }
+
+    async fn expire_overdue(&self) {
+        let cutoff = now_ms().saturating_sub(self.inner.config.deadline.as_millis() as u64);
+        let overdue: Vec<String> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| !j.status.is_finished() && j.created_at < cutoff)
+            .map(|j| j.id.clone())
+            .collect();
+        for id in overdue {
+            let error =
+                JobError::permanent("expired", "the job did not finish before its deadline");
+            self.finish_failed(&id, error).await;
+        }
+    }
+
+    /// Fails a job that is not running normally any more (deadline): stops its worker if any.
+    pub(super) async fn finish_failed(&self, id: &str, error: JobError) {
+        {
+            let mut state = self.lock();
+            let Some(job) = state.jobs.get(id).cloned() else {
+                return;
+            };
+            if job.status.is_finished() {
+                return;
+            }
+            if let Some(running) = state.running.remove(id) {
+                running.cancel.cancel();
+            }
+            state.schedule.remove(id, job.priority, job.run_at);
+            state.closed(&job.owner);
+            let Some(job) = state.jobs.get_mut(id) else {
+                return;
+            };
+            job.status = JobStatus::Failed;
+            job.completed_at = Some(now_ms());
+            job.error = Some(error.clone());
+            let event = events::next(
+                job,
+                kind::FAILED,
+                json!({ "code": error.code, "message": error.message, "attempts": job.attempts }),
+            );
+            // Its worker was removed from `running` above: it cannot commit any more.
+            self.save(job, vec![event]);
+        }
+    }
+
+    async fn apply_retention(&self) {
+        let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);
+        let mut finished: Vec<(u64, String, JobStatus, Option<String>)> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| j.status.is_finished())
+            .map(|j| {
+                (
+                    j.completed_at.unwrap_or(0),
+                    j.id.clone(),
+                    j.status,
+                    j.idempotency_key
+                        .as_ref()
+                        .map(|k| idempotency_key(&j.owner, k)),
+                )
+            })
+            .collect();
+        finished.sort_by_key(|f| std::cmp::Reverse(f.0));
+        let (mut kept_completed, mut kept_failed) = (0, 0);
+        let mut expired_dirs = Vec::new();
+        for (ended, id, status, key) in finished {
+            let kept = if status == JobStatus::Completed {
+                &mut kept_completed
+            } else {
+                &mut kept_failed
+            };
+            let limit = if status == JobStatus::Completed {
+                self.inner.config.keep_completed
+            } else {
+                self.inner.config.keep_failed
+            };
+            *kept += 1;
+            if ended >= cutoff && *kept <= limit {
+                continue;
+            }
+            {
+                let mut state = self.lock();
+                // It may have been retried since the list was made.
+                if !state.jobs.get(&id).is_some_and(|j| j.status.is_finished()) {
+                    continue;
+                }
+                state.jobs.remove(&id);
+                if let Some(key) = key {
+                    if state.idempotency.get(&key) == Some(&id) {
+                        state.idempotency.remove(&key);
+                    }
+                }
+                self.inner.writer.queue(Commit {
+                    writes: vec![JobWrite::Remove { id: id.clone() }],
+                    ..Commit::default()
+                });
+            }
+            expired_dirs.push((self.inner.config.results_dir.join(&id), id));
+        }
+        // Result trees can be large: removed on the blocking pool, not on a session thread.
+        let removed = tokio::task::spawn_blocking(move || {
+            for (dir, id) in expired_dirs {
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => tracing::warn!(job = %id, %error, "removing result files"),
+                }
+            }
+        })
+        .await;
+        if let Err(error) = removed {
+            tracing::warn!(%error, "removing expired result files failed");
+        }
+    }
+}

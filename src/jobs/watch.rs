@@ -1,0 +1,189 @@
+//! Watching jobs: who may subscribe to `/topic/jobs/...`, the snapshot a new watcher gets,
+//! and the `since-seq` replay from the event log.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::JobEngine;
+use crate::store::StoreError;
+
+impl JobEngine {
+    /// The published events of job `id` after `seq` (for `since-seq` replay), as JSON bodies,
+    /// in order. Those stored but still queued for publication are left out: they are about to
+    /// be delivered live. Call it holding the publication lock (the subscription guard does),
+    /// or an event may be published between this read and the subscription.
+    ///
+    /// A log that cannot be read is an error, never an empty replay: the subscriber would
+    /// take the silence for "nothing happened".
+    pub(crate) fn events_after(&self, id: &str, seq: u64) -> Result<Vec<Value>, StoreError> {
+        let logged = self.inner.store.events_after(id, seq)?;
+        // Read after the log: an event is queued before it is logged, so one logged by now and
+        // not yet published is in this list.
+        let pending = self.inner.writer.unannounced().pending(id);
+        // The log comes in seq order.
+        let mut events = Vec::with_capacity(logged.len());
+        for bytes in &logged {
+            let event: Value = serde_json::from_slice(bytes)
+                .map_err(|_| crate::store::CorruptRecord("job event"))?;
+            let seq = event.get("seq").and_then(Value::as_u64);
+            if seq.is_some_and(|seq| !pending.contains(&seq)) {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+}
+
+/// Guards `/topic/jobs/...`: a job's topic is for its owner and the admins; every job's
+/// (`/topic/jobs` itself, or any wildcard) for the admins. A new subscriber first gets the
+/// job's current state (`snapshot:true`), or with `since-seq:N` the logged events after N.
+impl crate::broker::app::SubscribeGuard for JobEngine {
+    fn publication_lock(&self) -> Option<Arc<Mutex<()>>> {
+        Some(self.inner.writer.unannounced().publication().clone())
+    }
+
+    fn check(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &stompede_protocol::Headers,
+    ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, String> {
+        let rest = destination
+            .strip_prefix("/topic/jobs")
+            .unwrap_or_default()
+            .trim_start_matches('/');
+        let id = rest.split('/').next().unwrap_or_default();
+        let wildcard = rest.split('/').any(|s| s == "*" || s == "**");
+        if id.is_empty() || wildcard {
+            return if self.is_admin(user) {
+                Ok(Vec::new())
+            } else {
+                Err("only job admins may watch every job".into())
+            };
+        }
+        if !self.may_access(user, id) {
+            return Err(format!("no job {id} of yours"));
+        }
+        if let Some(since) = headers.get("since-seq") {
+            let since: u64 = since
+                .trim()
+                .parse()
+                .map_err(|_| "since-seq must be a non-negative integer".to_owned())?;
+            let events = self
+                .events_after(id, since)
+                .map_err(|error| format!("the job's event log could not be read: {error}"))?;
+            return Ok(events
+                .into_iter()
+                .map(|body| {
+                    let mut h = stompede_protocol::Headers::new();
+                    h.push("content-type", "application/json");
+                    h.push("job-id", id);
+                    if let Some(t) = body.get("jobType").and_then(Value::as_str) {
+                        h.push("job-type", t);
+                    }
+                    if let Some(e) = body.get("event").and_then(Value::as_str) {
+                        h.push("event", e);
+                    }
+                    if let Some(s) = body.get("seq").and_then(Value::as_u64) {
+                        h.push("seq", s.to_string());
+                    }
+                    h.push("replay", "true");
+                    (h, body.to_string().into())
+                })
+                .collect());
+        }
+        let Some(job) = self.job(id) else {
+            return Err(format!("no job {id} of yours"));
+        };
+        let mut h = stompede_protocol::Headers::new();
+        h.push("content-type", "application/json");
+        h.push("job-id", job.id.as_str());
+        h.push("job-type", job.job_type.as_str());
+        h.push("snapshot", "true");
+        h.push("seq", job.seq.to_string());
+        let body = job
+            .to_bytes()
+            .map_err(|e| format!("the job could not be encoded: {e}"))?;
+        Ok(vec![(h, body.into())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use stompede_protocol::Headers;
+
+    use crate::broker::app::{AppRequest, SubscribeGuard};
+    use crate::jobs::{Demo, JobStatus};
+    use crate::store::jobs::{JobStore, JobWrite};
+    use crate::{BrokerBuilder, Config};
+
+    #[tokio::test]
+    async fn a_replay_whose_log_cannot_be_read_is_refused_not_silent() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            stomp: None,
+            http: None,
+            ..Config::default()
+        };
+        let server = BrokerBuilder::new(config)
+            .job_type("demo", Demo::default())
+            .start()
+            .await
+            .unwrap();
+        let engine = server.jobs().unwrap().clone();
+        let mut headers = Headers::new();
+        headers.push("job-type", "demo");
+        let reply = engine
+            .handle(AppRequest {
+                user: "ann".into(),
+                session: 1,
+                destination: "/app/jobs".into(),
+                headers,
+                body: r#"{"chunks":1,"mibPerChunk":0}"#.into(),
+                broker: server.broker().clone(),
+            })
+            .await
+            .unwrap();
+        let id = reply
+            .receipt_headers
+            .iter()
+            .find(|(name, _)| name == "job-id")
+            .map(|(_, value)| value.clone())
+            .unwrap();
+        for _ in 0..500 {
+            if engine.job(&id).unwrap().status == JobStatus::Completed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(engine.job(&id).unwrap().status, JobStatus::Completed);
+
+        // A damaged entry in the job's event log, as a disk error would leave it.
+        JobStore::open(server.broker().store().unwrap())
+            .unwrap()
+            .apply(&[JobWrite::Event {
+                id: id.clone(),
+                seq: 999,
+                body: bytes::Bytes::from_static(b"{not json"),
+            }])
+            .unwrap();
+        let mut replay = Headers::new();
+        replay.push("since-seq", "0");
+        let refused = engine
+            .check("ann", &format!("/topic/jobs/{id}"), &replay)
+            .unwrap_err();
+        assert!(refused.contains("event log could not be read"), "{refused}");
+        // Without a replay, the snapshot still comes from memory.
+        let snapshot = engine
+            .check("ann", &format!("/topic/jobs/{id}"), &Headers::new())
+            .unwrap();
+        assert_eq!(snapshot.len(), 1);
+        server.shutdown().await;
+    }
+}
