@@ -231,7 +231,8 @@ impl Server {
         for listener in self.listeners {
             let _ = listener.await;
         }
-        self.ctx.broker.close_all_sessions("server shutting down");
+        let farewell = crate::session::error_frame("server shutting down", "", None);
+        self.ctx.broker.close_all_sessions(&farewell);
         self.ctx.tracker.close();
         let timeout = Duration::from_millis(self.ctx.config.shutdown_timeout_ms);
         if tokio::time::timeout(timeout, self.ctx.tracker.wait())

@@ -1,6 +1,7 @@
-//! The router: topics, queues, user destinations and `/app/` handlers, with no knowledge of
-//! sockets or sessions. Sessions, the in-process client and (later) the job engine all publish
-//! through a [`Broker`] handle.
+//! The router: topics, queues, user destinations and `/app/` handlers. It knows sessions only
+//! as registered outboxes (for user destinations, per-user limits and shutdown), never their
+//! sockets, and it builds no session-level frames. Sessions, the in-process client and the
+//! job engine all publish through a [`Broker`] handle.
 
 pub mod acl;
 mod admission;
@@ -292,7 +293,7 @@ impl Broker {
     }
 
     /// Ends every session with an ERROR carrying `message` (server shutdown).
-    pub(crate) fn close_all_sessions(&self, message: &str) {
+    pub(crate) fn close_all_sessions(&self, farewell: &Frame) {
         let outboxes: Vec<Arc<Outbox>> = self
             .inner
             .sessions
@@ -303,9 +304,7 @@ impl Broker {
             .map(|s| s.outbox.clone())
             .collect();
         for outbox in outboxes {
-            outbox.close(CloseReason::Error(Box::new(Broker::error_frame(
-                message, "", None,
-            ))));
+            outbox.close(CloseReason::Error(Box::new(farewell.clone())));
         }
     }
 
@@ -498,18 +497,6 @@ impl Broker {
     /// The handler for an `/app/` destination.
     pub(crate) fn app_handler(&self, destination: &str) -> Option<Arc<dyn app::AppHandler>> {
         self.apps().find(destination).cloned()
-    }
-
-    /// An ERROR frame.
-    pub(crate) fn error_frame(message: &str, detail: &str, receipt: Option<&str>) -> Frame {
-        let mut frame = Frame::new(stompede_protocol::Command::Error)
-            .header("message", message)
-            .header("content-type", "text/plain");
-        if let Some(receipt) = receipt {
-            frame = frame.header("receipt-id", receipt);
-        }
-        let body = if detail.is_empty() { message } else { detail };
-        frame.body(Bytes::from(body.to_owned()))
     }
 }
 

@@ -26,6 +26,18 @@ use carrier::{FrameSink, FrameSource, Inbound, InboundError};
 use subscriptions::{missing, Subscriptions};
 use transaction::Transactions;
 
+/// An ERROR frame: `message` in its header, `detail` (or the message again) as its body.
+pub(crate) fn error_frame(message: &str, detail: &str, receipt: Option<&str>) -> Frame {
+    let mut frame = Frame::new(Command::Error)
+        .header(names::MESSAGE, message)
+        .header(names::CONTENT_TYPE, "text/plain");
+    if let Some(receipt) = receipt {
+        frame = frame.header(names::RECEIPT_ID, receipt);
+    }
+    let body = if detail.is_empty() { message } else { detail };
+    frame.body(bytes::Bytes::from(body.to_owned()))
+}
+
 /// A problem that ends the session with an ERROR frame.
 #[derive(Debug, Clone)]
 pub struct SessionError {
@@ -51,7 +63,7 @@ impl SessionError {
     }
 
     fn into_frame(self, receipt: Option<&str>) -> Frame {
-        let mut frame = Broker::error_frame(&self.message, &self.detail, receipt);
+        let mut frame = error_frame(&self.message, &self.detail, receipt);
         for (name, value) in self.headers {
             frame = frame.header(name, value);
         }

@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use super::carrier::{write_frame, FrameSink};
 use crate::broker::metrics::Metrics;
 use crate::broker::outbox::{CloseReason, Delivery, Outbox, Outgoing};
-use crate::broker::Broker;
 
 /// Most items taken from the outbox per write.
 const BATCH: usize = 256;
@@ -221,7 +220,7 @@ async fn farewell<W: FrameSink>(
 ) {
     let frame = match reason {
         CloseReason::Error(frame) => *frame,
-        CloseReason::SlowConsumer => Broker::error_frame(
+        CloseReason::SlowConsumer => super::error_frame(
             "slow consumer: disconnected for not reading its messages",
             "Your subscription's outbox stayed above its high-water mark for longer than the \
              slow-consumer grace, so the broker disconnected this session rather than slow \

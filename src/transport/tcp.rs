@@ -11,7 +11,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
-use crate::broker::Broker;
 use crate::context::ServerContext;
 use crate::session;
 
@@ -156,7 +155,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
 }
 
 async fn refuse(mut stream: TcpStream) {
-    let frame = Broker::error_frame(
+    let frame = session::error_frame(
         "connection rate limit exceeded",
         "Too many new connections per second; retry later.",
         None,
