@@ -404,3 +404,57 @@ async fn a_global_cap_on_outbox_memory_paces_publishers_without_cutting_anyone_o
         "accounting drifted"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_sends_receipted_frames_faster_than_it_reads_is_paced_not_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // A client acking (or sending) with receipts on the thread that also reads, as stomp.py
+    // does, stops reading while its writes block. Its RECEIPTs pile up in its outbox: the
+    // session must stop reading too (pacing) instead of cutting the client off at the hard
+    // cap. A small receive buffer on the client makes the pile-up certain.
+    const FRAMES: usize = 20_000;
+    let server = TestServer::start().await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.stomp()).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        write
+            .write_all(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+            .await
+            .unwrap();
+        let mut batch = Vec::new();
+        for n in 0..FRAMES {
+            batch.extend_from_slice(
+                format!("SEND\ndestination:/topic/nobody\nreceipt:{n}\n\nx\0").as_bytes(),
+            );
+        }
+        write.write_all(&batch).await.is_ok()
+    });
+    // Not reading for a while: the outbox fills far past its hard cap's worth of RECEIPTs.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut received = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    let mut receipts = 0;
+    while receipts < FRAMES {
+        let n = tokio::time::timeout(WAIT, read.read(&mut chunk))
+            .await
+            .expect("the server went silent")
+            .unwrap();
+        assert!(n > 0, "closed after {receipts} receipts");
+        received.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            !text.contains("ERROR"),
+            "cut off: {}",
+            &text[text.len().saturating_sub(400)..]
+        );
+        receipts = text.matches("RECEIPT\n").count();
+    }
+    assert!(
+        writer.await.unwrap(),
+        "the client's frames were not all taken"
+    );
+    assert_eq!(receipts, FRAMES);
+}

@@ -649,3 +649,28 @@ async fn the_acl_is_checked_before_a_job_topic_snapshot_is_sent() {
     let refused = bob.subscribe(&format!("/topic/jobs/{id}")).unwrap_err();
     assert!(refused.to_string().contains("refused"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_replay_longer_than_an_outbox_reaches_its_subscriber_whole() {
+    // A replay is the answer to the subscriber's own SUBSCRIBE: hundreds of events at once
+    // must not count as a slow consumer (the hard cap is 4 x 64 items by default).
+    let s = start(|_| {}).await;
+    let (mut ann, id) =
+        ann_submits(s.addr(), submit_frame(r#"{"chunks":400,"mibPerChunk":0}"#)).await;
+    let live = events_until(&mut ann, &id, "JOB_COMPLETED", Vec::new()).await;
+    let last_seq = live.last().unwrap()["seq"].as_u64().unwrap();
+    let mut replay = Tcp::connect(s.addr(), "ann").await;
+    replay.send(replay_since(&id, "r", 0)).await;
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&last_seq) {
+        let frame = replay.frame().await;
+        assert_eq!(frame.command, Command::Message, "{frame:?}");
+        assert_eq!(frame.get("replay"), Some("true"));
+        seqs.push(body(&frame)["seq"].as_u64().unwrap());
+    }
+    assert!(seqs.len() > 400, "only {} events replayed", seqs.len());
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "the replay has a gap"
+    );
+}

@@ -16,7 +16,7 @@ use super::topic::{Subscriber, Target};
 use super::Broker;
 
 /// Why a subscription was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SubscribeError {
     /// The destination is malformed or unsupported.
     #[error(transparent)]
@@ -35,7 +35,8 @@ pub enum SubscribeError {
         /// The destination.
         destination: String,
         /// The guard's reason.
-        reason: String,
+        #[source]
+        reason: super::app::GuardRefusal,
     },
 }
 
@@ -129,7 +130,7 @@ impl Broker {
                     })?;
             for (headers, body) in first {
                 let message = self.message(destination.clone(), &headers, body, true);
-                let _ = outbox.push(Outgoing::Delivery(Delivery {
+                let _ = outbox.push_reply(Outgoing::Delivery(Delivery {
                     message: Arc::new(message),
                     subscription: id.clone(),
                     ack: None,

@@ -102,6 +102,9 @@ where
     }
 }
 
+/// Why a guard refused a subscription: the guard's own typed error.
+pub type GuardRefusal = Box<dyn std::error::Error + Send + Sync>;
+
 /// Decides SUBSCRIBEs to destinations under a prefix (the job engine guards
 /// `/topic/jobs/...`): may refuse, and may give messages to deliver before live ones (a
 /// snapshot, a replay).
@@ -113,14 +116,14 @@ pub trait SubscribeGuard: Send + Sync + 'static {
         None
     }
 
-    /// `Err(reason)` refuses the subscription; `Ok(messages)` admits it, the messages (headers
-    /// and body) going first.
+    /// `Err(why)` refuses the subscription (its text goes to the subscriber); `Ok(messages)`
+    /// admits it, the messages (headers and body) going first.
     fn check(
         &self,
         user: &str,
         destination: &str,
         headers: &Headers,
-    ) -> Result<Vec<(Headers, Bytes)>, String>;
+    ) -> Result<Vec<(Headers, Bytes)>, GuardRefusal>;
 }
 
 /// Handlers and subscription guards by destination prefix; the longest matching prefix wins.

@@ -219,15 +219,28 @@ impl Outbox {
             || state.bytes >= self.limits.high_water_bytes.saturating_mul(HARD_CAP_FACTOR)
     }
 
-    /// Queues an item for the writer. Control frames and queue deliveries are always accepted
-    /// while open; the pressure tells publishers whether to wait. Past the hard cap the outbox
-    /// is cut off as a slow consumer.
+    /// Queues an item for the writer; the pressure tells publishers whether to wait. Past the
+    /// hard cap the outbox is cut off as a slow consumer.
     pub fn push(&self, item: Outgoing) -> Result<Pressure, Closed> {
+        self.push_within(item, true)
+    }
+
+    /// Queues the session's answer to its own frame: a RECEIPT, or the first messages a
+    /// guarded subscription gets (a snapshot, a replay of up to the event log's length). Never
+    /// cut off for the hard cap: the session waits for room before it reads its next frame
+    /// ([`room_or_cut_off`](Self::room_or_cut_off)), so a client's answers are bounded by what
+    /// one frame asks for, and a client that sends faster than it reads is paced, then cut off
+    /// after the grace, not at once.
+    pub fn push_reply(&self, item: Outgoing) -> Result<Pressure, Closed> {
+        self.push_within(item, false)
+    }
+
+    fn push_within(&self, item: Outgoing, hard_cap: bool) -> Result<Pressure, Closed> {
         let mut state = self.lock();
         if state.closed.is_some() {
             return Err(Closed);
         }
-        if self.above_hard_cap(&state) {
+        if hard_cap && self.above_hard_cap(&state) {
             drop(state);
             self.close(CloseReason::SlowConsumer);
             return Err(Closed);

@@ -256,14 +256,12 @@ impl JobEngine {
     }
 
     /// Waits until every change queued before the call is committed.
-    async fn written(&self) -> Result<(), String> {
+    async fn written(&self) -> Result<(), writer::EngineStopped> {
         let (done, committed) = tokio::sync::oneshot::channel();
         self.inner.writer.queue(Commit {
             done: Some(done),
             ..Commit::default()
         });
-        committed
-            .await
-            .unwrap_or_else(|_| Err("the job engine stopped".into()))
+        committed.await.unwrap_or(Err(writer::EngineStopped))
     }
 }

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use stompede_protocol::Headers;
 
 use super::{JobEngine, WeakJobEngine};
-use crate::broker::app::{AppError, AppFuture, AppHandler, AppRequest, SubscribeGuard};
+use crate::broker::app::{
+    AppError, AppFuture, AppHandler, AppRequest, GuardRefusal, SubscribeGuard,
+};
 use crate::broker::Broker;
 
 impl JobEngine {
@@ -51,7 +53,7 @@ impl SubscribeGuard for Mounted {
         user: &str,
         destination: &str,
         headers: &Headers,
-    ) -> Result<Vec<(Headers, Bytes)>, String> {
+    ) -> Result<Vec<(Headers, Bytes)>, GuardRefusal> {
         self.engine()?.check(user, destination, headers)
     }
 }

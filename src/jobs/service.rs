@@ -231,8 +231,8 @@ impl JobEngine {
         // Durable (and JOB_ACCEPTED published) before the submitter is answered.
         committed
             .await
-            .unwrap_or_else(|_| Err("the job engine stopped".into()))
-            .map_err(|e| reject("store_failure", e))?;
+            .unwrap_or(Err(super::writer::EngineStopped))
+            .map_err(|stopped| reject("store_failure", stopped.to_string()))?;
         Ok(job)
     }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use super::JobEngine;
+use crate::broker::app::GuardRefusal;
 use crate::store::StoreError;
 
 impl JobEngine {
@@ -35,6 +36,26 @@ impl JobEngine {
     }
 }
 
+/// Why a subscription to `/topic/jobs/...` was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WatchRefused {
+    /// `/topic/jobs` itself or a wildcard, by someone who is not an admin.
+    #[error("only job admins may watch every job")]
+    EveryJob,
+    /// Another user's job, or none (the same answer: ids are not confirmed to strangers).
+    #[error("no job {0} of yours")]
+    NotYours(String),
+    /// A `since-seq` that is not a number.
+    #[error("since-seq must be a non-negative integer")]
+    SinceSeq,
+    /// The replay's log could not be read.
+    #[error("the job's event log could not be read: {0}")]
+    Unreadable(#[source] StoreError),
+    /// The snapshot could not be encoded.
+    #[error("the job could not be encoded: {0}")]
+    Unencodable(#[source] serde_json::Error),
+}
+
 /// Guards `/topic/jobs/...`: a job's topic is for its owner and the admins; every job's
 /// (`/topic/jobs` itself, or any wildcard) for the admins. A new subscriber first gets the
 /// job's current state (`snapshot:true`), or with `since-seq:N` the logged events after N.
@@ -48,7 +69,7 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
         user: &str,
         destination: &str,
         headers: &stompede_protocol::Headers,
-    ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, String> {
+    ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, GuardRefusal> {
         let rest = destination
             .strip_prefix("/topic/jobs")
             .unwrap_or_default()
@@ -59,20 +80,17 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
             return if self.is_admin(user) {
                 Ok(Vec::new())
             } else {
-                Err("only job admins may watch every job".into())
+                Err(WatchRefused::EveryJob.into())
             };
         }
         if !self.may_access(user, id) {
-            return Err(format!("no job {id} of yours"));
+            return Err(WatchRefused::NotYours(id.to_owned()).into());
         }
         if let Some(since) = headers.get("since-seq") {
-            let since: u64 = since
-                .trim()
-                .parse()
-                .map_err(|_| "since-seq must be a non-negative integer".to_owned())?;
+            let since: u64 = since.trim().parse().map_err(|_| WatchRefused::SinceSeq)?;
             let events = self
                 .events_after(id, since)
-                .map_err(|error| format!("the job's event log could not be read: {error}"))?;
+                .map_err(WatchRefused::Unreadable)?;
             return Ok(events
                 .into_iter()
                 .map(|body| {
@@ -94,7 +112,7 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
                 .collect());
         }
         let Some(job) = self.job(id) else {
-            return Err(format!("no job {id} of yours"));
+            return Err(WatchRefused::NotYours(id.to_owned()).into());
         };
         let mut h = stompede_protocol::Headers::new();
         h.push("content-type", "application/json");
@@ -102,9 +120,7 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
         h.push("job-type", job.job_type.as_str());
         h.push("snapshot", "true");
         h.push("seq", job.seq.to_string());
-        let body = job
-            .to_bytes()
-            .map_err(|e| format!("the job could not be encoded: {e}"))?;
+        let body = job.to_bytes().map_err(WatchRefused::Unencodable)?;
         Ok(vec![(h, body.into())])
     }
 }
@@ -177,7 +193,8 @@ mod tests {
         replay.push("since-seq", "0");
         let refused = engine
             .check("ann", &format!("/topic/jobs/{id}"), &replay)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("event log could not be read"), "{refused}");
         // Without a replay, the snapshot still comes from memory.
         let snapshot = engine

@@ -336,12 +336,12 @@ async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
             .store
             .chunk_results(id)
             .map_err(|e| e.to_string()),
-        Err(error) => Err(error),
+        Err(stopped) => Err(stopped.to_string()),
     };
     let stored = match stored {
         Ok(stored) => stored,
-        Err(error) => {
-            let error = JobError::retryable("store", error);
+        Err(reason) => {
+            let error = JobError::retryable("store", reason);
             engine.fail_or_retry(id, attempt, error, started).await;
             return;
         }

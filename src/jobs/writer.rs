@@ -26,12 +26,17 @@ pub(super) const IN_FLIGHT: usize = 8_192;
 /// Commits written per store batch at most.
 const BATCH: usize = 4_096;
 
+/// The engine stopped before a commit was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the job engine is shutting down")]
+pub(super) struct EngineStopped;
+
 /// One change: records to write, events to publish once they are committed, and who waits.
 #[derive(Debug, Default)]
 pub(super) struct Commit {
     pub writes: Vec<JobWrite>,
     pub events: Vec<Event>,
-    pub done: Option<oneshot::Sender<Result<(), String>>>,
+    pub done: Option<oneshot::Sender<Result<(), EngineStopped>>>,
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -113,7 +118,7 @@ impl Writer {
         }
         if let Err(error) = self.queue.send(commit) {
             if let Some(done) = error.0.done {
-                let _ = done.send(Err("the job engine is shutting down".into()));
+                let _ = done.send(Err(EngineStopped));
             }
             tracing::warn!("job writer stopped; a job change was not stored");
         }

@@ -222,9 +222,9 @@ async fn open<S: FrameSource, W: FrameSink>(
     Metrics::incr(&ctx.broker.metrics().sessions_opened);
     tracing::debug!(%peer, %user, session = id, version = %accepted.version, "session opened");
     // Pushes to a fresh outbox cannot fail.
-    let _ = outbox.push(Outgoing::Frame(accepted.connected));
+    let _ = outbox.push_reply(Outgoing::Frame(accepted.connected));
     if let Some(receipt) = receipt {
-        let _ = outbox.push(Outgoing::Frame(receipt_frame(&receipt)));
+        let _ = outbox.push_reply(Outgoing::Frame(receipt_frame(&receipt)));
     }
     let writer = tokio::spawn(writer::run(
         outbox.clone(),
@@ -350,6 +350,15 @@ impl Session {
                     // every session's task for its whole life, idle or not. One allocation per
                     // frame is cheap next to routing it.
                     let flow = Box::pin(self.handle(frame, text)).await;
+                    if self.outbox.is_full() && !matches!(flow, Flow::Stop) {
+                        // Its answers (RECEIPTs) and messages wait in its outbox: a client that
+                        // sends faster than it reads is paced here, like any publisher to a
+                        // full outbox, and cut off only once the grace runs out.
+                        self.paced = true;
+                        if self.outbox.room_or_cut_off().await {
+                            return Ended::ByServer;
+                        }
+                    }
                     last_handled = Instant::now();
                     if std::mem::take(&mut self.paced) && source.paced() {
                         Metrics::incr(&self.broker.metrics().receive_buffers_bounded);
@@ -416,7 +425,9 @@ impl Session {
                     if let Err(error) = self.broker.commit_own().await {
                         tracing::error!(%error, "store commit failed");
                     }
-                    let _ = self.outbox.push(Outgoing::Frame(receipt_frame(receipt)));
+                    let _ = self
+                        .outbox
+                        .push_reply(Outgoing::Frame(receipt_frame(receipt)));
                 }
                 self.outbox.close(CloseReason::Finished);
                 return Flow::Stop;
@@ -450,7 +461,7 @@ impl Session {
                     for (name, value) in reply.receipt_headers {
                         frame = frame.header(name, value);
                     }
-                    let _ = self.outbox.push(Outgoing::Frame(frame));
+                    let _ = self.outbox.push_reply(Outgoing::Frame(frame));
                 }
                 Flow::Continue
             }
