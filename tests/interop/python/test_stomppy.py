@@ -276,3 +276,52 @@ def test_wrong_password_gets_error(auth_server):
         assert good.listener.next_message().body == "authenticated"
     finally:
         good.close()
+
+
+def test_a_consumer_acking_each_message_with_a_receipt_drains_a_backlog(server, clients):
+    """stomp.py calls listeners on its receiving thread, so a listener that ACKs with a receipt
+    stops that thread reading while its ACK waits to be written. Each ACK then brings the server
+    two frames to send (its RECEIPT and the next MESSAGE) for the one frame the client reads: the
+    server must pace such a session, not cut it off as a slow consumer (issue #26: the rest of
+    the queue stayed stored but never reached the consumer)."""
+    import threading
+    import time
+
+    import stomp
+
+    backlog = 3000
+    for attempt in range(3):
+        queue = f"/queue/py.backlog-{attempt}"
+        producer = clients(server, f"producer-{attempt}")
+        for i in range(backlog):
+            producer.send_unreceipted(queue, f"m{i}", persistent="true")
+        assert producer.send(queue + ".fence", "sync").cmd == "RECEIPT"
+
+        conn = stomp.Connection12([(server.host, server.port)], heartbeats=(0, 0))
+        state = {"received": 0, "receipts": 0, "error": None}
+        drained = threading.Event()
+
+        class Drain(stomp.ConnectionListener):
+            def on_message(self, frame):
+                state["received"] += 1
+                conn.ack(frame.headers["ack"], receipt=f"ack-{state['received']}")
+
+            def on_receipt(self, frame):
+                state["receipts"] += 1
+                if state["receipts"] == backlog:
+                    drained.set()
+
+            def on_error(self, frame):
+                state["error"] = frame.headers.get("message")
+                drained.set()
+
+        conn.set_listener("drain", Drain())
+        conn.connect(wait=True)
+        try:
+            conn.subscribe(queue, id="d", ack="client-individual")
+            assert drained.wait(60), f"attempt {attempt}: stalled at {state}"
+            assert state["error"] is None, f"attempt {attempt}: {state}"
+            assert state["received"] == backlog, f"attempt {attempt}: {state}"
+        finally:
+            conn.disconnect()
+        time.sleep(0.1)
