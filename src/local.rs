@@ -8,11 +8,10 @@ use stompede_protocol::Headers;
 
 use bytestring::ByteString;
 
-use crate::broker::destination::{parse_subscribe, SubscribeTarget};
 use crate::broker::message::Message;
 use crate::broker::outbox::{CloseReason, Outbox, Outgoing};
 use crate::broker::queue::{AckMode, Consumer, Queue};
-use crate::broker::{Broker, PublishError, SubscribeError, TopicSubscription};
+use crate::broker::{Broker, PublishError, SubscribeError, SubscribeRequest, Subscribed};
 
 /// Publishes and subscribes as one user, in process.
 #[derive(Debug, Clone)]
@@ -50,28 +49,19 @@ impl LocalClient {
     /// authorised and guarded exactly as a STOMP SUBSCRIBE of this user is.
     pub fn subscribe(&self, destination: &str) -> Result<LocalSubscription, SubscribeError> {
         let outbox = self.broker.new_outbox();
-        let key = self.broker.next_key();
-        let id: ByteString = format!("local-{key}").into();
-        let target = match parse_subscribe(destination)? {
-            SubscribeTarget::Queue(name) => {
-                let queue = self.broker.admit_queue(&self.user, name)?;
-                let consumer =
-                    Arc::new(Consumer::new(key, id, outbox.clone(), AckMode::Auto, None));
-                queue.add_consumer(consumer.clone());
-                Target::Queue(queue, consumer)
-            }
-            SubscribeTarget::Topic(_) | SubscribeTarget::User(_) => {
-                let open = self.broker.open_topic(TopicSubscription {
-                    user: &self.user,
-                    destination: &ByteString::from(destination),
-                    id,
-                    key,
-                    outbox: &outbox,
-                    ack: false,
-                    headers: &Headers::new(),
-                })?;
-                Target::Topic(open.key, key)
-            }
+        let subscribed = self.broker.subscribe(SubscribeRequest {
+            user: &self.user,
+            destination: &ByteString::from(destination),
+            id: "local".into(),
+            ack: AckMode::Auto,
+            prefetch: None,
+            durable: false,
+            outbox: &outbox,
+            headers: &Headers::new(),
+        })?;
+        let target = match subscribed {
+            Subscribed::Topic { key, subscriber } => Target::Topic(key, subscriber.key),
+            Subscribed::Queue { queue, consumer } => Target::Queue(queue, consumer),
         };
         Ok(LocalSubscription {
             broker: self.broker.clone(),

@@ -1,7 +1,7 @@
-//! Admitting a subscription: the one place where reading is authorised. The ACL comes first,
-//! then the destination's guard (whose snapshot or replay reaches the outbox only once the
-//! ACL has admitted the reader), then the subscription is registered. STOMP sessions and the
-//! in-process client both subscribe through here.
+//! Subscribing: the one place where reading is authorised. [`Broker::subscribe`] parses the
+//! destination once; the ACL comes first, then the destination's guard (whose snapshot or
+//! replay reaches the outbox only once the ACL has admitted the reader), then the
+//! subscription is registered. STOMP sessions and the in-process client both subscribe here.
 
 use std::sync::Arc;
 
@@ -11,9 +11,10 @@ use stompede_protocol::Headers;
 use super::acl::Access;
 use super::destination::{parse_subscribe, user_key, DestinationError, SubscribeTarget};
 use super::outbox::{Delivery, Outbox, Outgoing};
-use super::queue::Queue;
+use super::queue::{AckMode, Consumer, Queue};
 use super::topic::{Subscriber, Target};
 use super::Broker;
+use crate::store::StoreError;
 
 /// Why a subscription was refused.
 #[derive(Debug, thiserror::Error)]
@@ -38,34 +39,50 @@ pub enum SubscribeError {
         #[source]
         reason: super::app::GuardRefusal,
     },
+    /// A durable subscription could not be stored.
+    #[error("durable subscription not stored: {0}")]
+    Store(#[from] StoreError),
 }
 
-/// A topic or user-destination subscription to open.
+/// A subscription to open, as a SUBSCRIBE frame (or the in-process client) asks for it.
 #[derive(Debug)]
-pub struct TopicSubscription<'a> {
+pub struct SubscribeRequest<'a> {
     /// Who subscribes.
     pub user: &'a str,
-    /// The destination as the subscriber named it (a topic, a pattern or `/user/queue/...`).
+    /// The destination as the subscriber named it: a topic or pattern, a queue, or
+    /// `/user/queue/...`.
     pub destination: &'a ByteString,
     /// The subscription id its MESSAGEs carry.
     pub id: ByteString,
-    /// Its key, from [`Broker::next_key`] (ack ids and unsubscribing name it).
-    pub key: u64,
+    /// How it acknowledges.
+    pub ack: AckMode,
+    /// Most unacknowledged queue messages it may hold (`None`: unbounded).
+    pub prefetch: Option<usize>,
+    /// A topic subscription whose messages wait for it while it is away (stored).
+    pub durable: bool,
     /// Where its messages go.
     pub outbox: &'a Arc<Outbox>,
-    /// True when its MESSAGEs carry an `ack` header.
-    pub ack: bool,
     /// The SUBSCRIBE's headers (a guard may read them, e.g. `since-seq`).
     pub headers: &'a Headers,
 }
 
-/// An open topic subscription: the key it is indexed under, and its subscriber.
+/// An open subscription.
 #[derive(Debug)]
-pub struct OpenTopic {
-    /// The topic index key (the user's own key for a user destination).
-    pub key: String,
-    /// The registered subscriber.
-    pub subscriber: Arc<Subscriber>,
+pub enum Subscribed {
+    /// A topic or user destination: registered in the topic index under `key`.
+    Topic {
+        /// The topic index key (the user's own key for a user destination).
+        key: String,
+        /// The registered subscriber.
+        subscriber: Arc<Subscriber>,
+    },
+    /// A queue (or a durable topic subscription's queue) with this consumer on it.
+    Queue {
+        /// The queue.
+        queue: Arc<Queue>,
+        /// The consumer.
+        consumer: Arc<Consumer>,
+    },
 }
 
 impl Broker {
@@ -85,34 +102,59 @@ impl Broker {
         }
     }
 
-    /// The queue `name`, once `user` is allowed to consume it.
-    pub(crate) fn admit_queue(&self, user: &str, name: &str) -> Result<Arc<Queue>, SubscribeError> {
-        self.authorise_read(user, name)?;
-        Ok(self.queue(name))
-    }
-
-    /// Opens a topic or user-destination subscription: authorised, guarded (the guard's
-    /// messages are put in the outbox before any live one), then registered.
-    pub(crate) fn open_topic(
+    /// Opens a subscription: the destination parsed, reading authorised, the guard's first
+    /// messages queued, then the subscription registered.
+    pub(crate) fn subscribe(
         &self,
-        request: TopicSubscription<'_>,
-    ) -> Result<OpenTopic, SubscribeError> {
-        let TopicSubscription {
-            user,
-            destination,
-            id,
-            key: subscriber_key,
-            outbox,
-            ack,
-            headers,
-        } = request;
-        let (name, key) = match parse_subscribe(destination)? {
-            SubscribeTarget::Topic(name) => (name, name.to_owned()),
-            SubscribeTarget::User(local) => (local, user_key(user, local)),
+        request: SubscribeRequest<'_>,
+    ) -> Result<Subscribed, SubscribeError> {
+        let key = self.next_key();
+        let queue = match parse_subscribe(request.destination)? {
+            SubscribeTarget::Topic(name) if request.durable => {
+                self.authorise_read(request.user, name)?;
+                self.durable_subscribe(request.user, &request.id, name)?
+            }
+            SubscribeTarget::Topic(name) => {
+                return self.open_topic(&request, name, name.to_owned(), key)
+            }
+            SubscribeTarget::User(local) => {
+                let own = user_key(request.user, local);
+                return self.open_topic(&request, local, own, key);
+            }
             SubscribeTarget::Queue(name) => {
-                return Err(DestinationError::Unsupported(name.to_owned()).into())
+                self.authorise_read(request.user, name)?;
+                self.queue(name)
             }
         };
+        let consumer = Arc::new(Consumer::new(
+            key,
+            request.id,
+            request.outbox.clone(),
+            request.ack,
+            request.prefetch,
+        ));
+        queue.add_consumer(consumer.clone());
+        Ok(Subscribed::Queue { queue, consumer })
+    }
+
+    /// A topic or user-destination subscription: `name` is the destination as guards know
+    /// it, `key` where it is indexed (the user's own key for a user destination).
+    fn open_topic(
+        &self,
+        request: &SubscribeRequest<'_>,
+        name: &str,
+        key: String,
+        subscriber_key: u64,
+    ) -> Result<Subscribed, SubscribeError> {
+        let SubscribeRequest {
+            user,
+            destination,
+            outbox,
+            headers,
+            ..
+        } = *request;
+        let id = request.id.clone();
+        let ack = request.ack != AckMode::Auto;
         self.authorise_read(user, &key)?;
         let guard = self.subscribe_guard(name);
         let publication = guard.as_ref().and_then(|g| g.publication_lock());
@@ -148,6 +190,6 @@ impl Broker {
             },
         });
         self.subscribe_topic(&key, subscriber.clone());
-        Ok(OpenTopic { key, subscriber })
+        Ok(Subscribed::Topic { key, subscriber })
     }
 }

@@ -36,7 +36,7 @@ use queue::{Queue, QueueRefused, QueueStats};
 use queues::{QueuePolicy, QueueRegistry};
 use topic::{Subscriber, Target, TopicIndex};
 
-pub use admission::{SubscribeError, TopicSubscription};
+pub use admission::{SubscribeError, SubscribeRequest, Subscribed};
 pub use backpressure::Backpressure;
 use backpressure::Pending;
 

@@ -7,11 +7,10 @@ use bytestring::ByteString;
 use stompede_protocol::{names, Frame, Version};
 
 use super::SessionError;
-use crate::broker::destination::{parse_subscribe, SubscribeTarget};
 use crate::broker::outbox::Outbox;
 use crate::broker::queue::{AckMode, Consumer, Queue};
 use crate::broker::topic::Subscriber;
-use crate::broker::{Broker, SubscribeError, TopicSubscription};
+use crate::broker::{Broker, SubscribeError, SubscribeRequest, Subscribed};
 
 /// One subscription.
 #[derive(Debug)]
@@ -93,69 +92,30 @@ impl Subscriptions {
                 "ack must be auto, client or client-individual.",
             )
         })?;
-        let target = parse_subscribe(&destination)
-            .map_err(|e| SessionError::new(e.to_string(), "SUBSCRIBE refused."))?;
-        let key = broker.next_key();
-        let subscription = match target {
-            SubscribeTarget::Topic(name) if is_durable(frame) => {
-                broker.authorise_read(user, name).map_err(refusal)?;
-                let queue = broker.durable_subscribe(user, &id, name).map_err(|e| {
-                    SessionError::new(
-                        format!("durable subscription not stored: {e}"),
-                        "The store failed; the subscription was not created.",
-                    )
-                })?;
-                let consumer = Arc::new(Consumer::new(
-                    key,
-                    id.clone(),
-                    outbox.clone(),
-                    ack_mode,
-                    prefetch(frame)?,
-                ));
-                queue.add_consumer(consumer.clone());
-                Subscription::Queue {
-                    destination: destination.clone(),
-                    queue,
-                    consumer,
-                }
-            }
-            SubscribeTarget::Topic(_) | SubscribeTarget::User(_) => {
-                let ack = ack_mode != AckMode::Auto;
-                let open = broker
-                    .open_topic(TopicSubscription {
-                        user,
-                        destination: &destination,
-                        id: id.clone(),
-                        key,
-                        outbox,
-                        ack,
-                        headers: &frame.headers,
-                    })
-                    .map_err(refusal)?;
-                Subscription::Topic {
-                    destination: destination.clone(),
-                    key: open.key,
-                    subscriber: open.subscriber,
-                    ack,
-                }
-            }
-            SubscribeTarget::Queue(name) => {
-                let queue = broker.admit_queue(user, name).map_err(refusal)?;
-                let prefetch = prefetch(frame)?;
-                let consumer = Arc::new(Consumer::new(
-                    key,
-                    id.clone(),
-                    outbox.clone(),
-                    ack_mode,
-                    prefetch,
-                ));
-                queue.add_consumer(consumer.clone());
-                Subscription::Queue {
-                    destination: destination.clone(),
-                    queue,
-                    consumer,
-                }
-            }
+        let subscribed = broker
+            .subscribe(SubscribeRequest {
+                user,
+                destination: &destination,
+                id: id.clone(),
+                ack: ack_mode,
+                prefetch: prefetch(frame)?,
+                durable: is_durable(frame),
+                outbox,
+                headers: &frame.headers,
+            })
+            .map_err(refusal)?;
+        let subscription = match subscribed {
+            Subscribed::Topic { key, subscriber } => Subscription::Topic {
+                destination: destination.clone(),
+                key,
+                subscriber,
+                ack: ack_mode != AckMode::Auto,
+            },
+            Subscribed::Queue { queue, consumer } => Subscription::Queue {
+                destination: destination.clone(),
+                queue,
+                consumer,
+            },
         };
         self.by_id.insert(id, subscription);
         Ok(())
@@ -322,6 +282,7 @@ fn refusal(error: SubscribeError) -> SessionError {
         SubscribeError::Destination(_) => "SUBSCRIBE refused.",
         SubscribeError::Forbidden { .. } => "Access refused by the authorisation rules.",
         SubscribeError::Refused { .. } => "Access refused.",
+        SubscribeError::Store(_) => "The store failed; the subscription was not created.",
     };
     SessionError::new(error.to_string(), detail)
 }
