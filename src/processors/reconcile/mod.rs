@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::input::ImportDir;
 use crate::jobs::handler::{ChunkContext, ChunkFuture, JobHandler, JobInput};
 use crate::jobs::model::{ChunkPlan, JobError};
 use compare::Comparator;
@@ -49,7 +50,7 @@ const MATCH_OVERHEAD: u64 = 40;
 /// The `reconcile` job type.
 #[derive(Debug, Clone)]
 pub struct Reconcile {
-    import_dir: PathBuf,
+    import_dir: ImportDir,
     memory_budget: u64,
     cache: Arc<Cache>,
 }
@@ -58,30 +59,14 @@ impl Reconcile {
     /// Files are read from `import_dir`; a job holds at most about `memory_budget` bytes.
     pub fn new(import_dir: impl Into<PathBuf>, memory_budget: u64) -> Self {
         Reconcile {
-            import_dir: import_dir.into(),
+            import_dir: ImportDir::new(import_dir),
             memory_budget: memory_budget.max(1024 * 1024),
             cache: Arc::default(),
         }
     }
 
     fn file(&self, relative: &Path) -> Result<PathBuf, JobError> {
-        let path = self.import_dir.join(relative);
-        let resolved = path.canonicalize().map_err(|e| {
-            JobError::permanent("file_not_found", format!("{}: {e}", relative.display()))
-        })?;
-        let root = self.import_dir.canonicalize().map_err(|e| {
-            JobError::permanent(
-                "file_not_found",
-                format!("import directory {}: {e}", self.import_dir.display()),
-            )
-        })?;
-        if !resolved.starts_with(&root) {
-            return Err(JobError::permanent(
-                "invalid_parameter",
-                format!("{} is outside the import directory", relative.display()),
-            ));
-        }
-        Ok(resolved)
+        self.import_dir.resolve(relative)
     }
 
     /// The input file of `side`, with its delimiter.

@@ -1,10 +1,11 @@
 //! The parameters of a `reconcile` job, named as the reference system names them.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
 use crate::jobs::model::JobError;
+use crate::processors::input::ImportDir;
 
 /// Text encodings of the input files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,21 +78,6 @@ fn columns(params: &Value, names: &[&str]) -> Result<Vec<String>, JobError> {
             names[0]
         ))),
     }
-}
-
-/// A path relative to the import directory that stays inside it.
-pub fn safe_relative(path: &str) -> Result<PathBuf, JobError> {
-    let candidate = Path::new(path);
-    let escapes = candidate.is_absolute()
-        || candidate
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-    if path.is_empty() || escapes {
-        return Err(invalid(format!(
-            "{path:?} must be a path relative to the import directory, without '..'"
-        )));
-    }
-    Ok(candidate.to_owned())
 }
 
 impl Params {
@@ -190,8 +176,8 @@ impl Params {
                 .ok_or_else(|| invalid("chunkSize must be a positive integer"))?,
         };
         Ok(Params {
-            bo_file: safe_relative(&bo_file)?,
-            partner_file: safe_relative(&partner_file)?,
+            bo_file: ImportDir::check(&bo_file)?,
+            partner_file: ImportDir::check(&partner_file)?,
             bo_key,
             partner_key,
             compare,
