@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The one test command: installs what the tests need when it is missing (Node.js + npm, the
-# interop suite's node_modules, its Python venv), then runs every Rust test in the workspace,
-# which includes the real-client interop suites (tests/interop.rs).
+# The one test command: installs what the tests need when it is missing (tesseract and poppler
+# for OCR, Node.js + npm, the interop suite's node_modules, its Python venv), then runs every
+# Rust test in the workspace, which includes the real-client interop suites (tests/interop.rs).
 #
 #   scripts/test.sh              # from anywhere; works on a fresh Debian machine as root
 #
@@ -31,6 +31,19 @@ apt_install() {
   say "apt-get install $*"
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
+
+# --- OCR: tesseract with French and English, and poppler (tests/ocr.rs) ---------------------------
+ocr_packages=()
+command -v tesseract >/dev/null 2>&1 || ocr_packages+=(tesseract-ocr)
+for lang in fra eng; do
+  if ! tesseract --list-langs 2>/dev/null | grep -qx "$lang"; then
+    ocr_packages+=("tesseract-ocr-$lang")
+  fi
+done
+command -v pdftoppm >/dev/null 2>&1 || ocr_packages+=(poppler-utils)
+if (( ${#ocr_packages[@]} > 0 )); then
+  apt_install "${ocr_packages[@]}"
+fi
 
 # --- Node.js and npm (the @stomp/stompjs suite) -------------------------------------------------
 if ! command -v node >/dev/null 2>&1; then

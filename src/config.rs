@@ -104,6 +104,8 @@ pub struct Config {
     pub import_dir: Option<PathBuf>,
     /// Memory a `reconcile` job may use, in bytes (default 512 MiB).
     pub reconcile_memory_budget: u64,
+    /// The tesseract program `ocr` jobs run: a name on the PATH or a path.
+    pub ocr_tesseract: String,
     /// Jobs running at once (0: the number of cores).
     pub job_concurrency: usize,
     /// Threads `stompede serve` runs sessions on (0: one per core). An application that embeds
@@ -180,6 +182,7 @@ impl Default for Config {
             flush_interval_ms: 200,
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
+            ocr_tesseract: "tesseract".into(),
             job_concurrency: 0,
             workers: 0,
             job_admins: Vec::new(),

@@ -80,9 +80,12 @@ struct ServeArgs {
     /// New connections accepted per second.
     #[arg(long, env = "STOMPEDE_MAX_CONNECTIONS_PER_SECOND")]
     max_connections_per_second: Option<u32>,
-    /// Where reconciliation jobs read their files [default: <data-dir>/import].
+    /// Where reconciliation and OCR jobs read their files [default: <data-dir>/import].
     #[arg(long, env = "STOMPEDE_IMPORT_DIR")]
     import_dir: Option<PathBuf>,
+    /// The tesseract program OCR jobs run [default: tesseract].
+    #[arg(long, env = "STOMPEDE_OCR_TESSERACT")]
+    ocr_tesseract: Option<String>,
     /// Threads that run the sessions (0: one per core) [default: 0]. On a machine shared with
     /// other busy processes fewer threads hand less work between cores.
     #[arg(long, env = "STOMPEDE_WORKERS")]
@@ -157,6 +160,9 @@ impl ServeArgs {
         if let Some(dir) = self.import_dir {
             config.import_dir = Some(dir);
         }
+        if let Some(program) = self.ocr_tesseract {
+            config.ocr_tesseract = program;
+        }
         if let Some(v) = self.max_connections_per_second {
             config.max_connections_per_second = v;
         }
@@ -214,10 +220,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&import_dir)
         .with_context(|| format!("creating the import directory {}", import_dir.display()))?;
     let reconcile =
-        stompede::processors::Reconcile::new(import_dir, config.reconcile_memory_budget);
+        stompede::processors::Reconcile::new(&import_dir, config.reconcile_memory_budget);
+    let ocr = stompede::processors::Ocr::new(&import_dir, config.ocr_tesseract.clone()).await;
+    if ocr.is_available() {
+        tracing::info!(tesseract = %ocr.status(), "OCR available");
+    } else {
+        tracing::warn!("OCR {}: ocr jobs are refused", ocr.status());
+    }
     let server = BrokerBuilder::new(config)
         .job_type("demo", stompede::jobs::Demo::default())
         .job_type("reconcile", reconcile)
+        .job_type("ocr", ocr)
         .start()
         .await?;
     // One machine-readable line on stdout, so scripts and tests find the ports.

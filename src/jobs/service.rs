@@ -16,8 +16,8 @@ use crate::clock::now_ms;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {reason}")]
 pub struct Rejection {
-    /// A stable code: `unknown_type`, `invalid_parameter`, `rate_limited`, `quota_exceeded`,
-    /// `not_found`, `forbidden`, `invalid_state`, `store_failure`.
+    /// A stable code: `unknown_type`, `invalid_parameter`, `unavailable`, `rate_limited`,
+    /// `quota_exceeded`, `not_found`, `forbidden`, `invalid_state`, `store_failure`.
     pub code: &'static str,
     /// What was wrong, for a person.
     pub reason: String,
@@ -118,9 +118,15 @@ impl JobEngine {
             serde_json::from_slice(body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
         };
-        handler
-            .validate(&params)
-            .map_err(|e| reject("invalid_parameter", e.message))?;
+        handler.validate(&params).map_err(|e| {
+            // A job type that cannot run here says so; anything else is the parameters' fault.
+            let code = if e.code == "unavailable" {
+                "unavailable"
+            } else {
+                "invalid_parameter"
+            };
+            reject(code, e.message)
+        })?;
         let priority = match headers.get("priority") {
             None => 0,
             Some(p) => parse_priority(p).ok_or_else(|| {

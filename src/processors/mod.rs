@@ -1,7 +1,9 @@
-//! Built-in job types. Each is a [`JobHandler`](crate::jobs::JobHandler) and knows nothing of
+//! Built-in job types (`reconcile`, `ocr`). Each is a [`JobHandler`](crate::jobs::JobHandler) and knows nothing of
 //! STOMP.
 
 mod input;
+mod ocr;
 mod reconcile;
 
+pub use ocr::Ocr;
 pub use reconcile::Reconcile;

@@ -1,0 +1,631 @@
+//! The `ocr` job type: scanned PDFs and images to text, pages in chunks.
+//!
+//! A PDF page that carries a text layer is read directly (`pdftotext -layout`, rows of a table
+//! kept together); any other page is rasterised (`pdftoppm`) and recognised by tesseract, one
+//! single-threaded tesseract per page (its own OpenMP threading only slows a busy machine) and
+//! as many pages at once as the machine has cores, shared by every OCR job. Tesseract runs with
+//! page segmentation mode 4 (one column of text of variable sizes): the default (3) reads some
+//! tables column by column, mode 4 keeps their rows together. Every program runs with a time
+//! limit and bounded output: a page that hangs or breaks a program fails that page, with a
+//! warning, and the job goes on.
+//!
+//! Files: `text.txt` (pages in order, a form feed between them) and `pages.json` (per page:
+//! text, confidence, source, words with their boxes) in the job's result directory.
+
+mod format;
+mod params;
+pub(crate) mod tools;
+mod tsv;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::jobs::{ChunkContext, ChunkFuture, ChunkPlan, JobError, JobHandler, JobInput};
+use crate::processors::input::ImportDir;
+use format::Format;
+use params::Params;
+use tools::{Availability, ToolError, Tools, INSTALL_HINT};
+
+/// Longest one program may work on one page.
+const PAGE_TIME_LIMIT: Duration = Duration::from_secs(120);
+/// Most text read from one program for one page.
+const PAGE_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
+/// A text layer with fewer letters and digits than this is taken for a scan's stray marks
+/// (a page number stamped on an image): the page is recognised instead.
+const TEXT_LAYER_MIN_CHARS: usize = 8;
+/// Resolution assumed for an image that does not state its own.
+const ASSUMED_DPI: u32 = 300;
+
+/// The OCR job type.
+#[derive(Debug, Clone)]
+pub struct Ocr {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    import: ImportDir,
+    tools: Tools,
+    availability: Availability,
+    /// One permit per page being recognised, shared by every OCR job.
+    pool: Arc<Semaphore>,
+    parallel: usize,
+}
+
+impl Ocr {
+    /// Reads files from `import_dir`, runs `tesseract` (a name on the PATH or a path) and
+    /// poppler's programs from the PATH. Looks for them now: a machine without them refuses
+    /// OCR submissions at once (`unavailable`), naming what to install.
+    pub async fn new(import_dir: impl Into<PathBuf>, tesseract: impl Into<String>) -> Ocr {
+        let tools = Tools {
+            tesseract: tesseract.into(),
+            poppler_dir: None,
+        };
+        let availability = Availability::detect(&tools).await;
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ocr {
+            inner: Arc::new(Inner {
+                import: ImportDir::new(import_dir),
+                tools,
+                availability,
+                pool: Arc::new(Semaphore::new(parallel)),
+                parallel,
+            }),
+        }
+    }
+
+    /// What was found, for the start-up log: the tesseract version and languages, or what
+    /// is missing.
+    pub fn status(&self) -> String {
+        match &self.inner.availability {
+            Availability::Ready { version, languages } => {
+                format!("{version}, languages {}", languages.join("+"))
+            }
+            Availability::Missing(why) => format!("unavailable: {why}"),
+        }
+    }
+
+    /// True when OCR jobs can run here.
+    pub fn is_available(&self) -> bool {
+        matches!(self.inner.availability, Availability::Ready { .. })
+    }
+}
+
+fn unreadable(code: &str, message: impl Into<String>) -> JobError {
+    JobError::permanent(code, message)
+}
+
+impl JobHandler for Ocr {
+    fn validate(&self, params: &Value) -> Result<(), JobError> {
+        let languages = match &self.inner.availability {
+            Availability::Ready { languages, .. } => languages,
+            Availability::Missing(why) => {
+                return Err(JobError::permanent(
+                    "unavailable",
+                    format!("OCR is not available on this server ({why}); {INSTALL_HINT}"),
+                ))
+            }
+        };
+        let p = Params::parse(params)?;
+        if let Some(missing) = p
+            .languages
+            .split('+')
+            .find(|l| !languages.iter().any(|i| i == l))
+        {
+            return Err(JobError::permanent(
+                "invalid_parameter",
+                format!(
+                    "language {missing} is not installed; installed: {} (Debian: tesseract-ocr-{missing})",
+                    languages.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn plan(&self, job: &JobInput) -> Result<Vec<ChunkPlan>, JobError> {
+        let p = Params::parse(&job.params)?;
+        let path = self.inner.import.resolve(&p.file)?;
+        let head = read_head(&path)?;
+        if head.is_empty() {
+            return Err(unreadable(
+                "empty_file",
+                format!("{} is empty", p.file.display()),
+            ));
+        }
+        let format = format::sniff(&head).map_err(|why| unreadable("unsupported_format", why))?;
+        let count = match format {
+            Format::Pdf => pdf_pages(&self.inner.tools, &path, p.password.as_deref())?,
+            Format::Png | Format::Jpeg => 1,
+            Format::Tiff => {
+                let data = std::fs::read(&path).map_err(|e| io(&path, e))?;
+                format::tiff_pages(&data).ok_or_else(|| {
+                    unreadable("unreadable_image", "the TIFF file is truncated or damaged")
+                })?
+            }
+        };
+        let selected: Vec<u32> = (1..=count).filter(|n| p.selects(*n)).collect();
+        if selected.is_empty() {
+            return Err(JobError::permanent(
+                "invalid_parameter",
+                format!("the document has {count} page(s); none is selected"),
+            ));
+        }
+        // A TIFF is recognised in one run (tesseract cannot be given one of its pages).
+        let per_chunk = match format {
+            Format::Tiff => selected.len(),
+            _ => p.pages_per_chunk as usize,
+        };
+        Ok(selected
+            .chunks(per_chunk)
+            .map(|pages| ChunkPlan {
+                label: match pages {
+                    [one] => format!("page {one}"),
+                    [first, .., last] => format!("pages {first} to {last}"),
+                    [] => String::new(),
+                },
+                params: json!({ "format": format.name(), "pages": pages }),
+                units: pages.len() as u64,
+            })
+            .collect())
+    }
+
+    fn run_chunk(&self, ctx: ChunkContext) -> ChunkFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.run_chunk(&ctx).await })
+    }
+
+    fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
+        merge(job, chunks.len())
+    }
+
+    fn chunk_timeout(&self) -> Duration {
+        // Pages of a chunk may wait for the shared pool behind other jobs' pages.
+        Duration::from_secs(3600)
+    }
+}
+
+/// One page's outcome.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Page {
+    page: u32,
+    text: String,
+    confidence: Option<f64>,
+    /// `ocr`, `textLayer`, or `none` when the page could not be read.
+    source: String,
+    warnings: Vec<String>,
+    words: Vec<Value>,
+}
+
+impl Page {
+    fn failed(page: u32, why: impl std::fmt::Display) -> Page {
+        Page {
+            page,
+            text: String::new(),
+            confidence: None,
+            source: "none".into(),
+            warnings: vec![format!("page {page} could not be read: {why}")],
+            words: Vec::new(),
+        }
+    }
+
+    fn recognised(page: u32, recognised: tsv::Recognised, warnings: Vec<String>) -> Page {
+        Page {
+            page,
+            confidence: recognised.confidence(),
+            text: recognised.text,
+            source: "ocr".into(),
+            warnings,
+            words: recognised
+                .words
+                .into_iter()
+                .map(|w| json!({ "text": w.text, "conf": w.conf, "bbox": w.bbox }))
+                .collect(),
+        }
+    }
+
+    /// The page as a chunk's event carries it (no words).
+    fn summary(&self) -> Value {
+        json!({
+            "page": self.page,
+            "text": self.text,
+            "confidence": self.confidence,
+            "source": self.source,
+            "warnings": self.warnings,
+        })
+    }
+}
+
+impl Inner {
+    async fn run_chunk(self: &Arc<Self>, ctx: &ChunkContext) -> Result<Value, JobError> {
+        let p = Params::parse(&ctx.job.params)?;
+        let path = self.import.resolve(&p.file)?;
+        let format = ctx.plan.params["format"]
+            .as_str()
+            .and_then(Format::named)
+            .ok_or_else(|| {
+                JobError::permanent("invalid_plan", "the chunk's plan names no format")
+            })?;
+        let pages: Vec<u32> = ctx.plan.params["pages"]
+            .as_array()
+            .map(|pages| {
+                pages
+                    .iter()
+                    .filter_map(|n| n.as_u64().and_then(|n| u32::try_from(n).ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let work = ctx.job.result_dir.join("parts");
+        tokio::fs::create_dir_all(&work)
+            .await
+            .map_err(|e| io(&work, e))?;
+        let total = pages.len() as u64;
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let recognised: Vec<Page> = match format {
+            Format::Tiff => self.image(&path, format, &p, &pages).await,
+            Format::Png | Format::Jpeg => self.image(&path, format, &p, &[1]).await,
+            Format::Pdf => {
+                futures::stream::iter(pages.iter().copied())
+                    .map(|n| {
+                        let (path, work, p, done) = (&path, &work, &p, &done);
+                        async move {
+                            let page = tokio::select! {
+                                page = self.pdf_page(path, n, p, work) => page,
+                                () = ctx.cancelled() => return None,
+                            };
+                            let finished =
+                                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            ctx.report(finished, total, &format!("page {n} read"));
+                            Some(page)
+                        }
+                    })
+                    .buffered(self.parallel)
+                    .take_while(|page| std::future::ready(page.is_some()))
+                    .filter_map(std::future::ready)
+                    .collect()
+                    .await
+            }
+        };
+        if ctx.is_cancelled() {
+            return Err(JobError::permanent("cancelled", "the job was cancelled"));
+        }
+        if recognised.len() < pages.len() && format == Format::Pdf {
+            return Err(JobError::retryable("incomplete", "pages were left unread"));
+        }
+        // The full pages (words included) wait for the merge in a file of their own; the
+        // chunk's event carries them without their words.
+        let part = work.join(format!("{}.json", ctx.index));
+        let bytes = serde_json::to_vec(&recognised)
+            .map_err(|e| JobError::permanent("internal_error", e.to_string()))?;
+        tokio::fs::write(&part, bytes)
+            .await
+            .map_err(|e| io(&part, e))?;
+        Ok(json!({ "pages": recognised.iter().map(Page::summary).collect::<Vec<_>>() }))
+    }
+
+    /// Page `n` of a PDF: its text layer when it has one, else recognised.
+    async fn pdf_page(&self, path: &Path, n: u32, p: &Params, work: &Path) -> Page {
+        let _permit = self.pool.acquire().await;
+        let mut args = vec!["-layout".into(), "-enc".into(), "UTF-8".into()];
+        args.extend(page_args(n, p.password.as_deref()));
+        args.extend([path.display().to_string(), "-".into()]);
+        match tools::run(
+            &self.tools.poppler("pdftotext"),
+            &args,
+            &[],
+            PAGE_TIME_LIMIT,
+            PAGE_OUTPUT_LIMIT,
+        )
+        .await
+        {
+            Ok(ran) if ran.success => {
+                let text = tidy_layer(&String::from_utf8_lossy(&ran.stdout));
+                if text.chars().filter(|c| c.is_alphanumeric()).count() >= TEXT_LAYER_MIN_CHARS {
+                    return Page {
+                        page: n,
+                        text,
+                        confidence: None,
+                        source: "textLayer".into(),
+                        warnings: Vec::new(),
+                        words: Vec::new(),
+                    };
+                }
+            }
+            Ok(ran) => return Page::failed(n, first_line(&ran.stderr)),
+            Err(error) => return Page::failed(n, error),
+        }
+        // No text layer: rasterise, then recognise.
+        let image = work.join(format!("page-{n}"));
+        let mut args = vec![
+            "-r".into(),
+            p.dpi.to_string(),
+            "-gray".into(),
+            "-png".into(),
+            "-singlefile".into(),
+        ];
+        args.extend(page_args(n, p.password.as_deref()));
+        args.extend([path.display().to_string(), image.display().to_string()]);
+        let png = image.with_extension("png");
+        let page = match tools::run(
+            &self.tools.poppler("pdftoppm"),
+            &args,
+            &[],
+            PAGE_TIME_LIMIT,
+            64 * 1024,
+        )
+        .await
+        {
+            Ok(ran) if ran.success => match self.tesseract(&png, p, p.dpi).await {
+                Ok(mut pages) if !pages.is_empty() => {
+                    Page::recognised(n, pages.remove(0), Vec::new())
+                }
+                Ok(_) => Page::recognised(n, tsv::Recognised::default(), Vec::new()),
+                Err(why) => Page::failed(n, why),
+            },
+            Ok(ran) => Page::failed(n, first_line(&ran.stderr)),
+            Err(error) => Page::failed(n, error),
+        };
+        let _ = tokio::fs::remove_file(&png).await;
+        page
+    }
+
+    /// An image file's pages (one, or a TIFF's), recognised in one run.
+    async fn image(&self, path: &Path, format: Format, p: &Params, selected: &[u32]) -> Vec<Page> {
+        let _permit = self.pool.acquire().await;
+        let head = read_head(path).unwrap_or_default();
+        let mut warnings = Vec::new();
+        let dpi = match format {
+            Format::Tiff => None,
+            _ => Some(format::stated_dpi(format, &head).unwrap_or_else(|| {
+                warnings.push(format!(
+                    "the image does not state its resolution: {ASSUMED_DPI} dpi assumed"
+                ));
+                ASSUMED_DPI
+            })),
+        };
+        match self.tesseract_dpi(path, p, dpi).await {
+            Ok(pages) => {
+                let mut out: Vec<Page> = pages
+                    .into_iter()
+                    .filter(|r| selected.contains(&r.page))
+                    .map(|r| Page::recognised(r.page, r, warnings.clone()))
+                    .collect();
+                if out.is_empty() {
+                    out = selected
+                        .iter()
+                        .map(|n| Page::recognised(*n, tsv::Recognised::default(), warnings.clone()))
+                        .collect();
+                }
+                out
+            }
+            Err(why) => selected.iter().map(|n| Page::failed(*n, &why)).collect(),
+        }
+    }
+
+    async fn tesseract(
+        &self,
+        image: &Path,
+        p: &Params,
+        dpi: u32,
+    ) -> Result<Vec<tsv::Recognised>, String> {
+        self.tesseract_dpi(image, p, Some(dpi)).await
+    }
+
+    async fn tesseract_dpi(
+        &self,
+        image: &Path,
+        p: &Params,
+        dpi: Option<u32>,
+    ) -> Result<Vec<tsv::Recognised>, String> {
+        let mut args = vec![
+            image.display().to_string(),
+            "-".into(),
+            "-l".into(),
+            p.languages.clone(),
+            "--psm".into(),
+            "4".into(),
+        ];
+        if let Some(dpi) = dpi {
+            args.extend(["--dpi".into(), dpi.to_string()]);
+        }
+        args.push("tsv".into());
+        // One thread per page: pages, not threads, spread over the cores.
+        let ran = tools::run(
+            &self.tools.tesseract,
+            &args,
+            &[("OMP_THREAD_LIMIT", "1")],
+            PAGE_TIME_LIMIT,
+            PAGE_OUTPUT_LIMIT,
+        )
+        .await
+        .map_err(|e| match e {
+            ToolError::Missing { .. } => format!("{e}; {INSTALL_HINT}"),
+            e => e.to_string(),
+        })?;
+        if !ran.success {
+            return Err(first_line(&ran.stderr));
+        }
+        Ok(tsv::parse(&String::from_utf8_lossy(&ran.stdout)))
+    }
+}
+
+/// poppler's page (and password) arguments.
+fn page_args(n: u32, password: Option<&str>) -> Vec<String> {
+    let mut args = vec!["-f".into(), n.to_string(), "-l".into(), n.to_string()];
+    if let Some(password) = password {
+        args.extend(["-upw".into(), password.to_owned()]);
+    }
+    args
+}
+
+/// A text layer as people read it: trailing spaces and the final form feed dropped.
+fn tidy_layer(text: &str) -> String {
+    let text: Vec<&str> = text
+        .trim_end_matches(['\u{c}', '\n'])
+        .lines()
+        .map(str::trim_end)
+        .collect();
+    text.join("\n")
+}
+
+/// The first meaningful line of a program's complaints.
+fn first_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("it failed without saying why")
+        .to_owned()
+}
+
+fn io(path: &Path, error: impl std::fmt::Display) -> JobError {
+    JobError::retryable("io", format!("{}: {error}", path.display()))
+}
+
+/// The first bytes of a file, enough to tell its format and an image's stated resolution.
+fn read_head(path: &Path) -> Result<Vec<u8>, JobError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    let mut head = Vec::new();
+    file.take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(|e| io(path, e))?;
+    Ok(head)
+}
+
+/// A PDF's page count, through `pdfinfo` (a password, when needed, opens it).
+fn pdf_pages(tools: &Tools, path: &Path, password: Option<&str>) -> Result<u32, JobError> {
+    let mut command = std::process::Command::new(tools.poppler("pdfinfo"));
+    if let Some(password) = password {
+        command.args(["-upw", password]);
+    }
+    command.arg(path);
+    let output = run_blocking(command, Duration::from_secs(60))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("Incorrect password") {
+        return Err(match password {
+            None => unreadable(
+                "password_required",
+                "the PDF is protected by a password: give it as the password parameter",
+            ),
+            Some(_) => unreadable("wrong_password", "the password does not open the PDF"),
+        });
+    }
+    let pages = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    match pages {
+        Some(0) | None => Err(unreadable(
+            "unreadable_pdf",
+            format!("the PDF could not be read: {}", first_line(&stderr)),
+        )),
+        Some(n) if n > params::MAX_PAGES => Err(unreadable(
+            "too_many_pages",
+            format!(
+                "the PDF has {n} pages; at most {} are read",
+                params::MAX_PAGES
+            ),
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Runs a program to completion from a blocking thread (plans run on the blocking pool),
+/// killing it past `limit`.
+fn run_blocking(
+    mut command: std::process::Command,
+    limit: Duration,
+) -> Result<std::process::Output, JobError> {
+    use std::process::Stdio;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            JobError::permanent(
+                "unavailable",
+                format!("{program} could not be started: {e}; {INSTALL_HINT}"),
+            )
+        })?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(JobError::permanent(
+                    "timeout",
+                    format!("{program} ran longer than {limit:?}"),
+                ));
+            }
+            Err(e) => return Err(JobError::retryable("io", e.to_string())),
+        }
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| JobError::retryable("io", e.to_string()))
+}
+
+/// Joins the chunks' pages into the job's files and result.
+fn merge(job: &JobInput, chunks: usize) -> Result<Value, JobError> {
+    let p = Params::parse(&job.params)?;
+    let parts = job.result_dir.join("parts");
+    let mut pages: Vec<Page> = Vec::new();
+    for chunk in 0..chunks {
+        let part = parts.join(format!("{chunk}.json"));
+        let bytes = std::fs::read(&part).map_err(|e| io(&part, e))?;
+        let mut chunk_pages: Vec<Page> = serde_json::from_slice(&bytes)
+            .map_err(|e| JobError::retryable("io", format!("{}: {e}", part.display())))?;
+        pages.append(&mut chunk_pages);
+    }
+    if !pages.is_empty() && pages.iter().all(|page| page.source == "none") {
+        let why = pages[0].warnings.first().cloned().unwrap_or_default();
+        return Err(JobError::permanent(
+            "unreadable",
+            format!("no page could be read ({why})"),
+        ));
+    }
+    let mut files = serde_json::Map::new();
+    std::fs::create_dir_all(&job.result_dir).map_err(|e| io(&job.result_dir, e))?;
+    if p.outputs.text {
+        let path = job.result_dir.join("text.txt");
+        let text: Vec<&str> = pages.iter().map(|page| page.text.as_str()).collect();
+        std::fs::write(&path, text.join("\n\u{c}\n")).map_err(|e| io(&path, e))?;
+        files.insert("text.txt".into(), json!(path.display().to_string()));
+    }
+    if p.outputs.pages {
+        let path = job.result_dir.join("pages.json");
+        let bytes = serde_json::to_vec(&pages)
+            .map_err(|e| JobError::permanent("internal_error", e.to_string()))?;
+        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
+        files.insert("pages.json".into(), json!(path.display().to_string()));
+    }
+    let warnings: Vec<&String> = pages.iter().flat_map(|page| &page.warnings).collect();
+    let result = json!({
+        "pageCount": pages.len(),
+        "pages": pages.iter().map(|page| json!({
+            "page": page.page,
+            "source": page.source,
+            "confidence": page.confidence,
+            "chars": page.text.chars().count(),
+            "warnings": page.warnings,
+        })).collect::<Vec<_>>(),
+        "warnings": warnings,
+        "files": files,
+    });
+    let _ = std::fs::remove_dir_all(&parts);
+    Ok(result)
+}

@@ -1,0 +1,228 @@
+//! The external programs OCR uses (tesseract, and poppler's pdfinfo, pdftotext and pdftoppm),
+//! each run with a time limit and a bound on what is read of its output, so that a hostile or
+//! broken input costs a failed page, never the server.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+/// What a program printed, when it exited.
+#[derive(Debug)]
+pub(super) struct Ran {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// Its standard output, up to the bound.
+    pub stdout: Vec<u8>,
+    /// Its standard error, up to 64 KiB.
+    pub stderr: String,
+}
+
+/// Why a program gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ToolError {
+    /// It could not be started (not installed, not executable).
+    #[error("{program} could not be started: {error}")]
+    Missing {
+        /// The program.
+        program: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// It ran past its time limit and was killed.
+    #[error("{program} ran longer than {limit:?} and was stopped")]
+    TimedOut {
+        /// The program.
+        program: String,
+        /// The limit.
+        limit: Duration,
+    },
+    /// Reading its output failed.
+    #[error("{program}: {error}")]
+    Io {
+        /// The program.
+        program: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// Most bytes of standard error kept.
+const STDERR_LIMIT: u64 = 64 * 1024;
+
+/// Runs `program` with `args` and `envs`, killing it past `limit`; reads at most `max_output`
+/// bytes of its standard output (the rest is discarded as it comes, so the program never
+/// blocks on a full pipe).
+pub(super) async fn run(
+    program: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+    limit: Duration,
+    max_output: u64,
+) -> Result<Ran, ToolError> {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().map_err(|error| ToolError::Missing {
+        program: program.to_owned(),
+        error,
+    })?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(ToolError::Io {
+            program: program.to_owned(),
+            error: std::io::Error::other("no pipes"),
+        });
+    };
+    let io = |error| ToolError::Io {
+        program: program.to_owned(),
+        error,
+    };
+    let work = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut stdout = stdout;
+        let read_out = async {
+            (&mut stdout).take(max_output).read_to_end(&mut out).await?;
+            // Past the bound: keep draining, so that the program can finish.
+            tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await?;
+            Ok::<_, std::io::Error>(())
+        };
+        let read_err = async {
+            let mut stderr = stderr;
+            (&mut stderr)
+                .take(STDERR_LIMIT)
+                .read_to_end(&mut err)
+                .await?;
+            tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await?;
+            Ok::<_, std::io::Error>(())
+        };
+        let (a, b) = tokio::join!(read_out, read_err);
+        a.map_err(io)?;
+        b.map_err(io)?;
+        let status = child.wait().await.map_err(io)?;
+        Ok(Ran {
+            success: status.success(),
+            stdout: out,
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        // Dropping the future drops the child, which kills it (kill_on_drop).
+        Err(_) => Err(ToolError::TimedOut {
+            program: program.to_owned(),
+            limit,
+        }),
+    }
+}
+
+/// The OCR programs to use, and what tesseract can read.
+#[derive(Debug, Clone)]
+pub(crate) struct Tools {
+    /// The tesseract executable.
+    pub tesseract: String,
+    /// Where poppler's programs are (`None`: on the PATH).
+    pub poppler_dir: Option<PathBuf>,
+}
+
+impl Tools {
+    /// A poppler program's name or path.
+    pub(super) fn poppler(&self, name: &str) -> String {
+        match &self.poppler_dir {
+            Some(dir) => dir.join(name).display().to_string(),
+            None => name.to_owned(),
+        }
+    }
+}
+
+/// What the machine offers for OCR, found once at start.
+#[derive(Debug, Clone)]
+pub(crate) enum Availability {
+    /// Everything is there.
+    Ready {
+        /// tesseract's version line.
+        version: String,
+        /// Its installed languages.
+        languages: Vec<String>,
+    },
+    /// Something is missing: why, and what to install.
+    Missing(String),
+}
+
+/// The Debian packages OCR needs.
+pub(super) const INSTALL_HINT: &str =
+    "install tesseract-ocr, tesseract-ocr-fra, tesseract-ocr-eng and poppler-utils (Debian)";
+
+impl Availability {
+    /// Looks for tesseract (its version and languages) and poppler's programs.
+    pub(crate) async fn detect(tools: &Tools) -> Availability {
+        let limit = Duration::from_secs(10);
+        let version = match run(
+            &tools.tesseract,
+            &["--version".into()],
+            &[],
+            limit,
+            64 * 1024,
+        )
+        .await
+        {
+            Ok(ran) if ran.success => {
+                // Older versions print it on stderr.
+                let text = if ran.stdout.is_empty() {
+                    ran.stderr
+                } else {
+                    String::from_utf8_lossy(&ran.stdout).into_owned()
+                };
+                text.lines().next().unwrap_or("tesseract").trim().to_owned()
+            }
+            Ok(ran) => return Availability::Missing(format!("tesseract failed: {}", ran.stderr)),
+            Err(error) => return Availability::Missing(format!("{error}; {INSTALL_HINT}")),
+        };
+        let languages = match run(
+            &tools.tesseract,
+            &["--list-langs".into()],
+            &[],
+            limit,
+            64 * 1024,
+        )
+        .await
+        {
+            Ok(ran) if ran.success => String::from_utf8_lossy(&ran.stdout)
+                .lines()
+                .skip(1) // "List of available languages in ...:"
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty() && l != "osd")
+                .collect(),
+            Ok(ran) => {
+                return Availability::Missing(format!(
+                    "tesseract --list-langs failed: {}",
+                    ran.stderr
+                ))
+            }
+            Err(error) => return Availability::Missing(format!("{error}; {INSTALL_HINT}")),
+        };
+        for program in ["pdfinfo", "pdftotext", "pdftoppm"] {
+            if let Err(error) = run(
+                &tools.poppler(program),
+                &["-v".into()],
+                &[],
+                limit,
+                64 * 1024,
+            )
+            .await
+            {
+                return Availability::Missing(format!("{error}; {INSTALL_HINT}"));
+            }
+        }
+        Availability::Ready { version, languages }
+    }
+}

@@ -1,0 +1,546 @@
+//! The `ocr` job type on documents the tests make themselves: text set in a PDF with a text
+//! layer, the same pages rasterised by poppler into a 300 dpi scanned PDF and into images, and
+//! bad inputs. Real tesseract and poppler (scripts/test.sh installs them).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command as Process;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stompede::jobs::{JobEngine, JobStatus};
+use stompede::processors::Ocr;
+use stompede::protocol::{Command, Frame, Headers};
+use stompede::{BrokerBuilder, Server};
+
+/// Prose in French and English, accents included.
+const PROSE: &str = "Le marché public porte sur le nettoyage des locaux de la mairie.\n\
+    Les offres sont à déposer avant le 15 mars à midi, délai de rigueur.\n\
+    The quick brown fox jumps over the lazy dog near the river bank.\n\
+    Société Générale, 29 boulevard Haussmann, 75009 Paris.";
+/// A table: each row must come out on one line, cells in order.
+const TABLE: [[&str; 3]; 5] = [
+    ["Lot", "Désignation", "Montant HT"],
+    ["1", "Nettoyage des locaux", "12 500,00"],
+    ["2", "Maintenance électrique", "8 430,50"],
+    ["3", "Espaces verts", "4 210,00"],
+    ["4", "Sécurité incendie", "15 000,00"],
+];
+
+fn require_tools() {
+    for tool in ["tesseract", "pdftoppm", "pdftotext", "pdfinfo"] {
+        let found = Process::new(tool).arg("-v").output().is_ok();
+        assert!(
+            found,
+            "{tool} is missing: run scripts/test.sh, which installs tesseract-ocr, \
+             tesseract-ocr-fra, tesseract-ocr-eng and poppler-utils"
+        );
+    }
+}
+
+/// One page's text runs: `(x, y, text)` in points from the bottom left, 12 pt Helvetica.
+type PageText = Vec<(u32, u32, String)>;
+
+fn prose_page(text: &str) -> PageText {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (72, 720 - 20 * i as u32, line.to_owned()))
+        .collect()
+}
+
+fn table_page() -> PageText {
+    let mut runs = Vec::new();
+    for (i, row) in TABLE.iter().enumerate() {
+        for (x, cell) in [72, 150, 400].into_iter().zip(row) {
+            runs.push((x, 700 - 24 * i as u32, (*cell).to_owned()));
+        }
+    }
+    runs
+}
+
+/// A PDF writer for tests: pages of Helvetica text (WinAnsi, so French accents work), or pages
+/// that are one JPEG image each (a scan).
+enum PdfPage {
+    Text(PageText),
+    Scan {
+        jpeg: Vec<u8>,
+        width: u32,
+        height: u32,
+    },
+}
+
+fn pdf(pages: &[PdfPage]) -> Vec<u8> {
+    let n = pages.len();
+    // Objects: 1 catalog, 2 pages, then per page: page, contents, (image); last: the font.
+    let mut objects: Vec<Vec<u8>> = vec![Vec::new(), Vec::new()];
+    let font = 3 + 3 * n;
+    let mut kids = Vec::new();
+    for (i, page) in pages.iter().enumerate() {
+        let (page_id, contents_id, image_id) = (3 + 3 * i, 4 + 3 * i, 5 + 3 * i);
+        kids.push(format!("{page_id} 0 R"));
+        let (content, resources, image): (Vec<u8>, String, Vec<u8>) = match page {
+            PdfPage::Text(runs) => {
+                let mut c = b"BT /F1 12 Tf ".to_vec();
+                for (x, y, text) in runs {
+                    c.extend_from_slice(format!("1 0 0 1 {x} {y} Tm (").as_bytes());
+                    for ch in text.chars() {
+                        let byte = u8::try_from(u32::from(ch)).expect("Latin-1 text");
+                        if matches!(byte, b'(' | b')' | b'\\') {
+                            c.push(b'\\');
+                        }
+                        c.push(byte);
+                    }
+                    c.extend_from_slice(b") Tj ");
+                }
+                c.extend_from_slice(b"ET");
+                (c, format!("/Font << /F1 {font} 0 R >>"), b"null".to_vec())
+            }
+            PdfPage::Scan {
+                jpeg,
+                width,
+                height,
+            } => {
+                let mut image = format!(
+                    "<< /Type /XObject /Subtype /Image /Width {width} /Height {height} \
+                     /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>\nstream\n",
+                    jpeg.len()
+                )
+                .into_bytes();
+                image.extend_from_slice(jpeg);
+                image.extend_from_slice(b"\nendstream");
+                (
+                    b"q 612 0 0 792 0 0 cm /Im1 Do Q".to_vec(),
+                    format!("/XObject << /Im1 {image_id} 0 R >>"),
+                    image,
+                )
+            }
+        };
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << {resources} >> /Contents {contents_id} 0 R >>"
+            )
+            .into_bytes(),
+        );
+        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
+        stream.extend_from_slice(&content);
+        stream.extend_from_slice(b"\nendstream");
+        objects.push(stream);
+        objects.push(image);
+    }
+    objects.push(
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
+    );
+    objects[0] = b"<< /Type /Catalog /Pages 2 0 R >>".to_vec();
+    objects[1] = format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")).into_bytes();
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// Rasterises page `n` of `pdf_bytes` at 300 dpi, grey, as a scanner would (poppler still
+/// writes a grey JPEG with three components: the scans below declare RGB).
+fn rasterise(dir: &Path, pdf_bytes: &[u8], n: usize, format: &str) -> Vec<u8> {
+    let source = dir.join(format!("source-{n}.pdf"));
+    std::fs::write(&source, pdf_bytes).unwrap();
+    let out = dir.join(format!("raster-{n}"));
+    let status = Process::new("pdftoppm")
+        .args(["-r", "300", "-gray", &format!("-{format}"), "-singlefile"])
+        .args(["-f", &n.to_string(), "-l", &n.to_string()])
+        .arg(&source)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ext = if format == "jpeg" { "jpg" } else { format };
+    std::fs::read(out.with_extension(ext)).unwrap()
+}
+
+/// A scanned PDF of `pages`: each page set as text, rasterised, and put back as an image.
+fn scanned_pdf(dir: &Path, pages: &[PageText]) -> Vec<u8> {
+    let text: Vec<PdfPage> = pages.iter().cloned().map(PdfPage::Text).collect();
+    let source = pdf(&text);
+    let scans: Vec<PdfPage> = (1..=pages.len())
+        .map(|n| PdfPage::Scan {
+            jpeg: rasterise(dir, &source, n, "jpeg"),
+            width: 2550,
+            height: 3300,
+        })
+        .collect();
+    pdf(&scans)
+}
+
+/// Edit distance between `a` and `b`, by characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Words separated by single spaces: layout is not what accuracy measures.
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn accuracy(expected: &str, got: &str) -> f64 {
+    let (expected, got) = (words(expected), words(got));
+    1.0 - distance(&expected, &got) as f64 / expected.chars().count() as f64
+}
+
+struct OcrServer {
+    server: Server,
+    import: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+impl OcrServer {
+    async fn start() -> OcrServer {
+        Self::with_tesseract("tesseract").await
+    }
+
+    async fn with_tesseract(tesseract: &str) -> OcrServer {
+        require_tools();
+        let import = tempfile::tempdir().unwrap();
+        let (mut config, dir) = common::test_config();
+        config.job_progress_interval_ms = 0;
+        let server = BrokerBuilder::new(config)
+            .job_type("ocr", Ocr::new(import.path(), tesseract).await)
+            .start()
+            .await
+            .unwrap();
+        OcrServer {
+            server,
+            import,
+            _dir: dir,
+        }
+    }
+
+    fn engine(&self) -> &JobEngine {
+        self.server.jobs().unwrap()
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.import.path().join(name), bytes).unwrap();
+    }
+
+    /// Submits an OCR job; returns its id.
+    async fn submit(&self, params: Value) -> String {
+        let mut headers = Headers::new();
+        headers.push("job-type", "ocr");
+        let job = self
+            .engine()
+            .submit("ann", &headers, params.to_string().as_bytes())
+            .await
+            .unwrap();
+        job.id
+    }
+
+    /// Waits for the job to end; returns its final state.
+    async fn finished(&self, id: &str) -> stompede::jobs::Job {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let job = self.engine().job(id).unwrap();
+            if job.status.is_finished() {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "OCR job did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn completed(&self, params: Value) -> Value {
+        let id = self.submit(params).await;
+        let job = self.finished(&id).await;
+        assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+        job.result.unwrap()
+    }
+
+    async fn failed(&self, params: Value) -> String {
+        let id = self.submit(params).await;
+        let job = self.finished(&id).await;
+        assert_eq!(job.status, JobStatus::Failed, "{:?}", job.result);
+        job.error.unwrap().code
+    }
+}
+
+fn file(result: &Value, name: &str) -> String {
+    std::fs::read_to_string(result["files"][name].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanned_pdf_is_read_page_by_page_in_chunks_with_its_events() {
+    let s = OcrServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let pages = [
+        prose_page(PROSE),
+        table_page(),
+        prose_page("Page trois : fin du document.\nThird page, the end."),
+    ];
+    s.put("scan.pdf", &scanned_pdf(work.path(), &pages));
+    let mut ann = common::Tcp::connect(s.server.stomp_addr().unwrap(), "ann").await;
+    ann.subscribe("p", "/user/queue/progress", "auto").await;
+    ann.send(
+        Frame::new(Command::Send)
+            .header("destination", "/app/jobs")
+            .header("job-type", "ocr")
+            .body(json!({"file": "scan.pdf", "pagesPerChunk": 2}).to_string()),
+    )
+    .await;
+    let mut events = Vec::new();
+    let result = loop {
+        let frame = ann.frame().await;
+        let event: Value = serde_json::from_slice(&frame.body).unwrap();
+        assert_ne!(event["event"], "JOB_FAILED", "{event}");
+        events.push(event.clone());
+        if event["event"] == "JOB_COMPLETED" {
+            break event["result"].clone();
+        }
+    };
+    let chunks: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "CHUNK_COMPLETED")
+        .collect();
+    assert_eq!(chunks.len(), 2, "3 pages, 2 per chunk");
+    let pages_in = |chunk: &Value| -> Vec<u64> {
+        chunk["result"]["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["page"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(pages_in(chunks[0]), [1, 2]);
+    assert_eq!(pages_in(chunks[1]), [3]);
+    let first = &chunks[0]["result"]["pages"][0];
+    assert_eq!(first["source"], "ocr");
+    assert!(
+        first["confidence"].as_f64().is_some_and(|c| c > 80.0),
+        "{first}"
+    );
+    let prose = accuracy(PROSE, first["text"].as_str().unwrap());
+    assert!(prose >= 0.99, "prose accuracy {prose}: {}", first["text"]);
+
+    assert_eq!(result["pageCount"], 3);
+    let text = file(&result, "text.txt");
+    assert_eq!(
+        text.matches('\u{c}').count(),
+        2,
+        "a form feed between pages"
+    );
+    // The table's rows stay together, cells in order.
+    let table_text = text.split('\u{c}').nth(1).unwrap();
+    for row in TABLE {
+        let line = table_text
+            .lines()
+            .find(|l| l.contains(row[1]))
+            .unwrap_or_else(|| panic!("no line with {:?} in {table_text:?}", row[1]));
+        assert_eq!(words(line), row.join(" "), "row kept together");
+    }
+    let pages_json: Value = serde_json::from_str(&file(&result, "pages.json")).unwrap();
+    let words_of_page_1 = pages_json[0]["words"].as_array().unwrap();
+    assert!(words_of_page_1.len() > 30);
+    assert_eq!(words_of_page_1[0]["text"], "Le");
+    assert_eq!(words_of_page_1[0]["bbox"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_layers_are_read_directly_and_mixed_pdfs_page_by_page() {
+    let s = OcrServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let layered = pdf(&[PdfPage::Text(prose_page(PROSE))]);
+    s.put("layer.pdf", &layered);
+    let result = s.completed(json!({"file": "layer.pdf"})).await;
+    assert_eq!(result["pages"][0]["source"], "textLayer");
+    assert_eq!(result["pages"][0]["confidence"], Value::Null);
+    assert_eq!(words(&file(&result, "text.txt")), words(PROSE));
+
+    // Page 1 with a text layer, page 2 a scan.
+    let scan = rasterise(work.path(), &pdf(&[PdfPage::Text(table_page())]), 1, "jpeg");
+    let mixed = pdf(&[
+        PdfPage::Text(prose_page(PROSE)),
+        PdfPage::Scan {
+            jpeg: scan,
+            width: 2550,
+            height: 3300,
+        },
+    ]);
+    s.put("mixed.pdf", &mixed);
+    let result = s
+        .completed(json!({"file": "mixed.pdf", "pagesPerChunk": 1}))
+        .await;
+    let sources: Vec<&str> = result["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["textLayer", "ocr"]);
+    let text = file(&result, "text.txt");
+    assert!(text.contains("Nettoyage des locaux"), "{text}");
+    // A page selection.
+    let result = s
+        .completed(json!({"file": "mixed.pdf", "pages": "2"}))
+        .await;
+    assert_eq!(result["pageCount"], 1);
+    assert_eq!(result["pages"][0]["page"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_recognised_and_one_without_a_resolution_says_so() {
+    let s = OcrServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let source = pdf(&[PdfPage::Text(prose_page(PROSE))]);
+    s.put("page.png", &rasterise(work.path(), &source, 1, "png"));
+    let result = s.completed(json!({"file": "page.png"})).await;
+    assert_eq!(result["pages"][0]["source"], "ocr");
+    assert_eq!(result["warnings"], json!([]));
+    let png = accuracy(PROSE, &file(&result, "text.txt"));
+    assert!(png >= 0.99, "png accuracy {png}");
+
+    // A JPEG whose JFIF header states no density (unit 0, 1:1): 300 dpi assumed, and said.
+    let mut jpeg = rasterise(work.path(), &source, 1, "jpeg");
+    assert_eq!(&jpeg[6..11], b"JFIF\0");
+    jpeg[13] = 0;
+    jpeg[14..18].copy_from_slice(&[0, 1, 0, 1]);
+    // Named .pdf: the content decides.
+    s.put("photo.pdf", &jpeg);
+    let result = s.completed(json!({"file": "photo.pdf"})).await;
+    let warnings = result["pages"][0]["warnings"].to_string();
+    assert!(warnings.contains("300 dpi assumed"), "{warnings}");
+    let jpg = accuracy(PROSE, &file(&result, "text.txt"));
+    assert!(jpg >= 0.98, "jpeg accuracy {jpg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_fail_with_a_reason() {
+    let s = OcrServer::start().await;
+    s.put("empty.pdf", b"");
+    assert_eq!(s.failed(json!({"file": "empty.pdf"})).await, "empty_file");
+    s.put(
+        "drawing.png",
+        b"<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\"></svg>",
+    );
+    assert_eq!(
+        s.failed(json!({"file": "drawing.png"})).await,
+        "unsupported_format"
+    );
+    s.put("notes.pdf", b"just some text, not a PDF at all");
+    assert_eq!(
+        s.failed(json!({"file": "notes.pdf"})).await,
+        "unsupported_format"
+    );
+    // A PDF cut short before its first page object: nothing to read.
+    let whole = pdf(&[PdfPage::Text(prose_page(PROSE))]);
+    s.put("cut.pdf", &whole[..40]);
+    assert_eq!(s.failed(json!({"file": "cut.pdf"})).await, "unreadable_pdf");
+    // A PNG cut in the middle of its image data.
+    let work = tempfile::tempdir().unwrap();
+    let png = rasterise(work.path(), &whole, 1, "png");
+    s.put("cut.png", &png[..png.len() / 3]);
+    let id = s.submit(json!({"file": "cut.png"})).await;
+    let job = s.finished(&id).await;
+    match job.status {
+        // Tesseract may recover the top of a truncated image, saying what it lost...
+        JobStatus::Completed => {}
+        // ...or give up on it, and the job says why.
+        JobStatus::Failed => assert_eq!(job.error.unwrap().code, "unreadable"),
+        other => panic!("{other:?}"),
+    }
+    // Refused at submission: the file's path, the language, the output.
+    let refused = |params: Value| {
+        let engine = s.engine().clone();
+        async move {
+            let mut headers = Headers::new();
+            headers.push("job-type", "ocr");
+            engine
+                .submit("ann", &headers, params.to_string().as_bytes())
+                .await
+                .unwrap_err()
+        }
+    };
+    let r = refused(json!({"file": "../etc/passwd"})).await;
+    assert_eq!(r.code, "invalid_parameter");
+    let r = refused(json!({"file": "a.pdf", "languages": "klingon"})).await;
+    assert!(r.reason.contains("not installed"), "{}", r.reason);
+    let r = refused(json!({"file": "a.pdf", "outputs": ["pdf"]})).await;
+    assert!(r.reason.contains("not available"), "{}", r.reason);
+}
+
+#[tokio::test]
+async fn without_tesseract_ocr_is_refused_at_once_naming_what_to_install() {
+    let s = OcrServer::with_tesseract("/nonexistent/tesseract").await;
+    let mut headers = Headers::new();
+    headers.push("job-type", "ocr");
+    let refusal = s
+        .engine()
+        .submit("ann", &headers, br#"{"file":"scan.pdf"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.code, "unavailable");
+    assert!(
+        refusal.reason.contains("tesseract-ocr"),
+        "{}",
+        refusal.reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_stops_between_pages() {
+    let s = OcrServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let pages: Vec<PageText> = (0..6).map(|_| prose_page(PROSE)).collect();
+    s.put("long.pdf", &scanned_pdf(work.path(), &pages));
+    let id = s
+        .submit(json!({"file": "long.pdf", "pagesPerChunk": 1}))
+        .await;
+    // Once the first page is in, cancel.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while s.engine().job(&id).unwrap().progress.chunks_completed < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no page was read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.engine().control("ann", &id, "cancel").await.unwrap();
+    let job = s.finished(&id).await;
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(
+        job.progress.chunks_completed < 6,
+        "every page was read: {:?}",
+        job.progress
+    );
+}
