@@ -32,7 +32,7 @@ apt_install() {
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
 }
 
-# --- OCR: tesseract with French and English, and poppler (tests/ocr.rs) ---------------------------
+# --- OCR: tesseract with French and English, poppler, qpdf (tests/ocr.rs) ------------------------
 ocr_packages=()
 command -v tesseract >/dev/null 2>&1 || ocr_packages+=(tesseract-ocr)
 for lang in fra eng; do
@@ -41,6 +41,8 @@ for lang in fra eng; do
   fi
 done
 command -v pdftoppm >/dev/null 2>&1 || ocr_packages+=(poppler-utils)
+# qpdf only makes the tests' password-protected PDFs.
+command -v qpdf >/dev/null 2>&1 || ocr_packages+=(qpdf)
 if (( ${#ocr_packages[@]} > 0 )); then
   apt_install "${ocr_packages[@]}"
 fi

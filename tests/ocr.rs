@@ -30,12 +30,12 @@ const TABLE: [[&str; 3]; 5] = [
 ];
 
 fn require_tools() {
-    for tool in ["tesseract", "pdftoppm", "pdftotext", "pdfinfo"] {
+    for tool in ["tesseract", "pdftoppm", "pdftotext", "pdfinfo", "qpdf"] {
         let found = Process::new(tool).arg("-v").output().is_ok();
         assert!(
             found,
             "{tool} is missing: run scripts/test.sh, which installs tesseract-ocr, \
-             tesseract-ocr-fra, tesseract-ocr-eng and poppler-utils"
+             tesseract-ocr-fra, tesseract-ocr-eng, poppler-utils and qpdf"
         );
     }
 }
@@ -543,4 +543,118 @@ async fn a_cancelled_job_stops_between_pages() {
         "every page was read: {:?}",
         job.progress
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_protected_pdfs_need_their_password() {
+    let s = OcrServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let plain = work.path().join("plain.pdf");
+    std::fs::write(&plain, pdf(&[PdfPage::Text(prose_page(PROSE))])).unwrap();
+    let encrypt = |user: &str, name: &str| {
+        let status = Process::new("qpdf")
+            .args([
+                "--encrypt",
+                user,
+                "owner-secret",
+                "256",
+                "--modify=none",
+                "--",
+            ])
+            .arg(&plain)
+            .arg(s.import.path().join(name))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    encrypt("open sesame", "locked.pdf");
+    assert_eq!(
+        s.failed(json!({"file": "locked.pdf"})).await,
+        "password_required"
+    );
+    assert_eq!(
+        s.failed(json!({"file": "locked.pdf", "password": "wrong"}))
+            .await,
+        "wrong_password"
+    );
+    let result = s
+        .completed(json!({"file": "locked.pdf", "password": "open sesame"}))
+        .await;
+    assert_eq!(words(&file(&result, "text.txt")), words(PROSE));
+    // Restricted by an owner password only: anyone may read it.
+    encrypt("", "restricted.pdf");
+    let result = s.completed(json!({"file": "restricted.pdf"})).await;
+    assert_eq!(result["pages"][0]["source"], "textLayer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_job_resumes_at_the_first_page_not_committed() {
+    require_tools();
+    let data = tempfile::tempdir().unwrap();
+    let import = data.path().join("import");
+    std::fs::create_dir_all(&import).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let pages: Vec<PageText> = (1..=6)
+        .map(|n| prose_page(&format!("Page numéro {n} du dossier.\n{PROSE}")))
+        .collect();
+    std::fs::write(import.join("dossier.pdf"), scanned_pdf(work.path(), &pages)).unwrap();
+    let server = common::ServerProcess::start(data.path());
+    let mut ann = common::Tcp::connect(server.stomp, "ann").await;
+    ann.subscribe("p", "/user/queue/progress", "auto").await;
+    ann.send(
+        Frame::new(Command::Send)
+            .header("destination", "/app/jobs")
+            .header("job-type", "ocr")
+            .header("receipt", "r")
+            .body(json!({"file": "dossier.pdf", "pagesPerChunk": 1}).to_string()),
+    )
+    .await;
+    let mut job_id = None;
+    let mut before = Vec::new();
+    while before.len() < 2 {
+        let frame = ann.frame().await;
+        if frame.command == Command::Receipt {
+            job_id = frame.get("job-id").map(str::to_owned);
+            continue;
+        }
+        let event: Value = serde_json::from_slice(&frame.body).unwrap();
+        assert_ne!(event["event"], "JOB_COMPLETED", "finished before the kill");
+        if event["event"] == "CHUNK_COMPLETED" {
+            before.push(event["chunkIndex"].as_u64().unwrap());
+        }
+    }
+    drop(server); // SIGKILL
+    let job_id = job_id.unwrap();
+    let server = common::ServerProcess::start(data.path());
+    let mut page = common::Tcp::connect(server.stomp, "ann").await;
+    page.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "j")
+            .header("destination", format!("/topic/jobs/{job_id}"))
+            .header("since-seq", "0"),
+    )
+    .await;
+    let mut completions: Vec<u64> = Vec::new();
+    let result = loop {
+        let frame = page.frame().await;
+        let event: Value = serde_json::from_slice(&frame.body).unwrap();
+        assert_ne!(event["event"], "JOB_FAILED", "{event}");
+        if event["event"] == "CHUNK_COMPLETED" {
+            completions.push(event["chunkIndex"].as_u64().unwrap());
+        }
+        if event["event"] == "JOB_COMPLETED" {
+            break event["result"].clone();
+        }
+    };
+    // Every page once: those committed before the kill were not recognised again.
+    completions.sort_unstable();
+    assert_eq!(completions, [0, 1, 2, 3, 4, 5], "{before:?}");
+    assert_eq!(result["pageCount"], 6);
+    let text = file(&result, "text.txt");
+    for n in 1..=6 {
+        assert!(
+            text.contains(&format!("Page numéro {n} du dossier")),
+            "page {n}: {text}"
+        );
+    }
 }
