@@ -1,0 +1,148 @@
+//! OCR throughput: a dense scanned PDF (N pages at 300 dpi, made here) read by the `ocr` job
+//! type in process, rasterising included, next to plain `tesseract` on the same pages already
+//! rasterised, one after another, with its default threading and with `OMP_THREAD_LIMIT=1`.
+//! Prints pages per minute and the character accuracy of each against the known text.
+//!
+//! `cargo bench --bench ocr -- [--pages N]` (default 20). Needs tesseract (fra, eng) and
+//! poppler-utils, as `scripts/test.sh` installs them.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stompede::jobs::JobStatus;
+use stompede::processors::Ocr;
+use stompede::protocol::Headers;
+use stompede::{BrokerBuilder, Config};
+
+#[path = "../common/args.rs"]
+mod args;
+#[path = "../../tests/common/documents.rs"]
+mod documents;
+
+use documents::{accuracy, prose_page, rasterise, scanned_pdf, PageText};
+
+/// A dense page: 34 lines of prose, French and English, different on every page.
+fn page_text(n: usize) -> String {
+    const LINES: [&str; 6] = [
+        "Le titulaire du marché assure le nettoyage quotidien des bureaux et des sanitaires,",
+        "la vitrerie trimestrielle et l'entretien des sols selon le cahier des charges joint.",
+        "Les prestations sont réglées par virement à trente jours sur présentation de facture.",
+        "The contractor shall provide all labour, materials and equipment for the services,",
+        "and shall keep a written record of every visit, signed by the site representative.",
+        "Montant estimé du lot : 125 430,50 euros hors taxes, révisable chaque année.",
+    ];
+    (0..34)
+        .map(|i| format!("{} {}", i + 1 + n * 100, LINES[(i + n) % LINES.len()]))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn tesseract_pass(images: &[std::path::PathBuf], threads: Option<&str>) -> (f64, String) {
+    let started = Instant::now();
+    let mut text = String::new();
+    for image in images {
+        let mut command = Process::new("tesseract");
+        command
+            .arg(image)
+            .arg("-")
+            .args(["-l", "fra+eng", "--dpi", "300"]);
+        if let Some(limit) = threads {
+            command.env("OMP_THREAD_LIMIT", limit);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success());
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+        text.push('\n');
+    }
+    (started.elapsed().as_secs_f64(), text)
+}
+
+fn main() {
+    let pages = args::number("--pages", 20);
+    let work = tempfile::tempdir().unwrap();
+    let import = work.path().join("import");
+    std::fs::create_dir_all(&import).unwrap();
+    let texts: Vec<String> = (0..pages).map(page_text).collect();
+    let layout: Vec<PageText> = texts.iter().map(|t| prose_page(t)).collect();
+    eprintln!("making a {pages}-page scanned PDF at 300 dpi...");
+    let scan = scanned_pdf(work.path(), &layout);
+    std::fs::write(import.join("scan.pdf"), &scan).unwrap();
+    // The same pages as PNG files, for plain tesseract (its rasterising is not counted).
+    let images: Vec<std::path::PathBuf> = (1..=pages)
+        .map(|n| {
+            let path = work.path().join(format!("page-{n}.png"));
+            std::fs::write(&path, rasterise(work.path(), &scan, n, "png")).unwrap();
+            path
+        })
+        .collect();
+    let expected = texts.join("\n");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stompede_s, stompede_text) = runtime.block_on(async {
+        let config = Config {
+            data_dir: work.path().join("data"),
+            stomp: None,
+            http: None,
+            ..Config::default()
+        };
+        let server = BrokerBuilder::new(config)
+            .job_type("ocr", Ocr::new(&import, "tesseract").await)
+            .start()
+            .await
+            .unwrap();
+        let engine = server.jobs().unwrap().clone();
+        let mut headers = Headers::new();
+        headers.push("job-type", "ocr");
+        let started = Instant::now();
+        let job = engine
+            .submit(
+                "bench",
+                &headers,
+                json!({"file": "scan.pdf"}).to_string().as_bytes(),
+            )
+            .await
+            .unwrap();
+        let result = loop {
+            let state = engine.job(&job.id).unwrap();
+            match state.status {
+                JobStatus::Completed => break state.result.unwrap(),
+                JobStatus::Failed => panic!("{:?}", state.error),
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let text = std::fs::read_to_string(result["files"]["text.txt"].as_str().unwrap()).unwrap();
+        server.shutdown().await;
+        (seconds, text.replace('\u{c}', "\n"))
+    });
+    let (default_s, default_text) = tesseract_pass(&images, None);
+    let (single_s, single_text) = tesseract_pass(&images, Some("1"));
+
+    let per_minute = |s: f64| pages as f64 / s * 60.0;
+    println!("| reader | seconds | pages/min | character accuracy |");
+    println!("| --- | --- | --- | --- |");
+    for (name, seconds, text) in [
+        (
+            "stompede `ocr` job (rasterising included)",
+            stompede_s,
+            &stompede_text,
+        ),
+        ("tesseract, default threading", default_s, &default_text),
+        ("tesseract, OMP_THREAD_LIMIT=1", single_s, &single_text),
+    ] {
+        println!(
+            "| {name} | {seconds:.1} | {:.1} | {:.2}% |",
+            per_minute(seconds),
+            accuracy(&expected, text) * 100.0
+        );
+    }
+    println!(
+        "{{\"bench\":\"ocr\",\"pages\":{pages},\"stompede_ppm\":{:.1},\"tesseract_default_ppm\":{:.1},\"tesseract_single_ppm\":{:.1},\"ratio_to_single\":{:.2}}}",
+        per_minute(stompede_s),
+        per_minute(default_s),
+        per_minute(single_s),
+        single_s / stompede_s
+    );
+}
