@@ -235,7 +235,7 @@ async fn text_layers_are_read_directly_and_mixed_pdfs_page_by_page() {
     ]);
     s.put("mixed.pdf", &mixed);
     let result = s
-        .completed(json!({"file": "mixed.pdf", "pagesPerChunk": 1}))
+        .completed(json!({"file": "mixed.pdf", "pagesPerChunk": 1, "outputs": ["text", "pdf"]}))
         .await;
     let sources: Vec<&str> = result["pages"]
         .as_array()
@@ -246,6 +246,18 @@ async fn text_layers_are_read_directly_and_mixed_pdfs_page_by_page() {
     assert_eq!(sources, ["textLayer", "ocr"]);
     let text = file(&result, "text.txt");
     assert!(text.contains("Nettoyage des locaux"), "{text}");
+    assert!(result["files"].get("pages.json").is_none(), "not asked for");
+    // The searchable PDF: page 1 as it was, page 2 the scan with an invisible text layer.
+    let searchable = result["files"]["searchable.pdf"].as_str().unwrap();
+    let layer = Process::new("pdftotext")
+        .args(["-layout", searchable, "-"])
+        .output()
+        .unwrap();
+    let layer = String::from_utf8_lossy(&layer.stdout);
+    assert!(layer.contains("Le marché public"), "{layer}");
+    assert!(layer.contains("Nettoyage des locaux"), "{layer}");
+    let info = Process::new("pdfinfo").arg(searchable).output().unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("Pages:           2"));
     // A page selection.
     let result = s
         .completed(json!({"file": "mixed.pdf", "pages": "2"}))
@@ -331,8 +343,8 @@ async fn bad_inputs_fail_with_a_reason() {
     assert_eq!(r.code, "invalid_parameter");
     let r = refused(json!({"file": "a.pdf", "languages": "klingon"})).await;
     assert!(r.reason.contains("not installed"), "{}", r.reason);
-    let r = refused(json!({"file": "a.pdf", "outputs": ["pdf"]})).await;
-    assert!(r.reason.contains("not available"), "{}", r.reason);
+    let r = refused(json!({"file": "a.pdf", "outputs": ["docx"]})).await;
+    assert!(r.reason.contains("outputs may hold"), "{}", r.reason);
 }
 
 #[tokio::test]

@@ -9,8 +9,11 @@
 //! limit and bounded output: a page that hangs or breaks a program fails that page, with a
 //! warning, and the job goes on.
 //!
-//! Files: `text.txt` (pages in order, a form feed between them) and `pages.json` (per page:
-//! text, confidence, source, words with their boxes) in the job's result directory.
+//! Files: `text.txt` (pages in order, a form feed between them), `pages.json` (per page:
+//! text, confidence, source, words with their boxes) and, when asked, `searchable.pdf` (each
+//! recognised page as its image with an invisible text layer, written by tesseract in the same
+//! run; pages with a text layer kept as they were; joined by `pdfunite`) in the job's result
+//! directory.
 
 mod format;
 mod params;
@@ -267,8 +270,8 @@ impl Inner {
         let total = pages.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
         let recognised: Vec<Page> = match format {
-            Format::Tiff => self.image(&path, format, &p, &pages).await,
-            Format::Png | Format::Jpeg => self.image(&path, format, &p, &[1]).await,
+            Format::Tiff => self.image(&path, format, &p, &pages, &work).await,
+            Format::Png | Format::Jpeg => self.image(&path, format, &p, &[1], &work).await,
             Format::Pdf => {
                 futures::stream::iter(pages.iter().copied())
                     .map(|n| {
@@ -326,12 +329,19 @@ impl Inner {
             Ok(ran) if ran.success => {
                 let text = tidy_layer(&String::from_utf8_lossy(&ran.stdout));
                 if text.chars().filter(|c| c.is_alphanumeric()).count() >= TEXT_LAYER_MIN_CHARS {
+                    let mut warnings = Vec::new();
+                    if p.outputs.pdf {
+                        // The page as it is: it is searchable already.
+                        if let Err(why) = self.separate(path, n, work).await {
+                            warnings.push(format!("page {n} is left out of searchable.pdf: {why}"));
+                        }
+                    }
                     return Page {
                         page: n,
                         text,
                         confidence: None,
                         source: "textLayer".into(),
-                        warnings: Vec::new(),
+                        warnings,
                         words: Vec::new(),
                     };
                 }
@@ -360,7 +370,15 @@ impl Inner {
         )
         .await
         {
-            Ok(ran) if ran.success => match self.tesseract(&png, p, p.dpi).await {
+            Ok(ran) if ran.success => match self
+                .tesseract(
+                    &png,
+                    p,
+                    Some(p.dpi),
+                    p.outputs.pdf.then(|| searchable(work, n)),
+                )
+                .await
+            {
                 Ok(mut pages) if !pages.is_empty() => {
                     Page::recognised(n, pages.remove(0), Vec::new())
                 }
@@ -375,7 +393,14 @@ impl Inner {
     }
 
     /// An image file's pages (one, or a TIFF's), recognised in one run.
-    async fn image(&self, path: &Path, format: Format, p: &Params, selected: &[u32]) -> Vec<Page> {
+    async fn image(
+        &self,
+        path: &Path,
+        format: Format,
+        p: &Params,
+        selected: &[u32],
+        work: &Path,
+    ) -> Vec<Page> {
         let _permit = self.pool.acquire().await;
         let head = read_head(path).unwrap_or_default();
         let mut warnings = Vec::new();
@@ -388,7 +413,8 @@ impl Inner {
                 ASSUMED_DPI
             })),
         };
-        match self.tesseract_dpi(path, p, dpi).await {
+        let pdf = p.outputs.pdf.then(|| searchable(work, 1));
+        match self.tesseract(path, p, dpi, pdf).await {
             Ok(pages) => {
                 let mut out: Vec<Page> = pages
                     .into_iter()
@@ -407,24 +433,21 @@ impl Inner {
         }
     }
 
+    /// Recognises `image`; with `pdf`, also writes the page(s) as a searchable PDF at
+    /// `pdf` (a path without its `.pdf`) in the same run.
     async fn tesseract(
         &self,
         image: &Path,
         p: &Params,
-        dpi: u32,
-    ) -> Result<Vec<tsv::Recognised>, String> {
-        self.tesseract_dpi(image, p, Some(dpi)).await
-    }
-
-    async fn tesseract_dpi(
-        &self,
-        image: &Path,
-        p: &Params,
         dpi: Option<u32>,
+        pdf: Option<PathBuf>,
     ) -> Result<Vec<tsv::Recognised>, String> {
+        let base = pdf
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |b| b.display().to_string());
         let mut args = vec![
             image.display().to_string(),
-            "-".into(),
+            base,
             "-l".into(),
             p.languages.clone(),
             "--psm".into(),
@@ -434,6 +457,9 @@ impl Inner {
             args.extend(["--dpi".into(), dpi.to_string()]);
         }
         args.push("tsv".into());
+        if pdf.is_some() {
+            args.push("pdf".into());
+        }
         // One thread per page: pages, not threads, spread over the cores.
         let ran = tools::run(
             &self.tools.tesseract,
@@ -450,8 +476,61 @@ impl Inner {
         if !ran.success {
             return Err(first_line(&ran.stderr));
         }
-        Ok(tsv::parse(&String::from_utf8_lossy(&ran.stdout)))
+        let tsv = match &pdf {
+            None => ran.stdout,
+            Some(base) => {
+                let path = base.with_extension("tsv");
+                let bytes = read_bounded(&path, PAGE_OUTPUT_LIMIT)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let _ = tokio::fs::remove_file(&path).await;
+                bytes
+            }
+        };
+        Ok(tsv::parse(&String::from_utf8_lossy(&tsv)))
     }
+
+    /// Copies page `n` of a PDF, as it is, to the searchable PDF's pages.
+    async fn separate(&self, path: &Path, n: u32, work: &Path) -> Result<(), String> {
+        let out = searchable(work, n).with_extension("pdf");
+        let args = vec![
+            "-f".into(),
+            n.to_string(),
+            "-l".into(),
+            n.to_string(),
+            path.display().to_string(),
+            out.display().to_string(),
+        ];
+        match tools::run(
+            &self.tools.poppler("pdfseparate"),
+            &args,
+            &[],
+            PAGE_TIME_LIMIT,
+            64 * 1024,
+        )
+        .await
+        {
+            Ok(ran) if ran.success => Ok(()),
+            Ok(ran) => Err(first_line(&ran.stderr)),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+/// Where page `n`'s searchable PDF waits for the merge (without its `.pdf`).
+fn searchable(work: &Path, n: u32) -> PathBuf {
+    work.join(format!("searchable-{n}"))
+}
+
+/// A file's bytes, refused past `limit`.
+async fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let size = tokio::fs::metadata(path).await?.len();
+    if size > limit {
+        return Err(std::io::Error::other(format!(
+            "{size} bytes, more than {limit}"
+        )));
+    }
+    tokio::fs::read(path).await
 }
 
 /// poppler's page (and password) arguments.
@@ -613,7 +692,45 @@ fn merge(job: &JobInput, chunks: usize) -> Result<Value, JobError> {
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
         files.insert("pages.json".into(), json!(path.display().to_string()));
     }
-    let warnings: Vec<&String> = pages.iter().flat_map(|page| &page.warnings).collect();
+    let mut merge_warnings = Vec::new();
+    if p.outputs.pdf {
+        let path = job.result_dir.join("searchable.pdf");
+        let mut parts_in_order: Vec<PathBuf> = Vec::new();
+        for page in &pages {
+            let part = searchable(&parts, page.page).with_extension("pdf");
+            if part.exists() && !parts_in_order.contains(&part) {
+                parts_in_order.push(part);
+            }
+        }
+        match parts_in_order.as_slice() {
+            [] => merge_warnings.push("no page could be put in searchable.pdf".to_owned()),
+            [one] => {
+                std::fs::copy(one, &path).map_err(|e| io(&path, e))?;
+            }
+            many => {
+                let mut command = std::process::Command::new("pdfunite");
+                command.args(many).arg(&path);
+                let output = run_blocking(command, Duration::from_secs(600))?;
+                if !output.status.success() {
+                    return Err(JobError::retryable(
+                        "io",
+                        format!(
+                            "searchable.pdf could not be assembled: {}",
+                            first_line(&String::from_utf8_lossy(&output.stderr))
+                        ),
+                    ));
+                }
+            }
+        }
+        if path.exists() {
+            files.insert("searchable.pdf".into(), json!(path.display().to_string()));
+        }
+    }
+    let warnings: Vec<&String> = pages
+        .iter()
+        .flat_map(|page| &page.warnings)
+        .chain(&merge_warnings)
+        .collect();
     let result = json!({
         "pageCount": pages.len(),
         "pages": pages.iter().map(|page| json!({

@@ -17,6 +17,8 @@ pub(super) struct Outputs {
     pub text: bool,
     /// `pages.json`.
     pub pages: bool,
+    /// `searchable.pdf`.
+    pub pdf: bool,
 }
 
 /// Checked parameters.
@@ -82,21 +84,20 @@ impl Params {
             None | Some(Value::Null) => Outputs {
                 text: true,
                 pages: true,
+                pdf: false,
             },
             Some(Value::Array(items)) => {
                 let mut outputs = Outputs {
                     text: false,
                     pages: false,
+                    pdf: false,
                 };
                 for item in items {
                     match item.as_str() {
                         Some("text") => outputs.text = true,
                         Some("pages") => outputs.pages = true,
-                        Some("pdf") => return Err(invalid(
-                            "the searchable PDF output (pdf) is not available in this version; \
-                                 ask for text and/or pages",
-                        )),
-                        _ => return Err(invalid("outputs may hold text and pages")),
+                        Some("pdf") => outputs.pdf = true,
+                        _ => return Err(invalid("outputs may hold text, pages and pdf")),
                     }
                 }
                 outputs
@@ -158,7 +159,7 @@ mod tests {
             (p.languages.as_str(), p.pages_per_chunk, p.dpi),
             ("fra+eng", 5, 300)
         );
-        assert!(p.outputs.text && p.outputs.pages && p.selects(42));
+        assert!(p.outputs.text && p.outputs.pages && !p.outputs.pdf && p.selects(42));
         let p = Params::parse(&json!({"file": "a.pdf", "pages": "1-3, 8"})).unwrap();
         assert_eq!(p.pages, Some(vec![(1, 3), (8, 8)]));
         assert!(p.selects(2) && p.selects(8) && !p.selects(4));
@@ -173,7 +174,7 @@ mod tests {
             json!({"file": "a.pdf", "pages": "5-2"}),
             json!({"file": "a.pdf", "languages": "fra;rm -rf"}),
             json!({"file": "a.pdf", "dpi": 10}),
-            json!({"file": "a.pdf", "outputs": ["pdf"]}),
+            json!({"file": "a.pdf", "outputs": ["svg"]}),
         ] {
             assert!(Params::parse(&bad).is_err(), "{bad}");
         }
