@@ -106,6 +106,8 @@ pub struct Config {
     pub reconcile_memory_budget: u64,
     /// The tesseract program `ocr` jobs run: a name on the PATH or a path.
     pub ocr_tesseract: String,
+    /// Largest upload accepted by the HTTP API, in bytes (default 1 GiB).
+    pub max_upload_bytes: u64,
     /// Jobs running at once (0: the number of cores).
     pub job_concurrency: usize,
     /// Threads `stompede serve` runs sessions on (0: one per core). An application that embeds
@@ -183,6 +185,7 @@ impl Default for Config {
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
             ocr_tesseract: "tesseract".into(),
+            max_upload_bytes: 1 << 30,
             job_concurrency: 0,
             workers: 0,
             job_admins: Vec::new(),
@@ -306,7 +309,12 @@ impl Config {
         }
     }
 
-    /// The import directory.
+    /// Where the HTTP API keeps uploads (`<data-dir>/uploads`).
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
+    }
+
+    /// Where reconciliation and OCR jobs read their files.
     pub fn import_dir(&self) -> PathBuf {
         self.import_dir
             .clone()

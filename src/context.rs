@@ -8,7 +8,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::jobs::JobEngine;
 use crate::rate::TokenBucket;
+use crate::uploads::Uploads;
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -24,6 +26,10 @@ pub struct ServerContext {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The job engine, when job types are registered.
+    pub jobs: Option<JobEngine>,
+    /// Uploaded files.
+    pub uploads: Uploads,
 }
 
 impl std::fmt::Debug for ServerContext {

@@ -54,6 +54,7 @@ pub(crate) mod clock;
 pub mod config;
 pub(crate) mod context;
 mod error;
+pub(crate) mod http;
 pub mod jobs;
 pub(crate) mod local;
 pub mod processors;
@@ -62,6 +63,7 @@ pub(crate) mod server;
 pub(crate) mod session;
 pub(crate) mod store;
 pub(crate) mod transport;
+pub(crate) mod uploads;
 
 pub use broker::app::{AppError, AppHandler, AppReply, AppRequest};
 pub use broker::message::Message;

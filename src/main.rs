@@ -219,9 +219,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let import_dir = config.import_dir();
     std::fs::create_dir_all(&import_dir)
         .with_context(|| format!("creating the import directory {}", import_dir.display()))?;
+    let uploads = config.uploads_dir();
     let reconcile =
-        stompede::processors::Reconcile::new(&import_dir, config.reconcile_memory_budget);
-    let ocr = stompede::processors::Ocr::new(&import_dir, config.ocr_tesseract.clone()).await;
+        stompede::processors::Reconcile::new(&import_dir, config.reconcile_memory_budget)
+            .with_uploads(&uploads);
+    let ocr = stompede::processors::Ocr::new(&import_dir, config.ocr_tesseract.clone())
+        .await
+        .with_uploads(&uploads);
     if ocr.is_available() {
         tracing::info!(tesseract = %ocr.status(), "OCR available");
     } else {

@@ -21,6 +21,7 @@ use crate::rate::TokenBucket;
 use crate::store::jobs::JobStore;
 use crate::store::Store;
 use crate::transport;
+use crate::uploads::Uploads;
 use crate::Error;
 
 /// Configures and starts a broker inside the caller's tokio runtime.
@@ -111,7 +112,10 @@ impl BrokerBuilder {
         };
         let stomp_addr = stomp.as_ref().and_then(|l| l.local_addr().ok());
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
         let ctx = Arc::new(ServerContext {
+            jobs: jobs.clone(),
+            uploads,
             broker: broker.clone(),
             auth: Authenticator::new(config.users.clone()),
             rate: TokenBucket::new(config.max_connections_per_second),
@@ -119,10 +123,14 @@ impl BrokerBuilder {
             shutdown,
             tracker,
         });
-        let mut listeners = vec![tokio::spawn(sweep_expired(
-            broker.clone(),
-            ctx.shutdown.clone(),
-        ))];
+        let mut listeners = vec![
+            tokio::spawn(sweep_expired(broker.clone(), ctx.shutdown.clone())),
+            tokio::spawn(expire_uploads(
+                ctx.config.uploads_dir(),
+                ctx.config.job_retention_ms,
+                ctx.shutdown.clone(),
+            )),
+        ];
         if let Some(listener) = stomp {
             listeners.push(tokio::spawn(transport::tcp::serve(listener, ctx.clone())));
         }
@@ -158,15 +166,39 @@ async fn sweep_expired(broker: Broker, shutdown: CancellationToken) {
     }
 }
 
+/// Removes uploads older than the job retention, once a minute, on the blocking pool.
+async fn expire_uploads(dir: std::path::PathBuf, retention_ms: u64, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let dir = dir.clone();
+                let removed =
+                    tokio::task::spawn_blocking(move || crate::uploads::expire(&dir, retention_ms))
+                        .await;
+                match removed {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::info!(uploads = n, "expired uploads removed"),
+                    Ok(Err(error)) => tracing::warn!(%error, "expiring uploads"),
+                    Err(error) => tracing::warn!(%error, "expiring uploads"),
+                }
+            }
+        }
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Every HTTP route: WebSocket STOMP at `/ws`, `/health` and `/metrics`.
+/// Every HTTP route: WebSocket STOMP at `/ws`, `/health`, `/metrics` and the `/api`.
 pub fn router(ctx: Arc<ServerContext>) -> axum::Router {
-    transport::ws::router(ctx.clone()).merge(transport::admin::router(ctx))
+    transport::ws::router(ctx.clone())
+        .merge(transport::admin::router(ctx.clone()))
+        .merge(crate::http::router(ctx))
 }
 
 /// A running broker.

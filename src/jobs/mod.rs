@@ -51,6 +51,7 @@ use writer::{Commit, Writer};
 pub use config::JobsConfig;
 pub use demo::Demo;
 pub use handler::{ChunkContext, ChunkFuture, JobHandler, JobInput, ProgressReport, ProgressSink};
+pub(crate) use model::new_id;
 pub use model::{ChunkPlan, Job, JobError, JobStatus, Progress};
 pub use service::Rejection;
 pub use stats::JobStats;

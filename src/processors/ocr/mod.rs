@@ -50,7 +50,7 @@ pub struct Ocr {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     import: ImportDir,
     tools: Tools,
@@ -90,6 +90,15 @@ impl Ocr {
                 format!("{version}, languages {}", languages.join("+"))
             }
             Availability::Missing(why) => format!("unavailable: {why}"),
+        }
+    }
+
+    /// Upload ids (parameter `upload`) are looked up in `dir`, as the HTTP API stores them.
+    pub fn with_uploads(self, dir: impl Into<PathBuf>) -> Ocr {
+        let mut inner = (*self.inner).clone();
+        inner.import = inner.import.with_uploads(dir);
+        Ocr {
+            inner: Arc::new(inner),
         }
     }
 
@@ -133,12 +142,12 @@ impl JobHandler for Ocr {
 
     fn plan(&self, job: &JobInput) -> Result<Vec<ChunkPlan>, JobError> {
         let p = Params::parse(&job.params)?;
-        let path = self.inner.import.resolve(&p.file)?;
+        let path = self.inner.import.open(&p.file, &job.owner)?;
         let head = read_head(&path)?;
         if head.is_empty() {
             return Err(unreadable(
                 "empty_file",
-                format!("{} is empty", p.file.display()),
+                format!("{} is empty", p.file.describe()),
             ));
         }
         let format = format::sniff(&head).map_err(|why| unreadable("unsupported_format", why))?;
@@ -247,7 +256,7 @@ impl Page {
 impl Inner {
     async fn run_chunk(self: &Arc<Self>, ctx: &ChunkContext) -> Result<Value, JobError> {
         let p = Params::parse(&ctx.job.params)?;
-        let path = self.import.resolve(&p.file)?;
+        let path = self.import.open(&p.file, &ctx.job.owner)?;
         let format = ctx.plan.params["format"]
             .as_str()
             .and_then(Format::named)

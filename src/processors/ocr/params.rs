@@ -1,11 +1,9 @@
 //! The `ocr` job's parameters (protocol/docs/jobs.md).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use crate::jobs::JobError;
-use crate::processors::input::ImportDir;
+use crate::processors::input::Input;
 
 /// Most pages one job may ask for.
 pub(super) const MAX_PAGES: u32 = 10_000;
@@ -24,7 +22,7 @@ pub(super) struct Outputs {
 /// Checked parameters.
 #[derive(Debug, Clone)]
 pub(super) struct Params {
-    pub file: PathBuf,
+    pub file: Input,
     pub languages: String,
     pub pages_per_chunk: u32,
     /// Selected page ranges, from 1, inclusive; `None`: every page.
@@ -67,8 +65,7 @@ impl Params {
                     ))
                 }),
         };
-        let file = text("file")?.ok_or_else(|| invalid("file is required"))?;
-        let file = ImportDir::check(file)?;
+        let file = Input::from_params(params, "file", "upload")?;
         let languages = text("languages")?.unwrap_or("fra+eng").to_owned();
         if languages.is_empty()
             || !languages

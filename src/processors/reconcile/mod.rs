@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::input::ImportDir;
+use super::input::{ImportDir, Input};
 use crate::jobs::handler::{ChunkContext, ChunkFuture, JobHandler, JobInput};
 use crate::jobs::model::{ChunkPlan, JobError};
 use compare::Comparator;
@@ -65,16 +65,26 @@ impl Reconcile {
         }
     }
 
-    fn file(&self, relative: &Path) -> Result<PathBuf, JobError> {
-        self.import_dir.resolve(relative)
+    /// Upload ids (`boUpload`, `partnerUpload`) are looked up in `dir`, as the HTTP API stores
+    /// them.
+    pub fn with_uploads(mut self, dir: impl Into<PathBuf>) -> Reconcile {
+        self.import_dir = self.import_dir.with_uploads(dir);
+        self
+    }
+
+    fn file(&self, input: &Input, owner: &str) -> Result<PathBuf, JobError> {
+        self.import_dir.open(input, owner)
     }
 
     /// The input file of `side`, with its delimiter.
-    fn input(&self, p: &Params, side: Side) -> Result<(PathBuf, u8), JobError> {
-        let path = self.file(match side {
-            Side::BackOffice => &p.bo_file,
-            Side::Partner => &p.partner_file,
-        })?;
+    fn input(&self, p: &Params, side: Side, owner: &str) -> Result<(PathBuf, u8), JobError> {
+        let path = self.file(
+            match side {
+                Side::BackOffice => &p.bo_file,
+                Side::Partner => &p.partner_file,
+            },
+            owner,
+        )?;
         let delimiter = match p.delimiter {
             Some(d) => d,
             None => read::detect_delimiter(&path)?,
@@ -83,8 +93,8 @@ impl Reconcile {
     }
 
     /// Opens the input file of `side` and finds its key columns.
-    fn open(&self, p: &Params, side: Side) -> Result<(CsvFile, Vec<usize>), JobError> {
-        let (path, delimiter) = self.input(p, side)?;
+    fn open(&self, p: &Params, side: Side, owner: &str) -> Result<(CsvFile, Vec<usize>), JobError> {
+        let (path, delimiter) = self.input(p, side, owner)?;
         let csv = CsvFile::open(&path, delimiter, p.has_header, p.encoding)?;
         let key = match side {
             Side::BackOffice => &p.bo_key,
@@ -276,8 +286,8 @@ impl Reconcile {
     fn read_files(&self, ctx: &ChunkContext, p: &Params) -> Result<Value, JobError> {
         let cut = Cut::of(&ctx.plan.params);
         let job = &ctx.job;
-        let (bo, bo_key) = self.open(p, Side::BackOffice)?;
-        let (partner, partner_key) = self.open(p, Side::Partner)?;
+        let (bo, bo_key) = self.open(p, Side::BackOffice, &job.owner)?;
+        let (partner, partner_key) = self.open(p, Side::Partner, &job.owner)?;
         compared_columns(p, &bo.headers, &partner.headers)?;
         let dir = work_dir(job);
         let _ = fs::remove_dir_all(&dir);
@@ -450,7 +460,7 @@ impl Reconcile {
         } else {
             0..0
         };
-        let (mut csv, key) = self.open(p, side)?;
+        let (mut csv, key) = self.open(p, side, &job.owner)?;
         let mut sink = Sink::select(
             cut.buckets(),
             buckets.clone(),
@@ -566,8 +576,12 @@ impl Reconcile {
 impl JobHandler for Reconcile {
     fn validate(&self, params: &Value) -> Result<(), JobError> {
         let p = Params::parse(params)?;
-        self.file(&p.bo_file)?;
-        self.file(&p.partner_file)?;
+        // Paths are checked now; an upload is checked against the job's owner when it runs.
+        for input in [&p.bo_file, &p.partner_file] {
+            if let Input::Path(path) = input {
+                self.import_dir.resolve(path)?;
+            }
+        }
         Ok(())
     }
 
@@ -575,7 +589,7 @@ impl JobHandler for Reconcile {
         let p = Params::parse(&job.params)?;
         let mut estimates = Vec::with_capacity(2);
         for side in Side::BOTH {
-            let (path, delimiter) = self.input(&p, side)?;
+            let (path, delimiter) = self.input(&p, side, &job.owner)?;
             // A file that cannot be read fails chunk 0, at once and with the reason; here
             // it only needs a guess (100 bytes a row).
             let estimate = read::estimate(&path, delimiter, p.has_header, p.encoding)

@@ -1,11 +1,9 @@
 //! The parameters of a `reconcile` job, named as the reference system names them.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use crate::jobs::model::JobError;
-use crate::processors::input::ImportDir;
+use crate::processors::input::Input;
 
 /// Text encodings of the input files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +20,9 @@ pub enum Encoding {
 #[derive(Debug, Clone)]
 pub struct Params {
     /// The back-office file, inside the import directory.
-    pub bo_file: PathBuf,
+    pub bo_file: Input,
     /// The partner file, inside the import directory.
-    pub partner_file: PathBuf,
+    pub partner_file: Input,
     /// Key column(s) of the back-office file.
     pub bo_key: Vec<String>,
     /// Key column(s) of the partner file.
@@ -86,9 +84,8 @@ impl Params {
         if !params.is_object() {
             return Err(invalid("parameters must be a JSON object"));
         }
-        let bo_file = string(params, &["boFile"]).ok_or_else(|| invalid("boFile is required"))?;
-        let partner_file =
-            string(params, &["partnerFile"]).ok_or_else(|| invalid("partnerFile is required"))?;
+        let bo_file = Input::from_params(params, "boFile", "boUpload")?;
+        let partner_file = Input::from_params(params, "partnerFile", "partnerUpload")?;
         let bo_key = columns(params, &["boKey", "boReconciliationKey"])?;
         let partner_key = columns(params, &["partnerKey", "partnerReconciliationKey"])?;
         if bo_key.len() != partner_key.len() {
@@ -176,8 +173,8 @@ impl Params {
                 .ok_or_else(|| invalid("chunkSize must be a positive integer"))?,
         };
         Ok(Params {
-            bo_file: ImportDir::check(&bo_file)?,
-            partner_file: ImportDir::check(&partner_file)?,
+            bo_file,
+            partner_file,
             bo_key,
             partner_key,
             compare,

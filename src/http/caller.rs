@@ -1,0 +1,65 @@
+//! Who is calling: HTTP Basic credentials checked against the same users as STOMP logins.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use base64::Engine;
+
+use super::problem::Problem;
+use crate::context::ServerContext;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The user name.
+    pub user: String,
+    /// May see and touch every job and upload.
+    pub admin: bool,
+}
+
+fn unauthorised(detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+}
+
+impl FromRequestParts<Arc<ServerContext>> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &Arc<ServerContext>,
+    ) -> Result<Caller, Problem> {
+        let credentials = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(value) => {
+                let value = value
+                    .to_str()
+                    .map_err(|_| unauthorised("the Authorization header is not text"))?;
+                let encoded = value
+                    .strip_prefix("Basic ")
+                    .ok_or_else(|| unauthorised("use HTTP Basic authentication"))?;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| unauthorised("the Basic credentials do not decode"))?;
+                let (login, passcode) = decoded
+                    .split_once(':')
+                    .map(|(l, p)| (l.to_owned(), p.to_owned()))
+                    .unwrap_or((decoded, String::new()));
+                Some((login, passcode))
+            }
+        };
+        let (login, passcode) = match &credentials {
+            Some((l, p)) => (Some(l.as_str()), Some(p.as_str())),
+            None => (None, None),
+        };
+        let user = ctx
+            .auth
+            .authenticate(login, passcode, || "anonymous".to_owned())
+            .map_err(|_| unauthorised("wrong or missing credentials"))?;
+        let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
+        Ok(Caller { user, admin })
+    }
+}

@@ -1,0 +1,237 @@
+//! `POST /api/uploads` (multipart with a `file` part, or a raw body named by
+//! `Content-Disposition`) and `GET /api/uploads/{id}`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures::StreamExt;
+
+use super::caller::Caller;
+use super::problem::Problem;
+use crate::context::ServerContext;
+use crate::uploads::{Incoming, UploadError, UploadInfo};
+
+fn problem(error: UploadError) -> Problem {
+    match error {
+        UploadError::TooLarge { .. } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            error.to_string(),
+        ),
+        UploadError::BadName(_) => Problem::bad_request("bad_name", error.to_string()),
+        UploadError::Interrupted(_) => Problem::bad_request("interrupted", error.to_string()),
+        UploadError::NotFound(_) => Problem::not_found(error.to_string()),
+        UploadError::Io(_) | UploadError::Id(_) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_failure",
+            error.to_string(),
+        ),
+    }
+}
+
+fn malformed(why: String) -> Problem {
+    Problem::bad_request("malformed_multipart", why)
+}
+
+/// What the client sees of an upload (the owner is the caller).
+fn public(info: &UploadInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": info.id,
+        "name": info.name,
+        "size": info.size,
+        "sha256": info.sha256,
+        "contentType": info.content_type,
+    })
+}
+
+/// The file name of `Content-Disposition: attachment; filename="..."` (UTF-8 bytes as clients
+/// send them), or of its RFC 8187 form `filename*=UTF-8''percent-encoded`, which wins.
+fn disposition_name(headers: &HeaderMap) -> Option<String> {
+    let value = String::from_utf8(
+        headers
+            .get(header::CONTENT_DISPOSITION)?
+            .as_bytes()
+            .to_vec(),
+    )
+    .ok()?;
+    let mut plain = None;
+    for part in value.split(';').map(str::trim) {
+        if let Some(encoded) = part.strip_prefix("filename*=") {
+            let (charset, rest) = encoded.split_once('\'')?;
+            let (_language, encoded) = rest.split_once('\'')?;
+            if charset.eq_ignore_ascii_case("utf-8") {
+                return percent_decode(encoded);
+            }
+        } else if let Some(name) = part.strip_prefix("filename=") {
+            plain = Some(name.trim_matches('"').to_owned());
+        }
+    }
+    plain
+}
+
+/// `%XX` escapes decoded, as UTF-8; `None` when malformed.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Writes every chunk of `stream` to `incoming`; on any failure nothing is left behind. A
+/// stream error is the body's fault: `broken` names it.
+async fn fill<S, E>(
+    mut incoming: Incoming,
+    mut stream: S,
+    broken: fn(String) -> Problem,
+) -> Result<UploadInfo, Problem>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    while let Some(chunk) = stream.next().await {
+        let failed = match chunk {
+            Ok(chunk) => incoming.write(&chunk).await.err().map(problem),
+            Err(error) => Some(broken(error.to_string())),
+        };
+        if let Some(problem) = failed {
+            incoming.abandon().await;
+            return Err(problem);
+        }
+    }
+    incoming.finish().await.map_err(problem)
+}
+
+/// `POST /api/uploads`.
+pub(crate) async fn create(
+    State(ctx): State<Arc<ServerContext>>,
+    caller: Caller,
+    request: Request,
+) -> Result<impl IntoResponse, Problem> {
+    let limit = ctx.uploads.max_bytes();
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
+        // Refused before a byte is read (a multipart body carries a little more than its file).
+        return Err(problem(UploadError::TooLarge { limit }));
+    }
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let info = if is_multipart {
+        let mut multipart = Multipart::from_request(request, &ctx)
+            .await
+            .map_err(|e| malformed(e.body_text()))?;
+        let mut stored = None;
+        loop {
+            let field = multipart
+                .next_field()
+                .await
+                .map_err(|e| malformed(e.body_text()))?;
+            let Some(field) = field else { break };
+            if field.name() != Some("file") || stored.is_some() {
+                continue;
+            }
+            let name = field.file_name().map(str::to_owned).ok_or_else(|| {
+                Problem::bad_request("bad_name", "the file part has no file name")
+            })?;
+            let incoming = ctx
+                .uploads
+                .begin(&caller.user, &name)
+                .await
+                .map_err(problem)?;
+            let chunks = futures::stream::unfold(field, |mut field| async move {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), field)),
+                    Ok(None) => None,
+                    Err(error) => Some((Err(error.body_text()), field)),
+                }
+            });
+            stored = Some(fill(incoming, Box::pin(chunks), malformed).await?);
+        }
+        stored.ok_or_else(|| {
+            Problem::bad_request("missing_file", "the multipart body has no part named file")
+        })?
+    } else {
+        let name = disposition_name(request.headers()).ok_or_else(|| {
+            Problem::bad_request(
+                "bad_name",
+                "name the file: Content-Disposition: attachment; filename=\"...\" \
+                 (or send multipart/form-data with a file part)",
+            )
+        })?;
+        let incoming = ctx
+            .uploads
+            .begin(&caller.user, &name)
+            .await
+            .map_err(problem)?;
+        let body: Body = request.into_body();
+        fill(incoming, body.into_data_stream(), |why| {
+            problem(UploadError::Interrupted(why))
+        })
+        .await?
+    };
+    tracing::info!(user = %caller.user, upload = %info.id, size = info.size, "upload stored");
+    Ok((StatusCode::CREATED, Json(public(&info))))
+}
+
+/// `GET /api/uploads/{id}`.
+pub(crate) async fn get(
+    State(ctx): State<Arc<ServerContext>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, Problem> {
+    let info = ctx
+        .uploads
+        .get(&id, &caller.user, caller.admin)
+        .map_err(problem)?;
+    Ok(Json(public(&info)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_come_from_either_form_of_content_disposition() {
+        let name = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_DISPOSITION,
+                axum::http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+            );
+            disposition_name(&headers)
+        };
+        assert_eq!(
+            name("attachment; filename=\"a b.csv\"").as_deref(),
+            Some("a b.csv")
+        );
+        assert_eq!(
+            name("attachment; filename=relevé.csv").as_deref(),
+            Some("relevé.csv")
+        );
+        assert_eq!(
+            name("attachment; filename=\"x.csv\"; filename*=UTF-8''relev%C3%A9.csv").as_deref(),
+            Some("relevé.csv")
+        );
+        assert_eq!(name("attachment").as_deref(), None);
+    }
+}

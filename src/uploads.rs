@@ -1,0 +1,286 @@
+//! Uploaded files: streamed to `<data-dir>/uploads/` under a name the server chooses, with
+//! their size, SHA-256 and a type sniffed from the content, and owned by who sent them. Job
+//! types take an upload id where they take a path (`processors/input.rs`).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// What is known of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadInfo {
+    /// Its id (a ULID).
+    pub id: String,
+    /// The name its sender gave it.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// The type, sniffed from the content.
+    pub content_type: String,
+    /// Who sent it.
+    pub owner: String,
+    /// When it arrived, ms since the epoch.
+    pub created_at: u64,
+}
+
+/// Why an upload was refused or not found.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// Over the size limit.
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The name tries to leave its directory or holds a forbidden character.
+    #[error("file name {0:?} is refused: no '/', '\\\\', NUL, '..' or absolute path")]
+    BadName(String),
+    /// The sender's stream broke off.
+    #[error("the upload was interrupted: {0}")]
+    Interrupted(String),
+    /// No such upload (or not the caller's).
+    #[error("no upload {0} of yours")]
+    NotFound(String),
+    /// The disk failed.
+    #[error("storing the upload failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// No randomness for an id.
+    #[error("no id could be made: {0}")]
+    Id(String),
+}
+
+/// The upload directory.
+#[derive(Debug, Clone)]
+pub struct Uploads {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+/// Checks a file name as given by a client: refused, not cleaned, when it could name anything
+/// but a plain file.
+pub fn check_name(name: &str) -> Result<&str, UploadError> {
+    let bad = name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\', '\0'])
+        || name.chars().any(char::is_control);
+    if bad {
+        Err(UploadError::BadName(name.to_owned()))
+    } else {
+        Ok(name)
+    }
+}
+
+/// The type of a file starting with `head`.
+pub fn sniff(head: &[u8]) -> &'static str {
+    if head.windows(5).take(1024).any(|w| w == b"%PDF-") {
+        "application/pdf"
+    } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+        "image/tiff"
+    } else if head.starts_with(b"PK\x03\x04") {
+        "application/zip"
+    } else if !head.is_empty() && std::str::from_utf8(head).is_ok() {
+        "text/plain"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// An upload being written: chunks go to a temporary file, hashed and counted on the way.
+pub struct Incoming {
+    uploads: Uploads,
+    id: String,
+    name: String,
+    owner: String,
+    part: PathBuf,
+    file: tokio::fs::File,
+    hash: Sha256,
+    size: u64,
+    head: Vec<u8>,
+}
+
+impl Uploads {
+    /// Uploads live in `dir`, each at most `max_bytes`.
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Uploads {
+        Uploads {
+            dir: dir.into(),
+            max_bytes,
+        }
+    }
+
+    /// The largest upload accepted.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    fn data(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn meta(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Starts an upload of `name` by `owner`.
+    pub async fn begin(&self, owner: &str, name: &str) -> Result<Incoming, UploadError> {
+        let name = check_name(name)?.to_owned();
+        let id = crate::jobs::new_id().map_err(|e| UploadError::Id(e.to_string()))?;
+        tokio::fs::create_dir_all(&self.dir).await?;
+        let part = self.dir.join(format!("{id}.part"));
+        let file = tokio::fs::File::create(&part).await?;
+        Ok(Incoming {
+            uploads: self.clone(),
+            id,
+            name,
+            owner: owner.to_owned(),
+            part,
+            file,
+            hash: Sha256::new(),
+            size: 0,
+            head: Vec::new(),
+        })
+    }
+
+    /// Upload `id`, when `user` may use it (its owner, or anyone when `any` is set: admins).
+    pub fn get(&self, id: &str, user: &str, any: bool) -> Result<UploadInfo, UploadError> {
+        let not_found = || UploadError::NotFound(id.to_owned());
+        // An id is a ULID: anything else cannot name a file here.
+        if id.len() != 26 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(not_found());
+        }
+        let bytes = std::fs::read(self.meta(id)).map_err(|_| not_found())?;
+        let info: UploadInfo = serde_json::from_slice(&bytes).map_err(|_| not_found())?;
+        if info.owner != user && !any {
+            return Err(not_found());
+        }
+        Ok(info)
+    }
+
+    /// The content of upload `id` (checked with [`Uploads::get`] first).
+    pub fn path(&self, info: &UploadInfo) -> PathBuf {
+        self.data(&info.id)
+    }
+}
+
+impl Incoming {
+    /// Adds a chunk; refuses (and removes what was written) past the size limit.
+    pub async fn write(&mut self, chunk: &Bytes) -> Result<(), UploadError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.uploads.max_bytes {
+            return Err(UploadError::TooLarge {
+                limit: self.uploads.max_bytes,
+            });
+        }
+        if self.head.len() < 1024 {
+            let take = (1024 - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        self.hash.update(chunk);
+        self.file.write_all(chunk).await?;
+        Ok(())
+    }
+
+    /// Makes the upload durable and visible; returns what is known of it.
+    pub async fn finish(mut self) -> Result<UploadInfo, UploadError> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        let info = UploadInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            size: self.size,
+            sha256: format!("{:x}", self.hash.clone().finalize()),
+            content_type: sniff(&self.head).to_owned(),
+            owner: self.owner.clone(),
+            created_at: crate::clock::now_ms(),
+        };
+        let data = self.uploads.data(&self.id);
+        tokio::fs::rename(&self.part, &data).await?;
+        let meta = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
+        let meta_path = self.uploads.meta(&self.id);
+        let temp = meta_path.with_extension("json.part");
+        tokio::fs::write(&temp, meta).await?;
+        tokio::fs::rename(&temp, &meta_path).await?;
+        Ok(info)
+    }
+
+    /// Gives up: nothing is left behind.
+    pub async fn abandon(self) {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.part).await;
+    }
+}
+
+/// Removes uploads older than `retention_ms` (their jobs expire with the same retention).
+pub fn expire(dir: &Path, retention_ms: u64) -> std::io::Result<usize> {
+    let cutoff = crate::clock::now_ms().saturating_sub(retention_ms);
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    for entry in entries.take(100_000) {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let Ok(info) = serde_json::from_slice::<UploadInfo>(&bytes) else {
+                continue;
+            };
+            if info.created_at < cutoff {
+                let _ = std::fs::remove_file(dir.join(&info.id));
+                let _ = std::fs::remove_file(&path);
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_leave_the_directory_are_refused() {
+        assert!(check_name("relevé 2024.csv").is_ok());
+        for bad in ["", "..", "a/b", "a\\b", "/etc/passwd", "x\0y", "a\nb"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_is_counted_hashed_and_kept_for_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = Uploads::new(dir.path(), 10);
+        let mut incoming = uploads.begin("ann", "a.txt").await.unwrap();
+        incoming.write(&Bytes::from_static(b"hello")).await.unwrap();
+        let info = incoming.finish().await.unwrap();
+        assert_eq!((info.size, info.content_type.as_str()), (5, "text/plain"));
+        assert_eq!(
+            info.sha256,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(uploads.get(&info.id, "ann", false).unwrap(), info);
+        assert!(uploads.get(&info.id, "bob", false).is_err());
+        assert!(uploads.get("../../etc/passwd", "ann", true).is_err());
+        let mut big = uploads.begin("ann", "b.bin").await.unwrap();
+        assert!(matches!(
+            big.write(&Bytes::from_static(b"0123456789ab")).await,
+            Err(UploadError::TooLarge { limit: 10 })
+        ));
+        big.abandon().await;
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "only the first upload and its metadata");
+    }
+}

@@ -1,0 +1,424 @@
+//! The HTTP API over real HTTP, driven with curl as people and scripts drive it: uploads,
+//! jobs over REST, and problem+json for every error.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stompede::processors::Reconcile;
+use stompede::{BrokerBuilder, Server};
+
+/// An answer: status, content type, body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// Asserts a problem+json answer with `status` and `code`.
+    fn problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        let body = self.json();
+        assert_eq!(body["code"], code, "{self:?}");
+        assert_eq!(body["status"], status);
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+const MARK: &str = "\n@@curl@@";
+
+fn curl(args: &[&str]) -> Answer {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            &format!("{MARK}%{{http_code}} %{{content_type}}"),
+        ])
+        .args(args)
+        .output()
+        .expect("curl is needed by this test");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text
+        .rsplit_once(MARK)
+        .unwrap_or_else(|| panic!("curl failed: {}", String::from_utf8_lossy(&out.stderr)));
+    let (status, content_type) = tail.split_once(' ').unwrap_or((tail, ""));
+    Answer {
+        status: status.trim().parse().unwrap_or(0),
+        content_type: content_type.trim().to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+struct Api {
+    server: Server,
+    base: String,
+    uploads: std::path::PathBuf,
+    import: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(max_upload_bytes: u64) -> Api {
+    let import = tempfile::tempdir().unwrap();
+    let (mut config, dir) = common::test_config();
+    config.users = [("ann", "pw"), ("bob", "pw")]
+        .map(|(u, p)| (u.to_owned(), p.to_owned()))
+        .into();
+    config.max_upload_bytes = max_upload_bytes;
+    let uploads = config.uploads_dir();
+    let reconcile = Reconcile::new(import.path(), 64 << 20).with_uploads(&uploads);
+    let server = BrokerBuilder::new(config)
+        .job_type("reconcile", reconcile)
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.http_addr().unwrap());
+    Api {
+        server,
+        base,
+        uploads,
+        import,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// What the upload directory holds.
+    fn stored(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.uploads)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Blocking curl calls off the async test's threads.
+async fn call(args: Vec<String>) -> Answer {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&args)
+    })
+    .await
+    .unwrap()
+}
+
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { vec![$(String::from($a)),*] };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_streamed_hashed_owned_and_refused_when_bad() {
+    let api = start(64 * 1024).await;
+    let work = tempfile::tempdir().unwrap();
+    let csv = work.path().join("relevé.csv");
+    std::fs::write(&csv, "id,amount\n1,10.00\n2,20.50\n").unwrap();
+    let csv_arg = format!("@{}", csv.display());
+
+    // A raw body, named by Content-Disposition.
+    let raw = call(args![
+        "-u",
+        "ann:pw",
+        "-X",
+        "POST",
+        "--data-binary",
+        csv_arg.clone(),
+        "-H",
+        "Content-Type: text/csv",
+        "-H",
+        "Content-Disposition: attachment; filename=\"relevé.csv\"",
+        api.url("/api/uploads"),
+    ])
+    .await;
+    assert_eq!(raw.status, 201, "{raw:?}");
+    let info = raw.json();
+    assert_eq!(info["name"], "relevé.csv");
+    assert_eq!(info["size"], std::fs::metadata(&csv).unwrap().len());
+    assert_eq!(info["sha256"], sha256(&csv));
+    assert_eq!(info["contentType"], "text/plain");
+    let id = info["id"].as_str().unwrap().to_owned();
+
+    // Multipart, as a form or curl -F sends it.
+    let form = call(args![
+        "-u",
+        "ann:pw",
+        "-F",
+        format!("file={csv_arg}"),
+        api.url("/api/uploads"),
+    ])
+    .await;
+    assert_eq!(form.status, 201, "{form:?}");
+    assert_eq!(form.json()["sha256"], sha256(&csv));
+
+    // Its owner sees it; another user does not, nor does someone without credentials.
+    let mine = call(args![
+        "-u",
+        "ann:pw",
+        api.url(&format!("/api/uploads/{id}"))
+    ])
+    .await;
+    assert_eq!(mine.json()["id"], id.as_str());
+    call(args![
+        "-u",
+        "bob:pw",
+        api.url(&format!("/api/uploads/{id}"))
+    ])
+    .await
+    .problem(404, "not_found");
+    let anonymous = call(args!["-i", api.url(&format!("/api/uploads/{id}"))]).await;
+    assert!(
+        anonymous.body.contains("www-authenticate: Basic"),
+        "{anonymous:?}"
+    );
+    call(args![
+        "-u",
+        "ann:wrong",
+        api.url(&format!("/api/uploads/{id}"))
+    ])
+    .await
+    .problem(401, "unauthorized");
+    let before = api.stored();
+    assert_eq!(
+        before.len(),
+        4,
+        "two uploads and their metadata: {before:?}"
+    );
+
+    // Names that leave their directory are refused, not cleaned.
+    for name in ["../escape.csv", "a/b.csv", "/etc/passwd"] {
+        call(args![
+            "-u",
+            "ann:pw",
+            "--data-binary",
+            csv_arg.clone(),
+            "-H",
+            format!("Content-Disposition: attachment; filename=\"{name}\""),
+            api.url("/api/uploads"),
+        ])
+        .await
+        .problem(400, "bad_name");
+    }
+    call(args![
+        "-u",
+        "ann:pw",
+        "-F",
+        format!("file={csv_arg};filename=../evil.csv"),
+        api.url("/api/uploads"),
+    ])
+    .await
+    .problem(400, "bad_name");
+    // Over the limit: refused from its declared length, and while streaming without one.
+    let big = work.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 200 * 1024]).unwrap();
+    let big_arg = format!("@{}", big.display());
+    call(args![
+        "-u",
+        "ann:pw",
+        "--data-binary",
+        big_arg.clone(),
+        "-H",
+        "Content-Disposition: attachment; filename=\"big.bin\"",
+        api.url("/api/uploads"),
+    ])
+    .await
+    .problem(413, "too_large");
+    call(args![
+        "-u",
+        "ann:pw",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        big_arg,
+        "-H",
+        "Content-Disposition: attachment; filename=\"big.bin\"",
+        api.url("/api/uploads"),
+    ])
+    .await
+    .problem(413, "too_large");
+    // A multipart body that breaks off.
+    call(args![
+        "-u", "ann:pw",
+        "-H", "Content-Type: multipart/form-data; boundary=XYZ",
+        "--data-binary", "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\nid,amount\r\n1,2",
+        api.url("/api/uploads"),
+    ])
+    .await
+    .problem(400, "malformed_multipart");
+    assert_eq!(
+        api.stored(),
+        before,
+        "nothing left behind by refused uploads"
+    );
+
+    // The router's own errors are problems too.
+    call(args!["-u", "ann:pw", api.url("/api/nothing")])
+        .await
+        .problem(404, "not_found");
+    call(args![
+        "-u",
+        "ann:pw",
+        "-X",
+        "DELETE",
+        api.url("/api/uploads")
+    ])
+    .await
+    .problem(405, "method_not_allowed");
+    drop(api.server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_of_two_uploads_runs_over_rest() {
+    let api = start(1 << 20).await;
+    let work = tempfile::tempdir().unwrap();
+    let bo = work.path().join("bo.csv");
+    let partner = work.path().join("partner.csv");
+    std::fs::write(&bo, "id,amount\n1,10.00\n2,20.50\n3,30.00\n").unwrap();
+    std::fs::write(&partner, "id,amount\n1,10.00\n2,21.00\n4,40.00\n").unwrap();
+    let mut ids = Vec::new();
+    for path in [&bo, &partner] {
+        let answer = call(args![
+            "-u",
+            "ann:pw",
+            "-F",
+            format!("file=@{}", path.display()),
+            api.url("/api/uploads"),
+        ])
+        .await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+        ids.push(answer.json()["id"].as_str().unwrap().to_owned());
+    }
+    let submission = json!({
+        "type": "reconcile",
+        "params": {"boUpload": ids[0], "partnerUpload": ids[1], "boKey": "id", "partnerKey": "id"},
+        "priority": "high",
+    });
+    let accepted = call(args![
+        "-u",
+        "ann:pw",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        submission.to_string(),
+        api.url("/api/jobs"),
+    ])
+    .await;
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    let id = accepted.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        accepted.json()["links"]["result"],
+        format!("/api/jobs/{id}/result")
+    );
+
+    let result_url = api.url(&format!("/api/jobs/{id}/result"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let answer = call(args!["-u", "ann:pw", result_url.clone()]).await;
+        match answer.status {
+            200 => break answer.json(),
+            202 => assert!(answer.json()["status"].is_string()),
+            _ => panic!("{answer:?}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(result["totalMatches"], 1, "{result}");
+    assert_eq!(result["totalMismatches"], 1, "{result}");
+    let job = call(args!["-u", "ann:pw", api.url(&format!("/api/jobs/{id}"))]).await;
+    assert_eq!(job.json()["status"], "completed");
+    assert_eq!(job.json()["priority"], 10, "{}", job.body);
+
+    // Another user sees nothing of it, and may not use ann's uploads.
+    call(args!["-u", "bob:pw", api.url(&format!("/api/jobs/{id}"))])
+        .await
+        .problem(404, "not_found");
+    let stolen = call(args![
+        "-u",
+        "bob:pw",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        submission.to_string(),
+        api.url("/api/jobs"),
+    ])
+    .await;
+    assert_eq!(
+        stolen.status, 202,
+        "accepted, then failed when it reads: {stolen:?}"
+    );
+    let stolen_id = stolen.json()["id"].as_str().unwrap().to_owned();
+    let stolen_url = api.url(&format!("/api/jobs/{stolen_id}/result"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = call(args!["-u", "bob:pw", stolen_url.clone()]).await;
+        if answer.status == 409 {
+            answer.problem(409, "job_failed");
+            assert!(answer.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("file_not_found"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Refusals, each a problem with the engine's code.
+    let post = |body: &str| {
+        call(args![
+            "-u",
+            "ann:pw",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            body,
+            api.url("/api/jobs"),
+        ])
+    };
+    post("{not json").await.problem(400, "malformed_body");
+    post(r#"{"type":"nope"}"#)
+        .await
+        .problem(400, "unknown_type");
+    post(r#"{"type":"reconcile","params":{"boFile":"../x","partnerFile":"y","boKey":"id","partnerKey":"id"}}"#)
+        .await
+        .problem(400, "invalid_parameter");
+    call(args![
+        "-u",
+        "ann:pw",
+        "-X",
+        "POST",
+        api.url(&format!("/api/jobs/{id}/cancel"))
+    ])
+    .await
+    .problem(409, "invalid_state");
+    assert!(api.import.path().exists());
+}
