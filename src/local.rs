@@ -48,6 +48,16 @@ impl LocalClient {
     /// Subscribes to a topic (pattern), a queue (auto-acknowledged) or a user destination,
     /// authorised and guarded exactly as a STOMP SUBSCRIBE of this user is.
     pub fn subscribe(&self, destination: &str) -> Result<LocalSubscription, SubscribeError> {
+        self.subscribe_with(destination, &Headers::new())
+    }
+
+    /// Like [`LocalClient::subscribe`], with the SUBSCRIBE headers a destination's guard reads
+    /// (`since-seq` on a job's topic replays its events after that number).
+    pub fn subscribe_with(
+        &self,
+        destination: &str,
+        headers: &Headers,
+    ) -> Result<LocalSubscription, SubscribeError> {
         let outbox = self.broker.new_outbox();
         let subscribed = self.broker.subscribe(SubscribeRequest {
             user: &self.user,
@@ -57,7 +67,7 @@ impl LocalClient {
             prefetch: None,
             durable: false,
             outbox: &outbox,
-            headers: &Headers::new(),
+            headers,
         })?;
         let target = match subscribed {
             Subscribed::Topic { key, subscriber } => Target::Topic(key, subscriber.key),

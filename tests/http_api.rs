@@ -130,6 +130,21 @@ async fn call(args: Vec<String>) -> Answer {
     .unwrap()
 }
 
+/// What a Server-Sent Events stream sends in its first 1.5 s.
+async fn sse(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("curl")
+            .args(["-sS", "-N", "--max-time", "1.5"])
+            .args(&args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
 macro_rules! args {
     ($($a:expr),* $(,)?) => { vec![$(String::from($a)),*] };
 }
@@ -356,6 +371,26 @@ async fn a_reconciliation_of_two_uploads_runs_over_rest() {
     let job = call(args!["-u", "ann:pw", api.url(&format!("/api/jobs/{id}"))]).await;
     assert_eq!(job.json()["status"], "completed");
     assert_eq!(job.json()["priority"], 10, "{}", job.body);
+
+    // Its events as Server-Sent Events: the whole log, then (Last-Event-ID) only what follows.
+    let events_url = api.url(&format!("/api/jobs/{id}/events"));
+    let all = sse(&["-u", "ann:pw", &events_url]).await;
+    let seqs: Vec<u64> = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: ")?.parse().ok())
+        .collect();
+    assert!(all.contains("event: JOB_ACCEPTED"), "{all}");
+    assert!(all.contains("event: JOB_COMPLETED"), "{all}");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let last = *seqs.last().unwrap();
+    let after = format!("Last-Event-ID: {}", last - 1);
+    let rest = sse(&["-u", "ann:pw", "-H", &after, &events_url]).await;
+    let rest_ids: Vec<&str> = rest
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(rest_ids, [last.to_string()], "{rest}");
+    assert!(rest.contains("event: JOB_COMPLETED"));
 
     // Another user sees nothing of it, and may not use ann's uploads.
     call(args!["-u", "bob:pw", api.url(&format!("/api/jobs/{id}"))])

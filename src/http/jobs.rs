@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
@@ -177,4 +178,45 @@ pub(crate) async fn control(
         .await
         .map_err(refused)?;
     Ok(Json(job))
+}
+
+/// `GET /api/jobs/{id}/events`: the job's events as Server-Sent Events, each with its `seq` as
+/// the event id, so that a client reconnecting with `Last-Event-ID` gets what it missed (the
+/// `since-seq` replay of the job's topic), then the live events.
+pub(crate) async fn events(
+    State(ctx): State<Arc<ServerContext>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    request_headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, Problem> {
+    visible(engine(&ctx)?, &caller, &id)?;
+    let since = match request_headers.get("last-event-id") {
+        None => 0,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                Problem::bad_request("invalid_parameter", "Last-Event-ID must be an event's seq")
+            })?,
+    };
+    let mut headers = Headers::new();
+    headers.push("since-seq", since.to_string());
+    let client = crate::LocalClient::new(ctx.broker.clone(), &caller.user);
+    let subscription = client
+        .subscribe_with(&format!("/topic/jobs/{id}"), &headers)
+        .map_err(|e| Problem::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()))?;
+    // Ends when the subscription is cut off (a reader that does not keep up).
+    let stream = futures::stream::unfold(subscription, |subscription| async move {
+        let message = subscription.next().await?;
+        let mut event = Event::default().data(String::from_utf8_lossy(&message.body));
+        if let Some(seq) = message.headers.get("seq") {
+            event = event.id(seq);
+        }
+        if let Some(kind) = message.headers.get("event") {
+            event = event.event(kind);
+        }
+        Some((Ok::<_, std::convert::Infallible>(event), subscription))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

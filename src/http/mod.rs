@@ -29,6 +29,7 @@ pub(crate) fn router(ctx: Arc<ServerContext>) -> Router {
         .route("/api/jobs", post(jobs::create))
         .route("/api/jobs/{id}", get(jobs::get))
         .route("/api/jobs/{id}/result", get(jobs::result))
+        .route("/api/jobs/{id}/events", get(jobs::events))
         .route("/api/jobs/{id}/{action}", post(jobs::control))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
