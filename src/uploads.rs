@@ -98,6 +98,8 @@ pub fn sniff(head: &[u8]) -> &'static str {
 }
 
 /// An upload being written: chunks go to a temporary file, hashed and counted on the way.
+/// Dropped before [`Incoming::finish`] (refused, interrupted, or its request abandoned when
+/// the client went away), it removes what it wrote.
 pub struct Incoming {
     uploads: Uploads,
     id: String,
@@ -108,6 +110,16 @@ pub struct Incoming {
     hash: Sha256,
     size: u64,
     head: Vec<u8>,
+    finished: bool,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.finished {
+            // A small unlink: done here rather than leave a partial file to chance.
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
 }
 
 impl Uploads {
@@ -149,6 +161,7 @@ impl Uploads {
             hash: Sha256::new(),
             size: 0,
             head: Vec::new(),
+            finished: false,
         })
     }
 
@@ -206,6 +219,7 @@ impl Incoming {
         };
         let data = self.uploads.data(&self.id);
         tokio::fs::rename(&self.part, &data).await?;
+        self.finished = true;
         let meta = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
         let meta_path = self.uploads.meta(&self.id);
         let temp = meta_path.with_extension("json.part");
@@ -215,9 +229,8 @@ impl Incoming {
     }
 
     /// Gives up: nothing is left behind.
-    pub async fn abandon(self) {
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.part).await;
+    pub fn abandon(self) {
+        drop(self);
     }
 }
 
@@ -279,7 +292,7 @@ mod tests {
             big.write(&Bytes::from_static(b"0123456789ab")).await,
             Err(UploadError::TooLarge { limit: 10 })
         ));
-        big.abandon().await;
+        big.abandon();
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 2, "only the first upload and its metadata");
     }

@@ -286,6 +286,21 @@ async fn uploads_are_streamed_hashed_owned_and_refused_when_bad() {
     ])
     .await
     .problem(400, "malformed_multipart");
+    // A client that goes away in the middle of its upload.
+    {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(api.server.http_addr().unwrap()).unwrap();
+        write!(
+            stream,
+            "POST /api/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YW5uOnB3\r\n\
+             Content-Disposition: attachment; filename=\"half.bin\"\r\n\
+             Content-Length: 60000\r\n\r\n"
+        )
+        .unwrap();
+        stream.write_all(&[1u8; 20_000]).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         api.stored(),
         before,

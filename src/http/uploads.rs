@@ -108,7 +108,7 @@ where
             Err(error) => Some(broken(error.to_string())),
         };
         if let Some(problem) = failed {
-            incoming.abandon().await;
+            incoming.abandon();
             return Err(problem);
         }
     }
