@@ -442,6 +442,84 @@ async fn a_reconciliation_of_two_uploads_runs_over_rest() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The job list: each user sees their own; filters and a cursor.
+    let listed = call(args![
+        "-u",
+        "ann:pw",
+        api.url("/api/jobs?status=completed&limit=10")
+    ])
+    .await;
+    let jobs = listed.json();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{}", listed.body);
+    assert_eq!(jobs["jobs"][0]["id"], id.as_str());
+    assert_eq!(jobs["next"], Value::Null);
+    let bobs = call(args!["-u", "bob:pw", api.url("/api/jobs")])
+        .await
+        .json();
+    assert_eq!(bobs["jobs"][0]["id"], stolen_id.as_str());
+    call(args!["-u", "bob:pw", api.url("/api/jobs?owner=ann")])
+        .await
+        .problem(403, "forbidden");
+    call(args!["-u", "ann:pw", api.url("/api/jobs?colour=red")])
+        .await
+        .problem(400, "invalid_parameter");
+
+    // A result file, whole, in part, and not again when unchanged.
+    let file_url = api.url(&format!("/api/jobs/{id}/files/matches.csv"));
+    let whole = call(args!["-u", "ann:pw", file_url.clone()]).await;
+    assert_eq!(whole.status, 200, "{whole:?}");
+    assert!(whole.body.starts_with("key,boLine"), "{}", whole.body);
+    let part = call(args![
+        "-u",
+        "ann:pw",
+        "-H",
+        "Range: bytes=0-2",
+        file_url.clone()
+    ])
+    .await;
+    assert_eq!((part.status, part.body.as_str()), (206, "key"));
+    let headers = call(args!["-u", "ann:pw", "-I", file_url.clone()]).await;
+    let etag = headers
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap_or_else(|| panic!("no ETag: {}", headers.body))
+        .trim()
+        .to_owned();
+    let again = call(args![
+        "-u",
+        "ann:pw",
+        "-H",
+        format!("If-None-Match: {etag}"),
+        file_url.clone()
+    ])
+    .await;
+    assert_eq!(again.status, 304);
+    call(args![
+        "-u",
+        "ann:pw",
+        api.url(&format!("/api/jobs/{id}/files/nothing.csv"))
+    ])
+    .await
+    .problem(404, "not_found");
+
+    // Deleting the job takes its files with it.
+    let deleted = call(args![
+        "-u",
+        "ann:pw",
+        "-X",
+        "DELETE",
+        api.url(&format!("/api/jobs/{id}"))
+    ])
+    .await;
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    call(args!["-u", "ann:pw", api.url(&format!("/api/jobs/{id}"))])
+        .await
+        .problem(404, "not_found");
+    call(args!["-u", "ann:pw", file_url])
+        .await
+        .problem(404, "not_found");
+
     // Refusals, each a problem with the engine's code.
     let post = |body: &str| {
         call(args![
@@ -463,10 +541,36 @@ async fn a_reconciliation_of_two_uploads_runs_over_rest() {
         .problem(400, "invalid_parameter");
     call(args![
         "-u",
-        "ann:pw",
+        "bob:pw",
         "-X",
         "POST",
-        api.url(&format!("/api/jobs/{id}/cancel"))
+        api.url(&format!("/api/jobs/{stolen_id}/cancel"))
+    ])
+    .await
+    .problem(409, "invalid_state");
+    // A job that has not finished cannot be deleted.
+    let delayed = json!({
+        "type": "reconcile",
+        "params": {"boUpload": ids[0], "partnerUpload": ids[1], "boKey": "id", "partnerKey": "id"},
+        "delay": 600_000,
+    });
+    let waiting = call(args![
+        "-u",
+        "ann:pw",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        delayed.to_string(),
+        api.url("/api/jobs"),
+    ])
+    .await;
+    let waiting_id = waiting.json()["id"].as_str().unwrap().to_owned();
+    call(args![
+        "-u",
+        "ann:pw",
+        "-X",
+        "DELETE",
+        api.url(&format!("/api/jobs/{waiting_id}"))
     ])
     .await
     .problem(409, "invalid_state");

@@ -220,3 +220,138 @@ pub(crate) async fn events(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+/// `GET /api/jobs` query: filters and a cursor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    status: Option<String>,
+    /// Another user's jobs (admins only).
+    owner: Option<String>,
+    /// Jobs submitted at or after this time (ms since the epoch).
+    since: Option<u64>,
+    /// Jobs submitted before this time.
+    until: Option<u64>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Most jobs one page lists.
+const MAX_PAGE: usize = 500;
+
+/// `GET /api/jobs`: the caller's jobs (an admin's: everyone's, or `owner`'s), oldest first,
+/// a page at a time.
+pub(crate) async fn list(
+    State(ctx): State<Arc<ServerContext>>,
+    caller: Caller,
+    query: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, Problem> {
+    let axum::extract::Query(query) =
+        query.map_err(|e| Problem::bad_request("invalid_parameter", e.body_text()))?;
+    let engine = engine(&ctx)?;
+    let owner = match (&query.owner, caller.admin) {
+        (Some(owner), true) => Some(owner.as_str()),
+        (None, true) => None,
+        (Some(owner), false) if *owner != caller.user => {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only job admins list other users' jobs",
+            ))
+        }
+        (_, false) => Some(caller.user.as_str()),
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let mut page: Vec<crate::jobs::Job> = engine
+        .jobs(owner)
+        .into_iter()
+        .filter(|job| query.after.as_ref().is_none_or(|after| job.id > *after))
+        .filter(|job| query.job_type.as_ref().is_none_or(|t| job.job_type == *t))
+        .filter(|job| {
+            query
+                .status
+                .as_ref()
+                .is_none_or(|s| job.status.as_str() == s)
+        })
+        .filter(|job| query.since.is_none_or(|since| job.created_at >= since))
+        .filter(|job| query.until.is_none_or(|until| job.created_at < until))
+        .take(limit + 1)
+        .collect();
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|job| job.id.clone())
+    });
+    Ok(Json(json!({ "jobs": page, "next": next.flatten() })))
+}
+
+/// `DELETE /api/jobs/{id}`: a finished job and its files.
+pub(crate) async fn delete(
+    State(ctx): State<Arc<ServerContext>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, Problem> {
+    engine(&ctx)?
+        .delete(&caller.user, &id)
+        .await
+        .map_err(refused)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/jobs/{id}/files/{name}`: one of the result's files, with `Range`, `ETag` and
+/// conditional requests.
+pub(crate) async fn file(
+    State(ctx): State<Arc<ServerContext>>,
+    caller: Caller,
+    Path((id, name)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Result<axum::response::Response, Problem> {
+    use tower::ServiceExt;
+
+    let job = visible(engine(&ctx)?, &caller, &id)?;
+    let path = job
+        .result
+        .as_ref()
+        .and_then(|result| result["files"][name.as_str()].as_str())
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| Problem::not_found(format!("job {id} has no file {name}")))?;
+    let metadata = tokio::fs::metadata(&path)
+        .await
+        .map_err(|_| Problem::new(StatusCode::GONE, "expired", format!("{name} is gone")))?;
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let etag = format!("\"{:x}-{modified:x}\"", metadata.len());
+    let matches = request
+        .headers()
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        match tower_http::services::ServeFile::new(&path)
+            .oneshot(request)
+            .await
+        {
+            Ok(response) => response.map(axum::body::Body::new),
+            Err(error) => {
+                return Err(Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_failure",
+                    error.to_string(),
+                ))
+            }
+        }
+    };
+    if let Ok(value) = axum::http::HeaderValue::from_str(&etag) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::ETAG, value);
+    }
+    Ok(response)
+}

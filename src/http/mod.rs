@@ -26,8 +26,9 @@ pub(crate) fn router(ctx: Arc<ServerContext>) -> Router {
             post(uploads::create).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/uploads/{id}", get(uploads::get))
-        .route("/api/jobs", post(jobs::create))
-        .route("/api/jobs/{id}", get(jobs::get))
+        .route("/api/jobs", post(jobs::create).get(jobs::list))
+        .route("/api/jobs/{id}", get(jobs::get).delete(jobs::delete))
+        .route("/api/jobs/{id}/files/{name}", get(jobs::file))
         .route("/api/jobs/{id}/result", get(jobs::result))
         .route("/api/jobs/{id}/events", get(jobs::events))
         .route("/api/jobs/{id}/{action}", post(jobs::control))

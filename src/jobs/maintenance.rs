@@ -7,7 +7,7 @@ use serde_json::json;
 use super::events::{self, kind};
 use super::model::{JobError, JobStatus};
 use super::writer::Commit;
-use super::{idempotency_key, JobEngine};
+use super::{idempotency_key, JobEngine, Rejection};
 use crate::clock::now_ms;
 use crate::store::jobs::JobWrite;
 
@@ -116,38 +116,77 @@ impl JobEngine {
             if ended >= cutoff && *kept <= limit {
                 continue;
             }
-            {
-                let mut state = self.lock();
-                // It may have been retried since the list was made.
-                if !state.jobs.get(&id).is_some_and(|j| j.status.is_finished()) {
-                    continue;
-                }
-                state.jobs.remove(&id);
-                if let Some(key) = key {
-                    if state.idempotency.get(&key) == Some(&id) {
-                        state.idempotency.remove(&key);
-                    }
-                }
-                self.inner.writer.queue(Commit {
-                    writes: vec![JobWrite::Remove { id: id.clone() }],
-                    ..Commit::default()
-                });
+            // It may have been retried since the list was made.
+            if self.forget_finished(&id, key.as_deref()) {
+                expired_dirs.push((self.inner.config.results_dir.join(&id), id));
             }
-            expired_dirs.push((self.inner.config.results_dir.join(&id), id));
         }
-        // Result trees can be large: removed on the blocking pool, not on a session thread.
-        let removed = tokio::task::spawn_blocking(move || {
-            for (dir, id) in expired_dirs {
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => tracing::warn!(job = %id, %error, "removing result files"),
-                }
+        remove_result_dirs(expired_dirs).await;
+    }
+
+    /// Removes finished job `id` (and its idempotency `key`) from memory and the store; false
+    /// when it is not finished (any more).
+    fn forget_finished(&self, id: &str, key: Option<&str>) -> bool {
+        let mut state = self.lock();
+        if !state.jobs.get(id).is_some_and(|j| j.status.is_finished()) {
+            return false;
+        }
+        state.jobs.remove(id);
+        if let Some(key) = key {
+            if state.idempotency.get(key).is_some_and(|owner| owner == id) {
+                state.idempotency.remove(key);
             }
-        })
+        }
+        self.inner.writer.queue(Commit {
+            writes: vec![JobWrite::Remove { id: id.to_owned() }],
+            ..Commit::default()
+        });
+        true
+    }
+
+    /// Deletes a finished job of `user`'s (any job, for an admin), its result files too. A job
+    /// still pending or running must be cancelled first.
+    pub async fn delete(&self, user: &str, id: &str) -> Result<(), Rejection> {
+        let not_found = || Rejection {
+            code: "not_found",
+            reason: format!("no job {id} of yours"),
+        };
+        let job = self.job(id).ok_or_else(not_found)?;
+        if job.owner != user && !self.is_admin(user) {
+            return Err(not_found());
+        }
+        let key = job
+            .idempotency_key
+            .as_ref()
+            .map(|k| idempotency_key(&job.owner, k));
+        if !self.forget_finished(id, key.as_deref()) {
+            return Err(Rejection {
+                code: "invalid_state",
+                reason: format!("job {id} is {}: cancel it first", job.status.as_str()),
+            });
+        }
+        remove_result_dirs(vec![(
+            self.inner.config.results_dir.join(id),
+            id.to_owned(),
+        )])
         .await;
-        if let Err(error) = removed {
-            tracing::warn!(%error, "removing expired result files failed");
+        Ok(())
+    }
+}
+
+/// Removes jobs' result trees, which can be large: on the blocking pool, not a session thread.
+async fn remove_result_dirs(expired_dirs: Vec<(std::path::PathBuf, String)>) {
+    let removed = tokio::task::spawn_blocking(move || {
+        for (dir, id) in expired_dirs {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(job = %id, %error, "removing result files"),
+            }
         }
+    })
+    .await;
+    if let Err(error) = removed {
+        tracing::warn!(%error, "removing result files failed");
     }
 }

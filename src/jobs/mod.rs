@@ -226,7 +226,20 @@ impl JobEngine {
         self.lock().jobs.get(id).cloned()
     }
 
-    /// Whether `user` may see and control job `id`.
+    /// Every job, or `owner`'s, in id order (the order they were submitted in).
+    pub fn jobs(&self, owner: Option<&str>) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|job| owner.is_none_or(|o| job.owner == o))
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        jobs
+    }
+
+    /// Whether `user` may see and control job `id` (its owner, or an admin).
     pub fn may_access(&self, user: &str, id: &str) -> bool {
         self.is_admin(user)
             || self
