@@ -520,6 +520,16 @@ async fn a_reconciliation_of_two_uploads_runs_over_rest() {
         .await
         .problem(404, "not_found");
 
+    let stats = call(args!["-u", "ann:pw", api.url("/api/stats")])
+        .await
+        .json();
+    assert!(
+        stats["byType"]["reconcile"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let ready = call(args![api.url("/ready")]).await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+
     // Refusals, each a problem with the engine's code.
     let post = |body: &str| {
         call(args![

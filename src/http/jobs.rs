@@ -355,3 +355,12 @@ pub(crate) async fn file(
     }
     Ok(response)
 }
+
+/// `GET /api/stats`: the engine's figures (counts by status and type, success rate, durations,
+/// queue length).
+pub(crate) async fn stats(
+    State(ctx): State<Arc<ServerContext>>,
+    _caller: Caller,
+) -> Result<impl IntoResponse, Problem> {
+    Ok(Json(engine(&ctx)?.stats()))
+}

@@ -32,6 +32,7 @@ pub(crate) fn router(ctx: Arc<ServerContext>) -> Router {
         .route("/api/jobs/{id}/result", get(jobs::result))
         .route("/api/jobs/{id}/events", get(jobs::events))
         .route("/api/jobs/{id}/{action}", post(jobs::control))
+        .route("/api/stats", get(jobs::stats))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(ctx)

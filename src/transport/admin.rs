@@ -1,4 +1,4 @@
-//! Operator endpoints on the HTTP port: `/health` and `/metrics` (Prometheus text format), so
+//! Operator endpoints on the HTTP port: `/health`, `/ready` and `/metrics` (Prometheus text format), so
 //! flow control, slow consumers and errors can be watched without the library API.
 
 use std::fmt::Write;
@@ -16,8 +16,22 @@ use crate::context::ServerContext;
 pub fn router(ctx: Arc<ServerContext>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(ctx)
+}
+
+/// Ready to serve: the store is open and the listeners run from start-up until shutdown, so
+/// readiness ends when shutdown begins (load balancers stop sending new clients).
+async fn ready(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
+    if ctx.shutdown.is_cancelled() {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n",
+        )
+    } else {
+        (axum::http::StatusCode::OK, "ready\n")
+    }
 }
 
 async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
