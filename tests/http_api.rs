@@ -586,3 +586,43 @@ async fn a_reconciliation_of_two_uploads_runs_over_rest() {
     .problem(409, "invalid_state");
     assert!(api.import.path().exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_of_the_openapi_description_is_served() {
+    let api = start(1024).await;
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol/docs/openapi.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut probed = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{id}", "01JAAAAAAAAAAAAAAAAAAAAAAA")
+                .replace("{action}", "cancel")
+                .replace("{name}", "text.txt");
+            let answer = call(args![
+                "-u",
+                "ann:pw",
+                "--max-time",
+                "2",
+                "-X",
+                method.to_uppercase(),
+                api.url(&concrete),
+            ])
+            .await;
+            let routed = !(answer.status == 405
+                || (answer.status == 404 && answer.body.contains("no such route")));
+            assert!(
+                routed,
+                "{} {path} is not served: {answer:?}",
+                method.to_uppercase()
+            );
+            probed += 1;
+        }
+    }
+    assert!(probed >= 11, "{probed} routes described");
+}

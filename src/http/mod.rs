@@ -11,28 +11,47 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::context::ServerContext;
 use problem::Problem;
 
+/// Declares the routes once: `ROUTES` (method and path, checked against the OpenAPI
+/// description by a test) and the router that serves them come from the same list, so neither
+/// can gain a route the other lacks.
+macro_rules! api {
+    ($($method:ident $path:literal => $route:expr,)*) => {
+        /// Every API route, as `(method, path)`.
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub(crate) const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn routes() -> Router<Arc<ServerContext>> {
+            let router = Router::new();
+            $(let router = router.route($path, $route);)*
+            router
+        }
+    };
+}
+
+api! {
+    // Uploads are bounded by the server's own limit, checked as they stream.
+    post "/api/uploads" => post(uploads::create).layer(DefaultBodyLimit::disable()),
+    get "/api/uploads/{id}" => get(uploads::get),
+    post "/api/jobs" => post(jobs::create),
+    get "/api/jobs" => get(jobs::list),
+    get "/api/jobs/{id}" => get(jobs::get),
+    delete "/api/jobs/{id}" => delete(jobs::delete),
+    get "/api/jobs/{id}/result" => get(jobs::result),
+    get "/api/jobs/{id}/events" => get(jobs::events),
+    get "/api/jobs/{id}/files/{name}" => get(jobs::file),
+    post "/api/jobs/{id}/{action}" => post(jobs::control),
+    get "/api/stats" => get(jobs::stats),
+}
+
 /// The API's routes.
 pub(crate) fn router(ctx: Arc<ServerContext>) -> Router {
-    Router::new()
-        .route(
-            "/api/uploads",
-            // Uploads are bounded by the server's own limit, checked as they stream.
-            post(uploads::create).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/api/uploads/{id}", get(uploads::get))
-        .route("/api/jobs", post(jobs::create).get(jobs::list))
-        .route("/api/jobs/{id}", get(jobs::get).delete(jobs::delete))
-        .route("/api/jobs/{id}/files/{name}", get(jobs::file))
-        .route("/api/jobs/{id}/result", get(jobs::result))
-        .route("/api/jobs/{id}/events", get(jobs::events))
-        .route("/api/jobs/{id}/{action}", post(jobs::control))
-        .route("/api/stats", get(jobs::stats))
+    routes()
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(ctx)
@@ -48,4 +67,36 @@ async fn not_allowed() -> Problem {
         "method_not_allowed",
         "this route does not take that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use super::ROUTES;
+
+    #[test]
+    fn the_openapi_description_lists_exactly_the_routes_served() {
+        let spec: serde_json::Value =
+            serde_json::from_str(include_str!("../../protocol/docs/openapi.json")).unwrap();
+        let described: BTreeSet<(String, String)> = spec["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, operations)| {
+                operations
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+            .collect();
+        assert_eq!(described, served);
+    }
 }
