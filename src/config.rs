@@ -108,6 +108,8 @@ pub struct Config {
     pub ocr_tesseract: String,
     /// Largest upload accepted by the HTTP API, in bytes (default 1 GiB).
     pub max_upload_bytes: u64,
+    /// Origins whose pages may call the HTTP API from a browser (CORS); none by default.
+    pub allowed_origins: Vec<String>,
     /// Jobs running at once (0: the number of cores).
     pub job_concurrency: usize,
     /// Threads `stompede serve` runs sessions on (0: one per core). An application that embeds
@@ -186,6 +188,7 @@ impl Default for Config {
             reconcile_memory_budget: 512 * 1024 * 1024,
             ocr_tesseract: "tesseract".into(),
             max_upload_bytes: 1 << 30,
+            allowed_origins: Vec::new(),
             job_concurrency: 0,
             workers: 0,
             job_admins: Vec::new(),

@@ -93,6 +93,26 @@ struct ServeArgs {
     /// Log filter (tracing's EnvFilter syntax) [default: info].
     #[arg(long, env = "STOMPEDE_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text or as JSON objects, one per line [default: text].
+    #[arg(long, env = "STOMPEDE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// An origin whose pages may call the HTTP API (CORS), e.g. https://app.example.com
+    /// (repeatable; none by default: same-origin pages only).
+    #[arg(
+        long = "allowed-origin",
+        env = "STOMPEDE_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
 }
 
 /// A listen address, or "off".
@@ -163,6 +183,9 @@ impl ServeArgs {
         if let Some(program) = self.ocr_tesseract {
             config.ocr_tesseract = program;
         }
+        if !self.allowed_origins.is_empty() {
+            config.allowed_origins = self.allowed_origins;
+        }
         if let Some(v) = self.max_connections_per_second {
             config.max_connections_per_second = v;
         }
@@ -177,10 +200,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
+            let logs = tracing_subscriber::fmt()
                 .with_env_filter(EnvFilter::try_new(&args.log).context("--log")?)
-                .with_writer(std::io::stderr)
-                .init();
+                .with_writer(std::io::stderr);
+            match args.log_format {
+                LogFormat::Text => logs.init(),
+                LogFormat::Json => logs.json().init(),
+            }
             let config = args.into_config()?;
             raise_open_file_limit();
             let mut runtime = tokio::runtime::Builder::new_multi_thread();

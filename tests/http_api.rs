@@ -69,8 +69,13 @@ struct Api {
 }
 
 async fn start(max_upload_bytes: u64) -> Api {
+    start_with(max_upload_bytes, &[]).await
+}
+
+async fn start_with(max_upload_bytes: u64, origins: &[&str]) -> Api {
     let import = tempfile::tempdir().unwrap();
     let (mut config, dir) = common::test_config();
+    config.allowed_origins = origins.iter().map(|o| (*o).to_owned()).collect();
     config.users = [("ann", "pw"), ("bob", "pw")]
         .map(|(u, p)| (u.to_owned(), p.to_owned()))
         .into();
@@ -625,4 +630,50 @@ async fn every_route_of_the_openapi_description_is_served() {
         }
     }
     assert!(probed >= 11, "{probed} routes described");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_configured_origins_may_call_the_api_from_a_page() {
+    let api = start_with(1024, &["https://app.example"]).await;
+    let preflight = |origin: &str| {
+        call(args![
+            "-i",
+            "-X",
+            "OPTIONS",
+            "-H",
+            format!("Origin: {origin}"),
+            "-H",
+            "Access-Control-Request-Method: POST",
+            "-H",
+            "Access-Control-Request-Headers: authorization, content-type",
+            api.url("/api/jobs"),
+        ])
+    };
+    let allowed = preflight("https://app.example").await;
+    assert!(
+        allowed
+            .body
+            .contains("access-control-allow-origin: https://app.example"),
+        "{allowed:?}"
+    );
+    let refused = preflight("https://evil.example").await;
+    assert!(
+        !refused.body.contains("access-control-allow-origin"),
+        "{refused:?}"
+    );
+    // Without configured origins, no CORS headers at all.
+    let plain = start(1024).await;
+    let answer = call(args![
+        "-i",
+        "-u",
+        "ann:pw",
+        "-H",
+        "Origin: https://app.example",
+        plain.url("/api/stats"),
+    ])
+    .await;
+    assert!(
+        !answer.body.contains("access-control-allow-origin"),
+        "{answer:?}"
+    );
 }

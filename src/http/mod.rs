@@ -51,10 +51,45 @@ api! {
 
 /// The API's routes.
 pub(crate) fn router(ctx: Arc<ServerContext>) -> Router {
-    routes()
+    let cors = cors(&ctx.config.allowed_origins);
+    let router = routes()
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
-        .with_state(ctx)
+        .with_state(ctx);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// Cross-origin access for the configured origins only (browsers enforce it; a page on another
+/// site gets no `Access-Control-Allow-Origin` and cannot read the answers). `None` when no
+/// origin is configured: same-origin pages need no CORS.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::CONTENT_DISPOSITION,
+                header::RANGE,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([header::ETAG, header::CONTENT_RANGE, header::RETRY_AFTER])
+            .allow_credentials(true)
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 async fn not_found() -> Problem {
