@@ -99,7 +99,7 @@ pub async fn run<S: FrameSource, W: FrameSink>(
     .await;
     let Some((mut session, writer, incoming)) = opened else {
         // Refused: the ERROR is written and the connection half-closed.
-        linger(&ctx, &mut source).await;
+        Box::pin(linger(&ctx, &mut source)).await;
         return;
     };
     // A RECEIPT waits for this session's own store writes only.
@@ -111,7 +111,8 @@ pub async fn run<S: FrameSource, W: FrameSink>(
     .await;
     let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
     match tokio::time::timeout(grace, writer).await {
-        Ok(_) if ended == Ended::ByServer => linger(&ctx, &mut source).await,
+        // Boxed, like the handshake: rare, and not worth space in every session's task.
+        Ok(_) if ended == Ended::ByServer => Box::pin(linger(&ctx, &mut source)).await,
         Ok(_) => {}
         Err(_) => tracing::debug!(session = session.id, "writer did not finish in time"),
     }
@@ -350,15 +351,6 @@ impl Session {
                     // every session's task for its whole life, idle or not. One allocation per
                     // frame is cheap next to routing it.
                     let flow = Box::pin(self.handle(frame, text)).await;
-                    if self.outbox.is_full() && !matches!(flow, Flow::Stop) {
-                        // Its answers (RECEIPTs) and messages wait in its outbox: a client that
-                        // sends faster than it reads is paced here, like any publisher to a
-                        // full outbox, and cut off only once the grace runs out.
-                        self.paced = true;
-                        if self.outbox.room_or_cut_off().await {
-                            return Ended::ByServer;
-                        }
-                    }
                     last_handled = Instant::now();
                     if std::mem::take(&mut self.paced) && source.paced() {
                         Metrics::incr(&self.broker.metrics().receive_buffers_bounded);
@@ -462,6 +454,16 @@ impl Session {
                         frame = frame.header(name, value);
                     }
                     let _ = self.outbox.push_reply(Outgoing::Frame(frame));
+                }
+                if self.outbox.is_full() {
+                    // Its answers (RECEIPTs) and messages wait in its outbox: a client that
+                    // sends faster than it reads is paced here, like any publisher to a full
+                    // outbox, and cut off only once the grace runs out. (Here, in the boxed
+                    // frame handling, the wait takes no room in an idle session's task.)
+                    self.paced = true;
+                    if self.outbox.room_or_cut_off().await {
+                        return Flow::Stop;
+                    }
                 }
                 Flow::Continue
             }
