@@ -358,18 +358,19 @@ impl Inner {
             Ok(ran) => return Page::failed(n, first_line(&ran.stderr)),
             Err(error) => return Page::failed(n, error),
         }
-        // No text layer: rasterise, then recognise.
+        // No text layer: rasterise, then recognise. As an uncompressed grey PGM: writing a
+        // 300 dpi page as PNG took pdftoppm 2.5 s (the zlib compression), as long as
+        // recognising it; the PGM takes 0.2 s (and 8 MB of disk, for a moment).
         let image = work.join(format!("page-{n}"));
         let mut args = vec![
             "-r".into(),
             p.dpi.to_string(),
             "-gray".into(),
-            "-png".into(),
             "-singlefile".into(),
         ];
         args.extend(page_args(n, p.password.as_deref()));
         args.extend([path.display().to_string(), image.display().to_string()]);
-        let png = image.with_extension("png");
+        let raster = image.with_extension("pgm");
         let page = match tools::run(
             &self.tools.poppler("pdftoppm"),
             &args,
@@ -381,7 +382,7 @@ impl Inner {
         {
             Ok(ran) if ran.success => match self
                 .tesseract(
-                    &png,
+                    &raster,
                     p,
                     Some(p.dpi),
                     p.outputs.pdf.then(|| searchable(work, n)),
@@ -397,7 +398,7 @@ impl Inner {
             Ok(ran) => Page::failed(n, first_line(&ran.stderr)),
             Err(error) => Page::failed(n, error),
         };
-        let _ = tokio::fs::remove_file(&png).await;
+        let _ = tokio::fs::remove_file(&raster).await;
         page
     }
 
