@@ -69,7 +69,7 @@ pub use broker::app::{AppError, AppHandler, AppReply, AppRequest};
 pub use broker::message::Message;
 pub use broker::metrics::Metrics;
 pub use broker::queue::QueueStats;
-pub use broker::{Broker, PublishError, SubscribeError};
+pub use broker::{Broker, PublishError, SessionInfo, SubscribeError};
 pub use config::Config;
 pub use error::Error;
 pub use local::{LocalClient, LocalSubscription};

@@ -76,7 +76,8 @@ async fn start_with(max_upload_bytes: u64, origins: &[&str]) -> Api {
     let import = tempfile::tempdir().unwrap();
     let (mut config, dir) = common::test_config();
     config.allowed_origins = origins.iter().map(|o| (*o).to_owned()).collect();
-    config.users = [("ann", "pw"), ("bob", "pw")]
+    config.job_admins = vec!["root".into()];
+    config.users = [("ann", "pw"), ("bob", "pw"), ("root", "pw")]
         .map(|(u, p)| (u.to_owned(), p.to_owned()))
         .into();
     config.max_upload_bytes = max_upload_bytes;
@@ -608,7 +609,8 @@ async fn every_route_of_the_openapi_description_is_served() {
             let concrete = path
                 .replace("{id}", "01JAAAAAAAAAAAAAAAAAAAAAAA")
                 .replace("{action}", "cancel")
-                .replace("{name}", "text.txt");
+                .replace("{name}", "text.txt")
+                .replace("queues/text.txt", "queues/orders");
             let answer = call(args![
                 "-u",
                 "ann:pw",
@@ -676,4 +678,86 @@ async fn only_the_configured_origins_may_call_the_api_from_a_page() {
         !answer.body.contains("access-control-allow-origin"),
         "{answer:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_destinations_and_sessions_and_purge_queues() {
+    let api = start(1024).await;
+    let local = api.server.local_client("ann");
+    for n in 0..3 {
+        local
+            .send(
+                "/queue/orders",
+                stompede::protocol::Headers::new(),
+                format!("order {n}"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut session = common::Tcp::open(api.server.stomp_addr().unwrap()).await;
+    session
+        .send(
+            stompede::protocol::Frame::new(stompede::protocol::Command::Connect)
+                .header("accept-version", "1.2")
+                .header("host", "localhost")
+                .header("login", "ann")
+                .header("passcode", "pw"),
+        )
+        .await;
+    assert_eq!(
+        session.frame().await.command,
+        stompede::protocol::Command::Connected
+    );
+    let destinations = call(args!["-u", "ann:pw", api.url("/api/destinations")])
+        .await
+        .json();
+    let orders = destinations["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "/queue/orders")
+        .unwrap_or_else(|| panic!("{destinations}"))
+        .clone();
+    assert_eq!(orders["depth"], 3);
+    assert!(
+        destinations["counters"]["messages_published"]
+            .as_u64()
+            .is_some(),
+        "{destinations}"
+    );
+    call(args![
+        "-u",
+        "ann:pw",
+        "-X",
+        "POST",
+        api.url("/api/queues/orders/purge")
+    ])
+    .await
+    .problem(403, "forbidden");
+    let purged = call(args![
+        "-u",
+        "root:pw",
+        "-X",
+        "POST",
+        api.url("/api/queues/orders/purge")
+    ])
+    .await;
+    assert_eq!(purged.json()["purged"], 3, "{purged:?}");
+    call(args![
+        "-u",
+        "root:pw",
+        "-X",
+        "POST",
+        api.url("/api/queues/nothing/purge")
+    ])
+    .await
+    .problem(404, "not_found");
+    let sessions = call(args!["-u", "root:pw", api.url("/api/sessions")])
+        .await
+        .json();
+    let list = sessions["sessions"].as_array().unwrap();
+    assert!(list.iter().any(|s| s["user"] == "ann"), "{sessions}");
+    call(args!["-u", "ann:pw", api.url("/api/sessions")])
+        .await
+        .problem(403, "forbidden");
 }

@@ -68,6 +68,22 @@ pub enum PublishError {
     NoAppHandler(String),
 }
 
+/// An open session, for administration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    /// Its id.
+    pub id: u64,
+    /// Who it is logged in as.
+    pub user: String,
+    /// Frames waiting to be written to it.
+    pub queued: usize,
+    /// Bytes waiting to be written to it.
+    pub queued_bytes: usize,
+    /// How long its outbox has been above the high-water mark, if it is.
+    pub slow_since_ms: Option<u64>,
+}
+
 /// A session known to the broker (for shutdown, per-user limits and administration).
 #[derive(Debug)]
 struct SessionEntry {
@@ -282,7 +298,35 @@ impl Broker {
         }
     }
 
-    /// Number of open sessions.
+    /// The open sessions, by id, with what waits in their outboxes.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<SessionInfo> = sessions
+            .by_id
+            .iter()
+            .map(|(id, entry)| {
+                let (queued, queued_bytes) = entry.outbox.backlog();
+                SessionInfo {
+                    id: *id,
+                    user: entry.user.to_string(),
+                    queued,
+                    queued_bytes,
+                    slow_since_ms: entry
+                        .outbox
+                        .full_since()
+                        .map(|since| since.elapsed().as_millis() as u64),
+                }
+            })
+            .collect();
+        list.sort_by_key(|s| s.id);
+        list
+    }
+
+    /// How many sessions are open.
     pub fn session_count(&self) -> usize {
         self.inner
             .sessions

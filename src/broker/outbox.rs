@@ -268,6 +268,12 @@ impl Outbox {
         Ok(pressure)
     }
 
+    /// Items and bytes waiting to be written.
+    pub fn backlog(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.items.len(), state.bytes)
+    }
+
     /// True when above the high-water mark (queues skip such a consumer).
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Relaxed)

@@ -2,6 +2,7 @@
 //! STOMP. Every error is `application/problem+json` with a stable `code` (`problem.rs`),
 //! the router's own 404 and 405 included.
 
+mod broker;
 mod caller;
 mod jobs;
 mod problem;
@@ -47,6 +48,9 @@ api! {
     get "/api/jobs/{id}/files/{name}" => get(jobs::file),
     post "/api/jobs/{id}/{action}" => post(jobs::control),
     get "/api/stats" => get(jobs::stats),
+    get "/api/destinations" => get(broker::destinations),
+    post "/api/queues/{name}/purge" => post(broker::purge),
+    get "/api/sessions" => get(broker::sessions),
 }
 
 /// The API's routes.
