@@ -180,6 +180,12 @@ impl Uploads {
         Ok(info)
     }
 
+    /// Forgets an upload (its request failed after it was stored).
+    pub async fn remove(&self, info: &UploadInfo) {
+        let _ = tokio::fs::remove_file(self.meta(&info.id)).await;
+        let _ = tokio::fs::remove_file(self.data(&info.id)).await;
+    }
+
     /// The content of upload `id` (checked with [`Uploads::get`] first).
     pub fn path(&self, info: &UploadInfo) -> PathBuf {
         self.data(&info.id)

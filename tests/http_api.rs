@@ -761,3 +761,70 @@ async fn operators_see_destinations_and_sessions_and_purge_queues() {
         .await
         .problem(403, "forbidden");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_multipart_request_uploads_both_files_and_starts_the_reconciliation() {
+    let api = start(1 << 20).await;
+    let work = tempfile::tempdir().unwrap();
+    let bo = work.path().join("bo.csv");
+    let partner = work.path().join("partner.csv");
+    std::fs::write(&bo, "ref;amount\nA;1,00\nB;2,00\n").unwrap();
+    std::fs::write(&partner, "ref;amount\nA;1,00\nB;2,50\nC;3,00\n").unwrap();
+    let accepted = call(args![
+        "-u",
+        "ann:pw",
+        "-F",
+        format!("boFile=@{}", bo.display()),
+        "-F",
+        format!("partnerFile=@{}", partner.display()),
+        "-F",
+        "boKey=ref",
+        "-F",
+        "partnerKey=ref",
+        "-F",
+        "numericTolerance=0.001",
+        api.url("/api/reconciliations"),
+    ])
+    .await;
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    let id = accepted.json()["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let answer = call(args![
+            "-u",
+            "ann:pw",
+            api.url(&format!("/api/jobs/{id}/result"))
+        ])
+        .await;
+        if answer.status == 200 {
+            break answer.json();
+        }
+        assert_eq!(answer.status, 202, "{answer:?}");
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(result["totalMatches"], 1, "{result}");
+    assert_eq!(result["totalMismatches"], 1, "{result}");
+    // Both files are needed.
+    call(args![
+        "-u",
+        "ann:pw",
+        "-F",
+        format!("boFile=@{}", bo.display()),
+        "-F",
+        "boKey=ref",
+        api.url("/api/reconciliations"),
+    ])
+    .await
+    .problem(400, "missing_file");
+    let left: Vec<String> = api
+        .stored()
+        .into_iter()
+        .filter(|n| n.contains("json"))
+        .collect();
+    assert_eq!(
+        left.len(),
+        2,
+        "the refused request's upload was removed: {left:?}"
+    );
+}

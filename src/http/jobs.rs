@@ -78,7 +78,16 @@ pub(crate) async fn create(
 ) -> Result<impl IntoResponse, Problem> {
     let Json(submission) =
         body.map_err(|e| Problem::bad_request("malformed_body", e.body_text()))?;
-    let engine = engine(&ctx)?;
+    submit(&ctx, &caller, submission).await
+}
+
+/// Submits with the STOMP submission's rules; `202` with the job's links.
+pub(crate) async fn submit(
+    ctx: &ServerContext,
+    caller: &Caller,
+    submission: Submission,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let engine = engine(ctx)?;
     let mut headers = Headers::new();
     headers.push("job-type", submission.job_type.as_str());
     if let Some(priority) = &submission.priority {

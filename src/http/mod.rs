@@ -40,6 +40,8 @@ api! {
     post "/api/uploads" => post(uploads::create).layer(DefaultBodyLimit::disable()),
     get "/api/uploads/{id}" => get(uploads::get),
     post "/api/jobs" => post(jobs::create),
+    // Two uploads and the job in one request; bounded by the upload limit, as uploads are.
+    post "/api/reconciliations" => post(uploads::reconciliation).layer(DefaultBodyLimit::disable()),
     get "/api/jobs" => get(jobs::list),
     get "/api/jobs/{id}" => get(jobs::get),
     delete "/api/jobs/{id}" => delete(jobs::delete),

@@ -206,6 +206,106 @@ pub(crate) async fn get(
     Ok(Json(public(&info)))
 }
 
+/// `POST /api/reconciliations`: the two files and the keys in one multipart request (parts
+/// `boFile` and `partnerFile`, and text fields named like the `reconcile` parameters: `boKey`,
+/// `partnerKey`, `delimiter`, ...), as an upload-and-prepare form sends them. Stores both
+/// files as uploads, then submits the job: `202` as `POST /api/jobs` answers.
+pub(crate) async fn reconciliation(
+    State(ctx): State<Arc<ServerContext>>,
+    caller: Caller,
+    request: Request,
+) -> Result<axum::response::Response, Problem> {
+    let mut stored: Vec<UploadInfo> = Vec::new();
+    let outcome = prepare(&ctx, &caller, request, &mut stored).await;
+    if outcome.is_err() {
+        // A half-made request leaves no uploads behind.
+        for info in &stored {
+            ctx.uploads.remove(info).await;
+        }
+    }
+    outcome
+}
+
+async fn prepare(
+    ctx: &Arc<ServerContext>,
+    caller: &Caller,
+    request: Request,
+    stored: &mut Vec<UploadInfo>,
+) -> Result<axum::response::Response, Problem> {
+    let mut multipart = Multipart::from_request(request, ctx)
+        .await
+        .map_err(|e| malformed(e.body_text()))?;
+    let mut params = serde_json::Map::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| malformed(e.body_text()))?
+    {
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        match name.as_str() {
+            "boFile" | "partnerFile" => {
+                let file_name = field.file_name().map(str::to_owned).ok_or_else(|| {
+                    Problem::bad_request("bad_name", format!("the {name} part has no file name"))
+                })?;
+                let incoming = ctx
+                    .uploads
+                    .begin(&caller.user, &file_name)
+                    .await
+                    .map_err(problem)?;
+                let chunks = futures::stream::unfold(field, |mut field| async move {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => Some((Ok(chunk), field)),
+                        Ok(None) => None,
+                        Err(error) => Some((Err(error.body_text()), field)),
+                    }
+                });
+                let info = fill(incoming, Box::pin(chunks), malformed).await?;
+                let key = if name == "boFile" {
+                    "boUpload"
+                } else {
+                    "partnerUpload"
+                };
+                params.insert(key.into(), serde_json::json!(info.id));
+                stored.push(info);
+            }
+            _ => {
+                let text = field.text().await.map_err(|e| malformed(e.body_text()))?;
+                // Lists (composite keys, compared columns) may be sent as JSON.
+                let value = match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(value @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+                        value
+                    }
+                    Ok(serde_json::Value::Bool(b)) => serde_json::json!(b),
+                    Ok(serde_json::Value::Number(n)) => serde_json::json!(n),
+                    _ => serde_json::json!(text),
+                };
+                params.insert(name, value);
+            }
+        }
+    }
+    for part in ["boUpload", "partnerUpload"] {
+        if !params.contains_key(part) {
+            let file = if part == "boUpload" {
+                "boFile"
+            } else {
+                "partnerFile"
+            };
+            return Err(Problem::bad_request(
+                "missing_file",
+                format!("the request has no {file} part"),
+            ));
+        }
+    }
+    let submission = serde_json::json!({ "type": "reconcile", "params": params });
+    let submission: super::jobs::Submission = serde_json::from_value(submission)
+        .map_err(|e| Problem::bad_request("invalid_parameter", e.to_string()))?;
+    let accepted = super::jobs::submit(ctx, caller, submission).await?;
+    tracing::info!(user = %caller.user, files = stored.len(), "reconciliation prepared");
+    Ok(accepted.into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
