@@ -30,6 +30,38 @@ pub struct ServerContext {
     pub jobs: Option<JobEngine>,
     /// Uploaded files.
     pub uploads: Uploads,
+    /// HTTP API requests answered, by route and status (for `/metrics`).
+    pub(crate) http_requests: RequestCounts,
+}
+
+/// Requests answered, by route template and status. Bounded: routes are the API's own
+/// templates, statuses three digits.
+#[derive(Debug, Default)]
+pub(crate) struct RequestCounts {
+    // A std Mutex: one map update per request.
+    counts: std::sync::Mutex<std::collections::BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl RequestCounts {
+    /// Counts one answer.
+    pub(crate) fn record(&self, route: &'static str, status: u16) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((route, status))
+            .or_default() += 1;
+    }
+
+    /// Every count so far.
+    pub(crate) fn snapshot(&self) -> Vec<((&'static str, u16), u64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for ServerContext {

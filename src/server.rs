@@ -116,6 +116,7 @@ impl BrokerBuilder {
         let ctx = Arc::new(ServerContext {
             jobs: jobs.clone(),
             uploads,
+            http_requests: Default::default(),
             broker: broker.clone(),
             auth: Authenticator::new(config.users.clone()),
             rate: TokenBucket::new(config.max_connections_per_second),

@@ -760,6 +760,18 @@ async fn operators_see_destinations_and_sessions_and_purge_queues() {
     call(args!["-u", "ann:pw", api.url("/api/sessions")])
         .await
         .problem(403, "forbidden");
+    // The API's answers are counted by route template and status.
+    let metrics = call(args![api.url("/metrics")]).await.body;
+    for line in [
+        "stompede_http_requests_total{route=\"/api/destinations\",status=\"200\"} 1",
+        "stompede_http_requests_total{route=\"/api/queues/{name}/purge\",status=\"403\"} 1",
+        "stompede_http_requests_total{route=\"/api/queues/{name}/purge\",status=\"404\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

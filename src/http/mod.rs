@@ -10,7 +10,7 @@ mod uploads;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -24,7 +24,6 @@ use problem::Problem;
 macro_rules! api {
     ($($method:ident $path:literal => $route:expr,)*) => {
         /// Every API route, as `(method, path)`.
-        #[cfg_attr(not(test), allow(dead_code))]
         pub(crate) const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
         fn routes() -> Router<Arc<ServerContext>> {
@@ -59,6 +58,7 @@ api! {
 pub(crate) fn router(ctx: Arc<ServerContext>) -> Router {
     let cors = cors(&ctx.config.allowed_origins);
     let router = routes()
+        .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), count))
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(ctx);
@@ -96,6 +96,23 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             .allow_credentials(true)
             .max_age(std::time::Duration::from_secs(600)),
     )
+}
+
+/// Counts each answer of a matched route under its template (`/api/jobs/{id}`), so that ids
+/// do not multiply the series.
+async fn count(
+    State(ctx): State<Arc<ServerContext>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .and_then(|matched| ROUTES.iter().find(|(_, path)| *path == matched.as_str()))
+        .map_or("other", |(_, path)| *path);
+    let response = next.run(request).await;
+    ctx.http_requests.record(route, response.status().as_u16());
+    response
 }
 
 async fn not_found() -> Problem {

@@ -62,6 +62,33 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
             queue.unacked
         );
     }
+    if let Some(jobs) = &ctx.jobs {
+        let stats = jobs.stats();
+        let _ = writeln!(body, "# TYPE stompede_jobs gauge");
+        for (status, n) in &stats.by_status {
+            let _ = writeln!(
+                body,
+                "stompede_jobs{{status=\"{}\"}} {n}",
+                label_value(status)
+            );
+        }
+        let _ = writeln!(body, "# TYPE stompede_jobs_by_type gauge");
+        for (kind, n) in &stats.by_type {
+            let _ = writeln!(
+                body,
+                "stompede_jobs_by_type{{type=\"{}\"}} {n}",
+                label_value(kind)
+            );
+        }
+    }
+    let _ = writeln!(body, "# TYPE stompede_http_requests_total counter");
+    for ((route, status), n) in ctx.http_requests.snapshot() {
+        let _ = writeln!(
+            body,
+            "stompede_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+            label_value(route)
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

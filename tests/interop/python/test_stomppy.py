@@ -325,3 +325,30 @@ def test_a_consumer_acking_each_message_with_a_receipt_drains_a_backlog(server, 
         finally:
             conn.disconnect()
         time.sleep(0.1)
+
+
+def test_metrics_parse_with_the_prometheus_text_parser(server, clients):
+    """/metrics is read by Prometheus's own parser: every family parses, and the broker's,
+    the queues' and the API's figures are there."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    c = clients(server, "metrics-reader")
+    c.send("/queue/py.metrics", "one", persistent="true")
+    http = server.listening["http"]
+    # One API request, so that the request counter has a sample.
+    try:
+        urllib.request.urlopen(f"http://{http}/api/nothing")
+    except urllib.error.HTTPError as error:
+        assert error.code == 404
+    with urllib.request.urlopen(f"http://{http}/metrics") as response:
+        text = response.read().decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert "stompede_sessions" in families
+    assert families["stompede_sessions"].samples[0].value >= 1
+    depth = [s for s in families["stompede_queue_depth"].samples
+             if s.labels.get("queue") == "/queue/py.metrics"]
+    assert depth and depth[0].value == 1
+    assert "stompede_messages_published" in families
+    assert "stompede_jobs" in families
