@@ -49,13 +49,21 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
         let _ = writeln!(body, "# TYPE stompede_{name} gauge");
         let _ = writeln!(body, "stompede_{name} {value}");
     }
-    for queue in broker.queue_stats() {
+    // A family's samples must come together (the text format's rule: a parser that meets a
+    // family again starts another one), so each family is written whole in turn.
+    let queues = broker.queue_stats();
+    let _ = writeln!(body, "# TYPE stompede_queue_depth gauge");
+    for queue in &queues {
         let name = label_value(&queue.name);
         let _ = writeln!(
             body,
             "stompede_queue_depth{{queue=\"{name}\"}} {}",
             queue.depth
         );
+    }
+    let _ = writeln!(body, "# TYPE stompede_queue_unacked gauge");
+    for queue in &queues {
+        let name = label_value(&queue.name);
         let _ = writeln!(
             body,
             "stompede_queue_unacked{{queue=\"{name}\"}} {}",

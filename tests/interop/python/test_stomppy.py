@@ -335,7 +335,9 @@ def test_metrics_parse_with_the_prometheus_text_parser(server, clients):
     from prometheus_client.parser import text_string_to_metric_families
 
     c = clients(server, "metrics-reader")
+    # Two queues: each family's samples must still come out as one group.
     c.send("/queue/py.metrics", "one", persistent="true")
+    c.send("/queue/py.metrics-other", "two", persistent="true")
     http = server.listening["http"]
     # One API request, so that the request counter has a sample.
     try:
