@@ -108,6 +108,8 @@ pub struct Config {
     pub ocr_tesseract: String,
     /// Largest upload accepted by the HTTP API, in bytes (default 1 GiB).
     pub max_upload_bytes: u64,
+    /// How long an HTTP API bearer token is valid, in ms (default 1 hour).
+    pub api_token_ttl_ms: u64,
     /// Origins whose pages may call the HTTP API from a browser (CORS); none by default.
     pub allowed_origins: Vec<String>,
     /// Jobs running at once (0: the number of cores).
@@ -189,6 +191,7 @@ impl Default for Config {
             ocr_tesseract: "tesseract".into(),
             max_upload_bytes: 1 << 30,
             allowed_origins: Vec::new(),
+            api_token_ttl_ms: 3_600_000,
             job_concurrency: 0,
             workers: 0,
             job_admins: Vec::new(),

@@ -30,6 +30,8 @@ pub struct ServerContext {
     pub jobs: Option<JobEngine>,
     /// Uploaded files.
     pub uploads: Uploads,
+    /// The HTTP API's bearer tokens.
+    pub(crate) tokens: crate::tokens::Tokens,
     /// HTTP API requests answered, by route and status (for `/metrics`).
     pub(crate) http_requests: RequestCounts,
 }

@@ -30,4 +30,7 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The HTTP API's token key could not be read or made.
+    #[error("{0}")]
+    TokenKey(String),
 }

@@ -62,6 +62,7 @@ pub(crate) mod rate;
 pub(crate) mod server;
 pub(crate) mod session;
 pub(crate) mod store;
+pub(crate) mod tokens;
 pub(crate) mod transport;
 pub(crate) mod uploads;
 

@@ -113,10 +113,13 @@ impl BrokerBuilder {
         let stomp_addr = stomp.as_ref().and_then(|l| l.local_addr().ok());
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
+        let tokens = crate::tokens::Tokens::open(&config.data_dir.join("api-token.key"))
+            .map_err(|e| Error::TokenKey(e.to_string()))?;
         let ctx = Arc::new(ServerContext {
             jobs: jobs.clone(),
             uploads,
             http_requests: Default::default(),
+            tokens,
             broker: broker.clone(),
             auth: Authenticator::new(config.users.clone()),
             rate: TokenBucket::new(config.max_connections_per_second),

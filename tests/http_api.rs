@@ -840,3 +840,34 @@ async fn one_multipart_request_uploads_both_files_and_starts_the_reconciliation(
         "the refused request's upload was removed: {left:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_stands_in_for_the_password() {
+    let api = start(1024).await;
+    let issued = call(args!["-u", "ann:pw", "-X", "POST", api.url("/api/tokens")]).await;
+    assert_eq!(issued.status, 201, "{issued:?}");
+    let body = issued.json();
+    assert_eq!(body["tokenType"], "Bearer");
+    assert_eq!(body["expiresIn"], 3600);
+    let token = body["token"].as_str().unwrap().to_owned();
+    let bearer = format!("Authorization: Bearer {token}");
+    let jobs = call(args!["-H", bearer.clone(), api.url("/api/jobs")]).await;
+    assert_eq!(jobs.status, 200, "{jobs:?}");
+    // A token does not mint another; a tampered one is refused.
+    call(args!["-H", bearer, "-X", "POST", api.url("/api/tokens")])
+        .await
+        .problem(403, "forbidden");
+    let tampered = format!("Authorization: Bearer {token}x");
+    call(args!["-H", tampered, api.url("/api/jobs")])
+        .await
+        .problem(401, "unauthorized");
+    call(args![
+        "-u",
+        "ann:nope",
+        "-X",
+        "POST",
+        api.url("/api/tokens")
+    ])
+    .await
+    .problem(401, "unauthorized");
+}

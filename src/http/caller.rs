@@ -1,4 +1,5 @@
-//! Who is calling: HTTP Basic credentials checked against the same users as STOMP logins.
+//! Who is calling: HTTP Basic credentials checked against the same users as STOMP logins, or
+//! a bearer token issued to one of them (`POST /api/tokens`).
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ pub(crate) struct Caller {
     pub user: String,
     /// May see and touch every job and upload.
     pub admin: bool,
+    /// Authenticated by a bearer token rather than a password.
+    pub by_token: bool,
 }
 
 fn unauthorised(detail: &str) -> Problem {
@@ -36,9 +39,21 @@ impl FromRequestParts<Arc<ServerContext>> for Caller {
                 let value = value
                     .to_str()
                     .map_err(|_| unauthorised("the Authorization header is not text"))?;
-                let encoded = value
-                    .strip_prefix("Basic ")
-                    .ok_or_else(|| unauthorised("use HTTP Basic authentication"))?;
+                if let Some(token) = value.strip_prefix("Bearer ") {
+                    let user = ctx
+                        .tokens
+                        .verify(token.trim(), crate::clock::now_ms())
+                        .ok_or_else(|| unauthorised("the bearer token is invalid or expired"))?;
+                    let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
+                    return Ok(Caller {
+                        user,
+                        admin,
+                        by_token: true,
+                    });
+                }
+                let encoded = value.strip_prefix("Basic ").ok_or_else(|| {
+                    unauthorised("use HTTP Basic authentication or a bearer token")
+                })?;
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(encoded.trim())
                     .ok()
@@ -60,6 +75,10 @@ impl FromRequestParts<Arc<ServerContext>> for Caller {
             .authenticate(login, passcode, || "anonymous".to_owned())
             .map_err(|_| unauthorised("wrong or missing credentials"))?;
         let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
-        Ok(Caller { user, admin })
+        Ok(Caller {
+            user,
+            admin,
+            by_token: false,
+        })
     }
 }

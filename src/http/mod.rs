@@ -6,6 +6,7 @@ mod broker;
 mod caller;
 mod jobs;
 mod problem;
+mod tokens;
 mod uploads;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ api! {
     get "/api/jobs/{id}/files/{name}" => get(jobs::file),
     post "/api/jobs/{id}/{action}" => post(jobs::control),
     get "/api/stats" => get(jobs::stats),
+    post "/api/tokens" => post(tokens::issue),
     get "/api/destinations" => get(broker::destinations),
     post "/api/queues/{name}/purge" => post(broker::purge),
     get "/api/sessions" => get(broker::sessions),
