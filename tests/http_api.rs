@@ -829,6 +829,20 @@ async fn one_multipart_request_uploads_both_files_and_starts_the_reconciliation(
     ])
     .await
     .problem(400, "missing_file");
+    // A text field is bounded too (the body limit is off for the files).
+    let huge = work.path().join("huge.txt");
+    std::fs::write(&huge, "k".repeat(100 * 1024)).unwrap();
+    call(args![
+        "-u",
+        "ann:pw",
+        "-F",
+        format!("boFile=@{}", bo.display()),
+        "-F",
+        format!("boKey=<{}", huge.display()),
+        api.url("/api/reconciliations"),
+    ])
+    .await
+    .problem(413, "too_large");
     let left: Vec<String> = api
         .stored()
         .into_iter()

@@ -33,6 +33,30 @@ fn problem(error: UploadError) -> Problem {
     }
 }
 
+/// Most bytes of one text field of a multipart form (the body limit is off for the files).
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// A text field's value, refused past [`MAX_FIELD_BYTES`] rather than held whole.
+async fn field_text(
+    mut field: axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> Result<String, Problem> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
+        if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("field {name} is longer than {MAX_FIELD_BYTES} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Problem::bad_request("invalid_parameter", format!("field {name} is not UTF-8"))
+    })
+}
+
 fn malformed(why: String) -> Problem {
     Problem::bad_request("malformed_multipart", why)
 }
@@ -271,7 +295,7 @@ async fn prepare(
                 stored.push(info);
             }
             _ => {
-                let text = field.text().await.map_err(|e| malformed(e.body_text()))?;
+                let text = field_text(field, &name).await?;
                 // Lists (composite keys, compared columns) may be sent as JSON.
                 let value = match serde_json::from_str::<serde_json::Value>(&text) {
                     Ok(value @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
