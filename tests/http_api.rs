@@ -151,6 +151,24 @@ async fn sse(args: &[&str]) -> String {
     .unwrap()
 }
 
+/// Polls a job's result until it is no longer `202` (waiting or running); returns that answer.
+async fn settled(api: &Api, credentials: &str, id: &str) -> Answer {
+    let url = api.url(&format!("/api/jobs/{id}/result"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = call(vec!["-u".into(), credentials.into(), url.clone()]).await;
+        if answer.status != 202 {
+            return answer;
+        }
+        assert!(answer.json()["status"].is_string(), "{answer:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 macro_rules! args {
     ($($a:expr),* $(,)?) => { vec![$(String::from($a)),*] };
 }
@@ -372,21 +390,9 @@ async fn a_reconciliation_of_two_uploads_runs_over_rest() {
         format!("/api/jobs/{id}/result")
     );
 
-    let result_url = api.url(&format!("/api/jobs/{id}/result"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let result = loop {
-        let answer = call(args!["-u", "ann:pw", result_url.clone()]).await;
-        match answer.status {
-            200 => break answer.json(),
-            202 => assert!(answer.json()["status"].is_string()),
-            _ => panic!("{answer:?}"),
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the job did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let answer = settled(&api, "ann:pw", &id).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let result = answer.json();
     assert_eq!(result["totalMatches"], 1, "{result}");
     assert_eq!(result["totalMismatches"], 1, "{result}");
     let job = call(args!["-u", "ann:pw", api.url(&format!("/api/jobs/{id}"))]).await;
@@ -432,21 +438,12 @@ async fn a_reconciliation_of_two_uploads_runs_over_rest() {
         "accepted, then failed when it reads: {stolen:?}"
     );
     let stolen_id = stolen.json()["id"].as_str().unwrap().to_owned();
-    let stolen_url = api.url(&format!("/api/jobs/{stolen_id}/result"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = call(args!["-u", "bob:pw", stolen_url.clone()]).await;
-        if answer.status == 409 {
-            answer.problem(409, "job_failed");
-            assert!(answer.json()["detail"]
-                .as_str()
-                .unwrap()
-                .contains("file_not_found"));
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{answer:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let answer = settled(&api, "bob:pw", &stolen_id).await;
+    answer.problem(409, "job_failed");
+    assert!(answer.json()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("file_not_found"));
 
     // The job list: each user sees their own; filters and a cursor.
     let listed = call(args![
@@ -800,21 +797,9 @@ async fn one_multipart_request_uploads_both_files_and_starts_the_reconciliation(
     .await;
     assert_eq!(accepted.status, 202, "{accepted:?}");
     let id = accepted.json()["id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let result = loop {
-        let answer = call(args![
-            "-u",
-            "ann:pw",
-            api.url(&format!("/api/jobs/{id}/result"))
-        ])
-        .await;
-        if answer.status == 200 {
-            break answer.json();
-        }
-        assert_eq!(answer.status, 202, "{answer:?}");
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let answer = settled(&api, "ann:pw", &id).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let result = answer.json();
     assert_eq!(result["totalMatches"], 1, "{result}");
     assert_eq!(result["totalMismatches"], 1, "{result}");
     // Both files are needed.

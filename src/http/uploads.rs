@@ -33,6 +33,31 @@ fn problem(error: UploadError) -> Problem {
     }
 }
 
+/// Stores a multipart file part as an upload of `caller`'s, streamed as it arrives.
+async fn store_part(
+    ctx: &ServerContext,
+    caller: &Caller,
+    field: axum::extract::multipart::Field<'_>,
+    part: &str,
+) -> Result<UploadInfo, Problem> {
+    let name = field.file_name().map(str::to_owned).ok_or_else(|| {
+        Problem::bad_request("bad_name", format!("the {part} part has no file name"))
+    })?;
+    let incoming = ctx
+        .uploads
+        .begin(&caller.user, &name)
+        .await
+        .map_err(problem)?;
+    let chunks = futures::stream::unfold(field, |mut field| async move {
+        match field.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), field)),
+            Ok(None) => None,
+            Err(error) => Some((Err(error.body_text()), field)),
+        }
+    });
+    fill(incoming, Box::pin(chunks), malformed).await
+}
+
 /// Most bytes of one text field of a multipart form (the body limit is off for the files).
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 
@@ -174,22 +199,7 @@ pub(crate) async fn create(
             if field.name() != Some("file") || stored.is_some() {
                 continue;
             }
-            let name = field.file_name().map(str::to_owned).ok_or_else(|| {
-                Problem::bad_request("bad_name", "the file part has no file name")
-            })?;
-            let incoming = ctx
-                .uploads
-                .begin(&caller.user, &name)
-                .await
-                .map_err(problem)?;
-            let chunks = futures::stream::unfold(field, |mut field| async move {
-                match field.chunk().await {
-                    Ok(Some(chunk)) => Some((Ok(chunk), field)),
-                    Ok(None) => None,
-                    Err(error) => Some((Err(error.body_text()), field)),
-                }
-            });
-            stored = Some(fill(incoming, Box::pin(chunks), malformed).await?);
+            stored = Some(store_part(&ctx, &caller, field, "file").await?);
         }
         stored.ok_or_else(|| {
             Problem::bad_request("missing_file", "the multipart body has no part named file")
@@ -270,22 +280,7 @@ async fn prepare(
         };
         match name.as_str() {
             "boFile" | "partnerFile" => {
-                let file_name = field.file_name().map(str::to_owned).ok_or_else(|| {
-                    Problem::bad_request("bad_name", format!("the {name} part has no file name"))
-                })?;
-                let incoming = ctx
-                    .uploads
-                    .begin(&caller.user, &file_name)
-                    .await
-                    .map_err(problem)?;
-                let chunks = futures::stream::unfold(field, |mut field| async move {
-                    match field.chunk().await {
-                        Ok(Some(chunk)) => Some((Ok(chunk), field)),
-                        Ok(None) => None,
-                        Err(error) => Some((Err(error.body_text()), field)),
-                    }
-                });
-                let info = fill(incoming, Box::pin(chunks), malformed).await?;
+                let info = store_part(ctx, caller, field, &name).await?;
                 let key = if name == "boFile" {
                     "boUpload"
                 } else {
