@@ -870,3 +870,226 @@ async fn a_bearer_token_stands_in_for_the_password() {
     .await
     .problem(401, "unauthorized");
 }
+
+/// An answer's headers (names lower-cased) from curl's `-i` output.
+fn headers_of(answer: &Answer) -> std::collections::HashMap<String, String> {
+    answer
+        .body
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect()
+}
+
+/// A resumable upload's `Upload-Offset`, by `HEAD`.
+async fn tus_offset(api: &Api, location: &str) -> u64 {
+    let head = call(args![
+        "-u",
+        "ann:pw",
+        "-I",
+        "-H",
+        "Tus-Resumable: 1.0.0",
+        api.url(location),
+    ])
+    .await;
+    assert_eq!(head.status, 200, "{head:?}");
+    let headers = headers_of(&head);
+    assert_eq!(headers["tus-resumable"], "1.0.0");
+    assert_eq!(headers["cache-control"], "no-store");
+    headers["upload-offset"].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumable_upload_goes_on_where_its_broken_connection_stopped() {
+    use tokio::io::AsyncWriteExt;
+
+    let api = start(8 << 20).await;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("scan.bin");
+    let content: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+
+    // The server says what it supports, without credentials.
+    let options = call(args!["-i", "-X", "OPTIONS", api.url("/api/uploads/tus")]).await;
+    assert_eq!(options.status, 204, "{options:?}");
+    let supported = headers_of(&options);
+    assert_eq!(supported["tus-version"], "1.0.0");
+    assert!(supported["tus-extension"].contains("creation"));
+    assert_eq!(supported["tus-max-size"], (8u64 << 20).to_string());
+
+    // Creation: the length and the name, no bytes yet.
+    let name = base64_of("scan.bin");
+    let created = call(args![
+        "-u",
+        "ann:pw",
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        "Tus-Resumable: 1.0.0",
+        "-H",
+        format!("Upload-Length: {}", content.len()),
+        "-H",
+        format!("Upload-Metadata: filename {name}"),
+        api.url("/api/uploads/tus"),
+    ])
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let location = headers_of(&created)["location"].clone();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(tus_offset(&api, &location).await, 0);
+
+    // The first PATCH breaks off after 300,000 of its 1,000,000 bytes.
+    let mut socket = tokio::net::TcpStream::connect(api.server.http_addr().unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "PATCH {location} HTTP/1.1\r\nHost: test\r\nAuthorization: Basic YW5uOnB3\r\n\
+         Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
+        content.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&content[..300_000]).await.unwrap();
+    socket.flush().await.unwrap();
+    drop(socket);
+    // What arrived is kept: the offset settles at 300,000.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tus_offset(&api, &location).await != 300_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "offset never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Another user sees nothing; a stale offset, a wrong type or no version is refused.
+    let rest = work.path().join("rest.bin");
+    std::fs::write(&rest, &content[300_000..]).unwrap();
+    let rest_arg = format!("@{}", rest.display());
+    let patch = |user: &str, offset: u64, content_type: &str, version: &str| {
+        args![
+            "-u",
+            user,
+            "-i",
+            "-X",
+            "PATCH",
+            "-H",
+            version,
+            "-H",
+            format!("Upload-Offset: {offset}"),
+            "-H",
+            format!("Content-Type: {content_type}"),
+            "--data-binary",
+            rest_arg.clone(),
+            api.url(&location),
+        ]
+    };
+    const OCTETS: &str = "application/offset+octet-stream";
+    const V1: &str = "Tus-Resumable: 1.0.0";
+    let tus_problem = |answer: &Answer, status: u16, code: &str| {
+        assert_eq!(answer.status, status, "{answer:?}");
+        assert!(
+            answer.body.contains(&format!("\"code\":\"{code}\"")),
+            "{answer:?}"
+        );
+        assert_eq!(headers_of(answer)["tus-resumable"], "1.0.0");
+    };
+    tus_problem(
+        &call(patch("bob:pw", 300_000, OCTETS, V1)).await,
+        404,
+        "not_found",
+    );
+    tus_problem(
+        &call(patch("ann:pw", 0, OCTETS, V1)).await,
+        409,
+        "offset_mismatch",
+    );
+    tus_problem(
+        &call(patch("ann:pw", 300_000, "text/plain", V1)).await,
+        415,
+        "unsupported_media_type",
+    );
+    tus_problem(
+        &call(patch("ann:pw", 300_000, OCTETS, "Tus-Resumable: 0.2.2")).await,
+        412,
+        "unsupported_version",
+    );
+    assert_eq!(tus_offset(&api, &location).await, 300_000);
+
+    // The rest from the stored offset completes it: an ordinary upload with the same id.
+    let done = call(patch("ann:pw", 300_000, OCTETS, V1)).await;
+    assert_eq!(done.status, 204, "{done:?}");
+    assert_eq!(headers_of(&done)["upload-offset"], "1000000");
+    let info = call(args![
+        "-u",
+        "ann:pw",
+        api.url(&format!("/api/uploads/{id}"))
+    ])
+    .await;
+    assert_eq!(info.status, 200, "{info:?}");
+    let info = info.json();
+    assert_eq!(info["sha256"], sha256(&file));
+    assert_eq!(
+        (info["size"].as_u64(), info["name"].as_str()),
+        (Some(1_000_000), Some("scan.bin"))
+    );
+    assert_eq!(tus_offset(&api, &location).await, 1_000_000);
+
+    // Over the limit at creation, and termination of an unfinished upload.
+    let too_big = call(args![
+        "-u",
+        "ann:pw",
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        V1,
+        "-H",
+        "Upload-Length: 9000000",
+        "-H",
+        format!("Upload-Metadata: filename {name}"),
+        api.url("/api/uploads/tus"),
+    ])
+    .await;
+    tus_problem(&too_big, 413, "too_large");
+    let doomed = call(args![
+        "-u",
+        "ann:pw",
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        V1,
+        "-H",
+        "Upload-Length: 10",
+        "-H",
+        format!("Upload-Metadata: filename {name}"),
+        api.url("/api/uploads/tus"),
+    ])
+    .await;
+    let doomed = headers_of(&doomed)["location"].clone();
+    let removed = call(args![
+        "-u",
+        "ann:pw",
+        "-X",
+        "DELETE",
+        "-H",
+        V1,
+        api.url(&doomed)
+    ])
+    .await;
+    assert_eq!(removed.status, 204, "{removed:?}");
+    assert_eq!(
+        api.stored(),
+        vec![id.clone(), format!("{id}.json")],
+        "only the finished upload is left"
+    );
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -103,7 +103,8 @@ fn check(label: &str, status: ExitStatus, output: &str) {
     );
 }
 
-/// `node --test` over every `*.test.mjs` in `tests/interop/stompjs/`.
+/// `node --test` over every `*.test.mjs` in `tests/interop/stompjs/` (@stomp/stompjs, and
+/// tus-js-client for resumable uploads).
 #[test]
 fn stompjs_over_websocket() {
     let _one = ONE_SUITE_AT_A_TIME
@@ -115,6 +116,10 @@ fn stompjs_over_websocket() {
         "node_modules/@stomp/stompjs",
     );
     require(&dir.join("node_modules").join("ws"), "node_modules/ws");
+    require(
+        &dir.join("node_modules").join("tus-js-client"),
+        "node_modules/tus-js-client",
+    );
 
     // Name the files explicitly: how `node --test <dir>` expands a directory differs between
     // Node releases, and a suite that silently finds no file must not pass.

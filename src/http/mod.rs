@@ -6,6 +6,7 @@ mod broker;
 mod caller;
 mod jobs;
 mod problem;
+mod resumable;
 mod tokens;
 mod uploads;
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, head, options, patch, post};
 use axum::Router;
 
 use crate::context::ServerContext;
@@ -39,6 +40,12 @@ api! {
     // Uploads are bounded by the server's own limit, checked as they stream.
     post "/api/uploads" => post(uploads::create).layer(DefaultBodyLimit::disable()),
     get "/api/uploads/{id}" => get(uploads::get),
+    // Resumable uploads (tus 1.0.0); each PATCH is bounded by the upload's declared length.
+    options "/api/uploads/tus" => options(resumable::options),
+    post "/api/uploads/tus" => post(resumable::create),
+    head "/api/uploads/tus/{id}" => head(resumable::head),
+    patch "/api/uploads/tus/{id}" => patch(resumable::patch).layer(DefaultBodyLimit::disable()),
+    delete "/api/uploads/tus/{id}" => delete(resumable::delete),
     post "/api/jobs" => post(jobs::create),
     // Two uploads and the job in one request; bounded by the upload limit, as uploads are.
     post "/api/reconciliations" => post(uploads::reconciliation).layer(DefaultBodyLimit::disable()),
@@ -85,7 +92,13 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     Some(
         tower_http::cors::CorsLayer::new()
             .allow_origin(origins)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::DELETE,
+                Method::HEAD,
+                Method::PATCH,
+            ])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
@@ -93,8 +106,24 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 header::RANGE,
                 header::IF_NONE_MATCH,
                 HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("tus-resumable"),
+                HeaderName::from_static("upload-length"),
+                HeaderName::from_static("upload-metadata"),
+                HeaderName::from_static("upload-offset"),
             ])
-            .expose_headers([header::ETAG, header::CONTENT_RANGE, header::RETRY_AFTER])
+            .expose_headers([
+                header::ETAG,
+                header::CONTENT_RANGE,
+                header::RETRY_AFTER,
+                header::LOCATION,
+                HeaderName::from_static("tus-resumable"),
+                HeaderName::from_static("tus-version"),
+                HeaderName::from_static("tus-extension"),
+                HeaderName::from_static("tus-max-size"),
+                HeaderName::from_static("upload-offset"),
+                HeaderName::from_static("upload-length"),
+                HeaderName::from_static("upload-expires"),
+            ])
             .allow_credentials(true)
             .max_age(std::time::Duration::from_secs(600)),
     )

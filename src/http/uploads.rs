@@ -15,8 +15,19 @@ use super::problem::Problem;
 use crate::context::ServerContext;
 use crate::uploads::{Incoming, UploadError, UploadInfo};
 
-fn problem(error: UploadError) -> Problem {
+/// The answer to a refused or failed upload.
+pub(super) fn problem(error: UploadError) -> Problem {
     match error {
+        UploadError::OffsetMismatch { .. } => {
+            Problem::new(StatusCode::CONFLICT, "offset_mismatch", error.to_string())
+        }
+        UploadError::PastLength { .. } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "past_length",
+            error.to_string(),
+        ),
+        // 423, as tus servers answer a second writer.
+        UploadError::Busy(_) => Problem::new(StatusCode::LOCKED, "busy", error.to_string()),
         UploadError::TooLarge { .. } => Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

@@ -1,6 +1,9 @@
 //! Uploaded files: streamed to `<data-dir>/uploads/` under a name the server chooses, with
 //! their size, SHA-256 and a type sniffed from the content, and owned by who sent them. Job
-//! types take an upload id where they take a path (`processors/input.rs`).
+//! types take an upload id where they take a path (`processors/input.rs`). Large files may
+//! come in several requests instead (`resumable.rs`).
+
+mod resumable;
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +11,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+
+pub use resumable::{Progress, Resumable};
 
 /// What is known of an upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +58,23 @@ pub enum UploadError {
     /// No randomness for an id.
     #[error("no id could be made: {0}")]
     Id(String),
+    /// A resumable upload's append did not start where its stored bytes end.
+    #[error("the upload holds {expected} bytes, not {given}: resume from {expected}")]
+    OffsetMismatch {
+        /// The stored length.
+        expected: u64,
+        /// The offset the client gave.
+        given: u64,
+    },
+    /// More bytes than the upload's declared length.
+    #[error("the upload was declared {length} bytes long")]
+    PastLength {
+        /// The declared length.
+        length: u64,
+    },
+    /// Another request is appending to this upload.
+    #[error("upload {0} is being written by another request")]
+    Busy(String),
 }
 
 /// The upload directory.
@@ -60,6 +82,12 @@ pub enum UploadError {
 pub struct Uploads {
     dir: PathBuf,
     max_bytes: u64,
+    appending: resumable::Appending,
+}
+
+/// An id is a ULID: anything else cannot name a file here.
+fn is_id(id: &str) -> bool {
+    id.len() == 26 && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Checks a file name as given by a client: refused, not cleaned, when it could name anything
@@ -128,6 +156,7 @@ impl Uploads {
         Uploads {
             dir: dir.into(),
             max_bytes,
+            appending: resumable::Appending::default(),
         }
     }
 
@@ -149,7 +178,7 @@ impl Uploads {
         let name = check_name(name)?.to_owned();
         let id = crate::jobs::new_id().map_err(|e| UploadError::Id(e.to_string()))?;
         tokio::fs::create_dir_all(&self.dir).await?;
-        let part = self.dir.join(format!("{id}.part"));
+        let part = self.part(&id);
         let file = tokio::fs::File::create(&part).await?;
         Ok(Incoming {
             uploads: self.clone(),
@@ -168,8 +197,7 @@ impl Uploads {
     /// Upload `id`, when `user` may use it (its owner, or anyone when `any` is set: admins).
     pub fn get(&self, id: &str, user: &str, any: bool) -> Result<UploadInfo, UploadError> {
         let not_found = || UploadError::NotFound(id.to_owned());
-        // An id is a ULID: anything else cannot name a file here.
-        if id.len() != 26 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if !is_id(id) {
             return Err(not_found());
         }
         let bytes = std::fs::read(self.meta(id)).map_err(|_| not_found())?;
@@ -227,10 +255,7 @@ impl Incoming {
         tokio::fs::rename(&self.part, &data).await?;
         self.finished = true;
         let meta = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
-        let meta_path = self.uploads.meta(&self.id);
-        let temp = meta_path.with_extension("json.part");
-        tokio::fs::write(&temp, meta).await?;
-        tokio::fs::rename(&temp, &meta_path).await?;
+        resumable::write_atomically(&self.uploads.meta(&self.id), meta).await?;
         Ok(info)
     }
 
@@ -240,7 +265,8 @@ impl Incoming {
     }
 }
 
-/// Removes uploads older than `retention_ms` (their jobs expire with the same retention).
+/// Removes uploads older than `retention_ms` (their jobs expire with the same retention),
+/// finished or not, and the leftovers of uploads cut short by a crash.
 pub fn expire(dir: &Path, retention_ms: u64) -> std::io::Result<usize> {
     let cutoff = crate::clock::now_ms().saturating_sub(retention_ms);
     let mut removed = 0;
@@ -248,18 +274,36 @@ pub fn expire(dir: &Path, retention_ms: u64) -> std::io::Result<usize> {
         return Ok(0);
     };
     for entry in entries.take(100_000) {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let Ok(info) = serde_json::from_slice::<UploadInfo>(&bytes) else {
-                continue;
-            };
-            if info.created_at < cutoff {
-                let _ = std::fs::remove_file(dir.join(&info.id));
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(id) = name.strip_suffix(".tus.json") {
+            let created = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Resumable>(&bytes).ok())
+                .map(|upload| upload.created_at);
+            if created.is_some_and(|at| at < cutoff) {
+                let _ = std::fs::remove_file(dir.join(format!("{id}.part")));
                 let _ = std::fs::remove_file(&path);
                 removed += 1;
+            }
+        } else if let Some(id) = name.strip_suffix(".json") {
+            let created = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<UploadInfo>(&bytes).ok())
+                .map(|info| info.created_at);
+            if created.is_some_and(|at| at < cutoff) {
+                let _ = std::fs::remove_file(dir.join(id));
+                let _ = std::fs::remove_file(&path);
+                removed += 1;
+            }
+        } else if name.ends_with(".part") || name.ends_with(".tmp") {
+            // An upload whose server died mid-write; a resumable one's state goes first.
+            let modified = entry.metadata()?.modified()?;
+            let age = modified.elapsed().unwrap_or_default();
+            let has_state = dir.join(name.replace(".part", ".tus.json")).exists();
+            if !has_state && age.as_millis() > u128::from(retention_ms) {
+                let _ = std::fs::remove_file(&path);
             }
         }
     }
