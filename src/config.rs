@@ -112,6 +112,15 @@ pub struct Config {
     pub api_token_ttl_ms: u64,
     /// Origins whose pages may call the HTTP API from a browser (CORS); none by default.
     pub allowed_origins: Vec<String>,
+    /// Hosts a job's callback URL may name (`host` or `host:port`); none by default, so the
+    /// server calls nobody.
+    pub webhook_hosts: Vec<String>,
+    /// The key webhooks are signed with (HMAC-SHA256), shared with the receivers.
+    pub webhook_secret: Option<String>,
+    /// Deliveries tried per webhook, the first included.
+    pub webhook_max_attempts: u32,
+    /// Delay before a webhook's second attempt, in ms (doubling per attempt, at most 10 min).
+    pub webhook_retry_base_ms: u64,
     /// Jobs running at once (0: the number of cores).
     pub job_concurrency: usize,
     /// Threads `stompede serve` runs sessions on (0: one per core). An application that embeds
@@ -191,6 +200,10 @@ impl Default for Config {
             ocr_tesseract: "tesseract".into(),
             max_upload_bytes: 1 << 30,
             allowed_origins: Vec::new(),
+            webhook_hosts: Vec::new(),
+            webhook_secret: None,
+            webhook_max_attempts: 10,
+            webhook_retry_base_ms: 1_000,
             api_token_ttl_ms: 3_600_000,
             job_concurrency: 0,
             workers: 0,
@@ -347,6 +360,13 @@ impl Config {
             retry_backoff: Duration::from_millis(self.job_retry_backoff_ms),
             admins: self.job_admins.clone(),
             results_dir: self.data_dir.join("results"),
+            webhooks: crate::jobs::WebhookConfig {
+                hosts: self.webhook_hosts.clone(),
+                secret: self.webhook_secret.clone(),
+                max_attempts: self.webhook_max_attempts.max(1),
+                retry_base: Duration::from_millis(self.webhook_retry_base_ms),
+                ..crate::jobs::WebhookConfig::default()
+            },
         }
     }
 

@@ -104,6 +104,18 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     allowed_origins: Vec<String>,
+    /// A host that jobs' callback URLs may name, `host` or `host:port` (repeatable; none by
+    /// default: no webhooks).
+    #[arg(
+        long = "webhook-host",
+        env = "STOMPEDE_WEBHOOK_HOSTS",
+        value_delimiter = ','
+    )]
+    webhook_hosts: Vec<String>,
+    /// The key webhooks are signed with (HMAC-SHA256); better given by the environment or the
+    /// config file than on a command line others can read.
+    #[arg(long, env = "STOMPEDE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
 }
 
 /// How log lines look.
@@ -185,6 +197,12 @@ impl ServeArgs {
         }
         if !self.allowed_origins.is_empty() {
             config.allowed_origins = self.allowed_origins;
+        }
+        if !self.webhook_hosts.is_empty() {
+            config.webhook_hosts = self.webhook_hosts;
+        }
+        if let Some(secret) = self.webhook_secret {
+            config.webhook_secret = Some(secret);
         }
         if let Some(v) = self.max_connections_per_second {
             config.max_connections_per_second = v;

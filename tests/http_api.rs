@@ -1093,3 +1093,136 @@ fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// One POST a webhook receiver got.
+#[derive(Debug, Clone)]
+struct Delivery {
+    signature: String,
+    attempt: String,
+    body: String,
+}
+
+/// A webhook receiver on loopback that answers `500` to the first `failures` POSTs, then `200`.
+async fn receiver(
+    failures: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Delivery>::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hooks/jobs",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let mut seen = seen.lock().unwrap();
+                seen.push(Delivery {
+                    signature: header("stompede-signature"),
+                    attempt: header("stompede-delivery-attempt"),
+                    body,
+                });
+                if seen.len() <= failures {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_calls_its_webhook_signed_and_retried_until_it_is_taken() {
+    let (hook, got) = receiver(2).await;
+    let (mut config, _dir) = common::test_config();
+    config.users = [("ann".to_owned(), "pw".to_owned())].into();
+    config.webhook_hosts = vec![hook.to_string()];
+    config.webhook_secret = Some("s3cret".into());
+    config.webhook_retry_base_ms = 20;
+    let server = BrokerBuilder::new(config)
+        .job_type("demo", stompede::jobs::Demo::default())
+        .start()
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let submit = |callback: String| {
+        args![
+            "-u",
+            "ann:pw",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            json!({"type": "demo", "params": {"chunks": 2, "mibPerChunk": 0}, "callbackUrl": callback})
+                .to_string(),
+            format!("{base}/api/jobs"),
+        ]
+    };
+
+    // Only the allowed host may be called.
+    call(submit("http://127.0.0.2:9/hooks/jobs".into()))
+        .await
+        .problem(400, "invalid_parameter");
+
+    let accepted = call(submit(format!("http://{hook}/hooks/jobs"))).await;
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    let id = accepted.json()["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let job = call(args!["-u", "ann:pw", format!("{base}/api/jobs/{id}")])
+            .await
+            .json();
+        if job["webhook"]["status"] == "delivered" {
+            break job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "webhook never delivered: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Two refusals, then taken: three attempts, visible in the job's status.
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["webhook"]["attempts"], 3, "{job}");
+    assert_eq!(job["webhook"]["lastStatus"], 200);
+    let deliveries = got.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 3, "{deliveries:?}");
+    assert_eq!(
+        deliveries
+            .iter()
+            .map(|d| d.attempt.as_str())
+            .collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    for delivery in &deliveries {
+        // The body is the terminal event, and the signature is HMAC-SHA256 of "t.body".
+        let event: Value = serde_json::from_str(&delivery.body).unwrap();
+        assert_eq!(event["event"], "JOB_COMPLETED");
+        assert_eq!(event["jobId"], id.as_str());
+        assert_eq!(event["result"]["chunks"].as_array().unwrap().len(), 2);
+        let t: u64 = delivery
+            .signature
+            .strip_prefix("t=")
+            .and_then(|rest| rest.split(',').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            delivery.signature,
+            stompede::jobs::webhook_signature("s3cret", t, delivery.body.as_bytes())
+        );
+    }
+    server.shutdown().await;
+}

@@ -32,6 +32,7 @@ pub(crate) struct Submission {
     delay: Option<u64>,
     run_at: Option<u64>,
     correlation_id: Option<String>,
+    callback_url: Option<String>,
 }
 
 fn engine(ctx: &ServerContext) -> Result<&JobEngine, Problem> {
@@ -112,6 +113,9 @@ pub(crate) async fn submit(
     }
     if let Some(id) = &submission.correlation_id {
         headers.push("correlation-id", id.as_str());
+    }
+    if let Some(url) = &submission.callback_url {
+        headers.push("callback-url", url.as_str());
     }
     let params = match &submission.params {
         Value::Null => b"{}".to_vec(),

@@ -30,6 +30,8 @@ pub struct JobsConfig {
     pub admins: Vec<String>,
     /// Where jobs' result files go (`<dir>/<job id>/`).
     pub results_dir: PathBuf,
+    /// Where and how jobs' terminal events are POSTed.
+    pub webhooks: super::webhooks::WebhookConfig,
 }
 
 impl Default for JobsConfig {
@@ -47,6 +49,7 @@ impl Default for JobsConfig {
             retry_backoff: Duration::from_secs(2),
             admins: Vec::new(),
             results_dir: PathBuf::from("./stompede-data/results"),
+            webhooks: super::webhooks::WebhookConfig::default(),
         }
     }
 }

@@ -29,10 +29,11 @@ mod scheduler;
 mod service;
 mod stats;
 mod watch;
+mod webhooks;
 mod worker;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -52,9 +53,10 @@ pub use config::JobsConfig;
 pub use demo::Demo;
 pub use handler::{ChunkContext, ChunkFuture, JobHandler, JobInput, ProgressReport, ProgressSink};
 pub(crate) use model::new_id;
-pub use model::{ChunkPlan, Job, JobError, JobStatus, Progress};
+pub use model::{ChunkPlan, Job, JobError, JobStatus, Progress, Webhook, WebhookStatus};
 pub use service::Rejection;
 pub use stats::JobStats;
+pub use webhooks::{signature as webhook_signature, WebhookConfig};
 
 /// A running job's controls.
 #[derive(Debug)]
@@ -145,6 +147,9 @@ struct Inner {
     shutdown: CancellationToken,
     /// Every task of the engine, so shutdown can wait for them.
     tracker: TaskTracker,
+    /// Webhooks to deliver, by due time (ms since the epoch) and job id (`webhooks.rs`).
+    webhooks: Mutex<BTreeSet<(u64, String)>>,
+    webhook_wake: Notify,
 }
 
 /// A handle to the job engine.
@@ -202,6 +207,8 @@ impl JobEngine {
                 rates,
                 shutdown: shutdown.clone(),
                 tracker: tracker.clone(),
+                webhooks: Mutex::new(BTreeSet::new()),
+                webhook_wake: Notify::new(),
             }),
         };
         engine.recover()?;
@@ -214,6 +221,7 @@ impl JobEngine {
         ));
         tracker.spawn(engine.clone().schedule_loop());
         tracker.spawn(engine.clone().maintenance_loop());
+        tracker.spawn(webhooks::run(engine.clone()));
         Ok(engine)
     }
 
@@ -267,6 +275,7 @@ impl JobEngine {
     /// Call under the state lock (the writer keeps the order of its queue).
     fn save(&self, job: &Job, events: Vec<Event>) {
         self.inner.writer.queue(change(Some(job), events));
+        self.queue_webhook(job);
     }
 
     /// Waits until every change queued before the call is committed.

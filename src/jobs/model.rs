@@ -168,6 +168,56 @@ pub struct Job {
     pub seq: u64,
     /// Time spent running before the current attempt, in ms.
     pub run_ms: u64,
+    /// Where its terminal event is POSTed, and how that went (`webhooks.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// A job's callback: its terminal event is POSTed to `url`, signed, retried with backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// Where to POST.
+    pub url: String,
+    /// Where delivery stands.
+    pub status: WebhookStatus,
+    /// Deliveries tried for the current terminal event.
+    pub attempts: u32,
+    /// The HTTP status of the last attempt, when it got an answer.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the next attempt is due (ms since the epoch), after a failed one.
+    pub next_attempt_at: Option<u64>,
+    /// When it was delivered (ms since the epoch).
+    pub delivered_at: Option<u64>,
+}
+
+impl Webhook {
+    /// A callback to `url`, nothing delivered yet.
+    pub fn new(url: String) -> Webhook {
+        Webhook {
+            url,
+            status: WebhookStatus::Pending,
+            attempts: 0,
+            last_status: None,
+            last_error: None,
+            next_attempt_at: None,
+            delivered_at: None,
+        }
+    }
+}
+
+/// Where a webhook's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookStatus {
+    /// To deliver once the job finishes (again, after a retry), or being retried.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed.
+    Failed,
 }
 
 impl Job {

@@ -64,6 +64,8 @@ impl JobEngine {
             if !job.status.is_finished() {
                 state.opened(&job.owner);
             }
+            // A delivery cut short by the stop goes on with the attempts it has left.
+            self.queue_webhook(&job);
             state.jobs.insert(job.id.clone(), job);
         }
         if !state.jobs.is_empty() {

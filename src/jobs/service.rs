@@ -7,7 +7,7 @@ use stompede_protocol::Headers;
 use tokio::sync::oneshot;
 
 use super::events::{self, kind};
-use super::model::{new_id, parse_priority, Job, JobStatus, Progress};
+use super::model::{new_id, parse_priority, Job, JobStatus, Progress, Webhook};
 use super::{change, count_down, idempotency_key, JobEngine};
 use crate::broker::app::{AppError, AppReply, AppRequest};
 use crate::clock::now_ms;
@@ -154,6 +154,14 @@ impl JobEngine {
                     )
                 })?,
         };
+        let webhook = headers
+            .get("callback-url")
+            .map(|url| {
+                super::webhooks::allowed(&self.inner.config.webhooks, url)
+                    .map(|url| Webhook::new(url.to_string()))
+                    .map_err(|why| reject("invalid_parameter", why))
+            })
+            .transpose()?;
         let key = headers.get("idempotency-key").map(str::to_owned);
         if let Some(existing) = self.idempotent(user, key.as_deref()) {
             return Ok(existing);
@@ -192,6 +200,7 @@ impl JobEngine {
             correlation_id: headers.get("correlation-id").map(str::to_owned),
             seq: 0,
             run_ms: 0,
+            webhook,
         };
         let permit = self.inner.writer.room().await;
         let committed = {
@@ -305,6 +314,10 @@ impl JobEngine {
                     job.completed_at = None;
                     job.run_at = now;
                     job.created_at = now;
+                    if let Some(webhook) = &mut job.webhook {
+                        // The next terminal event is delivered afresh.
+                        *webhook = Webhook::new(std::mem::take(&mut webhook.url));
+                    }
                     state.schedule.add(id, job.priority, now, now);
                     *state.unfinished.entry(job.owner.clone()).or_default() += 1;
                     Some(events::next(
