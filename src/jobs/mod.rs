@@ -28,6 +28,7 @@ mod recovery;
 mod scheduler;
 mod service;
 mod stats;
+pub(crate) mod timing;
 mod watch;
 mod webhooks;
 mod worker;
@@ -150,6 +151,8 @@ struct Inner {
     /// Webhooks to deliver, by due time (ms since the epoch) and job id (`webhooks.rs`).
     webhooks: Mutex<BTreeSet<(u64, String)>>,
     webhook_wake: Notify,
+    /// How long chunks take, for `/metrics`.
+    chunk_times: timing::ChunkTimes,
 }
 
 /// A handle to the job engine.
@@ -209,6 +212,7 @@ impl JobEngine {
                 tracker: tracker.clone(),
                 webhooks: Mutex::new(BTreeSet::new()),
                 webhook_wake: Notify::new(),
+                chunk_times: timing::ChunkTimes::default(),
             }),
         };
         engine.recover()?;
@@ -227,6 +231,11 @@ impl JobEngine {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Chunk durations by job type and outcome.
+    pub(crate) fn chunk_times(&self) -> Vec<((String, &'static str), timing::Histogram)> {
+        self.inner.chunk_times.snapshot()
     }
 
     /// A job's current state.

@@ -50,12 +50,23 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
                     handler,
                     cancel,
                 } => {
+                    let chunk_started = Instant::now();
                     let outcome = tokio::select! {
                         outcome = run_chunk(&engine, handler.as_ref(), *ctx, &cancel) => outcome,
                         // Shutdown: the job stays `processing` in the store and resumes from its
                         // last committed chunk when the server starts again.
                         _ = engine.inner.shutdown.cancelled() => break,
                     };
+                    let verdict = match &outcome {
+                        Ok(_) => "ok",
+                        Err(error) if error.code == "timeout" => "timeout",
+                        Err(_) if cancel.is_cancelled() => "cancelled",
+                        Err(_) => "error",
+                    };
+                    engine
+                        .inner
+                        .chunk_times
+                        .record(&job_type, verdict, chunk_started.elapsed());
                     if cancel.is_cancelled() {
                         // Cancelled (or failed by deadline) while running: the controller has
                         // already recorded the outcome.

@@ -89,6 +89,14 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
             );
         }
     }
+    if let Some(jobs) = &ctx.jobs {
+        chunk_durations(&mut body, &jobs.chunk_times());
+    }
+    let store_dir = ctx.config.data_dir.join("store");
+    if let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || disk_usage(&store_dir)).await {
+        let _ = writeln!(body, "# TYPE stompede_store_size_bytes gauge");
+        let _ = writeln!(body, "stompede_store_size_bytes {bytes}");
+    }
     let _ = writeln!(body, "# TYPE stompede_http_requests_total counter");
     for ((route, status), n) in ctx.http_requests.snapshot() {
         let _ = writeln!(
@@ -98,6 +106,49 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// `stompede_job_chunk_duration_seconds`, one histogram per job type and outcome.
+fn chunk_durations(
+    body: &mut String,
+    histograms: &[((String, &'static str), crate::jobs::timing::Histogram)],
+) {
+    let family = "stompede_job_chunk_duration_seconds";
+    let _ = writeln!(body, "# TYPE {family} histogram");
+    for ((job_type, outcome), histogram) in histograms {
+        let labels = format!("type=\"{}\",outcome=\"{outcome}\"", label_value(job_type));
+        for (bound, n) in histogram.cumulative() {
+            let _ = writeln!(body, "{family}_bucket{{{labels},le=\"{bound}\"}} {n}");
+        }
+        let count = histogram.count;
+        let _ = writeln!(body, "{family}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(body, "{family}_sum{{{labels}}} {}", histogram.sum);
+        let _ = writeln!(body, "{family}_count{{{labels}}} {count}");
+    }
+}
+
+/// Bytes the files under `dir` take (the store: sled's segments and snapshots), bounded in
+/// depth and count.
+fn disk_usage(dir: &std::path::Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    let mut pending = vec![(dir.to_path_buf(), 0)];
+    let mut seen = 0;
+    while let Some((dir, depth)) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            seen += 1;
+            if seen > 100_000 {
+                return Ok(total);
+            }
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() && depth < 4 {
+                pending.push((entry.path(), depth + 1));
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// A Prometheus label value: backslash, double quote and line feed escaped, as the text

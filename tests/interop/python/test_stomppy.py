@@ -6,6 +6,8 @@ destinations so they do not interfere."""
 
 from __future__ import annotations
 
+import time
+
 from conftest import Client
 
 
@@ -338,15 +340,36 @@ def test_metrics_parse_with_the_prometheus_text_parser(server, clients):
     # Two queues: each family's samples must still come out as one group.
     c.send("/queue/py.metrics", "one", persistent="true")
     c.send("/queue/py.metrics-other", "two", persistent="true")
+    # A two-chunk job, so that the chunk-duration histogram has samples.
+    c.send("/app/jobs", '{"chunks": 2, "mibPerChunk": 0}', **{"job-type": "demo"})
     http = server.listening["http"]
     # One API request, so that the request counter has a sample.
     try:
         urllib.request.urlopen(f"http://{http}/api/nothing")
     except urllib.error.HTTPError as error:
         assert error.code == 404
-    with urllib.request.urlopen(f"http://{http}/metrics") as response:
-        text = response.read().decode()
-    families = {family.name: family for family in text_string_to_metric_families(text)}
+    def scrape():
+        with urllib.request.urlopen(f"http://{http}/metrics") as response:
+            text = response.read().decode()
+        return {family.name: family for family in text_string_to_metric_families(text)}
+
+    def chunks_timed(families):
+        family = families.get("stompede_job_chunk_duration_seconds")
+        return [s for s in family.samples if s.name.endswith("_count")] if family else []
+
+    deadline = time.monotonic() + 20
+    families = scrape()
+    while not chunks_timed(families) or chunks_timed(families)[0].value < 2:
+        assert time.monotonic() < deadline, "the job's chunks never showed in the histogram"
+        time.sleep(0.05)
+        families = scrape()
+    histogram = families["stompede_job_chunk_duration_seconds"]
+    assert histogram.type == "histogram"
+    assert {s.labels["type"] for s in histogram.samples} == {"demo"}
+    assert {s.labels["outcome"] for s in histogram.samples} == {"ok"}
+    infinite = [s for s in histogram.samples if s.labels.get("le") == "+Inf"]
+    assert infinite and infinite[0].value == 2
+    assert families["stompede_store_size_bytes"].samples[0].value > 0
     assert "stompede_sessions" in families
     assert families["stompede_sessions"].samples[0].value >= 1
     depth = [s for s in families["stompede_queue_depth"].samples
