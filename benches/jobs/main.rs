@@ -4,17 +4,13 @@
 //! `cargo bench --bench jobs -- [--submissions N] [--chunks N] [--pending N]`
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use serde_json::{json, Value};
 use stompede::jobs::{ChunkContext, ChunkFuture, JobHandler, JobInput};
 use stompede::jobs::{ChunkPlan, JobError, JobStatus};
-use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Headers, Version};
+use stompede::protocol::Headers;
 use stompede::{BrokerBuilder, Config, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Chunks that do nothing: measures the engine, not the work.
 struct Empty;
@@ -49,6 +45,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 use args::number as arg;
 
+#[path = "../common/submit.rs"]
+mod submit;
+use submit::submissions;
+
 async fn server(dir: &std::path::Path) -> Server {
     let config = Config {
         data_dir: dir.to_owned(),
@@ -72,54 +72,6 @@ async fn server(dir: &std::path::Path) -> Server {
         .unwrap()
 }
 
-async fn submitter(addr: SocketAddr, user: String, count: usize, delay: Option<u64>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let mut decoder = Decoder::new(Default::default());
-    let mut buf = BytesMut::new();
-    let mut out = BytesMut::new();
-    let connect = Frame::new(Command::Connect)
-        .header("accept-version", "1.2")
-        .header("login", user.as_str());
-    encode(&connect, Version::V1_2, &mut out);
-    stream.write_all(&out).await.unwrap();
-    out.clear();
-    let next = async |stream: &mut TcpStream, buf: &mut BytesMut, decoder: &mut Decoder| loop {
-        if let Some(Decoded::Frame(f)) = decoder.decode(buf).unwrap() {
-            return f;
-        }
-        assert!(stream.read_buf(buf).await.unwrap() > 0, "closed");
-    };
-    next(&mut stream, &mut buf, &mut decoder).await;
-    decoder.set_version(Version::V1_2);
-    for i in 0..count {
-        let mut frame = Frame::new(Command::Send)
-            .header("destination", "/app/jobs")
-            .header("job-type", "empty")
-            .header("receipt", i.to_string())
-            .body(r#"{"chunks":1}"#);
-        if let Some(delay) = delay {
-            frame = frame.header("delay", delay.to_string());
-        }
-        encode(&frame, Version::V1_2, &mut out);
-        stream.write_all(&out).await.unwrap();
-        out.clear();
-        let reply = next(&mut stream, &mut buf, &mut decoder).await;
-        assert_eq!(reply.command, Command::Receipt, "{reply:?}");
-    }
-}
-
-async fn submissions(addr: SocketAddr, total: usize, clients: usize, delay: Option<u64>) -> f64 {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| tokio::spawn(submitter(addr, format!("user{c}"), total / clients, delay)))
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    (total / clients * clients) as f64 / started.elapsed().as_secs_f64()
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -130,7 +82,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let s = server(dir.path()).await;
         // Delayed, so that running them does not compete with accepting them.
-        let rate = submissions(s.stomp_addr().unwrap(), n, 64, Some(3_600_000)).await;
+        let rate = submissions(s.stomp_addr().unwrap(), "empty", n, 64, Some(3_600_000)).await;
         println!("| durable submissions/s (64 clients, RECEIPT awaited each) | {rate:.0} |");
         println!("{{\"bench\":\"job_submissions\",\"clients\":64,\"per_s\":{rate:.0}}}");
         s.shutdown().await;
@@ -168,7 +120,14 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = server(dir.path()).await;
-            submissions(s.stomp_addr().unwrap(), pending, 64, Some(3_600_000)).await;
+            submissions(
+                s.stomp_addr().unwrap(),
+                "empty",
+                pending,
+                64,
+                Some(3_600_000),
+            )
+            .await;
             s.shutdown().await;
         }
         let started = Instant::now();

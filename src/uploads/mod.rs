@@ -85,6 +85,9 @@ pub struct Uploads {
     appending: resumable::Appending,
 }
 
+/// Bytes an upload gathers before each write to its file.
+const WRITE_BUFFER: usize = 1 << 20;
+
 /// An id is a ULID: anything else cannot name a file here.
 fn is_id(id: &str) -> bool {
     id.len() == 26 && id.chars().all(|c| c.is_ascii_alphanumeric())
@@ -134,7 +137,9 @@ pub struct Incoming {
     name: String,
     owner: String,
     part: PathBuf,
-    file: tokio::fs::File,
+    // Buffered: each write of a tokio file is a trip to the blocking pool, and a body comes
+    // in chunks of a few KiB.
+    file: tokio::io::BufWriter<tokio::fs::File>,
     hash: Sha256,
     size: u64,
     head: Vec<u8>,
@@ -179,7 +184,10 @@ impl Uploads {
         let id = crate::jobs::new_id().map_err(|e| UploadError::Id(e.to_string()))?;
         tokio::fs::create_dir_all(&self.dir).await?;
         let part = self.part(&id);
-        let file = tokio::fs::File::create(&part).await?;
+        let file = tokio::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            tokio::fs::File::create(&part).await?,
+        );
         Ok(Incoming {
             uploads: self.clone(),
             id,
@@ -241,7 +249,7 @@ impl Incoming {
     /// Makes the upload durable and visible; returns what is known of it.
     pub async fn finish(mut self) -> Result<UploadInfo, UploadError> {
         self.file.flush().await?;
-        self.file.sync_all().await?;
+        self.file.get_ref().sync_all().await?;
         let info = UploadInfo {
             id: self.id.clone(),
             name: self.name.clone(),
