@@ -113,6 +113,7 @@ impl BrokerBuilder {
         let stomp_addr = stomp.as_ref().and_then(|l| l.local_addr().ok());
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
+        uploads.mount(&broker);
         let tokens = crate::tokens::Tokens::open(&config.data_dir.join("api-token.key"))
             .map_err(|e| Error::TokenKey(e.to_string()))?;
         let ctx = Arc::new(ServerContext {

@@ -1226,3 +1226,79 @@ async fn a_finished_job_calls_its_webhook_signed_and_retried_until_it_is_taken()
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stomp_client_uploads_with_a_send_and_reads_the_id_in_its_receipt() {
+    use stompede::protocol::{Command, Frame};
+
+    let (mut config, _dir) = common::test_config();
+    config.users = [("ann".to_owned(), "secret".to_owned())].into();
+    config.max_upload_bytes = 1000;
+    let server = BrokerBuilder::new(config).start().await.unwrap();
+    let base = format!("http://{}", server.http_addr().unwrap());
+    let mut client = common::Tcp::connect(server.stomp_addr().unwrap(), "ann").await;
+    client
+        .subscribe("errors", "/user/queue/errors", "auto")
+        .await;
+
+    let content = "id;montant\n1;10,00\n";
+    client
+        .send(
+            Frame::new(Command::Send)
+                .header("destination", "/app/uploads")
+                .header("filename", "relevé.csv")
+                .header("receipt", "up-1")
+                .body(content),
+        )
+        .await;
+    let receipt = client.frame().await;
+    assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+    assert_eq!(receipt.get("receipt-id"), Some("up-1"));
+    assert_eq!(receipt.get("upload-size"), Some("19"));
+    assert_eq!(receipt.get("upload-content-type"), Some("text/plain"));
+    let id = receipt.get("upload-id").unwrap().to_owned();
+
+    // The same upload over HTTP, for its owner.
+    let info = call(args![
+        "-u",
+        "ann:secret",
+        format!("{base}/api/uploads/{id}")
+    ])
+    .await;
+    assert_eq!(info.status, 200, "{info:?}");
+    let info = info.json();
+    assert_eq!(info["name"], "relevé.csv");
+    assert_eq!(info["sha256"].as_str(), receipt.get("upload-sha256"));
+
+    // A bad name and an oversize body are refused on /user/queue/errors; the session goes on.
+    for (name, body, code) in [
+        ("../x.csv", "a".repeat(10), "bad_name"),
+        ("big.bin", "a".repeat(1001), "too_large"),
+    ] {
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/uploads")
+                    .header("filename", name)
+                    .header("receipt", "up-bad")
+                    .body(body),
+            )
+            .await;
+        let refusal = client.frame().await;
+        assert_eq!(refusal.command, Command::Message, "{refusal:?}");
+        assert_eq!(refusal.get("event"), Some("UPLOAD_REJECTED"));
+        assert_eq!(refusal.get("receipt-id"), Some("up-bad"));
+        let body: Value = serde_json::from_slice(&refusal.body).unwrap();
+        assert_eq!(body["code"], code, "{body}");
+    }
+    client
+        .send_receipted(
+            Frame::new(Command::Send)
+                .header("destination", "/app/uploads")
+                .header("filename", "again.txt")
+                .body("still here"),
+            "up-2",
+        )
+        .await;
+    server.shutdown().await;
+}

@@ -3,6 +3,7 @@
 //! types take an upload id where they take a path (`processors/input.rs`). Large files may
 //! come in several requests instead (`resumable.rs`).
 
+mod mount;
 mod resumable;
 
 use std::path::{Path, PathBuf};
