@@ -1302,3 +1302,53 @@ async fn a_stomp_client_uploads_with_a_send_and_reads_the_id_in_its_receipt() {
         .await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_by_its_client_leaves_nothing_behind() {
+    use tokio::io::AsyncWriteExt;
+
+    let api = start(8 << 20).await;
+    let boundary = "cut";
+    let multipart_head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let cases = [
+        (
+            "Content-Type: application/octet-stream\r\n\
+             Content-Disposition: attachment; filename=\"a.bin\"\r\n"
+                .to_owned(),
+            String::new(),
+        ),
+        (
+            format!("Content-Type: multipart/form-data; boundary={boundary}\r\n"),
+            multipart_head,
+        ),
+    ];
+    for (headers, preamble) in cases {
+        let mut socket = tokio::net::TcpStream::connect(api.server.http_addr().unwrap())
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /api/uploads HTTP/1.1\r\nHost: test\r\nAuthorization: Basic YW5uOnB3\r\n\
+             {headers}Content-Length: 1000000\r\n\r\n{preamble}"
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(&vec![7u8; 300_000]).await.unwrap();
+        // Wait until the server has started writing the file, then go away.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !api.stored().iter().any(|name| name.ends_with(".part")) {
+            assert!(tokio::time::Instant::now() < deadline, "no upload began");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(socket);
+        while !api.stored().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "left behind: {:?}",
+                api.stored()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
