@@ -3,8 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod cli;
+
+use std::process::ExitCode;
+
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use stompede::{BrokerBuilder, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +21,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "stompede",
     version,
-    about = "STOMP over WebSocket broker with a durable job engine"
+    about = "STOMP over WebSocket broker with a durable job engine",
+    after_help = "Examples:
+  stompede serve                                   run the server (ws://127.0.0.1:15674/ws)
+  stompede submit demo --chunks 20                 submit a job and watch its progress
+  stompede submit reconcile bo.csv partner.csv --bo-key id --partner-key ref
+  stompede jobs list --status failed               your failed jobs
+  stompede subscribe /topic/news                   print what arrives there
+  STOMPEDE_PASSWORD=pw stompede --user ann jobs watch 01J...
+
+Client exit codes: 0 done, 1 error, 3 a job failed, 4 a job was cancelled."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +41,39 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Upload what a job reads, submit it, and follow it with a progress bar.
+    Submit {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        job: cli::SubmitCommand,
+    },
+    /// List, show, watch, cancel, pause, resume, retry or delete jobs.
+    Jobs {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(subcommand)]
+        command: cli::JobsCommand,
+    },
+    /// Send one message to a destination.
+    Send {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(flatten)]
+        send: cli::SendArgs,
+    },
+    /// Print the messages that arrive on a destination.
+    Subscribe {
+        #[command(flatten)]
+        client: cli::ClientArgs,
+        #[command(flatten)]
+        subscribe: cli::SubscribeArgs,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Flags override environment variables, which override the config file, which overrides the
@@ -214,9 +260,24 @@ impl ServeArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Submit { client, job } => Ok(cli::run(cli::submit::submit(&client, job))),
+        Command::Jobs { client, command } => Ok(cli::run(cli::jobs::jobs(&client, command))),
+        Command::Send { client, send } => Ok(cli::run(cli::debug::send(&client, send))),
+        Command::Subscribe { client, subscribe } => {
+            Ok(cli::run(cli::debug::subscribe(&client, subscribe)))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stompede",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             let logs = tracing_subscriber::fmt()
                 .with_env_filter(EnvFilter::try_new(&args.log).context("--log")?)
@@ -235,7 +296,8 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(serve(config))
+                .block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,0 +1,199 @@
+//! A small STOMP 1.2 client for the command line: over WebSocket (`ws://`, the default) or
+//! plain TCP (`tcp://`), with the same codec the server uses.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Limits, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long the server has to answer a CONNECT or a receipted frame.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+enum Link {
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
+    Tcp(TcpStream),
+}
+
+/// A connected STOMP session.
+pub struct Connection {
+    link: Link,
+    decoder: Decoder,
+    buf: BytesMut,
+    receipts: u64,
+}
+
+/// Who connects.
+#[derive(Debug, Clone, Default)]
+pub struct Login {
+    /// The user name (none in open mode: the server names the session).
+    pub user: Option<String>,
+    /// The password.
+    pub password: Option<String>,
+}
+
+impl Connection {
+    /// Connects to `url` (`ws://HOST:PORT/ws` or `tcp://HOST:PORT`) and logs in.
+    pub async fn open(url: &str, login: &Login) -> anyhow::Result<Connection> {
+        let link = if let Some(addr) = url.strip_prefix("tcp://") {
+            let stream = TcpStream::connect(addr.trim_end_matches('/'))
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            stream.set_nodelay(true)?;
+            Link::Tcp(stream)
+        } else if url.starts_with("ws://") {
+            let mut request = url
+                .into_client_request()
+                .with_context(|| format!("bad URL {url}"))?;
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static("v12.stomp"),
+            );
+            let (socket, _) = tokio_tungstenite::connect_async(request)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            Link::Ws(Box::new(socket))
+        } else {
+            bail!("--url must start with ws:// or tcp://, not {url:?} (TLS is not supported yet)");
+        };
+        let mut connection = Connection {
+            link,
+            decoder: Decoder::new(Limits::default()),
+            buf: BytesMut::new(),
+            receipts: 0,
+        };
+        let mut connect = Frame::new(Command::Connect)
+            .header("accept-version", "1.2")
+            .header("host", "stompede")
+            // The CLI reads as it goes; no heart-beats to keep.
+            .header("heart-beat", "0,0");
+        if let Some(user) = &login.user {
+            connect = connect.header("login", user);
+        }
+        if let Some(password) = &login.password {
+            connect = connect.header("passcode", password);
+        }
+        connection.send(&connect).await?;
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, connection.next())
+            .await
+            .context("the server did not answer the CONNECT")??;
+        match answer.command {
+            Command::Connected => {
+                connection.decoder.set_version(Version::V1_2);
+                Ok(connection)
+            }
+            _ => bail!("{}", refusal(&answer)),
+        }
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: &Frame) -> anyhow::Result<()> {
+        let mut out = BytesMut::new();
+        encode(frame, Version::V1_2, &mut out);
+        match &mut self.link {
+            Link::Tcp(stream) => stream.write_all(&out).await?,
+            Link::Ws(socket) => socket.send(Message::binary(out.freeze())).await?,
+        }
+        Ok(())
+    }
+
+    /// Sends `frame` with a fresh receipt; returns the receipt id to wait for.
+    pub async fn send_receipted(&mut self, frame: Frame) -> anyhow::Result<String> {
+        self.receipts += 1;
+        let id = format!("cli-{}", self.receipts);
+        self.send(&frame.header("receipt", &id)).await?;
+        Ok(id)
+    }
+
+    /// The next frame from the server (heart-beats skipped); an error when it closes.
+    pub async fn next(&mut self) -> anyhow::Result<Frame> {
+        loop {
+            match self.decoder.decode(&mut self.buf)? {
+                Some(Decoded::Frame(frame)) => return Ok(frame),
+                Some(Decoded::HeartBeat) => continue,
+                None => {}
+            }
+            match &mut self.link {
+                Link::Tcp(stream) => {
+                    if stream.read_buf(&mut self.buf).await? == 0 {
+                        bail!("the server closed the connection");
+                    }
+                }
+                Link::Ws(socket) => match socket.next().await {
+                    Some(Ok(Message::Binary(bytes))) => self.buf.extend_from_slice(&bytes),
+                    Some(Ok(Message::Text(text))) => self.buf.extend_from_slice(text.as_bytes()),
+                    Some(Ok(Message::Close(_))) | None => {
+                        bail!("the server closed the connection")
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(error.into()),
+                },
+            }
+        }
+    }
+
+    /// Subscribes to `destination` with `extra` headers, and waits until the server has it.
+    pub async fn subscribe(
+        &mut self,
+        id: &str,
+        destination: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Vec<Frame>> {
+        let mut frame = Frame::new(Command::Subscribe)
+            .header("id", id)
+            .header("destination", destination)
+            .header("ack", "auto");
+        for (name, value) in extra {
+            frame = frame.header(name, value);
+        }
+        let receipt = self.send_receipted(frame).await?;
+        self.until_receipt(&receipt).await
+    }
+
+    /// Reads until the RECEIPT `receipt`; returns the frames that came first. An ERROR fails.
+    pub async fn until_receipt(&mut self, receipt: &str) -> anyhow::Result<Vec<Frame>> {
+        let mut before = Vec::new();
+        let wait = async {
+            loop {
+                let frame = self.next().await?;
+                match frame.command {
+                    Command::Receipt if frame.get("receipt-id") == Some(receipt) => {
+                        return Ok(before);
+                    }
+                    Command::Error => bail!("{}", refusal(&frame)),
+                    _ => before.push(frame),
+                }
+            }
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, wait)
+            .await
+            .context("the server did not answer in time")?
+    }
+
+    /// Says goodbye.
+    pub async fn close(mut self) {
+        let _ = self.send(&Frame::new(Command::Disconnect)).await;
+        if let Link::Ws(socket) = &mut self.link {
+            let _ = SinkExt::close(socket.as_mut()).await;
+        }
+    }
+}
+
+/// An ERROR frame (or another unexpected answer) in one line.
+pub fn refusal(frame: &Frame) -> String {
+    let message = frame.get("message").unwrap_or("no message");
+    let detail = String::from_utf8_lossy(&frame.body);
+    let detail = detail.trim();
+    if detail.is_empty() || detail == message {
+        format!("the server refused: {message}")
+    } else {
+        format!("the server refused: {message} ({detail})")
+    }
+}
