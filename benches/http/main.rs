@@ -97,6 +97,21 @@ fn spawn() -> Broker {
     }
 }
 
+/// CPU time (user + system) process `pid` has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // /proc counts in USER_HZ, which Linux fixes at 100 whatever the kernel's own tick.
+    ticks / 100.0
+}
+
 /// `VmRSS` and `VmHWM` of process `pid`, in MiB.
 fn memory(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -206,12 +221,21 @@ fn main() {
         // Warm both paths (connections, the store's first segments) before measuring.
         posts(broker.http, 640, 64).await;
         submit::submissions(broker.stomp, "demo", 640, 64, Some(3_600_000)).await;
+        let pid = broker.child.id();
+        let cpu = cpu_seconds(pid);
         let http = posts(broker.http, n, 64).await;
+        let http_cpu = (cpu_seconds(pid) - cpu) * 1e6 / n as f64;
+        let cpu = cpu_seconds(pid);
         let stomp = submit::submissions(broker.stomp, "demo", n, 64, Some(3_600_000)).await;
-        println!("| durable POST /api/jobs per s (64 callers, 202 awaited each) | {http:.0} |");
-        println!("| durable STOMP submissions per s, same run (64 callers, RECEIPT awaited) | {stomp:.0} |");
+        let stomp_cpu = (cpu_seconds(pid) - cpu) * 1e6 / n as f64;
         println!(
-            "{{\"bench\":\"api_jobs\",\"http_per_s\":{http:.0},\"stomp_per_s\":{stomp:.0}}}"
+            "| durable POST /api/jobs per s (64 callers, 202 awaited each) | {http:.0} | server CPU {http_cpu:.1} µs each |"
+        );
+        println!(
+            "| durable STOMP submissions per s, same run (64 callers, RECEIPT awaited) | {stomp:.0} | server CPU {stomp_cpu:.1} µs each |"
+        );
+        println!(
+            "{{\"bench\":\"api_jobs\",\"http_per_s\":{http:.0},\"stomp_per_s\":{stomp:.0},\"http_cpu_us\":{http_cpu:.1},\"stomp_cpu_us\":{stomp_cpu:.1}}}"
         );
         drop(broker);
 
