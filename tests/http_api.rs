@@ -1352,3 +1352,58 @@ async fn an_upload_cut_off_by_its_client_leaves_nothing_behind() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_job_answers_gone_to_its_owner_even_after_a_restart() {
+    let (mut config, _dir) = common::test_config();
+    config.users = [("ann", "pw"), ("bob", "pw")]
+        .map(|(u, p)| (u.to_owned(), p.to_owned()))
+        .into();
+    config.job_retention_ms = 1_000;
+    let start = |config: stompede::Config| async move {
+        let server = BrokerBuilder::new(config)
+            .job_type("demo", stompede::jobs::Demo::default())
+            .start()
+            .await
+            .unwrap();
+        let base = format!("http://{}", server.http_addr().unwrap());
+        (server, base)
+    };
+    let (server, base) = start(config.clone()).await;
+    let accepted = call(args![
+        "-u",
+        "ann:pw",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"type":"demo","params":{"chunks":1,"mibPerChunk":0}}"#,
+        format!("{base}/api/jobs"),
+    ])
+    .await;
+    let id = accepted.json()["id"].as_str().unwrap().to_owned();
+    let result = format!("{base}/api/jobs/{id}/result");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = call(args!["-u", "ann:pw", result.clone()]).await;
+        if answer.status == 410 {
+            answer.problem(410, "expired");
+            break;
+        }
+        assert!(
+            matches!(answer.status, 200 | 202),
+            "before it expires: {answer:?}"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Another user learns nothing; the owner still hears "expired" after a restart.
+    call(args!["-u", "bob:pw", result.clone()])
+        .await
+        .problem(404, "not_found");
+    server.shutdown().await;
+    let (server, base) = start(config).await;
+    call(args!["-u", "ann:pw", format!("{base}/api/jobs/{id}")])
+        .await
+        .problem(410, "expired");
+    server.shutdown().await;
+}

@@ -135,7 +135,15 @@ pub(crate) async fn submit(
 fn visible(engine: &JobEngine, caller: &Caller, id: &str) -> Result<crate::jobs::Job, Problem> {
     match engine.job(id) {
         Some(job) if caller.admin || job.owner == caller.user => Ok(job),
-        _ => Err(Problem::not_found(format!("no job {id} of yours"))),
+        Some(_) => Err(Problem::not_found(format!("no job {id} of yours"))),
+        None => match engine.expired_owner(id) {
+            Some(owner) if caller.admin || owner == caller.user => Err(Problem::new(
+                StatusCode::GONE,
+                "expired",
+                format!("job {id} ended longer ago than the retention and was removed"),
+            )),
+            _ => Err(Problem::not_found(format!("no job {id} of yours"))),
+        },
     }
 }
 

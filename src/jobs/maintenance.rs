@@ -11,6 +11,21 @@ use super::{idempotency_key, JobEngine, Rejection};
 use crate::clock::now_ms;
 use crate::store::jobs::JobWrite;
 
+/// Tombstones kept at most, so a burst of expiries cannot grow memory without bound.
+const MAX_TOMBSTONES: usize = 100_000;
+
+/// How long a tombstone is kept at least (longer when the retention is longer).
+const TOMBSTONE_TIME: Duration = Duration::from_secs(24 * 3600);
+
+/// What is left of a job retention removed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Gone {
+    /// Who owned it (only they, and admins, learn that it expired).
+    pub owner: String,
+    /// When it was removed, ms since the epoch.
+    pub at: u64,
+}
+
 impl JobEngine {
     /// Every second: fails jobs past their deadline, publishes `/topic/stats` when someone
     /// listens; every minute: removes finished jobs past retention or beyond the kept counts.
@@ -117,28 +132,72 @@ impl JobEngine {
                 continue;
             }
             // It may have been retried since the list was made.
-            if self.forget_finished(&id, key.as_deref()) {
+            if self.forget_finished(&id, key.as_deref(), true) {
                 expired_dirs.push((self.inner.config.results_dir.join(&id), id));
             }
         }
         remove_result_dirs(expired_dirs).await;
+        let kept_for = self.inner.config.retention.max(TOMBSTONE_TIME).as_millis() as u64;
+        self.prune_tombstones(now_ms().saturating_sub(kept_for));
     }
 
-    /// Removes finished job `id` (and its idempotency `key`) from memory and the store; false
-    /// when it is not finished (any more).
-    fn forget_finished(&self, id: &str, key: Option<&str>) -> bool {
+    /// Forgets the tombstones older than `cutoff` and the oldest beyond [`MAX_TOMBSTONES`].
+    fn prune_tombstones(&self, cutoff: u64) {
         let mut state = self.lock();
-        if !state.jobs.get(id).is_some_and(|j| j.status.is_finished()) {
-            return false;
+        let mut by_age: Vec<(u64, String)> = state
+            .gone
+            .iter()
+            .map(|(id, gone)| (gone.at, id.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let excess = by_age.len().saturating_sub(MAX_TOMBSTONES);
+        let mut writes = Vec::new();
+        for (n, (at, id)) in by_age.into_iter().enumerate() {
+            if n >= excess && at >= cutoff {
+                break;
+            }
+            state.gone.remove(&id);
+            writes.push(JobWrite::ForgetTombstone { id });
         }
+        if !writes.is_empty() {
+            self.inner.writer.queue(Commit {
+                writes,
+                ..Commit::default()
+            });
+        }
+    }
+
+    /// Removes finished job `id` (and its idempotency `key`) from memory and the store,
+    /// leaving a tombstone when `tombstone` (expiry; a deletion leaves none); false when it
+    /// is not finished (any more).
+    fn forget_finished(&self, id: &str, key: Option<&str>, tombstone: bool) -> bool {
+        let mut state = self.lock();
+        let Some(job) = state.jobs.get(id).filter(|j| j.status.is_finished()) else {
+            return false;
+        };
+        let gone = Gone {
+            owner: job.owner.clone(),
+            at: now_ms(),
+        };
         state.jobs.remove(id);
         if let Some(key) = key {
             if state.idempotency.get(key).is_some_and(|owner| owner == id) {
                 state.idempotency.remove(key);
             }
         }
+        let mut writes = vec![JobWrite::Remove { id: id.to_owned() }];
+        if tombstone {
+            match serde_json::to_vec(&gone) {
+                Ok(record) => writes.push(JobWrite::Tombstone {
+                    id: id.to_owned(),
+                    record,
+                }),
+                Err(error) => tracing::warn!(job = %id, %error, "tombstone not encoded"),
+            }
+            state.gone.insert(id.to_owned(), gone);
+        }
         self.inner.writer.queue(Commit {
-            writes: vec![JobWrite::Remove { id: id.to_owned() }],
+            writes,
             ..Commit::default()
         });
         true
@@ -159,7 +218,7 @@ impl JobEngine {
             .idempotency_key
             .as_ref()
             .map(|k| idempotency_key(&job.owner, k));
-        if !self.forget_finished(id, key.as_deref()) {
+        if !self.forget_finished(id, key.as_deref(), false) {
             return Err(Rejection {
                 code: "invalid_state",
                 reason: format!("job {id} is {}: cancel it first", job.status.as_str()),

@@ -79,6 +79,9 @@ struct State {
     unfinished: HashMap<String, usize>,
     /// Job id by `owner NUL idempotency-key`, for the jobs that have a key.
     idempotency: HashMap<String, String>,
+    /// Jobs removed by retention, for a day (or the retention, if longer) after
+    /// (`maintenance.rs`).
+    gone: HashMap<String, maintenance::Gone>,
 }
 
 impl State {
@@ -236,6 +239,12 @@ impl JobEngine {
     /// Chunk durations by job type and outcome.
     pub(crate) fn chunk_times(&self) -> Vec<((String, &'static str), timing::Histogram)> {
         self.inner.chunk_times.snapshot()
+    }
+
+    /// The owner of job `id` when retention removed it (for a day, or the retention if longer,
+    /// after), so that asking for it can say "expired" rather than "no such job".
+    pub fn expired_owner(&self, id: &str) -> Option<String> {
+        self.lock().gone.get(id).map(|gone| gone.owner.clone())
     }
 
     /// A job's current state.

@@ -68,6 +68,11 @@ impl JobEngine {
             self.queue_webhook(&job);
             state.jobs.insert(job.id.clone(), job);
         }
+        for (id, record) in self.inner.store.tombstones()? {
+            if let Ok(gone) = serde_json::from_slice(&record) {
+                state.gone.insert(id, gone);
+            }
+        }
         if !state.jobs.is_empty() {
             tracing::info!(jobs = state.jobs.len(), resumed, "jobs recovered");
         }

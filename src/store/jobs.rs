@@ -24,6 +24,9 @@ const JOB: u8 = b'j';
 const PLAN: u8 = b'p';
 const CHUNK: u8 = b'c';
 const EVENT: u8 = b'e';
+/// What is left of a job removed by retention: its owner and when, so that asking for it
+/// answers "expired" rather than "no such job".
+const GONE: u8 = b'g';
 
 /// One change to the job records.
 #[derive(Debug, Clone)]
@@ -62,6 +65,18 @@ pub enum JobWrite {
     },
     /// Everything of a job.
     Remove {
+        /// The job id.
+        id: String,
+    },
+    /// A removed job's tombstone (JSON).
+    Tombstone {
+        /// The job id.
+        id: String,
+        /// The tombstone.
+        record: Vec<u8>,
+    },
+    /// A tombstone past its own time.
+    ForgetTombstone {
         /// The job id.
         id: String,
     },
@@ -134,6 +149,10 @@ impl JobStore {
                     value.extend_from_slice(body);
                     batch.insert(numbered(EVENT, id, seq % EVENT_LOG_LIMIT), value);
                 }
+                JobWrite::Tombstone { id, record } => {
+                    batch.insert(key(GONE, id), record.as_slice())
+                }
+                JobWrite::ForgetTombstone { id } => batch.remove(key(GONE, id)),
                 JobWrite::Remove { id } => {
                     batch.remove(key(JOB, id));
                     batch.remove(key(PLAN, id));
@@ -148,6 +167,18 @@ impl JobStore {
         self.records.apply_batch(batch)?;
         self.store.wrote();
         Ok(())
+    }
+
+    /// Every tombstone, in id order.
+    pub fn tombstones(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.records
+            .scan_prefix([GONE])
+            .map(|entry| {
+                let (key, value) = entry?;
+                let id = String::from_utf8_lossy(&key[1..]).into_owned();
+                Ok((id, value.to_vec()))
+            })
+            .collect()
     }
 
     /// Every job record, in id order.
