@@ -4,6 +4,7 @@
 
 mod broker;
 mod caller;
+mod dashboard;
 mod jobs;
 mod problem;
 mod resumable;
@@ -68,6 +69,7 @@ pub(crate) fn router(ctx: Arc<ServerContext>) -> Router {
     let cors = cors(&ctx.config.allowed_origins);
     let router = routes()
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), count))
+        .merge(dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(not_allowed)
         .with_state(ctx);
