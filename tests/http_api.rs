@@ -236,6 +236,16 @@ async fn uploads_are_streamed_hashed_owned_and_refused_when_bad() {
         anonymous.body.contains("www-authenticate: Basic"),
         "{anonymous:?}"
     );
+    // A page that logs in by itself gets no challenge: no browser dialog over it.
+    let scripted = call(args![
+        "-i",
+        "-H",
+        "X-Requested-With: stompede-dashboard",
+        api.url(&format!("/api/uploads/{id}"))
+    ])
+    .await;
+    assert_eq!(scripted.status, 401);
+    assert!(!scripted.body.contains("www-authenticate"), "{scripted:?}");
     call(args![
         "-u",
         "ann:wrong",

@@ -33,52 +33,66 @@ impl FromRequestParts<Arc<ServerContext>> for Caller {
         parts: &mut Parts,
         ctx: &Arc<ServerContext>,
     ) -> Result<Caller, Problem> {
-        let credentials = match parts.headers.get(header::AUTHORIZATION) {
-            None => None,
-            Some(value) => {
-                let value = value
-                    .to_str()
-                    .map_err(|_| unauthorised("the Authorization header is not text"))?;
-                if let Some(token) = value.strip_prefix("Bearer ") {
-                    let user = ctx
-                        .tokens
-                        .verify(token.trim(), crate::clock::now_ms())
-                        .ok_or_else(|| unauthorised("the bearer token is invalid or expired"))?;
-                    let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
-                    return Ok(Caller {
-                        user,
-                        admin,
-                        by_token: true,
-                    });
-                }
-                let encoded = value.strip_prefix("Basic ").ok_or_else(|| {
-                    unauthorised("use HTTP Basic authentication or a bearer token")
-                })?;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim())
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| unauthorised("the Basic credentials do not decode"))?;
-                let (login, passcode) = decoded
-                    .split_once(':')
-                    .map(|(l, p)| (l.to_owned(), p.to_owned()))
-                    .unwrap_or((decoded, String::new()));
-                Some((login, passcode))
+        // A script that handles its own login (the dashboard) says so; the browser's own
+        // password dialog must not pop up over it.
+        let scripted = parts.headers.contains_key("x-requested-with");
+        identify(parts, ctx).map_err(|problem| {
+            if scripted {
+                problem.without_challenge()
+            } else {
+                problem
             }
-        };
-        let (login, passcode) = match &credentials {
-            Some((l, p)) => (Some(l.as_str()), Some(p.as_str())),
-            None => (None, None),
-        };
-        let user = ctx
-            .auth
-            .authenticate(login, passcode, || "anonymous".to_owned())
-            .map_err(|_| unauthorised("wrong or missing credentials"))?;
-        let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
-        Ok(Caller {
-            user,
-            admin,
-            by_token: false,
         })
     }
+}
+
+/// The caller named by the request's credentials.
+fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Problem> {
+    let credentials = match parts.headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value
+                .to_str()
+                .map_err(|_| unauthorised("the Authorization header is not text"))?;
+            if let Some(token) = value.strip_prefix("Bearer ") {
+                let user = ctx
+                    .tokens
+                    .verify(token.trim(), crate::clock::now_ms())
+                    .ok_or_else(|| unauthorised("the bearer token is invalid or expired"))?;
+                let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
+                return Ok(Caller {
+                    user,
+                    admin,
+                    by_token: true,
+                });
+            }
+            let encoded = value
+                .strip_prefix("Basic ")
+                .ok_or_else(|| unauthorised("use HTTP Basic authentication or a bearer token"))?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| unauthorised("the Basic credentials do not decode"))?;
+            let (login, passcode) = decoded
+                .split_once(':')
+                .map(|(l, p)| (l.to_owned(), p.to_owned()))
+                .unwrap_or((decoded, String::new()));
+            Some((login, passcode))
+        }
+    };
+    let (login, passcode) = match &credentials {
+        Some((l, p)) => (Some(l.as_str()), Some(p.as_str())),
+        None => (None, None),
+    };
+    let user = ctx
+        .auth
+        .authenticate(login, passcode, || "anonymous".to_owned())
+        .map_err(|_| unauthorised("wrong or missing credentials"))?;
+    let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
+    Ok(Caller {
+        user,
+        admin,
+        by_token: false,
+    })
 }

@@ -11,6 +11,7 @@ pub(crate) struct Problem {
     code: &'static str,
     detail: String,
     retry_after: Option<u64>,
+    challenge: bool,
 }
 
 impl Problem {
@@ -21,12 +22,19 @@ impl Problem {
             code,
             detail: detail.into(),
             retry_after: None,
+            challenge: true,
         }
     }
 
     /// Tells the client when to try again (`Retry-After`, seconds).
     pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    /// A `401` without `WWW-Authenticate`, for a page that asks for credentials itself.
+    pub(crate) fn without_challenge(mut self) -> Self {
+        self.challenge = false;
         self
     }
 
@@ -54,7 +62,7 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status == StatusCode::UNAUTHORIZED && self.challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"stompede\", charset=\"UTF-8\""),

@@ -27,8 +27,12 @@ const state = {
 
 // --- HTTP ------------------------------------------------------------------------------------
 
+/** Credentials for the API, and the header that keeps the browser's own login dialog away. */
 function authHeader(credentials = state.credentials) {
-  return credentials ? { Authorization: 'Basic ' + btoa(unescape(encodeURIComponent(`${credentials.login}:${credentials.passcode}`))) } : {};
+  const scripted = { 'X-Requested-With': 'stompede-dashboard' };
+  if (!credentials) return scripted;
+  const basic = btoa(String.fromCharCode(...new TextEncoder().encode(`${credentials.login}:${credentials.passcode}`)));
+  return { ...scripted, Authorization: `Basic ${basic}` };
 }
 
 async function api(path, options = {}) {
@@ -61,7 +65,7 @@ async function start() {
   if (saved && (await tryLogin(JSON.parse(saved)))) return enter(JSON.parse(saved));
   // Open mode takes any name: the page uses one name for STOMP and HTTP alike.
   const guest = { login: localStorage.getItem('stompede-guest') ?? `guest-${Math.random().toString(36).slice(2, 8)}`, passcode: '' };
-  const open = await fetch('/api/jobs?limit=1');
+  const open = await fetch('/api/jobs?limit=1', { headers: authHeader(null) });
   if (open.ok && (await tryLogin(guest))) {
     localStorage.setItem('stompede-guest', guest.login);
     return enter(guest);
