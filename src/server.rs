@@ -242,6 +242,15 @@ impl Server {
         self.http_addr
     }
 
+    /// Every HTTP route of the server (WebSocket STOMP at `/ws`, the API, the dashboard,
+    /// `/health`, `/metrics`), to serve from an application's own axum server: start the
+    /// broker with `http: None`, merge this router into the application's, and serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (sessions know their peer's
+    /// address). See `examples/axum_app.rs`.
+    pub fn http_router(&self) -> axum::Router {
+        router(self.ctx.clone())
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.ctx.config

@@ -377,3 +377,24 @@ def test_metrics_parse_with_the_prometheus_text_parser(server, clients):
     assert depth and depth[0].value == 1
     assert "stompede_messages_published" in families
     assert "stompede_jobs" in families
+
+
+def test_the_python_example_follows_a_job_to_its_end(server):
+    """examples/python/follow_job.py, run as its docstring says, against a real server."""
+    import pathlib
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).resolve().parents[3] / "examples" / "python" / "follow_job.py"
+    host, port = server.listening["stomp"].rsplit(":", 1)
+    result = subprocess.run(
+        [sys.executable, str(example), "--host", host, "--port", port, "--chunks", "4"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("submitted ")
+    assert [l for l in lines if l.startswith("CHUNK_COMPLETED")] == [
+        f"CHUNK_COMPLETED {i}/4" for i in range(1, 5)
+    ]
+    assert lines[-1] == "JOB_COMPLETED"
