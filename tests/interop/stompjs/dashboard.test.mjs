@@ -16,7 +16,9 @@ import { chromium } from 'playwright-core';
 
 import { brokerTest, chromiumPath } from './harness.mjs';
 
-const SHOTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'target', 'dashboard');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const NODE_MODULES = path.resolve(HERE, '..', 'node_modules');
+const SHOTS = path.resolve(HERE, '..', '..', '..', 'target', 'dashboard');
 const WAIT = 20_000;
 
 let browser;
@@ -165,3 +167,28 @@ brokerTest('pause and resume a demo job; a lost WebSocket costs no event and no 
   await page.screenshot({ path: path.join(SHOTS, 'phone.png'), fullPage: true });
   assert.deepEqual(problems, []);
 }, { timeout: 90_000 });
+
+brokerTest('the example page follows a job with @stomp/stompjs', async ctx => {
+  const server = await ctx.server();
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', error => problems.push(error.message));
+  // The page loads stompjs from a CDN; here it comes from node_modules, with no network.
+  const bundle = path.join(NODE_MODULES, '@stomp', 'stompjs', 'bundles', 'stomp.umd.min.js');
+  await page.route('https://cdn.jsdelivr.net/**', route =>
+    route.fulfill({ path: bundle, contentType: 'text/javascript' }),
+  );
+  const example = path.resolve(NODE_MODULES, '..', '..', '..', 'examples', 'web', 'follow-job.html');
+  await page.goto(`file://${example}?ws=${encodeURIComponent(server.wsUrl)}`);
+  await page.getByRole('button', { name: 'Start a demo job' }).click();
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'completed', null, {
+    timeout: WAIT,
+  });
+  assert.equal(await page.locator('#bar').evaluate(bar => bar.value), 100);
+  const log = await page.locator('#log').innerText();
+  const seqs = [...log.matchAll(/^#(\d+) /gm)].map(m => Number(m[1]));
+  assert.deepEqual(seqs, seqs.map((_, i) => i + 1), log);
+  assert.match(log, /JOB_COMPLETED/);
+  assert.deepEqual(problems, []);
+});
