@@ -69,6 +69,7 @@ impl OcrServer {
         let import = tempfile::tempdir().unwrap();
         let (mut config, dir) = common::test_config();
         config.job_progress_interval_ms = 0;
+        config.import_dir = Some(import.path().to_owned());
         let server = BrokerBuilder::new(config)
             .job_type("ocr", Ocr::new(import.path(), tesseract).await)
             .start()
@@ -264,6 +265,46 @@ async fn text_layers_are_read_directly_and_mixed_pdfs_page_by_page() {
         .await;
     assert_eq!(result["pageCount"], 1);
     assert_eq!(result["pages"][0]["page"], 2);
+
+    // A picture of each page, to read the text beside (its owner only; pages from 1).
+    let id = s.submit(json!({"file": "mixed.pdf"})).await;
+    s.finished(&id).await;
+    let base = format!(
+        "http://{}/api/jobs/{id}/pages",
+        s.server.http_addr().unwrap()
+    );
+    let get = |user: &str, page: &str| {
+        let out = Process::new("curl")
+            .args([
+                "-sS",
+                "-u",
+                &format!("{user}:x"),
+                "-w",
+                "\n%{http_code} %{content_type}",
+            ])
+            .arg(format!("{base}/{page}"))
+            .output()
+            .unwrap();
+        out.stdout
+    };
+    let picture = get("ann", "2");
+    assert!(
+        picture.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "a PNG: {}",
+        String::from_utf8_lossy(&picture[..picture.len().min(300)])
+    );
+    assert!(String::from_utf8_lossy(&picture).ends_with("200 image/png"));
+    for (user, page, status) in [
+        ("ann", "3", "404"),
+        ("ann", "0", "400"),
+        ("bob", "1", "404"),
+    ] {
+        let answer = String::from_utf8_lossy(&get(user, page)).into_owned();
+        assert!(
+            answer.contains(&format!("\n{status} application/problem+json")),
+            "{answer}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

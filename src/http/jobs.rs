@@ -131,6 +131,15 @@ pub(crate) async fn submit(
     ))
 }
 
+/// The job `id` when `caller` may see it (for the other API modules).
+pub(crate) fn visible_job(
+    ctx: &ServerContext,
+    caller: &Caller,
+    id: &str,
+) -> Result<crate::jobs::Job, Problem> {
+    visible(engine(ctx)?, caller, id)
+}
+
 /// The job `id` when `caller` may see it.
 fn visible(engine: &JobEngine, caller: &Caller, id: &str) -> Result<crate::jobs::Job, Problem> {
     match engine.job(id) {

@@ -6,6 +6,7 @@ mod broker;
 mod caller;
 mod dashboard;
 mod jobs;
+mod pages;
 mod problem;
 mod resumable;
 mod tokens;
@@ -56,6 +57,7 @@ api! {
     get "/api/jobs/{id}/result" => get(jobs::result),
     get "/api/jobs/{id}/events" => get(jobs::events),
     get "/api/jobs/{id}/files/{name}" => get(jobs::file),
+    get "/api/jobs/{id}/pages/{page}" => get(pages::page),
     post "/api/jobs/{id}/{action}" => post(jobs::control),
     get "/api/stats" => get(jobs::stats),
     post "/api/tokens" => post(tokens::issue),

@@ -1,8 +1,8 @@
 //! Built-in job types (`reconcile`, `ocr`). Each is a [`JobHandler`](crate::jobs::JobHandler) and knows nothing of
 //! STOMP.
 
-mod input;
-mod ocr;
+pub(crate) mod input;
+pub(crate) mod ocr;
 mod reconcile;
 
 pub use ocr::Ocr;

@@ -396,16 +396,46 @@ function renderResult(job) {
     parts.push(pre);
   }
   if (Array.isArray(result.pages)) {
-    const pages = document.createElement('ol');
+    const pages = document.createElement('div');
     pages.className = 'pages';
     for (const page of result.pages) {
-      const item = document.createElement('li');
-      item.textContent = `page ${page.page}: ${page.source}, confidence ${page.confidence ?? '—'}, ${page.chars} characters`;
-      pages.append(item);
+      const figure = document.createElement('figure');
+      figure.className = 'page';
+      figure.dataset.page = String(page.page);
+      const image = document.createElement('img');
+      image.alt = `page ${page.page} of the input`;
+      const text = document.createElement('pre');
+      text.className = 'page-text';
+      const caption = document.createElement('figcaption');
+      caption.textContent = `Page ${page.page}: ${page.source === 'textLayer' ? 'text layer' : 'recognised'}, confidence ${page.confidence ?? '—'}`;
+      figure.append(caption, image, text);
+      pages.append(figure);
     }
     parts.push(pages);
+    box.replaceChildren(...parts);
+    showPages(job, pages);
+    return;
   }
   box.replaceChildren(...parts);
+}
+
+/** Each OCR page's picture beside its text (text.txt holds the pages, a form feed between). */
+async function showPages(job, pages) {
+  try {
+    if (job.result.files?.['text.txt']) {
+      const response = await fetch(`/api/jobs/${job.id}/files/text.txt`, { headers: authHeader() });
+      const texts = (await response.text()).split('\f');
+      pages.querySelectorAll('.page-text').forEach((pre, i) => {
+        pre.textContent = texts[i] ?? '';
+      });
+    }
+    for (const figure of pages.querySelectorAll('figure.page')) {
+      const response = await fetch(`/api/jobs/${job.id}/pages/${figure.dataset.page}`, { headers: authHeader() });
+      if (response.ok) $('img', figure).src = URL.createObjectURL(await response.blob());
+    }
+  } catch (error) {
+    say(`Could not show the pages: ${error.message}`, 'error');
+  }
 }
 
 // --- Starting work ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 
 mod format;
 mod params;
+pub(crate) mod preview;
 pub(crate) mod tools;
 mod tsv;
 

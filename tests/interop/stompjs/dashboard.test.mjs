@@ -192,3 +192,45 @@ brokerTest('the example page follows a job with @stomp/stompjs', async ctx => {
   assert.match(log, /JOB_COMPLETED/);
   assert.deepEqual(problems, []);
 });
+
+/** A one-page PDF with `text` in its text layer, written by hand (no PDF library needed). */
+function textPdf(text) {
+  const stream = `BT /F1 24 Tf 72 700 Td (${text}) Tj ET`;
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>',
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+    `<< /Length ${stream.length} >>\nstream\n${stream}\nendstream`,
+  ];
+  let pdf = '%PDF-1.4\n';
+  const offsets = [];
+  objects.forEach((body, i) => {
+    offsets.push(pdf.length);
+    pdf += `${i + 1} 0 obj\n${body}\nendobj\n`;
+  });
+  const xref = pdf.length;
+  pdf += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const offset of offsets) pdf += `${String(offset).padStart(10, '0')} 00000 n \n`;
+  pdf += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return pdf;
+}
+
+brokerTest('an OCR job shows each page beside its text', async ctx => {
+  const server = await ctx.server();
+  const work = await mkdtemp(path.join(tmpdir(), 'stompede-dashboard-ocr-'));
+  const file = path.join(work, 'letter.pdf');
+  await writeFile(file, textPdf('Bonjour le monde'));
+  const { page, problems } = await open(server);
+  await page.waitForSelector('#link[data-up="true"]', { timeout: WAIT });
+  await page.getByLabel('PDF or image').setInputFiles(file);
+  await page.getByRole('button', { name: 'Start OCR' }).click();
+  await page.waitForSelector('figure.page img[src^="blob:"]', { timeout: WAIT });
+  const figure = page.locator('figure.page[data-page="1"]');
+  await page.waitForFunction(() => document.querySelector('figure.page .page-text')?.textContent.includes('Bonjour'), null, {
+    timeout: WAIT,
+  });
+  const size = await figure.locator('img').evaluate(img => img.naturalWidth);
+  assert.ok(size > 100, `the page's picture is drawn (${size} px wide)`);
+  assert.deepEqual(problems, []);
+});
