@@ -66,6 +66,7 @@ pub(crate) mod tokens;
 pub(crate) mod transport;
 pub(crate) mod uploads;
 
+pub use auth::hash_password;
 pub use broker::app::{AppError, AppHandler, AppReply, AppRequest};
 pub use broker::message::Message;
 pub use broker::metrics::Metrics;

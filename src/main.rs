@@ -69,6 +69,12 @@ enum Command {
         #[command(flatten)]
         subscribe: cli::SubscribeArgs,
     },
+    /// Print a users-file line with NAME's password hashed (argon2id); the password is read
+    /// from standard input (asked for, without echo, on a terminal).
+    Passwd {
+        /// The user name.
+        name: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -269,6 +275,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Subscribe { client, subscribe } => {
             Ok(cli::run(cli::debug::subscribe(&client, subscribe)))
         }
+        Command::Passwd { name } => passwd(&name),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -356,6 +363,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// `stompede passwd NAME`: `NAME:$argon2id$...` for the users file.
+fn passwd(name: &str) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, IsTerminal};
+    anyhow::ensure!(
+        !name.is_empty() && !name.contains([':', '\n', '\r']),
+        "a user name has no ':' and no line break"
+    );
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("password for {name}: "))?;
+        let again = rpassword::prompt_password("again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let hash = stompede::hash_password(&password).map_err(anyhow::Error::msg)?;
+    println!("{name}:{hash}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -116,13 +116,26 @@ impl BrokerBuilder {
         uploads.mount(&broker);
         let tokens = crate::tokens::Tokens::open(&config.data_dir.join("api-token.key"))
             .map_err(|e| Error::TokenKey(e.to_string()))?;
+        let auth = Authenticator::new(config.users.clone());
+        let plain = auth.plain_text_users();
+        if !plain.is_empty() {
+            tracing::warn!(
+                users = %plain.join(", "),
+                "passwords stored in plain text; store argon2id hashes instead (stompede passwd NAME)"
+            );
+        }
+        if auth.is_open() {
+            tracing::info!(
+                "open mode: any login is accepted (loopback only unless allow-anonymous)"
+            );
+        }
         let ctx = Arc::new(ServerContext {
             jobs: jobs.clone(),
             uploads,
             http_requests: Default::default(),
             tokens,
             broker: broker.clone(),
-            auth: Authenticator::new(config.users.clone()),
+            auth,
             rate: TokenBucket::new(config.max_connections_per_second),
             config,
             shutdown,

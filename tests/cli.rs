@@ -397,3 +397,58 @@ fn completions_and_help_are_there() {
     let help = Command::new(BIN).arg("--help").output().unwrap();
     assert!(text(&help.stdout).contains("Examples:"));
 }
+
+#[test]
+fn passwd_hashes_a_password_the_server_then_accepts_and_guessing_is_slowed() {
+    use std::io::Write;
+
+    let mut passwd = Command::new(BIN)
+        .args(["passwd", "ann"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    passwd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = passwd.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = text(&out.stdout).trim().to_owned();
+    assert!(line.starts_with("ann:$argon2id$"), "{line}");
+    assert!(!line.contains("correct horse"));
+
+    let users = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(users.path(), format!("{line}\n")).unwrap();
+    let served = serve(&format!("users-file = {:?}\n", users.path()));
+    let as_ann = |password: &str, args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("STOMPEDE_URL", &served.ws)
+            .env("STOMPEDE_USER", "ann")
+            .env("STOMPEDE_PASSWORD", password)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // Over STOMP (the job) and over HTTP (the listing).
+    let ok = as_ann("correct horse", &["submit", "demo", "--chunks", "1"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let listed = as_ann("correct horse", &["jobs", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+
+    // Five wrong guesses, then even the right password waits.
+    for _ in 0..5 {
+        let out = as_ann("battery staple", &["jobs", "list"]);
+        assert_eq!(out.status.code(), Some(1));
+    }
+    let out = as_ann("correct horse", &["submit", "demo", "--chunks", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("too many failed logins"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use base64::Engine;
 
 use super::problem::Problem;
+use crate::auth::AuthError;
 use crate::context::ServerContext;
 
 /// An authenticated caller.
@@ -36,7 +37,7 @@ impl FromRequestParts<Arc<ServerContext>> for Caller {
         // A script that handles its own login (the dashboard) says so; the browser's own
         // password dialog must not pop up over it.
         let scripted = parts.headers.contains_key("x-requested-with");
-        identify(parts, ctx).map_err(|problem| {
+        identify(parts, ctx).await.map_err(|problem| {
             if scripted {
                 problem.without_challenge()
             } else {
@@ -47,7 +48,7 @@ impl FromRequestParts<Arc<ServerContext>> for Caller {
 }
 
 /// The caller named by the request's credentials.
-fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Problem> {
+async fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Problem> {
     let credentials = match parts.headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
@@ -81,14 +82,28 @@ fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Problem> 
             Some((login, passcode))
         }
     };
+    // The peer, as our listener records it; an embedding application's server may not.
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
     let (login, passcode) = match &credentials {
         Some((l, p)) => (Some(l.as_str()), Some(p.as_str())),
         None => (None, None),
     };
     let user = ctx
         .auth
-        .authenticate(login, passcode, || "anonymous".to_owned())
-        .map_err(|_| unauthorised("wrong or missing credentials"))?;
+        .authenticate(login, passcode, &address, || "anonymous".to_owned())
+        .await
+        .map_err(|error| match error {
+            AuthError::BadCredentials => unauthorised("wrong or missing credentials"),
+            AuthError::TooManyFailures { retry_after_s } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failed_logins",
+                error.to_string(),
+            )
+            .retry_after(retry_after_s),
+        })?;
     let admin = ctx.jobs.as_ref().is_some_and(|jobs| jobs.is_admin(&user));
     Ok(Caller {
         user,

@@ -4,7 +4,7 @@ use stompede_protocol::{names, Command, Frame, Version};
 
 use super::heartbeat::{self, HeartBeat};
 use super::SessionError;
-use crate::auth::Authenticator;
+use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 
 /// The outcome of a successful CONNECT.
@@ -24,12 +24,13 @@ pub struct Accepted {
 ///
 /// `hint` is the version a WebSocket subprotocol named; it stands in for a missing
 /// `accept-version` header.
-pub fn accept(
+pub async fn accept(
     frame: &Frame,
     hint: Option<Version>,
     config: &Config,
     auth: &Authenticator,
     session_id: u64,
+    peer: &str,
 ) -> Result<Accepted, SessionError> {
     if !matches!(frame.command, Command::Connect | Command::Stomp) {
         return Err(SessionError::new(
@@ -58,10 +59,20 @@ pub fn accept(
         )
     })?;
     let user = auth
-        .authenticate(frame.get(names::LOGIN), frame.get(names::PASSCODE), || {
-            format!("anonymous-{session_id}")
-        })
-        .map_err(|e| SessionError::new(e.to_string(), "Check the login and passcode headers."))?;
+        .authenticate(
+            frame.get(names::LOGIN),
+            frame.get(names::PASSCODE),
+            peer,
+            || format!("anonymous-{session_id}"),
+        )
+        .await
+        .map_err(|e| {
+            let advice = match e {
+                AuthError::BadCredentials => "Check the login and passcode headers.",
+                AuthError::TooManyFailures { .. } => "Wait before trying again.",
+            };
+            SessionError::new(e.to_string(), advice)
+        })?;
     let server_beat = (config.heartbeat_send_ms, config.heartbeat_receive_ms);
     let heartbeat = if version == Version::V1_0 {
         // 1.0 has no heart-beats.

@@ -184,7 +184,21 @@ async fn open<S: FrameSource, W: FrameSink>(
         }
     };
     let receipt = connect.get(names::RECEIPT).map(str::to_owned);
-    let accepted = match handshake::accept(&connect, version_hint, &ctx.config, &ctx.auth, id) {
+    // Boxed: the login may wait for a password hash, and that wait must not widen the future
+    // every idle session keeps (see the memory figures in BENCHMARKS.md).
+    let accepted = match Box::pin(handshake::accept(
+        &connect,
+        version_hint,
+        &ctx.config,
+        &ctx.auth,
+        id,
+        // Failed logins are counted per address, not per connection: the port goes.
+        &peer
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| peer.clone(), |addr| addr.ip().to_string()),
+    ))
+    .await
+    {
         Ok(accepted) => accepted,
         Err(error) => {
             if connect.get(names::LOGIN).is_some() || !ctx.auth.is_open() {
