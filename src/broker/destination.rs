@@ -47,11 +47,18 @@ pub enum DestinationError {
     /// A wildcard where one cannot be used.
     #[error("wildcards (* and **) are only allowed in topic subscriptions: {0:?}")]
     Wildcard(String),
+    /// A control character (a line break, a NUL, ...): it would reach logs, metrics and the
+    /// dashboard as a forged line.
+    #[error("destination names may not contain control characters: {0:?}")]
+    ControlCharacter(String),
 }
 
-fn check_len(destination: &str) -> Result<(), DestinationError> {
+fn check_name(destination: &str) -> Result<(), DestinationError> {
     if destination.len() > MAX_DESTINATION_LEN {
         return Err(DestinationError::TooLong);
+    }
+    if destination.chars().any(char::is_control) {
+        return Err(DestinationError::ControlCharacter(destination.to_owned()));
     }
     Ok(())
 }
@@ -69,7 +76,7 @@ fn has_wildcard(destination: &str) -> bool {
 
 /// Classifies a SEND destination.
 pub fn parse_send(destination: &str) -> Result<SendTarget<'_>, DestinationError> {
-    check_len(destination)?;
+    check_name(destination)?;
     if has_wildcard(destination) {
         return Err(DestinationError::Wildcard(destination.to_owned()));
     }
@@ -122,7 +129,7 @@ pub fn is_server_owned(target: &SendTarget<'_>) -> bool {
 
 /// Classifies a SUBSCRIBE destination.
 pub fn parse_subscribe(destination: &str) -> Result<SubscribeTarget<'_>, DestinationError> {
-    check_len(destination)?;
+    check_name(destination)?;
     if let Some(d) = named(destination, "/topic/") {
         return Ok(SubscribeTarget::Topic(d));
     }
@@ -202,6 +209,18 @@ impl Pattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_refused_in_every_kind_of_destination() {
+        for bad in ["/topic/a\nb", "/queue/x\u{0}", "/user/queue/p\r", "/app/jobs\t"] {
+            assert!(
+                matches!(parse_send(bad), Err(DestinationError::ControlCharacter(_))),
+                "{bad:?}"
+            );
+            assert!(parse_subscribe(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_send("/topic/relevé").is_ok());
+    }
 
     #[test]
     fn send_targets() {
