@@ -156,6 +156,9 @@ pub struct Config {
     pub sockjs_response_limit: usize,
     /// Set a `JSESSIONID` cookie on SockJS answers (for load balancers' sticky sessions).
     pub sockjs_jsessionid: bool,
+    /// The sockjs-client script the SockJS iframe page loads (iframe transports); serve your
+    /// own copy where pages cannot reach the public CDN.
+    pub sockjs_client_url: String,
 }
 
 impl Default for Config {
@@ -223,6 +226,7 @@ impl Default for Config {
             sockjs_session_timeout_ms: 5_000,
             sockjs_response_limit: 128 * 1024,
             sockjs_jsessionid: false,
+            sockjs_client_url: crate::transport::sockjs::DEFAULT_CLIENT_URL.into(),
         }
     }
 }

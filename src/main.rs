@@ -121,6 +121,10 @@ struct ServeArgs {
     /// Set a JSESSIONID cookie on SockJS answers, for sticky load balancers [default: off].
     #[arg(long, env = "STOMPEDE_SOCKJS_JSESSIONID", value_parser = on_off)]
     sockjs_jsessionid: Option<bool>,
+    /// The sockjs-client script the SockJS iframe page loads [default: jsDelivr's
+    /// sockjs-client 1.x].
+    #[arg(long, env = "STOMPEDE_SOCKJS_CLIENT_URL")]
+    sockjs_client_url: Option<String>,
 }
 
 /// `on`/`off` (also `true`/`false`).
@@ -232,6 +236,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.sockjs_jsessionid {
             config.sockjs_jsessionid = v;
+        }
+        if let Some(v) = self.sockjs_client_url {
+            config.sockjs_client_url = v;
         }
         Ok(config)
     }

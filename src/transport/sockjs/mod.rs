@@ -52,6 +52,10 @@ use send::Sender;
 use session::{Registry, Timing};
 use websocket::Framing;
 
+/// The sockjs-client script the iframe page loads by default (sockjs-node's default).
+pub const DEFAULT_CLIENT_URL: &str =
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+
 /// What runs on each SockJS session.
 pub trait Service: Send + Sync + 'static {
     /// A session opened: serve it (typically on a task of its own; this must not block).
@@ -92,7 +96,7 @@ impl Default for Options {
             websocket: true,
             max_pending_bytes: 1024 * 1024,
             max_message_bytes: 1024 * 1024,
-            sockjs_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js".into(),
+            sockjs_url: DEFAULT_CLIENT_URL.into(),
             shutdown: CancellationToken::new(),
         }
     }

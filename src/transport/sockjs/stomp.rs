@@ -66,8 +66,8 @@ pub fn options(ctx: &ServerContext) -> Options {
         // A frame of the largest size, JSON-quoted (most bytes quote as themselves; a body
         // that needs more escaping than that is refused with 413).
         max_message_bytes: max_frame.saturating_mul(2).saturating_add(64 * 1024),
+        sockjs_url: config.sockjs_client_url.clone(),
         shutdown: ctx.shutdown.clone(),
-        ..Options::default()
     }
 }
 
