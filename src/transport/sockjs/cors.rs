@@ -16,32 +16,21 @@ pub const ONE_YEAR: u64 = 365 * 24 * 60 * 60;
 /// CORS for the XHR transports and `/info`: the request's origin (credentials allowed), or
 /// `*` when it sent none; the headers a preflight asked for.
 pub fn xhr_cors(request: &HeaderMap, response: &mut HeaderMap) {
-    match request.get(header::ORIGIN) {
-        Some(origin) => {
-            response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            response.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        None => {
-            response.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-        }
-    }
-    response.insert(header::VARY, HeaderValue::from_static("Origin"));
-    allow_requested_headers(request, response);
+    allow_origin(request.get(header::ORIGIN), request, response);
 }
 
 /// CORS for `eventsource`: as [`xhr_cors`], except that the `null` origin (a page from
 /// `file://`) gets `*`.
 pub fn eventsource_cors(request: &HeaderMap, response: &mut HeaderMap) {
-    match request
+    let origin = request
         .get(header::ORIGIN)
-        .filter(|o| o.as_bytes() != b"null")
-    {
+        .filter(|o| o.as_bytes() != b"null");
+    allow_origin(origin, request, response);
+}
+
+/// Allows `origin` with credentials, or any origin without them when there is none.
+fn allow_origin(origin: Option<&HeaderValue>, request: &HeaderMap, response: &mut HeaderMap) {
+    match origin {
         Some(origin) => {
             response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
             response.insert(
