@@ -27,7 +27,18 @@ pub fn another_connection() -> String {
 
 /// An array frame, `a[...]`, of `messages` (raw strings, quoted here).
 pub fn messages<'a>(messages: impl IntoIterator<Item = &'a str>, size_hint: usize) -> String {
-    let mut frame = String::with_capacity(size_hint + 16);
+    messages_between("", messages, size_hint, "")
+}
+
+/// `before`, an array frame of `messages`, then `after`, built in one buffer.
+fn messages_between<'a>(
+    before: &str,
+    messages: impl IntoIterator<Item = &'a str>,
+    size_hint: usize,
+    after: &str,
+) -> String {
+    let mut frame = String::with_capacity(size_hint + size_hint / 8 + 16);
+    frame.push_str(before);
     frame.push_str("a[");
     for (i, message) in messages.into_iter().enumerate() {
         if i > 0 {
@@ -36,6 +47,7 @@ pub fn messages<'a>(messages: impl IntoIterator<Item = &'a str>, size_hint: usiz
         quote_into(&mut frame, message);
     }
     frame.push(']');
+    frame.push_str(after);
     frame
 }
 
@@ -50,12 +62,27 @@ fn escapable(c: char) -> bool {
         | '\u{fff0}'..='\u{ffff}')
 }
 
+/// True for a byte that may start something to escape: a control character, `"`, `\\`, or
+/// the lead byte of a three-byte sequence in U+2000–U+2FFF or U+F000–U+FFFF (where the
+/// [`escapable`] code points above ASCII lie). Everything else is copied as it is, so plain
+/// text (a STOMP frame's headers and most bodies) is quoted at the speed of a byte scan.
+fn may_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0xe2 || b == 0xef
+}
+
 /// Appends `text` as a JSON string, `"` included.
 pub fn quote_into(out: &mut String, text: &str) {
     out.reserve(text.len() + 2);
     out.push('"');
+    let bytes = text.as_bytes();
     let mut plain = 0;
-    for (at, c) in text.char_indices() {
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].iter().position(|b| may_escape(*b)) {
+        at += offset;
+        // `at` is at a character's start: a control byte, a quote, a backslash or a lead byte.
+        let Some(c) = text[at..].chars().next() else {
+            break;
+        };
         let escape = match c {
             '"' => Some("\\\""),
             '\\' => Some("\\\\"),
@@ -65,7 +92,10 @@ pub fn quote_into(out: &mut String, text: &str) {
             '\u{8}' => Some("\\b"),
             '\u{c}' => Some("\\f"),
             c if escapable(c) => None,
-            _ => continue,
+            c => {
+                at += c.len_utf8();
+                continue;
+            }
         };
         out.push_str(&text[plain..at]);
         match escape {
@@ -75,7 +105,8 @@ pub fn quote_into(out: &mut String, text: &str) {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
         }
-        plain = at + c.len_utf8();
+        at += c.len_utf8();
+        plain = at;
     }
     out.push_str(&text[plain..]);
     out.push('"');
@@ -103,6 +134,20 @@ pub enum Wrapping {
 }
 
 impl Wrapping {
+    /// An array frame of `messages` as this transport writes it, in one buffer where the
+    /// transport only adds before and after the frame (XHR; EventSource, unless a message
+    /// holds a `%`, which it must escape): that is what carries nearly every message.
+    pub fn messages(&self, messages: &[String], size_hint: usize) -> String {
+        let texts = messages.iter().map(String::as_str);
+        match self {
+            Wrapping::Line => messages_between("", texts, size_hint, "\n"),
+            Wrapping::EventSource if !messages.iter().any(|m| m.contains('%')) => {
+                messages_between("data: ", texts, size_hint, "\r\n\r\n")
+            }
+            _ => self.wrap(&messages_between("", texts, size_hint, "")),
+        }
+    }
+
     /// `frame` as this transport writes it.
     pub fn wrap(&self, frame: &str) -> String {
         match self {
@@ -117,6 +162,11 @@ impl Wrapping {
                 // sockjs-node does, since any of them would end or break the event.
                 let mut out = String::with_capacity(frame.len() + 10);
                 out.push_str("data: ");
+                if !frame.bytes().any(|b| matches!(b, b'%' | b'\r' | b'\n' | 0)) {
+                    out.push_str(frame);
+                    out.push_str("\r\n\r\n");
+                    return out;
+                }
                 for c in frame.chars() {
                     match c {
                         '%' => out.push_str("%25"),
@@ -238,6 +288,24 @@ mod tests {
     #[test]
     fn each_transport_wraps_a_frame_its_own_way() {
         assert_eq!(Wrapping::Line.wrap("o"), "o\n");
+        let batch = ["a%\n".to_owned(), "b".to_owned()];
+        for wrapping in [
+            Wrapping::Line,
+            Wrapping::EventSource,
+            Wrapping::HtmlFile,
+            Wrapping::Jsonp("cb".into()),
+        ] {
+            assert_eq!(
+                wrapping.messages(&batch, 0),
+                wrapping.wrap(&messages(batch.iter().map(String::as_str), 0)),
+                "{wrapping:?}"
+            );
+            assert_eq!(
+                wrapping.messages(&batch[1..], 0),
+                wrapping.wrap(r#"a["b"]"#),
+                "{wrapping:?}"
+            );
+        }
         assert_eq!(Wrapping::EventSource.wrap("o"), "data: o\r\n\r\n");
         assert_eq!(
             Wrapping::HtmlFile.wrap(r#"a["x"]"#),

@@ -211,7 +211,11 @@ struct Receiver {
 impl Receiver {
     /// Queues `frame`, wrapped; once the response has carried its limit, it ends after it.
     fn push_frame(&mut self, frame: &str) {
-        let chunk = self.wrapping.wrap(frame);
+        self.push_chunk(self.wrapping.wrap(frame));
+    }
+
+    /// Queues a chunk already wrapped.
+    fn push_chunk(&mut self, chunk: String) {
         self.sent += chunk.len();
         if self.sent >= self.limit {
             self.ending = true;
@@ -232,8 +236,8 @@ impl Receiver {
         };
         match self.session.next(id, &self.shutdown).await {
             Outgoing::Messages(messages, bytes) => {
-                let frame = frames::messages(messages.iter().map(String::as_str), bytes);
-                self.push_frame(&frame);
+                let chunk = self.wrapping.messages(&messages, bytes);
+                self.push_chunk(chunk);
             }
             Outgoing::Heartbeat => self.push_frame(frames::HEARTBEAT),
             Outgoing::Close(code, reason) => {

@@ -265,29 +265,37 @@ impl Session {
     /// [`Timing::max_pending_bytes`] or more for it (a message larger than that alone is
     /// queued once the queue is empty).
     pub async fn send(&self, messages: impl IntoIterator<Item = String>) -> Result<(), Closed> {
-        for message in messages {
-            loop {
-                let room = self.room.notified();
-                tokio::pin!(room);
-                room.as_mut().enable();
-                {
-                    let mut state = self.lock();
-                    if state.phase != Phase::Open {
-                        return Err(Closed);
-                    }
-                    let fits = state.pending_bytes + message.len() <= self.timing.max_pending_bytes;
-                    if fits || state.pending.is_empty() {
-                        state.pending_bytes += message.len();
-                        state.pending.push_back(message);
-                        drop(state);
-                        self.data.notify_one();
-                        break;
-                    }
+        let mut messages = messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                // One lock for as many messages as fit.
+                let mut state = self.lock();
+                if state.phase != Phase::Open {
+                    return Err(Closed);
                 }
-                tokio::select! {
-                    () = &mut room => {}
-                    () = self.over.cancelled() => return Err(Closed),
+                let mut queued = false;
+                while let Some(message) = messages.next_if(|message| {
+                    state.pending.is_empty()
+                        || state.pending_bytes + message.len() <= self.timing.max_pending_bytes
+                }) {
+                    state.pending_bytes += message.len();
+                    state.pending.push_back(message);
+                    queued = true;
                 }
+                drop(state);
+                if queued {
+                    self.data.notify_one();
+                }
+                if messages.peek().is_none() {
+                    break;
+                }
+            }
+            tokio::select! {
+                () = &mut room => {}
+                () = self.over.cancelled() => return Err(Closed),
             }
         }
         Ok(())
