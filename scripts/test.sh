@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need when it is missing (tesseract and poppler
-# for OCR, Node.js + npm, the interop suite's node_modules, its Python venv), then runs every
-# Rust test in the workspace, which includes the real-client interop suites (tests/interop.rs).
+# for OCR, Node.js + npm, the interop suite's node_modules, Debian's chromium, its Python venv),
+# then runs every Rust test in the workspace, which includes the real-client interop suites
+# (tests/interop.rs).
 #
 #   scripts/test.sh              # from anywhere; works on a fresh Debian machine as root
 #
@@ -63,6 +64,12 @@ if [[ ! -f "$stamp_npm" || "$INTEROP/package-lock.json" -nt "$stamp_npm" ]]; the
   say "npm ci (tests/interop)"
   (cd "$INTEROP" && npm ci --no-audit --no-fund)
   touch "$stamp_npm"
+fi
+
+# --- Chromium (the browser test, tests/interop/stompjs/browser.test.mjs) ------------------------
+# playwright-core drives Debian's chromium through its executable path: no browser download.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  apt_install chromium
 fi
 
 # --- Python venv (the stomp.py suite) ----------------------------------------------------------

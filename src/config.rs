@@ -155,6 +155,19 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     /// Accept a WebSocket message whose frame lacks the final NUL (hand-typed frames in wscat).
     pub lenient_websocket_frames: bool,
+    /// Where SockJS STOMP is served on the HTTP port (`/sockjs`); `off` disables it.
+    pub sockjs_prefix: String,
+    /// SockJS heart-beat frame interval while a receiving request is open, in ms.
+    pub sockjs_heartbeat_ms: u64,
+    /// A SockJS session without a receiving request for this long is closed, in ms.
+    pub sockjs_session_timeout_ms: u64,
+    /// Bytes a SockJS streaming response carries before the client must open the next one.
+    pub sockjs_response_limit: usize,
+    /// Set a `JSESSIONID` cookie on SockJS answers (for load balancers' sticky sessions).
+    pub sockjs_jsessionid: bool,
+    /// The sockjs-client script the SockJS iframe page loads (iframe transports); serve your
+    /// own copy where pages cannot reach the public CDN.
+    pub sockjs_client_url: String,
 }
 
 impl Default for Config {
@@ -221,6 +234,12 @@ impl Default for Config {
             shutdown_timeout_ms: 5_000,
             http_header_timeout_ms: 30_000,
             lenient_websocket_frames: true,
+            sockjs_prefix: "/sockjs".into(),
+            sockjs_heartbeat_ms: 25_000,
+            sockjs_session_timeout_ms: 5_000,
+            sockjs_response_limit: 128 * 1024,
+            sockjs_jsessionid: false,
+            sockjs_client_url: crate::transport::sockjs::DEFAULT_CLIENT_URL.into(),
         }
     }
 }
@@ -305,7 +324,47 @@ impl Config {
                 "outbox high-water marks must be positive".into(),
             ));
         }
+        self.check_sockjs()?;
         Ok(self)
+    }
+
+    /// The SockJS prefix in force; `None` when SockJS is off.
+    pub fn sockjs_prefix(&self) -> Option<&str> {
+        let prefix = self.sockjs_prefix.trim_end_matches('/');
+        (!self.sockjs_prefix.eq_ignore_ascii_case("off")).then_some(prefix)
+    }
+
+    /// SockJS settings that cannot work: a prefix that is not a path of its own beside the
+    /// server's other routes, zero timers or limits.
+    fn check_sockjs(&self) -> Result<(), ConfigError> {
+        if let Some(prefix) = self.sockjs_prefix() {
+            let taken = ["/ws", "/api", "/health", "/metrics", "/ready"];
+            let first = prefix.split('/').nth(1).unwrap_or("");
+            if !prefix.starts_with('/')
+                || prefix.len() < 2
+                || prefix.contains("//")
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+                || taken.contains(&format!("/{first}").as_str())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "sockjs-prefix {prefix:?}: expected a path such as /sockjs, not one of \
+                     {taken:?} nor below them, or off"
+                )));
+            }
+        }
+        if self.sockjs_heartbeat_ms == 0
+            || self.sockjs_session_timeout_ms == 0
+            || self.sockjs_response_limit == 0
+        {
+            return Err(ConfigError::Invalid(
+                "sockjs-heartbeat-ms, sockjs-session-timeout-ms and sockjs-response-limit \
+                 must be positive"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The codec limits.
@@ -384,5 +443,51 @@ impl Config {
                 .map(|(name, ttl)| (name.clone(), *ttl))
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockjs_settings_come_from_toml_and_are_checked() {
+        let config: Config = toml::from_str(
+            "sockjs-prefix = \"/stomp/sockjs\"\nsockjs-heartbeat-ms = 1000\n\
+             sockjs-session-timeout-ms = 200\nsockjs-response-limit = 4096\n\
+             sockjs-jsessionid = true\n",
+        )
+        .expect("valid TOML");
+        assert_eq!(config.sockjs_prefix(), Some("/stomp/sockjs"));
+        assert_eq!(
+            (
+                config.sockjs_heartbeat_ms,
+                config.sockjs_session_timeout_ms,
+                config.sockjs_response_limit,
+                config.sockjs_jsessionid
+            ),
+            (1000, 200, 4096, true)
+        );
+        assert!(config.resolve().is_ok());
+        let defaults = Config::default();
+        assert_eq!(defaults.sockjs_prefix(), Some("/sockjs"));
+        assert!(!defaults.sockjs_jsessionid);
+        let off = Config {
+            sockjs_prefix: "off".into(),
+            ..Config::default()
+        };
+        assert_eq!(off.sockjs_prefix(), None);
+        for bad in ["sockjs", "/", "/ws", "/api/sockjs", "/a b", "/a//b"] {
+            let config = Config {
+                sockjs_prefix: bad.into(),
+                ..Config::default()
+            };
+            assert!(config.resolve().is_err(), "{bad}");
+        }
+        let zero = Config {
+            sockjs_session_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert!(zero.resolve().is_err());
     }
 }

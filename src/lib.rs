@@ -36,7 +36,7 @@
 //! ## How it fits together
 //!
 //! ```text
-//! bytes ─► transport (TCP | WebSocket) ─► protocol::Decoder ─► Frame
+//! bytes ─► transport (TCP | WebSocket | SockJS) ─► protocol::Decoder ─► Frame
 //!       ─► session (one task per connection) ─► Broker ─► topic fan-out | queue | /app handler
 //!       ─► each subscriber's bounded outbox ─► its writer task ─► encoded once, shared ─► bytes
 //!
@@ -64,6 +64,9 @@ pub(crate) mod session;
 pub(crate) mod store;
 pub(crate) mod tokens;
 pub(crate) mod transport;
+/// SockJS, the protocol behind `new SockJS(url)`: the broker serves STOMP on it (at
+/// `sockjs-prefix`), and [`sockjs::router`] serves any [`sockjs::Service`] of your own.
+pub use transport::sockjs;
 pub(crate) mod uploads;
 
 pub use auth::hash_password;

@@ -40,7 +40,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Upload what a job reads, submit it, and follow it with a progress bar.
     Submit {
         #[command(flatten)]
@@ -168,6 +168,36 @@ struct ServeArgs {
     /// config file than on a command line others can read.
     #[arg(long, env = "STOMPEDE_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
+    /// Where SockJS STOMP is served on the HTTP port, `off` to disable [default: /sockjs].
+    #[arg(long, env = "STOMPEDE_SOCKJS_PREFIX")]
+    sockjs_prefix: Option<String>,
+    /// SockJS heart-beat frame interval in ms [default: 25000].
+    #[arg(long, env = "STOMPEDE_SOCKJS_HEARTBEAT_MS")]
+    sockjs_heartbeat_ms: Option<u64>,
+    /// A SockJS session without a receiving request for this long is closed, in ms
+    /// [default: 5000].
+    #[arg(long, env = "STOMPEDE_SOCKJS_SESSION_TIMEOUT_MS")]
+    sockjs_session_timeout_ms: Option<u64>,
+    /// Bytes a SockJS streaming response carries before the client opens the next one
+    /// [default: 131072].
+    #[arg(long, env = "STOMPEDE_SOCKJS_RESPONSE_LIMIT")]
+    sockjs_response_limit: Option<usize>,
+    /// Set a JSESSIONID cookie on SockJS answers, for sticky load balancers [default: off].
+    #[arg(long, env = "STOMPEDE_SOCKJS_JSESSIONID", value_parser = on_off)]
+    sockjs_jsessionid: Option<bool>,
+    /// The sockjs-client script the SockJS iframe page loads [default: jsDelivr's
+    /// sockjs-client 1.x].
+    #[arg(long, env = "STOMPEDE_SOCKJS_CLIENT_URL")]
+    sockjs_client_url: Option<String>,
+}
+
+/// `on`/`off` (also `true`/`false`).
+fn on_off(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("{value:?}: expected on or off")),
+    }
 }
 
 /// How log lines look.
@@ -261,6 +291,24 @@ impl ServeArgs {
         }
         if let Some(v) = self.workers {
             config.workers = v;
+        }
+        if let Some(v) = self.sockjs_prefix {
+            config.sockjs_prefix = v;
+        }
+        if let Some(v) = self.sockjs_heartbeat_ms {
+            config.sockjs_heartbeat_ms = v;
+        }
+        if let Some(v) = self.sockjs_session_timeout_ms {
+            config.sockjs_session_timeout_ms = v;
+        }
+        if let Some(v) = self.sockjs_response_limit {
+            config.sockjs_response_limit = v;
+        }
+        if let Some(v) = self.sockjs_jsessionid {
+            config.sockjs_jsessionid = v;
+        }
+        if let Some(v) = self.sockjs_client_url {
+            config.sockjs_client_url = v;
         }
         Ok(config)
     }

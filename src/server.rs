@@ -212,9 +212,16 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Every HTTP route: WebSocket STOMP at `/ws`, `/health`, `/metrics` and the `/api`.
+/// Every HTTP route: WebSocket STOMP at `/ws`, SockJS STOMP at `sockjs-prefix`, `/health`,
+/// `/metrics` and the `/api`.
 pub fn router(ctx: Arc<ServerContext>) -> axum::Router {
-    transport::ws::router(ctx.clone())
+    let mut router = transport::ws::router(ctx.clone());
+    if let Some(prefix) = ctx.config.sockjs_prefix() {
+        let service = Arc::new(transport::sockjs::stomp::StompService::new(ctx.clone()));
+        let options = transport::sockjs::stomp::options(&ctx);
+        router = router.merge(transport::sockjs::router(prefix, service, options));
+    }
+    router
         .merge(transport::admin::router(ctx.clone()))
         .merge(crate::http::router(ctx))
 }

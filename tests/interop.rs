@@ -1,5 +1,5 @@
-//! Real-client interop: drives the Node (@stomp/stompjs over WebSocket) and Python (stomp.py over
-//! TCP) suites in `tests/interop/` against the `stompede` binary Cargo just built.
+//! Real-client interop: drives the Node (@stomp/stompjs over WebSocket and SockJS, and in headless
+//! chromium) and Python (stomp.py over TCP) suites in `tests/interop/` against the `stompede` binary Cargo just built.
 //!
 //! Each suite starts its own servers on port 0 from `STOMPEDE_BIN`. The clients' dependencies are
 //! installed by `scripts/test.sh`; when they are missing these tests fail (never skip) and say so.
@@ -119,6 +119,25 @@ fn stompjs_over_websocket() {
     require(
         &dir.join("node_modules").join("tus-js-client"),
         "node_modules/tus-js-client",
+    );
+    require(
+        &dir.join("node_modules").join("sockjs-client"),
+        "node_modules/sockjs-client",
+    );
+    require(
+        &dir.join("node_modules").join("playwright-core"),
+        "node_modules/playwright-core",
+    );
+    // The browser test drives Debian's chromium (never a downloaded browser).
+    assert!(
+        ["chromium", "chromium-browser"]
+            .iter()
+            .any(|name| Command::new("which")
+                .arg(name)
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())),
+        "chromium is missing: run scripts/test.sh, which installs it (apt-get install chromium)"
     );
 
     // Name the files explicitly: how `node --test <dir>` expands a directory differs between

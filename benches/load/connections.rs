@@ -130,7 +130,7 @@ pub fn connections(env: &Env, args: &ConnectionsArgs, run: usize) -> Result<Fiel
     let per_thread = (args.concurrency / ranges.len().max(1)).max(1);
     let mut groups = Vec::new();
     for ids in ranges {
-        let target = env.target.clone();
+        let target = env.receiver_target.clone();
         let options = env.receiver_options();
         let prefix = prefix.clone();
         let control = control.clone();

@@ -242,7 +242,7 @@ fn receivers(
     control: &Arc<Control>,
     stop: &watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<Result<GroupResult>>> {
-    let target = env.target.clone();
+    let target = env.receiver_target.clone();
     let options = env.receiver_options();
     let mut stuck_options = env.client.clone();
     stuck_options.conn.rcvbuf = plan.stuck;

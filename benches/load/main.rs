@@ -67,6 +67,10 @@ enum Scenario {
 enum Transport {
     Ws,
     Tcp,
+    /// Receivers over SockJS xhr-streaming (at `/sockjs`), publishers over WebSocket.
+    SockjsXhrStreaming,
+    /// Receivers over SockJS eventsource (at `/sockjs`), publishers over WebSocket.
+    SockjsEventsource,
 }
 
 /// Flags shared by every scenario.
@@ -137,7 +141,10 @@ pub(crate) struct Common {
 
 /// Everything a run needs to reach the broker and measure it.
 pub(crate) struct Env {
+    /// Where publishers connect.
     pub(crate) target: Target,
+    /// Where receivers connect: `target`, or the SockJS endpoint beside it.
+    pub(crate) receiver_target: Target,
     pub(crate) client: ClientOptions,
     pub(crate) pid: Option<String>,
     pub(crate) ticks: f64,
@@ -161,14 +168,28 @@ impl Env {
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stompede")));
             let broker = Spawned::start(&path, &common.broker_args)?;
             let target = match common.transport {
-                Transport::Ws => Target::ws(broker.ws.as_deref().context("no ws listener")?)?,
                 Transport::Tcp => {
                     Target::tcp(broker.stomp.as_deref().context("no stomp listener")?)?
                 }
+                _ => Target::ws(broker.ws.as_deref().context("no ws listener")?)?,
             };
             let pid = broker.pid().to_string();
             spawned = Some(broker);
             (target, Some(pid))
+        };
+        let streaming = match common.transport {
+            Transport::SockjsXhrStreaming => Some(conn::Streaming::XhrStreaming),
+            Transport::SockjsEventsource => Some(conn::Streaming::EventSource),
+            Transport::Ws | Transport::Tcp => None,
+        };
+        let receiver_target = match (streaming, &target) {
+            (None, _) => target.clone(),
+            (Some(streaming), Target::Ws { host, .. }) => {
+                Target::sockjs(&format!("ws://{host}/"), "/sockjs", streaming)?
+            }
+            (Some(_), _) => {
+                bail!("the SockJS transports need a WebSocket --url or a spawned broker")
+            }
         };
         let client = ClientOptions {
             proto: common.proto,
@@ -180,6 +201,7 @@ impl Env {
         let now = Instant::now();
         Ok(Env {
             target,
+            receiver_target,
             client,
             pid,
             ticks: broker::clock_ticks(),
@@ -236,7 +258,7 @@ impl Env {
             }
         });
         f.insert("broker".into(), label.into());
-        f.insert("transport".into(), self.target.kind().into());
+        f.insert("transport".into(), self.receiver_target.kind().into());
         f.insert(
             "proto".into(),
             format!("{:?}", self.common.proto).to_lowercase().into(),

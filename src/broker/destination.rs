@@ -212,7 +212,12 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused_in_every_kind_of_destination() {
-        for bad in ["/topic/a\nb", "/queue/x\u{0}", "/user/queue/p\r", "/app/jobs\t"] {
+        for bad in [
+            "/topic/a\nb",
+            "/queue/x\u{0}",
+            "/user/queue/p\r",
+            "/app/jobs\t",
+        ] {
             assert!(
                 matches!(parse_send(bad), Err(DestinationError::ControlCharacter(_))),
                 "{bad:?}"

@@ -1,9 +1,10 @@
-//! Carriers of STOMP frames: plain TCP and WebSocket. Each adapts its socket to a
+//! Carriers of STOMP frames: plain TCP, WebSocket and SockJS. Each adapts its socket to a
 //! [`FrameSource`] (bytes in, decoded frames out) and a [`FrameSink`] (encoded frames out), so
 //! one session implementation serves them all.
 
 pub mod admin;
 pub mod http;
+pub mod sockjs;
 pub mod tcp;
 pub mod ws;
 

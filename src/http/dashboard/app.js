@@ -181,8 +181,9 @@ async function discovered(ev) {
 /** Applies one job event to its row. */
 function event(ev, headers) {
   if (headers.snapshot === 'true') return;
+  // The job's page has a subscription of its own, replayed from its first event; taking the
+  // row's events there too would skip the replay's earlier ones.
   const job = state.jobs.get(ev.jobId);
-  if (state.timeline?.id === ev.jobId) timelineEvent(ev);
   if (!job || ev.seq <= job.seq) return;
   job.seq = ev.seq;
   job.status = ev.status ?? job.status;

@@ -9,8 +9,8 @@
 //! frames every MESSAGE of a batch straight into one buffer, written with one system call.
 //! Payloads are unmasked in place and handed to the STOMP decoder without a copy.
 
-mod frame;
-mod upgrade;
+pub(crate) mod frame;
+pub(crate) mod upgrade;
 
 pub use upgrade::router;
 

@@ -96,26 +96,31 @@ fn choose_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
     SUBPROTOCOLS.into_iter().find(|p| offered.contains(p))
 }
 
-/// The opening handshake, server side (RFC 6455 section 4.2).
-async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) -> Response {
-    let metrics = ctx.broker.metrics();
+/// Checks a request for an opening handshake (RFC 6455 section 4.2.1) and returns the
+/// `Sec-WebSocket-Accept` value to answer it with, or the refusal. Shared with SockJS's
+/// WebSocket transports.
+pub(crate) fn accept_key(request: &Request) -> Result<String, Box<Response>> {
     let headers = request.headers();
     if request.method() != Method::GET
         || !has_token(headers, header::UPGRADE, "websocket")
         || !has_token(headers, header::CONNECTION, "upgrade")
     {
-        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n").into_response();
+        return Err(Box::new(
+            (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade\n").into_response(),
+        ));
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_none_or(|v| v.as_bytes() != b"13")
     {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::SEC_WEBSOCKET_VERSION, "13")],
-            "WebSocket version 13 only\n",
-        )
-            .into_response();
+        return Err(Box::new(
+            (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "WebSocket version 13 only\n",
+            )
+                .into_response(),
+        ));
     }
     // Section 4.2.1: one key, 16 bytes in base64.
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
@@ -124,17 +129,48 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
             .decode(key.as_bytes())
             .is_ok_and(|raw| raw.len() == 16)
     }) else {
-        return (StatusCode::BAD_REQUEST, "no valid Sec-WebSocket-Key\n").into_response();
+        return Err(Box::new(
+            (StatusCode::BAD_REQUEST, "no valid Sec-WebSocket-Key\n").into_response(),
+        ));
     };
     if keys.next().is_some() {
-        return (StatusCode::BAD_REQUEST, "more than one Sec-WebSocket-Key\n").into_response();
+        return Err(Box::new(
+            (StatusCode::BAD_REQUEST, "more than one Sec-WebSocket-Key\n").into_response(),
+        ));
     }
-    let accept = {
-        let mut sha = Sha1::new();
-        sha.update(key.as_bytes());
-        sha.update(ACCEPT_GUID.as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(ACCEPT_GUID.as_bytes());
+    Ok(base64::engine::general_purpose::STANDARD.encode(sha.finalize()))
+}
+
+/// The `101 Switching Protocols` answer to a valid opening handshake.
+pub(crate) fn switching_protocols(accept: &str, protocol: Option<&'static str>) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if let Some(protocol) = protocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        );
+    }
+    response
+}
+
+/// The opening handshake, server side (RFC 6455 section 4.2).
+async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) -> Response {
+    let metrics = ctx.broker.metrics();
+    let accept = match accept_key(&request) {
+        Ok(accept) => accept,
+        Err(refusal) => return *refusal,
     };
+    let headers = request.headers();
     let protocol = choose_subprotocol(headers);
     let Some(on_upgrade) = request
         .extensions_mut()
@@ -182,21 +218,7 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
         };
         serve(ctx, upgraded, options, version_hint, peer).await;
     });
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    if let Some(protocol) = protocol {
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(protocol),
-        );
-    }
-    response
+    switching_protocols(&accept, protocol)
 }
 
 #[cfg(test)]

@@ -95,6 +95,8 @@ brokerTest('a user logs in, reconciles two uploaded files, reads the counts and 
   assert.equal(await row(page, id).locator('.status').textContent(), 'completed');
   // The job's page: the counts, and the result files.
   await page.waitForSelector('dl.counts dt', { timeout: WAIT });
+  // The job's page lists its events from the first.
+  await page.waitForFunction(() => document.querySelector('#timeline li')?.dataset.seq === '1', null, { timeout: WAIT });
   const counts = await page.locator('dl.counts').innerText();
   assert.match(counts, /totalMismatches\s+1/);
   assert.match(counts, /totalMatches\s+1/);

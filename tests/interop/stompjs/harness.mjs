@@ -4,7 +4,7 @@
 //
 // Not a test file itself (node --test only picks up `*.test.mjs`).
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,18 @@ import { test } from 'node:test';
 
 import { Client, Versions } from '@stomp/stompjs';
 import WebSocket from 'ws';
+
+/** Debian's chromium (scripts/test.sh installs it), never a downloaded browser. */
+export function chromiumPath() {
+  for (const name of ['chromium', 'chromium-browser']) {
+    try {
+      return execFileSync('which', [name], { encoding: 'utf8' }).trim();
+    } catch {
+      // try the next name
+    }
+  }
+  throw new Error('chromium is not installed: scripts/test.sh installs it (apt-get install chromium)');
+}
 
 /** How long any single wait may take before the test fails. */
 export const WAIT_MS = 10_000;

@@ -1,0 +1,343 @@
+//! SockJS framing, as pure functions: the frames a server sends (`o`, `h`, `a[...]`,
+//! `c[code,"reason"]`), how each transport wraps a frame, and the JSON payloads a client sends.
+//!
+//! Strings are quoted as JSON with more escapes than JSON needs: the code points that some
+//! browsers and proxies mangle (the SockJS protocol's `escapable_by_server` set, as
+//! sockjs-node's `utils.quote` escapes them) travel as `\uXXXX`.
+
+use std::fmt::Write;
+
+/// The open frame, first on every new session.
+pub const OPEN: &str = "o";
+/// The heart-beat frame.
+pub const HEARTBEAT: &str = "h";
+
+/// A close frame: `c[code,"reason"]`.
+pub fn close(code: u16, reason: &str) -> String {
+    let mut frame = format!("c[{code},");
+    quote_into(&mut frame, reason);
+    frame.push(']');
+    frame
+}
+
+/// The close frame a second receiving request gets while one is open.
+pub fn another_connection() -> String {
+    close(2010, "Another connection still open")
+}
+
+/// An array frame, `a[...]`, of `messages` (raw strings, quoted here).
+pub fn messages<'a>(messages: impl IntoIterator<Item = &'a str>, size_hint: usize) -> String {
+    messages_between("", messages, size_hint, "")
+}
+
+/// `before`, an array frame of `messages`, then `after`, built in one buffer.
+fn messages_between<'a>(
+    before: &str,
+    messages: impl IntoIterator<Item = &'a str>,
+    size_hint: usize,
+    after: &str,
+) -> String {
+    let mut frame = String::with_capacity(size_hint + size_hint / 8 + 16);
+    frame.push_str(before);
+    frame.push_str("a[");
+    for (i, message) in messages.into_iter().enumerate() {
+        if i > 0 {
+            frame.push(',');
+        }
+        quote_into(&mut frame, message);
+    }
+    frame.push(']');
+    frame.push_str(after);
+    frame
+}
+
+/// True for the code points SockJS servers escape besides JSON's own (sockjs-node's
+/// `escapable`, less the surrogates a Rust string cannot hold).
+fn escapable(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{200c}'..='\u{200f}'
+        | '\u{2028}'..='\u{202f}'
+        | '\u{2060}'..='\u{206f}'
+        | '\u{fff0}'..='\u{ffff}')
+}
+
+/// True for a byte that may start something to escape: a control character, `"`, `\\`, or
+/// the lead byte of a three-byte sequence in U+2000–U+2FFF or U+F000–U+FFFF (where the
+/// [`escapable`] code points above ASCII lie). Everything else is copied as it is, so plain
+/// text (a STOMP frame's headers and most bodies) is quoted at the speed of a byte scan.
+fn may_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0xe2 || b == 0xef
+}
+
+/// Appends `text` as a JSON string, `"` included.
+pub fn quote_into(out: &mut String, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push('"');
+    let bytes = text.as_bytes();
+    let mut plain = 0;
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].iter().position(|b| may_escape(*b)) {
+        at += offset;
+        // `at` is at a character's start: a control byte, a quote, a backslash or a lead byte.
+        let Some(c) = text[at..].chars().next() else {
+            break;
+        };
+        let escape = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            '\u{8}' => Some("\\b"),
+            '\u{c}' => Some("\\f"),
+            c if escapable(c) => None,
+            c => {
+                at += c.len_utf8();
+                continue;
+            }
+        };
+        out.push_str(&text[plain..at]);
+        match escape {
+            Some(escaped) => out.push_str(escaped),
+            // Infallible: writing to a String.
+            None => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+        }
+        at += c.len_utf8();
+        plain = at;
+    }
+    out.push_str(&text[plain..]);
+    out.push('"');
+}
+
+/// `text` as a JSON string.
+#[cfg(test)]
+pub fn quote(text: &str) -> String {
+    let mut out = String::new();
+    quote_into(&mut out, text);
+    out
+}
+
+/// How a transport carries a frame in its response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wrapping {
+    /// `xhr` and `xhr_streaming`: the frame and a newline.
+    Line,
+    /// `eventsource`: one `data:` event.
+    EventSource,
+    /// `htmlfile`: a script calling `p(frame)` in the page.
+    HtmlFile,
+    /// `jsonp`: a call of the callback, `/**/callback("frame");`.
+    Jsonp(String),
+}
+
+impl Wrapping {
+    /// An array frame of `messages` as this transport writes it, in one buffer where the
+    /// transport only adds before and after the frame (XHR; EventSource, unless a message
+    /// holds a `%`, which it must escape): that is what carries nearly every message.
+    pub fn messages(&self, messages: &[String], size_hint: usize) -> String {
+        let texts = messages.iter().map(String::as_str);
+        match self {
+            Wrapping::Line => messages_between("", texts, size_hint, "\n"),
+            Wrapping::EventSource if !messages.iter().any(|m| m.contains('%')) => {
+                messages_between("data: ", texts, size_hint, "\r\n\r\n")
+            }
+            _ => self.wrap(&messages_between("", texts, size_hint, "")),
+        }
+    }
+
+    /// `frame` as this transport writes it.
+    pub fn wrap(&self, frame: &str) -> String {
+        match self {
+            Wrapping::Line => {
+                let mut out = String::with_capacity(frame.len() + 1);
+                out.push_str(frame);
+                out.push('\n');
+                out
+            }
+            Wrapping::EventSource => {
+                // A frame is JSON text, so it holds no raw CR, LF or NUL; escaped anyway as
+                // sockjs-node does, since any of them would end or break the event.
+                let mut out = String::with_capacity(frame.len() + 10);
+                out.push_str("data: ");
+                if !frame.bytes().any(|b| matches!(b, b'%' | b'\r' | b'\n' | 0)) {
+                    out.push_str(frame);
+                    out.push_str("\r\n\r\n");
+                    return out;
+                }
+                for c in frame.chars() {
+                    match c {
+                        '%' => out.push_str("%25"),
+                        '\r' => out.push_str("%0D"),
+                        '\n' => out.push_str("%0A"),
+                        '\0' => out.push_str("%00"),
+                        c => out.push(c),
+                    }
+                }
+                out.push_str("\r\n\r\n");
+                out
+            }
+            Wrapping::HtmlFile => {
+                let mut out = String::with_capacity(frame.len() + 32);
+                out.push_str("<script>\np(");
+                quote_into(&mut out, frame);
+                out.push_str(");\n</script>\r\n");
+                out
+            }
+            Wrapping::Jsonp(callback) => {
+                let mut out = String::with_capacity(frame.len() + callback.len() + 16);
+                out.push_str("/**/");
+                out.push_str(callback);
+                out.push('(');
+                quote_into(&mut out, frame);
+                out.push_str(");\r\n");
+                out
+            }
+        }
+    }
+}
+
+/// What is wrong with a payload a client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// No payload, or not an array.
+    #[error("Payload expected.")]
+    Expected,
+    /// Not JSON.
+    #[error("Broken JSON encoding.")]
+    BrokenJson,
+}
+
+/// The messages of an `xhr_send` or `jsonp_send` body: a JSON array of strings. Other values
+/// in the array are taken as their JSON text (sockjs-node hands them to the application as
+/// they are; a string-only application sees what was sent).
+pub fn parse_array(body: &[u8]) -> Result<Vec<String>, PayloadError> {
+    if body.is_empty() {
+        return Err(PayloadError::Expected);
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(items)) => Ok(items.into_iter().map(into_message).collect()),
+        Ok(_) => Err(PayloadError::Expected),
+        Err(_) => Err(PayloadError::BrokenJson),
+    }
+}
+
+/// The messages of one WebSocket message of the framed `websocket` transport: an array of
+/// strings, or one string (sockjs-node takes both); empty means none.
+pub fn parse_websocket(text: &str) -> Result<Vec<String>, PayloadError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(items)) => Ok(items.into_iter().map(into_message).collect()),
+        Ok(value) => Ok(vec![into_message(value)]),
+        Err(_) => Err(PayloadError::BrokenJson),
+    }
+}
+
+fn into_message(value: serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    }
+}
+
+/// A JSONP or htmlfile callback name: `[a-zA-Z0-9_.]`, at most 32 characters, so that the
+/// name the page is told to call can never be script of its own.
+pub fn valid_callback(callback: &str) -> bool {
+    !callback.is_empty()
+        && callback.len() <= 32
+        && callback
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn frames_are_written_as_the_protocol_shows_them() {
+        assert_eq!(close(3000, "Go away!"), r#"c[3000,"Go away!"]"#);
+        assert_eq!(
+            another_connection(),
+            r#"c[2010,"Another connection still open"]"#
+        );
+        assert_eq!(messages(["a", "b\"c"], 0), r#"a["a","b\"c"]"#);
+        assert_eq!(messages(Vec::<&str>::new(), 0), "a[]");
+    }
+
+    #[test]
+    fn quoting_escapes_what_json_needs_and_what_browsers_mangle() {
+        assert_eq!(quote("  \u{0}\n\r "), r#""  \u0000\n\r ""#);
+        assert_eq!(
+            quote("\u{2028}\u{ffff}\u{fff0}é"),
+            r#""\u2028\uffff\ufff0é""#
+        );
+        assert_eq!(quote("MESSAGE\n\n\u{0}"), r#""MESSAGE\n\n\u0000""#);
+        // Whatever is quoted reads back as itself.
+        let text: String = (0u32..0x3000).filter_map(char::from_u32).collect();
+        let back: String = serde_json::from_str(&quote(&text)).unwrap();
+        assert_eq!(back, text);
+    }
+
+    #[test]
+    fn each_transport_wraps_a_frame_its_own_way() {
+        assert_eq!(Wrapping::Line.wrap("o"), "o\n");
+        let batch = ["a%\n".to_owned(), "b".to_owned()];
+        for wrapping in [
+            Wrapping::Line,
+            Wrapping::EventSource,
+            Wrapping::HtmlFile,
+            Wrapping::Jsonp("cb".into()),
+        ] {
+            assert_eq!(
+                wrapping.messages(&batch, 0),
+                wrapping.wrap(&messages(batch.iter().map(String::as_str), 0)),
+                "{wrapping:?}"
+            );
+            assert_eq!(
+                wrapping.messages(&batch[1..], 0),
+                wrapping.wrap(r#"a["b"]"#),
+                "{wrapping:?}"
+            );
+        }
+        assert_eq!(Wrapping::EventSource.wrap("o"), "data: o\r\n\r\n");
+        assert_eq!(
+            Wrapping::HtmlFile.wrap(r#"a["x"]"#),
+            "<script>\np(\"a[\\\"x\\\"]\");\n</script>\r\n"
+        );
+        assert_eq!(
+            Wrapping::Jsonp("cb".into()).wrap(r#"c[3000,"Go away!"]"#),
+            "/**/cb(\"c[3000,\\\"Go away!\\\"]\");\r\n"
+        );
+    }
+
+    #[test]
+    fn payloads_are_checked_as_sockjs_node_checks_them() {
+        assert_eq!(parse_array(b""), Err(PayloadError::Expected));
+        assert_eq!(parse_array(b"[\"x"), Err(PayloadError::BrokenJson));
+        assert_eq!(parse_array(b"{}"), Err(PayloadError::Expected));
+        assert_eq!(parse_array(b"[]"), Ok(vec![]));
+        assert_eq!(
+            parse_array(br#"["a",1]"#),
+            Ok(vec!["a".to_owned(), "1".to_owned()])
+        );
+        assert_eq!(parse_websocket(""), Ok(vec![]));
+        assert_eq!(parse_websocket(r#""a""#), Ok(vec!["a".to_owned()]));
+        assert_eq!(parse_websocket(r#"["a"#), Err(PayloadError::BrokenJson));
+    }
+
+    #[test]
+    fn callbacks_are_names_never_script() {
+        assert!(valid_callback("callback"));
+        assert!(valid_callback("a.b_c1"));
+        for bad in ["", " ", "*", "abc(", "a-b", "a".repeat(33).as_str()] {
+            assert!(!valid_callback(bad), "{bad:?}");
+        }
+    }
+}
