@@ -763,7 +763,11 @@ async fn operators_see_destinations_and_sessions_and_purge_queues() {
         .await
         .json();
     let list = sessions["sessions"].as_array().unwrap();
-    assert!(list.iter().any(|s| s["user"] == "ann"), "{sessions}");
+    assert!(
+        list.iter()
+            .any(|s| s["user"] == "ann" && s["transport"] == "tcp"),
+        "{sessions}"
+    );
     call(args!["-u", "ann:pw", api.url("/api/sessions")])
         .await
         .problem(403, "forbidden");

@@ -76,6 +76,8 @@ pub struct SessionInfo {
     pub id: u64,
     /// Who it is logged in as.
     pub user: String,
+    /// What carries it: `tcp`, `websocket` or `sockjs`.
+    pub transport: &'static str,
     /// Frames waiting to be written to it.
     pub queued: usize,
     /// Bytes waiting to be written to it.
@@ -89,6 +91,7 @@ pub struct SessionInfo {
 struct SessionEntry {
     user: Arc<str>,
     outbox: Arc<Outbox>,
+    transport: &'static str,
 }
 
 /// The open sessions, with a count per user so the per-user limit costs no scan.
@@ -265,6 +268,7 @@ impl Broker {
         id: u64,
         user: Arc<str>,
         outbox: Arc<Outbox>,
+        transport: &'static str,
     ) -> Result<(), TooManySessions> {
         let mut sessions = self
             .inner
@@ -279,7 +283,12 @@ impl Broker {
             });
         }
         *sessions.per_user.entry(user.clone()).or_default() += 1;
-        if let Some(replaced) = sessions.by_id.insert(id, SessionEntry { user, outbox }) {
+        let entry = SessionEntry {
+            user,
+            outbox,
+            transport,
+        };
+        if let Some(replaced) = sessions.by_id.insert(id, entry) {
             // Ids are unique; should one come back, its old entry stops counting.
             count_down_user(&mut sessions.per_user, &replaced.user);
         }
@@ -313,6 +322,7 @@ impl Broker {
                 SessionInfo {
                     id: *id,
                     user: entry.user.to_string(),
+                    transport: entry.transport,
                     queued,
                     queued_bytes,
                     slow_since_ms: entry

@@ -74,6 +74,9 @@ pub struct FrameStart {
 /// tails, shared by every subscriber, are not copied into it but written from where they are
 /// ([`write_all_vectored`](FrameSink::write_all_vectored)).
 pub trait FrameSink: Send + 'static {
+    /// The transport's name, for operators (`tcp`, `websocket`, `sockjs`).
+    fn transport(&self) -> &'static str;
+
     /// Starts a frame at the end of `buf`; `size_hint` is the expected size of the frame.
     fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart;
 

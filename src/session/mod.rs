@@ -213,9 +213,9 @@ async fn open<S: FrameSource, W: FrameSink>(
     decoder.set_version(accepted.version);
     let user: Arc<str> = accepted.user.into();
     let outbox = ctx.broker.new_outbox();
-    if let Err(error) = ctx
-        .broker
-        .register_session(id, user.clone(), outbox.clone())
+    if let Err(error) =
+        ctx.broker
+            .register_session(id, user.clone(), outbox.clone(), sink.transport())
     {
         tracing::warn!(%peer, %user, "{error}");
         reject(

@@ -70,6 +70,10 @@ pub struct TcpSink {
 }
 
 impl FrameSink for TcpSink {
+    fn transport(&self) -> &'static str {
+        "tcp"
+    }
+
     fn begin_frame(&self, buf: &mut BytesMut, _size_hint: usize) -> FrameStart {
         FrameStart {
             at: buf.len(),

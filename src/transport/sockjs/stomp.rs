@@ -152,6 +152,10 @@ pub struct SockJsSink {
 }
 
 impl FrameSink for SockJsSink {
+    fn transport(&self) -> &'static str {
+        "sockjs"
+    }
+
     fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart {
         let at = buf.len();
         buf.reserve(RECORD_HEAD + size_hint);

@@ -328,6 +328,10 @@ pub struct WsSink<W> {
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
+    fn transport(&self) -> &'static str {
+        "websocket"
+    }
+
     fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart {
         let head = frame::server_head_len(size_hint);
         let at = buf.len();
