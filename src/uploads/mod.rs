@@ -5,13 +5,12 @@
 
 mod mount;
 mod resumable;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
 pub use resumable::{Progress, Resumable};
 
@@ -86,9 +85,6 @@ pub struct Uploads {
     appending: resumable::Appending,
 }
 
-/// Bytes an upload gathers before each write to its file.
-const WRITE_BUFFER: usize = 1 << 20;
-
 /// An id is a ULID: anything else cannot name a file here.
 fn is_id(id: &str) -> bool {
     id.len() == 26 && id.chars().all(|c| c.is_ascii_alphanumeric())
@@ -138,10 +134,7 @@ pub struct Incoming {
     name: String,
     owner: String,
     part: PathBuf,
-    // Buffered: each write of a tokio file is a trip to the blocking pool, and a body comes
-    // in chunks of a few KiB.
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    hash: Sha256,
+    file: writer::FileWriter,
     size: u64,
     head: Vec<u8>,
     finished: bool,
@@ -185,10 +178,7 @@ impl Uploads {
         let id = crate::jobs::new_id().map_err(|e| UploadError::Id(e.to_string()))?;
         tokio::fs::create_dir_all(&self.dir).await?;
         let part = self.part(&id);
-        let file = tokio::io::BufWriter::with_capacity(
-            WRITE_BUFFER,
-            tokio::fs::File::create(&part).await?,
-        );
+        let file = writer::FileWriter::create(&part).await?;
         Ok(Incoming {
             uploads: self.clone(),
             id,
@@ -196,7 +186,6 @@ impl Uploads {
             owner: owner.to_owned(),
             part,
             file,
-            hash: Sha256::new(),
             size: 0,
             head: Vec::new(),
             finished: false,
@@ -242,20 +231,19 @@ impl Incoming {
             let take = (1024 - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
         }
-        self.hash.update(chunk);
-        self.file.write_all(chunk).await?;
+        self.file.write(chunk).await?;
         Ok(())
     }
 
     /// Makes the upload durable and visible; returns what is known of it.
     pub async fn finish(mut self) -> Result<UploadInfo, UploadError> {
-        self.file.flush().await?;
-        self.file.get_ref().sync_all().await?;
+        let file = std::mem::replace(&mut self.file, writer::FileWriter::closed());
+        let sha256 = file.finish().await?;
         let info = UploadInfo {
             id: self.id.clone(),
             name: self.name.clone(),
             size: self.size,
-            sha256: format!("{:x}", self.hash.clone().finalize()),
+            sha256,
             content_type: sniff(&self.head).to_owned(),
             owner: self.owner.clone(),
             created_at: crate::clock::now_ms(),
