@@ -117,12 +117,8 @@ pub(crate) async fn submit(
     if let Some(url) = &submission.callback_url {
         headers.push("callback-url", url.as_str());
     }
-    let params = match &submission.params {
-        Value::Null => b"{}".to_vec(),
-        params => params.to_string().into_bytes(),
-    };
     let job = engine
-        .submit(&caller.user, &headers, &params)
+        .submit_params(&caller.user, &headers, submission.params)
         .await
         .map_err(refused)?;
     Ok((

@@ -93,12 +93,29 @@ impl JobEngine {
         }
     }
 
-    /// Submits a job for `user`. The job is durable before this returns.
+    /// Submits a job for `user`, its parameters the JSON `body`. The job is durable before
+    /// this returns.
     pub async fn submit(
         &self,
         user: &str,
         headers: &Headers,
         body: &[u8],
+    ) -> Result<Job, Rejection> {
+        let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+        };
+        self.submit_params(user, headers, params).await
+    }
+
+    /// Submits a job for `user` with parameters already parsed (the HTTP API's JSON body).
+    pub async fn submit_params(
+        &self,
+        user: &str,
+        headers: &Headers,
+        params: Value,
     ) -> Result<Job, Rejection> {
         let job_type = headers
             .get("job-type")
@@ -112,11 +129,9 @@ impl JobEngine {
                 ),
             )
         })?;
-        let params: Value = if body.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+        let params = match params {
+            Value::Null => json!({}),
+            params => params,
         };
         handler.validate(&params).map_err(|e| {
             // A job type that cannot run here says so; anything else is the parameters' fault.
