@@ -513,3 +513,97 @@ async fn a_polling_client_that_stops_polling_is_cut_off_not_buffered_for() {
     );
     server.server.shutdown().await;
 }
+
+/// Opens `POST {url}/xhr_streaming` on a socket with a small receive buffer and reads until
+/// `until` has come; the caller may then stop reading it.
+async fn unread_stream(addr: SocketAddr, url: &str, until: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let head =
+        format!("POST {url}/xhr_streaming HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while !String::from_utf8_lossy(&seen).contains(until) {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the stream in time");
+    stream
+}
+
+#[tokio::test]
+async fn a_streaming_client_that_stops_reading_is_cut_and_its_session_released() {
+    let server = TestServer::with(|config| {
+        config.sockjs_session_timeout_ms = 300;
+        // One response for everything: the client never has to open another.
+        config.sockjs_response_limit = 1 << 30;
+        config.slow_consumer_grace_ms = 300;
+        config.shutdown_timeout_ms = 300;
+    })
+    .await;
+    let addr = http(&server);
+    let url = session_url("unread");
+
+    let send = tokio::spawn({
+        let url = url.clone();
+        async move {
+            // Once the stream is open: CONNECT and SUBSCRIBE, receipted.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let subscribe = "SUBSCRIBE\nid:1\ndestination:/topic/unread\nreceipt:r1\n\n\0";
+            post(
+                addr,
+                &format!("{url}/xhr_send"),
+                &stomp_payload(&[CONNECT, subscribe]),
+            )
+            .await
+            .status
+        }
+    });
+    // Read up to the RECEIPT, then never again (the socket stays open).
+    let stream = unread_stream(addr, &url, "RECEIPT").await;
+    assert_eq!(send.await.unwrap(), 204);
+
+    let mut publisher = common::Tcp::connect(server.stomp(), "pub").await;
+    let body = "z".repeat(1024);
+    for _ in 0..8 * 1024 {
+        publisher
+            .send(
+                stompede::protocol::Frame::new(stompede::protocol::Command::Send)
+                    .header("destination", "/topic/unread")
+                    .body(bytes::Bytes::from(body.clone())),
+            )
+            .await;
+    }
+    publisher
+        .send_receipted(
+            stompede::protocol::Frame::new(stompede::protocol::Command::Send)
+                .header("destination", "/topic/other"),
+            "done",
+        )
+        .await;
+    drop(publisher);
+    // The subscriber was cut; its SockJS session must end too (its id unknown again, every
+    // session gone), though its client still holds the socket and never reads it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let probe = post(addr, &format!("{url}/xhr_send"), "[]").await;
+        if probe.status == 404 && server.server.broker().session_count() == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session lives on ({}, {} sessions)",
+            probe.status,
+            server.server.broker().session_count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stream);
+    server.server.shutdown().await;
+}

@@ -17,12 +17,13 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::connection::Connection;
 use super::frames::{self, Wrapping};
 use super::session::{Attach, Outgoing, Session};
 use super::{cors, Endpoint};
+use crate::transport::http::DropConnection;
 
 /// The receiving transports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +134,16 @@ pub fn respond(
         limit,
         ending: false,
         shutdown: endpoint.options.shutdown.clone(),
+        ended: None,
     };
+    // The kill switch: once the session is over, the connection is dropped if this response
+    // is still going (hyper stopped polling it because its client stopped reading).
+    let ended = CancellationToken::new();
+    let drop_connection = DropConnection {
+        when: session.over_token(),
+        unless: ended.clone(),
+    };
+    receiver.ended = Some(ended.drop_guard());
     if let Some(prelude) = transport.prelude() {
         receiver.ready.push_back(prelude);
     }
@@ -169,6 +179,7 @@ pub fn respond(
         Some((Ok::<_, Infallible>(chunk), receiver))
     });
     let mut response = Response::new(Body::from_stream(body));
+    response.extensions_mut().insert(drop_connection);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -206,6 +217,8 @@ struct Receiver {
     /// Ends once `ready` is sent.
     ending: bool,
     shutdown: CancellationToken,
+    /// Cancels the kill switch's watch when the response ends (the receiver is dropped).
+    ended: Option<DropGuard>,
 }
 
 impl Receiver {

@@ -43,6 +43,10 @@ struct State {
     next_receiver: u64,
     /// Since when no receiving request has been attached (the timeout counts from here).
     unattended_since: Instant,
+    /// While the close frame has not been taken by a receiver: when the session is over
+    /// anyway. A receiver that stays attached but is never read (its client stopped reading
+    /// its socket) would otherwise hold the session, and its memory, forever.
+    close_deadline: Option<Instant>,
 }
 
 /// What a receiving request got when it asked to attach.
@@ -127,6 +131,7 @@ impl Session {
                 receiver: None,
                 next_receiver: 0,
                 unattended_since: Instant::now(),
+                close_deadline: None,
             }),
             data: Notify::new(),
             room: Notify::new(),
@@ -155,6 +160,7 @@ impl Session {
                 state.pending_bytes = 0;
                 // The close frame is served again until the timeout, counted from now.
                 state.unattended_since = Instant::now();
+                state.close_deadline = None;
                 Attach::Closed { pending, frame }
             }
             Phase::Closed => Attach::Closed {
@@ -194,7 +200,12 @@ impl Session {
                 }
                 match &state.phase {
                     Phase::Closing(code, reason) if state.pending.is_empty() => {
-                        return Outgoing::Close(*code, reason.clone());
+                        let close = Outgoing::Close(*code, reason.clone());
+                        state.close_deadline = None;
+                        drop(state);
+                        // The close frame is taken: the timeout counts as usual again.
+                        self.changed.notify_one();
+                        return close;
                     }
                     Phase::Closed => return Outgoing::End,
                     _ => {}
@@ -302,11 +313,13 @@ impl Session {
     }
 
     /// The application closes the session: the receiver (now or next) gets
-    /// `c[code,"reason"]`.
+    /// `c[code,"reason"]`. If no receiver has taken that frame within the session timeout
+    /// (its client stopped reading), the session is over then.
     pub fn close(&self, code: u16, reason: &str) {
         let mut state = self.lock();
         if matches!(state.phase, Phase::Connecting | Phase::Open) {
             state.phase = Phase::Closing(code, reason.to_owned());
+            state.close_deadline = later(Instant::now(), self.timing.timeout);
             drop(state);
             self.data.notify_one();
             // Sends waiting for room fail now.
@@ -336,6 +349,12 @@ impl Session {
         self.over.cancelled().await;
     }
 
+    /// A token cancelled when the session is over, for a carrier that must drop a response
+    /// nobody reads any more (see `transport::http::DropConnection`).
+    pub fn over_token(&self) -> CancellationToken {
+        self.over.clone()
+    }
+
     fn end(&self) {
         self.over.cancel();
         self.data.notify_one();
@@ -343,8 +362,9 @@ impl Session {
         self.changed.notify_one();
     }
 
-    /// Watches the timeout: the session is over once no receiving request has been attached
-    /// for [`Timing::timeout`].
+    /// Watches the timeouts: the session is over once no receiving request has been attached
+    /// for [`Timing::timeout`], or once its close frame has waited that long for a receiver
+    /// to take it.
     async fn watch_timeout(&self) {
         loop {
             let changed = self.changed.notified();
@@ -355,16 +375,20 @@ impl Session {
                 if state.phase == Phase::Closed {
                     break;
                 }
-                if state.receiver.is_some() {
-                    None
-                } else {
-                    let deadline = state.unattended_since + self.timing.timeout;
-                    if Instant::now() >= deadline {
-                        state.phase = Phase::Closed;
-                        break;
-                    }
-                    Some(deadline)
+                let unattended = match state.receiver {
+                    None => later(state.unattended_since, self.timing.timeout),
+                    Some(_) => None,
+                };
+                let deadline = match (unattended, state.close_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    state.phase = Phase::Closed;
+                    state.receiver = None;
+                    break;
                 }
+                deadline
             };
             match deadline {
                 Some(deadline) => {
@@ -378,6 +402,12 @@ impl Session {
         }
         self.end();
     }
+}
+
+/// `since + timeout`; `None` (never) when that overflows, so that a timeout configured in
+/// centuries cannot panic the watch.
+fn later(since: Instant, timeout: Duration) -> Option<Instant> {
+    since.checked_add(timeout)
 }
 
 /// The sessions of one service, by id.
@@ -426,9 +456,13 @@ impl Registry {
 }
 
 /// A session that lives as long as one WebSocket: not in any registry (two WebSockets may
-/// share a session id), over when the WebSocket is.
+/// share a session id), over when the WebSocket is, or when its close frame has waited for
+/// the session timeout (the WebSocket's client stopped reading).
 pub fn unregistered(timing: &Timing) -> (Arc<Session>, mpsc::Receiver<Batch>) {
-    Session::new(timing.clone())
+    let (session, from_client) = Session::new(timing.clone());
+    let watched = session.clone();
+    tokio::spawn(async move { watched.watch_timeout().await });
+    (session, from_client)
 }
 
 #[cfg(test)]
@@ -517,5 +551,32 @@ mod tests {
         session.detach(id, true);
         assert!(session.is_over());
         assert!(matches!(session.attach(), Attach::Closed { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_frame_nobody_takes_ends_the_session_after_the_timeout() {
+        let registry = Arc::new(Registry::default());
+        let (session, _from_client) = registry.get_or_create("s", &timing());
+        let Attach::Opened(_id) = session.attach() else {
+            panic!("not opened");
+        };
+        // Attached but never read again: the close frame waits, then the session is over.
+        session.close(1000, "Normal closure");
+        tokio::time::sleep(Duration::from_millis(4_900)).await;
+        assert!(!session.is_over());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(session.is_over());
+        tokio::task::yield_now().await;
+        assert!(registry.get("s").is_none());
+    }
+
+    #[test]
+    fn a_timeout_past_the_end_of_time_is_never_not_a_panic() {
+        assert_eq!(later(Instant::now(), Duration::MAX), None);
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            Some(now + Duration::from_secs(5))
+        );
     }
 }

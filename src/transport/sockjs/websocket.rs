@@ -108,7 +108,14 @@ async fn drive<R, W>(
     let mut closed_by_client = false;
     loop {
         if !out.is_empty() {
-            if write.write_all(&out).await.is_err() {
+            // Raced against the session's end: a client that stops reading blocks the write
+            // for good, and the session ends (its close frame untaken past the timeout).
+            let written = tokio::select! {
+                written = write.write_all(&out) => written.is_ok(),
+                () = session.ended() => false,
+            };
+            if !written {
+                out.clear();
                 break;
             }
             out.clear();
@@ -171,10 +178,15 @@ async fn drive<R, W>(
             }
         }
     }
-    if !out.is_empty() {
-        let _ = write.write_all(&out).await;
-    }
-    let _ = write.shutdown().await;
+    // The last frames (a close) and the shutdown, within the session timeout: the client may
+    // have stopped reading.
+    let _ = tokio::time::timeout(endpoint.timing.timeout, async {
+        if !out.is_empty() {
+            write.write_all(&out).await?;
+        }
+        write.shutdown().await
+    })
+    .await;
     // The WebSocket is the session's only receiver: when it ends, so does the session.
     session.detach(id, true);
     session.terminate();
