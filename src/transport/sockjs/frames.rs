@@ -182,7 +182,26 @@ impl Wrapping {
             Wrapping::HtmlFile => {
                 let mut out = String::with_capacity(frame.len() + 32);
                 out.push_str("<script>\np(");
+                let start = out.len();
                 quote_into(&mut out, frame);
+                // The HTML parser sees the script's text before JavaScript does: a message
+                // holding `</script>` would end the script and start the page's own. `<`, `>`
+                // and `&` are written as JavaScript escapes, which mean the same characters
+                // inside the string literal and nothing to HTML.
+                if out[start..]
+                    .bytes()
+                    .any(|b| matches!(b, b'<' | b'>' | b'&'))
+                {
+                    let quoted = out.split_off(start);
+                    for c in quoted.chars() {
+                        match c {
+                            '<' => out.push_str("\\u003c"),
+                            '>' => out.push_str("\\u003e"),
+                            '&' => out.push_str("\\u0026"),
+                            c => out.push(c),
+                        }
+                    }
+                }
                 out.push_str(");\n</script>\r\n");
                 out
             }
@@ -259,6 +278,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn htmlfile_frames_cannot_end_their_script() {
+        let frame = messages(["</script><script>alert(1)</script>&amp;"], 40);
+        let wrapped = Wrapping::HtmlFile.wrap(&frame);
+        let inner = wrapped
+            .strip_prefix("<script>\np(")
+            .and_then(|w| w.strip_suffix(");\n</script>\r\n"))
+            .unwrap();
+        assert!(!inner.contains(['<', '>', '&']), "{inner}");
+        // The JavaScript string still means the frame.
+        assert_eq!(serde_json::from_str::<String>(inner).unwrap(), frame);
+    }
 
     #[test]
     fn frames_are_written_as_the_protocol_shows_them() {
