@@ -607,3 +607,63 @@ async fn a_streaming_client_that_stops_reading_is_cut_and_its_session_released()
     drop(stream);
     server.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_message_is_taken_when_each_message_fits() {
+    let server = TestServer::with(|config| {
+        // Frames of about 20 KiB at most, so a message of at most about 100 KiB.
+        config.max_headers = 16;
+        config.max_header_line_len = 1024;
+        config.max_body_len = 4096;
+        config.outbox_high_water_bytes = 64 * 1024;
+    })
+    .await;
+    let addr = http(&server);
+    let url = session_url("batch");
+
+    assert_eq!(
+        post(addr, &format!("{url}/xhr"), "").await.body().await,
+        "o\n"
+    );
+    let subscribe = "SUBSCRIBE\nid:1\ndestination:/topic/batch\nreceipt:r1\n\n\0";
+    let sent = post(
+        addr,
+        &format!("{url}/xhr_send"),
+        &stomp_payload(&[CONNECT, subscribe]),
+    )
+    .await;
+    assert_eq!(sent.status, 204);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(messages(
+            &post(addr, &format!("{url}/xhr"), "").await.body().await,
+        ));
+    }
+    // 60 frames of 3,000 bytes in one request, as sockjs-client joins what it queued: more
+    // than one message may hold, each one within the frame limit.
+    let body = "b".repeat(3000);
+    let sends: Vec<String> = (0..60)
+        .map(|i| format!("SEND\ndestination:/topic/batch\nn:{i}\n\n{body}\0"))
+        .collect();
+    let sends: Vec<&str> = sends.iter().map(String::as_str).collect();
+    let payload = stomp_payload(&sends);
+    assert!(payload.len() > 150 * 1024);
+    let sent = post(addr, &format!("{url}/xhr_send"), &payload).await;
+    assert_eq!(sent.status, 204);
+    let mut received = Vec::new();
+    while received.len() < 60 {
+        received.extend(
+            messages(&post(addr, &format!("{url}/xhr"), "").await.body().await)
+                .into_iter()
+                .filter(|m| m.starts_with("MESSAGE\n")),
+        );
+    }
+    for (i, message) in received.iter().enumerate() {
+        assert!(message.contains(&format!("\nn:{i}\n")), "{i}");
+    }
+    // One message larger than a frame may be is still refused.
+    let huge = stomp_payload(&[&"x".repeat(200 * 1024)]);
+    let refused = post(addr, &format!("{url}/xhr_send"), &huge).await;
+    assert_eq!(refused.status, 413);
+    server.server.shutdown().await;
+}

@@ -227,20 +227,30 @@ pub enum PayloadError {
     /// Not JSON.
     #[error("Broken JSON encoding.")]
     BrokenJson,
+    /// A message larger than the limit.
+    #[error("Message too large.")]
+    TooLarge,
 }
 
 /// The messages of an `xhr_send` or `jsonp_send` body: a JSON array of strings. Other values
 /// in the array are taken as their JSON text (sockjs-node hands them to the application as
-/// they are; a string-only application sees what was sent).
-pub fn parse_array(body: &[u8]) -> Result<Vec<String>, PayloadError> {
+/// they are; a string-only application sees what was sent). Each message is at most
+/// `max_message` bytes: the body may hold many (sockjs-client joins every message queued
+/// while a send was in flight into one request), but none larger than one may be.
+pub fn parse_array(body: &[u8], max_message: usize) -> Result<Vec<String>, PayloadError> {
     if body.is_empty() {
         return Err(PayloadError::Expected);
     }
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(items)) => Ok(items.into_iter().map(into_message).collect()),
-        Ok(_) => Err(PayloadError::Expected),
-        Err(_) => Err(PayloadError::BrokenJson),
+    let items = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(items)) => items,
+        Ok(_) => return Err(PayloadError::Expected),
+        Err(_) => return Err(PayloadError::BrokenJson),
+    };
+    let messages: Vec<String> = items.into_iter().map(into_message).collect();
+    if messages.iter().any(|message| message.len() > max_message) {
+        return Err(PayloadError::TooLarge);
     }
+    Ok(messages)
 }
 
 /// The messages of one WebSocket message of the framed `websocket` transport: an array of
@@ -351,13 +361,19 @@ mod tests {
 
     #[test]
     fn payloads_are_checked_as_sockjs_node_checks_them() {
-        assert_eq!(parse_array(b""), Err(PayloadError::Expected));
-        assert_eq!(parse_array(b"[\"x"), Err(PayloadError::BrokenJson));
-        assert_eq!(parse_array(b"{}"), Err(PayloadError::Expected));
-        assert_eq!(parse_array(b"[]"), Ok(vec![]));
+        assert_eq!(parse_array(b"", 10), Err(PayloadError::Expected));
+        assert_eq!(parse_array(b"[\"x", 10), Err(PayloadError::BrokenJson));
+        assert_eq!(parse_array(b"{}", 10), Err(PayloadError::Expected));
+        assert_eq!(parse_array(b"[]", 10), Ok(vec![]));
         assert_eq!(
-            parse_array(br#"["a",1]"#),
+            parse_array(br#"["a",1]"#, 10),
             Ok(vec!["a".to_owned(), "1".to_owned()])
+        );
+        // Many messages, each within the limit, whatever their total; none larger.
+        assert_eq!(parse_array(br#"["abc","abc","abc"]"#, 3).unwrap().len(), 3);
+        assert_eq!(
+            parse_array(br#"["abc","abcd"]"#, 3),
+            Err(PayloadError::TooLarge)
         );
         assert_eq!(parse_websocket(""), Ok(vec![]));
         assert_eq!(parse_websocket(r#""a""#), Ok(vec!["a".to_owned()]));
