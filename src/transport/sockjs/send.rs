@@ -63,13 +63,8 @@ async fn receive(
     request: &HeaderMap,
     body: Body,
 ) -> Result<(), Response> {
-    let body = read_body(body, request, max_request_bytes(&endpoint.options)).await?;
-    let payload = match sender {
-        Sender::Xhr => body,
-        Sender::Jsonp => form_payload(request, &body),
-    };
-    let messages =
-        frames::parse_array(&payload, endpoint.options.max_message_bytes).map_err(payload_error)?;
+    // The session first, and its turn: the body is read and decoded only by the one
+    // sending request the session serves at a time.
     let Some(session) = endpoint.registry.get(session_id) else {
         return Err((
             StatusCode::NOT_FOUND,
@@ -78,7 +73,24 @@ async fn receive(
         )
             .into_response());
     };
-    session.receive(messages).await;
+    let turn = session.sending().await.map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+            "Another send in progress.",
+        )
+            .into_response()
+    })?;
+    let body = read_body(body, request, max_request_bytes(&endpoint.options)).await?;
+    let payload = match sender {
+        Sender::Xhr => body,
+        Sender::Jsonp => form_payload(request, &body),
+    };
+    let messages =
+        frames::parse_array(&payload, endpoint.options.max_message_bytes).map_err(payload_error)?;
+    if turn.is_some() {
+        session.receive(messages).await;
+    }
     Ok(())
 }
 

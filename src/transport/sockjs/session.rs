@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -86,6 +86,11 @@ pub enum Outgoing {
 #[error("SockJS session closed")]
 pub struct Closed;
 
+/// Another sending request held the session for the whole session timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("another send in progress")]
+pub struct SendBusy;
+
 /// A batch of messages from the client (one `xhr_send`, one WebSocket message).
 pub type Batch = Vec<String>;
 
@@ -113,6 +118,10 @@ pub struct Session {
     changed: Notify,
     /// Cancelled when the session is over: the application's reads end.
     over: CancellationToken,
+    /// One sending request at a time: each holds its decoded batch while it waits for the
+    /// application, so any number of them would hold any amount (sockjs-client itself never
+    /// sends two at once).
+    sending: Semaphore,
     inbound: mpsc::Sender<Batch>,
     timing: Timing,
 }
@@ -137,6 +146,7 @@ impl Session {
             room: Notify::new(),
             changed: Notify::new(),
             over: CancellationToken::new(),
+            sending: Semaphore::new(1),
             inbound,
             timing,
         };
@@ -245,6 +255,22 @@ impl Session {
         }
         drop(state);
         self.changed.notify_one();
+    }
+
+    /// The turn of one sending request: waits while another holds it, for at most the
+    /// session timeout (then [`SendBusy`]). `Ok(None)` when the session is over (what the
+    /// request carries is dropped, as [`receive`](Session::receive) drops it).
+    pub async fn sending(&self) -> Result<Option<SemaphorePermit<'_>>, SendBusy> {
+        tokio::select! {
+            permit = tokio::time::timeout(self.timing.timeout, self.sending.acquire()) => {
+                match permit {
+                    // The semaphore is never closed.
+                    Ok(permit) => Ok(permit.ok()),
+                    Err(_) => Err(SendBusy),
+                }
+            }
+            () = self.over.cancelled() => Ok(None),
+        }
     }
 
     /// Messages from the client, for the application; waits while it has not taken the last
@@ -578,5 +604,18 @@ mod tests {
             later(now, Duration::from_secs(5)),
             Some(now + Duration::from_secs(5))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_sender_at_a_time_and_the_next_waits_with_a_bound() {
+        let (session, _from_client) = unregistered(&timing());
+        let first = session.sending().await.unwrap();
+        assert!(first.is_some());
+        // A second waits behind the first, and gives up after the session timeout.
+        let started = Instant::now();
+        assert_eq!(session.sending().await.err(), Some(SendBusy));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        drop(first);
+        assert!(session.sending().await.unwrap().is_some());
     }
 }
