@@ -492,7 +492,7 @@ async fn a_polling_client_that_stops_polling_is_cut_off_not_buffered_for() {
     // session holds for its client is bounded, and ends with the ERROR that says why.
     let mut held = Vec::new();
     'polls: loop {
-        // A poll of a closed session carries what was left, then the close frame.
+        // A poll of a closed session carries what was left; the next one the close frame.
         let body = post(addr, &format!("{url}/xhr"), "").await.body().await;
         for frame in body.lines() {
             if frame.starts_with('c') {

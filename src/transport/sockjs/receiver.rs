@@ -147,7 +147,7 @@ pub fn respond(
     if let Some(prelude) = transport.prelude() {
         receiver.ready.push_back(prelude);
     }
-    match session.attach() {
+    match session.attach(transport.polls()) {
         Attach::Opened(id) => {
             receiver.id = Some(id);
             receiver.push_frame(frames::OPEN);
@@ -162,7 +162,9 @@ pub fn respond(
                 let bytes = pending.iter().map(String::len).sum();
                 receiver.push_frame(&frames::messages(pending.iter().map(String::as_str), bytes));
             }
-            receiver.push_frame(&frame);
+            if let Some(frame) = frame {
+                receiver.push_frame(&frame);
+            }
             receiver.ending = true;
         }
     }

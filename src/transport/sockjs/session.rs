@@ -58,12 +58,13 @@ pub enum Attach {
     Attached(u64),
     /// Another request is receiving: send `c[2010,...]` and end.
     Busy,
-    /// The session was closed: send `pending` (if any), then the close frame, and end.
+    /// The session was closed: send `pending` (if any), then the close frame (if any: a
+    /// polling request that gets messages gets the close frame on its next poll), and end.
     Closed {
         /// Messages not yet received.
         pending: Vec<String>,
         /// The close frame.
-        frame: String,
+        frame: Option<String>,
     },
 }
 
@@ -157,8 +158,9 @@ impl Session {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A receiving request asks to receive.
-    pub fn attach(&self) -> Attach {
+    /// A receiving request asks to receive; `one_frame` for a polling request, whose
+    /// response carries one frame only.
+    pub fn attach(&self, one_frame: bool) -> Attach {
         let mut state = self.lock();
         if state.receiver.is_some() {
             return Attach::Busy;
@@ -170,12 +172,26 @@ impl Session {
                 state.pending_bytes = 0;
                 // The close frame is served again until the timeout, counted from now.
                 state.unattended_since = Instant::now();
-                state.close_deadline = None;
-                Attach::Closed { pending, frame }
+                if one_frame && !pending.is_empty() {
+                    // One frame per poll, as sockjs-node has it: a JSONP client deletes its
+                    // callback after the first call, so a close in the same response would
+                    // be lost. The close waits for the next poll, which comes at once.
+                    state.close_deadline = later(Instant::now(), self.timing.timeout);
+                    Attach::Closed {
+                        pending,
+                        frame: None,
+                    }
+                } else {
+                    state.close_deadline = None;
+                    Attach::Closed {
+                        pending,
+                        frame: Some(frame),
+                    }
+                }
             }
             Phase::Closed => Attach::Closed {
                 pending: Vec::new(),
-                frame: frames::close(1002, "Connection interrupted"),
+                frame: Some(frames::close(1002, "Connection interrupted")),
             },
             Phase::Connecting | Phase::Open => {
                 let id = state.next_receiver;
@@ -510,16 +526,16 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let (session, from_client) = registry.get_or_create("s", &timing());
         assert!(from_client.is_some());
-        let Attach::Opened(id) = session.attach() else {
+        let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
-        assert!(matches!(session.attach(), Attach::Busy));
+        assert!(matches!(session.attach(false), Attach::Busy));
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!session.is_over(), "a receiver is attached");
         session.detach(id, false);
         tokio::time::sleep(Duration::from_millis(4_900)).await;
         assert!(!session.is_over());
-        let Attach::Attached(id) = session.attach() else {
+        let Attach::Attached(id) = session.attach(false) else {
             panic!("not attached");
         };
         session.detach(id, false);
@@ -532,7 +548,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sends_wait_for_room_and_fail_once_closed() {
         let (session, _from_client) = unregistered(&timing());
-        let Attach::Opened(id) = session.attach() else {
+        let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
         session.send(["12345678".to_owned()]).await.unwrap();
@@ -563,27 +579,27 @@ mod tests {
             Outgoing::Close(3000, r) if r == "Go away!"
         ));
         session.detach(id, false);
-        assert!(matches!(session.attach(), Attach::Closed { .. }));
+        assert!(matches!(session.attach(false), Attach::Closed { .. }));
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_interrupted_receiver_ends_the_session() {
         let (session, mut from_client) = unregistered(&timing());
-        let Attach::Opened(id) = session.attach() else {
+        let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
         session.receive(vec!["hi".into()]).await;
         assert_eq!(from_client.recv().await.unwrap(), ["hi"]);
         session.detach(id, true);
         assert!(session.is_over());
-        assert!(matches!(session.attach(), Attach::Closed { .. }));
+        assert!(matches!(session.attach(false), Attach::Closed { .. }));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_close_frame_nobody_takes_ends_the_session_after_the_timeout() {
         let registry = Arc::new(Registry::default());
         let (session, _from_client) = registry.get_or_create("s", &timing());
-        let Attach::Opened(_id) = session.attach() else {
+        let Attach::Opened(_id) = session.attach(false) else {
             panic!("not opened");
         };
         // Attached but never read again: the close frame waits, then the session is over.
@@ -617,5 +633,25 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(5));
         drop(first);
         assert!(session.sending().await.unwrap().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_of_a_closed_session_gets_its_messages_then_the_close_on_the_next() {
+        let (session, _from_client) = unregistered(&timing());
+        let Attach::Opened(id) = session.attach(true) else {
+            panic!("not opened");
+        };
+        session.detach(id, false);
+        session.send(["left".to_owned()]).await.unwrap();
+        session.close(3000, "Go away!");
+        let Attach::Closed { pending, frame } = session.attach(true) else {
+            panic!("not closed");
+        };
+        assert_eq!((pending, frame), (vec!["left".to_owned()], None));
+        let Attach::Closed { pending, frame } = session.attach(true) else {
+            panic!("not closed");
+        };
+        assert!(pending.is_empty());
+        assert_eq!(frame.as_deref(), Some("c[3000,\"Go away!\"]"));
     }
 }

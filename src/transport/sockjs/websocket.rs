@@ -87,7 +87,7 @@ async fn drive<R, W>(
     W: AsyncWrite + Unpin,
 {
     let (session, from_client) = session::unregistered(&endpoint.timing);
-    let Attach::Opened(id) = session.attach() else {
+    let Attach::Opened(id) = session.attach(false) else {
         return;
     };
     endpoint
