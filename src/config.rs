@@ -156,6 +156,9 @@ pub struct Config {
     pub sockjs_response_limit: usize,
     /// Set a `JSESSIONID` cookie on SockJS answers (for load balancers' sticky sessions).
     pub sockjs_jsessionid: bool,
+    /// SockJS sessions (over HTTP: WebSocket ones are counted as connections) the server
+    /// keeps at once; a request that would open one more is answered 503.
+    pub sockjs_max_sessions: usize,
     /// The sockjs-client script the SockJS iframe page loads (iframe transports); serve your
     /// own copy where pages cannot reach the public CDN.
     pub sockjs_client_url: String,
@@ -226,6 +229,7 @@ impl Default for Config {
             sockjs_session_timeout_ms: 5_000,
             sockjs_response_limit: 128 * 1024,
             sockjs_jsessionid: false,
+            sockjs_max_sessions: 10_000,
             sockjs_client_url: crate::transport::sockjs::DEFAULT_CLIENT_URL.into(),
         }
     }
@@ -344,10 +348,11 @@ impl Config {
         if self.sockjs_heartbeat_ms == 0
             || self.sockjs_session_timeout_ms == 0
             || self.sockjs_response_limit == 0
+            || self.sockjs_max_sessions == 0
         {
             return Err(ConfigError::Invalid(
-                "sockjs-heartbeat-ms, sockjs-session-timeout-ms and sockjs-response-limit \
-                 must be positive"
+                "sockjs-heartbeat-ms, sockjs-session-timeout-ms, sockjs-response-limit and \
+                 sockjs-max-sessions must be positive"
                     .into(),
             ));
         }

@@ -667,3 +667,31 @@ async fn a_batch_larger_than_one_message_is_taken_when_each_message_fits() {
     assert_eq!(refused.status, 413);
     server.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn sessions_past_the_maximum_are_refused_with_503() {
+    let server = TestServer::with(|config| config.sockjs_max_sessions = 2).await;
+    let addr = http(&server);
+
+    let first = session_url("max-a");
+    for url in [&first, &session_url("max-b")] {
+        assert_eq!(
+            post(addr, &format!("{url}/xhr"), "").await.body().await,
+            "o\n"
+        );
+    }
+    let refused = post(addr, &format!("{}/xhr", session_url("max-c")), "").await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.body().await, "Too many sessions.");
+    // The sessions that exist go on.
+    let sent = post(
+        addr,
+        &format!("{first}/xhr_send"),
+        &stomp_payload(&[CONNECT]),
+    )
+    .await;
+    assert_eq!(sent.status, 204);
+    let reply = post(addr, &format!("{first}/xhr"), "").await.body().await;
+    assert!(messages(&reply)[0].starts_with("CONNECTED\n"));
+    server.server.shutdown().await;
+}

@@ -74,6 +74,10 @@ pub struct Options {
     pub response_limit: usize,
     /// Set a `JSESSIONID` cookie, for load balancers that stick sessions by it.
     pub jsessionid: bool,
+    /// Sessions over HTTP kept at once (10,000 by default); a receiving request that would
+    /// open one more is answered 503. WebSocket sessions are in no registry: each is one
+    /// connection, bounded with the connections.
+    pub max_sessions: usize,
     /// Offer the WebSocket transports.
     pub websocket: bool,
     /// Bytes of messages a session holds for its client before the application's sends wait.
@@ -93,6 +97,7 @@ impl Default for Options {
             session_timeout: Duration::from_secs(5),
             response_limit: 128 * 1024,
             jsessionid: false,
+            max_sessions: 10_000,
             websocket: true,
             max_pending_bytes: 1024 * 1024,
             max_message_bytes: 1024 * 1024,
@@ -122,8 +127,8 @@ pub fn router(prefix: &str, service: Arc<dyn Service>, options: Options) -> Rout
             timeout: options.session_timeout,
             max_pending_bytes: options.max_pending_bytes.max(1),
         },
+        registry: Arc::new(Registry::new(options.max_sessions)),
         iframe: pages::Iframe::new(&options.sockjs_url),
-        registry: Arc::default(),
         options,
     });
     let root = if prefix.is_empty() { "/" } else { prefix };

@@ -14,8 +14,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -117,9 +117,24 @@ pub fn respond(
     request: &HeaderMap,
     peer: String,
 ) -> Response {
-    let (session, from_client) = endpoint
+    let Ok((session, from_client)) = endpoint
         .registry
-        .get_or_create(session_id, &endpoint.timing);
+        .get_or_create(session_id, &endpoint.timing)
+    else {
+        // Full: a client retries, or falls back, as for any server error.
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+            "Too many sessions.",
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        cors::no_cache(headers);
+        if matches!(transport, Transport::XhrPolling | Transport::XhrStreaming) {
+            cors::xhr_cors(request, headers);
+        }
+        return response;
+    };
     let limit = if transport.polls() {
         1
     } else {

@@ -452,14 +452,29 @@ fn later(since: Instant, timeout: Duration) -> Option<Instant> {
     since.checked_add(timeout)
 }
 
-/// The sessions of one service, by id.
-#[derive(Debug, Default)]
+/// The registry holds as many sessions as it may: no new one now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many SockJS sessions")]
+pub struct Full;
+
+/// The sessions of one service, by id, at most `max` of them: each holds memory (its queue,
+/// a task) for the session timeout at least, and anyone may open one with one request.
+#[derive(Debug)]
 pub struct Registry {
     // A std Mutex: a lookup or an insert, never held across an await.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    max: usize,
 }
 
 impl Registry {
+    /// An empty registry for at most `max` sessions.
+    pub fn new(max: usize) -> Registry {
+        Registry {
+            sessions: Mutex::default(),
+            max,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -470,15 +485,19 @@ impl Registry {
     }
 
     /// The session `id`, created when there is none (then with the receiving end of its
-    /// client's messages, for the application, and a task that times it out and removes it).
+    /// client's messages, for the application, and a task that times it out and removes it);
+    /// [`Full`] when it would be one more than the registry holds.
     pub fn get_or_create(
         self: &Arc<Self>,
         id: &str,
         timing: &Timing,
-    ) -> (Arc<Session>, Option<mpsc::Receiver<Batch>>) {
+    ) -> Result<(Arc<Session>, Option<mpsc::Receiver<Batch>>), Full> {
         let mut sessions = self.lock();
         if let Some(session) = sessions.get(id) {
-            return (session.clone(), None);
+            return Ok((session.clone(), None));
+        }
+        if sessions.len() >= self.max {
+            return Err(Full);
         }
         let (session, from_client) = Session::new(timing.clone());
         sessions.insert(id.to_owned(), session.clone());
@@ -493,7 +512,7 @@ impl Registry {
                 sessions.remove(&id);
             }
         });
-        (session, Some(from_client))
+        Ok((session, Some(from_client)))
     }
 }
 
@@ -523,8 +542,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_session_nobody_receives_for_times_out_and_leaves_the_registry() {
-        let registry = Arc::new(Registry::default());
-        let (session, from_client) = registry.get_or_create("s", &timing());
+        let registry = Arc::new(Registry::new(10));
+        let (session, from_client) = registry.get_or_create("s", &timing()).unwrap();
         assert!(from_client.is_some());
         let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
@@ -597,8 +616,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_close_frame_nobody_takes_ends_the_session_after_the_timeout() {
-        let registry = Arc::new(Registry::default());
-        let (session, _from_client) = registry.get_or_create("s", &timing());
+        let registry = Arc::new(Registry::new(10));
+        let (session, _from_client) = registry.get_or_create("s", &timing()).unwrap();
         let Attach::Opened(_id) = session.attach(false) else {
             panic!("not opened");
         };
@@ -653,5 +672,18 @@ mod tests {
         };
         assert!(pending.is_empty());
         assert_eq!(frame.as_deref(), Some("c[3000,\"Go away!\"]"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_registry_holds_at_most_its_maximum() {
+        let registry = Arc::new(Registry::new(2));
+        let (a, _) = registry.get_or_create("a", &timing()).unwrap();
+        registry.get_or_create("b", &timing()).unwrap();
+        assert_eq!(registry.get_or_create("c", &timing()).err(), Some(Full));
+        // A session that exists is still found.
+        assert!(registry.get_or_create("a", &timing()).unwrap().1.is_none());
+        a.terminate();
+        tokio::task::yield_now().await;
+        assert!(registry.get_or_create("c", &timing()).is_ok());
     }
 }
