@@ -46,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use receiver::Transport;
 use send::Sender;
@@ -86,8 +87,11 @@ pub struct Options {
     pub max_message_bytes: usize,
     /// The SockJS client script the iframe page loads.
     pub sockjs_url: String,
-    /// Cancelled when the server shuts down: receiving requests end.
+    /// Cancelled when the server shuts down: receiving requests end, and sessions.
     pub shutdown: CancellationToken,
+    /// Where the endpoint's tasks run (WebSocket connections, session timeouts): the
+    /// server's tracker, so that its shutdown waits for them.
+    pub tracker: TaskTracker,
 }
 
 impl Default for Options {
@@ -103,6 +107,7 @@ impl Default for Options {
             max_message_bytes: 1024 * 1024,
             sockjs_url: DEFAULT_CLIENT_URL.into(),
             shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
         }
     }
 }
@@ -126,6 +131,8 @@ pub fn router(prefix: &str, service: Arc<dyn Service>, options: Options) -> Rout
             heartbeat: options.heartbeat,
             timeout: options.session_timeout,
             max_pending_bytes: options.max_pending_bytes.max(1),
+            tracker: options.tracker.clone(),
+            shutdown: options.shutdown.clone(),
         },
         registry: Arc::new(Registry::new(options.max_sessions)),
         iframe: pages::Iframe::new(&options.sockjs_url),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::frames;
 
@@ -105,6 +106,10 @@ pub struct Timing {
     /// Bytes of messages a session holds for its client before the application's sends
     /// wait.
     pub max_pending_bytes: usize,
+    /// Where the sessions' tasks run: the server's tracker, so that shutdown waits for them.
+    pub tracker: TaskTracker,
+    /// Cancelled when the server shuts down: every session is over then.
+    pub shutdown: CancellationToken,
 }
 
 /// One SockJS session.
@@ -417,6 +422,11 @@ impl Session {
                 if state.phase == Phase::Closed {
                     break;
                 }
+                if self.timing.shutdown.is_cancelled() {
+                    state.phase = Phase::Closed;
+                    state.receiver = None;
+                    break;
+                }
                 let unattended = match state.receiver {
                     None => later(state.unattended_since, self.timing.timeout),
                     Some(_) => None,
@@ -437,9 +447,15 @@ impl Session {
                     tokio::select! {
                         () = &mut changed => {}
                         () = tokio::time::sleep_until(deadline) => {}
+                        () = self.timing.shutdown.cancelled() => {}
                     }
                 }
-                None => changed.await,
+                None => {
+                    tokio::select! {
+                        () = &mut changed => {}
+                        () = self.timing.shutdown.cancelled() => {}
+                    }
+                }
             }
         }
         self.end();
@@ -505,7 +521,7 @@ impl Registry {
         let registry = Arc::clone(self);
         let watched = session.clone();
         let id = id.to_owned();
-        tokio::spawn(async move {
+        timing.tracker.spawn(async move {
             watched.watch_timeout().await;
             let mut sessions = registry.lock();
             if sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, &watched)) {
@@ -522,7 +538,9 @@ impl Registry {
 pub fn unregistered(timing: &Timing) -> (Arc<Session>, mpsc::Receiver<Batch>) {
     let (session, from_client) = Session::new(timing.clone());
     let watched = session.clone();
-    tokio::spawn(async move { watched.watch_timeout().await });
+    timing
+        .tracker
+        .spawn(async move { watched.watch_timeout().await });
     (session, from_client)
 }
 
@@ -537,6 +555,8 @@ mod tests {
             heartbeat: Duration::from_secs(25),
             timeout: Duration::from_secs(5),
             max_pending_bytes: 10,
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -685,5 +705,21 @@ mod tests {
         a.terminate();
         tokio::task::yield_now().await;
         assert!(registry.get_or_create("c", &timing()).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_tasks_run_on_the_tracker_and_end_at_shutdown() {
+        let timing = timing();
+        let registry = Arc::new(Registry::new(10));
+        let (session, _) = registry.get_or_create("s", &timing).unwrap();
+        let (unregistered, _) = unregistered(&timing);
+        assert_eq!(timing.tracker.len(), 2);
+        timing.shutdown.cancel();
+        timing.tracker.close();
+        tokio::time::timeout(Duration::from_secs(1), timing.tracker.wait())
+            .await
+            .unwrap();
+        assert!(session.is_over() && unregistered.is_over());
+        assert!(registry.get("s").is_none());
     }
 }

@@ -69,6 +69,7 @@ pub fn options(ctx: &ServerContext) -> Options {
         max_message_bytes: max_frame.saturating_mul(2).saturating_add(64 * 1024),
         sockjs_url: config.sockjs_client_url.clone(),
         shutdown: ctx.shutdown.clone(),
+        tracker: ctx.tracker.clone(),
     }
 }
 

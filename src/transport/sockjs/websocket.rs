@@ -51,7 +51,8 @@ pub fn upgrade(
         return (StatusCode::BAD_REQUEST, "Not a valid websocket request\n").into_response();
     };
     let endpoint = endpoint.clone();
-    tokio::spawn(async move {
+    // On the server's tracker, as `ws::upgrade` runs its sessions: shutdown waits for it.
+    endpoint.options.tracker.clone().spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => serve(endpoint, upgraded, framing, peer).await,
             Err(error) => tracing::debug!(%error, "SockJS WebSocket upgrade failed"),
