@@ -202,8 +202,15 @@ async fn drive<R, W>(
 }
 
 /// Appends a close frame with `code` and `reason` (cut to the 123 bytes a control frame has
-/// room for, at a character boundary).
+/// room for, at a character boundary). A code no endpoint may send (1005, 1006, 1015, the
+/// unassigned ones, anything outside 1000-4999: an application's SockJS code such as 2010
+/// is fine in a `c[...]` frame, not in a WebSocket close) goes as 1000.
 fn put_close(out: &mut BytesMut, code: u16, reason: &str) {
+    let code = if frame::valid_close_code(code) {
+        code
+    } else {
+        code::NORMAL
+    };
     let mut cut = reason.len().min(123);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
@@ -265,10 +272,9 @@ impl Messages {
                 }
                 frame::PONG => continue,
                 frame::CLOSE => {
-                    let code = match payload.get(..2) {
-                        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-                        _ => code::NORMAL,
-                    };
+                    // Checked as `transport::ws` checks it (one door): a one-byte body or a
+                    // code no peer may send is a protocol error, answered 1002.
+                    let code = crate::transport::ws::close_reply(&payload).map_err(Some)?;
                     put_close(out, code, "");
                     return Ok(false);
                 }
@@ -361,5 +367,62 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    /// The close frame in `out`: its code and reason.
+    fn close_of(out: &[u8]) -> (u16, Vec<u8>) {
+        // A server frame: FIN and the opcode, then a short length, no mask.
+        assert_eq!(out[0], 0x80 | frame::CLOSE);
+        assert_eq!(usize::from(out[1]), out.len() - 2);
+        let payload = &out[2..];
+        (
+            u16::from_be_bytes([payload[0], payload[1]]),
+            payload[2..].to_vec(),
+        )
+    }
+
+    #[test]
+    fn close_codes_on_the_wire_are_ones_a_peer_may_send() {
+        for (code, sent) in [
+            (3000, 3000),
+            (1013, 1013),
+            (2010, 1000),
+            (1005, 1000),
+            (1006, 1000),
+            (1015, 1000),
+            (999, 1000),
+            (5000, 1000),
+        ] {
+            let mut out = BytesMut::new();
+            put_close(&mut out, code, "bye");
+            assert_eq!(close_of(&out), (sent, b"bye".to_vec()), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_client_close_is_echoed_only_when_valid() {
+        let run = |body: &[u8]| {
+            let mut input = Messages {
+                buf: BytesMut::from(&client_frame(true, frame::CLOSE, body, [1, 2, 3, 4])[..]),
+                message: None,
+                max: 100,
+            };
+            let mut out = BytesMut::new();
+            let result = input.take_events(Framing::SockJs, &mut Vec::new(), &mut out);
+            (result, out)
+        };
+        let (result, out) = run(&3001u16.to_be_bytes());
+        assert!(matches!(result, Ok(false)));
+        assert_eq!(close_of(&out).0, 3001);
+        let (result, out) = run(b"");
+        assert!(matches!(result, Ok(false)));
+        assert_eq!(close_of(&out).0, 1000);
+        for bad in [&[3u8][..], &1005u16.to_be_bytes(), &1u16.to_be_bytes()] {
+            let (result, _) = run(bad);
+            assert!(
+                matches!(result, Err(Some(Fail { code: 1002, .. }))),
+                "{bad:?}"
+            );
+        }
     }
 }
