@@ -355,7 +355,7 @@ async fn jsonp_and_htmlfile_callbacks_are_names_only() {
         let none = get(addr, &format!("/sockjs/a/a/{transport}")).await;
         assert_eq!(none.status, 500);
         assert_eq!(none.body().await, "\"callback\" parameter required");
-        for bad in ["%20", "*", "abc(", "abc%28", "a-b", "x;alert(1)"] {
+        for bad in ["%20", "*", "abc(", "abc%28", "a+b", "x;alert(1)"] {
             let refused = get(addr, &format!("/sockjs/a/a/{transport}?c={bad}")).await;
             assert_eq!(refused.status, 500, "{bad}");
             assert_eq!(refused.body().await, "invalid \"callback\" parameter");

@@ -293,11 +293,21 @@ async fn session_request(
 
 /// The `c` (or `callback`) query parameter of the htmlfile and JSONP transports, checked.
 fn callback(request: &Request) -> Result<String, &'static str> {
-    let query = request.uri().query().unwrap_or("");
-    let mut pairs = form_urlencoded::parse(query.as_bytes());
-    let Some((_, callback)) = pairs.find(|(name, _)| name == "c" || name == "callback") else {
-        return Err("\"callback\" parameter required");
+    callback_of(request.uri().query().unwrap_or(""))
+}
+
+/// The callback named in `query`: `c` when there is one, else `callback` (as sockjs-node
+/// reads them); an empty one is as good as none.
+fn callback_of(query: &str) -> Result<String, &'static str> {
+    let named = |wanted: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value)
     };
+    let callback = named("c")
+        .or_else(|| named("callback"))
+        .filter(|callback| !callback.is_empty())
+        .ok_or("\"callback\" parameter required")?;
     if !frames::valid_callback(&callback) {
         return Err("invalid \"callback\" parameter");
     }
@@ -335,6 +345,21 @@ fn not_allowed(methods: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callbacks_prefer_c_and_are_required_non_empty() {
+        assert_eq!(callback_of("c=a-b").as_deref(), Ok("a-b"));
+        assert_eq!(callback_of("callback=x&c=y").as_deref(), Ok("y"));
+        assert_eq!(callback_of("callback=x").as_deref(), Ok("x"));
+        for missing in ["", "c=", "callback=", "d=x"] {
+            assert_eq!(
+                callback_of(missing),
+                Err("\"callback\" parameter required"),
+                "{missing}"
+            );
+        }
+        assert_eq!(callback_of("c=a(b"), Err("invalid \"callback\" parameter"));
+    }
 
     #[test]
     fn paths_name_what_the_protocol_names() {
