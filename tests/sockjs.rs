@@ -695,3 +695,25 @@ async fn sessions_past_the_maximum_are_refused_with_503() {
     assert!(messages(&reply)[0].starts_with("CONNECTED\n"));
     server.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_send_body_that_breaks_off_is_a_bad_request_not_too_large() {
+    let server = TestServer::start().await;
+    let addr = http(&server);
+    let url = session_url("broken-body");
+    assert_eq!(
+        post(addr, &format!("{url}/xhr"), "").await.body().await,
+        "o\n"
+    );
+    // A chunked body whose chunk size is not hexadecimal: the body cannot be read.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {url}/xhr_send HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    server.server.shutdown().await;
+}
