@@ -73,9 +73,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, ctx: Arc<S
             if let Some(drop) = response.extensions_mut().remove::<DropConnection>() {
                 tracker.spawn(async move {
                     tokio::select! {
-                        () = drop.when.cancelled() => kill.cancel(),
+                        // A response that ended was written whole: never cut it.
+                        biased;
                         () = drop.unless.cancelled() => {}
                         () = kill.cancelled() => {}
+                        () = drop.when.cancelled() => kill.cancel(),
                     }
                 });
             }

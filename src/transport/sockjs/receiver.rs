@@ -183,6 +183,7 @@ pub fn respond(
             receiver.ending = true;
         }
     }
+    let attached = receiver.id.is_some();
     // The request that created the session starts the application on it, once the session
     // is open (whichever receiving request opened it).
     if let Some(from_client) = from_client {
@@ -196,7 +197,11 @@ pub fn respond(
         Some((Ok::<_, Infallible>(chunk), receiver))
     });
     let mut response = Response::new(Body::from_stream(body));
-    response.extensions_mut().insert(drop_connection);
+    if attached {
+        // Only a response that waits on the session: one that answers `Busy` or a closed
+        // session is short and ends by itself, even when the session is already over.
+        response.extensions_mut().insert(drop_connection);
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
