@@ -440,7 +440,7 @@ mod tests {
         let config: Config = toml::from_str(
             "sockjs-prefix = \"/stomp/sockjs\"\nsockjs-heartbeat-ms = 1000\n\
              sockjs-session-timeout-ms = 200\nsockjs-response-limit = 4096\n\
-             sockjs-jsessionid = true\n",
+             sockjs-jsessionid = true\nsockjs-max-sessions = 5\n",
         )
         .expect("valid TOML");
         assert_eq!(config.sockjs_prefix(), Some("/stomp/sockjs"));
@@ -449,10 +449,17 @@ mod tests {
                 config.sockjs_heartbeat_ms,
                 config.sockjs_session_timeout_ms,
                 config.sockjs_response_limit,
-                config.sockjs_jsessionid
+                config.sockjs_jsessionid,
+                config.sockjs_max_sessions
             ),
-            (1000, 200, 4096, true)
+            (1000, 200, 4096, true, 5)
         );
+        assert_eq!(Config::default().sockjs_max_sessions, 10_000);
+        let none = Config {
+            sockjs_max_sessions: 0,
+            ..Config::default()
+        };
+        assert!(none.resolve().is_err());
         assert!(config.resolve().is_ok());
         let defaults = Config::default();
         assert_eq!(defaults.sockjs_prefix(), Some("/sockjs"));
