@@ -121,23 +121,29 @@ pub(crate) struct Endpoint {
     iframe: pages::Iframe,
 }
 
+impl Endpoint {
+    fn new(service: Arc<dyn Service>, options: Options) -> Endpoint {
+        Endpoint {
+            service,
+            timing: Timing {
+                heartbeat: options.heartbeat,
+                timeout: options.session_timeout,
+                max_pending_bytes: options.max_pending_bytes.max(1),
+                tracker: options.tracker.clone(),
+                shutdown: options.shutdown.clone(),
+            },
+            registry: Arc::new(Registry::new(options.max_sessions)),
+            iframe: pages::Iframe::new(&options.sockjs_url),
+            options,
+        }
+    }
+}
+
 /// The routes of a SockJS endpoint at `prefix` (e.g. `/sockjs`; no trailing slash) running
 /// `service` on every session.
 pub fn router(prefix: &str, service: Arc<dyn Service>, options: Options) -> Router {
     let prefix = prefix.trim_end_matches('/');
-    let endpoint = Arc::new(Endpoint {
-        service,
-        timing: Timing {
-            heartbeat: options.heartbeat,
-            timeout: options.session_timeout,
-            max_pending_bytes: options.max_pending_bytes.max(1),
-            tracker: options.tracker.clone(),
-            shutdown: options.shutdown.clone(),
-        },
-        registry: Arc::new(Registry::new(options.max_sessions)),
-        iframe: pages::Iframe::new(&options.sockjs_url),
-        options,
-    });
+    let endpoint = Arc::new(Endpoint::new(service, options));
     let root = if prefix.is_empty() { "/" } else { prefix };
     let mut router = Router::new()
         .route(root, any(dispatch))

@@ -425,4 +425,45 @@ mod tests {
             );
         }
     }
+
+    /// Sends until its sends wait (its client reads nothing), then lets go of the session
+    /// without closing it, as `session::run` does with a writer that never finishes.
+    struct Stuck;
+
+    impl super::super::Service for Stuck {
+        fn open(&self, connection: Connection) {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                    while connection.send(["x".repeat(1024)]).await.is_ok() {}
+                })
+                .await;
+                drop(connection);
+            });
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_websocket_whose_client_stops_reading_ends() {
+        let endpoint = Arc::new(super::super::Endpoint::new(
+            Arc::new(Stuck),
+            super::super::Options {
+                max_pending_bytes: 8 * 1024,
+                ..Default::default()
+            },
+        ));
+        // Both pipes small and never read or written by the client.
+        let (read, _client_write) = tokio::io::duplex(1024);
+        let (write, _client_read) = tokio::io::duplex(1024);
+        let driven = drive(
+            endpoint,
+            read,
+            write,
+            Bytes::new(),
+            Framing::Raw,
+            "test".into(),
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(60), driven)
+            .await
+            .expect("the WebSocket session ends");
+    }
 }
