@@ -165,6 +165,9 @@ pub struct Config {
     pub sockjs_response_limit: usize,
     /// Set a `JSESSIONID` cookie on SockJS answers (for load balancers' sticky sessions).
     pub sockjs_jsessionid: bool,
+    /// SockJS sessions (over HTTP: WebSocket ones are counted as connections) the server
+    /// keeps at once; a request that would open one more is answered 503.
+    pub sockjs_max_sessions: usize,
     /// The sockjs-client script the SockJS iframe page loads (iframe transports); serve your
     /// own copy where pages cannot reach the public CDN.
     pub sockjs_client_url: String,
@@ -239,6 +242,7 @@ impl Default for Config {
             sockjs_session_timeout_ms: 5_000,
             sockjs_response_limit: 128 * 1024,
             sockjs_jsessionid: false,
+            sockjs_max_sessions: 10_000,
             sockjs_client_url: crate::transport::sockjs::DEFAULT_CLIENT_URL.into(),
         }
     }
@@ -357,10 +361,11 @@ impl Config {
         if self.sockjs_heartbeat_ms == 0
             || self.sockjs_session_timeout_ms == 0
             || self.sockjs_response_limit == 0
+            || self.sockjs_max_sessions == 0
         {
             return Err(ConfigError::Invalid(
-                "sockjs-heartbeat-ms, sockjs-session-timeout-ms and sockjs-response-limit \
-                 must be positive"
+                "sockjs-heartbeat-ms, sockjs-session-timeout-ms, sockjs-response-limit and \
+                 sockjs-max-sessions must be positive"
                     .into(),
             ));
         }
@@ -455,7 +460,7 @@ mod tests {
         let config: Config = toml::from_str(
             "sockjs-prefix = \"/stomp/sockjs\"\nsockjs-heartbeat-ms = 1000\n\
              sockjs-session-timeout-ms = 200\nsockjs-response-limit = 4096\n\
-             sockjs-jsessionid = true\n",
+             sockjs-jsessionid = true\nsockjs-max-sessions = 5\n",
         )
         .expect("valid TOML");
         assert_eq!(config.sockjs_prefix(), Some("/stomp/sockjs"));
@@ -464,10 +469,17 @@ mod tests {
                 config.sockjs_heartbeat_ms,
                 config.sockjs_session_timeout_ms,
                 config.sockjs_response_limit,
-                config.sockjs_jsessionid
+                config.sockjs_jsessionid,
+                config.sockjs_max_sessions
             ),
-            (1000, 200, 4096, true)
+            (1000, 200, 4096, true, 5)
         );
+        assert_eq!(Config::default().sockjs_max_sessions, 10_000);
+        let none = Config {
+            sockjs_max_sessions: 0,
+            ..Config::default()
+        };
+        assert!(none.resolve().is_err());
         assert!(config.resolve().is_ok());
         let defaults = Config::default();
         assert_eq!(defaults.sockjs_prefix(), Some("/sockjs"));

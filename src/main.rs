@@ -182,6 +182,10 @@ struct ServeArgs {
     /// [default: 131072].
     #[arg(long, env = "STOMPEDE_SOCKJS_RESPONSE_LIMIT")]
     sockjs_response_limit: Option<usize>,
+    /// SockJS sessions over HTTP kept at once; one more is refused with 503
+    /// [default: 10000].
+    #[arg(long, env = "STOMPEDE_SOCKJS_MAX_SESSIONS")]
+    sockjs_max_sessions: Option<usize>,
     /// Set a JSESSIONID cookie on SockJS answers, for sticky load balancers [default: off].
     #[arg(long, env = "STOMPEDE_SOCKJS_JSESSIONID", value_parser = on_off)]
     sockjs_jsessionid: Option<bool>,
@@ -303,6 +307,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.sockjs_response_limit {
             config.sockjs_response_limit = v;
+        }
+        if let Some(v) = self.sockjs_max_sessions {
+            config.sockjs_max_sessions = v;
         }
         if let Some(v) = self.sockjs_jsessionid {
             config.sockjs_jsessionid = v;

@@ -355,7 +355,7 @@ async fn jsonp_and_htmlfile_callbacks_are_names_only() {
         let none = get(addr, &format!("/sockjs/a/a/{transport}")).await;
         assert_eq!(none.status, 500);
         assert_eq!(none.body().await, "\"callback\" parameter required");
-        for bad in ["%20", "*", "abc(", "abc%28", "a-b", "x;alert(1)"] {
+        for bad in ["%20", "*", "abc(", "abc%28", "a+b", "x;alert(1)"] {
             let refused = get(addr, &format!("/sockjs/a/a/{transport}?c={bad}")).await;
             assert_eq!(refused.status, 500, "{bad}");
             assert_eq!(refused.body().await, "invalid \"callback\" parameter");
@@ -492,7 +492,7 @@ async fn a_polling_client_that_stops_polling_is_cut_off_not_buffered_for() {
     // session holds for its client is bounded, and ends with the ERROR that says why.
     let mut held = Vec::new();
     'polls: loop {
-        // A poll of a closed session carries what was left, then the close frame.
+        // A poll of a closed session carries what was left; the next one the close frame.
         let body = post(addr, &format!("{url}/xhr"), "").await.body().await;
         for frame in body.lines() {
             if frame.starts_with('c') {
@@ -511,5 +511,209 @@ async fn a_polling_client_that_stops_polling_is_cut_off_not_buffered_for() {
         bytes < 4 * 1024 * 1024,
         "{bytes} bytes held for a client that stopped"
     );
+    server.server.shutdown().await;
+}
+
+/// Opens `POST {url}/xhr_streaming` on a socket with a small receive buffer and reads until
+/// `until` has come; the caller may then stop reading it.
+async fn unread_stream(addr: SocketAddr, url: &str, until: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let head =
+        format!("POST {url}/xhr_streaming HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while !String::from_utf8_lossy(&seen).contains(until) {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream ended early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the stream in time");
+    stream
+}
+
+#[tokio::test]
+async fn a_streaming_client_that_stops_reading_is_cut_and_its_session_released() {
+    let server = TestServer::with(|config| {
+        config.sockjs_session_timeout_ms = 300;
+        // One response for everything: the client never has to open another.
+        config.sockjs_response_limit = 1 << 30;
+        config.slow_consumer_grace_ms = 300;
+        config.shutdown_timeout_ms = 300;
+    })
+    .await;
+    let addr = http(&server);
+    let url = session_url("unread");
+
+    let send = tokio::spawn({
+        let url = url.clone();
+        async move {
+            // Once the stream is open: CONNECT and SUBSCRIBE, receipted.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let subscribe = "SUBSCRIBE\nid:1\ndestination:/topic/unread\nreceipt:r1\n\n\0";
+            post(
+                addr,
+                &format!("{url}/xhr_send"),
+                &stomp_payload(&[CONNECT, subscribe]),
+            )
+            .await
+            .status
+        }
+    });
+    // Read up to the RECEIPT, then never again (the socket stays open).
+    let stream = unread_stream(addr, &url, "RECEIPT").await;
+    assert_eq!(send.await.unwrap(), 204);
+
+    let mut publisher = common::Tcp::connect(server.stomp(), "pub").await;
+    let body = "z".repeat(1024);
+    for _ in 0..8 * 1024 {
+        publisher
+            .send(
+                stompede::protocol::Frame::new(stompede::protocol::Command::Send)
+                    .header("destination", "/topic/unread")
+                    .body(bytes::Bytes::from(body.clone())),
+            )
+            .await;
+    }
+    publisher
+        .send_receipted(
+            stompede::protocol::Frame::new(stompede::protocol::Command::Send)
+                .header("destination", "/topic/other"),
+            "done",
+        )
+        .await;
+    drop(publisher);
+    // The subscriber was cut; its SockJS session must end too (its id unknown again, every
+    // session gone), though its client still holds the socket and never reads it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let probe = post(addr, &format!("{url}/xhr_send"), "[]").await;
+        if probe.status == 404 && server.server.broker().session_count() == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session lives on ({}, {} sessions)",
+            probe.status,
+            server.server.broker().session_count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stream);
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_one_message_is_taken_when_each_message_fits() {
+    let server = TestServer::with(|config| {
+        // Frames of about 20 KiB at most, so a message of at most about 100 KiB.
+        config.max_headers = 16;
+        config.max_header_line_len = 1024;
+        config.max_body_len = 4096;
+        config.outbox_high_water_bytes = 64 * 1024;
+    })
+    .await;
+    let addr = http(&server);
+    let url = session_url("batch");
+
+    assert_eq!(
+        post(addr, &format!("{url}/xhr"), "").await.body().await,
+        "o\n"
+    );
+    let subscribe = "SUBSCRIBE\nid:1\ndestination:/topic/batch\nreceipt:r1\n\n\0";
+    let sent = post(
+        addr,
+        &format!("{url}/xhr_send"),
+        &stomp_payload(&[CONNECT, subscribe]),
+    )
+    .await;
+    assert_eq!(sent.status, 204);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(messages(
+            &post(addr, &format!("{url}/xhr"), "").await.body().await,
+        ));
+    }
+    // 60 frames of 3,000 bytes in one request, as sockjs-client joins what it queued: more
+    // than one message may hold, each one within the frame limit.
+    let body = "b".repeat(3000);
+    let sends: Vec<String> = (0..60)
+        .map(|i| format!("SEND\ndestination:/topic/batch\nn:{i}\n\n{body}\0"))
+        .collect();
+    let sends: Vec<&str> = sends.iter().map(String::as_str).collect();
+    let payload = stomp_payload(&sends);
+    assert!(payload.len() > 150 * 1024);
+    let sent = post(addr, &format!("{url}/xhr_send"), &payload).await;
+    assert_eq!(sent.status, 204);
+    let mut received = Vec::new();
+    while received.len() < 60 {
+        received.extend(
+            messages(&post(addr, &format!("{url}/xhr"), "").await.body().await)
+                .into_iter()
+                .filter(|m| m.starts_with("MESSAGE\n")),
+        );
+    }
+    for (i, message) in received.iter().enumerate() {
+        assert!(message.contains(&format!("\nn:{i}\n")), "{i}");
+    }
+    // One message larger than a frame may be is still refused.
+    let huge = stomp_payload(&[&"x".repeat(200 * 1024)]);
+    let refused = post(addr, &format!("{url}/xhr_send"), &huge).await;
+    assert_eq!(refused.status, 413);
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_past_the_maximum_are_refused_with_503() {
+    let server = TestServer::with(|config| config.sockjs_max_sessions = 2).await;
+    let addr = http(&server);
+
+    let first = session_url("max-a");
+    for url in [&first, &session_url("max-b")] {
+        assert_eq!(
+            post(addr, &format!("{url}/xhr"), "").await.body().await,
+            "o\n"
+        );
+    }
+    let refused = post(addr, &format!("{}/xhr", session_url("max-c")), "").await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.body().await, "Too many sessions.");
+    // The sessions that exist go on.
+    let sent = post(
+        addr,
+        &format!("{first}/xhr_send"),
+        &stomp_payload(&[CONNECT]),
+    )
+    .await;
+    assert_eq!(sent.status, 204);
+    let reply = post(addr, &format!("{first}/xhr"), "").await.body().await;
+    assert!(messages(&reply)[0].starts_with("CONNECTED\n"));
+    server.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_send_body_that_breaks_off_is_a_bad_request_not_too_large() {
+    let server = TestServer::start().await;
+    let addr = http(&server);
+    let url = session_url("broken-body");
+    assert_eq!(
+        post(addr, &format!("{url}/xhr"), "").await.body().await,
+        "o\n"
+    );
+    // A chunked body whose chunk size is not hexadecimal: the body cannot be read.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {url}/xhr_send HTTP/1.1\r\nhost: {addr}\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     server.server.shutdown().await;
 }

@@ -16,9 +16,22 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
 use crate::context::ServerContext;
+
+/// Put in a response's extensions: the connection carrying the response is dropped when
+/// `when` is cancelled, unless `unless` is cancelled first (the response ended). For a
+/// streaming response whose client stopped reading: hyper, its socket full, never polls the
+/// body again, so the body cannot end itself; only dropping the connection releases it.
+#[derive(Debug, Clone)]
+pub(crate) struct DropConnection {
+    /// Drop the connection once this is cancelled...
+    pub when: CancellationToken,
+    /// ...unless this was cancelled first.
+    pub unless: CancellationToken,
+}
 
 /// Accepts connections until shutdown, each served on its own task.
 pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) {
@@ -41,8 +54,13 @@ pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) 
 /// Serves one connection's requests until it closes, is upgraded, or the server shuts down
 /// (then the request in progress is finished first).
 async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, ctx: Arc<ServerContext>) {
+    // Cancelled to drop the connection at once (a `DropConnection` fired), and when the
+    // connection is over (which ends the watches of its responses).
+    let kill = CancellationToken::new();
+    let watch = (kill.clone(), ctx.tracker.clone());
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut app = app.clone();
+        let (kill, tracker) = watch.clone();
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
         async move {
@@ -51,7 +69,19 @@ async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, ctx: Arc<S
             })
             .await;
             ready?;
-            app.call(request).await
+            let mut response = app.call(request).await?;
+            if let Some(drop) = response.extensions_mut().remove::<DropConnection>() {
+                tracker.spawn(async move {
+                    tokio::select! {
+                        // A response that ended was written whole: never cut it.
+                        biased;
+                        () = drop.unless.cancelled() => {}
+                        () = kill.cancelled() => {}
+                        () = drop.when.cancelled() => kill.cancel(),
+                    }
+                });
+            }
+            Ok::<_, Infallible>(response)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -66,11 +96,16 @@ async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, ctx: Arc<S
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
+        () = kill.cancelled() => Ok(()),
         _ = ctx.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = kill.cancelled() => Ok(()),
+            }
         }
     };
+    kill.cancel();
     if let Err(error) = result {
         tracing::debug!(%error, "HTTP connection ended with an error");
     }

@@ -67,3 +67,14 @@ impl Connection {
         &self.peer
     }
 }
+
+impl Drop for Connection {
+    /// The application let go of the session without closing it (a STOMP session cut, or a
+    /// writer that did not finish in time): close it, so that a send still waiting for room
+    /// fails (its writer ends instead of waiting forever), later sends from the client are
+    /// not taken and dropped, and the session is over once the close frame is taken or its
+    /// timeout passes. A no-op when the application already closed it.
+    fn drop(&mut self) {
+        self.session.close(1000, "Normal closure");
+    }
+}

@@ -182,7 +182,26 @@ impl Wrapping {
             Wrapping::HtmlFile => {
                 let mut out = String::with_capacity(frame.len() + 32);
                 out.push_str("<script>\np(");
+                let start = out.len();
                 quote_into(&mut out, frame);
+                // The HTML parser sees the script's text before JavaScript does: a message
+                // holding `</script>` would end the script and start the page's own. `<`, `>`
+                // and `&` are written as JavaScript escapes, which mean the same characters
+                // inside the string literal and nothing to HTML.
+                if out[start..]
+                    .bytes()
+                    .any(|b| matches!(b, b'<' | b'>' | b'&'))
+                {
+                    let quoted = out.split_off(start);
+                    for c in quoted.chars() {
+                        match c {
+                            '<' => out.push_str("\\u003c"),
+                            '>' => out.push_str("\\u003e"),
+                            '&' => out.push_str("\\u0026"),
+                            c => out.push(c),
+                        }
+                    }
+                }
                 out.push_str(");\n</script>\r\n");
                 out
             }
@@ -208,20 +227,30 @@ pub enum PayloadError {
     /// Not JSON.
     #[error("Broken JSON encoding.")]
     BrokenJson,
+    /// A message larger than the limit.
+    #[error("Message too large.")]
+    TooLarge,
 }
 
 /// The messages of an `xhr_send` or `jsonp_send` body: a JSON array of strings. Other values
 /// in the array are taken as their JSON text (sockjs-node hands them to the application as
-/// they are; a string-only application sees what was sent).
-pub fn parse_array(body: &[u8]) -> Result<Vec<String>, PayloadError> {
+/// they are; a string-only application sees what was sent). Each message is at most
+/// `max_message` bytes: the body may hold many (sockjs-client joins every message queued
+/// while a send was in flight into one request), but none larger than one may be.
+pub fn parse_array(body: &[u8], max_message: usize) -> Result<Vec<String>, PayloadError> {
     if body.is_empty() {
         return Err(PayloadError::Expected);
     }
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Array(items)) => Ok(items.into_iter().map(into_message).collect()),
-        Ok(_) => Err(PayloadError::Expected),
-        Err(_) => Err(PayloadError::BrokenJson),
+    let items = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(items)) => items,
+        Ok(_) => return Err(PayloadError::Expected),
+        Err(_) => return Err(PayloadError::BrokenJson),
+    };
+    let messages: Vec<String> = items.into_iter().map(into_message).collect();
+    if messages.iter().any(|message| message.len() > max_message) {
+        return Err(PayloadError::TooLarge);
     }
+    Ok(messages)
 }
 
 /// The messages of one WebSocket message of the framed `websocket` transport: an array of
@@ -244,14 +273,14 @@ fn into_message(value: serde_json::Value) -> String {
     }
 }
 
-/// A JSONP or htmlfile callback name: `[a-zA-Z0-9_.]`, at most 32 characters, so that the
-/// name the page is told to call can never be script of its own.
+/// A JSONP or htmlfile callback name: `[a-zA-Z0-9_.-]` (sockjs-node's set), at most 32
+/// characters, so that the name the page is told to call can never be script of its own.
 pub fn valid_callback(callback: &str) -> bool {
     !callback.is_empty()
         && callback.len() <= 32
         && callback
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -259,6 +288,19 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn htmlfile_frames_cannot_end_their_script() {
+        let frame = messages(["</script><script>alert(1)</script>&amp;"], 40);
+        let wrapped = Wrapping::HtmlFile.wrap(&frame);
+        let inner = wrapped
+            .strip_prefix("<script>\np(")
+            .and_then(|w| w.strip_suffix(");\n</script>\r\n"))
+            .unwrap();
+        assert!(!inner.contains(['<', '>', '&']), "{inner}");
+        // The JavaScript string still means the frame.
+        assert_eq!(serde_json::from_str::<String>(inner).unwrap(), frame);
+    }
 
     #[test]
     fn frames_are_written_as_the_protocol_shows_them() {
@@ -319,13 +361,19 @@ mod tests {
 
     #[test]
     fn payloads_are_checked_as_sockjs_node_checks_them() {
-        assert_eq!(parse_array(b""), Err(PayloadError::Expected));
-        assert_eq!(parse_array(b"[\"x"), Err(PayloadError::BrokenJson));
-        assert_eq!(parse_array(b"{}"), Err(PayloadError::Expected));
-        assert_eq!(parse_array(b"[]"), Ok(vec![]));
+        assert_eq!(parse_array(b"", 10), Err(PayloadError::Expected));
+        assert_eq!(parse_array(b"[\"x", 10), Err(PayloadError::BrokenJson));
+        assert_eq!(parse_array(b"{}", 10), Err(PayloadError::Expected));
+        assert_eq!(parse_array(b"[]", 10), Ok(vec![]));
         assert_eq!(
-            parse_array(br#"["a",1]"#),
+            parse_array(br#"["a",1]"#, 10),
             Ok(vec!["a".to_owned(), "1".to_owned()])
+        );
+        // Many messages, each within the limit, whatever their total; none larger.
+        assert_eq!(parse_array(br#"["abc","abc","abc"]"#, 3).unwrap().len(), 3);
+        assert_eq!(
+            parse_array(br#"["abc","abcd"]"#, 3),
+            Err(PayloadError::TooLarge)
         );
         assert_eq!(parse_websocket(""), Ok(vec![]));
         assert_eq!(parse_websocket(r#""a""#), Ok(vec!["a".to_owned()]));
@@ -336,7 +384,8 @@ mod tests {
     fn callbacks_are_names_never_script() {
         assert!(valid_callback("callback"));
         assert!(valid_callback("a.b_c1"));
-        for bad in ["", " ", "*", "abc(", "a-b", "a".repeat(33).as_str()] {
+        assert!(valid_callback("a-b"));
+        for bad in ["", " ", "*", "abc(", "a+b", "a".repeat(33).as_str()] {
             assert!(!valid_callback(bad), "{bad:?}");
         }
     }

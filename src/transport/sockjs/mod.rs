@@ -46,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use receiver::Transport;
 use send::Sender;
@@ -74,6 +75,10 @@ pub struct Options {
     pub response_limit: usize,
     /// Set a `JSESSIONID` cookie, for load balancers that stick sessions by it.
     pub jsessionid: bool,
+    /// Sessions over HTTP kept at once (10,000 by default); a receiving request that would
+    /// open one more is answered 503. WebSocket sessions are in no registry: each is one
+    /// connection, bounded with the connections.
+    pub max_sessions: usize,
     /// Offer the WebSocket transports.
     pub websocket: bool,
     /// Bytes of messages a session holds for its client before the application's sends wait.
@@ -82,8 +87,11 @@ pub struct Options {
     pub max_message_bytes: usize,
     /// The SockJS client script the iframe page loads.
     pub sockjs_url: String,
-    /// Cancelled when the server shuts down: receiving requests end.
+    /// Cancelled when the server shuts down: receiving requests end, and sessions.
     pub shutdown: CancellationToken,
+    /// Where the endpoint's tasks run (WebSocket connections, session timeouts): the
+    /// server's tracker, so that its shutdown waits for them.
+    pub tracker: TaskTracker,
 }
 
 impl Default for Options {
@@ -93,11 +101,13 @@ impl Default for Options {
             session_timeout: Duration::from_secs(5),
             response_limit: 128 * 1024,
             jsessionid: false,
+            max_sessions: 10_000,
             websocket: true,
             max_pending_bytes: 1024 * 1024,
             max_message_bytes: 1024 * 1024,
             sockjs_url: DEFAULT_CLIENT_URL.into(),
             shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
         }
     }
 }
@@ -111,21 +121,29 @@ pub(crate) struct Endpoint {
     iframe: pages::Iframe,
 }
 
+impl Endpoint {
+    fn new(service: Arc<dyn Service>, options: Options) -> Endpoint {
+        Endpoint {
+            service,
+            timing: Timing {
+                heartbeat: options.heartbeat,
+                timeout: options.session_timeout,
+                max_pending_bytes: options.max_pending_bytes.max(1),
+                tracker: options.tracker.clone(),
+                shutdown: options.shutdown.clone(),
+            },
+            registry: Arc::new(Registry::new(options.max_sessions)),
+            iframe: pages::Iframe::new(&options.sockjs_url),
+            options,
+        }
+    }
+}
+
 /// The routes of a SockJS endpoint at `prefix` (e.g. `/sockjs`; no trailing slash) running
 /// `service` on every session.
 pub fn router(prefix: &str, service: Arc<dyn Service>, options: Options) -> Router {
     let prefix = prefix.trim_end_matches('/');
-    let endpoint = Arc::new(Endpoint {
-        service,
-        timing: Timing {
-            heartbeat: options.heartbeat,
-            timeout: options.session_timeout,
-            max_pending_bytes: options.max_pending_bytes.max(1),
-        },
-        iframe: pages::Iframe::new(&options.sockjs_url),
-        registry: Arc::default(),
-        options,
-    });
+    let endpoint = Arc::new(Endpoint::new(service, options));
     let root = if prefix.is_empty() { "/" } else { prefix };
     let mut router = Router::new()
         .route(root, any(dispatch))
@@ -281,11 +299,21 @@ async fn session_request(
 
 /// The `c` (or `callback`) query parameter of the htmlfile and JSONP transports, checked.
 fn callback(request: &Request) -> Result<String, &'static str> {
-    let query = request.uri().query().unwrap_or("");
-    let mut pairs = form_urlencoded::parse(query.as_bytes());
-    let Some((_, callback)) = pairs.find(|(name, _)| name == "c" || name == "callback") else {
-        return Err("\"callback\" parameter required");
+    callback_of(request.uri().query().unwrap_or(""))
+}
+
+/// The callback named in `query`: `c` when there is one, else `callback` (as sockjs-node
+/// reads them); an empty one is as good as none.
+fn callback_of(query: &str) -> Result<String, &'static str> {
+    let named = |wanted: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value)
     };
+    let callback = named("c")
+        .or_else(|| named("callback"))
+        .filter(|callback| !callback.is_empty())
+        .ok_or("\"callback\" parameter required")?;
     if !frames::valid_callback(&callback) {
         return Err("invalid \"callback\" parameter");
     }
@@ -323,6 +351,21 @@ fn not_allowed(methods: &'static str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callbacks_prefer_c_and_are_required_non_empty() {
+        assert_eq!(callback_of("c=a-b").as_deref(), Ok("a-b"));
+        assert_eq!(callback_of("callback=x&c=y").as_deref(), Ok("y"));
+        assert_eq!(callback_of("callback=x").as_deref(), Ok("x"));
+        for missing in ["", "c=", "callback=", "d=x"] {
+            assert_eq!(
+                callback_of(missing),
+                Err("\"callback\" parameter required"),
+                "{missing}"
+            );
+        }
+        assert_eq!(callback_of("c=a(b"), Err("invalid \"callback\" parameter"));
+    }
 
     #[test]
     fn paths_name_what_the_protocol_names() {

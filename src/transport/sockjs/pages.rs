@@ -102,10 +102,16 @@ impl Iframe {
         Iframe { page, etag }
     }
 
-    /// The page, or 304 when the client's copy (`If-None-Match`) is current.
+    /// The page, or 304 when the client's copy (`If-None-Match`) is current. A 304 carries
+    /// the ETag and caching headers a 200 would (RFC 9110 section 15.4.5), so the cache keeps
+    /// its copy fresh for another year.
     pub fn respond(&self, request: &HeaderMap) -> Response {
-        if request.get(header::IF_NONE_MATCH) == Some(&self.etag) {
-            return StatusCode::NOT_MODIFIED.into_response();
+        if self.matches(request) {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::ETAG, self.etag.clone());
+            cors::cache_for_a_year(headers);
+            return response;
         }
         let mut response = Response::new(Body::from(self.page.clone()));
         let headers = response.headers_mut();
@@ -117,11 +123,57 @@ impl Iframe {
         cors::cache_for_a_year(headers);
         response
     }
+
+    /// True when an `If-None-Match` of the request names this page's tag: `*`, or a
+    /// comma-separated list of tags, weak (`W/`) or strong, compared weakly as RFC 9110
+    /// section 13.1.2 has it for GET.
+    fn matches(&self, request: &HeaderMap) -> bool {
+        let ours = self.etag.as_bytes();
+        request.get_all(header::IF_NONE_MATCH).iter().any(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|tag| {
+                let tag = tag.trim_ascii();
+                let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+                tag == b"*" || tag == ours
+            })
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn if_none_match_takes_lists_weak_tags_and_star_and_304_keeps_the_cache_headers() {
+        let iframe = Iframe::new("https://example.test/sockjs.js");
+        let tag = iframe.etag.to_str().unwrap().to_owned();
+        let status = |value: &str| {
+            let mut request = HeaderMap::new();
+            request.insert(header::IF_NONE_MATCH, HeaderValue::from_str(value).unwrap());
+            iframe.respond(&request)
+        };
+        for current in [
+            tag.clone(),
+            format!("W/{tag}"),
+            format!("\"other\", {tag}"),
+            format!("\"a\",W/{tag} , \"b\""),
+            "*".to_owned(),
+        ] {
+            let response = status(&current);
+            assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{current}");
+            let headers = response.headers();
+            assert_eq!(headers.get(header::ETAG), Some(&iframe.etag));
+            assert_eq!(
+                headers.get(header::CACHE_CONTROL).unwrap(),
+                "public, max-age=31536000"
+            );
+            assert!(headers.get(header::EXPIRES).is_some());
+            assert!(headers.get(header::CONTENT_TYPE).is_none());
+        }
+        for stale in ["\"other\"", "W/\"other\", \"x\"", ""] {
+            assert_eq!(status(stale).status(), StatusCode::OK, "{stale}");
+        }
+    }
 
     #[test]
     fn iframe_names_are_the_page_and_its_versions_only() {

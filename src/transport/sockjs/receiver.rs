@@ -14,15 +14,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::connection::Connection;
 use super::frames::{self, Wrapping};
 use super::session::{Attach, Outgoing, Session};
 use super::{cors, Endpoint};
+use crate::transport::http::DropConnection;
 
 /// The receiving transports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,9 +117,24 @@ pub fn respond(
     request: &HeaderMap,
     peer: String,
 ) -> Response {
-    let (session, from_client) = endpoint
+    let Ok((session, from_client)) = endpoint
         .registry
-        .get_or_create(session_id, &endpoint.timing);
+        .get_or_create(session_id, &endpoint.timing)
+    else {
+        // Full: a client retries, or falls back, as for any server error.
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+            "Too many sessions.",
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        cors::no_cache(headers);
+        if matches!(transport, Transport::XhrPolling | Transport::XhrStreaming) {
+            cors::xhr_cors(request, headers);
+        }
+        return response;
+    };
     let limit = if transport.polls() {
         1
     } else {
@@ -133,11 +149,20 @@ pub fn respond(
         limit,
         ending: false,
         shutdown: endpoint.options.shutdown.clone(),
+        ended: None,
     };
+    // The kill switch: once the session is over, the connection is dropped if this response
+    // is still going (hyper stopped polling it because its client stopped reading).
+    let ended = CancellationToken::new();
+    let drop_connection = DropConnection {
+        when: session.over_token(),
+        unless: ended.clone(),
+    };
+    receiver.ended = Some(ended.drop_guard());
     if let Some(prelude) = transport.prelude() {
         receiver.ready.push_back(prelude);
     }
-    match session.attach() {
+    match session.attach(transport.polls()) {
         Attach::Opened(id) => {
             receiver.id = Some(id);
             receiver.push_frame(frames::OPEN);
@@ -152,10 +177,13 @@ pub fn respond(
                 let bytes = pending.iter().map(String::len).sum();
                 receiver.push_frame(&frames::messages(pending.iter().map(String::as_str), bytes));
             }
-            receiver.push_frame(&frame);
+            if let Some(frame) = frame {
+                receiver.push_frame(&frame);
+            }
             receiver.ending = true;
         }
     }
+    let attached = receiver.id.is_some();
     // The request that created the session starts the application on it, once the session
     // is open (whichever receiving request opened it).
     if let Some(from_client) = from_client {
@@ -169,6 +197,11 @@ pub fn respond(
         Some((Ok::<_, Infallible>(chunk), receiver))
     });
     let mut response = Response::new(Body::from_stream(body));
+    if attached {
+        // Only a response that waits on the session: one that answers `Busy` or a closed
+        // session is short and ends by itself, even when the session is already over.
+        response.extensions_mut().insert(drop_connection);
+    }
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -206,6 +239,8 @@ struct Receiver {
     /// Ends once `ready` is sent.
     ending: bool,
     shutdown: CancellationToken,
+    /// Cancels the kill switch's watch when the response ends (the receiver is dropped).
+    ended: Option<DropGuard>,
 }
 
 impl Receiver {

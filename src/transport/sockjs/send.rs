@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
 use super::frames::{self, PayloadError};
 use super::{cors, Endpoint};
@@ -62,21 +63,8 @@ async fn receive(
     request: &HeaderMap,
     body: Body,
 ) -> Result<(), Response> {
-    let body = axum::body::to_bytes(body, endpoint.options.max_message_bytes)
-        .await
-        .map_err(|_| {
-            (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
-                "Payload too large.",
-            )
-                .into_response()
-        })?;
-    let payload = match sender {
-        Sender::Xhr => body.to_vec(),
-        Sender::Jsonp => form_payload(request, &body),
-    };
-    let messages = frames::parse_array(&payload).map_err(payload_error)?;
+    // The session first, and its turn: the body is read and decoded only by the one
+    // sending request the session serves at a time.
     let Some(session) = endpoint.registry.get(session_id) else {
         return Err((
             StatusCode::NOT_FOUND,
@@ -85,8 +73,72 @@ async fn receive(
         )
             .into_response());
     };
-    session.receive(messages).await;
+    let turn = session.sending().await.map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+            "Another send in progress.",
+        )
+            .into_response()
+    })?;
+    let body = read_body(body, request, max_request_bytes(&endpoint.options)).await?;
+    let payload = match sender {
+        Sender::Xhr => body,
+        Sender::Jsonp => form_payload(request, &body),
+    };
+    let messages =
+        frames::parse_array(&payload, endpoint.options.max_message_bytes).map_err(payload_error)?;
+    if turn.is_some() {
+        session.receive(messages).await;
+    }
     Ok(())
+}
+
+/// The largest sending request: sockjs-client joins every message queued while its last
+/// send was in flight into one request, with no cap of its own, and drops the session when
+/// a send fails. Room for one message of the largest size, or for four times what a session
+/// holds for its client (what a busy client queues while its sends are paced).
+fn max_request_bytes(options: &super::Options) -> usize {
+    options
+        .max_message_bytes
+        .max(options.max_pending_bytes.saturating_mul(4))
+}
+
+/// The body of a sending request, at most `max` bytes: 413 past that (before reading, when
+/// the request says its length), 400 when the body cannot be read (the client went away).
+async fn read_body(body: Body, request: &HeaderMap, max: usize) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+            "Payload too large.",
+        )
+            .into_response()
+    };
+    let declared = request
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(too_large());
+    }
+    let mut data = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+                "Broken request body.",
+            )
+                .into_response());
+        };
+        if data.len().saturating_add(chunk.len()) > max {
+            return Err(too_large());
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
 }
 
 /// The JSON text of a `jsonp_send`: the form field `d` of a form body, else the body itself.
@@ -109,8 +161,12 @@ fn form_payload(request: &HeaderMap, body: &[u8]) -> Vec<u8> {
 }
 
 fn payload_error(error: PayloadError) -> Response {
+    let status = match error {
+        PayloadError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        PayloadError::Expected | PayloadError::BrokenJson => StatusCode::INTERNAL_SERVER_ERROR,
+    };
     (
-        StatusCode::INTERNAL_SERVER_ERROR,
+        status,
         [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
         error.to_string(),
     )

@@ -11,9 +11,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::frames;
 
@@ -43,6 +44,10 @@ struct State {
     next_receiver: u64,
     /// Since when no receiving request has been attached (the timeout counts from here).
     unattended_since: Instant,
+    /// While the close frame has not been taken by a receiver: when the session is over
+    /// anyway. A receiver that stays attached but is never read (its client stopped reading
+    /// its socket) would otherwise hold the session, and its memory, forever.
+    close_deadline: Option<Instant>,
 }
 
 /// What a receiving request got when it asked to attach.
@@ -54,12 +59,13 @@ pub enum Attach {
     Attached(u64),
     /// Another request is receiving: send `c[2010,...]` and end.
     Busy,
-    /// The session was closed: send `pending` (if any), then the close frame, and end.
+    /// The session was closed: send `pending` (if any), then the close frame (if any: a
+    /// polling request that gets messages gets the close frame on its next poll), and end.
     Closed {
         /// Messages not yet received.
         pending: Vec<String>,
         /// The close frame.
-        frame: String,
+        frame: Option<String>,
     },
 }
 
@@ -82,6 +88,11 @@ pub enum Outgoing {
 #[error("SockJS session closed")]
 pub struct Closed;
 
+/// Another sending request held the session for the whole session timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("another send in progress")]
+pub struct SendBusy;
+
 /// A batch of messages from the client (one `xhr_send`, one WebSocket message).
 pub type Batch = Vec<String>;
 
@@ -95,6 +106,10 @@ pub struct Timing {
     /// Bytes of messages a session holds for its client before the application's sends
     /// wait.
     pub max_pending_bytes: usize,
+    /// Where the sessions' tasks run: the server's tracker, so that shutdown waits for them.
+    pub tracker: TaskTracker,
+    /// Cancelled when the server shuts down: every session is over then.
+    pub shutdown: CancellationToken,
 }
 
 /// One SockJS session.
@@ -109,6 +124,10 @@ pub struct Session {
     changed: Notify,
     /// Cancelled when the session is over: the application's reads end.
     over: CancellationToken,
+    /// One sending request at a time: each holds its decoded batch while it waits for the
+    /// application, so any number of them would hold any amount (sockjs-client itself never
+    /// sends two at once).
+    sending: Semaphore,
     inbound: mpsc::Sender<Batch>,
     timing: Timing,
 }
@@ -127,11 +146,13 @@ impl Session {
                 receiver: None,
                 next_receiver: 0,
                 unattended_since: Instant::now(),
+                close_deadline: None,
             }),
             data: Notify::new(),
             room: Notify::new(),
             changed: Notify::new(),
             over: CancellationToken::new(),
+            sending: Semaphore::new(1),
             inbound,
             timing,
         };
@@ -142,8 +163,9 @@ impl Session {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A receiving request asks to receive.
-    pub fn attach(&self) -> Attach {
+    /// A receiving request asks to receive; `one_frame` for a polling request, whose
+    /// response carries one frame only.
+    pub fn attach(&self, one_frame: bool) -> Attach {
         let mut state = self.lock();
         if state.receiver.is_some() {
             return Attach::Busy;
@@ -155,11 +177,26 @@ impl Session {
                 state.pending_bytes = 0;
                 // The close frame is served again until the timeout, counted from now.
                 state.unattended_since = Instant::now();
-                Attach::Closed { pending, frame }
+                if one_frame && !pending.is_empty() {
+                    // One frame per poll, as sockjs-node has it: a JSONP client deletes its
+                    // callback after the first call, so a close in the same response would
+                    // be lost. The close waits for the next poll, which comes at once.
+                    state.close_deadline = later(Instant::now(), self.timing.timeout);
+                    Attach::Closed {
+                        pending,
+                        frame: None,
+                    }
+                } else {
+                    state.close_deadline = None;
+                    Attach::Closed {
+                        pending,
+                        frame: Some(frame),
+                    }
+                }
             }
             Phase::Closed => Attach::Closed {
                 pending: Vec::new(),
-                frame: frames::close(1002, "Connection interrupted"),
+                frame: Some(frames::close(1002, "Connection interrupted")),
             },
             Phase::Connecting | Phase::Open => {
                 let id = state.next_receiver;
@@ -194,7 +231,12 @@ impl Session {
                 }
                 match &state.phase {
                     Phase::Closing(code, reason) if state.pending.is_empty() => {
-                        return Outgoing::Close(*code, reason.clone());
+                        let close = Outgoing::Close(*code, reason.clone());
+                        state.close_deadline = None;
+                        drop(state);
+                        // The close frame is taken: the timeout counts as usual again.
+                        self.changed.notify_one();
+                        return close;
                     }
                     Phase::Closed => return Outgoing::End,
                     _ => {}
@@ -234,6 +276,22 @@ impl Session {
         }
         drop(state);
         self.changed.notify_one();
+    }
+
+    /// The turn of one sending request: waits while another holds it, for at most the
+    /// session timeout (then [`SendBusy`]). `Ok(None)` when the session is over (what the
+    /// request carries is dropped, as [`receive`](Session::receive) drops it).
+    pub async fn sending(&self) -> Result<Option<SemaphorePermit<'_>>, SendBusy> {
+        tokio::select! {
+            permit = tokio::time::timeout(self.timing.timeout, self.sending.acquire()) => {
+                match permit {
+                    // The semaphore is never closed.
+                    Ok(permit) => Ok(permit.ok()),
+                    Err(_) => Err(SendBusy),
+                }
+            }
+            () = self.over.cancelled() => Ok(None),
+        }
     }
 
     /// Messages from the client, for the application; waits while it has not taken the last
@@ -302,11 +360,13 @@ impl Session {
     }
 
     /// The application closes the session: the receiver (now or next) gets
-    /// `c[code,"reason"]`.
+    /// `c[code,"reason"]`. If no receiver has taken that frame within the session timeout
+    /// (its client stopped reading), the session is over then.
     pub fn close(&self, code: u16, reason: &str) {
         let mut state = self.lock();
         if matches!(state.phase, Phase::Connecting | Phase::Open) {
             state.phase = Phase::Closing(code, reason.to_owned());
+            state.close_deadline = later(Instant::now(), self.timing.timeout);
             drop(state);
             self.data.notify_one();
             // Sends waiting for room fail now.
@@ -336,6 +396,12 @@ impl Session {
         self.over.cancelled().await;
     }
 
+    /// A token cancelled when the session is over, for a carrier that must drop a response
+    /// nobody reads any more (see `transport::http::DropConnection`).
+    pub fn over_token(&self) -> CancellationToken {
+        self.over.clone()
+    }
+
     fn end(&self) {
         self.over.cancel();
         self.data.notify_one();
@@ -343,8 +409,9 @@ impl Session {
         self.changed.notify_one();
     }
 
-    /// Watches the timeout: the session is over once no receiving request has been attached
-    /// for [`Timing::timeout`].
+    /// Watches the timeouts: the session is over once no receiving request has been attached
+    /// for [`Timing::timeout`], or once its close frame has waited that long for a receiver
+    /// to take it.
     async fn watch_timeout(&self) {
         loop {
             let changed = self.changed.notified();
@@ -355,39 +422,75 @@ impl Session {
                 if state.phase == Phase::Closed {
                     break;
                 }
-                if state.receiver.is_some() {
-                    None
-                } else {
-                    let deadline = state.unattended_since + self.timing.timeout;
-                    if Instant::now() >= deadline {
-                        state.phase = Phase::Closed;
-                        break;
-                    }
-                    Some(deadline)
+                if self.timing.shutdown.is_cancelled() {
+                    state.phase = Phase::Closed;
+                    state.receiver = None;
+                    break;
                 }
+                let unattended = match state.receiver {
+                    None => later(state.unattended_since, self.timing.timeout),
+                    Some(_) => None,
+                };
+                let deadline = match (unattended, state.close_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    state.phase = Phase::Closed;
+                    state.receiver = None;
+                    break;
+                }
+                deadline
             };
             match deadline {
                 Some(deadline) => {
                     tokio::select! {
                         () = &mut changed => {}
                         () = tokio::time::sleep_until(deadline) => {}
+                        () = self.timing.shutdown.cancelled() => {}
                     }
                 }
-                None => changed.await,
+                None => {
+                    tokio::select! {
+                        () = &mut changed => {}
+                        () = self.timing.shutdown.cancelled() => {}
+                    }
+                }
             }
         }
         self.end();
     }
 }
 
-/// The sessions of one service, by id.
-#[derive(Debug, Default)]
+/// `since + timeout`; `None` (never) when that overflows, so that a timeout configured in
+/// centuries cannot panic the watch.
+fn later(since: Instant, timeout: Duration) -> Option<Instant> {
+    since.checked_add(timeout)
+}
+
+/// The registry holds as many sessions as it may: no new one now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many SockJS sessions")]
+pub struct Full;
+
+/// The sessions of one service, by id, at most `max` of them: each holds memory (its queue,
+/// a task) for the session timeout at least, and anyone may open one with one request.
+#[derive(Debug)]
 pub struct Registry {
     // A std Mutex: a lookup or an insert, never held across an await.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    max: usize,
 }
 
 impl Registry {
+    /// An empty registry for at most `max` sessions.
+    pub fn new(max: usize) -> Registry {
+        Registry {
+            sessions: Mutex::default(),
+            max,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -398,15 +501,19 @@ impl Registry {
     }
 
     /// The session `id`, created when there is none (then with the receiving end of its
-    /// client's messages, for the application, and a task that times it out and removes it).
+    /// client's messages, for the application, and a task that times it out and removes it);
+    /// [`Full`] when it would be one more than the registry holds.
     pub fn get_or_create(
         self: &Arc<Self>,
         id: &str,
         timing: &Timing,
-    ) -> (Arc<Session>, Option<mpsc::Receiver<Batch>>) {
+    ) -> Result<(Arc<Session>, Option<mpsc::Receiver<Batch>>), Full> {
         let mut sessions = self.lock();
         if let Some(session) = sessions.get(id) {
-            return (session.clone(), None);
+            return Ok((session.clone(), None));
+        }
+        if sessions.len() >= self.max {
+            return Err(Full);
         }
         let (session, from_client) = Session::new(timing.clone());
         sessions.insert(id.to_owned(), session.clone());
@@ -414,21 +521,27 @@ impl Registry {
         let registry = Arc::clone(self);
         let watched = session.clone();
         let id = id.to_owned();
-        tokio::spawn(async move {
+        timing.tracker.spawn(async move {
             watched.watch_timeout().await;
             let mut sessions = registry.lock();
             if sessions.get(&id).is_some_and(|s| Arc::ptr_eq(s, &watched)) {
                 sessions.remove(&id);
             }
         });
-        (session, Some(from_client))
+        Ok((session, Some(from_client)))
     }
 }
 
 /// A session that lives as long as one WebSocket: not in any registry (two WebSockets may
-/// share a session id), over when the WebSocket is.
+/// share a session id), over when the WebSocket is, or when its close frame has waited for
+/// the session timeout (the WebSocket's client stopped reading).
 pub fn unregistered(timing: &Timing) -> (Arc<Session>, mpsc::Receiver<Batch>) {
-    Session::new(timing.clone())
+    let (session, from_client) = Session::new(timing.clone());
+    let watched = session.clone();
+    timing
+        .tracker
+        .spawn(async move { watched.watch_timeout().await });
+    (session, from_client)
 }
 
 #[cfg(test)]
@@ -442,24 +555,26 @@ mod tests {
             heartbeat: Duration::from_secs(25),
             timeout: Duration::from_secs(5),
             max_pending_bytes: 10,
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_session_nobody_receives_for_times_out_and_leaves_the_registry() {
-        let registry = Arc::new(Registry::default());
-        let (session, from_client) = registry.get_or_create("s", &timing());
+        let registry = Arc::new(Registry::new(10));
+        let (session, from_client) = registry.get_or_create("s", &timing()).unwrap();
         assert!(from_client.is_some());
-        let Attach::Opened(id) = session.attach() else {
+        let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
-        assert!(matches!(session.attach(), Attach::Busy));
+        assert!(matches!(session.attach(false), Attach::Busy));
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!session.is_over(), "a receiver is attached");
         session.detach(id, false);
         tokio::time::sleep(Duration::from_millis(4_900)).await;
         assert!(!session.is_over());
-        let Attach::Attached(id) = session.attach() else {
+        let Attach::Attached(id) = session.attach(false) else {
             panic!("not attached");
         };
         session.detach(id, false);
@@ -472,7 +587,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sends_wait_for_room_and_fail_once_closed() {
         let (session, _from_client) = unregistered(&timing());
-        let Attach::Opened(id) = session.attach() else {
+        let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
         session.send(["12345678".to_owned()]).await.unwrap();
@@ -503,19 +618,108 @@ mod tests {
             Outgoing::Close(3000, r) if r == "Go away!"
         ));
         session.detach(id, false);
-        assert!(matches!(session.attach(), Attach::Closed { .. }));
+        assert!(matches!(session.attach(false), Attach::Closed { .. }));
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_interrupted_receiver_ends_the_session() {
         let (session, mut from_client) = unregistered(&timing());
-        let Attach::Opened(id) = session.attach() else {
+        let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
         session.receive(vec!["hi".into()]).await;
         assert_eq!(from_client.recv().await.unwrap(), ["hi"]);
         session.detach(id, true);
         assert!(session.is_over());
-        assert!(matches!(session.attach(), Attach::Closed { .. }));
+        assert!(matches!(session.attach(false), Attach::Closed { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_frame_nobody_takes_ends_the_session_after_the_timeout() {
+        let registry = Arc::new(Registry::new(10));
+        let (session, _from_client) = registry.get_or_create("s", &timing()).unwrap();
+        let Attach::Opened(_id) = session.attach(false) else {
+            panic!("not opened");
+        };
+        // Attached but never read again: the close frame waits, then the session is over.
+        session.close(1000, "Normal closure");
+        tokio::time::sleep(Duration::from_millis(4_900)).await;
+        assert!(!session.is_over());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(session.is_over());
+        tokio::task::yield_now().await;
+        assert!(registry.get("s").is_none());
+    }
+
+    #[test]
+    fn a_timeout_past_the_end_of_time_is_never_not_a_panic() {
+        assert_eq!(later(Instant::now(), Duration::MAX), None);
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            Some(now + Duration::from_secs(5))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_sender_at_a_time_and_the_next_waits_with_a_bound() {
+        let (session, _from_client) = unregistered(&timing());
+        let first = session.sending().await.unwrap();
+        assert!(first.is_some());
+        // A second waits behind the first, and gives up after the session timeout.
+        let started = Instant::now();
+        assert_eq!(session.sending().await.err(), Some(SendBusy));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        drop(first);
+        assert!(session.sending().await.unwrap().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_of_a_closed_session_gets_its_messages_then_the_close_on_the_next() {
+        let (session, _from_client) = unregistered(&timing());
+        let Attach::Opened(id) = session.attach(true) else {
+            panic!("not opened");
+        };
+        session.detach(id, false);
+        session.send(["left".to_owned()]).await.unwrap();
+        session.close(3000, "Go away!");
+        let Attach::Closed { pending, frame } = session.attach(true) else {
+            panic!("not closed");
+        };
+        assert_eq!((pending, frame), (vec!["left".to_owned()], None));
+        let Attach::Closed { pending, frame } = session.attach(true) else {
+            panic!("not closed");
+        };
+        assert!(pending.is_empty());
+        assert_eq!(frame.as_deref(), Some("c[3000,\"Go away!\"]"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_registry_holds_at_most_its_maximum() {
+        let registry = Arc::new(Registry::new(2));
+        let (a, _) = registry.get_or_create("a", &timing()).unwrap();
+        registry.get_or_create("b", &timing()).unwrap();
+        assert_eq!(registry.get_or_create("c", &timing()).err(), Some(Full));
+        // A session that exists is still found.
+        assert!(registry.get_or_create("a", &timing()).unwrap().1.is_none());
+        a.terminate();
+        tokio::task::yield_now().await;
+        assert!(registry.get_or_create("c", &timing()).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_tasks_run_on_the_tracker_and_end_at_shutdown() {
+        let timing = timing();
+        let registry = Arc::new(Registry::new(10));
+        let (session, _) = registry.get_or_create("s", &timing).unwrap();
+        let (unregistered, _) = unregistered(&timing);
+        assert_eq!(timing.tracker.len(), 2);
+        timing.shutdown.cancel();
+        timing.tracker.close();
+        tokio::time::timeout(Duration::from_secs(1), timing.tracker.wait())
+            .await
+            .unwrap();
+        assert!(session.is_over() && unregistered.is_over());
+        assert!(registry.get("s").is_none());
     }
 }

@@ -57,6 +57,7 @@ pub fn options(ctx: &ServerContext) -> Options {
         session_timeout: std::time::Duration::from_millis(config.sockjs_session_timeout_ms),
         response_limit: config.sockjs_response_limit,
         jsessionid: config.sockjs_jsessionid,
+        max_sessions: config.sockjs_max_sessions,
         websocket: true,
         // About one outbox's worth: past it the STOMP writer waits, the outbox fills, and
         // flow control paces publishers, then cuts the session, as for any slow subscriber.
@@ -68,6 +69,7 @@ pub fn options(ctx: &ServerContext) -> Options {
         max_message_bytes: max_frame.saturating_mul(2).saturating_add(64 * 1024),
         sockjs_url: config.sockjs_client_url.clone(),
         shutdown: ctx.shutdown.clone(),
+        tracker: ctx.tracker.clone(),
     }
 }
 

@@ -51,7 +51,8 @@ pub fn upgrade(
         return (StatusCode::BAD_REQUEST, "Not a valid websocket request\n").into_response();
     };
     let endpoint = endpoint.clone();
-    tokio::spawn(async move {
+    // On the server's tracker, as `ws::upgrade` runs its sessions: shutdown waits for it.
+    endpoint.options.tracker.clone().spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => serve(endpoint, upgraded, framing, peer).await,
             Err(error) => tracing::debug!(%error, "SockJS WebSocket upgrade failed"),
@@ -87,7 +88,7 @@ async fn drive<R, W>(
     W: AsyncWrite + Unpin,
 {
     let (session, from_client) = session::unregistered(&endpoint.timing);
-    let Attach::Opened(id) = session.attach() else {
+    let Attach::Opened(id) = session.attach(false) else {
         return;
     };
     endpoint
@@ -108,7 +109,14 @@ async fn drive<R, W>(
     let mut closed_by_client = false;
     loop {
         if !out.is_empty() {
-            if write.write_all(&out).await.is_err() {
+            // Raced against the session's end: a client that stops reading blocks the write
+            // for good, and the session ends (its close frame untaken past the timeout).
+            let written = tokio::select! {
+                written = write.write_all(&out) => written.is_ok(),
+                () = session.ended() => false,
+            };
+            if !written {
+                out.clear();
                 break;
             }
             out.clear();
@@ -171,10 +179,15 @@ async fn drive<R, W>(
             }
         }
     }
-    if !out.is_empty() {
-        let _ = write.write_all(&out).await;
-    }
-    let _ = write.shutdown().await;
+    // The last frames (a close) and the shutdown, within the session timeout: the client may
+    // have stopped reading.
+    let _ = tokio::time::timeout(endpoint.timing.timeout, async {
+        if !out.is_empty() {
+            write.write_all(&out).await?;
+        }
+        write.shutdown().await
+    })
+    .await;
     // The WebSocket is the session's only receiver: when it ends, so does the session.
     session.detach(id, true);
     session.terminate();
@@ -189,8 +202,15 @@ async fn drive<R, W>(
 }
 
 /// Appends a close frame with `code` and `reason` (cut to the 123 bytes a control frame has
-/// room for, at a character boundary).
+/// room for, at a character boundary). A code no endpoint may send (1005, 1006, 1015, the
+/// unassigned ones, anything outside 1000-4999: an application's SockJS code such as 2010
+/// is fine in a `c[...]` frame, not in a WebSocket close) goes as 1000.
 fn put_close(out: &mut BytesMut, code: u16, reason: &str) {
+    let code = if frame::valid_close_code(code) {
+        code
+    } else {
+        code::NORMAL
+    };
     let mut cut = reason.len().min(123);
     while !reason.is_char_boundary(cut) {
         cut -= 1;
@@ -252,10 +272,9 @@ impl Messages {
                 }
                 frame::PONG => continue,
                 frame::CLOSE => {
-                    let code = match payload.get(..2) {
-                        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-                        _ => code::NORMAL,
-                    };
+                    // Checked as `transport::ws` checks it (one door): a one-byte body or a
+                    // code no peer may send is a protocol error, answered 1002.
+                    let code = crate::transport::ws::close_reply(&payload).map_err(Some)?;
                     put_close(out, code, "");
                     return Ok(false);
                 }
@@ -348,5 +367,103 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    /// The close frame in `out`: its code and reason.
+    fn close_of(out: &[u8]) -> (u16, Vec<u8>) {
+        // A server frame: FIN and the opcode, then a short length, no mask.
+        assert_eq!(out[0], 0x80 | frame::CLOSE);
+        assert_eq!(usize::from(out[1]), out.len() - 2);
+        let payload = &out[2..];
+        (
+            u16::from_be_bytes([payload[0], payload[1]]),
+            payload[2..].to_vec(),
+        )
+    }
+
+    #[test]
+    fn close_codes_on_the_wire_are_ones_a_peer_may_send() {
+        for (code, sent) in [
+            (3000, 3000),
+            (1013, 1013),
+            (2010, 1000),
+            (1005, 1000),
+            (1006, 1000),
+            (1015, 1000),
+            (999, 1000),
+            (5000, 1000),
+        ] {
+            let mut out = BytesMut::new();
+            put_close(&mut out, code, "bye");
+            assert_eq!(close_of(&out), (sent, b"bye".to_vec()), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_client_close_is_echoed_only_when_valid() {
+        let run = |body: &[u8]| {
+            let mut input = Messages {
+                buf: BytesMut::from(&client_frame(true, frame::CLOSE, body, [1, 2, 3, 4])[..]),
+                message: None,
+                max: 100,
+            };
+            let mut out = BytesMut::new();
+            let result = input.take_events(Framing::SockJs, &mut Vec::new(), &mut out);
+            (result, out)
+        };
+        let (result, out) = run(&3001u16.to_be_bytes());
+        assert!(matches!(result, Ok(false)));
+        assert_eq!(close_of(&out).0, 3001);
+        let (result, out) = run(b"");
+        assert!(matches!(result, Ok(false)));
+        assert_eq!(close_of(&out).0, 1000);
+        for bad in [&[3u8][..], &1005u16.to_be_bytes(), &1u16.to_be_bytes()] {
+            let (result, _) = run(bad);
+            assert!(
+                matches!(result, Err(Some(Fail { code: 1002, .. }))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// Sends until its sends wait (its client reads nothing), then lets go of the session
+    /// without closing it, as `session::run` does with a writer that never finishes.
+    struct Stuck;
+
+    impl super::super::Service for Stuck {
+        fn open(&self, connection: Connection) {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                    while connection.send(["x".repeat(1024)]).await.is_ok() {}
+                })
+                .await;
+                drop(connection);
+            });
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_websocket_whose_client_stops_reading_ends() {
+        let endpoint = Arc::new(super::super::Endpoint::new(
+            Arc::new(Stuck),
+            super::super::Options {
+                max_pending_bytes: 8 * 1024,
+                ..Default::default()
+            },
+        ));
+        // Both pipes small and never read or written by the client.
+        let (read, _client_write) = tokio::io::duplex(1024);
+        let (write, _client_read) = tokio::io::duplex(1024);
+        let driven = drive(
+            endpoint,
+            read,
+            write,
+            Bytes::new(),
+            Framing::Raw,
+            "test".into(),
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(60), driven)
+            .await
+            .expect("the WebSocket session ends");
     }
 }

@@ -301,7 +301,7 @@ impl<R> WsSource<R> {
 }
 
 /// The close code to echo for a client's close frame (section 5.5.1).
-fn close_reply(body: &[u8]) -> Result<u16, Fail> {
+pub(crate) fn close_reply(body: &[u8]) -> Result<u16, Fail> {
     match body {
         [] => Ok(code::NORMAL),
         [_] => Err(Fail::protocol("close frame with a one-byte body")),
