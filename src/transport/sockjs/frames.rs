@@ -5,8 +5,6 @@
 //! browsers and proxies mangle (the SockJS protocol's `escapable_by_server` set, as
 //! sockjs-node's `utils.quote` escapes them) travel as `\uXXXX`.
 
-use std::fmt::Write;
-
 /// The open frame, first on every new session.
 pub const OPEN: &str = "o";
 /// The heart-beat frame.
@@ -62,12 +60,42 @@ fn escapable(c: char) -> bool {
         | '\u{fff0}'..='\u{ffff}')
 }
 
-/// True for a byte that may start something to escape: a control character, `"`, `\\`, or
-/// the lead byte of a three-byte sequence in U+2000–U+2FFF or U+F000–U+FFFF (where the
-/// [`escapable`] code points above ASCII lie). Everything else is copied as it is, so plain
-/// text (a STOMP frame's headers and most bodies) is quoted at the speed of a byte scan.
-fn may_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\' || b == 0xe2 || b == 0xef
+/// What quoting does with each byte: [`PLAIN`] copies it, [`LEAD`] (the lead byte of a
+/// three-byte sequence in U+2000–U+2FFF or U+F000–U+FFFF, where the [`escapable`] code points
+/// above ASCII lie) needs the character decoded, [`HEX`] writes `\u00XX`, and any other value is
+/// the letter after a backslash (`\n`, `\"`, ...). A table, so that plain text (a STOMP frame's
+/// headers and most bodies) is quoted at the speed of a byte scan, and an escape costs a table
+/// look-up rather than a character decode and a formatted write.
+const ESCAPES: [u8; 256] = {
+    let mut table = [PLAIN; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = HEX;
+        b += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table[0xe2] = LEAD;
+    table[0xef] = LEAD;
+    table
+};
+const PLAIN: u8 = 0;
+const LEAD: u8 = 1;
+const HEX: u8 = 2;
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// `\uXXXX` for code point `c` (at most U+FFFF: the escapable set lies below it).
+fn push_unicode_escape(out: &mut String, c: u32) {
+    out.push_str("\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(char::from(HEX_DIGITS[((c >> shift) & 0xf) as usize]));
+    }
 }
 
 /// Appends `text` as a JSON string, `"` included.
@@ -77,35 +105,31 @@ pub fn quote_into(out: &mut String, text: &str) {
     let bytes = text.as_bytes();
     let mut plain = 0;
     let mut at = 0;
-    while let Some(offset) = bytes[at..].iter().position(|b| may_escape(*b)) {
+    while let Some(offset) = bytes[at..].iter().position(|b| ESCAPES[*b as usize] != PLAIN) {
         at += offset;
-        // `at` is at a character's start: a control byte, a quote, a backslash or a lead byte.
-        let Some(c) = text[at..].chars().next() else {
-            break;
-        };
-        let escape = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '\u{8}' => Some("\\b"),
-            '\u{c}' => Some("\\f"),
-            c if escapable(c) => None,
-            c => {
+        let action = ESCAPES[bytes[at] as usize];
+        if action == LEAD {
+            // A character's start: only some three-byte characters are escaped.
+            let Some(c) = text[at..].chars().next() else {
+                break;
+            };
+            if !escapable(c) {
                 at += c.len_utf8();
                 continue;
             }
-        };
-        out.push_str(&text[plain..at]);
-        match escape {
-            Some(escaped) => out.push_str(escaped),
-            // Infallible: writing to a String.
-            None => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            out.push_str(&text[plain..at]);
+            push_unicode_escape(out, c as u32);
+            at += c.len_utf8();
+        } else {
+            out.push_str(&text[plain..at]);
+            if action == HEX {
+                push_unicode_escape(out, u32::from(bytes[at]));
+            } else {
+                out.push('\\');
+                out.push(char::from(action));
             }
+            at += 1;
         }
-        at += c.len_utf8();
         plain = at;
     }
     out.push_str(&text[plain..]);
