@@ -105,7 +105,10 @@ pub fn quote_into(out: &mut String, text: &str) {
     let bytes = text.as_bytes();
     let mut plain = 0;
     let mut at = 0;
-    while let Some(offset) = bytes[at..].iter().position(|b| ESCAPES[*b as usize] != PLAIN) {
+    while let Some(offset) = bytes[at..]
+        .iter()
+        .position(|b| ESCAPES[*b as usize] != PLAIN)
+    {
         at += offset;
         let action = ESCAPES[bytes[at] as usize];
         if action == LEAD {
