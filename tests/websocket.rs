@@ -370,3 +370,41 @@ async fn small_and_large_messages_interleaved_arrive_intact_over_websocket_and_t
         );
     }
 }
+
+/// The status line of a WebSocket upgrade sent with `origin` (if any).
+async fn upgrade_status(server: &TestServer, origin: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.server.http_addr().unwrap();
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: v12.stomp\r\n{origin}\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = socket.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_page_on_another_site_cannot_open_a_session() {
+    let server =
+        TestServer::with(|c| c.allowed_origins = vec!["https://app.example.com".into()]).await;
+    let own = format!("http://{}", server.server.http_addr().unwrap());
+    for allowed in [
+        None,
+        Some(own.as_str()),
+        Some("http://localhost:3000"),
+        Some("https://app.example.com"),
+    ] {
+        let status = upgrade_status(&server, allowed).await;
+        assert!(status.contains(" 101 "), "{allowed:?}: {status}");
+    }
+    for refused in ["https://evil.example", "null"] {
+        let status = upgrade_status(&server, Some(refused)).await;
+        assert!(status.contains(" 403 "), "{refused}: {status}");
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod http;
+pub(crate) mod origin;
 pub mod sockjs;
 pub mod tcp;
 pub mod ws;

@@ -171,6 +171,14 @@ async fn upgrade(State(ctx): State<Arc<ServerContext>>, mut request: Request) ->
         Err(refusal) => return *refusal,
     };
     let headers = request.headers();
+    if !crate::transport::origin::allowed(headers, &ctx.config.allowed_origins) {
+        tracing::warn!(origin = ?headers.get(header::ORIGIN), "WebSocket from another site refused");
+        return (
+            StatusCode::FORBIDDEN,
+            "this page's origin may not open a session: add it with --allowed-origin\n",
+        )
+            .into_response();
+    }
     let protocol = choose_subprotocol(headers);
     let Some(on_upgrade) = request
         .extensions_mut()

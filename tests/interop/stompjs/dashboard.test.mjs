@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -181,8 +182,16 @@ brokerTest('the example page follows a job with @stomp/stompjs', async ctx => {
   await page.route('https://cdn.jsdelivr.net/**', route =>
     route.fulfill({ path: bundle, contentType: 'text/javascript' }),
   );
+  // Served from another origin on loopback, as `python3 -m http.server` would serve it (a page
+  // opened from a file has the origin "null", which the broker refuses).
   const example = path.resolve(NODE_MODULES, '..', '..', '..', 'examples', 'web', 'follow-job.html');
-  await page.goto(`file://${example}?ws=${encodeURIComponent(server.wsUrl)}`);
+  const site = createServer(async (request, response) => {
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    response.end(await readFile(example));
+  });
+  await new Promise(resolve => site.listen(0, '127.0.0.1', resolve));
+  ctx.t.after(() => new Promise(resolve => site.close(resolve)));
+  await page.goto(`http://127.0.0.1:${site.address().port}/follow-job.html?ws=${encodeURIComponent(server.wsUrl)}`);
   await page.getByRole('button', { name: 'Start a demo job' }).click();
   await page.waitForFunction(() => document.getElementById('status').textContent === 'completed', null, {
     timeout: WAIT,
