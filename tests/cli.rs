@@ -53,17 +53,27 @@ fn serve(config: &str) -> Served {
     }
 }
 
-/// Runs the client with `args` (no terminal), as user `ann`.
-fn client(served: &Served, args: &[&str]) -> Output {
-    Command::new(BIN)
+/// The client with `args` as `user` with `password` (no terminal), not yet run.
+fn command_as(served: &Served, user: &str, password: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env("STOMPEDE_URL", &served.ws)
-        .env("STOMPEDE_USER", "ann")
-        .env("STOMPEDE_PASSWORD", "pw")
+        .env("STOMPEDE_USER", user)
+        .env("STOMPEDE_PASSWORD", password)
         .env_remove("STOMPEDE_HTTP_URL")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the client with `args` as `user` with `password`.
+fn client_as(served: &Served, user: &str, password: &str, args: &[&str]) -> Output {
+    command_as(served, user, password, args).output().unwrap()
+}
+
+/// Runs the client with `args` (no terminal), as user `ann`.
+fn client(served: &Served, args: &[&str]) -> Output {
+    client_as(served, "ann", "pw", args)
 }
 
 /// Runs the client with `args` against an open-mode server, naming no user.
@@ -327,22 +337,10 @@ fn exit_codes_say_how_jobs_ended_and_errors_are_one_line() {
     assert_eq!(job["status"], "cancelled");
 
     // Another user's job does not exist for them; a wrong password says so.
-    let out = Command::new(BIN)
-        .args(["jobs", "show", &id])
-        .env("STOMPEDE_URL", &served.ws)
-        .env("STOMPEDE_USER", "bob")
-        .env("STOMPEDE_PASSWORD", "pw")
-        .output()
-        .unwrap();
+    let out = client_as(&served, "bob", "pw", &["jobs", "show", &id]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("404"), "{}", text(&out.stderr));
-    let out = Command::new(BIN)
-        .args(["submit", "demo"])
-        .env("STOMPEDE_URL", &served.ws)
-        .env("STOMPEDE_USER", "ann")
-        .env("STOMPEDE_PASSWORD", "wrong")
-        .output()
-        .unwrap();
+    let out = client_as(&served, "ann", "wrong", &["submit", "demo"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).starts_with("stompede: the server refused"),
@@ -354,15 +352,16 @@ fn exit_codes_say_how_jobs_ended_and_errors_are_one_line() {
 #[test]
 fn send_and_subscribe_show_a_destination_with_pretty_json() {
     let served = serve(USERS);
-    let mut subscriber = Command::new(BIN)
-        .args(["subscribe", "/topic/cli", "--count", "1"])
-        .env("STOMPEDE_URL", &served.ws)
-        .env("STOMPEDE_USER", "bob")
-        .env("STOMPEDE_PASSWORD", "pw")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut subscriber = command_as(
+        &served,
+        "bob",
+        "pw",
+        &["subscribe", "/topic/cli", "--count", "1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // The subscriber says when it is subscribed; only then is a message sure to reach it.
     let mut stderr = BufReader::new(subscriber.stderr.take().unwrap());
     let mut line = String::new();
@@ -423,16 +422,7 @@ fn passwd_hashes_a_password_the_server_then_accepts_and_guessing_is_slowed() {
     let users = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(users.path(), format!("{line}\n")).unwrap();
     let served = serve(&format!("users-file = {:?}\n", users.path()));
-    let as_ann = |password: &str, args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .env("STOMPEDE_URL", &served.ws)
-            .env("STOMPEDE_USER", "ann")
-            .env("STOMPEDE_PASSWORD", password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let as_ann = |password: &str, args: &[&str]| client_as(&served, "ann", password, args);
     // Over STOMP (the job) and over HTTP (the listing).
     let ok = as_ann("correct horse", &["submit", "demo", "--chunks", "1"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));

@@ -175,6 +175,23 @@ pub(crate) async fn create(
     )
 }
 
+/// Upload `id` for an authenticated caller speaking our version of the protocol.
+async fn find(
+    ctx: &ServerContext,
+    caller: Result<Caller, Problem>,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(Caller, Progress), Problem> {
+    let caller = caller?;
+    check_version(headers)?;
+    let progress = ctx
+        .uploads
+        .resumable(id, &caller.user, caller.admin)
+        .await
+        .map_err(problem)?;
+    Ok((caller, progress))
+}
+
 /// `HEAD /api/uploads/tus/{id}`.
 pub(crate) async fn head(
     State(ctx): State<Arc<ServerContext>>,
@@ -184,13 +201,7 @@ pub(crate) async fn head(
 ) -> Response {
     answer(
         async {
-            let caller = caller?;
-            check_version(&headers)?;
-            let progress = ctx
-                .uploads
-                .resumable(&id, &caller.user, caller.admin)
-                .await
-                .map_err(problem)?;
+            let (_, progress) = find(&ctx, caller, &id, &headers).await?;
             let mut response = StatusCode::OK.into_response();
             state_headers(&ctx, &progress, &mut response);
             let (_, length) = progress.offset_and_length();
@@ -212,9 +223,8 @@ pub(crate) async fn patch(
 ) -> Response {
     answer(
         async {
-            let caller = caller?;
+            let (caller, progress) = find(&ctx, caller, &id, request.headers()).await?;
             let headers = request.headers();
-            check_version(headers)?;
             let octets = headers
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v == "application/offset+octet-stream");
@@ -228,11 +238,6 @@ pub(crate) async fn patch(
             let offset = number(headers, &UPLOAD_OFFSET)?.ok_or_else(|| {
                 Problem::bad_request("invalid_header", "send Upload-Offset")
             })?;
-            let progress = ctx
-                .uploads
-                .resumable(&id, &caller.user, caller.admin)
-                .await
-                .map_err(problem)?;
             let progress = match progress {
                 Progress::Partial { upload, .. } => {
                     let body: Body = request.into_body();
@@ -270,13 +275,7 @@ pub(crate) async fn delete(
 ) -> Response {
     answer(
         async {
-            let caller = caller?;
-            check_version(&headers)?;
-            let progress = ctx
-                .uploads
-                .resumable(&id, &caller.user, caller.admin)
-                .await
-                .map_err(problem)?;
+            let (_, progress) = find(&ctx, caller, &id, &headers).await?;
             ctx.uploads.terminate(&progress).await.map_err(problem)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
