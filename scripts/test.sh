@@ -48,6 +48,14 @@ if (( ${#ocr_packages[@]} > 0 )); then
   apt_install "${ocr_packages[@]}"
 fi
 
+# --- curl (the HTTP API tests) and script(1) (the CLI's progress bars, in a pseudo-terminal) ------
+tool_packages=()
+command -v curl >/dev/null 2>&1 || tool_packages+=(curl)
+command -v script >/dev/null 2>&1 || tool_packages+=(bsdutils)
+if (( ${#tool_packages[@]} > 0 )); then
+  apt_install "${tool_packages[@]}"
+fi
+
 # --- Node.js and npm (the @stomp/stompjs suite) -------------------------------------------------
 if ! command -v node >/dev/null 2>&1; then
   apt_install nodejs npm
