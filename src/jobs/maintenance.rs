@@ -144,22 +144,34 @@ impl JobEngine {
     /// Forgets the tombstones older than `cutoff` and the oldest beyond [`MAX_TOMBSTONES`].
     fn prune_tombstones(&self, cutoff: u64) {
         let mut state = self.lock();
-        let mut by_age: Vec<(u64, String)> = state
+        // The old ones go by a scan; only past the cap must the rest be sorted by age.
+        let mut expired: Vec<String> = state
             .gone
             .iter()
-            .map(|(id, gone)| (gone.at, id.clone()))
+            .filter(|(_, gone)| gone.at < cutoff)
+            .map(|(id, _)| id.clone())
             .collect();
-        by_age.sort_unstable();
-        let excess = by_age.len().saturating_sub(MAX_TOMBSTONES);
-        let mut writes = Vec::new();
-        for (n, (at, id)) in by_age.into_iter().enumerate() {
-            if n >= excess && at >= cutoff {
-                break;
-            }
-            state.gone.remove(&id);
-            writes.push(JobWrite::ForgetTombstone { id });
+        for id in &expired {
+            state.gone.remove(id);
         }
-        if !writes.is_empty() {
+        let excess = state.gone.len().saturating_sub(MAX_TOMBSTONES);
+        if excess > 0 {
+            let mut by_age: Vec<(u64, String)> = state
+                .gone
+                .iter()
+                .map(|(id, gone)| (gone.at, id.clone()))
+                .collect();
+            by_age.select_nth_unstable(excess - 1);
+            for (_, id) in by_age.into_iter().take(excess) {
+                state.gone.remove(&id);
+                expired.push(id);
+            }
+        }
+        if !expired.is_empty() {
+            let writes = expired
+                .into_iter()
+                .map(|id| JobWrite::ForgetTombstone { id })
+                .collect();
             self.inner.writer.queue(Commit {
                 writes,
                 ..Commit::default()
