@@ -399,10 +399,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         tracing::warn!("OCR {}: ocr jobs are refused", ocr.status());
     }
+    let extract = stompede::processors::Extract::new(&import_dir).with_uploads(&uploads);
     let server = BrokerBuilder::new(config)
         .job_type("demo", stompede::jobs::Demo::default())
         .job_type("reconcile", reconcile)
         .job_type("ocr", ocr)
+        .job_type("extract", extract)
         .start()
         .await?;
     // One machine-readable line on stdout, so scripts and tests find the ports.

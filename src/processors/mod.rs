@@ -1,9 +1,11 @@
-//! Built-in job types (`reconcile`, `ocr`). Each is a [`JobHandler`](crate::jobs::JobHandler) and knows nothing of
+//! Built-in job types (`reconcile`, `ocr`, `extract`). Each is a [`JobHandler`](crate::jobs::JobHandler) and knows nothing of
 //! STOMP.
 
+mod extract;
 pub(crate) mod input;
 pub(crate) mod ocr;
 mod reconcile;
 
+pub use extract::Extract;
 pub use ocr::Ocr;
 pub use reconcile::Reconcile;

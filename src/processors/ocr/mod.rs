@@ -33,7 +33,9 @@ use crate::jobs::{ChunkContext, ChunkFuture, ChunkPlan, JobError, JobHandler, Jo
 use crate::processors::input::ImportDir;
 use format::Format;
 use params::Params;
-use tools::{Availability, ToolError, Tools, INSTALL_HINT};
+use tools::{
+    first_line, pdf_pages, run_blocking, tidy_layer, Availability, ToolError, Tools, INSTALL_HINT,
+};
 
 /// Longest one program may work on one page.
 const PAGE_TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -553,26 +555,6 @@ fn page_args(n: u32, password: Option<&str>) -> Vec<String> {
     args
 }
 
-/// A text layer as people read it: trailing spaces and the final form feed dropped.
-fn tidy_layer(text: &str) -> String {
-    let text: Vec<&str> = text
-        .trim_end_matches(['\u{c}', '\n'])
-        .lines()
-        .map(str::trim_end)
-        .collect();
-    text.join("\n")
-}
-
-/// The first meaningful line of a program's complaints.
-fn first_line(stderr: &str) -> String {
-    stderr
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("it failed without saying why")
-        .to_owned()
-}
-
 fn io(path: &Path, error: impl std::fmt::Display) -> JobError {
     JobError::retryable("io", format!("{}: {error}", path.display()))
 }
@@ -586,87 +568,6 @@ fn read_head(path: &Path) -> Result<Vec<u8>, JobError> {
         .read_to_end(&mut head)
         .map_err(|e| io(path, e))?;
     Ok(head)
-}
-
-/// A PDF's page count, through `pdfinfo` (a password, when needed, opens it).
-fn pdf_pages(tools: &Tools, path: &Path, password: Option<&str>) -> Result<u32, JobError> {
-    let mut command = std::process::Command::new(tools.poppler("pdfinfo"));
-    if let Some(password) = password {
-        command.args(["-upw", password]);
-    }
-    command.arg(path);
-    let output = run_blocking(command, Duration::from_secs(60))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if stderr.contains("Incorrect password") {
-        return Err(match password {
-            None => unreadable(
-                "password_required",
-                "the PDF is protected by a password: give it as the password parameter",
-            ),
-            Some(_) => unreadable("wrong_password", "the password does not open the PDF"),
-        });
-    }
-    let pages = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Pages:"))
-        .and_then(|n| n.trim().parse::<u32>().ok());
-    match pages {
-        Some(0) | None => Err(unreadable(
-            "unreadable_pdf",
-            format!("the PDF could not be read: {}", first_line(&stderr)),
-        )),
-        Some(n) if n > params::MAX_PAGES => Err(unreadable(
-            "too_many_pages",
-            format!(
-                "the PDF has {n} pages; at most {} are read",
-                params::MAX_PAGES
-            ),
-        )),
-        Some(n) => Ok(n),
-    }
-}
-
-/// Runs a program to completion from a blocking thread (plans run on the blocking pool),
-/// killing it past `limit`.
-fn run_blocking(
-    mut command: std::process::Command,
-    limit: Duration,
-) -> Result<std::process::Output, JobError> {
-    use std::process::Stdio;
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            JobError::permanent(
-                "unavailable",
-                format!("{program} could not be started: {e}; {INSTALL_HINT}"),
-            )
-        })?;
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(JobError::permanent(
-                    "timeout",
-                    format!("{program} ran longer than {limit:?}"),
-                ));
-            }
-            Err(e) => return Err(JobError::retryable("io", e.to_string())),
-        }
-    }
-    child
-        .wait_with_output()
-        .map_err(|e| JobError::retryable("io", e.to_string()))
 }
 
 /// Joins the chunks' pages into the job's files and result.

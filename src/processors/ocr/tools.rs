@@ -2,12 +2,15 @@
 //! each run with a time limit and a bound on what is read of its output, so that a hostile or
 //! broken input costs a failed page, never the server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+
+use super::params;
+use crate::jobs::JobError;
 
 /// What a program printed, when it exited.
 #[derive(Debug)]
@@ -136,7 +139,7 @@ pub(crate) struct Tools {
 
 impl Tools {
     /// A poppler program's name or path.
-    pub(super) fn poppler(&self, name: &str) -> String {
+    pub(crate) fn poppler(&self, name: &str) -> String {
         match &self.poppler_dir {
             Some(dir) => dir.join(name).display().to_string(),
             None => name.to_owned(),
@@ -159,7 +162,7 @@ pub(crate) enum Availability {
 }
 
 /// The Debian packages OCR needs.
-pub(super) const INSTALL_HINT: &str =
+pub(crate) const INSTALL_HINT: &str =
     "install tesseract-ocr, tesseract-ocr-fra, tesseract-ocr-eng and poppler-utils (Debian)";
 
 impl Availability {
@@ -225,4 +228,110 @@ impl Availability {
         }
         Availability::Ready { version, languages }
     }
+}
+
+/// A text layer as people read it: trailing spaces and the final form feed dropped.
+pub(crate) fn tidy_layer(text: &str) -> String {
+    let text: Vec<&str> = text
+        .trim_end_matches(['\u{c}', '\n'])
+        .lines()
+        .map(str::trim_end)
+        .collect();
+    text.join("\n")
+}
+
+/// The first meaningful line of a program's complaints.
+pub(crate) fn first_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("it failed without saying why")
+        .to_owned()
+}
+
+/// A PDF's page count, through `pdfinfo` (a password, when needed, opens it).
+pub(crate) fn pdf_pages(
+    tools: &Tools,
+    path: &Path,
+    password: Option<&str>,
+) -> Result<u32, JobError> {
+    let mut command = std::process::Command::new(tools.poppler("pdfinfo"));
+    if let Some(password) = password {
+        command.args(["-upw", password]);
+    }
+    command.arg(path);
+    let output = run_blocking(command, Duration::from_secs(60))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("Incorrect password") {
+        return Err(match password {
+            None => JobError::permanent(
+                "password_required",
+                "the PDF is protected by a password: give it as the password parameter",
+            ),
+            Some(_) => JobError::permanent("wrong_password", "the password does not open the PDF"),
+        });
+    }
+    let pages = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    match pages {
+        Some(0) | None => Err(JobError::permanent(
+            "unreadable_pdf",
+            format!("the PDF could not be read: {}", first_line(&stderr)),
+        )),
+        Some(n) if n > params::MAX_PAGES => Err(JobError::permanent(
+            "too_many_pages",
+            format!(
+                "the PDF has {n} pages; at most {} are read",
+                params::MAX_PAGES
+            ),
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Runs a program to completion from a blocking thread (plans run on the blocking pool),
+/// killing it past `limit`. Its output must be small (a pipe's worth): a program that
+/// writes more blocks until the limit; send large output to a file instead.
+pub(crate) fn run_blocking(
+    mut command: std::process::Command,
+    limit: Duration,
+) -> Result<std::process::Output, JobError> {
+    use std::process::Stdio;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            JobError::permanent(
+                "unavailable",
+                format!("{program} could not be started: {e}; {INSTALL_HINT}"),
+            )
+        })?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(JobError::permanent(
+                    "timeout",
+                    format!("{program} ran longer than {limit:?}"),
+                ));
+            }
+            Err(e) => return Err(JobError::retryable("io", e.to_string())),
+        }
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| JobError::retryable("io", e.to_string()))
 }
