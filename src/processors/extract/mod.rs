@@ -95,7 +95,7 @@ impl JobHandler for Extract {
         let p = Params::parse(&job.params)?;
         let path = self.inner.import.open(&p.file, &job.owner)?;
         let head = read_head(&path)?;
-        let format = formats::sniff(&head)?;
+        let format = formats::identify(&path, &head)?;
         std::fs::create_dir_all(&job.result_dir).map_err(|e| io(&job.result_dir, e))?;
         let scratch = job.result_dir.join("layer.txt");
         let read = formats::read(

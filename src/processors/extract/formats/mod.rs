@@ -1,6 +1,7 @@
 //! The input formats extraction reads, decided from the content (never from the file name),
 //! and reading each into a [`Document`].
 
+pub(crate) mod office;
 pub(crate) mod pdf;
 pub(crate) mod text;
 
@@ -23,6 +24,10 @@ pub(crate) enum Format {
     Pdf,
     /// PNG, JPEG or TIFF: read by OCR.
     Image,
+    /// Word's Office Open XML.
+    Docx,
+    /// OpenDocument text.
+    Odt,
 }
 
 impl Format {
@@ -32,12 +37,31 @@ impl Format {
             Format::Text => "text",
             Format::Pdf => "pdf",
             Format::Image => "image",
+            Format::Docx => "docx",
+            Format::Odt => "odt",
         }
     }
 }
 
-/// The format of a file starting with `head`, or why it cannot be read.
-pub(crate) fn sniff(head: &[u8]) -> Result<Format, JobError> {
+/// The format of the file at `path`, which starts with `head`, or why it cannot be read.
+pub(crate) fn identify(path: &Path, head: &[u8]) -> Result<Format, JobError> {
+    match sniff(head) {
+        Err(_) if head.starts_with(b"PK\x03\x04") => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| JobError::retryable("io", format!("{}: {e}", path.display())))?;
+            match office::detect(std::io::BufReader::new(file)) {
+                Some(office::Office::Docx) => Ok(Format::Docx),
+                Some(office::Office::Odt) => Ok(Format::Odt),
+                None => sniff(head),
+            }
+        }
+        sniffed => sniffed,
+    }
+}
+
+/// The format of a file starting with `head`, or why it cannot be read (a ZIP archive is
+/// refused here: [`identify`] looks inside it).
+fn sniff(head: &[u8]) -> Result<Format, JobError> {
     let unsupported = |seems: &str| {
         JobError::permanent(
             "unsupported_format",
@@ -113,6 +137,16 @@ pub(crate) fn read(
             layer.scanned
         }
         Format::Image => vec![1],
+        Format::Docx | Format::Odt => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            let (kind, source) = match format {
+                Format::Docx => (office::Office::Docx, PageSource::Docx),
+                _ => (office::Office::Odt, PageSource::Odt),
+            };
+            let text = office::text(std::io::BufReader::new(file), kind)?;
+            document.pages = text::pages(&text, source);
+            Vec::new()
+        }
     };
     Ok(Read {
         document,
