@@ -33,6 +33,8 @@ pub mod kind {
     pub const FAILED: &str = "JOB_FAILED";
     /// Cancelled.
     pub const CANCELLED: &str = "JOB_CANCELLED";
+    /// Waiting for the child jobs it started.
+    pub const WAITING: &str = "JOB_WAITING";
 }
 
 /// One event, ready to log and publish.
@@ -50,6 +52,8 @@ pub struct Event {
     pub seq: u64,
     /// The correlation id of the submission.
     pub correlation_id: Option<String>,
+    /// The job that started this one, whose watchers see its events too.
+    pub parent: Option<String>,
     /// The JSON body.
     pub body: Bytes,
 }
@@ -68,6 +72,9 @@ pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
     if let Some(id) = &job.correlation_id {
         body.insert("correlationId".into(), json!(id));
     }
+    if let Some(id) = &job.parent {
+        body.insert("parentJobId".into(), json!(id));
+    }
     if let Value::Object(extra) = fields {
         body.extend(extra);
     }
@@ -78,6 +85,7 @@ pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
         kind,
         seq: job.seq,
         correlation_id: job.correlation_id.clone(),
+        parent: job.parent.clone(),
         body: Bytes::from(Value::Object(body).to_string()),
     }
 }
@@ -93,18 +101,24 @@ pub fn headers(event: &Event) -> Headers {
     if let Some(id) = &event.correlation_id {
         headers.push("correlation-id", id.as_str());
     }
+    if let Some(id) = &event.parent {
+        headers.push("parent-job-id", id.as_str());
+    }
     headers
 }
 
-/// Delivers `event` on `/topic/jobs/<id>` and the owner's `/user/queue/progress` (and, for
-/// `JOB_ACCEPTED`, `/user/queue/jobs`); the publisher then waits on what comes back (flow
-/// control).
+/// Delivers `event` on `/topic/jobs/<id>` (and its parent's topic, for a child job) and the
+/// owner's `/user/queue/progress` (and, for `JOB_ACCEPTED`, `/user/queue/jobs`); the publisher
+/// then waits on what comes back (flow control).
 pub fn deliver(broker: &Broker, event: &Event) -> Vec<Backpressure> {
     let headers = headers(event);
     let mut destinations = vec![
         format!("/topic/jobs/{}", event.job_id),
         format!("/user/{}/queue/progress", event.owner),
     ];
+    if let Some(parent) = &event.parent {
+        destinations.push(format!("/topic/jobs/{parent}"));
+    }
     if event.kind == kind::ACCEPTED {
         destinations.push(format!("/user/{}/queue/jobs", event.owner));
     }

@@ -24,6 +24,53 @@ pub struct JobInput {
     pub params: Value,
     /// A directory for the job's result files (created on demand by the handler).
     pub result_dir: PathBuf,
+    /// The child jobs it started ([`JobHandler::children`]), once they all finished: what
+    /// `plan` builds on.
+    pub children: Vec<ChildOutcome>,
+}
+
+impl JobInput {
+    /// A job's input without children (for tests of a handler outside the engine).
+    pub fn new(
+        id: impl Into<String>,
+        owner: impl Into<String>,
+        params: Value,
+        result_dir: impl Into<PathBuf>,
+    ) -> JobInput {
+        JobInput {
+            id: id.into(),
+            owner: owner.into(),
+            params,
+            result_dir: result_dir.into(),
+            children: Vec::new(),
+        }
+    }
+}
+
+/// A job that a job needs done before it can plan its own chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildJob {
+    /// Its job type.
+    pub job_type: String,
+    /// Its parameters.
+    pub params: Value,
+}
+
+/// How a child job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildOutcome {
+    /// Its id.
+    pub id: String,
+    /// Its job type.
+    pub job_type: String,
+    /// Completed, failed or cancelled.
+    pub status: super::model::JobStatus,
+    /// Its result, when it completed.
+    pub result: Option<Value>,
+    /// Why it failed.
+    pub error: Option<JobError>,
+    /// Its result directory (files it wrote).
+    pub result_dir: PathBuf,
 }
 
 /// One progress report from inside a chunk.
@@ -137,6 +184,16 @@ pub type ChunkFuture = Pin<Box<dyn Future<Output = Result<Value, JobError>> + Se
 pub trait JobHandler: Send + Sync + 'static {
     /// Checks the parameters at submission; an error rejects the job (`JOB_REJECTED`).
     fn validate(&self, params: &Value) -> Result<(), JobError>;
+
+    /// Jobs to run before this one is planned (an `extract` job's OCR of scanned pages).
+    /// Asked when the job first starts: when it names any, they are submitted as the job's
+    /// children (same owner and priority; their events also go to this job's topic), the job
+    /// waits (`waiting`) without holding a worker, and once every child has finished it
+    /// starts again and `plan` finds their outcomes in [`JobInput::children`]. Not asked
+    /// again while the job has children. Default: none.
+    fn children(&self, _job: &JobInput) -> Result<Vec<ChildJob>, JobError> {
+        Ok(Vec::new())
+    }
 
     /// Splits the job into chunks when it first starts. Called once per job: the plan is
     /// stored with the job, so a restarted job keeps its chunks.

@@ -92,7 +92,10 @@ impl JobEngine {
             );
             // Its worker was removed from `running` above: it cannot commit any more.
             self.save(job, vec![event]);
+            self.cancel_children(&mut state, id, "system");
+            self.child_finished(&mut state, id);
         }
+        self.inner.wake.notify_one();
     }
 
     async fn apply_retention(&self) {

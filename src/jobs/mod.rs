@@ -16,6 +16,7 @@
 //!
 //! The wire contract (headers, events, fields) is `protocol/docs/jobs.md`.
 
+mod children;
 mod config;
 mod demo;
 mod dispatch;
@@ -52,7 +53,10 @@ use writer::{Commit, Writer};
 
 pub use config::JobsConfig;
 pub use demo::Demo;
-pub use handler::{ChunkContext, ChunkFuture, JobHandler, JobInput, ProgressReport, ProgressSink};
+pub use handler::{
+    ChildJob, ChildOutcome, ChunkContext, ChunkFuture, JobHandler, JobInput, ProgressReport,
+    ProgressSink,
+};
 pub(crate) use model::new_id;
 pub use model::{ChunkPlan, Job, JobError, JobStatus, Progress, Webhook, WebhookStatus};
 pub use service::Rejection;
@@ -286,6 +290,7 @@ impl JobEngine {
             owner: job.owner.clone(),
             params: job.params.clone(),
             result_dir: self.inner.config.results_dir.join(&job.id),
+            children: Vec::new(),
         }
     }
 

@@ -10,6 +10,8 @@ use serde_json::Value;
 pub enum JobStatus {
     /// Waiting to run (possibly delayed, possibly between attempts).
     Pending,
+    /// Waiting for the child jobs it started (an `extract` job's OCR) to finish.
+    Waiting,
     /// A worker is running its chunks.
     Processing,
     /// Stopped at a chunk boundary until resumed.
@@ -27,6 +29,7 @@ impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Pending => "pending",
+            JobStatus::Waiting => "waiting",
             JobStatus::Processing => "processing",
             JobStatus::Paused => "paused",
             JobStatus::Completed => "completed",
@@ -168,6 +171,12 @@ pub struct Job {
     pub seq: u64,
     /// Time spent running before the current attempt, in ms.
     pub run_ms: u64,
+    /// The job that started this one as its child, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The child jobs this one started and waits for (`children.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
     /// Where its terminal event is POSTed, and how that went (`webhooks.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,

@@ -68,6 +68,7 @@ impl JobEngine {
             self.queue_webhook(&job);
             state.jobs.insert(job.id.clone(), job);
         }
+        self.requeue_orphaned_parents(&mut state);
         for (id, record) in self.inner.store.tombstones()? {
             if let Ok(gone) = serde_json::from_slice(&record) {
                 state.gone.insert(id, gone);

@@ -215,6 +215,8 @@ impl JobEngine {
             correlation_id: headers.get("correlation-id").map(str::to_owned),
             seq: 0,
             run_ms: 0,
+            parent: None,
+            children: Vec::new(),
             webhook,
         };
         let permit = self.inner.writer.room().await;
@@ -284,6 +286,22 @@ impl JobEngine {
         let job = {
             let mut guard = self.lock();
             let state = &mut *guard;
+            let jobs_completed: std::collections::HashSet<String> = state
+                .jobs
+                .get(id)
+                .map(|job| {
+                    job.children
+                        .iter()
+                        .filter(|c| {
+                            state
+                                .jobs
+                                .get(*c)
+                                .is_some_and(|c| c.status == JobStatus::Completed)
+                        })
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
             let Some(job) = state.jobs.get_mut(id) else {
                 return Err(reject("not_found", format!("no job {id} of yours")));
             };
@@ -323,6 +341,12 @@ impl JobEngine {
                     Some(events::next(job, kind::RESUMED, json!({ "by": user })))
                 }
                 "retry" if matches!(status, JobStatus::Failed | JobStatus::Cancelled) => {
+                    // Children that completed are kept; any other outcome is asked for again.
+                    let children_completed =
+                        job.children.iter().all(|c| jobs_completed.contains(c));
+                    if !children_completed {
+                        job.children.clear();
+                    }
                     job.status = JobStatus::Pending;
                     job.attempts = 0;
                     job.error = None;
@@ -352,7 +376,12 @@ impl JobEngine {
             // A cancelled job's worker was removed from `running` above, so a chunk still
             // finishing cannot commit.
             self.save(job, event.into_iter().collect());
-            job.clone()
+            let job = job.clone();
+            if action == "cancel" {
+                self.cancel_children(state, id, user);
+                self.child_finished(state, id);
+            }
+            job
         };
         self.inner.wake.notify_one();
         Ok(job)

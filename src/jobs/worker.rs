@@ -34,10 +34,11 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
         None => return,
     };
     let started = Instant::now();
-    if let Err(error) = begin(&engine, &id, attempt).await {
-        engine.fail_or_retry(&id, attempt, error, started).await;
-    } else {
-        loop {
+    match begin(&engine, &id, attempt).await {
+        Err(error) => engine.fail_or_retry(&id, attempt, error, started).await,
+        // Waiting for its children, or fenced off: nothing more to do here.
+        Ok(false) => {}
+        Ok(true) => loop {
             match next_step(&engine, &id, attempt) {
                 Next::Stop => break,
                 Next::Merge => {
@@ -85,15 +86,17 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
                     }
                 }
             }
-        }
+        },
     }
     engine.release(&id, &job_type, attempt);
 }
 
-/// Marks the job processing, plans it on its first start, publishes `JOB_STARTED`.
-async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobError> {
+/// Marks the job processing, plans it on its first start, publishes `JOB_STARTED`; true when
+/// its chunks are to run now. On its first start a job may first start child jobs instead
+/// (`children.rs`): it then waits for them, and false is returned.
+async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<bool, JobError> {
     let Some(job) = engine.job(id) else {
-        return Ok(());
+        return Ok(false);
     };
     let handler = engine
         .inner
@@ -105,7 +108,26 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobErro
         })?;
     // Planned outside the lock: a plan may read the job's input files.
     let plan = if job.chunks.is_empty() {
-        let input = engine.input(&job);
+        let mut input = engine.input(&job);
+        if job.children.is_empty() {
+            let asked = handler.clone();
+            let probe = input.clone();
+            let wanted = off_thread(move || asked.children(&probe)).await?;
+            if !wanted.is_empty() {
+                let prepared = engine.prepare_children(wanted)?;
+                engine.adopt(id, attempt, prepared);
+                return Ok(false);
+            }
+        } else {
+            match engine.child_outcomes(id) {
+                Some(outcomes) => input.children = outcomes,
+                // Started before its last child finished (it cannot normally be): it waits on.
+                None => {
+                    engine.adopt(id, attempt, Vec::new());
+                    return Ok(false);
+                }
+            }
+        }
         Some(off_thread(move || handler.plan(&input)).await?)
     } else {
         None
@@ -113,10 +135,10 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobErro
     let mut guard = engine.lock();
     let state = &mut *guard;
     if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
-        return Ok(());
+        return Ok(false);
     }
     let Some(job) = state.jobs.get_mut(id) else {
-        return Ok(());
+        return Ok(false);
     };
     let mut planned = None;
     if let Some(plan) = plan {
@@ -153,7 +175,7 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<(), JobErro
     let mut commit = super::change(Some(job), vec![event]);
     commit.writes.extend(planned);
     engine.inner.writer.queue(commit);
-    Ok(())
+    Ok(true)
 }
 
 fn next_step(engine: &JobEngine, id: &str, attempt: u64) -> Next {
@@ -395,6 +417,7 @@ async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
             json!({ "result": merged, "executionTimeMs": execution, "attempts": job.attempts }),
         );
         engine.save(job, vec![event]);
+        engine.child_finished(&mut state, id);
     }
 }
 
@@ -449,6 +472,10 @@ impl JobEngine {
             };
             if let Some(job) = state.jobs.get(id) {
                 self.save(job, vec![event]);
+                if job.status.is_finished() {
+                    self.cancel_children(&mut state, id, "system");
+                    self.child_finished(&mut state, id);
+                }
             }
         }
         self.inner.wake.notify_one();

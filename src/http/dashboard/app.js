@@ -7,6 +7,7 @@ import { Stomp } from './stomp.js';
 const $ = (selector, root = document) => root.querySelector(selector);
 const STATUS_WORDS = {
   pending: 'queued',
+  waiting: 'waiting for its child jobs',
   processing: 'running',
   paused: 'paused',
   completed: 'completed',

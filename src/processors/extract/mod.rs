@@ -16,6 +16,7 @@ mod document;
 mod formats;
 mod found;
 mod normalise;
+mod ocr;
 mod params;
 pub(crate) mod profiles;
 
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::jobs::{ChunkContext, ChunkFuture, ChunkPlan, JobError, JobHandler, JobInput};
+use crate::jobs::{ChildJob, ChunkContext, ChunkFuture, ChunkPlan, JobError, JobHandler, JobInput};
 use crate::processors::input::ImportDir;
 use crate::processors::ocr::tools::Tools;
 use document::Document;
@@ -91,31 +92,45 @@ impl JobHandler for Extract {
         Params::parse(params).map(drop)
     }
 
+    fn children(&self, job: &JobInput) -> Result<Vec<ChildJob>, JobError> {
+        let p = Params::parse(&job.params)?;
+        let read = self.inner.read(job, &p)?;
+        store_document(&job.result_dir, &read.document)?;
+        if read.needs_ocr.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The scanned pages (or the image) go through the `ocr` job type, as a child whose
+        // events its watchers see on this job's topic.
+        let mut params = Map::new();
+        for name in ["file", "upload", "password"] {
+            if let Some(value) = job.params.get(name).filter(|v| !v.is_null()) {
+                params.insert(name.to_owned(), value.clone());
+            }
+        }
+        params.insert("languages".into(), json!(p.languages));
+        params.insert("outputs".into(), json!(["pages"]));
+        if read.document.format == formats::Format::Pdf.name() {
+            params.insert("pages".into(), json!(page_list(&read.needs_ocr)));
+        }
+        Ok(vec![ChildJob {
+            job_type: "ocr".to_owned(),
+            params: Value::Object(params),
+        }])
+    }
+
     fn plan(&self, job: &JobInput) -> Result<Vec<ChunkPlan>, JobError> {
         let p = Params::parse(&job.params)?;
-        let path = self.inner.import.open(&p.file, &job.owner)?;
-        let head = read_head(&path)?;
-        let format = formats::identify(&path, &head)?;
-        std::fs::create_dir_all(&job.result_dir).map_err(|e| io(&job.result_dir, e))?;
-        let scratch = job.result_dir.join("layer.txt");
-        let read = formats::read(
-            format,
-            &path,
-            &self.inner.tools,
-            p.password.as_deref(),
-            &scratch,
-        )?;
-        if !read.needs_ocr.is_empty() {
-            return Err(JobError::permanent(
-                "needs_ocr",
-                format!(
-                    "{} has pages without text ({}): run an ocr job on it first",
-                    p.file.describe(),
-                    read.needs_ocr.len()
-                ),
-            ));
+        // `children` read the document just before (on this job's first start).
+        let mut document = match load_document(&job.result_dir) {
+            Ok(document) => document,
+            Err(_) => {
+                let read = self.inner.read(job, &p)?;
+                read.document
+            }
+        };
+        for child in &job.children {
+            ocr::merge_into(&mut document, child)?;
         }
-        let document = read.document;
         store_document(&job.result_dir, &document)?;
         Ok(plan_chunks(document.pages.len(), p.pages_per_chunk))
     }
@@ -174,6 +189,16 @@ impl JobHandler for Extract {
 }
 
 impl Inner {
+    /// Reads the job's input as far as it can without OCR.
+    fn read(&self, job: &JobInput, p: &Params) -> Result<formats::Read, JobError> {
+        let path = self.import.open(&p.file, &job.owner)?;
+        let head = read_head(&path)?;
+        let format = formats::identify(&path, &head)?;
+        std::fs::create_dir_all(&job.result_dir).map_err(|e| io(&job.result_dir, e))?;
+        let scratch = job.result_dir.join("layer.txt");
+        formats::read(format, &path, &self.tools, p.password.as_deref(), &scratch)
+    }
+
     fn chosen<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a dyn Profile> {
         names.iter().filter_map(|name| {
             self.profiles
@@ -199,6 +224,27 @@ impl Inner {
         }
         Value::Object(part)
     }
+}
+
+/// Pages as the `ocr` job's `pages` parameter takes them: `1-3,7`.
+fn page_list(pages: &[u32]) -> String {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &n in pages {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == n => *last = n,
+            _ => runs.push((n, n)),
+        }
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Chunks of `per_chunk` pages; one (empty) chunk for a document without pages, so that it
@@ -276,5 +322,11 @@ mod tests {
         let empty = plan_chunks(0, 10);
         assert_eq!(empty.len(), 1);
         assert_eq!(empty[0].units, 0);
+    }
+
+    #[test]
+    fn page_lists_join_runs() {
+        assert_eq!(page_list(&[1, 2, 3, 5, 7, 8]), "1-3,5,7-8");
+        assert_eq!(page_list(&[4]), "4");
     }
 }

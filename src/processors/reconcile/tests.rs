@@ -56,15 +56,15 @@ struct Job {
 
 fn new_job(handler: &Reconcile, chunk_size: u64) -> Job {
     let dir = tempfile::tempdir().unwrap();
-    let input = JobInput {
-        id: format!("job-{}", dir.path().display()),
-        owner: "ann".into(),
-        params: json!({
+    let input = JobInput::new(
+        format!("job-{}", dir.path().display()),
+        "ann",
+        json!({
             "boFile": "bo.csv", "partnerFile": "partner.csv", "boKey": "id", "partnerKey": "id",
             "compare": ["amount"], "chunkSize": chunk_size,
         }),
-        result_dir: dir.path().join("result"),
-    };
+        dir.path().join("result"),
+    );
     handler.validate(&input.params).unwrap();
     let plan = handler.plan(&input).unwrap();
     Job {
