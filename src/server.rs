@@ -113,7 +113,10 @@ impl BrokerBuilder {
         let stomp_addr = stomp.as_ref().and_then(|l| l.local_addr().ok());
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
-        uploads.mount(&broker);
+        uploads.mount(
+            &broker,
+            jobs.as_ref().map(crate::jobs::JobEngine::downgrade).unwrap_or_default(),
+        );
         let tokens = crate::tokens::Tokens::open(&config.data_dir.join("api-token.key"))
             .map_err(|e| Error::TokenKey(e.to_string()))?;
         let auth = Authenticator::new(config.users.clone());

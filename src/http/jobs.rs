@@ -35,7 +35,7 @@ pub(crate) struct Submission {
     callback_url: Option<String>,
 }
 
-fn engine(ctx: &ServerContext) -> Result<&JobEngine, Problem> {
+pub(super) fn engine(ctx: &ServerContext) -> Result<&JobEngine, Problem> {
     ctx.jobs.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -46,7 +46,7 @@ fn engine(ctx: &ServerContext) -> Result<&JobEngine, Problem> {
 }
 
 /// A refusal from the engine, with the HTTP status its code calls for.
-fn refused(rejection: Rejection) -> Problem {
+pub(super) fn refused(rejection: Rejection) -> Problem {
     let status = match rejection.code {
         "not_found" => StatusCode::NOT_FOUND,
         "forbidden" => StatusCode::FORBIDDEN,
@@ -64,7 +64,7 @@ fn refused(rejection: Rejection) -> Problem {
     }
 }
 
-fn links(id: &str) -> Value {
+pub(super) fn links(id: &str) -> Value {
     json!({
         "self": format!("/api/jobs/{id}"),
         "result": format!("/api/jobs/{id}/result"),

@@ -175,12 +175,33 @@ where
     incoming.finish().await.map_err(problem)
 }
 
+/// The profiles an upload asks to extract with: the `Auto-Extract` header or the
+/// `autoExtract` query parameter.
+fn auto_extract(request: &Request) -> Option<String> {
+    let header = request
+        .headers()
+        .get("auto-extract")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    header.or_else(|| {
+        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+            .find(|(name, _)| name == "autoExtract")
+            .map(|(_, value)| value.into_owned())
+    })
+}
+
 /// `POST /api/uploads`.
 pub(crate) async fn create(
     State(ctx): State<Arc<ServerContext>>,
     caller: Caller,
     request: Request,
 ) -> Result<impl IntoResponse, Problem> {
+    let extract = auto_extract(&request);
+    // Checked before a byte is stored: a refused request leaves nothing behind.
+    let engine = match extract {
+        Some(_) => Some(super::jobs::engine(&ctx)?),
+        None => None,
+    };
     let limit = ctx.uploads.max_bytes();
     let declared = request
         .headers()
@@ -235,7 +256,27 @@ pub(crate) async fn create(
         .await?
     };
     tracing::info!(user = %caller.user, upload = %info.id, size = info.size, "upload stored");
-    Ok((StatusCode::CREATED, Json(public(&info))))
+    let mut answer = public(&info);
+    if let (Some(engine), Some(profiles)) = (engine, extract) {
+        match engine
+            .extract_upload(&caller.user, &info.id, &info.sha256, &profiles)
+            .await
+        {
+            Ok((job, reused)) => {
+                answer["job"] = serde_json::json!({
+                    "id": job.id,
+                    "status": job.status,
+                    "reused": reused,
+                    "links": super::jobs::links(&job.id),
+                });
+            }
+            Err(rejection) => {
+                ctx.uploads.remove(&info).await;
+                return Err(super::jobs::refused(rejection));
+            }
+        }
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// `GET /api/uploads/{id}`.

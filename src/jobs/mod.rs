@@ -16,6 +16,7 @@
 //!
 //! The wire contract (headers, events, fields) is `protocol/docs/jobs.md`.
 
+mod auto_extract;
 mod children;
 mod config;
 mod demo;
