@@ -106,6 +106,13 @@ pub struct Config {
     pub reconcile_memory_budget: u64,
     /// The tesseract program `ocr` jobs run: a name on the PATH or a path.
     pub ocr_tesseract: String,
+    /// An OpenAI-compatible chat-completions URL that `extract` jobs ask to correct and
+    /// complete their rules' reading (`.../v1/chat/completions`); none by default.
+    pub extract_llm_url: Option<String>,
+    /// The model named to that endpoint (required with the URL).
+    pub extract_llm_model: Option<String>,
+    /// The bearer key sent to that endpoint.
+    pub extract_llm_key: Option<String>,
     /// Largest upload accepted by the HTTP API, in bytes (default 1 GiB).
     pub max_upload_bytes: u64,
     /// How long an HTTP API bearer token is valid, in ms (default 1 hour).
@@ -214,6 +221,9 @@ impl Default for Config {
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
             ocr_tesseract: "tesseract".into(),
+            extract_llm_url: None,
+            extract_llm_model: None,
+            extract_llm_key: None,
             max_upload_bytes: 1 << 30,
             allowed_origins: Vec::new(),
             webhook_hosts: Vec::new(),

@@ -138,6 +138,16 @@ struct ServeArgs {
     /// The tesseract program OCR jobs run [default: tesseract].
     #[arg(long, env = "STOMPEDE_OCR_TESSERACT")]
     ocr_tesseract: Option<String>,
+    /// An OpenAI-compatible chat-completions URL that extract jobs ask to correct and complete
+    /// their rules' reading (off by default; extraction needs no model).
+    #[arg(long, env = "STOMPEDE_EXTRACT_LLM_URL")]
+    extract_llm_url: Option<String>,
+    /// The model named to the extraction endpoint.
+    #[arg(long, env = "STOMPEDE_EXTRACT_LLM_MODEL")]
+    extract_llm_model: Option<String>,
+    /// The extraction endpoint's bearer key (better from the environment or the config file).
+    #[arg(long, env = "STOMPEDE_EXTRACT_LLM_KEY", hide_env_values = true)]
+    extract_llm_key: Option<String>,
     /// Threads that run the sessions (0: one per core) [default: 0]. On a machine shared with
     /// other busy processes fewer threads hand less work between cores.
     #[arg(long, env = "STOMPEDE_WORKERS")]
@@ -281,6 +291,15 @@ impl ServeArgs {
         if let Some(program) = self.ocr_tesseract {
             config.ocr_tesseract = program;
         }
+        if let Some(url) = self.extract_llm_url {
+            config.extract_llm_url = Some(url);
+        }
+        if let Some(model) = self.extract_llm_model {
+            config.extract_llm_model = Some(model);
+        }
+        if let Some(key) = self.extract_llm_key {
+            config.extract_llm_key = Some(key);
+        }
         if !self.allowed_origins.is_empty() {
             config.allowed_origins = self.allowed_origins;
         }
@@ -399,7 +418,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         tracing::warn!("OCR {}: ocr jobs are refused", ocr.status());
     }
-    let extract = stompede::processors::Extract::new(&import_dir).with_uploads(&uploads);
+    let mut extract = stompede::processors::Extract::new(&import_dir).with_uploads(&uploads);
+    if let Some(url) = &config.extract_llm_url {
+        let model = config.extract_llm_model.clone().context(
+            "extract-llm-url is set without extract-llm-model: name the model to ask",
+        )?;
+        extract = extract
+            .with_chat_backend(url.clone(), model, config.extract_llm_key.clone())
+            .map_err(anyhow::Error::msg)?;
+        tracing::info!(%url, "extract jobs ask a chat-completions endpoint after their rules");
+    }
     let server = BrokerBuilder::new(config)
         .job_type("demo", stompede::jobs::Demo::default())
         .job_type("reconcile", reconcile)

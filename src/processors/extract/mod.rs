@@ -12,6 +12,7 @@
 // The value types and finders wait for the profiles that use them (landing next).
 #![allow(dead_code)]
 
+mod chat;
 mod document;
 mod formats;
 mod found;
@@ -49,6 +50,8 @@ struct Inner {
     import: ImportDir,
     tools: Tools,
     profiles: Vec<Box<dyn Profile>>,
+    /// The optional model behind the rules (`chat.rs`).
+    chat: Option<chat::ChatBackend>,
 }
 
 impl Extract {
@@ -62,6 +65,7 @@ impl Extract {
                     poppler_dir: None,
                 },
                 profiles: profiles::all(),
+                chat: None,
             }),
         }
     }
@@ -74,8 +78,31 @@ impl Extract {
                 import: inner.import.clone().with_uploads(dir),
                 tools: inner.tools.clone(),
                 profiles: profiles::all(),
+                chat: inner.chat.clone(),
             }),
         }
+    }
+
+    /// Asks an OpenAI-compatible chat-completions endpoint at `url` (the full
+    /// `.../chat/completions` URL) with `model` (and bearer `key`) to correct and complete the
+    /// rules' reading of each chunk; its values are grounded in the text again, and where it
+    /// fails the rules' reading stands, with a warning.
+    pub fn with_chat_backend(
+        self,
+        url: impl Into<String>,
+        model: impl Into<String>,
+        key: Option<String>,
+    ) -> Result<Extract, String> {
+        let chat = chat::ChatBackend::new(url.into(), model.into(), key)?;
+        let inner = &self.inner;
+        Ok(Extract {
+            inner: Arc::new(Inner {
+                import: inner.import.clone(),
+                tools: inner.tools.clone(),
+                profiles: profiles::all(),
+                chat: Some(chat),
+            }),
+        })
     }
 }
 
@@ -143,12 +170,29 @@ impl JobHandler for Extract {
             let dir = ctx.job.result_dir.clone();
             let pages = range.len() as u64;
             ctx.report(0, pages, "extracting");
-            let part = tokio::task::spawn_blocking(move || {
+            let rules = inner.clone();
+            let (owned, profiles) = (range.clone(), p.profiles.clone());
+            let (mut part, document) = tokio::task::spawn_blocking(move || {
                 let document = load_document(&dir)?;
-                Ok::<_, JobError>(inner.extract(&document, range, &p.profiles))
+                let part = rules.extract(&document, owned, &profiles);
+                Ok::<_, JobError>((part, document))
             })
             .await
             .map_err(internal)??;
+            if let Some(chat) = &inner.chat {
+                let mut warnings = Vec::new();
+                for name in &p.profiles {
+                    let draft = part.get(name.as_str()).cloned().unwrap_or(Value::Null);
+                    match chat.extract(name, &document, range.clone(), &draft).await {
+                        Ok(reading) => part[name.as_str()] = reading,
+                        Err(why) => warnings.push(format!(
+                            "pages {}: the extraction backend failed ({why}); the rules' reading stands",
+                            part["pages"]
+                        )),
+                    }
+                }
+                part["warnings"] = json!(warnings);
+            }
             ctx.report(pages, pages, "extracted");
             Ok(part)
         })
@@ -166,6 +210,11 @@ impl JobHandler for Extract {
             result.insert(profile.name().to_owned(), profile.merge(parts));
         }
         let mut warnings = document.warnings.clone();
+        for chunk in &chunks {
+            if let Some(said) = chunk.get("warnings").and_then(Value::as_array) {
+                warnings.extend(said.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+        }
         if document.is_empty() {
             warnings.push("the document has no text to extract from".to_owned());
         }
