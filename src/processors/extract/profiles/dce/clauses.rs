@@ -175,7 +175,8 @@ pub(crate) struct Guarantee {
 static GUARANTEE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
         r"(?xi)
-        (?P<retention>retenue\s+de\s+garantie|\bretention\s+(?:money|sum|of\s+\d))
+        (?P<retention>retenue\s+de\s+garantie|\bretention\s+(?:money|sum))
+        | (?P<retentionOf>\bretention)\s+of\s+\d
         | (?P<firstDemandGuarantee>garantie\s+à\s+première\s+demande|\b(?:first|on)[\s-]demand\s+(?:bank\s+)?guarantee)
         | (?P<jointSurety>caution\s+personnelle\s+et\s+solidaire)
         | (?P<advance>\bavance\s+(?:forfaitaire|de\s+\d+|est\s+(?:accordée|versée|prévue)|sera\s+(?:accordée|versée))|\badvance\s+payments?(?:\s+(?:guarantee|bond))?)
@@ -186,8 +187,9 @@ static GUARANTEE: LazyLock<Regex> = LazyLock::new(|| {
         | (?P<other>garantie\s+de\s+(?:bonne\s+exécution|soumission|bonne\s+fin)|\bbid\s+bond|\btender\s+(?:bond|guarantee|security))",
     )
 });
-const GUARANTEE_TYPES: [&str; 9] = [
+const GUARANTEE_TYPES: [&str; 10] = [
     "retention",
+    "retentionOf",
     "firstDemandGuarantee",
     "jointSurety",
     "advance",
@@ -219,6 +221,12 @@ pub(super) fn guarantees(view: &PageView<'_>) -> Vec<Found<Guarantee>> {
                 .find_map(|t| caps.name(t).map(|m| (*t, m)))
             else {
                 continue;
+            };
+            // `Retention of 5%`: the name alone, its rate read after it.
+            let kind = if kind == "retentionOf" {
+                "retention"
+            } else {
+                kind
             };
             let mut from = m.start().saturating_sub(40);
             for _ in 0..4 {

@@ -71,19 +71,26 @@ pub(super) fn read(views: &[PageView<'_>]) -> Vec<Criterion> {
     let mut items: Vec<Item> = Vec::new();
     // How many lines the list may still run; 0 when no list is open.
     let mut open = 0usize;
-    let mut blank_run = 0usize;
+    // A blank line after criteria ends the list, unless only the page's end follows it.
+    let mut pending_close;
     // The first main criterion's marker and indentation.
     let mut main: Option<(String, usize)> = None;
     for view in views {
+        pending_close = false;
+        // Blank lines under a running header are no break in the list.
+        let mut page_started = false;
         for line in &view.lines {
-            if line.is_blank() {
-                blank_run += 1;
-                if blank_run >= 2 && !items.is_empty() {
-                    open = 0;
-                }
+            if line.boilerplate {
                 continue;
             }
-            blank_run = 0;
+            if line.is_blank() {
+                pending_close = page_started && !items.is_empty();
+                continue;
+            }
+            page_started = true;
+            if std::mem::take(&mut pending_close) {
+                open = 0;
+            }
             let text = line.text.trim_start();
             let indent = line.indent();
             let heading = HEADING.find(line.text);
@@ -221,18 +228,17 @@ fn marker(text: &str) -> (String, usize) {
     (kind, len)
 }
 
-/// 1 for a main criterion, 2 for a sub-criterion.
+/// 1 for a main criterion, 2 for a sub-criterion: the first item sets the main criteria's
+/// marker and indentation; an item with another marker (`2.1` under `2.`, `-` under plain
+/// lines) or indented deeper is a sub-criterion.
 fn level(kind: &str, indent: usize, main: &mut Option<(String, usize)>) -> u8 {
-    if kind.starts_with("num:") && kind != "num:1" || kind == "letter" {
-        return 2;
-    }
     match main {
         None => {
             *main = Some((kind.to_owned(), indent));
             1
         }
         Some((main_kind, main_indent)) => {
-            if indent > *main_indent + 1 || (kind != main_kind && !kind.starts_with("num:")) {
+            if indent > *main_indent + 1 || kind != main_kind {
                 2
             } else {
                 1

@@ -30,7 +30,7 @@ fn regex(pattern: &str) -> Regex {
 static TOPIC: LazyLock<Regex> = LazyLock::new(|| {
     regex(
         r"(?xi)
-        (?P<offers>\bcandidatures\s+et\s+(?:des\s+)?offres\b|\boffres?\b|\bplis\b|\bsoumissions?\b|\btenders?\b|\bbids?\b|\boffers?\b|\bproposals?\b|\bresponses?\b)
+        (?P<offers>\bcandidatures\s+et\s+(?:des\s+|les\s+)?offres\b|\boffres?\b|\bplis\b|\bsoumissions?\b|\btenders?\b|\bbids?\b|\boffers?\b|\bproposals?\b|\bresponses?\b)
         | (?P<other>\bquestions?\b|\brenseignements\b|\bdemandes?\s+de\s+(?:renseignements|précisions)|\bclarifications?\b|\benquiries\b|\bqueries\b
           |\bvisites?\b|\bvisits?\b|\béchantillons?\b|\bsamples?\b|\bmaquettes?\b
           |\bcandidatures?\b|\bapplications?\b|\brequests?\s+to\s+participate\b|\bexpressions?\s+of\s+interest\b|\bselection\s+questionnaire\b

@@ -122,7 +122,7 @@ static SPAN: LazyLock<Regex> = LazyLock::new(|| {
 /// What names the initial period.
 static INITIAL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i)durée\s+(?:initiale|ferme|du\s+marché|de\s+l['’]\s?accord[-\s]cadre|du\s+contrat|d['’]\s?exécution)|\bdurée\s*:|délai\s+(?:global\s+)?d['’]\s?exécution|période\s+initiale|conclu\s+pour|(?:initial|contract)\s+(?:term|period|duration)|duration\s+of\s+the\s+(?:contract|framework|agreement)|\bduration\s*:|(?:contract|agreement)\s+(?:will|shall)\s+(?:run|last|be\s+let)\s+for|for\s+an\s+initial\s+period",
+        r"(?i)durée\s+(?:initiale|ferme|du\s+marché|de\s+l['’]\s?accord[-\s]cadre|du\s+contrat|d['’]\s?exécution)|\bdurée\s*:|délai\s+(?:global\s+)?d['’]\s?exécution|période\s+initiale|conclu\s+pour|(?:initial|contract)\s+(?:term|period|duration)|duration\s+of\s+the\s+(?:contract|framework|agreement)|\bduration\s*:|(?:contract|agreement|framework)\s+(?:will|shall)\s+(?:run|last|be\s+let)\s+for|for\s+an\s+initial\s+period",
     )
 });
 /// What names the total with renewals.

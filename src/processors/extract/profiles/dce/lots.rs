@@ -204,6 +204,7 @@ pub(super) fn read(view: &PageView<'_>) -> Vec<Lot> {
                     super::text::Line {
                         start: 0,
                         text: rest_text,
+                        boilerplate: false,
                     }
                     .cells()
                     .get(1)
@@ -241,6 +242,9 @@ pub(super) fn read(view: &PageView<'_>) -> Vec<Lot> {
             if AMOUNT_LINE.is_match(line.text) && lots[at].estimated_amount.is_none() {
                 let default = tax_of(line.text);
                 lots[at].estimated_amount = amount_in(view, line.start, line.text, default, 0.8);
+            } else {
+                // Past the lot's own lines (a tranche, prose): its amount is not here.
+                last_lot = None;
             }
         }
         let _ = i;

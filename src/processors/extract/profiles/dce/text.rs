@@ -19,6 +19,8 @@ pub(super) struct Line<'a> {
     pub start: usize,
     /// Its text, without the line end (empty for a blanked header or footer).
     pub text: &'a str,
+    /// True for a running header or footer (blanked).
+    pub boilerplate: bool,
 }
 
 impl<'a> Line<'a> {
@@ -104,12 +106,13 @@ impl<'a> PageView<'a> {
         let mut lines = Vec::new();
         let mut start = 0;
         for raw in page.text.split('\n') {
-            let text = if boilerplate.contains(&line_key(raw)) {
-                ""
-            } else {
-                raw
-            };
-            lines.push(Line { start, text });
+            let repeated = boilerplate.contains(&line_key(raw));
+            let text = if repeated { "" } else { raw };
+            lines.push(Line {
+                start,
+                text,
+                boilerplate: repeated,
+            });
             start += raw.len() + 1;
         }
         PageView { page, lines }
