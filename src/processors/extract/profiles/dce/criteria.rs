@@ -307,7 +307,10 @@ mod tests {
     use super::super::super::super::document::{Page, PageSource};
     use super::*;
 
-    fn criteria_of(text: &str) -> Vec<(String, Option<f64>, Vec<(String, Option<f64>)>)> {
+    /// A criterion as the tests compare it: name, weight, sub-criteria.
+    type Read = (String, Option<f64>, Vec<(String, Option<f64>)>);
+
+    fn criteria_of(text: &str) -> Vec<Read> {
         let page = Page::new(1, text.to_owned(), PageSource::Text);
         let views = [PageView::new(&page, &HashSet::new())];
         read(&views)

@@ -74,13 +74,12 @@ pub(super) fn buyer(view: &PageView<'_>) -> Option<Found<String>> {
 pub(super) fn object(view: &PageView<'_>) -> Option<Found<String>> {
     let mut best = None;
     for value in labelled(view, &OBJECT_LABEL) {
-        let (end, text) = continued(view, value);
+        let (_, text) = continued(view, value);
         let text = text.trim_end_matches(['.', ' ']);
         if text.chars().filter(|c| c.is_alphabetic()).count() < 4 {
             continue;
         }
         let confidence = if value.same_line { 0.9 } else { 0.8 };
-        let _ = end;
         best = better(
             best,
             Some(Found::at(

@@ -119,7 +119,7 @@ pub(super) fn read(view: &PageView<'_>) -> Vec<Lot> {
     // its amount column names.
     let mut table: Option<(usize, Option<String>)> = None;
     let mut last_lot: Option<usize> = None;
-    for (i, line) in view.lines.iter().enumerate() {
+    for line in &view.lines {
         if line.is_blank() {
             table = None;
             continue;
@@ -247,7 +247,6 @@ pub(super) fn read(view: &PageView<'_>) -> Vec<Lot> {
                 last_lot = None;
             }
         }
-        let _ = i;
     }
     lots
 }
@@ -323,7 +322,10 @@ mod tests {
     use super::super::super::super::document::{Page, PageSource};
     use super::*;
 
-    fn lots_of(text: &str) -> Vec<(u32, Option<String>, Option<f64>, Option<String>)> {
+    /// A lot as the tests compare it: number, title, amount, tax.
+    type Read = (u32, Option<String>, Option<f64>, Option<String>);
+
+    fn lots_of(text: &str) -> Vec<Read> {
         let page = Page::new(1, text.to_owned(), PageSource::Text);
         read(&PageView::new(&page, &HashSet::new()))
             .into_iter()
