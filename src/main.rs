@@ -420,9 +420,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let mut extract = stompede::processors::Extract::new(&import_dir).with_uploads(&uploads);
     if let Some(url) = &config.extract_llm_url {
-        let model = config.extract_llm_model.clone().context(
-            "extract-llm-url is set without extract-llm-model: name the model to ask",
-        )?;
+        let model = config
+            .extract_llm_model
+            .clone()
+            .context("extract-llm-url is set without extract-llm-model: name the model to ask")?;
         extract = extract
             .with_chat_backend(url.clone(), model, config.extract_llm_key.clone())
             .map_err(anyhow::Error::msg)?;

@@ -115,7 +115,9 @@ impl BrokerBuilder {
         let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
         uploads.mount(
             &broker,
-            jobs.as_ref().map(crate::jobs::JobEngine::downgrade).unwrap_or_default(),
+            jobs.as_ref()
+                .map(crate::jobs::JobEngine::downgrade)
+                .unwrap_or_default(),
         );
         let tokens = crate::tokens::Tokens::open(&config.data_dir.join("api-token.key"))
             .map_err(|e| Error::TokenKey(e.to_string()))?;

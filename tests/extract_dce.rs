@@ -13,9 +13,6 @@ mod documents;
 #[path = "common/extraction.rs"]
 mod extraction;
 
-// The extraction harness finds the server's configuration beside it.
-use common::test_config;
-
 use serde_json::{json, Value};
 use stompede::protocol::{Command, Frame};
 

@@ -161,7 +161,11 @@ fn grounded(reading: Value, document: &Document) -> Value {
                 .and_then(|(page, quote)| {
                     let quote = quote.trim();
                     (!quote.is_empty())
-                        .then(|| page.text.find(quote).map(|at| page.span(at, at + quote.len())))
+                        .then(|| {
+                            page.text
+                                .find(quote)
+                                .map(|at| page.span(at, at + quote.len()))
+                        })
                         .flatten()
                 });
             let confidence = map
