@@ -51,50 +51,77 @@ fn list<'a>(value: &'a Value) -> &'a [Value] {
     value.as_array().map_or(&[], Vec::as_slice)
 }
 
+/// Records one field in `scores`, printing it when it differs from what was expected, so that
+/// a score under 1 says which receipt lost it.
+fn field(
+    scores: &mut Scores,
+    name: &str,
+    expected: impl IntoIterator<Item = String>,
+    found: impl IntoIterator<Item = String>,
+) {
+    let expected: Vec<String> = expected.into_iter().collect();
+    let found: Vec<String> = found.into_iter().collect();
+    let (mut e, mut f) = (expected.clone(), found.clone());
+    e.sort();
+    f.sort();
+    if e != f {
+        println!("  {name}: expected {e:?}, found {f:?}");
+    }
+    scores.items(name, expected, found);
+}
+
 /// Scores what was extracted from `expected`'s document.
 fn score(scores: &mut Scores, expected: &Receipt, receipt: &Value) {
-    scores.field(
+    field(
+        scores,
         "merchant",
         Some(words(expected.merchant)),
         text_of(&receipt["merchant"]),
     );
-    scores.field(
+    field(
+        scores,
         "date",
         Some(expected.date.to_owned()),
         text_of(&receipt["date"]),
     );
-    scores.field(
+    field(
+        scores,
         "time",
         expected.time.map(str::to_owned),
         text_of(&receipt["time"]),
     );
-    scores.field(
+    field(
+        scores,
         "total",
         Some(money(expected.total)),
         text_of(&receipt["total"]),
     );
-    scores.field(
+    field(
+        scores,
         "currency",
         Some(expected.currency.to_owned()),
         text_of(&receipt["currency"]),
     );
-    scores.field(
+    field(
+        scores,
         "paymentMethod",
         Some(expected.payment.to_owned()),
         text_of(&receipt["paymentMethod"]),
     );
-    scores.field(
+    field(
+        scores,
         "change",
         expected.change.map(money),
         text_of(&receipt["change"]),
     );
-    scores.items(
+    field(
+        scores,
         "vat",
         expected
             .vat
             .iter()
             .map(|v| format!("{}|{}|{}", figure(v.rate), figure(v.base), money(v.amount)))
-            .collect(),
+            .collect::<Vec<_>>(),
         list(&receipt["vat"])
             .iter()
             .map(|v| {
@@ -105,15 +132,16 @@ fn score(scores: &mut Scores, expected: &Receipt, receipt: &Value) {
                     text_of(&v["amount"]).unwrap_or_default()
                 )
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
-    scores.items(
+    field(
+        scores,
         "otherTaxes",
         expected
             .other_taxes
             .iter()
             .map(|(label, amount)| format!("{}|{}", words(label), money(*amount)))
-            .collect(),
+            .collect::<Vec<_>>(),
         list(&receipt["otherTaxes"])
             .iter()
             .map(|t| {
@@ -123,9 +151,10 @@ fn score(scores: &mut Scores, expected: &Receipt, receipt: &Value) {
                     text_of(&t["amount"]).unwrap_or_default()
                 )
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
-    scores.items(
+    field(
+        scores,
         "items",
         expected
             .items
@@ -140,7 +169,7 @@ fn score(scores: &mut Scores, expected: &Receipt, receipt: &Value) {
                     money(i.total)
                 )
             })
-            .collect(),
+            .collect::<Vec<_>>(),
         list(&receipt["items"])
             .iter()
             .map(|i| {
@@ -153,7 +182,7 @@ fn score(scores: &mut Scores, expected: &Receipt, receipt: &Value) {
                     text_of(&i["total"]).unwrap_or_default()
                 )
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
 }
 
@@ -221,6 +250,7 @@ fn check_spans(result: &Value, key: &str, value: &Value) -> usize {
 
 /// Extracts `file`, scores it against `expected` and checks its spans.
 async fn run(server: &ExtractServer, scores: &mut Scores, file: &str, expected: &Receipt) {
+    println!("{file}");
     let result = server.extract(file, &["receipt"]).await;
     let receipt = &result["receipt"];
     score(scores, expected, receipt);

@@ -154,7 +154,7 @@ static PAYMENTS: LazyLock<Vec<(PaymentMethod, Regex)>> = LazyLock::new(|| {
         ),
         (
             PaymentMethod::Cash,
-            pattern(r"(?i)\b(?:esp[èe]ces|cash|liquide|num[ée]raire)\b"),
+            pattern(r"(?i)\b(?:esp[èe]ces|cash|num[ée]raire)\b"),
         ),
         (
             PaymentMethod::Cheque,
@@ -178,14 +178,26 @@ static NOT_PAYMENT: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
-/// The means of payment `text` names, with the byte span of its name.
+/// Words that announce a means of payment (`Paiement CB`, `Réglé par carte`, `Paid by card`).
+static PAYMENT_CUE: LazyLock<Regex> = LazyLock::new(|| {
+    pattern(
+        r"(?i)\b(?:paiements?|payments?|pay[ée]e?|paid|r[ée]gl[ée]e?|r[èe]glements?|mode|moyen|tender\w*|par|by|en|with)\b",
+    )
+});
+
+/// The means of payment a line names, with the byte span of its name: the name starts the
+/// line, or words announcing a payment come before it, so that a product called
+/// "... VISA" or "CARTE POSTALE ..." further on a line is no payment.
 pub(super) fn payment(text: &str) -> Option<(PaymentMethod, std::ops::Range<usize>)> {
     if NOT_PAYMENT.is_match(text) {
         return None;
     }
-    PAYMENTS
+    let (method, span) = PAYMENTS
         .iter()
-        .find_map(|(method, re)| re.find(text).map(|m| (*method, m.start()..m.end())))
+        .filter_map(|(method, re)| re.find(text).map(|m| (*method, m.start()..m.end())))
+        .min_by_key(|(_, span)| span.start)?;
+    let before = &text[..span.start];
+    (super::lines::letters(before) == 0 || PAYMENT_CUE.is_match(before)).then_some((method, span))
 }
 
 /// Lines that carry an amount and yet are no item: counts, loyalty, savings, a price's
@@ -327,6 +339,10 @@ mod tests {
         assert_eq!(method("CARTE FIDELITE"), None);
         assert_eq!(method("Menu à la carte"), None);
         assert_eq!(method("CASHIER: John"), None);
+        assert_eq!(method("LESSIVE LIQUIDE 2L"), None);
+        assert_eq!(method("SAC CABAS VISA 1,00"), None);
+        assert_eq!(method("Réglé par carte bancaire"), Some(PaymentMethod::Card));
+        assert_eq!(method("Paid by cheque"), Some(PaymentMethod::Cheque));
         let (_, span) = payment("Paiement CB 23,45").unwrap_or((PaymentMethod::Other, 0..0));
         assert_eq!(span, 9..11);
     }
