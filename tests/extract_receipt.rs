@@ -47,7 +47,7 @@ fn number_of(found: &Value) -> Option<f64> {
     found["value"].as_f64()
 }
 
-fn list<'a>(value: &'a Value) -> &'a [Value] {
+fn list(value: &Value) -> &[Value] {
     value.as_array().map_or(&[], Vec::as_slice)
 }
 

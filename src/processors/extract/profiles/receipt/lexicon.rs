@@ -341,7 +341,10 @@ mod tests {
         assert_eq!(method("CASHIER: John"), None);
         assert_eq!(method("LESSIVE LIQUIDE 2L"), None);
         assert_eq!(method("SAC CABAS VISA 1,00"), None);
-        assert_eq!(method("Réglé par carte bancaire"), Some(PaymentMethod::Card));
+        assert_eq!(
+            method("Réglé par carte bancaire"),
+            Some(PaymentMethod::Card)
+        );
         assert_eq!(method("Paid by cheque"), Some(PaymentMethod::Cheque));
         let (_, span) = payment("Paiement CB 23,45").unwrap_or((PaymentMethod::Other, 0..0));
         assert_eq!(span, 9..11);
