@@ -475,5 +475,91 @@ VAT included @ 20%            £2.50
             payment: "cash",
             change: Some(5.00),
         },
+        Receipt {
+            name: "hypermarket",
+            text: "\
+             E.LECLERC
+      SAS VILLENEUVE DISTRIBUTION
+      Route de Paris 77100 MEAUX
+          TEL 01.60.09.12.34
+
+Vendeur: 012   Caisse: 007   28/02/2025 19:12
+
+JAMBON BLANC x4              3,25  1
+YAOURT NATURE 8X125G         1,89  1
+BIERE BLONDE 6X25CL          5,40  2
+PROMO -20% BIERE            -1,08  2
+SAC CABAS                    0,50  2
+=======================================
+   5 ARTICLES       MONTANT DU   9,96 EUR
+   CARTE BANCAIRE                9,96 EUR
+=======================================
+  CODE   TAUX     HT     TVA     TTC
+   1     5,50    4,87   0,27    5,14
+   2    20,00    4,02   0,80    4,82
+",
+            merchant: "E.LECLERC",
+            date: "2025-02-28",
+            time: Some("19:12"),
+            total: 9.96,
+            currency: "EUR",
+            vat: vec![vat(5.5, 4.87, 0.27), vat(20.0, 4.02, 0.80)],
+            other_taxes: vec![],
+            items: vec![
+                item("JAMBON BLANC x4", 3.25),
+                item("YAOURT NATURE 8X125G", 1.89),
+                item("BIERE BLONDE 6X25CL", 5.40),
+                item("PROMO -20% BIERE", -1.08),
+                item("SAC CABAS", 0.50),
+            ],
+            payment: "card",
+            change: None,
+        },
+        Receipt {
+            name: "us-restaurant",
+            text: "\
+           MARIO'S TRATTORIA
+  88 Mulberry St, New York, NY 10013
+          Tel (212) 555-0199
+
+Server: Anna        Table: 7      Guests: 2
+Mar 22, 2025                        8:15 PM
+Check #4471
+
+1 Margherita Pizza                    18.00
+1 Spaghetti Carbonara                 21.00
+2 House Wine Glass      @ 12.00       24.00
+1 Tiramisu                             9.00
+
+Subtotal                              72.00
+Tax 8.875%                             6.39
+Total                                 78.39
+MASTERCARD xxxx5521                  $78.39
+",
+            merchant: "MARIO'S TRATTORIA",
+            date: "2025-03-22",
+            time: Some("20:15"),
+            total: 78.39,
+            currency: "USD",
+            vat: vec![],
+            other_taxes: vec![("Tax", 6.39)],
+            items: vec![
+                Item {
+                    quantity: Some(1.0),
+                    ..item("Margherita Pizza", 18.00)
+                },
+                Item {
+                    quantity: Some(1.0),
+                    ..item("Spaghetti Carbonara", 21.00)
+                },
+                times("House Wine Glass", 2.0, 12.0, 24.0),
+                Item {
+                    quantity: Some(1.0),
+                    ..item("Tiramisu", 9.00)
+                },
+            ],
+            payment: "card",
+            change: None,
+        },
     ]
 }

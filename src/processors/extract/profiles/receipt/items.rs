@@ -208,8 +208,9 @@ fn name_at(text: &str, start: usize, end: usize) -> Option<Range<usize>> {
     let end = end.min(text.len());
     let start = start.min(end);
     let head = &text[start..end];
-    let trimmed_end =
-        head.trim_end_matches(|c: char| c.is_whitespace() || matches!(c, ':' | '=' | '.' | '-'));
+    let trimmed_end = head.trim_end_matches(|c: char| {
+        c.is_whitespace() || matches!(c, ':' | '=' | '.' | '-' | '@' | '*')
+    });
     let lead = trimmed_end.len() - trimmed_end.trim_start().len();
     let span = start + lead..start + trimmed_end.len();
     (letters(&text[span.clone()]) >= 2).then_some(span)
@@ -327,6 +328,11 @@ mod tests {
         assert_eq!(
             read("CAFE EXPRESSO        4,00\n  2 @ 2,00"),
             vec![row("CAFE EXPRESSO", Some(2.0), None, Some(2.0), 4.0)]
+        );
+        // A sign between the name and its unit price is no part of the name.
+        assert_eq!(
+            read("2 House Wine Glass      @ 12.00       24.00"),
+            vec![row("House Wine Glass", Some(2.0), None, Some(12.0), 24.0)]
         );
         // Times that do not make the total are not believed.
         assert_eq!(

@@ -27,10 +27,11 @@ static SUBTOTAL: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
-/// The labels of what was paid that leave no doubt.
+/// The labels of what was paid that leave no doubt, wherever they stand in the label
+/// (`5 ARTICLES   MONTANT DU`).
 static TOTAL_STRONG: LazyLock<Regex> = LazyLock::new(|| {
     pattern(
-        r"(?i)^\W*(?:net\s+[àa]\s+payer|total\s+[àa]\s+payer|[àa]\s+payer|montant\s+(?:ttc|total|d[ûu]|[àa]\s+payer)|total\s+(?:ttc|t\.t\.c|due|to\s+pay|amount|g[ée]n[ée]ral|eur|euros?|gbp|usd)|grand\s+total|amount\s+(?:due|payable|to\s+pay)|balance\s+due)\b",
+        r"(?i)\b(?:net\s+[àa]\s+payer|total\s+[àa]\s+payer|[àa]\s+payer|montant\s+(?:ttc|total|d[ûu]|[àa]\s+payer)|total\s+(?:ttc|t\.t\.c|due|to\s+pay|amount|g[ée]n[ée]ral|eur|euros?|gbp|usd)|grand\s+total|amount\s+(?:due|payable|to\s+pay)|balance\s+due)\b",
     )
 });
 
@@ -174,7 +175,7 @@ static PAYMENTS: LazyLock<Vec<(PaymentMethod, Regex)>> = LazyLock::new(|| {
 /// Cards and words that name no payment: loyalty cards, "à la carte", cash-back offers.
 static NOT_PAYMENT: LazyLock<Regex> = LazyLock::new(|| {
     pattern(
-        r"(?i)fid[ée]lit|loyalty|fidelity|\bclub\b|[àa]\s+la\s+carte|cash\s*back|\bpoints?\b|carte\s+n°|member",
+        r"(?i)fid[ée]lit|loyalty|fidelity|\bclub\b|[àa]\s+la\s+carte|cash\s*back|\bpoints?\b|carte\s+n°|member|\bcheck\s*(?:#|no\b|n°)",
     )
 });
 
@@ -306,6 +307,8 @@ mod tests {
         assert_eq!(total_rank("Net à payer"), Some(3));
         assert_eq!(total_rank("Amount due"), Some(3));
         assert_eq!(total_rank("TOTAL"), Some(2));
+        assert_eq!(total_rank("5 ARTICLES       MONTANT DU"), Some(3));
+        assert_eq!(total_rank("5 ARTICLES"), None);
         assert_eq!(total_rank("SOUS-TOTAL"), None);
         assert_eq!(total_rank("Sous total"), None);
         assert_eq!(total_rank("Subtotal"), None);
@@ -340,6 +343,7 @@ mod tests {
         assert_eq!(method("Menu à la carte"), None);
         assert_eq!(method("CASHIER: John"), None);
         assert_eq!(method("LESSIVE LIQUIDE 2L"), None);
+        assert_eq!(method("Check #4471"), None);
         assert_eq!(method("SAC CABAS VISA 1,00"), None);
         assert_eq!(
             method("Réglé par carte bancaire"),
