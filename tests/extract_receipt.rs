@@ -249,13 +249,14 @@ fn check_spans(result: &Value, key: &str, value: &Value) -> usize {
 }
 
 /// Extracts `file`, scores it against `expected` and checks its spans.
-async fn run(server: &ExtractServer, scores: &mut Scores, file: &str, expected: &Receipt) {
+async fn run(server: &ExtractServer, scores: &mut Scores, file: &str, expected: &Receipt) -> Value {
     println!("{file}");
     let result = server.extract(file, &["receipt"]).await;
     let receipt = &result["receipt"];
     score(scores, expected, receipt);
     let checked = check_spans(&result, "receipt", receipt);
     assert!(checked >= 6, "{file}: only {checked} values");
+    result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,14 +268,20 @@ async fn receipts_as_text_files() {
     for receipt in &corpus {
         let file = format!("{}.txt", receipt.name);
         server.put(&file, receipt.text.as_bytes());
-        run(&server, &mut scores, &file, receipt).await;
+        let _ = run(&server, &mut scores, &file, receipt).await;
     }
     // Windows-1252 bytes (é as 0xE9, € as 0x80), as an old till's export gives them.
     let restaurant = corpus.iter().find(|r| r.name == "restaurant").unwrap();
     let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(restaurant.text);
     assert!(!unmappable && bytes.contains(&0x80) && bytes.contains(&0xE9));
     server.put("restaurant-1252.txt", &bytes);
-    run(&server, &mut scores, "restaurant-1252.txt", restaurant).await;
+    let result = run(&server, &mut scores, "restaurant-1252.txt", restaurant).await;
+    assert!(
+        result["warnings"].to_string().contains("Windows-1252"),
+        "{}",
+        result["warnings"]
+    );
+    assert_eq!(result["receipt"]["items"][2]["label"]["value"], "Café");
     println!("text files:");
     scores.assert_at_least(0.9);
 }
@@ -288,7 +295,7 @@ async fn receipts_as_pdfs_with_a_text_layer() {
         let text = receipt.text.replace('€', "\u{80}");
         let file = format!("{}.pdf", receipt.name);
         server.put(&file, &pdf(&[PdfPage::Text(prose_page(&text))]));
-        run(&server, &mut scores, &file, receipt).await;
+        let _ = run(&server, &mut scores, &file, receipt).await;
     }
     println!("PDFs:");
     scores.assert_at_least(0.9);

@@ -332,6 +332,49 @@ mod tests {
     }
 
     #[test]
+    fn chunks_merge_into_one_receipt() {
+        let document = Document {
+            pages: vec![
+                Page::new(
+                    1,
+                    "CAFE DU PORT\n15/03/2025 14:32\nCAFE   2,00\nTHE    3,00".into(),
+                    PageSource::Text,
+                ),
+                Page::new(
+                    2,
+                    "TOTAL  5,00 EUR\nCB     5,00 EUR".into(),
+                    PageSource::Text,
+                ),
+            ],
+            format: "text".into(),
+            warnings: Vec::new(),
+        };
+        let first = ReceiptProfile.extract(&document, 0..1);
+        let second = ReceiptProfile.extract(&document, 1..2);
+        // A chunk's part given twice (a retried chunk) still counts its items once.
+        let merged = ReceiptProfile.merge(vec![first.clone(), second, first]);
+        let receipt: Receipt = serde_json::from_value(merged).unwrap_or_default();
+        assert_eq!(
+            receipt.merchant.map(|m| m.value).as_deref(),
+            Some("CAFE DU PORT")
+        );
+        assert_eq!(
+            receipt.total.map(|t| (t.value, t.source.page)),
+            Some((5.0, 2))
+        );
+        assert_eq!(receipt.currency.map(|c| c.value).as_deref(), Some("EUR"));
+        assert_eq!(receipt.items.len(), 2);
+        assert_eq!(
+            receipt.payment_method.map(|p| p.value),
+            Some(PaymentMethod::Card)
+        );
+        // Nothing to read gives nulls and empty lists, not an error.
+        let empty = ReceiptProfile.merge(vec![Value::Null]);
+        assert_eq!(empty["merchant"], Value::Null);
+        assert_eq!(empty["items"], serde_json::json!([]));
+    }
+
+    #[test]
     fn total_not_subtotal_nor_tendered() {
         let receipt = read(
             "SUPER U\nPAIN          1,10\nLAIT          0,95\nSOUS-TOTAL    2,05\nREMISE       -0,05\n\
