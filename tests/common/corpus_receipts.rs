@@ -561,5 +561,100 @@ MASTERCARD xxxx5521                  $78.39
             payment: "card",
             change: None,
         },
+        Receipt {
+            name: "city-store",
+            text: "\
+              MONOPRIX
+        MONOPRIX SAINT-MICHEL
+   24 bd Saint-Michel 75006 PARIS
+          www.monoprix.fr
+
+TICKET 0045 - CAISSE 12 - 07/03/2025 - 17:45
+
+SALADE BATAVIA                       0,99 €
+YAOURT GREC NATURE                   2,98 €
+   2 X 1,49 €
+POULET ROTI                          7,50 €
+BOUTEILLE EAU 1,5L                   0,55 €
+REMISE FIDELITE                     -0,75 €
+                                ------------
+SOUS-TOTAL                          11,27 €
+TOTAL A PAYER                       11,27 €
+
+PAIEMENT CB EMV                     11,27 €
+VISA XXXXXXXXXXXX4321
+
+TX TVA      MT HT     MT TVA    MT TTC
+5,50%       10,68      0,59     11,27
+",
+            merchant: "MONOPRIX",
+            date: "2025-03-07",
+            time: Some("17:45"),
+            total: 11.27,
+            currency: "EUR",
+            vat: vec![vat(5.5, 10.68, 0.59)],
+            other_taxes: vec![],
+            items: vec![
+                item("SALADE BATAVIA", 0.99),
+                times("YAOURT GREC NATURE", 2.0, 1.49, 2.98),
+                item("POULET ROTI", 7.50),
+                item("BOUTEILLE EAU 1,5L", 0.55),
+                item("REMISE FIDELITE", -0.75),
+            ],
+            payment: "card",
+            change: None,
+        },
+        Receipt {
+            name: "uk-supermarket",
+            text: "\
+               TESCO
+          Tesco Stores Ltd
+       Kensington Superstore
+           0345 677 9388
+       VAT Number: 220430231
+
+SEMI SKIMMED MILK 4PT         £1.45
+BRITISH BEEF MINCE 500G       £3.75
+HOVIS WHOLEMEAL 800G          £1.40
+WALKERS CRISPS 6PK            £1.85
+Clubcard Price Saving        -£0.35
+LOOSE LEMONS
+   3 @ £0.30                  £0.90
+-----------------------------------
+TOTAL                         £9.00
+VISA DEBIT                    £9.00
+CHANGE DUE                    £0.00
+
+VAT   RATE     PRICE      VAT
+Z      0%      £7.50     £0.00
+A     20%      £1.50     £0.25
+
+14/03/2025  18:22  Store 2541  Till 7
+",
+            merchant: "TESCO",
+            date: "2025-03-14",
+            time: Some("18:22"),
+            total: 9.00,
+            currency: "GBP",
+            vat: vec![
+                vat(0.0, 7.50, 0.0),
+                Vat {
+                    rate: Some(20.0),
+                    base: None,
+                    amount: 0.25,
+                },
+            ],
+            other_taxes: vec![],
+            items: vec![
+                item("SEMI SKIMMED MILK 4PT", 1.45),
+                item("BRITISH BEEF MINCE 500G", 3.75),
+                item("HOVIS WHOLEMEAL 800G", 1.40),
+                item("WALKERS CRISPS 6PK", 1.85),
+                item("Clubcard Price Saving", -0.35),
+                times("LOOSE LEMONS", 3.0, 0.30, 0.90),
+            ],
+            payment: "card",
+            change: Some(0.0),
+        },
     ]
 }

@@ -108,10 +108,13 @@ pub(super) fn items(lines: &[Line<'_>], from: usize) -> Vec<Item> {
             break;
         }
         let waiting = pending.take();
+        // Before the total, a line taking money off is a discount, whatever it is called
+        // ("REMISE FIDELITE", "Clubcard Price Saving"): the items add up to the total with it.
+        let discount = line.closing_amount().is_some_and(|(_, a)| a.value < 0.0);
         if lexicon::mentions_vat(line.text)
             || lexicon::other_tax(line.text).is_some()
             || lexicon::payment(line.text).is_some()
-            || lexicon::not_item(line.text)
+            || (lexicon::not_item(line.text) && !discount)
         {
             continue;
         }
@@ -328,6 +331,14 @@ mod tests {
         assert_eq!(
             read("CAFE EXPRESSO        4,00\n  2 @ 2,00"),
             vec![row("CAFE EXPRESSO", Some(2.0), None, Some(2.0), 4.0)]
+        );
+        // Discounts are items, loyalty words and all.
+        assert_eq!(
+            read("POULET ROTI      7,50 €\nREMISE FIDELITE     -0,75 €\nPoints fidélité : 12,00"),
+            vec![
+                row("POULET ROTI", None, None, None, 7.5),
+                row("REMISE FIDELITE", None, None, None, -0.75),
+            ]
         );
         // A sign between the name and its unit price is no part of the name.
         assert_eq!(

@@ -86,7 +86,7 @@ pub(super) fn lines(page: &Page, order: DateOrder) -> Vec<Line<'_>> {
                     .map(|(r, _)| r),
             )
             .collect();
-        let amounts = normalise::find_amounts(text)
+        let amounts = normalise::find_amounts(&sign_after_mark(text))
             .into_iter()
             .filter(|(r, _)| !taken.iter().any(|t| t.start < r.end && r.start < t.end))
             .collect();
@@ -112,6 +112,28 @@ pub(super) fn decimal(text: &str) -> Option<f64> {
     } else {
         normalise::parse_number(text)
     }
+}
+
+/// `text` with a minus sign written before a currency mark (`-£0.35`, `-$1.00`, `-€2`) moved
+/// after it (`£-0.35`), where the amount finder reads it. Every other byte stays where it
+/// was, and the amount's span still covers the same bytes, sign included.
+fn sign_after_mark(text: &str) -> std::borrow::Cow<'_, str> {
+    if !["-£", "-$", "-€"].iter().any(|m| text.contains(m)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('-', Some(&mark)) if matches!(mark, '£' | '$' | '€') => {
+                out.push(mark);
+                out.push('-');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Two amounts equal to the cent, give or take `slack` cents (a till rounds each line).
@@ -150,5 +172,11 @@ mod tests {
             lines[2].start,
             page.text.find("BAGUETTE").unwrap_or_default()
         );
+        let saving = Page::new(1, "Clubcard Price Saving   -£0.35".into(), PageSource::Text);
+        let saving = super::lines(&saving, DateOrder::DayFirst);
+        let read = saving[0]
+            .closing_amount()
+            .map(|(span, amount)| (amount.value, &saving[0].text[span.clone()]));
+        assert_eq!(read, Some((-0.35, "-£0.35")));
     }
 }
