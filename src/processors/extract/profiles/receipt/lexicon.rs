@@ -251,9 +251,14 @@ pub(super) fn merchant_name(text: &str) -> Option<std::ops::Range<usize>> {
     {
         return None;
     }
-    let start = text.len() - text.trim_start().len();
+    // Stars, dashes and quotes around a name are decoration ("*** CAFE DU PORT ***"); the
+    // punctuation inside it is not ("E.LECLERC", "MARIO'S").
+    let decoration = |c: char| !c.is_alphanumeric();
+    let start = text.len() - text.trim_start_matches(decoration).len();
     let skip = GREETING.find(&text[start..]).map_or(0, |m| m.end());
-    let end = start + trimmed.len();
+    let end = text
+        .trim_end_matches(|c: char| decoration(c) && c != ')')
+        .len();
     (start + skip < end).then_some(start + skip..end)
 }
 
@@ -389,6 +394,9 @@ mod tests {
         assert_eq!(name("London NW1 6XE"), None);
         assert_eq!(name("Springfield, IL 62704"), None);
         assert_eq!(name("********"), None);
+        assert_eq!(name("  *** CAFE DU PORT ***"), Some("CAFE DU PORT"));
+        assert_eq!(name("MARIO'S TRATTORIA."), Some("MARIO'S TRATTORIA"));
+        assert_eq!(name("CAFE DE LA GARE (SNC)"), Some("CAFE DE LA GARE (SNC)"));
     }
 
     #[test]
