@@ -103,6 +103,10 @@ pub(super) fn items(lines: &[Line<'_>], from: usize) -> Vec<Item> {
     // A line with a name and no amount, whose amounts may come on the next line.
     let mut pending: Option<&Line<'_>> = None;
     for line in lines.iter().skip(from) {
+        // Blank lines (OCR puts them between rows) part no name from its figures.
+        if !line.text.chars().any(char::is_alphanumeric) {
+            continue;
+        }
         let label = line.label();
         if lexicon::ends_items(label) || lexicon::is_change(label) {
             break;
@@ -331,6 +335,11 @@ mod tests {
         assert_eq!(
             read("CAFE EXPRESSO        4,00\n  2 @ 2,00"),
             vec![row("CAFE EXPRESSO", Some(2.0), None, Some(2.0), 4.0)]
+        );
+        // A blank line between a name and its figures, as OCR gives them.
+        assert_eq!(
+            read("COCA COLA 1,5L\n\n2x 1,85 3,70 B"),
+            vec![row("COCA COLA 1,5L", Some(2.0), None, Some(1.85), 3.7)]
         );
         // Discounts are items, loyalty words and all.
         assert_eq!(

@@ -51,8 +51,11 @@ pub(super) fn vat(lines: &[Line<'_>]) -> Vec<VatLine> {
             continue;
         }
         if line.amounts.is_empty() {
-            // A table ends at its first line without figures.
-            in_table &= percent(line.text).is_some();
+            // A table ends at its first line of words without figures; blank lines and rules
+            // (OCR puts them between rows) do not end it.
+            if line.has_words() {
+                in_table &= percent(line.text).is_some();
+            }
             continue;
         }
         // A table's total row, or a line that sums the VAT, is no VAT line of its own.
@@ -225,7 +228,7 @@ mod tests {
         );
         let gross_first = "Code  Taux   TTC     HT     TVA\n1     20    12,00   10,00   2,00";
         assert_eq!(read(gross_first), vec![(Some(20.0), Some(10.0), 2.0)]);
-        let uk = "VAT Rate    Net     VAT    Gross\nA  20.0%  10.42   2.08   12.50";
+        let uk = "VAT Rate    Net     VAT    Gross\n\nA  20.0%  10.42   2.08   12.50";
         assert_eq!(read(uk), vec![(Some(20.0), Some(10.42), 2.08)]);
     }
 
