@@ -40,7 +40,8 @@ fn percent(text: &str) -> Option<(Range<usize>, f64)> {
     (value <= MAX_RATE).then_some((number.start()..whole.end(), value))
 }
 
-/// The VAT lines of a receipt, and the sum of VAT it states (`TOTAL TVA 3,50`) if any.
+/// The VAT lines of a receipt; a line summing them (`TOTAL TVA 3,50`, a table's `Total` row)
+/// is none of them.
 pub(super) fn vat(lines: &[Line<'_>]) -> Vec<VatLine> {
     let mut found = Vec::new();
     let mut in_table = false;
