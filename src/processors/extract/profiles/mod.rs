@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::document::Document;
 
 mod dce;
+mod receipt;
 
 /// One kind of information to extract (`dce`, `requirements`, `receipt`).
 pub(crate) trait Profile: Send + Sync + std::fmt::Debug {
@@ -25,7 +26,7 @@ pub(crate) trait Profile: Send + Sync + std::fmt::Debug {
 
 /// Every built-in profile.
 pub(crate) fn all() -> Vec<Box<dyn Profile>> {
-    vec![Box::new(dce::Dce)]
+    vec![Box::new(dce::Dce), Box::new(receipt::ReceiptProfile)]
 }
 
 /// The names of the built-in profiles.
