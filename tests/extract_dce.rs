@@ -1,5 +1,5 @@
 //! The `dce` profile end to end: every corpus document through a real server, as a text file
-//! and as a PDF with a text layer (its columns kept, so that `pdftotext -layout` gives them
+//! as a DOCX and an ODT, and as a PDF with a text layer (its columns kept, so that `pdftotext -layout` gives them
 //! back as runs of spaces), scored field by field; each value's span checked against the
 //! page text; and a multi-page document in one-page chunks, each chunk's items in its
 //! CHUNK_COMPLETED and the merged result holding each lot once.
@@ -12,6 +12,8 @@ mod corpus_dce;
 mod documents;
 #[path = "common/extraction.rs"]
 mod extraction;
+#[path = "common/office.rs"]
+mod office;
 
 use serde_json::{json, Value};
 use stompede::protocol::{Command, Frame};
@@ -381,4 +383,27 @@ async fn one_page_chunks_carry_their_pages_items_and_the_merge_keeps_each_lot_on
     assert_eq!(dce["awardCriteria"].as_array().unwrap().len(), 3);
     assert_eq!(dce["variants"]["value"], true);
     assert_eq!(dce["siteVisit"], Value::Null, "said for lot 2 only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corpus_reads_as_well_from_docx_and_odt() {
+    let s = ExtractServer::start().await;
+    for (format, make) in [
+        ("docx", office::docx as fn(&[&str]) -> Vec<u8>),
+        ("odt", office::odt),
+    ] {
+        let mut scores = Scores::default();
+        for doc in corpus() {
+            let pages: Vec<&str> = doc.pages.iter().map(String::as_str).collect();
+            let file = format!("{}.{format}", doc.name);
+            s.put(&file, &make(&pages));
+            let result = s.extract(&file, &["dce"]).await;
+            assert_eq!(result["format"], format);
+            assert_eq!(result["pageCount"], doc.pages.len(), "{file}");
+            check_spans(&file, &result);
+            score(&mut scores, &result["dce"], &doc.expected);
+        }
+        println!("{format}:");
+        scores.assert_at_least(0.9);
+    }
 }

@@ -1,6 +1,7 @@
 //! The `receipt` profile end to end: every receipt of the corpus through a real server's
 //! `extract` job, as a UTF-8 text file, once as Windows-1252 bytes, and as a PDF with a text
-//! layer (poppler's `pdftotext -layout` re-spaces its columns). Each field is scored for
+//! layer (poppler's `pdftotext -layout` re-spaces its columns), and as scanned images that go
+//! through an `ocr` child job. Each field is scored for
 //! precision and recall over the corpus, and every value's span must point at the text the
 //! value was read from.
 #![allow(clippy::unwrap_used)]
@@ -13,11 +14,8 @@ mod documents;
 #[path = "common/extraction.rs"]
 mod extraction;
 
-// The extraction harness reaches the shared configuration as `super::test_config`.
-use common::test_config;
-
 use corpus_receipts::{receipts, Receipt};
-use documents::{pdf, prose_page, PdfPage};
+use documents::{pdf, prose_page, rasterise, PdfPage};
 use extraction::{spanned, ExtractServer, Scores};
 use serde_json::Value;
 
@@ -299,4 +297,26 @@ async fn receipts_as_pdfs_with_a_text_layer() {
     }
     println!("PDFs:");
     scores.assert_at_least(0.9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_as_scanned_images_through_ocr() {
+    let server = ExtractServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut scores = Scores::default();
+    for receipt in &receipts() {
+        let text = receipt.text.replace('€', "\u{80}");
+        let source = pdf(&[PdfPage::Text(prose_page(&text))]);
+        let file = format!("{}.png", receipt.name);
+        server.put(&file, &rasterise(work.path(), &source, 1, "png"));
+        println!("{file}");
+        let result = server.extract(&file, &["receipt"]).await;
+        assert_eq!(result["pages"][0]["source"], "ocr", "{file}");
+        let receipt_found = &result["receipt"];
+        score(&mut scores, receipt, receipt_found);
+        check_spans(&result, "receipt", receipt_found);
+    }
+    println!("scanned images (OCR):");
+    // Recognised text costs a little: a stray letter in a label, a space lost in a column.
+    scores.assert_at_least(0.8);
 }

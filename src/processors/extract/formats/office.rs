@@ -268,6 +268,17 @@ impl Text {
         }
     }
 
+    /// A paragraph ended: a new line, even after an empty paragraph (it shows as a blank
+    /// line, which readers of the text take as a separation), but not at a page's start.
+    fn end_paragraph(&mut self) {
+        match &mut self.cell {
+            Some(cell) if !cell.is_empty() && !cell.ends_with(' ') => cell.push(' '),
+            Some(_) => {}
+            None if !self.out.is_empty() && !self.out.ends_with('\u{c}') => self.out.push('\n'),
+            None => {}
+        }
+    }
+
     fn page_break(&mut self) {
         if self.cell.is_none() {
             self.end_line();
@@ -376,9 +387,9 @@ fn end(mark: Mark, text: &mut Text, skipping: &mut usize, in_text: &mut usize) {
         Mark::Text => *in_text = in_text.saturating_sub(1),
         Mark::TextParagraph | Mark::PageBreak => {
             *in_text = in_text.saturating_sub(1);
-            text.end_line();
+            text.end_paragraph();
         }
-        Mark::Paragraph => text.end_line(),
+        Mark::Paragraph => text.end_paragraph(),
         Mark::Cell => {
             if let Some(cell) = text.cell.take() {
                 if let Some(row) = &mut text.row {
@@ -410,7 +421,7 @@ fn single(mark: Mark, text: &mut Text) {
         },
         Mark::PageBreak => text.page_break(),
         Mark::Spaces(n) => text.push(&" ".repeat(n)),
-        Mark::Paragraph | Mark::TextParagraph => text.end_line(),
+        Mark::Paragraph | Mark::TextParagraph => text.end_paragraph(),
         _ => {}
     }
 }
