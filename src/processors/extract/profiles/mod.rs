@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use super::document::Document;
 
+mod requirements;
+
 /// One kind of information to extract (`dce`, `requirements`, `receipt`).
 pub(crate) trait Profile: Send + Sync + std::fmt::Debug {
     /// Its name in the `profiles` parameter and in the result.
@@ -23,7 +25,7 @@ pub(crate) trait Profile: Send + Sync + std::fmt::Debug {
 
 /// Every built-in profile.
 pub(crate) fn all() -> Vec<Box<dyn Profile>> {
-    Vec::new()
+    vec![Box::new(requirements::Requirements)]
 }
 
 /// The names of the built-in profiles.
