@@ -67,7 +67,10 @@ impl ExtractServer {
             if job.status.is_finished() {
                 return job;
             }
-            assert!(tokio::time::Instant::now() < deadline, "job {id} did not finish");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} did not finish"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -122,7 +125,11 @@ impl Scores {
     /// Records one field of one document: `expected` and `found` values (as comparable
     /// strings; `None` when the document has none or nothing was extracted).
     pub fn field(&mut self, field: &str, expected: Option<String>, found: Option<String>) {
-        self.items(field, expected.into_iter().collect(), found.into_iter().collect());
+        self.items(
+            field,
+            expected.into_iter().collect(),
+            found.into_iter().collect(),
+        );
     }
 
     /// Records a list field of one document (lots, requirements, VAT lines).

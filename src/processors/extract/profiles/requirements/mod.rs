@@ -307,10 +307,14 @@ fn requirement(
         sentences::collapse(&marked.text[marker.range.clone()]),
         marker.strength,
     )?;
+    let title = unit
+        .section
+        .and_then(|s| parse.sections.get(s))
+        .map(|h| h.title.as_str());
     // The words of the item itself, else of its lead.
-    let (category, sure, word) = match (category::categorise(&unit.joined.text), lead) {
+    let (category, sure, word) = match (category::categorise(&unit.joined.text, title), lead) {
         ((_, _, None), Some(l)) => {
-            let (c, s, w) = category::categorise(&l.joined.text);
+            let (c, s, w) = category::categorise(&l.joined.text, title);
             (c, s, w.map(|w| (&l.joined, w)))
         }
         ((c, s, w), _) => (c, s, w.map(|w| (&unit.joined, w))),

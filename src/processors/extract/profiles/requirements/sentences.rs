@@ -248,6 +248,8 @@ enum Class {
     Title,
     /// A table row: its cells.
     Row(Vec<Cell>),
+    /// Two cells, the first long: a row inside a table, else prose with a wide gap.
+    Pair(Vec<Cell>),
     /// A list item: the byte of the line's text where the item (after its bullet) starts.
     Item(usize),
     /// Anything else.
@@ -377,9 +379,10 @@ fn classify(line: &Line<'_>, previous: Option<&str>) -> Class {
     }
     if found.len() == 2 {
         let label = &line.raw[found[0].start..found[0].end];
-        if label.len() <= TWO_CELL_LABEL {
-            return Class::Row(found);
-        }
+        return match label.len() <= TWO_CELL_LABEL {
+            true => Class::Row(found),
+            false => Class::Pair(found),
+        };
     }
     if is_capitals(text) {
         return Class::Title;
@@ -524,9 +527,13 @@ pub(super) fn parse(lines: &[Line<'_>], section: Option<Heading>) -> Parse {
                 });
                 reader.section = Some(reader.out.sections.len() - 1);
                 reader.intro = None;
+                reader.in_table = false;
             }
             Class::Title => reader.title(),
             Class::Row(cells) => reader.row(line, &cells),
+            Class::Pair(cells) if reader.row.is_some() || reader.in_table => {
+                reader.row(line, &cells)
+            }
             Class::Item(at) => {
                 reader.finish();
                 let text = line.text();
@@ -540,7 +547,7 @@ pub(super) fn parse(lines: &[Line<'_>], section: Option<Heading>) -> Parse {
                     lead: reader.intro,
                 });
             }
-            Class::Prose => {
+            Class::Prose | Class::Pair(_) => {
                 if reader.is_plain_title(line, blank, next_line(lines, i + 1)) {
                     reader.title();
                 } else {
@@ -697,7 +704,7 @@ impl Reader {
                     .ends_with(['.', '!', '?', ';', ':'])
             });
         let next_starts = next.is_none_or(|(next, class)| {
-            !matches!(class, Class::Prose) || starts_upper(next.text())
+            !matches!(class, Class::Prose | Class::Pair(_)) || starts_upper(next.text())
         });
         at_start
             && next_starts

@@ -202,7 +202,8 @@ fn list_items_take_the_obligation_of_their_lead() {
         "Le candidat doit fournir :"
     );
     assert_eq!(items[0].obligation.value, "doit");
-    assert_eq!(items[0].category.value, Category::Legal);
+    // Insurance, but a paper to hand in, in a section about the file to hand in.
+    assert_eq!(items[0].category.value, Category::Administrative);
     assert_eq!(items[1].category.value, Category::Administrative);
     assert!(items[2].lead.is_none());
     assert_eq!(items[2].category.value, Category::Financial);
