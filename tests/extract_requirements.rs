@@ -136,15 +136,15 @@ fn score(scores: &mut Scores, doc: &Doc, format: &str, result: &Value) {
         .iter()
         .map(|i| format!("{} : {}", text(i), i["category"]["value"].as_str().unwrap()))
         .collect();
-    for f in &found_categories {
-        if found_texts.iter().any(|t| f.starts_with(t.as_str()))
-            && !doc
-                .expected
-                .iter()
-                .any(|e| f == &format!("{} : {}", e.text, e.category))
-            && doc.expected.iter().any(|e| f.starts_with(e.text))
-        {
-            println!("{} ({format}) category: {f}", doc.name);
+    for item in found {
+        let category = item["category"]["value"].as_str().unwrap();
+        if let Some(e) = doc.expected.iter().find(|e| e.text == text(item)) {
+            if e.category != category {
+                println!(
+                    "{} ({format}) category {category}, not {}: {}",
+                    doc.name, e.category, e.text
+                );
+            }
         }
     }
     scores.items("categories", expected_categories, found_categories);

@@ -664,7 +664,7 @@ Any dispute shall be referred to the courts of England and Wales.",
             req(
                 "submit lighting calculations for each road class;",
                 &["2.2"],
-                "administrative",
+                "technical",
             ),
             req(
                 "provide photometric data in EUMULNET format.",

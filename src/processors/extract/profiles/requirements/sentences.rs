@@ -399,8 +399,13 @@ fn is_abbreviation(before: &str) -> bool {
         .trim_start_matches(['"', '«', '\'', '’']);
     let mut chars = token.chars();
     if let (Some(c), None) = (chars.next(), chars.next()) {
-        // An initial: `M. Dupont`, `J. Smith`.
-        return c.is_uppercase();
+        // An initial (`M. Dupont`, `J. Smith`), but not a unit after a number (`25 C.`).
+        let before_token = before[..before.len() - token.len()].trim_end();
+        let after_number = before_token
+            .rsplit(char::is_whitespace)
+            .next()
+            .is_some_and(|w| w.chars().last().is_some_and(|c| c.is_ascii_digit()));
+        return c.is_uppercase() && !after_number;
     }
     if token.contains('.') && token.chars().any(char::is_alphabetic) {
         // `e.g`, `i.e`, `c.-à-d`.
@@ -723,6 +728,9 @@ impl Reader {
             // Some layouts space every line: a blank line before a lower-case word is a
             // wrapped sentence, not a new paragraph.
             Some(_) if blank => starts_lower(text),
+            // A line ending with a colon introduces what follows on its own lines: a
+            // capital there starts another sentence.
+            Some(p) if p.joined.text.trim_end().ends_with(':') && starts_upper(text) => false,
             Some(p) if p.kind == Kind::ListItem => {
                 indent(line.raw) > p.indent
                     || !p
@@ -780,7 +788,8 @@ mod tests {
     #[test]
     fn sentences_stop_at_full_stops_not_at_abbreviations() {
         let text = "Voir l'art. 5 du CCAP et le n° 3. Le titulaire, cf. annexe, doit livrer. \
-                    M. Dupont signe, e.g. le 3.2.1 du CCTP. The supplier shall comply, i.e. fully.";
+                    M. Dupont signe, e.g. le 3.2.1 du CCTP. The supplier shall comply, i.e. fully. \
+                    Keep it at 25 C. Then stop.";
         let found: Vec<&str> = sentences(text).into_iter().map(|r| &text[r]).collect();
         assert_eq!(
             found,
@@ -789,6 +798,8 @@ mod tests {
                 "Le titulaire, cf. annexe, doit livrer.",
                 "M. Dupont signe, e.g. le 3.2.1 du CCTP.",
                 "The supplier shall comply, i.e. fully.",
+                "Keep it at 25 C.",
+                "Then stop.",
             ]
         );
     }
@@ -828,7 +839,8 @@ mod tests {
     #[test]
     fn list_items_and_their_lead() {
         let text = "Le titulaire doit :\n- fournir un planning ;\n- désigner un\n  responsable.\n\
-                    Le reste suit.\n1) premier point ;";
+                    Le reste suit.\n1) premier point ;\nLes pièces suivantes sont remises :\n\
+                    Une autre phrase.";
         let parse = parse(&lines(text), None);
         assert_eq!(
             texts(&parse),
@@ -838,6 +850,8 @@ mod tests {
                 "désigner un responsable.",
                 "Le reste suit.",
                 "premier point ;",
+                "Les pièces suivantes sont remises :",
+                "Une autre phrase.",
             ]
         );
         assert_eq!(parse.units[1].lead, Some(0));
