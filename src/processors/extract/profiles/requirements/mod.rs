@@ -16,7 +16,9 @@
 //! a sentence found in several places is one requirement listing each occurrence.
 
 mod category;
+mod joined;
 mod layout;
+mod lines;
 mod obligation;
 mod sentences;
 
@@ -31,15 +33,18 @@ use super::super::document::Document;
 use super::super::found::{Found, Source};
 use super::Profile;
 use category::Category;
+use joined::{Joined, Part};
 use layout::{Layout, Line};
 use obligation::{Marker, Modality};
-use sentences::{Heading, Joined, Kind, Parse, Part, Unit};
+use sentences::{Heading, Kind, Parse, Unit};
 
 /// Pages read before a chunk's first: enough for a list's lead or a sentence that starts
 /// there and runs on into the chunk, so that the chunk knows where its own units start.
-const LOOKBACK: usize = 2;
+/// (Each page more is read again by every chunk: with a page per chunk, a window of three
+/// pages reads each page three times.)
+const LOOKBACK: usize = 1;
 /// Pages read after a chunk's last: a sentence that starts in the chunk ends within them.
-const LOOKAHEAD: usize = 2;
+const LOOKAHEAD: usize = 1;
 /// Longer than this, a "sentence" is more likely lines read wrongly into one.
 const LONG_SENTENCE: usize = 800;
 
@@ -136,7 +141,7 @@ fn to_json(items: &[Requirement]) -> Value {
 
 /// The id of a requirement of `text`.
 pub(crate) fn requirement_id(text: &str) -> String {
-    let normal = sentences::collapse(text).to_lowercase();
+    let normal = joined::collapse(text).to_lowercase();
     let digest = Sha256::digest(normal.as_bytes());
     let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
     format!("REQ-{hex}")
@@ -172,32 +177,36 @@ fn deduplicate(items: Vec<Requirement>) -> Vec<Requirement> {
 }
 
 /// The last heading on the pages before `before`: the section in force where a window
-/// starting there opens. Reads back page by page until one is found.
+/// starting there opens. Reads back line by line until one is found, classifying only the
+/// lines that may be one (as [`sentences::parse`] would, with the line before for context).
 fn section_before(document: &Document, layout: &Layout, before: usize) -> Option<Heading> {
     for index in (0..before).rev() {
-        let lines = layout.body(document, index);
-        if lines.is_empty() {
-            continue;
-        }
-        let previous = match index {
-            0 => Vec::new(),
-            _ => layout.body(document, index - 1),
-        };
-        let parse = sentences::parse(&with_previous(previous.last(), &lines), None);
-        if let Some(heading) = parse.sections.last() {
-            return Some(heading.clone());
+        let body = layout.body(document, index);
+        for (i, line) in body.iter().enumerate().rev() {
+            if line.is_blank() || !lines::may_be_heading(line.text()) {
+                continue;
+            }
+            let previous = match body[..i].iter().rev().find(|l| !l.is_blank()) {
+                Some(l) => Some(l.raw),
+                None => (0..index)
+                    .rev()
+                    .find_map(|p| layout.body(document, p).last().map(|l| l.raw)),
+            };
+            if let lines::Class::Heading(number, title) = lines::classify(line, previous) {
+                let (start, end) = line.span();
+                return Some(Heading {
+                    number,
+                    title,
+                    part: Part {
+                        page: index,
+                        start,
+                        end,
+                    },
+                });
+            }
         }
     }
     None
-}
-
-/// `lines` after the line that stands before them, which only gives context (a colon).
-fn with_previous<'a>(previous: Option<&Line<'a>>, lines: &[Line<'a>]) -> Vec<Line<'a>> {
-    previous
-        .into_iter()
-        .copied()
-        .chain(lines.iter().copied())
-        .collect()
 }
 
 /// The requirements that start on `pages` of `document`.
@@ -304,7 +313,7 @@ fn requirement(
         document,
         marked,
         marker.range.clone(),
-        sentences::collapse(&marked.text[marker.range.clone()]),
+        joined::collapse(&marked.text[marker.range.clone()]),
         marker.strength,
     )?;
     let title = unit

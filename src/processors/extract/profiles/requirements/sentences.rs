@@ -12,143 +12,12 @@
 //! `M.`, `e.g.`, `cf.`).
 
 use std::ops::Range;
-use std::sync::LazyLock;
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::joined::{Joined, Part};
 use super::layout::Line;
-
-/// A piece of one page's text inside a [`Joined`] text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Segment {
-    /// Where it starts in the joined text.
-    at: usize,
-    /// Index of its page.
-    page: usize,
-    /// Where it starts in the page's text.
-    start: usize,
-    /// Its length in bytes (the same in both).
-    len: usize,
-}
-
-/// A span of one page's text: the index of the page and bytes of its text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Part {
-    /// Index of the page in the document.
-    pub page: usize,
-    /// First byte.
-    pub start: usize,
-    /// One past the last byte.
-    pub end: usize,
-}
-
-/// Text joined from pieces of pages (lines, cells), knowing where each byte came from.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Joined {
-    /// The pieces, a space (or a cell separator) between them.
-    pub text: String,
-    segments: Vec<Segment>,
-}
-
-impl Joined {
-    /// Adds `text`, read at byte `start` of page `page`, after `separator`.
-    fn push(&mut self, page: usize, start: usize, text: &str, separator: &str) {
-        if !self.text.is_empty() {
-            self.text.push_str(separator);
-        }
-        self.segments.push(Segment {
-            at: self.text.len(),
-            page,
-            start,
-            len: text.len(),
-        });
-        self.text.push_str(text);
-    }
-
-    /// Adds every piece of `other` after `separator`.
-    fn append(&mut self, other: &Joined, separator: &str) {
-        if other.text.is_empty() {
-            return;
-        }
-        if !self.text.is_empty() {
-            self.text.push_str(separator);
-        }
-        let shift = self.text.len();
-        self.segments.extend(other.segments.iter().map(|s| Segment {
-            at: s.at + shift,
-            ..*s
-        }));
-        self.text.push_str(&other.text);
-    }
-
-    /// Bytes `range` of the text, with their origins.
-    fn slice(&self, range: Range<usize>) -> Joined {
-        let segments = self
-            .segments
-            .iter()
-            .filter_map(|s| {
-                let from = s.at.max(range.start);
-                let to = (s.at + s.len).min(range.end);
-                (from < to).then(|| Segment {
-                    at: from - range.start,
-                    page: s.page,
-                    start: s.start + (from - s.at),
-                    len: to - from,
-                })
-            })
-            .collect();
-        Joined {
-            text: self.text[range].to_owned(),
-            segments,
-        }
-    }
-
-    /// Where bytes `range` of the text were read: one span per page they run over, from the
-    /// first byte read on that page to the last.
-    pub(super) fn parts(&self, range: Range<usize>) -> Vec<Part> {
-        let mut parts: Vec<Part> = Vec::new();
-        for s in &self.segments {
-            let from = s.at.max(range.start);
-            let to = (s.at + s.len).min(range.end);
-            if from >= to {
-                continue;
-            }
-            let (start, end) = (s.start + (from - s.at), s.start + (to - s.at));
-            match parts.last_mut() {
-                Some(last) if last.page == s.page => last.end = last.end.max(end),
-                _ => parts.push(Part {
-                    page: s.page,
-                    start,
-                    end,
-                }),
-            }
-        }
-        parts
-    }
-
-    /// Where the whole text was read.
-    pub(super) fn all_parts(&self) -> Vec<Part> {
-        self.parts(0..self.text.len())
-    }
-
-    /// The text, every run of spaces one space.
-    pub(super) fn collapsed(&self) -> String {
-        collapse(&self.text)
-    }
-}
-
-/// `text` with every run of white space one space, and none at the ends.
-pub(super) fn collapse(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
-}
+use super::lines::{cells, classify, indent, starts_lower, starts_upper, words, Cell, Class};
 
 /// What a unit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,197 +67,12 @@ pub(super) struct Parse {
     pub sections: Vec<Heading>,
 }
 
-/// Words cells are not longer than in a table's row of column titles.
-const HEADER_CELL_WORDS: usize = 3;
-/// Most words of a heading's title, or of a title line.
-const TITLE_WORDS: usize = 14;
-/// Most words of an unnumbered title in ordinary case (`Garanties`, `Delivery terms`).
-const PLAIN_TITLE_WORDS: usize = 8;
-/// Longest first cell of a two-cell table row (a reference such as `EX-01`, a short label).
-const TWO_CELL_LABEL: usize = 24;
-
-fn pattern(source: &str) -> Regex {
-    Regex::new(source).unwrap_or_else(|e| unreachable!("layout pattern {source}: {e}"))
-}
-
-/// `ARTICLE 5 - PÉNALITÉS`, `Section 4: Delivery`, `Chapitre II`, `Annexe 1 – Bordereau`.
-static KEYWORD_HEADING: LazyLock<Regex> = LazyLock::new(|| {
-    pattern(
-        r"^(?i:article|art\.|chapitre|chapter|section|partie|part|titre|annexe|annex|appendix|clause)\s+(?P<n>\d{1,3}(?:\.\d{1,3}){0,4}|[IVXLC]{1,6}|[A-Z])\b\.?\s*(?:[-–—:.)]\s*)?(?P<t>.*)$",
-    )
-});
-/// `3.2.1 Conditions d'exécution`, `4. Délais`, `2 - Objet`.
-static NUMBER_HEADING: LazyLock<Regex> =
-    LazyLock::new(|| pattern(r"^(?P<n>\d{1,2}(?:\.\d{1,2}){0,5})\.?\s+(?:[-–—:]\s*)?(?P<t>\S.*)$"));
-/// `II. OBJET DU MARCHÉ`, `IV - Prix`.
-static ROMAN_HEADING: LazyLock<Regex> =
-    LazyLock::new(|| pattern(r"^(?P<n>[IVX]{1,5})\s*[.)\-–—]\s+(?P<t>\S.*)$"));
-/// A bullet or an item number, then the item.
-static LIST_ITEM: LazyLock<Regex> = LazyLock::new(|| {
-    pattern(
-        r"^(?:[-–—•·*▪►■□➢➤✓o]|\d{1,2}[.)]|[a-z][.)]|\((?:\d{1,2}|[a-z])\)|[ivx]{1,4}[.)])\s+\S",
-    )
-});
-
 /// Words that end with a full stop without ending a sentence, lower case.
 const ABBREVIATIONS: [&str; 41] = [
     "art", "arts", "cf", "n", "no", "nos", "nº", "n°", "p", "pp", "m", "mm", "mme", "mmes", "mlle",
     "mr", "mrs", "ms", "dr", "me", "pr", "st", "ste", "réf", "ref", "vol", "chap", "fig", "sect",
     "al", "env", "approx", "min", "tél", "tel", "ex", "vs", "inc", "ltd", "co", "corp",
 ];
-
-/// How a line reads, by its form.
-#[derive(Debug, Clone, PartialEq)]
-enum Class {
-    /// A drawn table's rule (`|---|---|`, `+====+`).
-    Rule,
-    /// A numbered heading: number and title.
-    Heading(String, String),
-    /// A title line in capitals.
-    Title,
-    /// A table row: its cells.
-    Row(Vec<Cell>),
-    /// Two cells, the first long: a row inside a table, else prose with a wide gap.
-    Pair(Vec<Cell>),
-    /// A list item: the byte of the line's text where the item (after its bullet) starts.
-    Item(usize),
-    /// Anything else.
-    Prose,
-}
-
-/// A cell of a table row, in a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cell {
-    /// Its column (in characters from the line's start): continuation lines align to it.
-    column: usize,
-    /// Its bytes in the line.
-    start: usize,
-    end: usize,
-}
-
-/// The cells of `raw`: runs of text three spaces or more, a tab or a `|` apart.
-fn cells(raw: &str) -> Vec<Cell> {
-    let mut cells = Vec::new();
-    let mut open: Option<(usize, usize)> = None;
-    let mut end = 0;
-    let mut gap = 0;
-    let mut close = |open: &mut Option<(usize, usize)>, end: usize| {
-        if let Some((column, start)) = open.take() {
-            cells.push(Cell { column, start, end });
-        }
-    };
-    for (column, (i, c)) in raw.char_indices().enumerate() {
-        if c == '|' || c == '\t' {
-            close(&mut open, end);
-            gap = 0;
-        } else if c.is_whitespace() {
-            gap += 1;
-            if gap >= 3 {
-                close(&mut open, end);
-            }
-        } else {
-            if open.is_none() {
-                open = Some((column, i));
-            }
-            gap = 0;
-            end = i + c.len_utf8();
-        }
-    }
-    close(&mut open, end);
-    cells
-}
-
-fn words(text: &str) -> usize {
-    text.split_whitespace().count()
-}
-
-fn starts_upper(text: &str) -> bool {
-    text.chars().next().is_some_and(char::is_uppercase)
-}
-
-fn starts_lower(text: &str) -> bool {
-    text.chars().next().is_some_and(char::is_lowercase)
-}
-
-/// True when `title` reads as a heading's title: a capital first, short, no closing stop.
-fn is_title(title: &str, may_be_empty: bool) -> bool {
-    if title.is_empty() {
-        return may_be_empty;
-    }
-    starts_upper(title)
-        && words(title) <= TITLE_WORDS
-        && title.len() <= 160
-        && !title.ends_with(['.', ',', ';'])
-        && title.chars().filter(|c| c.is_alphabetic()).count() >= 2
-}
-
-/// A numbered heading's number and title, when `text` (spaces collapsed) is one. After a
-/// line ending with a colon, a bare number opens a list item, not a section.
-fn heading(text: &str, after_colon: bool) -> Option<(String, String)> {
-    let found = |caps: regex::Captures<'_>, empty: bool| {
-        let number = caps.name("n")?.as_str().trim_end_matches('.').to_owned();
-        let title = caps.name("t").map_or("", |t| t.as_str().trim());
-        is_title(title, empty).then(|| (number, title.to_owned()))
-    };
-    if let Some(caps) = KEYWORD_HEADING.captures(text) {
-        return found(caps, true);
-    }
-    if after_colon {
-        return None;
-    }
-    if let Some(caps) = NUMBER_HEADING.captures(text) {
-        return found(caps, false);
-    }
-    ROMAN_HEADING
-        .captures(text)
-        .and_then(|caps| found(caps, false))
-}
-
-/// A line in capitals: a title that ends what came before but opens no section.
-fn is_capitals(text: &str) -> bool {
-    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
-    let upper = text.chars().filter(|c| c.is_uppercase()).count();
-    letters >= 4 && upper * 10 >= letters * 9 && words(text) <= TITLE_WORDS && !text.ends_with('.')
-}
-
-/// How `line` reads; `previous` is the body line before it.
-fn classify(line: &Line<'_>, previous: Option<&str>) -> Class {
-    let text = line.text();
-    let found = cells(line.raw);
-    if !found.is_empty()
-        && found.iter().all(|c| {
-            line.raw[c.start..c.end]
-                .chars()
-                .all(|ch| matches!(ch, '-' | '=' | '+' | ':' | '_'))
-        })
-        && (text.starts_with(['|', '+']) || text.len() >= 3)
-    {
-        return Class::Rule;
-    }
-    if found.len() >= 3 {
-        return Class::Row(found);
-    }
-    let after_colon = previous.is_some_and(|p| p.trim_end().ends_with(':'));
-    let flat = collapse(text);
-    if let Some((number, title)) = heading(&flat, after_colon) {
-        return Class::Heading(number, title);
-    }
-    if let Some(m) = LIST_ITEM.find(text) {
-        // The item starts at its first character after the bullet.
-        return Class::Item(m.end() - 1);
-    }
-    if found.len() == 2 {
-        let label = &line.raw[found[0].start..found[0].end];
-        return match label.len() <= TWO_CELL_LABEL {
-            true => Class::Row(found),
-            false => Class::Pair(found),
-        };
-    }
-    if is_capitals(text) {
-        return Class::Title;
-    }
-    Class::Prose
-}
 
 /// True when the text before a full stop ends with an abbreviation.
 fn is_abbreviation(before: &str) -> bool {
@@ -465,6 +149,11 @@ pub(super) fn sentences(text: &str) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// Words cells are not longer than in a table's row of column titles.
+const HEADER_CELL_WORDS: usize = 3;
+/// Most words of an unnumbered title in ordinary case (`Garanties`, `Delivery terms`).
+const PLAIN_TITLE_WORDS: usize = 8;
+
 /// A paragraph being read.
 #[derive(Debug)]
 struct Paragraph {
@@ -482,10 +171,6 @@ struct Row {
     cells: Vec<(usize, Joined)>,
     /// The first row of its table.
     first: bool,
-}
-
-fn indent(raw: &str) -> usize {
-    raw.chars().take_while(|c| c.is_whitespace()).count()
 }
 
 /// Reads `lines` into units, starting in `section` (the heading in force before them).
@@ -553,7 +238,7 @@ pub(super) fn parse(lines: &[Line<'_>], section: Option<Heading>) -> Parse {
                 });
             }
             Class::Prose | Class::Pair(_) => {
-                if reader.is_plain_title(line, blank, next_line(lines, i + 1)) {
+                if reader.is_plain_title(line, blank, || next_line(lines, i + 1)) {
                     reader.title();
                 } else {
                     reader.prose(line, blank);
@@ -568,14 +253,9 @@ pub(super) fn parse(lines: &[Line<'_>], section: Option<Heading>) -> Parse {
 
 /// The next non-blank line from `from` on, with its class.
 fn next_line<'l, 'a>(lines: &'l [Line<'a>], from: usize) -> Option<(&'l Line<'a>, Class)> {
-    let mut previous = lines.get(from.checked_sub(1)?).map(|l| l.raw);
-    for line in lines.get(from..)? {
-        if !line.is_blank() {
-            return Some((line, classify(line, previous)));
-        }
-        previous = Some(line.raw);
-    }
-    None
+    let previous = lines.get(from.checked_sub(1)?).map(|l| l.raw);
+    let line = lines.get(from..)?.iter().find(|l| !l.is_blank())?;
+    Some((line, classify(line, previous)))
 }
 
 /// The state of a [`parse`].
@@ -694,11 +374,11 @@ impl Reader {
     /// True for a short line in ordinary case that titles what follows (`Garanties`): it
     /// starts a paragraph, ends without a stop, holds no obligation, and the next line
     /// starts another paragraph or a structure.
-    fn is_plain_title(
+    fn is_plain_title<'l, 'a: 'l>(
         &self,
         line: &Line<'_>,
         blank: bool,
-        next: Option<(&Line<'_>, Class)>,
+        next: impl FnOnce() -> Option<(&'l Line<'a>, Class)>,
     ) -> bool {
         let text = line.text();
         let at_start = blank
@@ -708,15 +388,15 @@ impl Reader {
                     .trim_end()
                     .ends_with(['.', '!', '?', ';', ':'])
             });
-        let next_starts = next.is_none_or(|(next, class)| {
-            !matches!(class, Class::Prose | Class::Pair(_)) || starts_upper(next.text())
-        });
+        // The cheap tests first: most lines fail them, and the next line is read only then.
         at_start
-            && next_starts
             && starts_upper(text)
             && words(text) <= PLAIN_TITLE_WORDS
             && !text.ends_with(['.', ',', ';', ':', '!', '?', '-'])
             && super::obligation::find(text).is_none()
+            && next().is_none_or(|(next, class)| {
+                !matches!(class, Class::Prose | Class::Pair(_)) || starts_upper(next.text())
+            })
     }
 
     /// A line of prose: it goes on with the paragraph, or starts one.
