@@ -28,15 +28,14 @@ fn page_runs(text: &str) -> PageText {
     let mut runs = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let y = 740 - 20 * i as u32;
-        let mut column = 0;
         let mut cell = String::new();
         let mut cell_column = 0;
         let mut gap = 0;
-        for c in line.chars() {
+        for (column, c) in line.chars().enumerate() {
             if c == ' ' {
                 gap += 1;
                 if gap >= 3 && !cell.trim().is_empty() {
-                    runs.push((72 + 6 * cell_column, y, cell.trim_end().to_owned()));
+                    runs.push((72 + 6 * cell_column as u32, y, cell.trim_end().to_owned()));
                     cell.clear();
                 }
             } else {
@@ -51,10 +50,9 @@ fn page_runs(text: &str) -> PageText {
                 gap = 0;
                 cell.push(c);
             }
-            column += 1;
         }
         if !cell.is_empty() {
-            runs.push((72 + 6 * cell_column, y, cell));
+            runs.push((72 + 6 * cell_column as u32, y, cell));
         }
     }
     runs

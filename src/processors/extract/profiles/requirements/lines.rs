@@ -201,8 +201,13 @@ pub(super) fn classify(line: &Line<'_>, previous: Option<&str>) -> Class {
         }
     }
     if let Some(m) = LIST_ITEM.find(text) {
-        // The item starts at its first character after the bullet.
-        return Class::Item(m.end() - 1);
+        // The item starts at its first character after the bullet (the pattern's last,
+        // which may take more than one byte).
+        let at = text[..m.end()]
+            .char_indices()
+            .next_back()
+            .map_or(m.end(), |(i, _)| i);
+        return Class::Item(at);
     }
     if found.len() == 2 {
         let label = &line.raw[found[0].start..found[0].end];

@@ -518,7 +518,7 @@ mod tests {
 
     #[test]
     fn list_items_and_their_lead() {
-        let text = "Le titulaire doit :\n- fournir un planning ;\n- désigner un\n  responsable.\n\
+        let text = "Le titulaire doit :\n- fournir un planning ;\n- élire un\n  responsable.\n\
                     Le reste suit.\n1) premier point ;\nLes pièces suivantes sont remises :\n\
                     Une autre phrase.";
         let parse = parse(&lines(text), None);
@@ -527,7 +527,7 @@ mod tests {
             vec![
                 "Le titulaire doit :",
                 "fournir un planning ;",
-                "désigner un responsable.",
+                "élire un responsable.",
                 "Le reste suit.",
                 "premier point ;",
                 "Les pièces suivantes sont remises :",
