@@ -9,6 +9,7 @@ use super::document::Document;
 
 mod dce;
 mod receipt;
+mod requirements;
 
 /// One kind of information to extract (`dce`, `requirements`, `receipt`).
 pub(crate) trait Profile: Send + Sync + std::fmt::Debug {
@@ -26,7 +27,11 @@ pub(crate) trait Profile: Send + Sync + std::fmt::Debug {
 
 /// Every built-in profile.
 pub(crate) fn all() -> Vec<Box<dyn Profile>> {
-    vec![Box::new(dce::Dce), Box::new(receipt::ReceiptProfile)]
+    vec![
+        Box::new(dce::Dce),
+        Box::new(requirements::Requirements),
+        Box::new(receipt::ReceiptProfile),
+    ]
 }
 
 /// The names of the built-in profiles.
