@@ -25,9 +25,18 @@ impl ExtractServer {
         let (mut config, dir) = crate::common::test_config();
         config.job_progress_interval_ms = 0;
         config.import_dir = Some(import.path().to_owned());
+        let uploads = config.uploads_dir();
         let server = BrokerBuilder::new(config)
-            .job_type("ocr", Ocr::new(import.path(), "tesseract").await)
-            .job_type("extract", Extract::new(import.path()))
+            .job_type(
+                "ocr",
+                Ocr::new(import.path(), "tesseract")
+                    .await
+                    .with_uploads(&uploads),
+            )
+            .job_type(
+                "extract",
+                Extract::new(import.path()).with_uploads(&uploads),
+            )
             .start()
             .await
             .unwrap();

@@ -9,9 +9,6 @@
 //! and writes `extraction.json`. The extractor is deterministic and offline: rules, closed
 //! lists and the normalisation of French and English dates and amounts.
 
-// The value types and finders wait for the profiles that use them (landing next).
-#![allow(dead_code)]
-
 mod chat;
 mod document;
 mod formats;
