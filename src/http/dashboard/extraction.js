@@ -120,14 +120,13 @@ export function renderExtraction(result) {
   text.setAttribute('aria-labelledby', 'extract-doc-title');
   doc.append(docTitle, pager, caption, text);
 
-  let shown = null;
+  /** Shows page `number` (the first when it has none), `span` of its text marked; returns the mark. */
   function showPage(number, span = null) {
     const page = pages.find(p => p.page === number) ?? pages[0];
     if (!page) {
       text.textContent = 'The result holds no page text.';
       return null;
     }
-    shown = page.page;
     for (const button of pager.querySelectorAll('button')) {
       button.setAttribute('aria-pressed', String(Number(button.dataset.page) === page.page));
     }
@@ -289,7 +288,6 @@ export function renderExtraction(result) {
   }
 
   showPage(pages[0]?.page);
-  root.showPage = showPage;
   return root;
 }
 
