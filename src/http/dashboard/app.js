@@ -2,6 +2,7 @@
 // state over the HTTP API and follows changes over STOMP (stomp.js), so a bar moves as chunks
 // finish and catches up after a lost connection without going back.
 
+import { ChildJobs, renderExtraction } from './extraction.js';
 import { Stomp } from './stomp.js';
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -24,6 +25,8 @@ const state = {
   timeline: null, // {id, events: [], sub}
   stomp: null,
   rates: { messages: [], jobs: [], last: null },
+  shownResult: null, // the result object on the job's page, drawn once
+  children: null, // ChildJobs: the job's page's child jobs (an extract job's OCR)
 };
 
 // --- HTTP ------------------------------------------------------------------------------------
@@ -323,6 +326,9 @@ function route() {
   $('#job-title').textContent = `Job ${id}`;
   $('#timeline').replaceChildren();
   $('#result').replaceChildren();
+  state.shownResult = null;
+  state.children ??= new ChildJobs($('#child-jobs'));
+  state.children.clear();
   // Every event from the first; after a reconnection, from the last one shown.
   state.timeline.sub = state.stomp.subscribe(
     `/topic/jobs/${id}`,
@@ -335,7 +341,10 @@ function route() {
 
 function timelineEvent(ev) {
   const t = state.timeline;
-  if (!t || ev.jobId !== t.id || ev.seq <= t.lastSeq) return;
+  if (!t) return;
+  // A child's events come on its parent's topic too, with the child's own id and seq.
+  if (ev.parentJobId === t.id && ev.jobId !== t.id) return state.children.event(ev);
+  if (ev.jobId !== t.id || ev.seq <= t.lastSeq) return;
   t.lastSeq = ev.seq;
   const item = document.createElement('li');
   item.dataset.seq = String(ev.seq);
@@ -343,10 +352,23 @@ function timelineEvent(ev) {
   const detail = ev.event === 'CHUNK_COMPLETED' ? ` ${ev.chunkIndex + 1}/${ev.chunkCount}` : ev.event === 'PROGRESS_UPDATE' ? ` ${ev.percentage}%` : '';
   item.textContent = `${time}  #${ev.seq}  ${ev.event}${detail}`;
   $('#timeline').append(item);
+  if (ev.event === 'JOB_WAITING') followChildren(ev.children ?? []);
   if (FINISHED.has(ev.status) && ev.event.startsWith('JOB_')) {
     const job = state.jobs.get(ev.jobId) ?? { id: ev.jobId, type: ev.jobType, status: ev.status };
     if (ev.result) job.result = ev.result;
     renderResult(job);
+  }
+}
+
+/** The children a job waits for, at their state now (a replay holds the parent's events only). */
+async function followChildren(children) {
+  for (const { jobId, jobType } of children) {
+    state.children.add(jobId, jobType);
+    try {
+      state.children.add(jobId, jobType, await api(`/api/jobs/${jobId}`));
+    } catch {
+      /* its events still come on the parent's topic */
+    }
   }
 }
 
@@ -364,7 +386,13 @@ async function download(id, name) {
 function renderResult(job) {
   const box = $('#result');
   const result = job.result;
-  if (!result) return box.replaceChildren();
+  if (!result) {
+    state.shownResult = null;
+    return box.replaceChildren();
+  }
+  // Drawn once: later events of a finished job must not reset what the reader chose.
+  if (state.shownResult === result) return;
+  state.shownResult = result;
   const parts = [];
   const counts = document.createElement('dl');
   counts.className = 'counts';
@@ -396,6 +424,11 @@ function renderResult(job) {
     pre.className = 'sample';
     pre.textContent = ['Mismatches (sample):', ...mismatches].join('\n');
     parts.push(pre);
+  }
+  if (job.type === 'extract') {
+    parts.push(renderExtraction(result));
+    box.replaceChildren(...parts);
+    return;
   }
   if (Array.isArray(result.pages)) {
     const pages = document.createElement('div');
@@ -475,6 +508,24 @@ async function submitted(promise, what) {
   }
 }
 
+/** An upload that started (or found) an extract job: follow that job on its page. */
+async function extracted(promise) {
+  try {
+    const upload = await promise;
+    const job = upload.job;
+    say(
+      job.reused
+        ? `${upload.name} was already extracted: showing the earlier result (job ${job.id.slice(-8)}).`
+        : `Extraction started: job ${job.id.slice(-8)}.`,
+    );
+    upsert(await api(`/api/jobs/${job.id}`));
+    render();
+    location.hash = `#/jobs/${job.id}`;
+  } catch (error) {
+    say(`Extraction refused: ${error.message}`, 'error');
+  }
+}
+
 function wireForms() {
   fillKeys($('#bo-file'), $('#bo-key'));
   fillKeys($('#partner-file'), $('#partner-key'));
@@ -510,6 +561,14 @@ function wireForms() {
     } catch (error) {
       say(`Upload refused: ${error.message}`, 'error');
     }
+  });
+  $('#extract-form').addEventListener('submit', event => {
+    event.preventDefault();
+    const profiles = [...document.querySelectorAll('#extract-form input[name=profile]:checked')].map(box => box.value);
+    if (!profiles.length) return say('Choose at least one profile to extract with.', 'error');
+    const form = new FormData();
+    form.append('file', $('#extract-file').files[0]);
+    extracted(api(`/api/uploads?autoExtract=${encodeURIComponent(profiles.join(','))}`, { method: 'POST', body: form }));
   });
   for (const id of ['#filter-type', '#filter-status']) $(id).addEventListener('change', loadJobs);
   $('#logout').addEventListener('click', () => {

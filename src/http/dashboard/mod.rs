@@ -28,6 +28,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("app.js"),
     },
     Asset {
+        name: "extraction.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("extraction.js"),
+    },
+    Asset {
         name: "stomp.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("stomp.js"),
