@@ -106,6 +106,8 @@ pub struct Config {
     pub reconcile_memory_budget: u64,
     /// The tesseract program `ocr` jobs run: a name on the PATH or a path.
     pub ocr_tesseract: String,
+    /// The audit log (`<data-dir>/audit/audit.log`) is rotated past this many bytes.
+    pub audit_max_bytes: u64,
     /// An OpenAI-compatible chat-completions URL that `extract` jobs ask to correct and
     /// complete their rules' reading (`.../v1/chat/completions`); none by default.
     pub extract_llm_url: Option<String>,
@@ -221,6 +223,7 @@ impl Default for Config {
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
             ocr_tesseract: "tesseract".into(),
+            audit_max_bytes: 64 * 1024 * 1024,
             extract_llm_url: None,
             extract_llm_model: None,
             extract_llm_key: None,
@@ -441,6 +444,7 @@ impl Config {
                 retry_base: Duration::from_millis(self.webhook_retry_base_ms),
                 ..crate::jobs::WebhookConfig::default()
             },
+            audit: None,
         }
     }
 

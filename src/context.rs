@@ -28,6 +28,8 @@ pub struct ServerContext {
     pub tracker: TaskTracker,
     /// The job engine, when job types are registered.
     pub jobs: Option<JobEngine>,
+    /// Who did what (`audit.rs`).
+    pub audit: crate::audit::Audit,
     /// Uploaded files.
     pub uploads: Uploads,
     /// The HTTP API's bearer tokens.

@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod broker;
 pub(crate) mod clock;

@@ -138,6 +138,10 @@ struct ServeArgs {
     /// The tesseract program OCR jobs run [default: tesseract].
     #[arg(long, env = "STOMPEDE_OCR_TESSERACT")]
     ocr_tesseract: Option<String>,
+    /// Bytes past which the audit log (<data-dir>/audit/audit.log) is rotated
+    /// [default: 67108864].
+    #[arg(long, env = "STOMPEDE_AUDIT_MAX_BYTES")]
+    audit_max_bytes: Option<u64>,
     /// An OpenAI-compatible chat-completions URL that extract jobs ask to correct and complete
     /// their rules' reading (off by default; extraction needs no model).
     #[arg(long, env = "STOMPEDE_EXTRACT_LLM_URL")]
@@ -290,6 +294,9 @@ impl ServeArgs {
         }
         if let Some(program) = self.ocr_tesseract {
             config.ocr_tesseract = program;
+        }
+        if let Some(bytes) = self.audit_max_bytes {
+            config.audit_max_bytes = bytes;
         }
         if let Some(url) = self.extract_llm_url {
             config.extract_llm_url = Some(url);

@@ -88,12 +88,21 @@ impl BrokerBuilder {
         )?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let audit = crate::audit::Audit::open(&config.data_dir, config.audit_max_bytes).map_err(
+            |source| Error::DataDir {
+                path: config.data_dir.join("audit"),
+                source,
+            },
+        )?;
         let jobs = if with_jobs {
             let engine = JobEngine::start(
                 JobStore::open(&store)?,
                 self.job_types,
                 broker.clone(),
-                config.jobs_config(),
+                crate::jobs::JobsConfig {
+                    audit: Some(audit.clone()),
+                    ..config.jobs_config()
+                },
                 shutdown.clone(),
                 tracker.clone(),
             )?;
@@ -121,7 +130,7 @@ impl BrokerBuilder {
         );
         let tokens = crate::tokens::Tokens::open(&config.data_dir.join("api-token.key"))
             .map_err(|e| Error::TokenKey(e.to_string()))?;
-        let auth = Authenticator::new(config.users.clone());
+        let auth = Authenticator::new(config.users.clone()).with_audit(audit.clone());
         let plain = auth.plain_text_users();
         if !plain.is_empty() {
             tracing::warn!(
@@ -135,6 +144,7 @@ impl BrokerBuilder {
             );
         }
         let ctx = Arc::new(ServerContext {
+            audit,
             jobs: jobs.clone(),
             uploads,
             http_requests: Default::default(),

@@ -46,9 +46,33 @@ pub struct Authenticator {
     /// Verified for unknown names when passwords are hashed, so that an unknown name takes as
     /// long to refuse as a wrong password.
     decoy: Option<Arc<Stored>>,
+    /// Where refused logins are recorded.
+    audit: Option<crate::audit::Audit>,
 }
 
 impl Authenticator {
+    /// Records refused logins in `audit`.
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    fn refused(&self, login: &str, address: &str, error: &AuthError) {
+        if let Some(audit) = &self.audit {
+            let outcome = match error {
+                AuthError::BadCredentials => crate::audit::Outcome::Denied,
+                AuthError::TooManyFailures { .. } => crate::audit::Outcome::Throttled,
+            };
+            audit.record(
+                login,
+                address,
+                "login",
+                outcome,
+                serde_json::json!({ "reason": error.to_string() }),
+            );
+        }
+    }
+
     /// Users and their stored passwords (hashes or plain text); empty means open mode.
     pub fn new(users: BTreeMap<String, String>) -> Self {
         let users: BTreeMap<String, Stored> = users
@@ -73,6 +97,7 @@ impl Authenticator {
             verified: Mutex::new(HashMap::new()),
             key,
             decoy,
+            audit: None,
         }
     }
 
@@ -123,9 +148,11 @@ impl Authenticator {
         let passcode = passcode.unwrap_or_default();
         let now = Instant::now();
         if let Some(wait) = self.guard.wait(login, address, now) {
-            return Err(AuthError::TooManyFailures {
+            let error = AuthError::TooManyFailures {
                 retry_after_s: wait.as_secs().max(1),
-            });
+            };
+            self.refused(login, address, &error);
+            return Err(error);
         }
         let digest = self.digest(passcode);
         let stored = self.users.get(login);
@@ -152,6 +179,7 @@ impl Authenticator {
             Ok(login.to_owned())
         } else {
             self.guard.failed(login, address, now);
+            self.refused(login, address, &AuthError::BadCredentials);
             Err(AuthError::BadCredentials)
         }
     }

@@ -18,6 +18,8 @@ pub struct AppRequest {
     pub user: Arc<str>,
     /// The sender's session id.
     pub session: u64,
+    /// The sender's address (its IP), for the audit log.
+    pub address: Arc<str>,
     /// The destination, e.g. `/app/jobs`.
     pub destination: ByteString,
     /// The SEND's headers.

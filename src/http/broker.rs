@@ -52,12 +52,33 @@ pub(crate) async fn purge(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, Problem> {
-    admin(&caller)?;
     let queue = format!("/queue/{name}");
-    let purged = ctx
-        .broker
-        .purge_queue(&queue)
-        .ok_or_else(|| Problem::not_found(format!("no queue {queue}")))?;
+    if let Err(problem) = admin(&caller) {
+        ctx.audit.record(
+            &caller.user,
+            &caller.address,
+            "queue.purge",
+            crate::audit::Outcome::Denied,
+            json!({ "queue": queue, "reason": "only admins may purge" }),
+        );
+        return Err(problem);
+    }
+    let purged = ctx.broker.purge_queue(&queue);
+    let (outcome, details) = match purged {
+        Some(n) => (
+            crate::audit::Outcome::Ok,
+            json!({ "queue": queue, "purged": n }),
+        ),
+        None => (crate::audit::Outcome::Denied, json!({ "queue": queue })),
+    };
+    ctx.audit.record(
+        &caller.user,
+        &caller.address,
+        "queue.purge",
+        outcome,
+        details,
+    );
+    let purged = purged.ok_or_else(|| Problem::not_found(format!("no queue {queue}")))?;
     tracing::info!(user = %caller.user, %queue, purged, "queue purged");
     Ok(Json(json!({ "queue": queue, "purged": purged })))
 }

@@ -21,6 +21,8 @@ pub(crate) struct Caller {
     pub admin: bool,
     /// Authenticated by a bearer token rather than a password.
     pub by_token: bool,
+    /// Where the request came from (its IP), for the audit log.
+    pub address: String,
 }
 
 fn unauthorised(detail: &str) -> Problem {
@@ -49,6 +51,11 @@ impl FromRequestParts<Arc<ServerContext>> for Caller {
 
 /// The caller named by the request's credentials.
 async fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Problem> {
+    // The peer, as our listener records it; an embedding application's server may not.
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
     let credentials = match parts.headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
@@ -65,6 +72,7 @@ async fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Pro
                     user,
                     admin,
                     by_token: true,
+                    address,
                 });
             }
             let encoded = value
@@ -82,11 +90,6 @@ async fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Pro
             Some((login, passcode))
         }
     };
-    // The peer, as our listener records it; an embedding application's server may not.
-    let address = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
     let (login, passcode) = match &credentials {
         Some((l, p)) => (Some(l.as_str()), Some(p.as_str())),
         None => (None, None),
@@ -109,5 +112,6 @@ async fn identify(parts: &Parts, ctx: &Arc<ServerContext>) -> Result<Caller, Pro
         user,
         admin,
         by_token: false,
+        address,
     })
 }

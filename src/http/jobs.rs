@@ -117,10 +117,17 @@ pub(crate) async fn submit(
     if let Some(url) = &submission.callback_url {
         headers.push("callback-url", url.as_str());
     }
-    let job = engine
+    let submitted = engine
         .submit_params(&caller.user, &headers, submission.params)
-        .await
-        .map_err(refused)?;
+        .await;
+    engine.audit(
+        &caller.user,
+        &caller.address,
+        "submit",
+        &submission.job_type,
+        &submitted,
+    );
+    let job = submitted.map_err(refused)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": job.id, "status": job.status, "links": links(&job.id) })),
@@ -199,11 +206,9 @@ pub(crate) async fn control(
 ) -> Result<impl IntoResponse, Problem> {
     let engine = engine(&ctx)?;
     visible(engine, &caller, &id)?;
-    let job = engine
-        .control(&caller.user, &id, &action)
-        .await
-        .map_err(refused)?;
-    Ok(Json(job))
+    let done = engine.control(&caller.user, &id, &action).await;
+    engine.audit(&caller.user, &caller.address, &action, "", &done);
+    Ok(Json(done.map_err(refused)?))
 }
 
 /// `GET /api/jobs/{id}/events`: the job's events as Server-Sent Events, each with its `seq` as
@@ -319,10 +324,23 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Problem> {
-    engine(&ctx)?
-        .delete(&caller.user, &id)
-        .await
-        .map_err(refused)?;
+    let engine = engine(&ctx)?;
+    let deleted = engine.delete(&caller.user, &id).await;
+    let (outcome, details) = match &deleted {
+        Ok(()) => (crate::audit::Outcome::Ok, json!({ "jobId": id })),
+        Err(rejection) => (
+            crate::audit::Outcome::Denied,
+            json!({ "jobId": id, "code": rejection.code, "reason": rejection.reason }),
+        ),
+    };
+    ctx.audit.record(
+        &caller.user,
+        &caller.address,
+        "job.delete",
+        outcome,
+        details,
+    );
+    deleted.map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -29,6 +29,13 @@ pub(crate) async fn issue(
     let ttl = ctx.config.api_token_ttl_ms;
     let expires_at = crate::clock::now_ms().saturating_add(ttl);
     let token = ctx.tokens.issue(&caller.user, expires_at);
+    ctx.audit.record(
+        &caller.user,
+        &caller.address,
+        "token.issue",
+        crate::audit::Outcome::Ok,
+        json!({ "expiresAt": expires_at }),
+    );
     Ok((
         StatusCode::CREATED,
         Json(json!({

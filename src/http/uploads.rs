@@ -259,7 +259,13 @@ pub(crate) async fn create(
     let mut answer = public(&info);
     if let (Some(engine), Some(profiles)) = (engine, extract) {
         match engine
-            .extract_upload(&caller.user, &info.id, &info.sha256, &profiles)
+            .extract_upload(
+                &caller.user,
+                &caller.address,
+                &info.id,
+                &info.sha256,
+                &profiles,
+            )
             .await
         {
             Ok((job, reused)) => {

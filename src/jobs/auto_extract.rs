@@ -37,6 +37,7 @@ impl JobEngine {
     pub(crate) async fn extract_upload(
         &self,
         user: &str,
+        address: &str,
         upload_id: &str,
         sha256: &str,
         profiles: &str,
@@ -63,8 +64,9 @@ impl JobEngine {
         let mut headers = Headers::new();
         headers.push("job-type", JOB_TYPE);
         let params = json!({ "upload": upload_id, "profiles": wanted, "sha256": sha256 });
-        let job = self.submit_params(user, &headers, params).await?;
-        Ok((job, false))
+        let submitted = self.submit_params(user, &headers, params).await;
+        self.audit(user, address, "submit", JOB_TYPE, &submitted);
+        Ok((submitted?, false))
     }
 }
 

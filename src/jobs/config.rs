@@ -32,6 +32,8 @@ pub struct JobsConfig {
     pub results_dir: PathBuf,
     /// Where and how jobs' terminal events are POSTed.
     pub webhooks: super::webhooks::WebhookConfig,
+    /// Where submissions and controls are recorded, with who asked and from where.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 impl Default for JobsConfig {
@@ -50,6 +52,7 @@ impl Default for JobsConfig {
             admins: Vec::new(),
             results_dir: PathBuf::from("./stompede-data/results"),
             webhooks: super::webhooks::WebhookConfig::default(),
+            audit: None,
         }
     }
 }

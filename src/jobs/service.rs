@@ -38,11 +38,25 @@ impl JobEngine {
     pub async fn handle(&self, request: AppRequest) -> Result<AppReply, AppError> {
         let outcome = match request.destination.strip_prefix("/app/jobs") {
             Some("") => {
-                self.submit(&request.user, &request.headers, &request.body)
-                    .await
+                let submitted = self
+                    .submit(&request.user, &request.headers, &request.body)
+                    .await;
+                let job_type = request.headers.get("job-type").unwrap_or_default();
+                self.audit(
+                    &request.user,
+                    &request.address,
+                    "submit",
+                    job_type,
+                    &submitted,
+                );
+                submitted
             }
             Some(rest) => match rest.trim_start_matches('/').split_once('/') {
-                Some((id, action)) => self.control(&request.user, id, action).await,
+                Some((id, action)) => {
+                    let done = self.control(&request.user, id, action).await;
+                    self.audit(&request.user, &request.address, action, "", &done);
+                    done
+                }
                 None => Err(reject(
                     "invalid_action",
                     format!(
@@ -59,6 +73,37 @@ impl JobEngine {
                 self.publish_rejection(&request, &rejection).await;
                 Ok(AppReply::refused())
             }
+        }
+    }
+
+    /// Records a submission or a control action (`submit`, `cancel`, ...) in the audit log.
+    pub(crate) fn audit(
+        &self,
+        user: &str,
+        address: &str,
+        action: &str,
+        job_type: &str,
+        outcome: &Result<Job, Rejection>,
+    ) {
+        let Some(audit) = &self.inner.config.audit else {
+            return;
+        };
+        let action = format!("job.{action}");
+        match outcome {
+            Ok(job) => audit.record(
+                user,
+                address,
+                &action,
+                crate::audit::Outcome::Ok,
+                json!({ "jobId": job.id, "jobType": job.job_type }),
+            ),
+            Err(rejection) => audit.record(
+                user,
+                address,
+                &action,
+                crate::audit::Outcome::Denied,
+                json!({ "jobType": job_type, "code": rejection.code, "reason": rejection.reason }),
+            ),
         }
     }
 

@@ -159,6 +159,7 @@ mod tests {
             .handle(AppRequest {
                 user: "ann".into(),
                 session: 1,
+                address: "127.0.0.1".into(),
                 destination: "/app/jobs".into(),
                 headers,
                 body: r#"{"chunks":1,"mibPerChunk":0}"#.into(),

@@ -184,6 +184,11 @@ async fn open<S: FrameSource, W: FrameSink>(
         }
     };
     let receipt = connect.get(names::RECEIPT).map(str::to_owned);
+    // Failed logins are counted per address, not per connection: the port goes.
+    let address: Arc<str> = peer
+        .parse::<std::net::SocketAddr>()
+        .map_or_else(|_| peer.clone(), |addr| addr.ip().to_string())
+        .into();
     // Boxed: the login may wait for a password hash, and that wait must not widen the future
     // every idle session keeps (see the memory figures in BENCHMARKS.md).
     let accepted = match Box::pin(handshake::accept(
@@ -192,10 +197,7 @@ async fn open<S: FrameSource, W: FrameSink>(
         &ctx.config,
         &ctx.auth,
         id,
-        // Failed logins are counted per address, not per connection: the port goes.
-        &peer
-            .parse::<std::net::SocketAddr>()
-            .map_or_else(|_| peer.clone(), |addr| addr.ip().to_string()),
+        &address,
     ))
     .await
     {
@@ -235,6 +237,15 @@ async fn open<S: FrameSource, W: FrameSink>(
         return None;
     }
     Metrics::incr(&ctx.broker.metrics().sessions_opened);
+    if !ctx.auth.is_open() {
+        ctx.audit.record(
+            &user,
+            &address,
+            "login",
+            crate::audit::Outcome::Ok,
+            serde_json::json!({ "transport": sink.transport(), "session": id }),
+        );
+    }
     tracing::debug!(%peer, %user, session = id, version = %accepted.version, "session opened");
     // Pushes to a fresh outbox cannot fail.
     let _ = outbox.push_reply(Outgoing::Frame(accepted.connected));
@@ -251,6 +262,7 @@ async fn open<S: FrameSource, W: FrameSink>(
     let session = Session {
         id,
         user,
+        address,
         version: accepted.version,
         broker: ctx.broker.clone(),
         outbox,
@@ -311,6 +323,8 @@ fn receipt_frame(receipt: &str) -> Frame {
 struct Session {
     id: u64,
     user: Arc<str>,
+    /// The peer's IP (its port dropped), for the audit log.
+    address: Arc<str>,
     version: Version,
     broker: Broker,
     outbox: Arc<Outbox>,
@@ -529,6 +543,7 @@ impl Session {
             let request = AppRequest {
                 user: self.user.clone(),
                 session: self.id,
+                address: self.address.clone(),
                 destination,
                 headers: frame.headers,
                 body: frame.body,

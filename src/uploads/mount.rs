@@ -74,7 +74,13 @@ impl Mounted {
         ];
         if let (Some(engine), Some(profiles)) = (engine, extract) {
             match engine
-                .extract_upload(&request.user, &info.id, &info.sha256, profiles)
+                .extract_upload(
+                    &request.user,
+                    &request.address,
+                    &info.id,
+                    &info.sha256,
+                    profiles,
+                )
                 .await
             {
                 Ok((job, reused)) => {
