@@ -20,10 +20,8 @@ use stompede::{BrokerBuilder, Config};
 #[path = "../common/args.rs"]
 mod args;
 #[path = "../../tests/common/corpus_dce.rs"]
-#[allow(dead_code)]
 mod corpus_dce;
 #[path = "../../tests/common/corpus_requirements.rs"]
-#[allow(dead_code)]
 mod corpus_requirements;
 #[path = "../../tests/common/documents.rs"]
 mod documents;
