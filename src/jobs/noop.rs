@@ -98,6 +98,11 @@ impl JobHandler for Noop {
     fn merge(&self, _job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
         Ok(json!({ "chunks": chunks.len() }))
     }
+
+    fn light_plan_and_merge(&self) -> bool {
+        // The plan is generated from the parameters; the merge lists the chunk results.
+        true
+    }
 }
 
 #[cfg(test)]
