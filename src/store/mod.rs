@@ -140,16 +140,35 @@ fn split_key(key: &[u8]) -> Option<(&str, u64)> {
     Some((name, seq))
 }
 
+/// The store's page cache by default, in MiB. sled's own default (1 GiB) kept every page
+/// written in memory, so each waiting job cost its records twice over, once in the engine's
+/// state and once as sled pages: most of the server's memory per waiting job. The pages read
+/// back are few (a restart's scan, a `since-seq` replay, a merge after a restart), and the
+/// pages written to are the newest, which the cache keeps.
+pub const DEFAULT_CACHE_MIB: u64 = 64;
+
 impl Store {
-    /// Opens (or creates) the store in `dir`, refusing a directory of another format, and
-    /// starts its committer.
+    /// [`Store::open_with_cache`] with the default page cache (for tests).
+    #[cfg(test)]
     pub fn open(
         dir: &Path,
         durability: Durability,
         flush_interval: Duration,
     ) -> Result<Store, StoreError> {
+        Self::open_with_cache(dir, durability, flush_interval, DEFAULT_CACHE_MIB)
+    }
+
+    /// Opens (or creates) the store in `dir`, refusing a directory of another format, and
+    /// starts its committer; sled keeps at most `cache_mib` MiB of pages in memory.
+    pub fn open_with_cache(
+        dir: &Path,
+        durability: Durability,
+        flush_interval: Duration,
+        cache_mib: u64,
+    ) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_mib.max(1).saturating_mul(1024 * 1024))
             // Our committer decides when to flush; sled's own timer only backs it up.
             .flush_every_ms(Some(flush_interval.as_millis().max(1) as u64))
             .open()?;
