@@ -22,6 +22,9 @@
 #   paces a publisher). websocket needs no_tls: true on loopback.
 # * ActiveMQ: one stomp://127.0.0.1 connector, no web console, no JMX connector.
 #
+# Job engines: at the end, benches/compare-jobs.sh runs the load tool's `jobs` scenario beside
+# BullMQ on Redis (appendfsync always) in the same run (JOBS_COMPARE=0 to leave it out).
+#
 # Tunables (environment): INSTALL_ONLY=1 (install and stop), RUNS (3), FANOUT_ARGS, QUEUE_ARGS,
 # PACED_ARGS, PACED_BROKERS ("stompede nats"), BROKERS ("stompede rabbitmq activemq nats"), OUT
 # (target/compare).
@@ -319,10 +322,16 @@ EOF
 }
 
 install_missing
-[ "${INSTALL_ONLY:-0}" = 1 ] && exit 0
+if [ "${INSTALL_ONLY:-0}" = 1 ]; then
+    [ "${JOBS_COMPARE:-1}" = 1 ] && INSTALL_ONLY=1 bash "$ROOT/benches/compare-jobs.sh"
+    exit 0
+fi
 build
 for r in $(seq 1 "$RUNS"); do
     log "round $r of $RUNS"
     round "$r"
 done
 summarize
+if [ "${JOBS_COMPARE:-1}" = 1 ]; then
+    RUNS=$RUNS OUT=$OUT bash "$ROOT/benches/compare-jobs.sh"
+fi

@@ -100,6 +100,9 @@ pub struct Config {
     pub durability: Durability,
     /// How often the store is flushed in the background, in ms.
     pub flush_interval_ms: u64,
+    /// Memory the store may keep its pages in, in MiB (sled's page cache; pages beyond it are
+    /// read back from disk when needed).
+    pub store_cache_mib: u64,
     /// Where `reconcile` jobs read their input files (default `<data-dir>/import`).
     pub import_dir: Option<PathBuf>,
     /// Memory a `reconcile` job may use, in bytes (default 512 MiB).
@@ -220,6 +223,7 @@ impl Default for Config {
             queue_ttl_ms: BTreeMap::new(),
             durability: Durability::Sync,
             flush_interval_ms: 200,
+            store_cache_mib: crate::store::DEFAULT_CACHE_MIB,
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
             ocr_tesseract: "tesseract".into(),

@@ -207,6 +207,10 @@ struct ServeArgs {
     /// sockjs-client 1.x].
     #[arg(long, env = "STOMPEDE_SOCKJS_CLIENT_URL")]
     sockjs_client_url: Option<String>,
+    /// Also register the bench-only `noop` job type (chunks that do no work and stamp when
+    /// they ended), for `cargo bench --bench load -- jobs`; not for production.
+    #[arg(long, hide = true)]
+    bench_job_types: bool,
 }
 
 /// `on`/`off` (also `true`/`false`).
@@ -374,6 +378,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 LogFormat::Text => logs.init(),
                 LogFormat::Json => logs.json().init(),
             }
+            let bench_job_types = args.bench_job_types;
             let config = args.into_config()?;
             raise_open_file_limit();
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -384,7 +389,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(serve(config))?;
+                .block_on(serve(config, bench_job_types))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -409,7 +414,8 @@ fn raise_open_file_limit() {
     );
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Runs the server; `bench_job_types` adds the bench-only `noop` job type.
+async fn serve(config: Config, bench_job_types: bool) -> anyhow::Result<()> {
     let import_dir = config.import_dir();
     std::fs::create_dir_all(&import_dir)
         .with_context(|| format!("creating the import directory {}", import_dir.display()))?;
@@ -436,7 +442,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?;
         tracing::info!(%url, "extract jobs ask a chat-completions endpoint after their rules");
     }
-    let server = BrokerBuilder::new(config)
+    let mut builder = BrokerBuilder::new(config);
+    if bench_job_types {
+        tracing::warn!("--bench-job-types: the noop job type is registered (benchmarks only)");
+        builder = builder.job_type("noop", stompede::jobs::Noop);
+    }
+    let server = builder
         .job_type("demo", stompede::jobs::Demo::default())
         .job_type("reconcile", reconcile)
         .job_type("ocr", ocr)

@@ -72,10 +72,11 @@ impl BrokerBuilder {
             path: config.data_dir.clone(),
             source,
         })?;
-        let store = Store::open(
+        let store = Store::open_with_cache(
             &config.data_dir.join("store"),
             config.durability,
             Duration::from_millis(config.flush_interval_ms),
+            config.store_cache_mib,
         )?;
         let with_jobs = !self.job_types.names().is_empty();
         let broker = Broker::new(

@@ -674,3 +674,86 @@ async fn a_replay_longer_than_an_outbox_reaches_its_subscriber_whole() {
         "the replay has a gap"
     );
 }
+
+/// The bench-only `noop` type (`serve --bench-job-types`) over the submission path the load
+/// tool times (`cargo bench --bench load -- jobs`): every RECEIPT comes after its job's commit
+/// (a SIGKILL right after the last RECEIPT loses none), a restart keeps the pending jobs, and
+/// each of them then runs exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noop_jobs_outlive_a_kill_after_their_receipts_and_each_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = common::ServerProcess::start_with(dir.path(), &["--bench-job-types"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Pending when the server is killed; due once it has restarted and Ann watches.
+    let run_at = (now + 6_000).to_string();
+    let callers: Vec<_> = (0..4)
+        .map(|c| {
+            let (addr, run_at) = (server.stomp, run_at.clone());
+            tokio::spawn(async move {
+                let mut client = Tcp::connect(addr, "ann").await;
+                let mut ids = Vec::new();
+                for i in 0..25 {
+                    let receipt = format!("{c}-{i}");
+                    client
+                        .send(
+                            Frame::new(Command::Send)
+                                .header("destination", "/app/jobs")
+                                .header("job-type", "noop")
+                                .header("run-at", run_at.as_str())
+                                .header("receipt", receipt.as_str())
+                                .body("{}"),
+                        )
+                        .await;
+                    let reply = client.frame().await;
+                    assert_eq!(reply.command, Command::Receipt, "{reply:?}");
+                    assert_eq!(reply.get("receipt-id"), Some(receipt.as_str()));
+                    ids.push(reply.get("job-id").unwrap().to_owned());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut submitted = std::collections::HashSet::new();
+    for caller in callers {
+        submitted.extend(caller.await.unwrap());
+    }
+    assert_eq!(submitted.len(), 100);
+    server.kill();
+
+    let server = common::ServerProcess::start_with(dir.path(), &["--bench-job-types"]);
+    let mut ann = watcher(server.stomp, "ann").await;
+    let mut started: HashMap<String, usize> = HashMap::new();
+    let mut completed: HashMap<String, usize> = HashMap::new();
+    while completed.len() < submitted.len() {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ann.frame())
+            .await
+            .expect("the jobs did not all complete");
+        let Some(id) = frame.get("job-id").map(str::to_owned) else {
+            continue;
+        };
+        assert!(submitted.contains(&id), "an unknown job ran: {id}");
+        match frame.get("event") {
+            Some("JOB_STARTED") => *started.entry(id).or_default() += 1,
+            Some("JOB_COMPLETED") => {
+                let event = body(&frame);
+                assert_eq!(event["result"]["chunks"], 1, "{event}");
+                *completed.entry(id).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    // A moment for a duplicate to show itself.
+    while let Some(frame) = ann.maybe_frame(Duration::from_millis(300)).await {
+        if let (Some(id), Some("JOB_STARTED" | "JOB_COMPLETED")) =
+            (frame.get("job-id"), frame.get("event"))
+        {
+            panic!("job {id} ran again: {frame:?}");
+        }
+    }
+    assert_eq!(started.len(), 100);
+    assert!(started.values().all(|n| *n == 1), "{started:?}");
+    assert!(completed.values().all(|n| *n == 1), "{completed:?}");
+}

@@ -242,6 +242,38 @@ impl Client {
         }
     }
 
+    /// The next STOMP frame, reading as needed (heart-beats skipped); `None` at end of stream.
+    /// For callers that need a frame's headers (a RECEIPT's `job-id`, a MESSAGE's `event`).
+    pub async fn next_frame(&mut self) -> Result<Option<stompede::protocol::Frame>> {
+        if self.proto != Proto::Stomp {
+            bail!("frames are STOMP's");
+        }
+        loop {
+            let decoded = self
+                .decoder
+                .decode(&mut self.conn.inbound)
+                .map_err(|e| anyhow::anyhow!("STOMP decode: {e}"))?;
+            match decoded {
+                Some(Decoded::Frame(frame)) => return Ok(Some(frame)),
+                Some(Decoded::HeartBeat) => continue,
+                None => {}
+            }
+            self.conn.flush().await?;
+            if !self.conn.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Queues a STOMP UNSUBSCRIBE of subscription `id`.
+    pub fn unsubscribe(&mut self, id: &str) {
+        self.conn.send(|b| {
+            write_command(b, Command::Unsubscribe);
+            write_header(b, ESC, names::ID, id);
+            write_body(b, b"");
+        });
+    }
+
     /// The next event already buffered, without reading.
     pub fn next_event(&mut self) -> Result<Option<Event>> {
         match self.proto {

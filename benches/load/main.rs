@@ -3,7 +3,8 @@
 //!
 //! Scenarios: `fanout` (one topic, many subscribers), `queue` (competing consumers with
 //! client-individual ACKs), `connections` (many idle subscribed sessions), `flow` (fan-out with a
-//! subscriber that stops reading). Every run prints a table row and one JSON line; `--repeat`
+//! subscriber that stops reading), `jobs` (the job engine: durable submissions, trivial jobs
+//! completed, progress latency, memory per waiting job; see `jobs.rs`). Every run prints a table row and one JSON line; `--repeat`
 //! adds a median row. Without `--url` or `--tcp` the tool starts the stompede binary of this
 //! workspace itself on ephemeral loopback ports.
 //!
@@ -17,6 +18,7 @@ mod client;
 mod conn;
 mod connections;
 mod fanout;
+mod jobs;
 mod queue;
 mod queues;
 mod report;
@@ -61,6 +63,10 @@ enum Scenario {
     Connections(connections::ConnectionsArgs),
     /// Fan-out with one extra subscriber that stops reading: timeline and cut-off.
     Flow(fanout::FlowArgs),
+    /// The job engine (issue #25): durable submissions, trivial jobs completed, progress
+    /// latency, memory per waiting job; a fresh server (started with the bench job type) per
+    /// part.
+    Jobs(jobs::JobsArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -427,6 +433,7 @@ fn run(scenario: &Scenario, common: &Common) -> Result<bool> {
         Scenario::Queue(_) => report::QUEUE,
         Scenario::Connections(_) => report::CONNECTIONS,
         Scenario::Flow(_) => report::FLOW,
+        Scenario::Jobs(args) => return run_jobs(args, common),
     };
     for run in 1..=common.repeat.max(1) {
         let env = Env::new(common, run)?;
@@ -435,6 +442,7 @@ fn run(scenario: &Scenario, common: &Common) -> Result<bool> {
             Scenario::Queue(args) => queue::queue(&env, args, run)?,
             Scenario::Connections(args) => connections::connections(&env, args, run)?,
             Scenario::Flow(args) => fanout::flow(&env, args, run)?,
+            Scenario::Jobs(_) => unreachable!("run_jobs runs the jobs scenario"),
         };
         println!("{}", Value::Object(fields.clone()));
         if let Some(Value::Array(problems)) = fields.get("problems") {
@@ -452,6 +460,46 @@ fn run(scenario: &Scenario, common: &Common) -> Result<bool> {
     }
     if !common.json {
         report::table(columns, &rows);
+    }
+    Ok(rows
+        .iter()
+        .all(|r| r.get("ok").and_then(Value::as_bool).unwrap_or(false)))
+}
+
+/// The `jobs` scenario: each part `--repeat` times, each run against a fresh server (spawned with
+/// the bench job type and the scenario's config file unless `--url` or `--tcp` names one).
+fn run_jobs(args: &jobs::JobsArgs, common: &Common) -> Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let mut common = common.clone();
+    if common.url.is_none() && common.tcp.is_none() {
+        common
+            .broker_args
+            .extend(jobs::broker_args(args, dir.path())?);
+    }
+    let mut rows: Vec<Fields> = Vec::new();
+    for part in args.part.expand() {
+        let mut part_rows = Vec::new();
+        for run in 1..=common.repeat.max(1) {
+            let env = Env::new(&common, run)?;
+            let fields = jobs::jobs(&env, args, part, run)?;
+            println!("{}", Value::Object(fields.clone()));
+            if let Some(Value::Array(problems)) = fields.get("problems") {
+                for p in problems {
+                    eprintln!("load: run {run}: {}", p.as_str().unwrap_or_default());
+                }
+            }
+            part_rows.push(fields);
+            drop(env);
+        }
+        if part_rows.len() > 1 {
+            let median = report::median_of(&part_rows);
+            println!("{}", Value::Object(median.clone()));
+            part_rows.push(median);
+        }
+        rows.extend(part_rows);
+    }
+    if !common.json {
+        report::table(report::JOBS, &rows);
     }
     Ok(rows
         .iter()

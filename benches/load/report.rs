@@ -84,6 +84,23 @@ pub const FLOW: &[Column] = &[
     ("ok", "ok", Fmt::Raw),
 ];
 
+pub const JOBS: &[Column] = &[
+    ("part", "part", Fmt::Raw),
+    ("run", "run", Fmt::Raw),
+    ("jobs", "jobs", Fmt::Int),
+    ("per s", "per_s", Fmt::Int),
+    ("CPU s/100k", "broker_cpu_s_per_100k", Fmt::Dec(2)),
+    ("CPU us/job", "broker_cpu_us_per_job", Fmt::Dec(1)),
+    ("MiB/100k waiting", "rss_mib_per_100k_waiting", Fmt::Dec(1)),
+    ("p50 ms", "latency_p50_ms", Fmt::Dec(2)),
+    ("p99 ms", "latency_p99_ms", Fmt::Dec(2)),
+    ("p99.9 ms", "latency_p999_ms", Fmt::Dec(2)),
+    ("RSS MiB after", "broker_rss_mib_after", Fmt::Dec(1)),
+    ("load", "load_1m", Fmt::Dec(2)),
+    ("secs", "elapsed_s", Fmt::Dec(1)),
+    ("ok", "ok", Fmt::Raw),
+];
+
 fn render(value: Option<&Value>, fmt: Fmt) -> String {
     match (value, fmt) {
         (None | Some(Value::Null), _) => "-".into(),

@@ -122,6 +122,11 @@ impl JobHandler for Demo {
     fn merge(&self, _job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
         Ok(json!({ "chunks": chunks }))
     }
+
+    fn light_plan_and_merge(&self) -> bool {
+        // The plan is generated from the parameters; the merge lists the chunk results.
+        true
+    }
 }
 
 /// SHA-256 of the chunk's generated data: `bytes` bytes derived from the chunk index, so the

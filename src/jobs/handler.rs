@@ -215,6 +215,14 @@ pub trait JobHandler: Send + Sync + 'static {
     fn concurrency(&self) -> Option<usize> {
         None
     }
+
+    /// True when [`JobHandler::plan`] and [`JobHandler::merge`] are quick in-memory steps (no
+    /// file reads, no large results) that may run on the worker's own task. By default they
+    /// run on the blocking pool, which costs two thread hand-offs per job: most of the time of
+    /// a job whose chunks are trivial.
+    fn light_plan_and_merge(&self) -> bool {
+        false
+    }
 }
 
 /// The registered job types.

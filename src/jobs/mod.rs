@@ -26,6 +26,7 @@ pub(crate) mod handler;
 mod maintenance;
 pub(crate) mod model;
 mod mount;
+mod noop;
 mod recovery;
 mod scheduler;
 mod service;
@@ -60,6 +61,7 @@ pub use handler::{
 };
 pub(crate) use model::new_id;
 pub use model::{ChunkPlan, Job, JobError, JobStatus, Progress, Webhook, WebhookStatus};
+pub use noop::Noop;
 pub use service::Rejection;
 pub use stats::JobStats;
 pub use webhooks::{signature as webhook_signature, WebhookConfig};

@@ -34,6 +34,10 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
         None => return,
     };
     let started = Instant::now();
+    // The results of the chunks this attempt ran, by index, for job types with small results:
+    // the merge takes them from here rather than waiting for their commit and reading them back
+    // from the store.
+    let mut ran: Vec<(u64, Value)> = Vec::new();
     match begin(&engine, &id, attempt).await {
         Err(error) => engine.fail_or_retry(&id, attempt, error, started).await,
         // Waiting for its children, or fenced off: nothing more to do here.
@@ -42,7 +46,7 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
             match next_step(&engine, &id, attempt) {
                 Next::Stop => break,
                 Next::Merge => {
-                    merge(&engine, &id, attempt, started).await;
+                    merge(&engine, &id, attempt, started, std::mem::take(&mut ran)).await;
                     break;
                 }
                 Next::Chunk {
@@ -75,9 +79,13 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
                     }
                     match outcome {
                         Ok(result) => {
+                            // Kept only for types whose results are small (see
+                            // `light_plan_and_merge`); the others' are read back at the merge.
+                            let kept = handler.light_plan_and_merge().then(|| result.clone());
                             if !commit_chunk(&engine, &id, attempt, index, result, started).await {
                                 break;
                             }
+                            ran.extend(kept.map(|result| (index, result)));
                         }
                         Err(error) => {
                             engine.fail_or_retry(&id, attempt, error, started).await;
@@ -109,10 +117,15 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<bool, JobEr
     // Planned outside the lock: a plan may read the job's input files.
     let plan = if job.chunks.is_empty() {
         let mut input = engine.input(&job);
+        let light = handler.light_plan_and_merge();
         if job.children.is_empty() {
-            let asked = handler.clone();
-            let probe = input.clone();
-            let wanted = off_thread(move || asked.children(&probe)).await?;
+            let wanted = if light {
+                handler.children(&input)?
+            } else {
+                let asked = handler.clone();
+                let probe = input.clone();
+                off_thread(move || asked.children(&probe)).await?
+            };
             if !wanted.is_empty() {
                 let prepared = engine.prepare_children(wanted)?;
                 engine.adopt(id, attempt, prepared);
@@ -128,7 +141,11 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<bool, JobEr
                 }
             }
         }
-        Some(off_thread(move || handler.plan(&input)).await?)
+        if light {
+            Some(handler.plan(&input)?)
+        } else {
+            Some(off_thread(move || handler.plan(&input)).await?)
+        }
     } else {
         None
     };
@@ -357,40 +374,65 @@ fn progress_event(job: &mut super::model::Job, chunk_index: u64) -> Event {
     events::next(job, kind::PROGRESS, fields)
 }
 
-async fn merge(engine: &JobEngine, id: &str, attempt: u64, started: Instant) {
+/// Merges the chunk results into the job's result and completes the job. `ran` holds the
+/// results of the chunks this attempt ran: when that is every chunk, the merge needs nothing
+/// from the store. Their commits may still be queued, but the completion is queued after them
+/// and the writer keeps that order, so the job is never stored (nor announced) as completed
+/// without its chunk results.
+async fn merge(
+    engine: &JobEngine,
+    id: &str,
+    attempt: u64,
+    started: Instant,
+    ran: Vec<(u64, Value)>,
+) {
     let Some(job) = engine.job(id) else { return };
     let Some(handler) = engine.inner.types.get(&job.job_type).cloned() else {
         return;
     };
-    // The last chunks' commits may still be queued: the merge reads them from the store.
-    let stored = match engine.written().await {
-        Ok(()) => engine
-            .inner
-            .store
-            .chunk_results(id)
-            .map_err(|e| e.to_string()),
-        Err(stopped) => Err(stopped.to_string()),
-    };
-    let stored = match stored {
-        Ok(stored) => stored,
-        Err(reason) => {
-            let error = JobError::retryable("store", reason);
-            engine.fail_or_retry(id, attempt, error, started).await;
-            return;
-        }
-    };
-    if stored.len() != job.chunks.len() {
-        // Commits are applied in order, so this means the store lost records.
-        tracing::error!(job = %id, stored = stored.len(), planned = job.chunks.len(), "chunk results missing at merge");
-    }
     let mut results = vec![Value::Null; job.chunks.len()];
-    for (index, bytes) in stored {
-        if let Some(slot) = results.get_mut(index as usize) {
-            *slot = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if ran.len() == job.chunks.len() {
+        for (index, result) in ran {
+            if let Some(slot) = results.get_mut(index as usize) {
+                *slot = result;
+            }
+        }
+    } else {
+        // Some chunks ran in an earlier attempt (or process): their results are in the store,
+        // once the commits still queued are written.
+        let stored = match engine.written().await {
+            Ok(()) => engine
+                .inner
+                .store
+                .chunk_results(id)
+                .map_err(|e| e.to_string()),
+            Err(stopped) => Err(stopped.to_string()),
+        };
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(reason) => {
+                let error = JobError::retryable("store", reason);
+                engine.fail_or_retry(id, attempt, error, started).await;
+                return;
+            }
+        };
+        if stored.len() != job.chunks.len() {
+            // Commits are applied in order, so this means the store lost records.
+            tracing::error!(job = %id, stored = stored.len(), planned = job.chunks.len(), "chunk results missing at merge");
+        }
+        for (index, bytes) in stored {
+            if let Some(slot) = results.get_mut(index as usize) {
+                *slot = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            }
         }
     }
     let input = engine.input(&job);
-    let merged = match off_thread(move || handler.merge(&input, results)).await {
+    let merged = if handler.light_plan_and_merge() {
+        handler.merge(&input, results)
+    } else {
+        off_thread(move || handler.merge(&input, results)).await
+    };
+    let merged = match merged {
         Ok(merged) => merged,
         Err(error) => {
             engine.fail_or_retry(id, attempt, error, started).await;

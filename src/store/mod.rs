@@ -140,16 +140,35 @@ fn split_key(key: &[u8]) -> Option<(&str, u64)> {
     Some((name, seq))
 }
 
+/// The store's page cache by default, in MiB: sled's own default, which keeps every page
+/// written in memory. A smaller cache lowers the memory per waiting job (4,040 bytes of RSS
+/// per delayed job with this one, 2,711 with 8 MiB, for 32,000 jobs); what it costs when the
+/// engine's updates must page evicted leaves back in is not measured yet, so it is an option
+/// (`store-cache-mib`), not the default.
+pub const DEFAULT_CACHE_MIB: u64 = 1024;
+
 impl Store {
-    /// Opens (or creates) the store in `dir`, refusing a directory of another format, and
-    /// starts its committer.
+    /// [`Store::open_with_cache`] with the default page cache (for tests).
+    #[cfg(test)]
     pub fn open(
         dir: &Path,
         durability: Durability,
         flush_interval: Duration,
     ) -> Result<Store, StoreError> {
+        Self::open_with_cache(dir, durability, flush_interval, DEFAULT_CACHE_MIB)
+    }
+
+    /// Opens (or creates) the store in `dir`, refusing a directory of another format, and
+    /// starts its committer; sled keeps at most `cache_mib` MiB of pages in memory.
+    pub fn open_with_cache(
+        dir: &Path,
+        durability: Durability,
+        flush_interval: Duration,
+        cache_mib: u64,
+    ) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_mib.max(1).saturating_mul(1024 * 1024))
             // Our committer decides when to flush; sled's own timer only backs it up.
             .flush_every_ms(Some(flush_interval.as_millis().max(1) as u64))
             .open()?;
