@@ -544,3 +544,133 @@ async fn a_server_killed_mid_job_resumes_at_the_first_page_not_committed() {
         );
     }
 }
+
+/// A short scanned page, quick to recognise, that says which it is.
+fn numbered_page(n: usize) -> PageText {
+    prose_page(&format!(
+        "Page numéro {n} du dossier.\nThe supplier shall deliver page {n}."
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_pdf_keeps_its_readable_pages_and_names_the_lost_ones() {
+    let s = OcrServer::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let pages: Vec<PageText> = (1..=4).map(numbered_page).collect();
+    let whole = scanned_pdf(work.path(), &pages);
+    // Cut in the middle of page 3's image (object 11: the writer puts each page's object,
+    // contents and image in turn, after the catalog and the page tree).
+    let image = whole.windows(9).position(|w| w == b"\n11 0 obj").unwrap();
+    s.put("cut.pdf", &whole[..image + 5_000]);
+    let result = s.completed(json!({"file": "cut.pdf"})).await;
+    assert_eq!(result["pageCount"], 4, "{result}");
+    let sources: Vec<&str> = result["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["ocr", "ocr", "none", "none"], "{result}");
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains("2 of its 4 pages could be saved; lost: 3-4"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("page 3 could not be read"), "{warnings}");
+    let text = file(&result, "text.txt");
+    for n in 1..=2 {
+        assert!(
+            text.contains(&format!("Page numéro {n} du dossier")),
+            "{text}"
+        );
+    }
+    // The salvage's working copy is gone with the job's other scratch files.
+    let dir = std::path::Path::new(result["files"]["text.txt"].as_str().unwrap())
+        .parent()
+        .unwrap();
+    assert!(!dir.join("salvaged.pdf").exists());
+    // Cut before any page is whole: nothing to save, and the job says why.
+    let stub = &whole[..whole.windows(8).position(|w| w == b"\n5 0 obj").unwrap() + 100];
+    s.put("stub.pdf", stub);
+    assert_eq!(
+        s.failed(json!({"file": "stub.pdf"})).await,
+        "unreadable_pdf"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_stops_between_pages_and_no_page_is_recognised_twice() {
+    // Real tesseract, through a script that notes each page it is given.
+    let tools = tempfile::tempdir().unwrap();
+    let log = tools.path().join("pages.log");
+    let wrapper = tools.path().join("tesseract");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --*) ;; *) echo \"$1\" >> {} ;; esac\nexec tesseract \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    Process::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    let s = OcrServer::with_tesseract(wrapper.to_str().unwrap()).await;
+    let work = tempfile::tempdir().unwrap();
+    let pages: Vec<PageText> = (1..=8).map(numbered_page).collect();
+    s.put("eight.pdf", &scanned_pdf(work.path(), &pages));
+    // All eight pages in one chunk: a pause that waited for the chunk's end would come
+    // after the last page.
+    let id = s
+        .submit(json!({"file": "eight.pdf", "pagesPerChunk": 8}))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !s.engine().job(&id).unwrap().progress.step.contains("read") {
+        assert!(tokio::time::Instant::now() < deadline, "no page was read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.engine().control("ann", &id, "pause").await.unwrap();
+    let paused = loop {
+        let job = s.engine().job(&id).unwrap();
+        if job.status == JobStatus::Paused {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", job.status);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(paused.progress.chunks_completed, 0);
+    let before = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        before.lines().count() < 8,
+        "the pause waited for every page: {before}"
+    );
+    s.engine().control("ann", &id, "resume").await.unwrap();
+    let job = s.finished(&id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    let result = job.result.unwrap();
+    let text = file(&result, "text.txt");
+    for n in 1..=8 {
+        assert!(
+            text.contains(&format!("Page numéro {n} du dossier")),
+            "{text}"
+        );
+    }
+    // Each page went through tesseract once: those read before the pause were kept.
+    let mut seen: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            std::path::Path::new(l)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    seen.sort();
+    let mut expected: Vec<String> = (1..=8).map(|n| format!("page-{n}.pgm")).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "before the pause: {before}");
+}

@@ -38,6 +38,7 @@ impl JobEngine {
                         attempt,
                         cancel: CancellationToken::new(),
                         pause: false,
+                        interrupt: CancellationToken::new(),
                         last_report: None,
                     },
                 );
@@ -69,6 +70,14 @@ impl JobEngine {
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
+    }
+
+    /// Whether attempt `attempt` of `id` is asked to pause.
+    pub(super) fn pausing(&self, id: &str, attempt: u64) -> bool {
+        self.lock()
+            .running
+            .get(id)
+            .is_some_and(|r| r.attempt == attempt && r.pause)
     }
 
     /// A worker stopped running `id` (whatever the outcome).

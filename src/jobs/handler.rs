@@ -105,6 +105,7 @@ pub struct ChunkContext {
     /// The chunk's plan.
     pub plan: ChunkPlan,
     cancel: CancellationToken,
+    interrupt: CancellationToken,
     progress: Arc<dyn ProgressSink>,
 }
 
@@ -133,8 +134,27 @@ impl ChunkContext {
             count,
             plan,
             cancel,
+            interrupt: CancellationToken::new(),
             progress,
         }
+    }
+
+    /// The same context, told by `interrupt` when the job is being paused.
+    pub fn with_interrupt(mut self, interrupt: CancellationToken) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// True once the job is being paused. Pause takes effect when the chunk ends; a chunk
+    /// that keeps its own checkpoints (so that running it again skips what it did) may
+    /// instead stop at its next step and return [`JobError::interrupted`].
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupt.is_cancelled()
+    }
+
+    /// Resolves when the job is being paused, for `select!`.
+    pub async fn interrupted(&self) {
+        self.interrupt.cancelled().await
     }
 
     /// True once the job was cancelled (or its chunk timed out): stop soon and return.

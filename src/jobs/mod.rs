@@ -72,6 +72,8 @@ struct Running {
     attempt: u64,
     cancel: CancellationToken,
     pause: bool,
+    /// Fired with `pause`: a chunk that keeps its own checkpoints stops between steps.
+    interrupt: CancellationToken,
     /// When the last in-chunk progress update went out (throttling is per job).
     last_report: Option<std::time::Instant>,
 }

@@ -99,6 +99,21 @@ impl JobError {
         }
     }
 
+    /// What a chunk returns when it stopped early because the job is being paused
+    /// ([`crate::jobs::ChunkContext::is_interrupted`]): the chunk runs again, from its start,
+    /// when the job resumes, and is not counted as a failed attempt.
+    pub fn interrupted() -> Self {
+        JobError::retryable(
+            "interrupted",
+            "the chunk stopped early: the job is being paused",
+        )
+    }
+
+    /// Whether this is [`JobError::interrupted`].
+    pub fn is_interrupted(&self) -> bool {
+        self.code == "interrupted"
+    }
+
     /// An error that retrying cannot cure (bad input): the job fails at once.
     pub fn permanent(code: impl Into<String>, message: impl Into<String>) -> Self {
         JobError {

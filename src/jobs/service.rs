@@ -369,9 +369,11 @@ impl JobEngine {
                     Some(events::next(job, kind::CANCELLED, json!({ "by": user })))
                 }
                 "pause" if status == JobStatus::Processing => {
-                    // Takes effect at the next chunk boundary (the worker reports JOB_PAUSED).
+                    // Takes effect at the next chunk boundary (the worker reports JOB_PAUSED), or
+                    // sooner for a job type whose chunks stop between steps.
                     if let Some(running) = state.running.get_mut(id) {
                         running.pause = true;
+                        running.interrupt.cancel();
                     }
                     None
                 }

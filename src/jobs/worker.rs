@@ -1,6 +1,7 @@
 //! Running one job: plan once, run the chunks not yet done, commit each with its event, then
-//! merge. Pause takes effect at a chunk boundary; cancel interrupts the running chunk
-//! cooperatively, and by dropping it after the grace.
+//! merge. Pause takes effect at a chunk boundary, or earlier for a chunk that stops when told
+//! (`ChunkContext::is_interrupted`) and runs again on resume; cancel interrupts the running
+//! chunk cooperatively, and by dropping it after the grace.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,6 +88,9 @@ pub(super) async fn run(engine: JobEngine, id: String, attempt: u64) {
                             }
                             ran.extend(kept.map(|result| (index, result)));
                         }
+                        // Stopped early for a pause: the next step pauses the job, and the
+                        // chunk runs again when it resumes.
+                        Err(error) if error.is_interrupted() && engine.pausing(&id, attempt) => {}
                         Err(error) => {
                             engine.fail_or_retry(&id, attempt, error, started).await;
                             break;
@@ -203,6 +207,7 @@ fn next_step(engine: &JobEngine, id: &str, attempt: u64) -> Next {
     };
     let cancel = running.cancel.clone();
     let pause = running.pause;
+    let interrupt = running.interrupt.clone();
     let Some(job) = state.jobs.get_mut(id) else {
         return Next::Stop;
     };
@@ -237,7 +242,8 @@ fn next_step(engine: &JobEngine, id: &str, attempt: u64) -> Next {
         plan,
         cancel.clone(),
         sink,
-    );
+    )
+    .with_interrupt(interrupt);
     Next::Chunk {
         index,
         ctx: Box::new(ctx),

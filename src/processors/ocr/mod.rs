@@ -15,9 +15,11 @@
 //! run; pages with a text layer kept as they were; joined by `pdfunite`) in the job's result
 //! directory.
 
+mod checkpoint;
 mod format;
 mod params;
 pub(crate) mod preview;
+mod salvage;
 pub(crate) mod tools;
 mod tsv;
 
@@ -46,6 +48,12 @@ const PAGE_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
 const TEXT_LAYER_MIN_CHARS: usize = 8;
 /// Resolution assumed for an image that does not state its own.
 const ASSUMED_DPI: u32 = 300;
+/// Largest damaged PDF read whole to salvage its pages.
+const SALVAGE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// The salvaged pages of a damaged PDF, in the job's result directory until the merge.
+const SALVAGED_PDF: &str = "salvaged.pdf";
+/// What the salvage lost, for the merge's warnings.
+const SALVAGE_NOTE: &str = "salvage.json";
 
 /// The OCR job type.
 #[derive(Debug, Clone)]
@@ -154,8 +162,18 @@ impl JobHandler for Ocr {
             ));
         }
         let format = format::sniff(&head).map_err(|why| unreadable("unsupported_format", why))?;
+        // A damaged PDF's pages: for each, its number in the salvaged copy (None: lost).
+        let mut salvaged: Option<Vec<Option<u32>>> = None;
         let count = match format {
-            Format::Pdf => pdf_pages(&self.inner.tools, &path, p.password.as_deref())?,
+            Format::Pdf => match pdf_pages(&self.inner.tools, &path, p.password.as_deref()) {
+                Err(error) if error.code == "unreadable_pdf" => {
+                    let saved = self.inner.salvage(&path, &job.result_dir)?.ok_or(error)?;
+                    let count = u32::try_from(saved.len()).unwrap_or(u32::MAX);
+                    salvaged = Some(saved);
+                    count
+                }
+                other => other?,
+            },
             Format::Png | Format::Jpeg => 1,
             Format::Tiff => {
                 let data = std::fs::read(&path).map_err(|e| io(&path, e))?;
@@ -184,7 +202,17 @@ impl JobHandler for Ocr {
                     [first, .., last] => format!("pages {first} to {last}"),
                     [] => String::new(),
                 },
-                params: json!({ "format": format.name(), "pages": pages }),
+                params: match &salvaged {
+                    None => json!({ "format": format.name(), "pages": pages }),
+                    Some(saved) => json!({
+                        "format": format.name(),
+                        "pages": pages,
+                        "salvaged": pages
+                            .iter()
+                            .map(|n| saved.get(*n as usize - 1).copied().flatten())
+                            .collect::<Vec<_>>(),
+                    }),
+                },
                 units: pages.len() as u64,
             })
             .collect())
@@ -275,6 +303,18 @@ impl Inner {
                     .collect()
             })
             .unwrap_or_default();
+        // A damaged PDF is read from its salvaged copy, where its pages have new numbers.
+        let salvaged: Option<Vec<Option<u32>>> =
+            ctx.plan.params["salvaged"].as_array().map(|saved| {
+                saved
+                    .iter()
+                    .map(|n| n.as_u64().and_then(|n| u32::try_from(n).ok()))
+                    .collect()
+            });
+        let (source, password) = match &salvaged {
+            Some(_) => (ctx.job.result_dir.join(SALVAGED_PDF), None),
+            None => (path.clone(), p.password.as_deref()),
+        };
         let work = ctx.job.result_dir.join("parts");
         tokio::fs::create_dir_all(&work)
             .await
@@ -285,13 +325,32 @@ impl Inner {
             Format::Tiff => self.image(&path, format, &p, &pages, &work).await,
             Format::Png | Format::Jpeg => self.image(&path, format, &p, &[1], &work).await,
             Format::Pdf => {
-                futures::stream::iter(pages.iter().copied())
-                    .map(|n| {
-                        let (path, work, p, done) = (&path, &work, &p, &done);
+                futures::stream::iter(pages.iter().copied().enumerate())
+                    .map(|(i, n)| {
+                        let (source, work, p, done) = (&source, &work, &p, &done);
+                        let at = match &salvaged {
+                            Some(saved) => saved.get(i).copied().flatten(),
+                            None => Some(n),
+                        };
                         async move {
-                            let page = tokio::select! {
-                                page = self.pdf_page(path, n, p, work) => page,
-                                () = ctx.cancelled() => return None,
+                            // A pause stops the chunk between pages: the pages read are
+                            // kept (checkpoint.rs), and the chunk goes on from the next one
+                            // when the job resumes.
+                            if ctx.is_interrupted() {
+                                return None;
+                            }
+                            let page = match at {
+                                None => Page::failed(
+                                    n,
+                                    "it was lost: the file is damaged or cut short before its end",
+                                ),
+                                Some(at) => {
+                                    let page = tokio::select! {
+                                        page = self.pdf_page(source, at, n, password, p, work) => page,
+                                        () = ctx.cancelled() => return None,
+                                    };
+                                    page
+                                }
                             };
                             let finished =
                                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -309,6 +368,9 @@ impl Inner {
         if ctx.is_cancelled() {
             return Err(JobError::permanent("cancelled", "the job was cancelled"));
         }
+        if recognised.len() < pages.len() && ctx.is_interrupted() {
+            return Err(JobError::interrupted());
+        }
         if recognised.len() < pages.len() && format == Format::Pdf {
             return Err(JobError::retryable("incomplete", "pages were left unread"));
         }
@@ -323,11 +385,38 @@ impl Inner {
         Ok(json!({ "pages": recognised.iter().map(Page::summary).collect::<Vec<_>>() }))
     }
 
-    /// Page `n` of a PDF: its text layer when it has one, else recognised.
-    async fn pdf_page(&self, path: &Path, n: u32, p: &Params, work: &Path) -> Page {
+    /// Page `n` of the document, page `at` of the PDF at `path`: its text layer when it has
+    /// one, else recognised. A page read before (by an attempt a crash or a cancel cut short)
+    /// is taken from its checkpoint, never recognised twice.
+    async fn pdf_page(
+        &self,
+        path: &Path,
+        at: u32,
+        n: u32,
+        password: Option<&str>,
+        p: &Params,
+        work: &Path,
+    ) -> Page {
+        if let Some(page) = checkpoint::load(work, n, p.outputs.pdf).await {
+            return page;
+        }
+        let page = self.read_pdf_page(path, at, n, password, p, work).await;
+        checkpoint::save(work, &page).await;
+        page
+    }
+
+    async fn read_pdf_page(
+        &self,
+        path: &Path,
+        at: u32,
+        n: u32,
+        password: Option<&str>,
+        p: &Params,
+        work: &Path,
+    ) -> Page {
         let _permit = self.pool.acquire().await;
         let mut args = vec!["-layout".into(), "-enc".into(), "UTF-8".into()];
-        args.extend(page_args(n, p.password.as_deref()));
+        args.extend(page_args(at, password));
         args.extend([path.display().to_string(), "-".into()]);
         match tools::run(
             &self.tools.poppler("pdftotext"),
@@ -344,7 +433,7 @@ impl Inner {
                     let mut warnings = Vec::new();
                     if p.outputs.pdf {
                         // The page as it is: it is searchable already.
-                        if let Err(why) = self.separate(path, n, work).await {
+                        if let Err(why) = self.separate(path, at, n, work).await {
                             warnings.push(format!("page {n} is left out of searchable.pdf: {why}"));
                         }
                     }
@@ -371,7 +460,7 @@ impl Inner {
             "-gray".into(),
             "-singlefile".into(),
         ];
-        args.extend(page_args(n, p.password.as_deref()));
+        args.extend(page_args(at, password));
         args.extend([path.display().to_string(), image.display().to_string()]);
         let raster = image.with_extension("pgm");
         let page = match tools::run(
@@ -503,14 +592,14 @@ impl Inner {
         Ok(tsv::parse(&String::from_utf8_lossy(&tsv)))
     }
 
-    /// Copies page `n` of a PDF, as it is, to the searchable PDF's pages.
-    async fn separate(&self, path: &Path, n: u32, work: &Path) -> Result<(), String> {
+    /// Copies page `at` of a PDF, as it is, to the searchable PDF's page `n`.
+    async fn separate(&self, path: &Path, at: u32, n: u32, work: &Path) -> Result<(), String> {
         let out = searchable(work, n).with_extension("pdf");
         let args = vec![
             "-f".into(),
-            n.to_string(),
+            at.to_string(),
             "-l".into(),
-            n.to_string(),
+            at.to_string(),
             path.display().to_string(),
             out.display().to_string(),
         ];
@@ -527,6 +616,43 @@ impl Inner {
             Ok(ran) => Err(first_line(&ran.stderr)),
             Err(error) => Err(error.to_string()),
         }
+    }
+}
+
+impl Inner {
+    /// Saves the readable pages of a PDF poppler refuses (cut short, its cross-reference
+    /// table lost) into `SALVAGED_PDF` in the job's result directory: for each page of the
+    /// document, its number there, or `None` when it was lost. `None` when nothing could be
+    /// saved.
+    fn salvage(
+        &self,
+        path: &Path,
+        result_dir: &Path,
+    ) -> Result<Option<Vec<Option<u32>>>, JobError> {
+        let size = std::fs::metadata(path).map_err(|e| io(path, e))?.len();
+        if size > SALVAGE_MAX_BYTES {
+            return Ok(None);
+        }
+        let data = std::fs::read(path).map_err(|e| io(path, e))?;
+        let Some(salvaged) = salvage::salvage(&data) else {
+            return Ok(None);
+        };
+        drop(data);
+        std::fs::create_dir_all(result_dir).map_err(|e| io(result_dir, e))?;
+        let copy = result_dir.join(SALVAGED_PDF);
+        std::fs::write(&copy, &salvaged.bytes).map_err(|e| io(&copy, e))?;
+        // What poppler makes of the copy is what counts.
+        match pdf_pages(&self.tools, &copy, None) {
+            Ok(n) if n as usize == salvaged.saved() => {}
+            _ => {
+                let _ = std::fs::remove_file(&copy);
+                return Ok(None);
+            }
+        }
+        let note = result_dir.join(SALVAGE_NOTE);
+        std::fs::write(&note, json!({ "warning": salvaged.warning() }).to_string())
+            .map_err(|e| io(&note, e))?;
+        Ok(Some(salvaged.pages))
     }
 }
 
@@ -605,6 +731,15 @@ fn merge(job: &JobInput, chunks: usize) -> Result<Value, JobError> {
         files.insert("pages.json".into(), json!(path.display().to_string()));
     }
     let mut merge_warnings = Vec::new();
+    let note = job.result_dir.join(SALVAGE_NOTE);
+    if let Ok(bytes) = std::fs::read(&note) {
+        if let Some(warning) = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["warning"].as_str().map(str::to_owned))
+        {
+            merge_warnings.push(warning);
+        }
+    }
     if p.outputs.pdf {
         let path = job.result_dir.join("searchable.pdf");
         let mut parts_in_order: Vec<PathBuf> = Vec::new();
@@ -638,10 +773,9 @@ fn merge(job: &JobInput, chunks: usize) -> Result<Value, JobError> {
             files.insert("searchable.pdf".into(), json!(path.display().to_string()));
         }
     }
-    let warnings: Vec<&String> = pages
+    let warnings: Vec<&String> = merge_warnings
         .iter()
-        .flat_map(|page| &page.warnings)
-        .chain(&merge_warnings)
+        .chain(pages.iter().flat_map(|page| &page.warnings))
         .collect();
     let result = json!({
         "pageCount": pages.len(),
@@ -656,5 +790,7 @@ fn merge(job: &JobInput, chunks: usize) -> Result<Value, JobError> {
         "files": files,
     });
     let _ = std::fs::remove_dir_all(&parts);
+    let _ = std::fs::remove_file(job.result_dir.join(SALVAGED_PDF));
+    let _ = std::fs::remove_file(&note);
     Ok(result)
 }
