@@ -250,3 +250,101 @@ impl AsyncWrite for WriteHalf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::tls::Tls;
+    use tokio::io::AsyncWriteExt;
+
+    /// A TLS connection over loopback: the server's stream and the client's.
+    async fn tls_pair() -> (Stream, tokio_rustls::client::TlsStream<TcpStream>) {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let tls = Tls::load(&cert, &key, std::time::Duration::from_secs(10)).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let client =
+            rustls::ClientConfig::builder_with_provider(super::super::tls::ring_provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(client))
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        };
+        let metrics = crate::broker::metrics::Metrics::default();
+        let accept = async {
+            let (tcp, peer) = listener.accept().await.unwrap();
+            tls.accept(tcp, peer, &metrics).await.unwrap()
+        };
+        let (client, server) = tokio::join!(connect, accept);
+        (server, client)
+    }
+
+    fn ready(read: &mut ReadHalf) -> bool {
+        let waker = futures::task::noop_waker();
+        read.poll_input(&mut Context::from_waker(&waker)).is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_tls_read_half_waits_for_input_bounds_its_socket_and_never_misses_plaintext() {
+        let (server, mut client) = tls_pair().await;
+        assert!(server.is_tls());
+        let (mut read, _write) = server.into_split();
+        // The kernel receive buffer is reached through the TLS layer.
+        assert!(read.bound(64 * 1024));
+        let ReadHalf::Tls(half) = &read else {
+            panic!("a TLS half")
+        };
+        let size = socket2::SockRef::from(half.lock().get_ref().0)
+            .recv_buffer_size()
+            .unwrap();
+        assert_eq!(size, 2 * 64 * 1024);
+        // Quiet: no input to wait for.
+        assert!(!ready(&mut read));
+        // Two records' worth arrive; a small read leaves plaintext in rustls, which
+        // `poll_input` must report at once (the socket has nothing more to say).
+        client.write_all(&[7u8; 20_000]).await.unwrap();
+        client.flush().await.unwrap();
+        std::future::poll_fn(|cx| read.poll_input(cx))
+            .await
+            .unwrap();
+        let mut got = 0;
+        while got < 20_000 {
+            let mut buf = BytesMut::with_capacity(1000);
+            let n = std::future::poll_fn(|cx| read.poll_read_some(cx, &mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0 && buf.iter().all(|&b| b == 7));
+            got += n;
+            if got < 20_000 {
+                // More is there, decrypted or on the socket: input is ready without waiting.
+                std::future::poll_fn(|cx| read.poll_input(cx))
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(got, 20_000);
+        assert!(!ready(&mut read), "all of it was read");
+        // The end of the connection is input too.
+        client.shutdown().await.unwrap();
+        std::future::poll_fn(|cx| read.poll_input(cx))
+            .await
+            .unwrap();
+        let mut buf = BytesMut::with_capacity(64);
+        let end = std::future::poll_fn(|cx| read.poll_read_some(cx, &mut buf)).await;
+        assert_eq!(end.unwrap(), Some(0));
+    }
+}
