@@ -37,6 +37,18 @@ pub struct Config {
     pub stomp: Option<SocketAddr>,
     /// HTTP listener (WebSocket STOMP at `/ws`); `None` disables it.
     pub http: Option<SocketAddr>,
+    /// STOMP over TLS listener (needs `tls-cert` and `tls-key`); `None` (the default) disables
+    /// it.
+    pub stomps: Option<SocketAddr>,
+    /// HTTPS listener: the HTTP listener's routes over TLS (`wss://HOST/ws`, SockJS, the API,
+    /// the dashboard); needs `tls-cert` and `tls-key`. `None` (the default) disables it.
+    pub https: Option<SocketAddr>,
+    /// The TLS listeners' certificate chain, PEM, leaf first; read again on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS listeners' private key (PKCS#8, PKCS#1 or SEC1), PEM; read again on SIGHUP.
+    pub tls_key: Option<PathBuf>,
+    /// Time a new TLS connection has to complete its handshake, in ms.
+    pub tls_handshake_timeout_ms: u64,
     /// Users and their passwords. Empty: open mode (any login accepted), loopback only.
     pub users: BTreeMap<String, String>,
     /// A file of `name:password` lines, merged into `users`.
@@ -194,6 +206,11 @@ impl Default for Config {
             data_dir: PathBuf::from("./stompede-data"),
             stomp: Some(SocketAddr::from(([127, 0, 0, 1], 61613))),
             http: Some(SocketAddr::from(([127, 0, 0, 1], 15674))),
+            stomps: None,
+            https: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout_ms: 10_000,
             users: BTreeMap::new(),
             users_file: None,
             allow_anonymous: false,
@@ -324,7 +341,10 @@ impl Config {
             }
         }
         if self.users.is_empty() && !self.allow_anonymous {
-            for addr in [self.stomp, self.http].into_iter().flatten() {
+            for addr in [self.stomp, self.http, self.stomps, self.https]
+                .into_iter()
+                .flatten()
+            {
                 if !addr.ip().is_loopback() {
                     return Err(ConfigError::AnonymousOnPublicAddress(addr));
                 }
@@ -346,7 +366,35 @@ impl Config {
             ));
         }
         self.check_sockjs()?;
+        self.check_tls()?;
         Ok(self)
+    }
+
+    /// The certificate and key files, when a TLS listener (`stomps`, `https`) is configured.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        if self.stomps.is_none() && self.https.is_none() {
+            return None;
+        }
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// A TLS listener needs both files; a handshake needs time.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let listeners = [("stomps", self.stomps), ("https", self.https)];
+        if let Some((name, _)) = listeners.iter().find(|(_, addr)| addr.is_some()) {
+            if self.tls_cert.is_none() || self.tls_key.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} is a TLS listener: give its certificate and key (tls-cert and \
+                     tls-key, PEM files)"
+                )));
+            }
+        }
+        if self.tls_handshake_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "tls-handshake-timeout-ms must be positive".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The SockJS prefix in force; `None` when SockJS is off.
@@ -472,6 +520,55 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_listeners_come_from_toml_and_need_a_certificate_and_a_key() {
+        let config: Config = toml::from_str(
+            "stomps = \"127.0.0.1:61614\"\nhttps = \"127.0.0.1:15673\"\n\
+             tls-cert = \"cert.pem\"\ntls-key = \"key.pem\"\ntls-handshake-timeout-ms = 500\n",
+        )
+        .expect("valid TOML");
+        assert_eq!(
+            config.stomps,
+            Some(SocketAddr::from(([127, 0, 0, 1], 61614)))
+        );
+        assert_eq!(
+            config.https,
+            Some(SocketAddr::from(([127, 0, 0, 1], 15673)))
+        );
+        assert_eq!(config.tls_handshake_timeout_ms, 500);
+        assert_eq!(
+            config.tls_files(),
+            Some((
+                std::path::Path::new("cert.pem"),
+                std::path::Path::new("key.pem")
+            ))
+        );
+        assert!(config.clone().resolve().is_ok());
+        let defaults = Config::default();
+        assert_eq!(
+            (defaults.stomps, defaults.https, defaults.tls_files()),
+            (None, None, None)
+        );
+        let without_key = Config {
+            tls_key: None,
+            ..config.clone()
+        };
+        let error = without_key.resolve().unwrap_err().to_string();
+        assert!(
+            error.contains("stomps") && error.contains("tls-key"),
+            "{error}"
+        );
+        // Open mode stays on loopback, TLS or not.
+        let public = Config {
+            https: Some(SocketAddr::from(([0, 0, 0, 0], 15673))),
+            ..config
+        };
+        assert!(matches!(
+            public.resolve(),
+            Err(ConfigError::AnonymousOnPublicAddress(_))
+        ));
+    }
 
     #[test]
     fn sockjs_settings_come_from_toml_and_are_checked() {

@@ -30,6 +30,9 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::tls::TlsError),
     /// The HTTP API's token key could not be read or made.
     #[error("{0}")]
     TokenKey(String),

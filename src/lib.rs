@@ -81,3 +81,4 @@ pub use error::Error;
 pub use local::{LocalClient, LocalSubscription};
 pub use server::{BrokerBuilder, Server};
 pub use stompede_protocol as protocol;
+pub use transport::tls::{ring_provider as tls_provider, TlsError};

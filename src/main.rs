@@ -98,6 +98,23 @@ struct ServeArgs {
     /// HTTP address (WebSocket STOMP at /ws), or "off" [default: 127.0.0.1:15674].
     #[arg(long, env = "STOMPEDE_HTTP")]
     http: Option<Listen>,
+    /// STOMP over TLS address, or "off" [default: off]; needs --tls-cert and --tls-key.
+    #[arg(long, env = "STOMPEDE_STOMPS")]
+    stomps: Option<Listen>,
+    /// HTTPS address (wss://HOST:PORT/ws, SockJS, the API and the dashboard over TLS), or
+    /// "off" [default: off]; needs --tls-cert and --tls-key.
+    #[arg(long, env = "STOMPEDE_HTTPS")]
+    https: Option<Listen>,
+    /// The TLS listeners' certificate chain, a PEM file (leaf first); read again on SIGHUP.
+    #[arg(long, env = "STOMPEDE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS listeners' private key, a PEM file (PKCS#8, PKCS#1 or SEC1); read again on
+    /// SIGHUP.
+    #[arg(long, env = "STOMPEDE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Time a new TLS connection has to finish its handshake, in ms [default: 10000].
+    #[arg(long, env = "STOMPEDE_TLS_HANDSHAKE_TIMEOUT_MS")]
+    tls_handshake_timeout_ms: Option<u64>,
     /// A user, as name:password (repeatable). Without users the server runs in open mode.
     #[arg(long = "user", env = "STOMPEDE_USERS", value_delimiter = ',')]
     users: Vec<String>,
@@ -259,6 +276,21 @@ impl ServeArgs {
         }
         if let Some(Listen(addr)) = self.http {
             config.http = addr;
+        }
+        if let Some(Listen(addr)) = self.stomps {
+            config.stomps = addr;
+        }
+        if let Some(Listen(addr)) = self.https {
+            config.https = addr;
+        }
+        if let Some(path) = self.tls_cert {
+            config.tls_cert = Some(path);
+        }
+        if let Some(path) = self.tls_key {
+            config.tls_key = Some(path);
+        }
+        if let Some(v) = self.tls_handshake_timeout_ms {
+            config.tls_handshake_timeout_ms = v;
         }
         for user in &self.users {
             config.add_user_spec(user)?;
@@ -454,16 +486,21 @@ async fn serve(config: Config, bench_job_types: bool) -> anyhow::Result<()> {
         .job_type("extract", extract)
         .start()
         .await?;
+    // Before the listening line: a SIGHUP sent as soon as the server says it listens must find
+    // its handler (SIGHUP's default action ends the process).
+    let signals = Signals::install(server.has_tls())?;
     // One machine-readable line on stdout, so scripts and tests find the ports.
     println!("{}", server.listening_line());
     tracing::info!(
         stomp = ?server.stomp_addr(),
         http = ?server.http_addr(),
+        stomps = ?server.stomps_addr(),
+        https = ?server.https_addr(),
         data_dir = %server.config().data_dir.display(),
         open_mode = server.config().users.is_empty(),
         "stompede listening"
     );
-    wait_for_signal().await?;
+    signals.wait(&server).await?;
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
@@ -492,12 +529,46 @@ fn passwd(name: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("SIGINT handler")?,
-        _ = term.recv() => {}
+/// The signals `stompede serve` handles: SIGINT and SIGTERM stop it; with a TLS listener,
+/// SIGHUP reloads the certificate and key (only then: without TLS, SIGHUP keeps its default
+/// meaning).
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install(tls: bool) -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            hangup: match tls {
+                true => Some(signal(SignalKind::hangup()).context("SIGHUP handler")?),
+                false => None,
+            },
+        })
     }
-    Ok(())
+
+    /// Waits for SIGINT or SIGTERM, reloading the TLS certificate on each SIGHUP meanwhile.
+    async fn wait(mut self, server: &stompede::Server) -> anyhow::Result<()> {
+        loop {
+            let hangup = async {
+                match &mut self.hangup {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = tokio::signal::ctrl_c() => return result.context("SIGINT handler"),
+                _ = self.terminate.recv() => return Ok(()),
+                Some(()) = hangup => match server.reload_tls() {
+                    Ok(_) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(error) => tracing::error!(
+                        %error,
+                        "SIGHUP: TLS certificate not reloaded; the one in force stays"
+                    ),
+                },
+            }
+        }
+    }
 }

@@ -120,8 +120,28 @@ impl BrokerBuilder {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        // The certificate is read before the TLS listeners are bound: a missing or broken file
+        // stops the start, naming the file.
+        let tls = match config.tls_files() {
+            Some((cert, key)) => Some(Arc::new(transport::tls::Tls::load(
+                cert,
+                key,
+                Duration::from_millis(config.tls_handshake_timeout_ms),
+            )?)),
+            None => None,
+        };
+        let stomps = match config.stomps {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let https = match config.https {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let stomp_addr = stomp.as_ref().and_then(|l| l.local_addr().ok());
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        let stomps_addr = stomps.as_ref().and_then(|l| l.local_addr().ok());
+        let https_addr = https.as_ref().and_then(|l| l.local_addr().ok());
         let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
         uploads.mount(
             &broker,
@@ -165,22 +185,38 @@ impl BrokerBuilder {
                 ctx.shutdown.clone(),
             )),
         ];
-        if let Some(listener) = stomp {
-            listeners.push(tokio::spawn(transport::tcp::serve(listener, ctx.clone())));
+        // The plain and the TLS listeners of a kind share one accept loop: only the handshake
+        // before the session differs.
+        for (listener, tls) in [(stomp, None), (stomps, tls.clone())] {
+            if let Some(listener) = listener {
+                listeners.push(tokio::spawn(transport::tcp::serve(
+                    listener,
+                    ctx.clone(),
+                    tls,
+                )));
+            }
         }
-        if let Some(listener) = http {
+        if http.is_some() || https.is_some() {
             let app = router(ctx.clone());
-            listeners.push(tokio::spawn(transport::http::serve(
-                listener,
-                app,
-                ctx.clone(),
-            )));
+            for (listener, tls) in [(http, None), (https, tls.clone())] {
+                if let Some(listener) = listener {
+                    listeners.push(tokio::spawn(transport::http::serve(
+                        listener,
+                        app.clone(),
+                        ctx.clone(),
+                        tls,
+                    )));
+                }
+            }
         }
         Ok(Server {
             ctx,
             jobs,
+            tls,
             stomp_addr,
             http_addr,
+            stomps_addr,
+            https_addr,
             listeners,
         })
     }
@@ -247,8 +283,12 @@ pub fn router(ctx: Arc<ServerContext>) -> axum::Router {
 pub struct Server {
     ctx: Arc<ServerContext>,
     jobs: Option<JobEngine>,
+    /// The TLS listeners' certificate, when there are any.
+    tls: Option<Arc<transport::tls::Tls>>,
     stomp_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
+    stomps_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -278,6 +318,31 @@ impl Server {
         self.http_addr
     }
 
+    /// The bound STOMP over TLS address.
+    pub fn stomps_addr(&self) -> Option<SocketAddr> {
+        self.stomps_addr
+    }
+
+    /// The bound HTTPS (secure WebSocket) address.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// True when a TLS listener is configured (there is a certificate to reload).
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the TLS certificate and key files again (`stompede serve` does on SIGHUP): new
+    /// connections get the new certificate, established sessions stay as they are. On error
+    /// the certificate in force stays. `Ok(false)` when no TLS listener is configured.
+    pub fn reload_tls(&self) -> Result<bool, crate::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Every HTTP route of the server (WebSocket STOMP at `/ws`, the API, the dashboard,
     /// `/health`, `/metrics`), to serve from an application's own axum server: start the
     /// broker with `http: None`, merge this router into the application's, and serve it with
@@ -299,6 +364,9 @@ impl Server {
             "stomp": self.stomp_addr.map(|a| a.to_string()),
             "http": self.http_addr.map(|a| a.to_string()),
             "ws": self.http_addr.map(|a| format!("ws://{a}/ws")),
+            "stomps": self.stomps_addr.map(|a| a.to_string()),
+            "https": self.https_addr.map(|a| a.to_string()),
+            "wss": self.https_addr.map(|a| format!("wss://{a}/ws")),
             "workers": tokio::runtime::Handle::try_current()
                 .ok()
                 .map(|runtime| runtime.metrics().num_workers()),

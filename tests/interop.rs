@@ -1,5 +1,5 @@
 //! Real-client interop: drives the Node (@stomp/stompjs over WebSocket and SockJS, and in headless
-//! chromium) and Python (stomp.py over TCP) suites in `tests/interop/` against the `stompede` binary Cargo just built.
+//! chromium) and Python (stomp.py over TCP and TLS) suites in `tests/interop/` against the `stompede` binary Cargo just built.
 //!
 //! Each suite starts its own servers on port 0 from `STOMPEDE_BIN`. The clients' dependencies are
 //! installed by `scripts/test.sh`; when they are missing these tests fail (never skip) and say so.
@@ -165,9 +165,10 @@ fn stompjs_over_websocket() {
     check("stompjs", status, &output);
 }
 
-/// `pytest` over `tests/interop/python/`.
+/// `pytest` over `tests/interop/python/`: stomp.py over TCP, and over TLS (`test_tls.py`) with
+/// a self-signed certificate for `127.0.0.1` made here.
 #[test]
-fn stomppy_over_tcp() {
+fn stomppy_over_tcp_and_tls() {
     let _one = ONE_SUITE_AT_A_TIME
         .lock()
         .unwrap_or_else(|p| p.into_inner());
@@ -175,10 +176,21 @@ fn stomppy_over_tcp() {
     let python = dir.join(".venv").join("bin").join("python");
     require(&python, "the Python venv (tests/interop/.venv)");
 
+    let certificate =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("a self-signed certificate");
+    let tls_dir = tempfile::tempdir().expect("a temporary directory");
+    let cert = tls_dir.path().join("cert.pem");
+    let key = tls_dir.path().join("key.pem");
+    std::fs::write(&cert, certificate.cert.pem()).expect("writing the certificate");
+    std::fs::write(&key, certificate.signing_key.serialize_pem()).expect("writing the key");
+
     let mut command = Command::new(&python);
     command
         .current_dir(&dir)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "python"])
+        .env("INTEROP_TLS_CERT", &cert)
+        .env("INTEROP_TLS_KEY", &key)
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let (status, output) = run(command, "pytest tests/interop/python");
     check("stomp.py", status, &output);

@@ -60,6 +60,9 @@ counters! {
     /// Connections whose kernel receive buffer was bounded once they were paced
     /// (`paced-receive-buffer`).
     receive_buffers_bounded,
+    /// TLS handshakes that failed or timed out (`stomps`, `https`): plain-text clients on a
+    /// TLS port, clients that do not trust the certificate, scanners.
+    tls_handshakes_failed,
 }
 
 impl Metrics {

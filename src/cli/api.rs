@@ -25,18 +25,28 @@ pub fn base_for(stomp_url: &str, explicit: Option<&str>) -> anyhow::Result<Strin
     } else if let Some(rest) = stomp_url.strip_prefix("wss://") {
         ("https", rest)
     } else {
-        bail!("this command needs the HTTP API: give --http http://HOST:PORT with a tcp:// --url")
+        bail!(
+            "this command needs the HTTP API: give --http http://HOST:PORT (or https://) with a \
+             tcp:// or tls:// --url"
+        )
     };
     let host = rest.split('/').next().unwrap_or(rest);
     Ok(format!("{scheme}://{host}"))
 }
 
 impl Api {
-    /// The API at `base`, called as `login`.
-    pub fn new(base: String, login: Login) -> anyhow::Result<Api> {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("stompede-cli/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    /// The API at `base`, called as `login`; over https the public roots and `ca_file`'s
+    /// certificates are trusted.
+    pub fn new(base: String, login: Login, ca_file: Option<&Path>) -> anyhow::Result<Api> {
+        let mut client = reqwest::Client::builder()
+            .user_agent(concat!("stompede-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = ca_file {
+            for cert in super::connection::ca_certificates(path)? {
+                client =
+                    client.add_root_certificate(reqwest::Certificate::from_der(cert.as_ref())?);
+            }
+        }
+        let client = client.build()?;
         Ok(Api {
             base,
             login,

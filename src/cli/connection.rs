@@ -1,6 +1,9 @@
-//! A small STOMP 1.2 client for the command line: over WebSocket (`ws://`, the default) or
-//! plain TCP (`tcp://`), with the same codec the server uses.
+//! A small STOMP 1.2 client for the command line: over WebSocket (`ws://`, the default, or
+//! `wss://`) or TCP (`tcp://`, or `tls://` for STOMP over TLS), with the same codec the server
+//! uses.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -19,7 +22,43 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 enum Link {
     Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
-    Tcp(TcpStream),
+    /// `tcp://` (plain) or `tls://` (rustls).
+    Tcp(Box<MaybeTlsStream<TcpStream>>),
+}
+
+/// The TLS client settings for `wss://`, `tls://` and `https://`: rustls on ring, trusting the
+/// Mozilla roots and, with `--ca-file`, the certificates of that PEM file (a private CA, or a
+/// self-signed server certificate).
+pub fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        for cert in ca_certificates(path)? {
+            roots
+                .add(cert)
+                .with_context(|| format!("--ca-file {}: not a CA certificate", path.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(stompede::tls_provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The certificates of a PEM file (at least one).
+pub fn ca_certificates(
+    path: &Path,
+) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("--ca-file {}", path.display()))?;
+    if certs.is_empty() {
+        bail!("--ca-file {}: no CERTIFICATE in it", path.display());
+    }
+    Ok(certs)
 }
 
 /// A connected STOMP session.
@@ -40,15 +79,37 @@ pub struct Login {
 }
 
 impl Connection {
-    /// Connects to `url` (`ws://HOST:PORT/ws` or `tcp://HOST:PORT`) and logs in.
-    pub async fn open(url: &str, login: &Login) -> anyhow::Result<Connection> {
-        let link = if let Some(addr) = url.strip_prefix("tcp://") {
-            let stream = TcpStream::connect(addr.trim_end_matches('/'))
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
+    /// Connects to `url` (`ws://HOST:PORT/ws`, `wss://HOST:PORT/ws`, `tcp://HOST:PORT` or
+    /// `tls://HOST:PORT`) and logs in; TLS trusts the Mozilla roots and `ca_file`'s
+    /// certificates.
+    pub async fn open(
+        url: &str,
+        login: &Login,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Connection> {
+        let reach = || format!("cannot reach {url}");
+        let link = if let Some((tls, addr)) = url
+            .strip_prefix("tcp://")
+            .map(|addr| (false, addr))
+            .or_else(|| url.strip_prefix("tls://").map(|addr| (true, addr)))
+        {
+            let addr = addr.trim_end_matches('/');
+            let stream = TcpStream::connect(addr).await.with_context(reach)?;
             stream.set_nodelay(true)?;
-            Link::Tcp(stream)
-        } else if url.starts_with("ws://") {
+            if tls {
+                let host = match addr.rsplit_once(':') {
+                    Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+                    None => addr,
+                };
+                let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                    .with_context(|| format!("bad host in {url}"))?;
+                let connector = tokio_rustls::TlsConnector::from(tls_config(ca_file)?);
+                let stream = connector.connect(name, stream).await.with_context(reach)?;
+                Link::Tcp(Box::new(MaybeTlsStream::Rustls(stream)))
+            } else {
+                Link::Tcp(Box::new(MaybeTlsStream::Plain(stream)))
+            }
+        } else if url.starts_with("ws://") || url.starts_with("wss://") {
             let mut request = url
                 .into_client_request()
                 .with_context(|| format!("bad URL {url}"))?;
@@ -56,12 +117,18 @@ impl Connection {
                 "Sec-WebSocket-Protocol",
                 HeaderValue::from_static("v12.stomp"),
             );
-            let (socket, _) = tokio_tungstenite::connect_async(request)
-                .await
-                .with_context(|| format!("cannot reach {url}"))?;
+            let connector = tokio_tungstenite::Connector::Rustls(tls_config(ca_file)?);
+            let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                None,
+                false,
+                Some(connector),
+            )
+            .await
+            .with_context(reach)?;
             Link::Ws(Box::new(socket))
         } else {
-            bail!("--url must start with ws:// or tcp://, not {url:?} (TLS is not supported yet)");
+            bail!("--url must start with ws://, wss://, tcp:// or tls://, not {url:?}");
         };
         let mut connection = Connection {
             link,
@@ -98,7 +165,11 @@ impl Connection {
         let mut out = BytesMut::new();
         encode(frame, Version::V1_2, &mut out);
         match &mut self.link {
-            Link::Tcp(stream) => stream.write_all(&out).await?,
+            Link::Tcp(stream) => {
+                stream.write_all(&out).await?;
+                // Over TLS, what rustls kept of the last record.
+                stream.flush().await?;
+            }
             Link::Ws(socket) => socket.send(Message::binary(out.freeze())).await?,
         }
         Ok(())

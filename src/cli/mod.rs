@@ -27,7 +27,8 @@ use progress::{Ending, Finished};
 /// Where the server is and who is calling; shared by every client command.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// The server: ws://HOST:PORT/ws (WebSocket) or tcp://HOST:PORT (STOMP over TCP).
+    /// The server: ws://HOST:PORT/ws or wss://HOST:PORT/ws (WebSocket, plain or TLS),
+    /// tcp://HOST:PORT or tls://HOST:PORT (STOMP over TCP, plain or TLS).
     #[arg(
         long,
         global = true,
@@ -35,9 +36,14 @@ pub struct ClientArgs {
         default_value = "ws://127.0.0.1:15674/ws"
     )]
     url: String,
-    /// The HTTP API, for uploads and job listings [default: from --url: http://HOST:PORT].
+    /// The HTTP API, for uploads and job listings [default: from --url: http://HOST:PORT,
+    /// or https://HOST:PORT for wss://].
     #[arg(long, global = true, env = "STOMPEDE_HTTP_URL")]
     http: Option<String>,
+    /// A PEM file of certificates to trust for TLS (wss://, tls://, https://) besides the
+    /// public roots: a private CA, or the server's own self-signed certificate.
+    #[arg(long, global = true, env = "STOMPEDE_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// The user to log in as; the password comes from STOMPEDE_PASSWORD, or is asked for.
     #[arg(long, global = true, env = "STOMPEDE_USER")]
     user: Option<String>,
@@ -84,13 +90,14 @@ impl ClientArgs {
     }
 
     async fn connect(&self, login: &Login) -> anyhow::Result<Connection> {
-        Connection::open(&self.url, login).await
+        Connection::open(&self.url, login, self.ca_file.as_deref()).await
     }
 
     fn api(&self, login: &Login) -> anyhow::Result<api::Api> {
         api::Api::new(
             api::base_for(&self.url, self.http.as_deref())?,
             login.clone(),
+            self.ca_file.as_deref(),
         )
     }
 }

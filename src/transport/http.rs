@@ -2,8 +2,9 @@
 //!
 //! Served with hyper's HTTP/1 connection rather than `axum::serve`, whose protocol detection
 //! wraps every connection in a private type: here an upgraded WebSocket connection gives its
-//! `TcpStream` back (`Upgraded::downcast`), so the session reads and writes the socket without
-//! hyper's layers in between, and flow control can bound its receive buffer.
+//! [`Stream`] (TCP, or TLS over TCP) back (`Upgraded::downcast`), so the session reads and
+//! writes the socket without hyper's layers in between, and flow control can bound its
+//! receive buffer.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,10 +16,12 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
+use super::stream::Stream;
+use super::tls::Tls;
 use crate::context::ServerContext;
 
 /// Put in a response's extensions: the connection carrying the response is dropped when
@@ -33,8 +36,15 @@ pub(crate) struct DropConnection {
     pub unless: CancellationToken,
 }
 
-/// Accepts connections until shutdown, each served on its own task.
-pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) {
+/// Accepts connections until shutdown, each served on its own task. With `tls` (the `https`
+/// listener) the task does the TLS handshake first, then serves the same routes as over plain
+/// HTTP: the WebSocket upgrade, SockJS, the API and the dashboard.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    ctx: Arc<ServerContext>,
+    tls: Option<Arc<Tls>>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
@@ -43,8 +53,24 @@ pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) 
         match accepted {
             Ok((stream, peer)) => {
                 super::socket::tune(&stream, ctx.config.tcp_receive_buffer);
-                ctx.tracker
-                    .spawn(connection(stream, peer, app.clone(), ctx.clone()));
+                let (app, ctx2, tls) = (app.clone(), ctx.clone(), tls.clone());
+                ctx.tracker.spawn(async move {
+                    let stream = match tls {
+                        None => Stream::Tcp(stream),
+                        Some(tls) => {
+                            let metrics = ctx2.broker.metrics();
+                            let handshake = tokio::select! {
+                                stream = tls.accept(stream, peer, metrics) => stream,
+                                () = ctx2.shutdown.cancelled() => None,
+                            };
+                            match handshake {
+                                Some(stream) => stream,
+                                None => return,
+                            }
+                        }
+                    };
+                    connection(stream, peer, app, ctx2).await;
+                });
             }
             Err(error) => super::accept_failed(&error).await,
         }
@@ -53,7 +79,7 @@ pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) 
 
 /// Serves one connection's requests until it closes, is upgraded, or the server shuts down
 /// (then the request in progress is finished first).
-async fn connection(stream: TcpStream, peer: SocketAddr, app: Router, ctx: Arc<ServerContext>) {
+async fn connection(stream: Stream, peer: SocketAddr, app: Router, ctx: Arc<ServerContext>) {
     // Cancelled to drop the connection at once (a `DropConnection` fired), and when the
     // connection is over (which ends the watches of its responses).
     let kill = CancellationToken::new();

@@ -10,6 +10,8 @@ pub mod tcp;
 pub mod ws;
 
 pub mod socket;
+pub mod stream;
+pub mod tls;
 
 pub use crate::session::carrier::{FrameSink, FrameSource, FrameStart, Inbound, InboundError};
 

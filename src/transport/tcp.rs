@@ -6,17 +6,19 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use stompede_protocol::Decoder;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use super::socket::ReadSide;
+use super::stream::{ReadHalf, Stream, WriteHalf};
+use super::tls::Tls;
 use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
 use crate::context::ServerContext;
 use crate::session;
 
-/// Reads frames from a TCP stream.
+/// Reads frames from a TCP stream (plain or TLS).
 pub struct TcpSource {
-    read: OwnedReadHalf,
+    read: ReadHalf,
     /// Bytes read and not yet decoded. Empty (no allocation) while the connection is quiet:
     /// the source waits for readiness, not in a read, so an idle session holds no buffer.
     buf: BytesMut,
@@ -36,16 +38,15 @@ impl FrameSource for TcpSource {
                 // Even with no capacity left, an emptied buffer holds its whole allocation.
                 self.buf = BytesMut::new();
             }
-            self.read.readable().await?;
+            std::future::poll_fn(|cx| self.read.poll_input(cx)).await?;
             let room = self.size.prepare(&mut self.buf);
-            match self.read.try_read_buf(&mut self.buf) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
+            match std::future::poll_fn(|cx| self.read.poll_read_some(cx, &mut self.buf)).await? {
+                Some(0) => return Ok(None),
+                Some(n) => {
                     self.size.record(n, room);
                     self.last_activity = Instant::now();
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error.into()),
+                None => {}
             }
         }
     }
@@ -64,14 +65,17 @@ impl FrameSource for TcpSource {
     }
 }
 
-/// Writes frames to a TCP stream: STOMP frames back to back, no framing of its own.
+/// Writes frames to a TCP stream (plain or TLS): STOMP frames back to back, no framing of its
+/// own.
 pub struct TcpSink {
-    write: OwnedWriteHalf,
+    write: WriteHalf,
+    /// "tcp" or "tcp+tls", for the session list and the audit log.
+    transport: &'static str,
 }
 
 impl FrameSink for TcpSink {
     fn transport(&self) -> &'static str {
-        "tcp"
+        self.transport
     }
 
     fn begin_frame(&self, buf: &mut BytesMut, _size_hint: usize) -> FrameStart {
@@ -84,7 +88,9 @@ impl FrameSink for TcpSink {
     fn end_frame(&self, _buf: &mut BytesMut, _start: FrameStart, _text: bool, _spliced: usize) {}
 
     async fn write_all_vectored(&mut self, parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
-        super::write_all_vectored(&mut self.write, parts).await
+        super::write_all_vectored(&mut self.write, parts).await?;
+        // A no-op on plain TCP; over TLS it sends what rustls kept of the last record.
+        self.write.flush().await
     }
 
     fn control(&self) -> impl std::future::Future<Output = ()> + Send {
@@ -98,14 +104,10 @@ impl FrameSink for TcpSink {
     }
 }
 
-/// Splits a connected stream into a source and a sink, with the receive buffers it has from
-/// the start and once paced (`socket::tune`, [`FrameSource::paced`]).
-pub fn split(
-    stream: TcpStream,
-    receive_buffer: usize,
-    paced_receive_buffer: usize,
-) -> (TcpSource, TcpSink) {
-    super::socket::tune(&stream, receive_buffer);
+/// Splits a connected stream (tuned already: `socket::tune`) into a source and a sink, with the
+/// receive buffer it keeps once paced ([`FrameSource::paced`]).
+pub fn split(stream: Stream, paced_receive_buffer: usize) -> (TcpSource, TcpSink) {
+    let transport = if stream.is_tls() { "tcp+tls" } else { "tcp" };
     let (read, write) = stream.into_split();
     (
         TcpSource {
@@ -113,15 +115,16 @@ pub fn split(
             buf: BytesMut::new(),
             size: ReadSize::default(),
             last_activity: Instant::now(),
-            paced_receive_buffer: super::socket::paced_bound(receive_buffer, paced_receive_buffer),
+            paced_receive_buffer,
         },
-        TcpSink { write },
+        TcpSink { write, transport },
     )
 }
 
 /// Accepts connections until shutdown; each gets its own session task, so a slow client never
-/// holds up the accept loop.
-pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
+/// holds up the accept loop. With `tls` (the `stomps` listener) the task does the TLS
+/// handshake first, then runs the same session as a plain connection.
+pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, tls: Option<Arc<Tls>>) {
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
@@ -139,20 +142,38 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
         if !ctx.rate.admit() {
             crate::broker::metrics::Metrics::incr(&metrics.connections_rate_limited);
             tracing::warn!(%peer, "connection refused: connection rate limit");
-            let ctx = ctx.clone();
-            ctx.tracker.clone().spawn(async move {
-                refuse(stream).await;
-            });
+            if tls.is_none() {
+                let ctx = ctx.clone();
+                ctx.tracker.clone().spawn(async move {
+                    refuse(stream).await;
+                });
+            }
+            // Over TLS the ERROR frame would cost a handshake, the very work the limit bounds:
+            // the connection is closed unanswered.
             continue;
         }
         let ctx2 = ctx.clone();
+        let tls = tls.clone();
         ctx.tracker.spawn(async move {
             let config = &ctx2.config;
-            let (source, sink) = split(
-                stream,
-                config.tcp_receive_buffer,
-                config.paced_receive_buffer,
-            );
+            super::socket::tune(&stream, config.tcp_receive_buffer);
+            let stream = match tls {
+                None => Stream::Tcp(stream),
+                Some(tls) => {
+                    let metrics = ctx2.broker.metrics();
+                    let handshake = tokio::select! {
+                        stream = tls.accept(stream, peer, metrics) => stream,
+                        () = ctx2.shutdown.cancelled() => None,
+                    };
+                    match handshake {
+                        Some(stream) => stream,
+                        None => return,
+                    }
+                }
+            };
+            let paced =
+                super::socket::paced_bound(config.tcp_receive_buffer, config.paced_receive_buffer);
+            let (source, sink) = split(stream, paced);
             session::run(ctx2, source, sink, None, peer.to_string()).await;
         });
     }

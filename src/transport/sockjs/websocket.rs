@@ -15,12 +15,12 @@ use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::connection::Connection;
 use super::frames;
 use super::session::{self, Attach, Outgoing};
 use super::Endpoint;
+use crate::transport::stream::Stream;
 use crate::transport::ws::frame::{self, code, Fail};
 use crate::transport::ws::upgrade::{accept_key, switching_protocols};
 
@@ -62,8 +62,8 @@ pub fn upgrade(
 }
 
 async fn serve(endpoint: Arc<Endpoint>, upgraded: Upgraded, framing: Framing, peer: String) {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        // Our own listener's connections: the socket's halves, without hyper in between.
+    match upgraded.downcast::<TokioIo<Stream>>() {
+        // Our own listener's connections (TCP or TLS): the halves, without hyper in between.
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
             drive(endpoint, read, write, parts.read_buf, framing, peer).await;
@@ -112,7 +112,11 @@ async fn drive<R, W>(
             // Raced against the session's end: a client that stops reading blocks the write
             // for good, and the session ends (its close frame untaken past the timeout).
             let written = tokio::select! {
-                written = write.write_all(&out) => written.is_ok(),
+                // The flush: over TLS a write may leave a record's tail in rustls.
+                written = async {
+                    write.write_all(&out).await?;
+                    write.flush().await
+                } => written.is_ok(),
                 () = session.ended() => false,
             };
             if !written {

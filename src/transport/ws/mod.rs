@@ -325,11 +325,13 @@ pub(crate) fn close_reply(body: &[u8]) -> Result<u16, Fail> {
 pub struct WsSink<W> {
     write: W,
     shared: Arc<Shared>,
+    /// "websocket" or "websocket+tls", for the session list and the audit log.
+    pub(crate) transport: &'static str,
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
     fn transport(&self) -> &'static str {
-        "websocket"
+        self.transport
     }
 
     fn begin_frame(&self, buf: &mut BytesMut, size_hint: usize) -> FrameStart {
@@ -647,6 +649,7 @@ mod tests {
         let sink = WsSink {
             write: tokio::io::sink(),
             shared: Arc::new(Shared::default()),
+            transport: "websocket",
         };
         let mut wire = BytesMut::new();
         let sizes = [0usize, 5, 125, 126, 300, 0xffff, 0x10000, 70_000, 300_000];

@@ -16,11 +16,11 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use stompede_protocol::Version;
-use tokio::net::TcpStream;
 
 use super::{ReadOptions, Shared, WsSink, WsSource};
 use crate::context::ServerContext;
 use crate::session;
+use crate::transport::stream::Stream;
 
 /// The subprotocols offered, most preferred first.
 const SUBPROTOCOLS: [&str; 3] = ["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -39,7 +39,11 @@ fn source_and_sink<R, W>(
     let shared = Arc::new(Shared::default());
     (
         WsSource::new(read, already_read, shared.clone(), options),
-        WsSink { write, shared },
+        WsSink {
+            write,
+            shared,
+            transport: "websocket",
+        },
     )
 }
 
@@ -51,12 +55,17 @@ async fn serve(
     version: Option<Version>,
     peer: String,
 ) {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        // Our own HTTP server's connections: the socket itself, without hyper's layers in
-        // between, so its receive buffer can be bounded once it is paced.
+    match upgraded.downcast::<TokioIo<Stream>>() {
+        // Our own HTTP server's connections: the socket itself (or TLS over it), without
+        // hyper's layers in between, so its receive buffer can be bounded once it is paced.
         Ok(parts) => {
-            let (read, write) = parts.io.into_inner().into_split();
-            let (source, sink) = source_and_sink(read, write, parts.read_buf, options);
+            let stream = parts.io.into_inner();
+            let secure = stream.is_tls();
+            let (read, write) = stream.into_split();
+            let (source, mut sink) = source_and_sink(read, write, parts.read_buf, options);
+            if secure {
+                sink.transport = "websocket+tls";
+            }
             session::run(ctx, source, sink, version, peer).await;
         }
         // Any other connection (the router mounted on another server, or a hyper that wraps

@@ -36,7 +36,7 @@ def server_env():
 class StompedeServer:
     """One `stompede serve` child process."""
 
-    def __init__(self, users=(), heartbeat=None, config=None):
+    def __init__(self, users=(), heartbeat=None, config=None, tls=None):
         bin_path = os.environ.get("STOMPEDE_BIN")
         if not bin_path:
             raise RuntimeError(
@@ -50,6 +50,10 @@ class StompedeServer:
             "--stomp", "127.0.0.1:0",
             "--http", "127.0.0.1:0",
         ]
+        if tls is not None:
+            # (certificate file, key file): STOMP over TLS on a port of its own too.
+            cert_file, key_file = tls
+            args += ["--stomps", "127.0.0.1:0", "--tls-cert", cert_file, "--tls-key", key_file]
         for user in users:
             args += ["--user", user]
         if heartbeat:
@@ -108,6 +112,9 @@ class StompedeServer:
             raise RuntimeError(f"unexpected listening line: {line!r}")
         host, port = self.listening["stomp"].rsplit(":", 1)
         self.host, self.port = host, int(port)
+        if self.listening.get("stomps"):
+            _, tls_port = self.listening["stomps"].rsplit(":", 1)
+            self.tls_port = int(tls_port)
 
     def _pump_stderr(self):
         for raw in self.proc.stderr:
@@ -227,18 +234,24 @@ def describe(frame) -> str:
 
 
 class Client:
-    """A stomp.py 1.2 connection over plain TCP plus its Collector."""
+    """A stomp.py 1.2 connection over plain TCP (or, given `ca_file`, over TLS to the server's
+    `stomps` port, trusting that file's certificates) plus its Collector."""
 
-    def __init__(self, server: StompedeServer, name, login=None, passcode=None, auto_decode=True):
+    def __init__(self, server: StompedeServer, name, login=None, passcode=None, auto_decode=True,
+                 ca_file=None):
         self.name = name
         self.login = login
         self.passcode = passcode
+        host_and_port = (server.host, server.tls_port if ca_file else server.port)
         self.conn = stomp.Connection12(
-            [(server.host, server.port)],
+            [host_and_port],
             heartbeats=(0, 0),
             reconnect_attempts_max=1,
             auto_decode=auto_decode,
         )
+        if ca_file:
+            # Python's ssl (OpenSSL), verifying the certificate and the host name.
+            self.conn.set_ssl(for_hosts=[host_and_port], ca_certs=ca_file)
         self.listener = Collector(name)
         self.conn.set_listener("collector", self.listener)
 
