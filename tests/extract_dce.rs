@@ -414,9 +414,10 @@ async fn scanned_documents_read_through_ocr_score_at_least_0_9() {
     let s = ExtractServer::start().await;
     let work = tempfile::tempdir().unwrap();
     let mut scores = Scores::default();
-    // Four pages in all (OCR takes a couple of seconds a page): a French RC over three pages
-    // (its criteria list running on to the next page) and an English ITT with a lots table.
-    let scanned = ["rc-negociee", "itt-flexible"];
+    // Seven pages in all (OCR takes a second or two a page): a French RC over three pages
+    // (its criteria list running on to the next page), a French acte d'engagement, an English
+    // ITT with a lots table and one over two pages with bulleted sub-criteria.
+    let scanned = ["rc-negociee", "acte-engagement", "itt-flexible", "itt-open"];
     for doc in corpus().into_iter().filter(|d| scanned.contains(&d.name)) {
         let pages: Vec<PageText> = doc.pages.iter().map(|p| layout_page(p)).collect();
         let file = format!("{}-scan.pdf", doc.name);
