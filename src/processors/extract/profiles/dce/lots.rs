@@ -418,18 +418,17 @@ mod tests {
             "Lot No. Description Estimated value (excl. VAT)\n1 Road resurfacing £2,400,000.00\n\n\
                     2 Drainage works £650,000.00\n\nEvaluation criteria\n1 Quality 60 points";
         let page = Page::new(1, text.to_owned(), PageSource::Ocr);
-        let read: Vec<(u32, Option<String>, Option<f64>, Option<String>)> =
-            read(&PageView::new(&page, &HashSet::new()))
-                .into_iter()
-                .map(|l| {
-                    (
-                        l.number.value,
-                        l.title.map(|t| t.value),
-                        l.estimated_amount.as_ref().map(|a| a.value.value),
-                        l.estimated_amount.and_then(|a| a.value.tax),
-                    )
-                })
-                .collect();
+        let read: Vec<Read> = read(&PageView::new(&page, &HashSet::new()))
+            .into_iter()
+            .map(|l| {
+                (
+                    l.number.value,
+                    l.title.map(|t| t.value),
+                    l.estimated_amount.as_ref().map(|a| a.value.value),
+                    l.estimated_amount.and_then(|a| a.value.tax),
+                )
+            })
+            .collect();
         let excluded = Some("excluded".to_owned());
         assert_eq!(
             read,

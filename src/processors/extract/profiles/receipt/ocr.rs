@@ -1,7 +1,12 @@
 //! An item's name as OCR gave it, mended of the slips OCR makes in a till's print: a letter
 //! split from the rest of its word (`J AMBON`, `Orange J uice`), two words run together
 //! (`CarburantSP95`), a one read as a letter before a unit (`IL` for `1L`, `5OCL` for
-//! `50CL`). The value is mended; its span still shows what was printed.
+//! `50CL`). The value is mended; its span still shows what was printed. And a means of
+//! payment whose name OCR split (`VIS À` for `VISA`).
+
+use std::ops::Range;
+
+use super::lexicon::{self, PaymentMethod};
 
 /// `name`, as read from an OCR page, mended.
 pub(super) fn label(name: &str) -> String {
@@ -109,6 +114,51 @@ fn ones_before_a_unit(word: &str) -> String {
     format!("{fixed}{unit}")
 }
 
+/// A letter as OCR's French model may read a capital standing alone (`À` for `A`), plain.
+fn plain(c: char) -> char {
+    match c {
+        'À' | 'Á' | 'Â' => 'A',
+        'à' | 'á' | 'â' => 'a',
+        'É' | 'È' | 'Ê' => 'E',
+        other => other,
+    }
+}
+
+/// The means of payment `text` names where OCR split its name with a space (`VIS À` for
+/// `VISA`, `CAR TE` for `CARTE`): each space between two letters is taken out in turn, and a
+/// name found across it, in its letters without accents, is believed. The span covers the
+/// split name as printed.
+pub(super) fn split_payment(text: &str) -> Option<(PaymentMethod, Range<usize>)> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for k in 1..chars.len().saturating_sub(1) {
+        let (at, c) = chars[k];
+        if c != ' ' || !chars[k - 1].1.is_alphabetic() || !chars[k + 1].1.is_alphabetic() {
+            continue;
+        }
+        // The line without that space, each byte's origin in `text` kept.
+        let mut joined = String::with_capacity(text.len());
+        let mut origin = Vec::with_capacity(text.len() + 1);
+        for &(i, c) in chars.iter().filter(|(i, _)| *i != at) {
+            let c = plain(c);
+            for _ in 0..c.len_utf8() {
+                origin.push(i);
+            }
+            joined.push(c);
+        }
+        origin.push(text.len());
+        let Some((method, span)) = lexicon::payment(&joined) else {
+            continue;
+        };
+        let (start, end) = (origin[span.start], origin[span.end]);
+        // The name must be the one the space split.
+        if start < at && at < end {
+            let end = text[..end].trim_end().len();
+            return Some((method, start..end));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +178,19 @@ mod tests {
         assert_eq!(label("CarburantSP95"), "Carburant SP95");
         assert_eq!(label("McDonald iPhone PayPal"), "McDonald iPhone PayPal");
         assert_eq!(label("BEURRE DOUX 250G"), "BEURRE DOUX 250G");
+    }
+
+    #[test]
+    fn payment_names_ocr_split() {
+        let text = "VIS À FFFEEEEERERET 234 $32.05";
+        let read = split_payment(text).map(|(m, span)| (m, &text[span]));
+        assert_eq!(read, Some((PaymentMethod::Card, "VIS À")));
+        assert_eq!(
+            split_payment("CHEQUE 22,98"),
+            None,
+            "no split: nothing to mend"
+        );
+        assert_eq!(split_payment("MERCI DE VOTRE VISITE"), None);
     }
 
     #[test]
