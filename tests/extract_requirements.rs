@@ -1,6 +1,6 @@
 //! The `requirements` profile end to end: every document of the corpus extracted by a real
-//! server, as a text file (pages separated by form feeds) and as a PDF with a text layer,
-//! scored against what the corpus says is there; spans checked against the pages the result
+//! server, as a text file (pages separated by form feeds), as a PDF with a text layer and as
+//! a DOCX and an ODT (tables as tables), scored against what the corpus says is there; spans checked against the pages the result
 //! gives; and the chunk events of a job read page by page.
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +11,8 @@ mod corpus;
 mod documents;
 #[path = "common/extraction.rs"]
 mod extraction;
+#[path = "common/office.rs"]
+mod office;
 
 use serde_json::{json, Value};
 use stompede::protocol::Frame;
@@ -62,6 +64,80 @@ fn pdf_of(doc: &Doc) -> Vec<u8> {
         .map(|p| PdfPage::Text(page_runs(p)))
         .collect();
     pdf(&pages)
+}
+
+/// A line's cells: its runs of text three spaces or more apart, each with its column.
+fn cells(line: &str) -> Vec<(usize, String)> {
+    let mut out: Vec<(usize, String)> = Vec::new();
+    let mut gap = 0;
+    for (column, c) in line.chars().enumerate() {
+        if c == ' ' {
+            gap += 1;
+            continue;
+        }
+        match out.last_mut() {
+            Some((_, cell)) if gap < 3 => {
+                if gap > 0 {
+                    cell.push(' ');
+                }
+                cell.push(c);
+            }
+            _ => out.push((column, c.to_string())),
+        }
+        gap = 0;
+    }
+    out
+}
+
+/// A page as a word processor holds it: a table (lines whose cells stand three spaces or
+/// more apart, a wrapped cell's next lines aligned under it; or a Markdown table, its rule
+/// dropped) as rows of cells joined by ` | `, which the office writer makes table rows, a
+/// wrapped cell's text whole in its cell; every other line a paragraph.
+fn office_page(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut row: Option<Vec<(usize, String)>> = None;
+    let flush = |row: &mut Option<Vec<(usize, String)>>, out: &mut Vec<String>| {
+        if let Some(cells) = row.take() {
+            let texts: Vec<String> = cells.into_iter().map(|(_, c)| c).collect();
+            out.push(texts.join(" | "));
+        }
+    };
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('|') {
+            flush(&mut row, &mut out);
+            if !trimmed.chars().all(|c| matches!(c, '|' | '-' | ':' | ' ')) {
+                let cells: Vec<&str> = trimmed
+                    .trim_matches('|')
+                    .split('|')
+                    .map(str::trim)
+                    .collect();
+                out.push(cells.join(" | "));
+            }
+            continue;
+        }
+        let found = cells(line);
+        let continues = line.starts_with("   ") && !trimmed.is_empty();
+        match &mut row {
+            Some(open) if continues => {
+                for (column, text) in found {
+                    let at = open.iter().rposition(|(c, _)| *c <= column).unwrap_or(0);
+                    open[at].1.push(' ');
+                    open[at].1.push_str(&text);
+                }
+            }
+            _ if found.len() >= 2 && !line.starts_with(' ') => {
+                flush(&mut row, &mut out);
+                row = Some(found);
+            }
+            _ => {
+                flush(&mut row, &mut out);
+                out.push(line.to_owned());
+            }
+        }
+    }
+    flush(&mut row, &mut out);
+    out.join("\n")
 }
 
 fn text_of(doc: &Doc) -> Vec<u8> {
@@ -238,6 +314,31 @@ async fn the_corpus_as_text_and_as_pdf_scores_at_least_0_9() {
         }
     }
     scores.assert_at_least(0.9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corpus_as_docx_and_odt_scores_at_least_0_9() {
+    let s = ExtractServer::start().await;
+    for (format, make) in [
+        ("docx", office::docx as fn(&[&str]) -> Vec<u8>),
+        ("odt", office::odt),
+    ] {
+        let mut scores = Scores::default();
+        for doc in corpus() {
+            let pages: Vec<String> = doc.pages.iter().map(|p| office_page(p)).collect();
+            let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+            let name = format!("{}.{format}", doc.name);
+            s.put(&name, &make(&pages));
+            let result = s.extract(&name, &["requirements"]).await;
+            assert_eq!(result["format"], format);
+            assert_eq!(result["pageCount"], doc.pages.len(), "{name}");
+            score(&mut scores, &doc, format, &result);
+            check_spans(&doc, &result);
+            check_broken(&doc, &result);
+        }
+        println!("{format}:");
+        scores.assert_at_least(0.9);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

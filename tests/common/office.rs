@@ -1,6 +1,8 @@
 //! DOCX and ODT documents made on the spot for the extraction tests: each page's lines as
 //! paragraphs, a page break between pages (Word's explicit break, ODT's page-breaking style),
-//! and lines holding ` | ` as table rows.
+//! and lines holding ` | ` as table rows. A tab is written as the format's tab element
+//! (`<w:tab/>`, `<text:tab/>`) and, in ODT, a run of spaces as `<text:s text:c="n"/>`, as
+//! word processors write them (ODT collapses spaces written plainly).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Cursor, Write};
@@ -9,6 +11,45 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// A DOCX paragraph's runs: text, with each tab as `<w:tab/>`.
+fn docx_runs(text: &str) -> String {
+    text.split('\t')
+        .map(|part| format!(r#"<w:t xml:space="preserve">{}</w:t>"#, escape(part)))
+        .collect::<Vec<_>>()
+        .join("<w:tab/>")
+}
+
+/// An ODT paragraph's content: text, each tab as `<text:tab/>` and each run of two spaces or
+/// more as one space and `<text:s text:c="n"/>` for the rest.
+fn odt_content(text: &str) -> String {
+    let mut out = String::new();
+    let mut spaces = 0;
+    let flush = |out: &mut String, spaces: &mut usize| {
+        if *spaces > 0 {
+            out.push(' ');
+        }
+        if *spaces > 1 {
+            out.push_str(&format!(r#"<text:s text:c="{}"/>"#, *spaces - 1));
+        }
+        *spaces = 0;
+    };
+    for c in text.chars() {
+        match c {
+            ' ' => spaces += 1,
+            '\t' => {
+                flush(&mut out, &mut spaces);
+                out.push_str("<text:tab/>");
+            }
+            other => {
+                flush(&mut out, &mut spaces);
+                out.push_str(&escape(other.encode_utf8(&mut [0; 4])));
+            }
+        }
+    }
+    flush(&mut out, &mut spaces);
+    out
 }
 
 /// A ZIP archive of `entries`, deflated.
@@ -54,10 +95,7 @@ pub fn docx(pages: &[&str]) -> Vec<u8> {
                 body.push_str("</w:tbl>");
                 table = false;
             }
-            body.push_str(&format!(
-                r#"<w:p><w:r><w:t xml:space="preserve">{}</w:t></w:r></w:p>"#,
-                escape(line)
-            ));
+            body.push_str(&format!("<w:p><w:r>{}</w:r></w:p>", docx_runs(line)));
         }
         if table {
             body.push_str("</w:tbl>");
@@ -103,7 +141,7 @@ pub fn odt(pages: &[&str]) -> Vec<u8> {
                 body.push_str("</table:table>");
                 table = false;
             }
-            body.push_str(&format!("<text:p{style}>{}</text:p>", escape(line)));
+            body.push_str(&format!("<text:p{style}>{}</text:p>", odt_content(line)));
         }
         if table {
             body.push_str("</table:table>");

@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::super::super::document::PageSource;
 use super::super::super::found::{better, Found};
 use super::super::super::normalise::find_amounts;
 use super::text::{marker_len, PageView};
@@ -52,6 +53,16 @@ static LOT_LINE: LazyLock<Regex> = LazyLock::new(|| {
 /// A table header cell naming the lot column.
 static LOT_HEADER: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)^(?:n[°o]\s*(?:de\s*)?lot|lots?(?:\s*n[°o])?|lot\s+no\.?)$"));
+/// A lots table's header as OCR gives it, its column gaps lost: the lot column's name first,
+/// then words that name another column (`Lot No. Description Estimated value`).
+static SPACED_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)^(?:n[°o]\s*(?:de\s*)?lot|lots?(?:\s*n[°o]\.?)?|lot\s+no\.?)\s+\D*\b(?:description|d[ée]signation|intitul[ée]|libell[ée]|objet|title|montant|value|valeur|estimat\w*|amount)\b",
+    )
+});
+/// A row of such a table: the lot's number, then its title and amount.
+static SPACED_ROW: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^\s*(?P<n>\d{1,3})\.?\s+(?P<rest>\S.*)$"));
 static BARE_NUMBER: LazyLock<Regex> = LazyLock::new(|| regex(r"^(?P<n>\d{1,3})\.?$"));
 static EXCLUDED: LazyLock<Regex> = LazyLock::new(|| {
     regex(
@@ -118,13 +129,32 @@ pub(super) fn read(view: &PageView<'_>) -> Vec<Lot> {
     // A table's header, while its rows last: the column the lot's number is in and the tax
     // its amount column names.
     let mut table: Option<(usize, Option<String>)> = None;
+    // The same for a table whose column gaps OCR lost: the tax its header names.
+    let mut spaced: Option<Option<String>> = None;
+    let ocr = view.page.source == PageSource::Ocr;
     let mut last_lot: Option<usize> = None;
     for line in &view.lines {
         if line.is_blank() {
             table = None;
+            // OCR sets blank lines between a table's rows: they do not end it.
             continue;
         }
         let cells = line.cells();
+        if ocr && cells.len() == 1 && SPACED_HEADER.is_match(line.text.trim_start()) {
+            spaced = Some(tax_of(line.text));
+            last_lot = None;
+            continue;
+        }
+        if let Some(tax) = &spaced {
+            match spaced_row(view, line, tax.clone()) {
+                Some(lot) => {
+                    last_lot = Some(push(&mut lots, lot));
+                    continue;
+                }
+                // The table ends at its first line that is no row.
+                None => spaced = None,
+            }
+        }
         if let Some(column) = cells.iter().position(|c| LOT_HEADER.is_match(c.text)) {
             table = Some((column, tax_of(line.text)));
             last_lot = None;
@@ -251,6 +281,48 @@ pub(super) fn read(view: &PageView<'_>) -> Vec<Lot> {
     lots
 }
 
+/// A row of a lots table whose column gaps OCR lost (`1 Road resurfacing £2,400,000.00`): the
+/// number, the title up to the first amount, the amount with the tax the header names.
+fn spaced_row(
+    view: &PageView<'_>,
+    line: &super::text::Line<'_>,
+    tax: Option<String>,
+) -> Option<Lot> {
+    let caps = SPACED_ROW.captures(line.text)?;
+    let (n, rest) = (caps.name("n")?, caps.name("rest")?);
+    let number = n.as_str().parse::<u32>().ok()?;
+    let rest_text = rest.as_str();
+    let rest_start = line.start + rest.start();
+    let title_end = find_amounts(rest_text)
+        .into_iter()
+        .find(|(_, a)| a.value >= 100.0)
+        .map_or(rest_text.len(), |(r, _)| r.start);
+    let title = rest_text[..title_end].trim_end();
+    if title.chars().filter(|c| c.is_alphabetic()).count() < 3 {
+        return None;
+    }
+    let reliability = view.page.reliability();
+    Some(Lot {
+        number: Found::at(
+            number,
+            0.8 * reliability,
+            view.page,
+            line.start + n.start(),
+            line.start + n.end(),
+        ),
+        title: Some(Found::at(
+            title.to_owned(),
+            0.8 * reliability,
+            view.page,
+            rest_start,
+            rest_start + title.len(),
+        )),
+        estimated_amount: amount_in(view, rest_start, rest_text, tax, 0.8),
+        site_visit: None,
+        variants: None,
+    })
+}
+
 /// Adds `lot`, or folds it into the one with its number; returns its index.
 fn push(lots: &mut Vec<Lot>, lot: Lot) -> usize {
     match lots.iter().position(|l| l.number.value == lot.number.value) {
@@ -338,6 +410,38 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_table_whose_gaps_ocr_lost() {
+        let text =
+            "Lot No. Description Estimated value (excl. VAT)\n1 Road resurfacing £2,400,000.00\n\n\
+                    2 Drainage works £650,000.00\n\nEvaluation criteria\n1 Quality 60 points";
+        let page = Page::new(1, text.to_owned(), PageSource::Ocr);
+        let read: Vec<Read> = read(&PageView::new(&page, &HashSet::new()))
+            .into_iter()
+            .map(|l| {
+                (
+                    l.number.value,
+                    l.title.map(|t| t.value),
+                    l.estimated_amount.as_ref().map(|a| a.value.value),
+                    l.estimated_amount.and_then(|a| a.value.tax),
+                )
+            })
+            .collect();
+        let excluded = Some("excluded".to_owned());
+        assert_eq!(
+            read,
+            vec![
+                (
+                    1,
+                    Some("Road resurfacing".into()),
+                    Some(2_400_000.0),
+                    excluded.clone()
+                ),
+                (2, Some("Drainage works".into()), Some(650_000.0), excluded),
+            ]
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::super::document::Document;
+use std::borrow::Cow;
+
+use super::super::document::{Document, Page};
 use super::super::found::{better, Found};
 use super::Profile;
 use text::PageView;
@@ -124,7 +126,14 @@ impl Profile for Dce {
 pub(crate) fn read(document: &Document, pages: Range<usize>) -> DceResult {
     let boilerplate = text::boilerplate(document);
     let mut result = DceResult::default();
-    let Some(chosen) = document.pages.get(pages.clone()) else {
+    // OCR pages with the blank lines OCR added inside sentences and lists dropped; other
+    // pages as they are.
+    let pages_read: Vec<Cow<'_, Page>> = document
+        .pages
+        .iter()
+        .map(|p| text::rejoined(p).map_or(Cow::Borrowed(p), Cow::Owned))
+        .collect();
+    let Some(chosen) = pages_read.get(pages.clone()) else {
         return result;
     };
     for page in chosen {
@@ -151,8 +160,7 @@ pub(crate) fn read(document: &Document, pages: Range<usize>) -> DceResult {
     }
     // Criteria lists run on across pages: they are read from the whole document, and each
     // chunk keeps those whose name stands on its pages.
-    let views: Vec<PageView<'_>> = document
-        .pages
+    let views: Vec<PageView<'_>> = pages_read
         .iter()
         .map(|p| PageView::new(p, &boilerplate))
         .collect();

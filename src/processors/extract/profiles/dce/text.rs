@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::super::super::document::{Document, Page};
+use super::super::super::document::{Document, Page, PageSource};
 
 /// One line of a page.
 #[derive(Debug, Clone, Copy)]
@@ -250,6 +250,52 @@ pub(super) fn boilerplate(document: &Document) -> HashSet<String> {
         .collect()
 }
 
+/// An OCR page as the rules read it. OCR sets blank lines where the print had none: between
+/// the lines of one sentence, between a list's items, after a line ending with a colon; and a
+/// blank line ends a sentence, a list or a labelled value for the rules. Such a blank line is
+/// dropped where the line before runs on: it ends no sentence and the next line starts in
+/// lower case, or it is a list item, or it ends with a colon. The text keeps its length (the
+/// break before the blank line becomes a space at the end of the line before), so that spans
+/// still index the page's text. `None` for a page not read by OCR, or with nothing to mend.
+pub(super) fn rejoined(page: &Page) -> Option<Page> {
+    if page.source != PageSource::Ocr {
+        return None;
+    }
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for line in page.text.split('\n') {
+        lines.push((start, line));
+        start += line.len() + 1;
+    }
+    let mut joins = Vec::new();
+    for i in 1..lines.len().saturating_sub(1) {
+        let ((at, before), (_, blank), (_, next)) = (lines[i - 1], lines[i], lines[i + 1]);
+        if !blank.trim().is_empty() || before.trim().is_empty() || next.trim().is_empty() {
+            continue;
+        }
+        let before = before.trim();
+        let runs_on = !before.ends_with(['.', ';', '!', '?', ':'])
+            && next.trim_start().starts_with(char::is_lowercase);
+        let list = marker_len(before) > 0 || before.ends_with(':');
+        if runs_on || list {
+            joins.push(at + lines[i - 1].1.len());
+        }
+    }
+    if joins.is_empty() {
+        return None;
+    }
+    let mut bytes = page.text.clone().into_bytes();
+    for at in joins {
+        bytes[at] = b' ';
+    }
+    // Only a line feed was replaced by a space: still UTF-8.
+    let text = String::from_utf8(bytes).ok()?;
+    Some(Page {
+        text,
+        ..page.clone()
+    })
+}
+
 /// A value read after a label.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Labelled<'a> {
@@ -378,6 +424,23 @@ mod tests {
 
     fn page(text: &str) -> Page {
         Page::new(1, text.to_owned(), PageSource::Text)
+    }
+
+    #[test]
+    fn blank_lines_ocr_set_inside_a_sentence_or_a_list_are_dropped() {
+        let text = "Quality 60%, assessed through:\n\n- Methodology 30%\n\n- Social value 10%\n\n\
+                    Price 40%\n\n6. Contract period\nThe contract runs for 3 years, renewable for\n\n\
+                    up to two further periods.\n\nPage 2/2";
+        let page = Page::new(1, text.into(), PageSource::Ocr);
+        let mended = rejoined(&page).map(|p| p.text).unwrap_or_default();
+        assert_eq!(mended.len(), text.len());
+        assert_eq!(
+            mended,
+            "Quality 60%, assessed through: \n- Methodology 30% \n- Social value 10% \n\
+             Price 40%\n\n6. Contract period\nThe contract runs for 3 years, renewable for \n\
+             up to two further periods.\n\nPage 2/2"
+        );
+        assert!(rejoined(&Page::new(1, text.into(), PageSource::Text)).is_none());
     }
 
     #[test]

@@ -9,17 +9,20 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::super::super::document::PageSource;
 use super::lexicon;
 use super::lines::{decimal, letters, same, Line};
+use super::ocr;
 use super::Item;
 
-/// Quantity, optional unit, a multiplication sign, unit price, optional "per unit".
+/// Quantity, optional unit, a multiplication sign, unit price, optional "per unit". The unit
+/// may touch the sign (`42,35Lx1,859`: OCR loses the spaces around a small `x`); `Ib` is
+/// `lb` as OCR reads it (Helvetica draws `l` and `I` alike).
 static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
-    let unit =
-        r"(?:litres?|liters?|lt|l|kg|g|cl|ml|gal|lbs?|oz|nuits?|nights?|pcs?|pce|pi[èe]ces?|u)";
+    let unit = r"(?:litres?|liters?|lt|l|kg|g|cl|ml|gal|lbs?|ibs?|oz|nuits?|nights?|pcs?|pce|pi[èe]ces?|u)";
     let pattern = format!(
         r"(?ix)
-        (?P<q>\d{{1,4}}(?:[.,]\d{{1,3}})?) \s* (?:(?P<u>{unit})\b\.?)? \s* (?:x|×|\*|@) \s*
+        (?P<q>\d{{1,4}}(?:[.,]\d{{1,3}})?) \s* (?:(?P<u>{unit})\.?)? \s* (?:x|×|\*|@) \s*
         (?:€|£|\$)? \s* (?P<p>\d{{1,5}}(?:[.,]\d{{1,3}})?)
         (?:\s*(?:€|£|\$|eur\b))? (?:\s*/\s*(?P<u2>{unit})\b)?"
     );
@@ -55,7 +58,7 @@ fn unit_name(written: &str) -> String {
         "pc" | "pcs" | "pce" | "pièce" | "pièces" | "piece" | "pieces" | "u" => {
             "piece".to_owned()
         }
-        "lbs" => "lb".to_owned(),
+        "lbs" | "ib" | "ibs" => "lb".to_owned(),
         _ => lower,
     }
 }
@@ -187,7 +190,10 @@ pub(super) fn items(lines: &[Line<'_>], from: usize) -> Vec<Item> {
                 count = None;
             }
         }
-        let name = name_line.text[name_span.clone()].to_owned();
+        let name = match name_line.page.source {
+            PageSource::Ocr => ocr::label(&name_line.text[name_span.clone()]),
+            _ => name_line.text[name_span.clone()].to_owned(),
+        };
         let mut item = Item {
             label: name_line.found(name, 0.75, name_span),
             quantity: None,
@@ -255,7 +261,7 @@ fn set_quantity(item: &mut Item, line: &Line<'_>, q: Quantity, confidence: f64) 
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::super::document::{Page, PageSource};
+    use super::super::super::super::document::Page;
     use super::super::super::super::normalise::DateOrder;
     use super::super::lines::lines;
     use super::*;
@@ -312,6 +318,30 @@ mod tests {
                 Some("kg"),
                 Some(3.99),
                 3.02
+            )]
+        );
+    }
+
+    #[test]
+    fn units_touching_the_sign_and_read_by_ocr() {
+        assert_eq!(
+            read("CarburantSP95 42,35Lx1,859EUR/L 78,73"),
+            vec![row(
+                "CarburantSP95",
+                Some(42.35),
+                Some("L"),
+                Some(1.859),
+                78.73
+            )]
+        );
+        assert_eq!(
+            read("ORGANIC APPLES 2.5 Ib @ 1.99/lb 4.98"),
+            vec![row(
+                "ORGANIC APPLES",
+                Some(2.5),
+                Some("lb"),
+                Some(1.99),
+                4.98
             )]
         );
     }

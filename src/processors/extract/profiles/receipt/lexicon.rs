@@ -88,12 +88,18 @@ pub(super) fn mentions_vat(text: &str) -> bool {
 }
 
 /// The header of a table of VAT rates: it names VAT and a column of rates or bases.
-static VAT_HEADER: LazyLock<Regex> =
-    LazyLock::new(|| pattern(r"(?i)\b(?:taux|rate|%|h\.?t\.?|base|net|code)\b|%"));
+static VAT_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    pattern(r"(?i)\b(?:taux|rate|%|h\.?t\.?|base|net|code)\b|%|(?-i:[A-Z]HT\b|[a-z]HT\b)")
+});
+/// "TVA" or "VAT" in capitals at the end of a word: a column heading glued to the word
+/// before it (`MontantTVA`, `MTTVA`), as OCR reads headings whose words stand close.
+static GLUED_VAT: LazyLock<Regex> = LazyLock::new(|| pattern(r"(?-i:\w(?:TVA|VAT))\b"));
 
-/// True for a line that heads a VAT table (`TVA  Taux  HT  TVA  TTC`, `VAT rate  Net  VAT`).
+/// True for a line that heads a VAT table (`TVA  Taux  HT  TVA  TTC`, `VAT rate  Net  VAT`,
+/// and the same with its words glued together, `Taux BaseHT MontantTVA`, `TXTVA MTHT`).
 pub(super) fn is_vat_header(text: &str) -> bool {
-    mentions_vat(text) && VAT_HEADER.is_match(text)
+    (mentions_vat(text) || (GLUED_VAT.is_match(text) && !VAT_ID.is_match(text)))
+        && VAT_HEADER.is_match(text)
 }
 
 /// Taxes that are not VAT, by name.
@@ -371,6 +377,10 @@ mod tests {
             !mentions_vat("TVA intracom FR12345678901") && !mentions_vat("VAT No. GB123456789")
         );
         assert!(is_vat_header("TVA   Taux      HT     TVA     TTC"));
+        // Headings glued together, as OCR reads them.
+        assert!(is_vat_header("Taux BaseHT MontantTVA"));
+        assert!(is_vat_header("TXTVA MTHT MTTVA MTTTC"));
+        assert!(!is_vat_header("CRAVATE EN SOIE"));
         let tax = |t: &'static str| other_tax(t).map(|r| &t[r]);
         assert_eq!(tax("Taxe de séjour 2 x 1,65"), Some("Taxe de séjour"));
         assert_eq!(tax("Sales Tax 8.875%"), Some("Sales Tax"));

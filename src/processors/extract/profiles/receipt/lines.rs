@@ -102,6 +102,32 @@ pub(super) fn lines(page: &Page, order: DateOrder) -> Vec<Line<'_>> {
     out
 }
 
+/// `text` with each `|` that stands between spaces, tabs or a line's ends read as a space:
+/// the rule between a table row's cells (a DOCX or ODT table comes out as `cell | cell`, a
+/// text export may draw `| cell | cell |`) is the gap between two columns, as a till's
+/// spaces are. Every other byte stays where it was, so that spans index the page's text.
+/// `None` when there is no such rule.
+pub(super) fn unruled(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let gap = |at: Option<&u8>| at.is_none_or(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let rules: Vec<usize> = (0..bytes.len())
+        .filter(|&i| {
+            bytes[i] == b'|'
+                && gap(i.checked_sub(1).and_then(|j| bytes.get(j)))
+                && gap(bytes.get(i + 1))
+        })
+        .collect();
+    if rules.is_empty() {
+        return None;
+    }
+    let mut out = bytes.to_vec();
+    for i in rules {
+        out[i] = b' ';
+    }
+    // Only ASCII bytes were replaced by ASCII bytes: still UTF-8.
+    String::from_utf8(out).ok()
+}
+
 /// A quantity, unit price or rate as written next to a multiplication sign or a `%`: one
 /// separator is a decimal mark whatever follows it (`1,859` €/L, `0,756` kg, `8.875` %), where
 /// [`normalise::parse_number`] would read `1,859` as a thousand and more.
@@ -153,6 +179,18 @@ mod tests {
         assert_eq!(decimal("8.875"), Some(8.875));
         assert_eq!(decimal("2"), Some(2.0));
         assert_eq!(decimal("1.234,50"), Some(1234.5));
+    }
+
+    #[test]
+    fn table_rules_read_as_column_gaps() {
+        let text = "Chambre | 2 nuits x 95,00 | 190,00\n| A | 5,50% |\nEAU|SOURCE 1,20";
+        let read = unruled(text).unwrap_or_default();
+        assert_eq!(
+            read,
+            "Chambre   2 nuits x 95,00   190,00\n  A   5,50%  \nEAU|SOURCE 1,20"
+        );
+        assert_eq!(read.len(), text.len());
+        assert!(unruled("BAGUETTE   1,10").is_none());
     }
 
     #[test]

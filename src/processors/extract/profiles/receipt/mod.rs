@@ -13,6 +13,7 @@ mod header;
 mod items;
 mod lexicon;
 mod lines;
+mod ocr;
 mod payment;
 mod taxes;
 
@@ -151,6 +152,19 @@ fn join(a: Receipt, b: Receipt) -> Receipt {
 /// A page read as a receipt. Only the document's first page is sure to start with the
 /// merchant's name; on another, a name at the top is less believed.
 fn read_page(page: &Page, first: bool) -> Receipt {
+    // A table's rules read as the gaps between its columns; the text keeps its length, so
+    // that every span still indexes the page as the result gives it.
+    let unruled;
+    let page = match lines::unruled(&page.text) {
+        Some(text) => {
+            unruled = Page {
+                text,
+                ..page.clone()
+            };
+            &unruled
+        }
+        None => page,
+    };
     let guess = lines::lines(page, DateOrder::DayFirst);
     let code = header::currency(&guess, None).map(|c| c.value);
     let (order, sure_order) = header::date_order(&[page.text.as_str()], code.as_deref());

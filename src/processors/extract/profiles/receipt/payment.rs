@@ -1,8 +1,10 @@
 //! How a receipt was paid, how much was handed over, and the change given back.
 
+use super::super::super::document::PageSource;
 use super::super::super::found::Found;
 use super::lexicon::{self, PaymentMethod};
 use super::lines::Line;
+use super::ocr;
 
 /// The means of payment, and the amount tendered when its line gives one.
 pub(super) struct Payment {
@@ -21,7 +23,13 @@ pub(super) fn payment(lines: &[Line<'_>]) -> Option<Payment> {
         if lexicon::is_change(line.label()) || lexicon::mentions_vat(line.text) {
             continue;
         }
-        let Some((method, span)) = lexicon::payment(line.text) else {
+        let named = lexicon::payment(line.text).or_else(|| {
+            // OCR splits names with a space it reads between two letters.
+            (line.page.source == PageSource::Ocr)
+                .then(|| ocr::split_payment(line.text))
+                .flatten()
+        });
+        let Some((method, span)) = named else {
             continue;
         };
         if let Some((amount_span, amount)) = line.amounts.last() {
@@ -56,7 +64,7 @@ pub(super) fn change(lines: &[Line<'_>]) -> Option<Found<f64>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::super::document::{Page, PageSource};
+    use super::super::super::super::document::Page;
     use super::super::super::super::normalise::DateOrder;
     use super::super::lines::lines;
     use super::*;

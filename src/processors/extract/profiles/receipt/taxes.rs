@@ -20,10 +20,13 @@ const KNOWN_RATES: [f64; 16] = [
 /// Highest VAT or sales tax rate believed.
 const MAX_RATE: f64 = 30.0;
 
-/// A percentage with up to three decimals (`8.875%`, `5,50 %`).
+/// A percentage with up to three decimals (`8.875%`, `5,50 %`); or a rate with decimals whose
+/// `%` OCR read as `96` or `%6` (`5,5096`, `20,00 %6`): the sign's circles taken for digits.
 static PERCENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|[^\d.,])(?P<n>\d{1,2}(?:[.,]\d{1,3})?)\s?%")
-        .unwrap_or_else(|e| unreachable!("rate pattern: {e}"))
+    Regex::new(
+        r"(?:^|[^\d.,])(?:(?P<n>\d{1,2}(?:[.,]\d{1,3})?)\s?%|(?P<o>\d{1,2}[.,]\d{1,2})\s?(?:96|%6)(?:\s|$))",
+    )
+    .unwrap_or_else(|e| unreachable!("rate pattern: {e}"))
 });
 /// A number standing alone, as a rate column prints it (`A  20  8,33  1,67`).
 static BARE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
@@ -34,10 +37,11 @@ static BARE_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 /// The rate a line gives as a percentage, with its span (`%` included).
 fn percent(text: &str) -> Option<(Range<usize>, f64)> {
     let caps = PERCENT.captures(text)?;
-    let number = caps.name("n")?;
+    let number = caps.name("n").or(caps.name("o"))?;
     let whole = caps.get(0)?;
     let value = decimal(number.as_str())?;
-    (value <= MAX_RATE).then_some((number.start()..whole.end(), value))
+    let end = whole.start() + whole.as_str().trim_end().len();
+    (value <= MAX_RATE).then_some((number.start()..end, value))
 }
 
 /// The VAT lines of a receipt; a line summing them (`TOTAL TVA 3,50`, a table's `Total` row)
@@ -81,6 +85,10 @@ fn vat_line(line: &Line<'_>, in_table: bool) -> Option<VatLine> {
         .map(|(r, a)| (r.clone(), a.value))
         .collect();
     let mut rate = percent(line.text);
+    if let Some((span, _)) = &rate {
+        // A rate OCR wrote with `96` for its `%` was taken for an amount: it is none.
+        amounts.retain(|(r, _)| r.end <= span.start || span.end <= r.start);
+    }
     if rate.is_none() && in_table {
         // The rate column without `%`: a known rate standing before the amounts, or the
         // first of the amounts when it is one and more follow.
@@ -231,6 +239,18 @@ mod tests {
         assert_eq!(read(gross_first), vec![(Some(20.0), Some(10.0), 2.0)]);
         let uk = "VAT Rate    Net     VAT    Gross\n\nA  20.0%  10.42   2.08   12.50";
         assert_eq!(read(uk), vec![(Some(20.0), Some(10.42), 2.08)]);
+    }
+
+    #[test]
+    fn rates_whose_sign_ocr_read_as_digits() {
+        let table = "TVA   Taux      HT     TVA\nA     5,50 96   18,96    1,04\nB     20,00%6    8,33    1,67";
+        assert_eq!(
+            read(table),
+            vec![
+                (Some(5.5), Some(18.96), 1.04),
+                (Some(20.0), Some(8.33), 1.67)
+            ]
+        );
     }
 
     #[test]
