@@ -3,8 +3,10 @@
 //! rasterised, one after another, with its default threading and with `OMP_THREAD_LIMIT=1`.
 //! Prints pages per minute and the character accuracy of each against the known text.
 //!
-//! `cargo bench --bench ocr -- [--pages N]` (default 20). Needs tesseract (fra, eng) and
-//! poppler-utils, as `scripts/test.sh` installs them.
+//! `cargo bench --bench ocr -- [--pages N] [--degraded]` (default 20). With `--degraded`, the
+//! scans are degraded as a tired scanner makes them (rotated by up to 2 degrees, blurred, noisy,
+//! a JPEG of quality 50). Needs tesseract (fra, eng) and poppler-utils, as `scripts/test.sh`
+//! installs them.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command as Process;
@@ -18,10 +20,14 @@ use stompede::{BrokerBuilder, Config};
 
 #[path = "../common/args.rs"]
 mod args;
+mod degrade;
 #[path = "../../tests/common/documents.rs"]
 mod documents;
 
-use documents::{accuracy, prose_page, rasterise, scanned_pdf, PageText};
+use documents::{accuracy, pdf, prose_page, rasterise, scanned_pdf, PageText, PdfPage};
+
+/// How far each degraded page is turned, in degrees, in turn.
+const SKEWS: [f64; 5] = [1.5, -1.0, 2.0, -1.8, 0.7];
 
 /// A dense page: 34 lines of prose, French and English, different on every page.
 fn page_text(n: usize) -> String {
@@ -66,17 +72,44 @@ fn main() {
     std::fs::create_dir_all(&import).unwrap();
     let texts: Vec<String> = (0..pages).map(page_text).collect();
     let layout: Vec<PageText> = texts.iter().map(|t| prose_page(t)).collect();
-    eprintln!("making a {pages}-page scanned PDF at 300 dpi...");
-    let scan = scanned_pdf(work.path(), &layout);
+    let degraded = args::flag("--degraded");
+    eprintln!(
+        "making a {pages}-page {}scanned PDF at 300 dpi...",
+        if degraded { "degraded " } else { "" }
+    );
+    // The same pages as image files, for plain tesseract (its rasterising is not counted).
+    let (scan, images) = if degraded {
+        let source = work.path().join("source.pdf");
+        let text: Vec<PdfPage> = layout.iter().cloned().map(PdfPage::Text).collect();
+        std::fs::write(&source, pdf(&text)).unwrap();
+        let mut scans = Vec::new();
+        let mut images = Vec::new();
+        for n in 1..=pages {
+            let clean = degrade::rasterise(work.path(), &source, n);
+            let page = degrade::degrade(&clean, SKEWS[n % SKEWS.len()], n as u64);
+            let jpeg = degrade::jpeg(&page, 50);
+            let path = work.path().join(format!("page-{n}.jpg"));
+            std::fs::write(&path, &jpeg).unwrap();
+            images.push(path);
+            scans.push(PdfPage::Scan {
+                jpeg,
+                width: u32::try_from(page.width).unwrap(),
+                height: u32::try_from(page.height).unwrap(),
+            });
+        }
+        (pdf(&scans), images)
+    } else {
+        let scan = scanned_pdf(work.path(), &layout);
+        let images = (1..=pages)
+            .map(|n| {
+                let path = work.path().join(format!("page-{n}.png"));
+                std::fs::write(&path, rasterise(work.path(), &scan, n, "png")).unwrap();
+                path
+            })
+            .collect();
+        (scan, images)
+    };
     std::fs::write(import.join("scan.pdf"), &scan).unwrap();
-    // The same pages as PNG files, for plain tesseract (its rasterising is not counted).
-    let images: Vec<std::path::PathBuf> = (1..=pages)
-        .map(|n| {
-            let path = work.path().join(format!("page-{n}.png"));
-            std::fs::write(&path, rasterise(work.path(), &scan, n, "png")).unwrap();
-            path
-        })
-        .collect();
     let expected = texts.join("\n");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -139,7 +172,7 @@ fn main() {
         );
     }
     println!(
-        "{{\"bench\":\"ocr\",\"pages\":{pages},\"stompede_ppm\":{:.1},\"tesseract_default_ppm\":{:.1},\"tesseract_single_ppm\":{:.1},\"ratio_to_single\":{:.2}}}",
+        "{{\"bench\":\"ocr\",\"degraded\":{degraded},\"pages\":{pages},\"stompede_ppm\":{:.1},\"tesseract_default_ppm\":{:.1},\"tesseract_single_ppm\":{:.1},\"ratio_to_single\":{:.2}}}",
         per_minute(stompede_s),
         per_minute(default_s),
         per_minute(single_s),
