@@ -418,7 +418,7 @@ impl Inner {
         let mut args = vec!["-layout".into(), "-enc".into(), "UTF-8".into()];
         args.extend(page_args(at, password));
         args.extend([path.display().to_string(), "-".into()]);
-        match tools::run(
+        match tools::run_bounded(
             &self.tools.poppler("pdftotext"),
             &args,
             &[],
@@ -463,7 +463,7 @@ impl Inner {
         args.extend(page_args(at, password));
         args.extend([path.display().to_string(), image.display().to_string()]);
         let raster = image.with_extension("pgm");
-        let page = match tools::run(
+        let page = match tools::run_bounded(
             &self.tools.poppler("pdftoppm"),
             &args,
             &[],
@@ -563,7 +563,7 @@ impl Inner {
             args.push("pdf".into());
         }
         // One thread per page: pages, not threads, spread over the cores.
-        let ran = tools::run(
+        let ran = tools::run_bounded(
             &self.tools.tesseract,
             &args,
             &[("OMP_THREAD_LIMIT", "1")],
@@ -603,7 +603,7 @@ impl Inner {
             path.display().to_string(),
             out.display().to_string(),
         ];
-        match tools::run(
+        match tools::run_bounded(
             &self.tools.poppler("pdfseparate"),
             &args,
             &[],

@@ -128,6 +128,50 @@ pub(super) async fn run(
     }
 }
 
+/// Most address space one OCR program may take for one page: a page that would make tesseract
+/// or poppler grow past it (a huge page at a high resolution) fails alone, with the program's
+/// complaint as its warning, instead of pressing on the server's memory. Poppler refuses
+/// bitmaps over 2 GiB by itself; tesseract needs several times its image.
+pub(super) const PROGRAM_MEMORY_LIMIT: u64 = 3 * 1024 * 1024 * 1024;
+
+/// Whether util-linux's `prlimit` is there to apply [`PROGRAM_MEMORY_LIMIT`].
+static PRLIMIT: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+
+/// Like [`run`], with the program's address space bounded by [`PROGRAM_MEMORY_LIMIT`] through
+/// `prlimit` (util-linux, on every Debian system; without it the program runs unbounded).
+pub(super) async fn run_bounded(
+    program: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+    limit: Duration,
+    max_output: u64,
+) -> Result<Ran, ToolError> {
+    run_within(PROGRAM_MEMORY_LIMIT, program, args, envs, limit, max_output).await
+}
+
+async fn run_within(
+    memory: u64,
+    program: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+    limit: Duration,
+    max_output: u64,
+) -> Result<Ran, ToolError> {
+    let prlimit = *PRLIMIT
+        .get_or_init(|| async {
+            run("prlimit", &["--version".into()], &[], limit, 4096)
+                .await
+                .is_ok_and(|ran| ran.success)
+        })
+        .await;
+    if !prlimit {
+        return run(program, args, envs, limit, max_output).await;
+    }
+    let mut wrapped = vec![format!("--as={memory}"), "--".into(), program.to_owned()];
+    wrapped.extend_from_slice(args);
+    run("prlimit", &wrapped, envs, limit, max_output).await
+}
+
 /// The OCR programs to use, and what tesseract can read.
 #[derive(Debug, Clone)]
 pub(crate) struct Tools {
@@ -334,4 +378,29 @@ pub(crate) fn run_blocking(
     child
         .wait_with_output()
         .map_err(|e| JobError::retryable("io", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_program_that_grows_past_its_bound_fails_alone() {
+        let grow = |bytes: u64| {
+            vec![
+                "-c".to_owned(),
+                format!("x = bytearray({bytes}); print(len(x))"),
+            ]
+        };
+        let limit = Duration::from_secs(30);
+        let small = run_within(256 << 20, "python3", &grow(16 << 20), &[], limit, 4096)
+            .await
+            .unwrap();
+        assert!(small.success, "{}", small.stderr);
+        let big = run_within(256 << 20, "python3", &grow(1 << 30), &[], limit, 4096)
+            .await
+            .unwrap();
+        assert!(!big.success);
+        assert!(big.stderr.contains("MemoryError"), "{}", big.stderr);
+    }
 }
