@@ -24,22 +24,23 @@ struct Witness {
     addr: SocketAddr,
     queue: String,
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
     delivered: Arc<AtomicU64>,
-    producer: tokio::task::JoinHandle<()>,
+    /// Returns how many messages it sent, each receipted.
+    producer: tokio::task::JoinHandle<u64>,
+    /// Told that count once the producer has stopped: only then is it final.
+    total: tokio::sync::oneshot::Sender<u64>,
     consumer: tokio::task::JoinHandle<BTreeSet<u64>>,
 }
 
 impl Witness {
     async fn start(addr: SocketAddr, queue: &str) -> Witness {
         let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
         let delivered = Arc::new(AtomicU64::new(0));
         let mut consumer = Tcp::connect(addr, "wendy").await;
         consumer.subscribe("w", queue, "client-individual").await;
         let mut producer = Tcp::connect(addr, "wendy").await;
         let producer = {
-            let (stop, sent, queue) = (stop.clone(), sent.clone(), queue.to_owned());
+            let (stop, queue) = (stop.clone(), queue.to_owned());
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -53,21 +54,24 @@ impl Witness {
                         )
                         .await;
                     n += 1;
-                    sent.store(n, Ordering::Relaxed);
                 }
+                n
             })
         };
+        let (total, mut told) = tokio::sync::oneshot::channel::<u64>();
         let consumer = {
-            let (stop, sent, delivered) = (stop.clone(), sent.clone(), delivered.clone());
+            let delivered = delivered.clone();
             tokio::spawn(async move {
                 let mut seen = BTreeSet::new();
-                let mut stopped_at = None;
+                // The final count and when it came. Not the producer's count so far: while it
+                // waits for its last RECEIPT, the MESSAGE may still be on its way here.
+                let mut total = None;
                 loop {
-                    if stop.load(Ordering::Relaxed) {
-                        let since = *stopped_at.get_or_insert_with(Instant::now);
-                        if seen.len() as u64 >= sent.load(Ordering::Relaxed)
-                            || since.elapsed() > common::WAIT
-                        {
+                    if total.is_none() {
+                        total = told.try_recv().ok().map(|n| (n, Instant::now()));
+                    }
+                    if let Some((sent, since)) = total {
+                        if seen.len() as u64 >= sent || since.elapsed() > common::WAIT {
                             return seen;
                         }
                     }
@@ -95,9 +99,9 @@ impl Witness {
             addr,
             queue: queue.to_owned(),
             stop,
-            sent,
             delivered,
             producer,
+            total,
             consumer,
         }
     }
@@ -109,9 +113,10 @@ impl Witness {
     /// Stops sending; every receipted message must have arrived, once.
     async fn finish(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.producer.await.unwrap();
+        let sent = self.producer.await.unwrap();
+        // Only now is the count final: the consumer waits for that many.
+        let _ = self.total.send(sent);
         let seen = self.consumer.await.unwrap();
-        let sent = self.sent.load(Ordering::Relaxed);
         let expected: BTreeSet<u64> = (0..sent).collect();
         if seen != expected {
             // Lost, or only late? A new consumer tells.
