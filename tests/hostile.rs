@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{error_message, Tcp, TestServer};
+use common::{connect_frame, error_message, ServerProcess, Tcp, TestServer};
 use stompede::protocol::{Command, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -503,4 +503,63 @@ async fn websocket_frames_without_a_mask_or_with_oversize_control_are_closed_100
         assert_eq!(close_code(&until_eof(&mut oversize).await), 1002);
     })
     .await;
+}
+
+/// Open descriptors of process `pid`.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_from_one_address_are_served_or_refused_and_released() {
+    // A server process of its own: the test holds one end of every connection, the server
+    // the other, and each process has its own descriptor limit.
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path());
+    let addr = server.stomp;
+    let pid = server.pid();
+    let idle = descriptors(pid);
+    under_attack(addr, "connection-flood", async {
+        let mut open = Vec::new();
+        let (mut admitted, mut refused) = (0, 0);
+        for batch in 0..100 {
+            let attempts = (0..100).map(|i| async move {
+                let mut client = Tcp::open(addr).await;
+                client.send(connect_frame(&format!("flood{batch}-{i}"))).await;
+                let answer = client.maybe_frame(Duration::from_secs(20)).await;
+                (client, answer.map(|f| f.command))
+            });
+            for (client, answer) in futures::future::join_all(attempts).await {
+                match answer {
+                    Some(Command::Connected) => {
+                        admitted += 1;
+                        open.push(client);
+                    }
+                    // Refused (rate or session limits) with an ERROR, or closed.
+                    Some(Command::Error) | None => refused += 1,
+                    Some(other) => panic!("{other:?}"),
+                }
+            }
+        }
+        eprintln!(
+            "connection-flood: {admitted} admitted, {refused} refused, server descriptors {idle} idle, {} with them open",
+            descriptors(pid)
+        );
+        assert_eq!(admitted + refused, 10_000);
+        assert!(admitted > 0);
+        drop(open);
+    })
+    .await;
+    // Every connection's descriptor is released once its client is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while descriptors(pid) > idle + 16 {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors, {idle} when idle",
+            descriptors(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
