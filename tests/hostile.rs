@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{error_message, Tcp, TestServer};
+use common::{connect_frame, error_message, ServerProcess, Tcp, TestServer};
 use stompede::protocol::{Command, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,22 +24,23 @@ struct Witness {
     addr: SocketAddr,
     queue: String,
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
     delivered: Arc<AtomicU64>,
-    producer: tokio::task::JoinHandle<()>,
+    /// Returns how many messages it sent, each receipted.
+    producer: tokio::task::JoinHandle<u64>,
+    /// Told that count once the producer has stopped: only then is it final.
+    total: tokio::sync::oneshot::Sender<u64>,
     consumer: tokio::task::JoinHandle<BTreeSet<u64>>,
 }
 
 impl Witness {
     async fn start(addr: SocketAddr, queue: &str) -> Witness {
         let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
         let delivered = Arc::new(AtomicU64::new(0));
         let mut consumer = Tcp::connect(addr, "wendy").await;
         consumer.subscribe("w", queue, "client-individual").await;
         let mut producer = Tcp::connect(addr, "wendy").await;
         let producer = {
-            let (stop, sent, queue) = (stop.clone(), sent.clone(), queue.to_owned());
+            let (stop, queue) = (stop.clone(), queue.to_owned());
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -53,21 +54,24 @@ impl Witness {
                         )
                         .await;
                     n += 1;
-                    sent.store(n, Ordering::Relaxed);
                 }
+                n
             })
         };
+        let (total, mut told) = tokio::sync::oneshot::channel::<u64>();
         let consumer = {
-            let (stop, sent, delivered) = (stop.clone(), sent.clone(), delivered.clone());
+            let delivered = delivered.clone();
             tokio::spawn(async move {
                 let mut seen = BTreeSet::new();
-                let mut stopped_at = None;
+                // The final count and when it came. Not the producer's count so far: while it
+                // waits for its last RECEIPT, the MESSAGE may still be on its way here.
+                let mut total = None;
                 loop {
-                    if stop.load(Ordering::Relaxed) {
-                        let since = *stopped_at.get_or_insert_with(Instant::now);
-                        if seen.len() as u64 >= sent.load(Ordering::Relaxed)
-                            || since.elapsed() > common::WAIT
-                        {
+                    if total.is_none() {
+                        total = told.try_recv().ok().map(|n| (n, Instant::now()));
+                    }
+                    if let Some((sent, since)) = total {
+                        if seen.len() as u64 >= sent || since.elapsed() > common::WAIT {
                             return seen;
                         }
                     }
@@ -95,9 +99,9 @@ impl Witness {
             addr,
             queue: queue.to_owned(),
             stop,
-            sent,
             delivered,
             producer,
+            total,
             consumer,
         }
     }
@@ -109,9 +113,10 @@ impl Witness {
     /// Stops sending; every receipted message must have arrived, once.
     async fn finish(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.producer.await.unwrap();
+        let sent = self.producer.await.unwrap();
+        // Only now is the count final: the consumer waits for that many.
+        let _ = self.total.send(sent);
         let seen = self.consumer.await.unwrap();
-        let sent = self.sent.load(Ordering::Relaxed);
         let expected: BTreeSet<u64> = (0..sent).collect();
         if seen != expected {
             // Lost, or only late? A new consumer tells.
@@ -498,4 +503,63 @@ async fn websocket_frames_without_a_mask_or_with_oversize_control_are_closed_100
         assert_eq!(close_code(&until_eof(&mut oversize).await), 1002);
     })
     .await;
+}
+
+/// Open descriptors of process `pid`.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_from_one_address_are_served_or_refused_and_released() {
+    // A server process of its own: the test holds one end of every connection, the server
+    // the other, and each process has its own descriptor limit.
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(data.path());
+    let addr = server.stomp;
+    let pid = server.pid();
+    let idle = descriptors(pid);
+    under_attack(addr, "connection-flood", async {
+        let mut open = Vec::new();
+        let (mut admitted, mut refused) = (0, 0);
+        for batch in 0..100 {
+            let attempts = (0..100).map(|i| async move {
+                let mut client = Tcp::open(addr).await;
+                client.send(connect_frame(&format!("flood{batch}-{i}"))).await;
+                let answer = client.maybe_frame(Duration::from_secs(20)).await;
+                (client, answer.map(|f| f.command))
+            });
+            for (client, answer) in futures::future::join_all(attempts).await {
+                match answer {
+                    Some(Command::Connected) => {
+                        admitted += 1;
+                        open.push(client);
+                    }
+                    // Refused (rate or session limits) with an ERROR, or closed.
+                    Some(Command::Error) | None => refused += 1,
+                    Some(other) => panic!("{other:?}"),
+                }
+            }
+        }
+        eprintln!(
+            "connection-flood: {admitted} admitted, {refused} refused, server descriptors {idle} idle, {} with them open",
+            descriptors(pid)
+        );
+        assert_eq!(admitted + refused, 10_000);
+        assert!(admitted > 0);
+        drop(open);
+    })
+    .await;
+    // Every connection's descriptor is released once its client is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while descriptors(pid) > idle + 16 {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors, {idle} when idle",
+            descriptors(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

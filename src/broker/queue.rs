@@ -598,3 +598,92 @@ impl Queue {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use stompede_protocol::{Command, Frame, Headers};
+
+    use super::*;
+    use crate::broker::outbox::{MemoryBudget, OutboxLimits};
+
+    fn queue() -> Arc<Queue> {
+        Arc::new(Queue::new(
+            "/queue/q".into(),
+            0,
+            100,
+            Weak::new(),
+            Arc::default(),
+        ))
+    }
+
+    fn message(body: &'static str) -> Arc<Message> {
+        Arc::new(Message::new(
+            body.into(),
+            "/queue/q".into(),
+            &Headers::new(),
+            Bytes::from_static(body.as_bytes()),
+            true,
+        ))
+    }
+
+    fn consumer(queue: &Arc<Queue>, outbox: &Arc<Outbox>) -> Arc<Consumer> {
+        let consumer = Arc::new(Consumer::new(
+            1,
+            "s".into(),
+            outbox.clone(),
+            AckMode::ClientIndividual,
+            None,
+        ));
+        queue.add_consumer(consumer.clone());
+        consumer
+    }
+
+    fn body(item: Option<Outgoing>) -> Option<Bytes> {
+        match item {
+            Some(Outgoing::Delivery(delivery)) => Some(delivery.message.body.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_consumer_skipped_for_its_full_outbox_gets_the_message_once_its_writer_drains_it() {
+        let limits = OutboxLimits {
+            high_water_messages: 2,
+            slow_consumer_grace: Duration::from_secs(3600),
+            ..OutboxLimits::default()
+        };
+        let outbox = Outbox::new(limits, MemoryBudget::new(1 << 20));
+        let queue = queue();
+        let _consumer = consumer(&queue, &outbox);
+        for _ in 0..2 {
+            let _ = outbox.push_reply(Outgoing::Frame(Frame::new(Command::Receipt)));
+        }
+        assert!(outbox.is_full());
+        queue.enqueue(message("m")).unwrap();
+        assert_eq!(queue.stats().depth, 1, "not offered to a full outbox");
+        // The writer takes the first frame: below the mark, the queue dispatches again, with
+        // no further traffic on it.
+        assert!(body(outbox.try_pop()).is_none());
+        assert_eq!(queue.stats().depth, 0);
+        assert!(body(outbox.try_pop()).is_none());
+        assert_eq!(body(outbox.try_pop()).as_deref(), Some(&b"m"[..]));
+    }
+
+    #[test]
+    fn the_shared_memory_budget_never_holds_a_queue_delivery_back() {
+        // Only an outbox's own mark skips a consumer; drains of other outboxes do not
+        // re-dispatch this queue, so an exhausted budget must not skip it either.
+        let budget = MemoryBudget::new(1);
+        let other = Outbox::new(OutboxLimits::default(), budget.clone());
+        let _ = other.push(Outgoing::Frame(Frame::new(Command::Receipt)));
+        let outbox = Outbox::new(OutboxLimits::default(), budget);
+        let queue = queue();
+        let _consumer = consumer(&queue, &outbox);
+        queue.enqueue(message("m")).unwrap();
+        assert_eq!(queue.stats().depth, 0);
+        assert_eq!(body(outbox.try_pop()).as_deref(), Some(&b"m"[..]));
+    }
+}
