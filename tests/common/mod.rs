@@ -131,6 +131,30 @@ impl Tcp {
         self.stream.write_all(bytes).await.unwrap();
     }
 
+    /// Opens and CONNECTs as `login`, or `None` when the server is not there (yet).
+    pub async fn try_connect(addr: SocketAddr, login: &str) -> Option<Tcp> {
+        let mut client = Tcp {
+            stream: TcpStream::connect(addr).await.ok()?,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(Limits::default()),
+            version: Version::V1_2,
+        };
+        client.try_send(connect_frame(login)).await.then_some(())?;
+        let connected = tokio::time::timeout(WAIT, client.next_frame())
+            .await
+            .ok()??;
+        (connected.command == Command::Connected).then_some(())?;
+        client.decoder.set_version(Version::V1_2);
+        Some(client)
+    }
+
+    /// Sends `frame`; false when the connection is gone.
+    pub async fn try_send(&mut self, frame: Frame) -> bool {
+        let mut out = BytesMut::new();
+        encode(&frame, self.version, &mut out);
+        self.stream.write_all(&out).await.is_ok()
+    }
+
     /// The next frame (heart-beats skipped), or a panic after [`WAIT`].
     pub async fn frame(&mut self) -> Frame {
         tokio::time::timeout(WAIT, self.next_frame())
