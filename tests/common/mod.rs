@@ -412,6 +412,11 @@ impl ServerProcess {
 }
 
 impl ServerProcess {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILLs the server and waits for it to be gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
