@@ -1,38 +1,55 @@
-//! Reconciliation throughput: two generated CSV files of N rows x 10 columns, reconciled by the
-//! `reconcile` job type in process; compared with merely reading both files with the `csv`
-//! crate. Prints wall time, rows/s, MB/s and the process's peak RSS.
+//! Reconciliation throughput and memory: two generated CSV files of N rows x 10 columns,
+//! reconciled by the `reconcile` job type of a real `stompede serve` process (the release
+//! binary, with its own allocator) that a STOMP client over TCP submits the job to; compared
+//! with merely reading both files with the `csv` crate. Prints wall time, rows/s, MB/s and the
+//! server's memory: its resident size when idle (`VmRSS` just before the submission), its peak
+//! (`VmHWM` once the job completed) and the difference, which must stay within the server's
+//! `reconcile-memory-budget`: the line says `FAIL` when it does not.
 //!
-//! `cargo bench --bench reconcile -- [--rows N]`; with
-//! `RUST_LOG=stompede::processors::reconcile=debug`, each chunk's time on stderr.
+//! `cargo bench --bench reconcile -- [--rows N] [--jobs K] [--runs R] [--budget-mib M]`:
+//! `--jobs 2` submits two jobs on the same files at once (they share the one budget), `--runs`
+//! starts a fresh server for each run. With `RUST_LOG=debug` in the environment the server
+//! logs each chunk's time; `STOMPEDE_BIN=path` runs that binary instead of this build's.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use stompede::jobs::JobStatus;
-use stompede::processors::Reconcile;
-use stompede::protocol::Headers;
-use stompede::{BrokerBuilder, Config};
+use bytes::BytesMut;
+use serde_json::{json, Value};
+use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[path = "../common/args.rs"]
 mod args;
 use args::number as arg;
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `/proc/<pid>/status` field in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// 10 columns; 90% of keys on both sides (5% of those differing in one column), 5% one-sided
 /// each way.
-fn generate(dir: &std::path::Path, rows: usize) -> u64 {
+fn generate(dir: &Path, rows: usize) -> u64 {
     let mut bo = std::io::BufWriter::new(std::fs::File::create(dir.join("bo.csv")).unwrap());
     let mut partner =
         std::io::BufWriter::new(std::fs::File::create(dir.join("partner.csv")).unwrap());
@@ -76,13 +93,178 @@ fn generate(dir: &std::path::Path, rows: usize) -> u64 {
         + std::fs::metadata(dir.join("partner.csv")).unwrap().len()
 }
 
+/// A `stompede serve` process, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    stomp: SocketAddr,
+}
+
+impl Server {
+    fn start(data: &Path, import: &Path, budget: u64) -> Server {
+        let config = data.join("stompede.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "reconcile-memory-budget = {budget}\nimport-dir = {:?}\n",
+                import.display().to_string()
+            ),
+        )
+        .unwrap();
+        // `STOMPEDE_BIN` runs another build (an older commit's, to compare).
+        let binary =
+            std::env::var("STOMPEDE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stompede").into());
+        let mut child = std::process::Command::new(binary)
+            .args(["serve", "--stomp", "127.0.0.1:0", "--http", "off"])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--log", &std::env::var("RUST_LOG").unwrap_or("warn".into())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let listening: Value = serde_json::from_str(&line).unwrap();
+        let stomp = listening["stomp"].as_str().unwrap().parse().unwrap();
+        Server { child, stomp }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A STOMP connection over TCP.
+struct Stomp {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl Stomp {
+    async fn connect(addr: SocketAddr, login: &str) -> Stomp {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut stomp = Stomp {
+            stream,
+            decoder: Decoder::new(Default::default()),
+            buf: BytesMut::new(),
+        };
+        stomp
+            .send(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("login", login),
+            )
+            .await;
+        let connected = stomp.frame().await;
+        assert_eq!(connected.command, Command::Connected, "{connected:?}");
+        stomp.decoder.set_version(Version::V1_2);
+        stomp
+    }
+
+    async fn send(&mut self, frame: Frame) {
+        let mut out = BytesMut::new();
+        encode(&frame, Version::V1_2, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    async fn frame(&mut self) -> Frame {
+        loop {
+            if let Some(Decoded::Frame(f)) = self.decoder.decode(&mut self.buf).unwrap() {
+                return f;
+            }
+            assert!(
+                self.stream.read_buf(&mut self.buf).await.unwrap() > 0,
+                "closed"
+            );
+        }
+    }
+}
+
+/// What one run measured.
+struct Run {
+    wall: f64,
+    idle_mib: f64,
+    peak_mib: f64,
+    waited: bool,
+    results: Vec<Value>,
+}
+
+/// Starts a server, submits `jobs` reconcile jobs at once and waits for them all.
+async fn run(import: &Path, budget: u64, jobs: usize) -> Run {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), import, budget);
+    let mut client = Stomp::connect(server.stomp, "bench").await;
+    client
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "p")
+                .header("destination", "/user/queue/progress"),
+        )
+        .await;
+    // Let the server settle before its idle size is taken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_mib = status_mib(server.pid(), "VmRSS:");
+    let params = json!({"boFile": "bo.csv", "partnerFile": "partner.csv", "boKey": "id", "partnerKey": "id"});
+    let started = Instant::now();
+    for i in 0..jobs {
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/jobs")
+                    .header("job-type", "reconcile")
+                    .header("receipt", format!("r{i}"))
+                    .body(params.to_string()),
+            )
+            .await;
+    }
+    let mut results = Vec::new();
+    let mut waited = false;
+    while results.len() < jobs {
+        let frame = client.frame().await;
+        if frame.command != Command::Message {
+            continue;
+        }
+        let body: Value = serde_json::from_slice(&frame.body).unwrap();
+        match body["event"].as_str() {
+            Some("JOB_COMPLETED") => results.push(body["result"].clone()),
+            Some("JOB_FAILED" | "JOB_CANCELLED") => panic!("{body}"),
+            _ => {}
+        }
+        if body["step"]
+            .as_str()
+            .is_some_and(|s| s.contains("waiting for memory"))
+        {
+            waited = true;
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let peak_mib = status_mib(server.pid(), "VmHWM:");
+    Run {
+        wall,
+        idle_mib,
+        peak_mib,
+        waited,
+        results,
+    }
+}
+
 fn main() {
-    // `RUST_LOG=stompede::processors::reconcile=debug` shows each chunk's time.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
     let rows = arg("--rows", 1_000_000);
+    let jobs = arg("--jobs", 1).max(1);
+    let runs = arg("--runs", 1).max(1);
+    let budget_mib = arg("--budget-mib", 512) as u64;
+    let budget = budget_mib << 20;
     let import = tempfile::tempdir().unwrap();
     let bytes = generate(import.path(), rows);
     let mb = bytes as f64 / 1e6;
@@ -104,66 +286,64 @@ fn main() {
         }
     });
     let read_only = started.elapsed().as_secs_f64();
+    println!("| reading both files with the csv crate (2 threads) | {read_only:.2} s |");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (wall, result) = runtime.block_on(async {
-        let data = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: data.path().to_owned(),
-            stomp: None,
-            http: None,
-            ..Config::default()
-        };
-        let server = BrokerBuilder::new(config)
-            .job_type("reconcile", Reconcile::new(import.path(), 512 * 1024 * 1024))
-            .start()
-            .await
-            .unwrap();
-        let engine = server.jobs().unwrap().clone();
-        let mut headers = Headers::new();
-        headers.push("job-type", "reconcile");
-        let params = json!({"boFile": "bo.csv", "partnerFile": "partner.csv", "boKey": "id", "partnerKey": "id"});
-        let started = Instant::now();
-        let job = engine.submit("bench", &headers, params.to_string().as_bytes()).await.unwrap();
-        let result = loop {
-            let state = engine.job(&job.id).unwrap();
-            if state.status == JobStatus::Completed {
-                break state.result.unwrap();
-            }
-            assert!(!state.status.is_finished(), "{:?}", state.error);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        let wall = started.elapsed().as_secs_f64();
-        server.shutdown().await;
-        (wall, result)
-    });
-    let total_rows = result["totalBoRecords"].as_u64().unwrap()
-        + result["totalPartnerRecords"].as_u64().unwrap();
-    println!(
-        "| input | {rows} keys, {} + {} rows, {mb:.0} MB |",
-        result["totalBoRecords"], result["totalPartnerRecords"]
-    );
-    println!("| reading both files with the csv crate (2 threads) | {read_only:.2} s |");
-    println!(
-        "| reconcile job, submit to JOB_COMPLETED | {wall:.2} s, {:.0} rows/s, {:.0} MB/s; reading alone is {:.0}% of it ({:.1}x) |",
-        total_rows as f64 / wall,
-        mb / wall,
-        100.0 * read_only / wall,
-        wall / read_only
-    );
-    println!("| peak RSS of the process | {:.0} MiB |", peak_rss_mib());
-    println!(
-        "| counts | matches {}, mismatches {}, bo only {}, partner only {} |",
-        result["totalMatches"],
-        result["totalMismatches"],
-        result["totalBoOnly"],
-        result["totalPartnerOnly"]
-    );
-    println!(
-        "{{\"bench\":\"reconcile\",\"rows\":{rows},\"seconds\":{wall:.3},\"read_only_seconds\":{read_only:.3},\"peak_rss_mib\":{:.0}}}",
-        peak_rss_mib()
-    );
+    let mut failed = false;
+    for n in 1..=runs {
+        let load = load_average();
+        let r = runtime.block_on(run(import.path(), budget, jobs));
+        let result = &r.results[0];
+        for other in &r.results[1..] {
+            assert_eq!(
+                other["totalMatches"], result["totalMatches"],
+                "the same files"
+            );
+        }
+        let total_rows = jobs as u64
+            * (result["totalBoRecords"].as_u64().unwrap()
+                + result["totalPartnerRecords"].as_u64().unwrap());
+        let above = r.peak_mib - r.idle_mib;
+        let over = above > budget_mib as f64;
+        failed |= over;
+        if n == 1 {
+            println!(
+                "| input | {rows} keys, {} + {} rows, {mb:.0} MB; {jobs} job(s) at once |",
+                result["totalBoRecords"], result["totalPartnerRecords"]
+            );
+            println!(
+                "| counts | matches {}, mismatches {}, bo only {}, partner only {} |",
+                result["totalMatches"],
+                result["totalMismatches"],
+                result["totalBoOnly"],
+                result["totalPartnerOnly"]
+            );
+        }
+        println!(
+            "| run {n}: reconcile, submit to JOB_COMPLETED | {:.2} s, {:.0} rows/s, {:.0} MB/s; reading alone is {:.0}% of it ({:.1}x); load {load} |",
+            r.wall,
+            total_rows as f64 / r.wall,
+            jobs as f64 * mb / r.wall,
+            100.0 * read_only / r.wall,
+            r.wall / read_only
+        );
+        println!(
+            "| run {n}: server RSS, budget {budget_mib} MiB | idle {:.0} MiB, peak (VmHWM) {:.0} MiB: {above:.0} MiB above idle, {}{} |",
+            r.idle_mib,
+            r.peak_mib,
+            if over { "FAIL: over the budget" } else { "within the budget" },
+            if r.waited { "; a job waited for memory" } else { "" }
+        );
+        println!(
+            "{{\"bench\":\"reconcile\",\"rows\":{rows},\"jobs\":{jobs},\"run\":{n},\"seconds\":{:.3},\"read_only_seconds\":{read_only:.3},\"idle_rss_mib\":{:.0},\"peak_rss_mib\":{:.0},\"above_idle_mib\":{above:.0},\"budget_mib\":{budget_mib},\"within_budget\":{}}}",
+            r.wall, r.idle_mib, r.peak_mib, !over
+        );
+    }
+    if failed {
+        println!("FAIL: the server's peak RSS passed its reconcile-memory-budget");
+        std::process::exit(1);
+    }
 }

@@ -3,6 +3,7 @@
 
 mod extract;
 pub(crate) mod input;
+pub mod memory;
 pub(crate) mod ocr;
 mod reconcile;
 

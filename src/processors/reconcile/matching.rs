@@ -1,7 +1,6 @@
 //! Matching the rows of one bucket: both sides grouped by key, then every back-office row
 //! looked up once among the partner rows; each outcome written as a CSV line.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -93,12 +92,19 @@ struct Keys {
 }
 
 impl Keys {
-    fn with_capacity(keys: usize) -> Keys {
-        let capacity = (keys * 2).next_power_of_two().max(16);
+    /// Slots for the keys of `bo` and `partner` rows: twice the larger side, a power of two.
+    fn slots(bo: usize, partner: usize) -> usize {
+        (bo.max(partner) * 2).next_power_of_two().max(16)
+    }
+
+    /// Room for the keys of `bo` and `partner` rows, taken at once: a table that grew while
+    /// it filled would, for a moment, need its old size and its new one.
+    fn new(bo: usize, partner: usize) -> Keys {
+        let capacity = Keys::slots(bo, partner);
         Keys {
             slots: vec![0; capacity],
             mask: capacity - 1,
-            entries: Vec::with_capacity(keys),
+            entries: Vec::with_capacity(bo + partner),
         }
     }
 
@@ -154,15 +160,40 @@ impl Keys {
     }
 }
 
-/// For the keys present more than once on a side: their rows in file order.
-fn groups(of_row: &[u32], count: impl Fn(u32) -> u32) -> HashMap<u32, Vec<u32>> {
-    let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (row, entry) in of_row.iter().enumerate() {
-        if count(*entry) > 1 {
-            groups.entry(*entry).or_default().push(row as u32);
-        }
+/// For the keys present more than once on a side: their rows in file order, as
+/// `entry << 32 | row` sorted, 8 bytes a row (a map of vectors took some 60).
+struct Groups(Vec<u64>);
+
+impl Groups {
+    fn of(of_row: &[u32], count: impl Fn(u32) -> u32) -> Groups {
+        let mut rows: Vec<u64> = of_row
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| count(**entry) > 1)
+            .map(|(row, entry)| (u64::from(*entry) << 32) | row as u64)
+            .collect();
+        rows.sort_unstable();
+        Groups(rows)
     }
-    groups
+
+    /// The rows of `entry`'s key, in file order (none when it is not duplicated).
+    fn get(&self, entry: u32) -> impl Iterator<Item = u32> + '_ {
+        let first = self.0.partition_point(|r| (r >> 32) < u64::from(entry));
+        self.0[first..]
+            .iter()
+            .take_while(move |r| (*r >> 32) == u64::from(entry))
+            .map(|r| *r as u32)
+    }
+}
+
+/// Bytes matching `bo` and `partner` rows takes beyond the rows themselves and the result
+/// files' buffers: the rows' starts, the key table, each row's key entry, the duplicates'
+/// groups. An upper bound (every row a key of its own, every row duplicated).
+pub fn cost(bo: u64, partner: u64) -> u64 {
+    let rows = bo + partner;
+    let slots = Keys::slots(bo as usize, partner as usize) as u64;
+    // starts 8, entries 16, entry per row 4, groups 8 (sorting needs no more).
+    slots * 8 + rows * (8 + 16 + 4 + 8)
 }
 
 /// Matches the back-office rows `bo` with the partner rows `partner` (the same bucket) and
@@ -174,15 +205,19 @@ pub fn match_bucket(
     comparator: &Comparator,
     dir: &Path,
     share: usize,
+    buffer: usize,
 ) -> std::io::Result<Matched> {
     let mut out = Vec::with_capacity(5);
     for (name, _) in &FILES[..5] {
-        out.push(Output::create(&dir.join(format!("{name}.{share}.csv")))?);
+        out.push(Output::create(
+            &dir.join(format!("{name}.{share}.csv")),
+            buffer,
+        )?);
     }
     let [matches, mismatches, bo_only, partner_only, duplicates] = &mut out[..] else {
         return Err(std::io::Error::other("five outputs"));
     };
-    let mut keys = Keys::with_capacity(partner.len().max(bo.len()));
+    let mut keys = Keys::new(bo.len(), partner.len());
     let partner_entry: Vec<u32> = (0..partner.len())
         .map(|j| keys.add(&partner.get(j), j as u32, false, bo, partner))
         .collect();
@@ -190,21 +225,24 @@ pub fn match_bucket(
         .map(|i| keys.add(&bo.get(i), i as u32, true, bo, partner))
         .collect();
     let entries = &keys.entries;
-    let bo_groups = groups(&bo_entry, |e| entries[e as usize].bo_count);
-    let partner_groups = groups(&partner_entry, |e| entries[e as usize].partner_count);
+    let bo_groups = Groups::of(&bo_entry, |e| entries[e as usize].bo_count);
+    let partner_groups = Groups::of(&partner_entry, |e| entries[e as usize].partner_count);
     let mut result = Matched::default();
     let counts = &mut result.counts;
 
-    let write_duplicates =
-        |out: &mut Output, side: &str, rows: &Rows<'_>, group: Option<&Vec<u32>>, key: &[u8]| {
-            for &i in group.into_iter().flatten() {
-                Line::new(&mut out.buf)
-                    .field(side.as_bytes())
-                    .key(key)
-                    .number(rows.get(i as usize).line)
-                    .end();
-            }
-        };
+    let write_duplicates = |out: &mut Output,
+                            side: &str,
+                            rows: &Rows<'_>,
+                            group: &mut dyn Iterator<Item = u32>,
+                            key: &[u8]| {
+        for i in group {
+            Line::new(&mut out.buf)
+                .field(side.as_bytes())
+                .key(key)
+                .number(rows.get(i as usize).line)
+                .end();
+        }
+    };
 
     for (i, entry) in bo_entry.iter().enumerate() {
         let e = entries[*entry as usize];
@@ -216,14 +254,12 @@ pub fn match_bucket(
             if e.bo as usize == i {
                 counts.duplicate_bo_keys += u64::from(bo_duplicate);
                 counts.duplicate_partner_keys += u64::from(partner_duplicate);
-                let own = vec![i as u32];
-                let group = bo_groups.get(entry).unwrap_or(&own);
-                write_duplicates(duplicates, "back-office", bo, Some(group), row.key);
-                let own = vec![e.partner];
-                let group = partner_groups
-                    .get(entry)
-                    .or((e.partner != NONE).then_some(&own));
-                write_duplicates(duplicates, "partner", partner, group, row.key);
+                let own = (!bo_duplicate).then_some(i as u32);
+                let mut group = bo_groups.get(*entry).chain(own);
+                write_duplicates(duplicates, "back-office", bo, &mut group, row.key);
+                let own = (!partner_duplicate && e.partner != NONE).then_some(e.partner);
+                let mut group = partner_groups.get(*entry).chain(own);
+                write_duplicates(duplicates, "partner", partner, &mut group, row.key);
                 duplicates.commit()?;
             }
             continue;
@@ -287,7 +323,7 @@ pub fn match_bucket(
                     duplicates,
                     "partner",
                     partner,
-                    partner_groups.get(entry),
+                    &mut partner_groups.get(*entry),
                     row.key,
                 );
                 duplicates.commit()?;
@@ -384,7 +420,11 @@ mod tests {
             (8, "r", &["r", "1"]),
             (9, "r", &["r", "1"]),
         ]);
-        let (bo, partner) = (Rows::parse(&bo).unwrap(), Rows::parse(&partner).unwrap());
+        let (bo, partner) = (vec![bo], vec![partner]);
+        let (bo, partner) = (
+            Rows::parse(&bo, 6).unwrap(),
+            Rows::parse(&partner, 8).unwrap(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let comparator = Comparator {
             trim: true,
@@ -397,7 +437,8 @@ mod tests {
             bo: 1,
             partner: 1,
         }];
-        let matched = match_bucket(&bo, &partner, &columns, &comparator, dir.path(), 3).unwrap();
+        let matched =
+            match_bucket(&bo, &partner, &columns, &comparator, dir.path(), 3, 1024).unwrap();
         let c = matched.counts;
         assert_eq!(
             (

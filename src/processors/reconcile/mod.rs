@@ -7,6 +7,13 @@
 //! `shares` buckets on as many threads, and write their share of the result files; the merge
 //! concatenates the shares in order.
 //!
+//! Memory comes from one [`MemoryBudget`] that every `reconcile` job of the server shares:
+//! chunk 0 reserves what keeping the rows (and matching them later) will take before it keeps
+//! them, or what the partition files' buffers take; each matching share reserves its rows and
+//! its key table before it reads them. A reservation that cannot be had waits for room (the
+//! job's progress says `waiting for memory`), except that keeping rows in memory is only tried:
+//! without room a job uses partition files.
+//!
 //! Every chunk writes its outputs, and the running counts, into a directory of its own that
 //! replaces any earlier run of the same chunk, so after a crash the result files come out
 //! exactly as if there had been none. Buckets that were only in memory when the process died
@@ -30,6 +37,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::input::{ImportDir, Input};
+use super::memory::{MemoryBudget, Reservation};
 use crate::jobs::handler::{ChunkContext, ChunkFuture, JobHandler, JobInput};
 use crate::jobs::model::{ChunkPlan, JobError};
 use compare::Comparator;
@@ -38,29 +46,34 @@ use output::{Line, Output, FILES};
 use params::Params;
 use partition::{Cache, Side, Sink, Split};
 use read::CsvFile;
-use rows::Rows;
+use rows::{Blocks, Rows};
 
 /// Most buckets per side (open partition files per side while splitting).
 const MAX_BUCKETS: u64 = 256;
 /// Bytes a row costs in memory beyond its text: the row header, 4 per field, the key.
 const ROW_OVERHEAD: u64 = 24 + 16;
-/// Bytes a row costs while its bucket is matched: offset, index slots, groups.
-const MATCH_OVERHEAD: u64 = 40;
+/// Bytes a row costs while its bucket is matched, about: its start, its share of the key
+/// table, its key's entry, its entry number, its place among duplicates
+/// ([`matching::cost`] is the exact bound, once the rows are counted).
+const MATCH_OVERHEAD: u64 = 56;
+/// The step shown while a chunk waits for its memory.
+const WAITING: &str = "waiting for memory";
 
 /// The `reconcile` job type.
 #[derive(Debug, Clone)]
 pub struct Reconcile {
     import_dir: ImportDir,
-    memory_budget: u64,
+    memory: MemoryBudget,
     cache: Arc<Cache>,
 }
 
 impl Reconcile {
-    /// Files are read from `import_dir`; a job holds at most about `memory_budget` bytes.
+    /// Files are read from `import_dir`; the jobs together hold at most about `memory_budget`
+    /// bytes (at least 1 MiB).
     pub fn new(import_dir: impl Into<PathBuf>, memory_budget: u64) -> Self {
         Reconcile {
             import_dir: ImportDir::new(import_dir),
-            memory_budget: memory_budget.max(1024 * 1024),
+            memory: MemoryBudget::new(memory_budget.max(1024 * 1024)),
             cache: Arc::default(),
         }
     }
@@ -104,10 +117,56 @@ impl Reconcile {
         Ok((csv, columns))
     }
 
-    /// Bytes of row data a job may hold in memory between its chunks.
-    fn memory_limit(&self) -> u64 {
-        self.memory_budget / 4 * 3
+    /// The whole budget.
+    fn budget(&self) -> u64 {
+        self.memory.capacity()
     }
+
+    /// Bytes of row data a job may plan to hold in memory between its chunks.
+    fn memory_limit(&self) -> u64 {
+        self.budget() / 4 * 3
+    }
+
+    /// Bytes a result file gathers before each write: smaller in a small budget.
+    fn output_buffer(&self) -> usize {
+        (self.budget() / 256) as usize
+    }
+
+    /// Bytes reading one side takes besides its rows: the CSV reader's buffer, the record and
+    /// the decoded row (some rows long), the rejected rows' output.
+    fn reading_cost(&self) -> u64 {
+        read::READ_BUFFER as u64 + Output::cost(self.output_buffer()) + (64 << 10)
+    }
+
+    /// Bytes matching one share takes besides its rows: the key table and the rest
+    /// ([`matching::cost`]), and its five result files' buffers.
+    fn matching_cost(&self, bo_rows: u64, partner_rows: u64) -> u64 {
+        matching::cost(bo_rows, partner_rows) + 5 * Output::cost(self.output_buffer())
+    }
+
+    /// Waits for `bytes` of the budget; meanwhile the job's progress says so, and memory that
+    /// idle jobs (or this job, for its later chunks) keep is let go. `None`: cancelled.
+    fn reserve(&self, ctx: &ChunkContext, bytes: u64, file: u64) -> Result<Reservation, JobError> {
+        let units = ctx.plan.units.max(1);
+        let mut reported = false;
+        self.memory
+            .reserve(bytes, &|| ctx.is_cancelled(), &mut || {
+                if !reported {
+                    reported = true;
+                    tracing::debug!(job = %ctx.job.id, chunk = ctx.index, bytes, "reconcile: waiting for memory");
+                    ctx.report_in_file(0, units, WAITING, file, 2);
+                    // What this job keeps for its later chunks can be read again.
+                    self.cache.release(&ctx.job.id);
+                }
+                self.cache.release_idle();
+            })
+            .ok_or_else(|| JobError::permanent("cancelled", "the job was cancelled"))
+    }
+}
+
+/// What rows in blocks of `bytes` may take, the blocks' unused ends included.
+fn blocks_bound(bytes: u64) -> u64 {
+    bytes + bytes.min(4 << 20) + (64 << 10)
 }
 
 fn comparator(p: &Params) -> Comparator {
@@ -185,6 +244,21 @@ struct Layout {
     /// Per side: the length of each bucket's partition file, or `None` when the side was
     /// kept in memory.
     files: [Option<Vec<u64>>; 2],
+    /// Per side: the rows of each bucket, and their bytes (what the matching chunks reserve).
+    #[serde(default)]
+    rows: [Vec<u64>; 2],
+    #[serde(default)]
+    bytes: [Vec<u64>; 2],
+}
+
+impl Layout {
+    fn rows(&self, side: Side, bucket: usize) -> u64 {
+        self.rows[side.index()].get(bucket).copied().unwrap_or(0)
+    }
+
+    fn bytes(&self, side: Side, bucket: usize) -> u64 {
+        self.bytes[side.index()].get(bucket).copied().unwrap_or(0)
+    }
 }
 
 /// How a job is cut, decided by the plan and stored in every chunk's parameters.
@@ -293,8 +367,39 @@ impl Reconcile {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         self.cache.release(&job.id);
-        let in_memory =
-            ctx.plan.params["inMemory"].as_bool().unwrap_or(false) && self.cache.claim(&job.id);
+        let buffer = partition::file_buffer(self.budget(), cut.buckets());
+        let outputs = cut.shares * 5 * Output::cost(self.output_buffer());
+        // In memory: the rows as estimated and a tenth more, matching the largest partition,
+        // reading. Only tried: without room, partition files.
+        let estimate = &ctx.plan.params["estimate"];
+        let (held_estimate, rows_estimate) = (
+            estimate["bytes"].as_u64().unwrap_or(u64::MAX / 4),
+            estimate["rows"].as_u64().unwrap_or(0),
+        );
+        let per_row = (MATCH_OVERHEAD * 5 / 4).div_ceil(cut.partitions);
+        let wanted = (held_estimate / 10 * 11)
+            .saturating_add(rows_estimate * per_row)
+            .saturating_add(2 * self.reading_cost() + outputs);
+        let mut reservation = None;
+        if ctx.plan.params["inMemory"].as_bool().unwrap_or(false) && self.cache.claim(&job.id) {
+            reservation = self.memory.try_reserve(wanted);
+            if reservation.is_none() {
+                self.cache.release(&job.id);
+            }
+        }
+        let in_memory = reservation.is_some();
+        // In files: reading, and each bucket's buffer.
+        let reservation = match reservation {
+            Some(r) => r,
+            None => self.reserve(
+                ctx,
+                2 * (self.reading_cost() + cut.buckets() as u64 * buffer as u64),
+                1,
+            )?,
+        };
+        let limit = reservation
+            .bytes()
+            .saturating_sub(2 * self.reading_cost() + outputs);
         let comparator = comparator(p);
         let held = AtomicU64::new(0);
         let read = [AtomicU64::new(0), AtomicU64::new(0)];
@@ -318,87 +423,93 @@ impl Reconcile {
         };
         report();
         let headers = (bo.headers.clone(), partner.headers.clone());
+        let output_buffer = self.output_buffer();
         let outcome = publish_part(job, 0, |out| {
             let mut sides = [
                 (bo, bo_key, Side::BackOffice),
                 (partner, partner_key, Side::Partner),
             ];
-            let results: Vec<Result<(partition::Tally, Split), JobError>> =
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = sides
-                        .iter_mut()
-                        .map(|(csv, key, side)| {
-                            let side = *side;
-                            let (held, comparator, dir, report) =
-                                (&held, &comparator, &dir, &report);
-                            let (read, done) = (&read[side.index()], &done[side.index()]);
-                            scope.spawn(move || {
-                                let path = out.join(format!("rejected.{}.csv", side.index()));
-                                let mut rejected =
-                                    Output::create(&path).map_err(|e| io(&path, e))?;
-                                let mut sink = if in_memory {
-                                    Sink::memory(
-                                        cut.buckets(),
-                                        held,
-                                        self.memory_limit(),
-                                        dir,
-                                        side,
-                                    )
-                                } else {
-                                    Sink::files(cut.buckets(), held, self.memory_budget, dir, side)?
-                                };
-                                let counted = partition::split(
-                                    csv,
-                                    side,
-                                    key,
-                                    comparator,
-                                    &mut sink,
-                                    self.memory_budget,
-                                    Some(&mut rejected),
-                                    &mut |rows| {
-                                        read.store(rows, Ordering::Relaxed);
-                                        report();
-                                        !ctx.is_cancelled()
-                                    },
-                                )?;
-                                rejected.finish().map_err(|e| io(&path, e))?;
-                                read.store(counted.rows, Ordering::Relaxed);
-                                done.store(true, Ordering::Relaxed);
-                                report();
-                                Ok((counted, sink.finish()?))
-                            })
+            type Read = (partition::Tally, Split, (Vec<u64>, Vec<u64>));
+            let results: Vec<Result<Read, JobError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = sides
+                    .iter_mut()
+                    .map(|(csv, key, side)| {
+                        let side = *side;
+                        let (held, comparator, dir, report) = (&held, &comparator, &dir, &report);
+                        let (read, done) = (&read[side.index()], &done[side.index()]);
+                        scope.spawn(move || {
+                            let path = out.join(format!("rejected.{}.csv", side.index()));
+                            let mut rejected =
+                                Output::create(&path, output_buffer).map_err(|e| io(&path, e))?;
+                            let mut sink = if in_memory {
+                                Sink::memory(cut.buckets(), held, limit, per_row, dir, side)
+                            } else {
+                                Sink::files(cut.buckets(), held, buffer, dir, side)?
+                            };
+                            let counted = partition::split(
+                                csv,
+                                side,
+                                key,
+                                comparator,
+                                &mut sink,
+                                buffer,
+                                Some(&mut rejected),
+                                &mut |rows| {
+                                    read.store(rows, Ordering::Relaxed);
+                                    report();
+                                    !ctx.is_cancelled()
+                                },
+                            )?;
+                            rejected.finish().map_err(|e| io(&path, e))?;
+                            read.store(counted.rows, Ordering::Relaxed);
+                            done.store(true, Ordering::Relaxed);
+                            report();
+                            let counts = sink.counts();
+                            Ok((counted, sink.finish()?, counts))
                         })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                Err(JobError::retryable("worker_panic", "reading a file failed"))
-                            })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(JobError::retryable("worker_panic", "reading a file failed"))
                         })
-                        .collect()
-                });
+                    })
+                    .collect()
+            });
             let mut results = results.into_iter();
             let (Some(bo), Some(partner)) = (results.next(), results.next()) else {
                 return Err(JobError::retryable("worker_panic", "reading a file failed"));
             };
-            let ((bo_read, bo_split), (partner_read, partner_split)) = (bo?, partner?);
+            let ((bo_read, bo_split, bo_counts), (partner_read, partner_split, partner_counts)) =
+                (bo?, partner?);
             let mut layout = Layout {
                 bo_headers: headers.0,
                 partner_headers: headers.1,
                 files: [None, None],
+                rows: [bo_counts.0, partner_counts.0],
+                bytes: [bo_counts.1, partner_counts.1],
             };
+            let mut splits = [bo_split, partner_split];
+            // Both sides in memory, or both in files: one side that went to files takes the
+            // other with it (matching reserves by the bucket, whichever way its rows come).
+            if splits.iter().any(|s| matches!(s, Split::Files(_))) {
+                for (side, split) in Side::BOTH.into_iter().zip(splits.iter_mut()) {
+                    if let Split::Memory(buckets) = split {
+                        let lengths = partition::write_files(&dir, side, buckets)?;
+                        *split = Split::Files(lengths);
+                    }
+                }
+            }
             let mut kept = Vec::new();
-            for (side, split) in [(Side::BackOffice, bo_split), (Side::Partner, partner_split)] {
+            for (side, split) in Side::BOTH.into_iter().zip(splits) {
                 match split {
                     Split::Files(lengths) => layout.files[side.index()] = Some(lengths),
                     Split::Memory(buckets) => kept.push((side, buckets)),
                 }
             }
             write_json(&dir.join("layout.json"), &layout)?;
-            for (side, buckets) in kept {
-                self.cache.put(&job.id, side, buckets);
-            }
             let counts = Counts {
                 total_bo_records: bo_read.rows,
                 total_partner_records: partner_read.rows,
@@ -407,20 +518,157 @@ impl Reconcile {
             };
             let result = chunk_result("read", None, counts, counts, Vec::new());
             write_json(&out.join("counts.json"), &result)?;
-            Ok((result, layout.files.iter().all(Option::is_none)))
+            Ok((result, layout, kept))
         });
-        let (mut result, all_in_memory) = outcome?;
+        let (mut result, layout, kept) = outcome?;
+        let all_in_memory = !kept.is_empty();
+        let mut reservation = Some(reservation);
+        if all_in_memory {
+            // Keep what the rows take, and what matching the largest partition will.
+            let rows: u64 = kept
+                .iter()
+                .flat_map(|(_, buckets)| buckets.iter().flatten())
+                .map(Blocks::capacity)
+                .sum();
+            let matching = (0..cut.partitions)
+                .map(|partition| {
+                    cut.of_partition(partition)
+                        .map(|b| {
+                            self.matching_cost(
+                                layout.rows(Side::BackOffice, b),
+                                layout.rows(Side::Partner, b),
+                            )
+                        })
+                        .sum::<u64>()
+                })
+                .max()
+                .unwrap_or(0);
+            if let Some(r) = reservation.as_mut() {
+                let needed = rows + matching;
+                if needed > r.bytes() {
+                    // The estimate fell short: what the budget has to spare.
+                    let more = (needed - r.bytes()).min(self.memory.available());
+                    if let Some(more) = self.memory.try_reserve(more) {
+                        r.merge(more);
+                    }
+                }
+                r.shrink_to(needed);
+            }
+            for (side, buckets) in kept {
+                self.cache.put(&job.id, side, buckets, reservation.take());
+            }
+        } else {
+            self.cache.release(&job.id);
+        }
+        drop(reservation);
         result["partitions"] = json!(cut.partitions);
         result["inMemory"] = json!(all_in_memory);
         tracing::debug!(job = %job.id, in_memory = all_in_memory, "reconcile: files read");
         Ok(result)
     }
 
-    /// The rows of `buckets` of `side`: from the cache, else from the partition files, else
-    /// (after a restart, or if a file is damaged) read again from the input file, keeping what
-    /// later chunks need while the bytes counted in `held` (both sides) stay within the limit.
+    /// Where the rows of the buckets of one partition are: for each side, each bucket's
+    /// source (without taking anything yet).
+    fn sources(&self, job: &JobInput, layout: &Layout, buckets: Range<usize>) -> [Vec<Source>; 2] {
+        Side::BOTH.map(|side| {
+            buckets
+                .clone()
+                .map(|b| {
+                    if let Some(capacity) = self.cache.capacity(&job.id, side, b) {
+                        return Source::Memory(capacity);
+                    }
+                    let path = side.part_file(&work_dir(job), b);
+                    let expected = layout.files[side.index()]
+                        .as_ref()
+                        .and_then(|lengths| lengths.get(b).copied());
+                    match (expected, fs::metadata(&path).map(|m| m.len())) {
+                        (Some(expected), Ok(length)) if expected == length => {
+                            Source::File(path, length)
+                        }
+                        (Some(_), _) => {
+                            tracing::warn!(path = %path.display(), "reconcile: partition file damaged, reading the input again");
+                            Source::Input(blocks_bound(layout.bytes(side, b)))
+                        }
+                        (None, _) => Source::Input(blocks_bound(layout.bytes(side, b))),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// The memory one share takes: its rows and matching them.
+    fn share_need(
+        &self,
+        layout: &Layout,
+        sources: &[Vec<Source>; 2],
+        share: usize,
+        bucket: usize,
+    ) -> u64 {
+        let rows: u64 = sources
+            .iter()
+            .filter_map(|s| s.get(share))
+            .map(Source::bytes)
+            .sum();
+        rows + self.matching_cost(
+            layout.rows(Side::BackOffice, bucket),
+            layout.rows(Side::Partner, bucket),
+        )
+    }
+
+    /// Reserves what matching `buckets` takes: from what the job keeps for its chunks, else
+    /// from the budget at once, else (letting go of what the job keeps, so as to hold nothing
+    /// while it waits) by waiting for room.
+    fn reserve_partition(
+        &self,
+        ctx: &ChunkContext,
+        layout: &Layout,
+        buckets: Range<usize>,
+    ) -> Result<(Reservation, [Vec<Source>; 2]), JobError> {
+        let job = &ctx.job;
+        let need = |sources: &[Vec<Source>; 2]| {
+            let reading = if sources
+                .iter()
+                .flatten()
+                .any(|s| matches!(s, Source::Input(_)))
+            {
+                2 * self.reading_cost()
+            } else {
+                0
+            };
+            reading
+                + buckets
+                    .clone()
+                    .enumerate()
+                    .map(|(share, b)| self.share_need(layout, sources, share, b))
+                    .sum::<u64>()
+        };
+        let sources = self.sources(job, layout, buckets.clone());
+        let needed = need(&sources);
+        let mut reservation = self.cache.reservation(&job.id, needed);
+        let have = reservation.as_ref().map_or(0, Reservation::bytes);
+        if have < needed {
+            match (self.memory.try_reserve(needed - have), reservation.as_mut()) {
+                (Some(more), Some(r)) => r.merge(more),
+                (Some(more), None) => reservation = Some(more),
+                (None, _) => {
+                    drop(reservation.take());
+                    self.cache.release(&job.id);
+                }
+            }
+        }
+        if let Some(reservation) = reservation {
+            return Ok((reservation, sources));
+        }
+        let sources = self.sources(job, layout, buckets.clone());
+        let needed = need(&sources);
+        Ok((self.reserve(ctx, needed, 2)?, sources))
+    }
+
+    /// Reads `side` again from its input file, keeping the buckets that `sources` say are not
+    /// anywhere else (within `reservation`), and, for later chunks, the buckets after `buckets`
+    /// while the budget has room at once.
     #[allow(clippy::too_many_arguments)]
-    fn bucket_rows(
+    fn read_again(
         &self,
         ctx: &ChunkContext,
         p: &Params,
@@ -428,68 +676,60 @@ impl Reconcile {
         side: Side,
         buckets: Range<usize>,
         cut: Cut,
-        held: &AtomicU64,
-    ) -> Result<Vec<Vec<u8>>, JobError> {
+        sources: &[Source],
+        reservation: &Reservation,
+    ) -> Result<Vec<Option<Blocks>>, JobError> {
         let job = &ctx.job;
-        let mut found: Vec<Option<Vec<u8>>> = buckets
+        let missing: Vec<usize> = buckets
             .clone()
-            .map(|b| self.cache.take(&job.id, side, b))
+            .zip(sources)
+            .filter(|(_, s)| matches!(s, Source::Input(_)))
+            .map(|(b, _)| b)
             .collect();
-        if let Some(lengths) = &layout.files[side.index()] {
-            for (slot, b) in found.iter_mut().zip(buckets.clone()) {
-                if slot.is_some() {
-                    continue;
-                }
-                let path = side.part_file(&work_dir(job), b);
-                let bytes = fs::read(&path).ok().filter(|bytes| {
-                    Some(&(bytes.len() as u64)) == lengths.get(b) && Rows::parse(bytes).is_ok()
-                });
-                if bytes.is_none() {
-                    tracing::warn!(path = %path.display(), "reconcile: partition file damaged, reading the input again");
-                }
-                *slot = bytes;
-            }
-        }
-        if found.iter().all(Option::is_some) {
-            return Ok(found.into_iter().flatten().collect());
-        }
-        // Read the input again. Buckets of later chunks are kept too when the side was meant
-        // to stay in memory and the cache is free for this job.
-        let extra = if layout.files[side.index()].is_none() && self.cache.claim(&job.id) {
-            buckets.end..cut.buckets()
-        } else {
-            0..0
-        };
+        // Later chunks' buckets too, when the side was meant to stay in memory, the cache is
+        // free for this job and the budget has room now.
+        let later = buckets.end..cut.buckets();
+        let extra = (layout.files[side.index()].is_none() && self.cache.claim(&job.id))
+            .then(|| {
+                let bytes = later
+                    .clone()
+                    .map(|b| blocks_bound(layout.bytes(side, b)))
+                    .sum();
+                self.memory.try_reserve(bytes)
+            })
+            .flatten();
+        let limit = reservation.bytes() + extra.as_ref().map_or(0, Reservation::bytes);
         let (mut csv, key) = self.open(p, side, &job.owner)?;
+        let held = AtomicU64::new(0);
         let mut sink = Sink::select(
             cut.buckets(),
-            buckets.clone(),
-            extra,
-            held,
-            self.memory_limit(),
+            &missing,
+            if extra.is_some() { later } else { 0..0 },
+            &held,
+            limit,
         );
         let units = ctx.plan.units.max(1);
         let step = format!("reading the {} file again", side.name());
         let file = side.index() as u64 + 1;
         ctx.report_in_file(0, units, &step, file, 2);
+        let buffer = partition::file_buffer(self.budget(), cut.buckets());
         partition::split(
             &mut csv,
             side,
             &key,
             &comparator(p),
             &mut sink,
-            self.memory_budget,
+            buffer,
             None,
             &mut |_| !ctx.is_cancelled(),
         )?;
         let Split::Memory(mut all) = sink.finish()? else {
             return Err(JobError::retryable("io", "a selective read wrote files"));
         };
-        let mut needed = Vec::with_capacity(buckets.len());
-        for b in buckets.clone() {
-            needed.push(all.get_mut(b).and_then(Option::take).unwrap_or_default());
-        }
-        self.cache.put(&job.id, side, all);
+        let needed = buckets
+            .map(|b| all.get_mut(b).and_then(Option::take))
+            .collect();
+        self.cache.put(&job.id, side, all, extra);
         Ok(needed)
     }
 
@@ -512,33 +752,99 @@ impl Reconcile {
         let comparator = comparator(p);
         let buckets = cut.of_partition(partition);
         let units = ctx.plan.units.max(1);
-        let held = AtomicU64::new(0);
-        let bo = self.bucket_rows(
-            ctx,
-            p,
-            &layout,
-            Side::BackOffice,
-            buckets.clone(),
-            cut,
-            &held,
-        )?;
-        let partner = self.bucket_rows(ctx, p, &layout, Side::Partner, buckets, cut, &held)?;
+        let (mut reservation, sources) = self.reserve_partition(ctx, &layout, buckets.clone())?;
+        // Each share's rows: taken from the cache, or read again from the input; files are
+        // read by the share's own thread.
+        let mut rows: [Vec<Option<Blocks>>; 2] = Default::default();
+        for side in Side::BOTH {
+            let of_side = &sources[side.index()];
+            let mut taken: Vec<Option<Blocks>> = buckets
+                .clone()
+                .zip(of_side)
+                .map(|(b, source)| match source {
+                    Source::Memory(_) => self.cache.take(&job.id, side, b),
+                    _ => None,
+                })
+                .collect();
+            if of_side.iter().any(|s| matches!(s, Source::Input(_))) {
+                let again = self.read_again(
+                    ctx,
+                    p,
+                    &layout,
+                    side,
+                    buckets.clone(),
+                    cut,
+                    of_side,
+                    &reservation,
+                )?;
+                for (slot, blocks) in taken.iter_mut().zip(again) {
+                    if blocks.is_some() {
+                        *slot = blocks;
+                    }
+                }
+            }
+            rows[side.index()] = taken;
+        }
+        // One reservation per share; the rest (reading) goes back.
+        let shares: Vec<Reservation> = buckets
+            .clone()
+            .enumerate()
+            .map(|(share, b)| reservation.split(self.share_need(&layout, &sources, share, b)))
+            .collect();
+        drop(reservation);
         ctx.report_in_file(0, units, "matching records", 2, 2);
         let previous = running_counts(job, ctx.index.saturating_sub(1))?;
+        let output_buffer = self.output_buffer();
+        let last = partition + 1 >= cut.partitions;
+        let [bo_rows, partner_rows] = rows;
         let result = publish_part(job, ctx.index, |out| {
             let matched: Vec<Result<Matched, JobError>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = bo
-                    .iter()
-                    .zip(&partner)
+                let handles: Vec<_> = buckets
+                    .clone()
                     .enumerate()
-                    .map(|(share, (bo, partner))| {
-                        let (columns, comparator) = (&columns, &comparator);
+                    .zip(bo_rows.into_iter().zip(partner_rows))
+                    .zip(shares)
+                    .map(|(((share, bucket), (bo, partner)), mut reserved)| {
+                        let (columns, comparator, layout, sources) =
+                            (&columns, &comparator, &layout, &sources);
                         scope.spawn(move || {
-                            let damaged = |_| JobError::retryable("io", "damaged rows in memory");
-                            let bo = Rows::parse(bo).map_err(damaged)?;
-                            let partner = Rows::parse(partner).map_err(damaged)?;
-                            matching::match_bucket(&bo, &partner, columns, comparator, out, share)
-                                .map_err(|e| io(out, e))
+                            let bo = rows_of(bo, &sources[0][share])?;
+                            let partner = rows_of(partner, &sources[1][share])?;
+                            let bo_rows = parse_rows(
+                                &bo,
+                                layout.rows(Side::BackOffice, bucket),
+                                &sources[0][share],
+                            )?;
+                            let partner_rows = parse_rows(
+                                &partner,
+                                layout.rows(Side::Partner, bucket),
+                                &sources[1][share],
+                            )?;
+                            let matched = matching::match_bucket(
+                                &bo_rows,
+                                &partner_rows,
+                                columns,
+                                comparator,
+                                out,
+                                share,
+                                output_buffer,
+                            )
+                            .map_err(|e| io(out, e));
+                            drop(bo_rows);
+                            drop(partner_rows);
+                            drop(bo);
+                            drop(partner);
+                            if !last {
+                                // What matching took serves the next partition of a job that
+                                // keeps its rows in memory; the rows' part goes back.
+                                let matching = reserved.split(self.matching_cost(
+                                    layout.rows(Side::BackOffice, bucket),
+                                    layout.rows(Side::Partner, bucket),
+                                ));
+                                self.cache.keep(&ctx.job.id, matching);
+                            }
+                            drop(reserved);
+                            matched
                         })
                     })
                     .collect();
@@ -566,11 +872,59 @@ impl Reconcile {
             Ok(result)
         })?;
         ctx.report_in_file(units, units, "matching records", 2, 2);
-        if partition + 1 >= cut.partitions {
+        if last {
             self.cache.release(&job.id);
         }
         Ok(result)
     }
+}
+
+/// Where the rows of one bucket of one side are, and the bytes they take in memory.
+#[derive(Debug)]
+enum Source {
+    /// Kept in memory: the blocks' bytes.
+    Memory(u64),
+    /// In its partition file, of this length.
+    File(PathBuf, u64),
+    /// To be read again from the input file: at most this many bytes.
+    Input(u64),
+}
+
+impl Source {
+    fn bytes(&self) -> u64 {
+        match self {
+            Source::Memory(bytes) | Source::File(_, bytes) | Source::Input(bytes) => *bytes,
+        }
+    }
+}
+
+/// Indexes the rows of a bucket (about `rows` of them). Rows that do not parse come from a
+/// damaged partition file: it is removed, so that the retry reads the input file again.
+fn parse_rows<'a>(blocks: &'a Blocks, rows: u64, source: &Source) -> Result<Rows<'a>, JobError> {
+    Rows::parse(blocks.blocks(), rows).map_err(|_| {
+        if let Source::File(path, _) = source {
+            let _ = fs::remove_file(path);
+        }
+        JobError::retryable("io", "damaged rows")
+    })
+}
+
+/// The rows of one bucket: those in hand, else its partition file's. A file that changed
+/// since it was found is removed, and the chunk fails to be retried: the retry reads the rows
+/// from the input file.
+fn rows_of(held: Option<Blocks>, source: &Source) -> Result<Blocks, JobError> {
+    if let Some(blocks) = held {
+        return Ok(blocks);
+    }
+    let Source::File(path, length) = source else {
+        return Err(JobError::retryable("io", "rows not found in memory"));
+    };
+    let bytes = fs::read(path).map_err(|e| io(path, e))?;
+    if bytes.len() as u64 != *length {
+        let _ = fs::remove_file(path);
+        return Err(io(path, "partition file changed"));
+    }
+    Ok(Blocks::from_vec(bytes))
 }
 
 impl JobHandler for Reconcile {
@@ -621,13 +975,16 @@ impl JobHandler for Reconcile {
         let by_memory = if in_memory {
             1
         } else {
-            (held + rows * MATCH_OVERHEAD).div_ceil(self.memory_budget / 2)
+            (held + rows * MATCH_OVERHEAD).div_ceil(self.budget() / 2)
         };
         let partitions = by_rows.max(by_memory).clamp(1, MAX_BUCKETS / shares);
         let cut = json!({ "partitions": partitions, "shares": shares });
         let mut plan = vec![ChunkPlan {
             label: "reading both files".into(),
-            params: json!({ "phase": "read", "partitions": partitions, "shares": shares, "inMemory": in_memory }),
+            params: json!({
+                "phase": "read", "partitions": partitions, "shares": shares, "inMemory": in_memory,
+                "estimate": { "bytes": held, "rows": rows },
+            }),
             units: rows.max(1),
         }];
         plan.extend((0..partitions).map(|i| {

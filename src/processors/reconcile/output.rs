@@ -110,28 +110,36 @@ impl<'a> Line<'a> {
     }
 }
 
-/// Bytes gathered before a write to the file.
-const FLUSH_AT: usize = 256 * 1024;
+/// Bytes gathered before a write to the file, at most.
+pub const FLUSH_AT: usize = 256 * 1024;
 
 /// A result file being written: lines gather in `buf` and go to disk in large writes.
 pub struct Output {
     file: File,
     /// Lines not yet written; [`Output::commit`] writes them once there are enough.
     pub buf: Vec<u8>,
+    flush_at: usize,
 }
 
 impl Output {
-    /// Creates `path`.
-    pub fn create(path: &Path) -> std::io::Result<Output> {
+    /// Creates `path`, gathering about `buffer` bytes (at most [`FLUSH_AT`]) before each write.
+    pub fn create(path: &Path, buffer: usize) -> std::io::Result<Output> {
+        let flush_at = buffer.clamp(4096, FLUSH_AT);
         Ok(Output {
             file: File::create(path)?,
-            buf: Vec::with_capacity(FLUSH_AT + 4096),
+            buf: Vec::with_capacity(flush_at + 4096),
+            flush_at,
         })
+    }
+
+    /// Bytes an output created with `buffer` holds, a long line's growth included.
+    pub fn cost(buffer: usize) -> u64 {
+        2 * (buffer.clamp(4096, FLUSH_AT) as u64 + 4096)
     }
 
     /// Writes what `buf` holds once it is large enough.
     pub fn commit(&mut self) -> std::io::Result<()> {
-        if self.buf.len() >= FLUSH_AT {
+        if self.buf.len() >= self.flush_at {
             self.file.write_all(&self.buf)?;
             self.buf.clear();
         }

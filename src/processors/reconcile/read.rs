@@ -10,7 +10,7 @@ use super::params::Encoding;
 use crate::jobs::model::JobError;
 
 /// Bytes the CSV reader asks the file for at a time.
-const READ_BUFFER: usize = 256 * 1024;
+pub const READ_BUFFER: usize = 256 * 1024;
 
 /// A decoded row, reused from row to row: the fields as UTF-8, one after another.
 #[derive(Debug, Default, Clone)]

@@ -1,6 +1,10 @@
-//! Rows as bytes: every row of one bucket of one side lives in a single buffer, each row a
+//! Rows as bytes: the rows of one bucket of one side live in a few large blocks, each row a
 //! fixed header then its key and its fields, so a million rows are a handful of allocations
 //! instead of a `String` per field. The same bytes are what a partition file holds.
+//!
+//! Blocks rather than one growing buffer: a `Vec` that doubles copies all it holds into a new
+//! allocation twice its size, so for a moment it needs three times its bytes, and the allocator
+//! may keep the old one resident for a while; blocks are allocated once, at their final size.
 //!
 //! A row: `line: u64 | hash: u64 | key length: u32 | field count: u32 | field ends: u32 each |
 //! key | fields`, integers little-endian, field ends counted from the start of the fields.
@@ -39,9 +43,14 @@ pub fn bucket_of(hash: u64, buckets: usize) -> usize {
     (((hash >> 32) * buckets as u64) >> 32) as usize
 }
 
+/// Bytes [`push_row`] appends for a row.
+pub fn row_size(key: &[u8], ends: &[u32], data: &[u8]) -> usize {
+    HEADER + 4 * ends.len() + key.len() + data.len()
+}
+
 /// Appends one row to `out`.
 pub fn push_row(out: &mut Vec<u8>, line: u64, hash: u64, key: &[u8], ends: &[u32], data: &[u8]) {
-    out.reserve(HEADER + 4 * ends.len() + key.len() + data.len());
+    out.reserve(row_size(key, ends, data));
     out.extend_from_slice(&line.to_le_bytes());
     out.extend_from_slice(&hash.to_le_bytes());
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
@@ -51,6 +60,67 @@ pub fn push_row(out: &mut Vec<u8>, line: u64, hash: u64, key: &[u8], ends: &[u32
     }
     out.extend_from_slice(key);
     out.extend_from_slice(data);
+}
+
+/// The first block of a bucket; each next one is twice as large, up to [`LARGEST_BLOCK`].
+const FIRST_BLOCK: usize = 64 << 10;
+/// The largest block (a row larger than that gets a block of its own size).
+const LARGEST_BLOCK: usize = 4 << 20;
+
+/// The rows of one bucket in memory: blocks of whole rows, each allocated once at its size.
+#[derive(Debug, Default, Clone)]
+pub struct Blocks {
+    blocks: Vec<Vec<u8>>,
+    len: u64,
+}
+
+impl Blocks {
+    /// One block holding `bytes` (a partition file read whole).
+    pub fn from_vec(bytes: Vec<u8>) -> Blocks {
+        Blocks {
+            len: bytes.len() as u64,
+            blocks: vec![bytes],
+        }
+    }
+
+    /// Appends one row; returns the bytes of a new block it took (0 when it fit in the last).
+    pub fn push_row(&mut self, line: u64, hash: u64, key: &[u8], ends: &[u32], data: &[u8]) -> u64 {
+        let size = row_size(key, ends, data);
+        let fits = self
+            .blocks
+            .last()
+            .is_some_and(|b| b.capacity() - b.len() >= size);
+        let mut added = 0;
+        if !fits {
+            let next = self
+                .blocks
+                .last()
+                .map_or(FIRST_BLOCK, |b| (b.capacity() * 2).min(LARGEST_BLOCK));
+            let block = Vec::with_capacity(next.max(size));
+            added = block.capacity() as u64;
+            self.blocks.push(block);
+        }
+        if let Some(block) = self.blocks.last_mut() {
+            push_row(block, line, hash, key, ends, data);
+        }
+        self.len += size as u64;
+        added
+    }
+
+    /// Bytes of rows held.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Bytes allocated for them.
+    pub fn capacity(&self) -> u64 {
+        self.blocks.iter().map(|b| b.capacity() as u64).sum()
+    }
+
+    /// The blocks, in order.
+    pub fn blocks(&self) -> &[Vec<u8>] {
+        &self.blocks
+    }
 }
 
 /// A buffer of rows is damaged (a partition file cut short or overwritten).
@@ -71,11 +141,14 @@ fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
-/// A buffer of rows with the offset of each: checked once, then read without checks failing.
+/// Where a row starts: its block in the high bits, its offset in the block in the low ones.
+const OFFSET_BITS: u32 = 40;
+
+/// Blocks of rows with the start of each row: checked once, then read without checks failing.
 #[derive(Debug)]
 pub struct Rows<'a> {
-    bytes: &'a [u8],
-    starts: Vec<usize>,
+    blocks: &'a [Vec<u8>],
+    starts: Vec<u64>,
 }
 
 /// One row, borrowed from its buffer.
@@ -92,9 +165,21 @@ pub struct Row<'a> {
 }
 
 impl<'a> Rows<'a> {
-    /// Indexes the rows of `bytes`, checking that every row is whole.
-    pub fn parse(bytes: &'a [u8]) -> Result<Rows<'a>, Damaged> {
-        let mut starts = Vec::new();
+    /// Indexes the rows of `blocks`, checking that every row is whole; `rows` is how many
+    /// there are expected to be (room for their starts is taken at once).
+    pub fn parse(blocks: &'a [Vec<u8>], rows: u64) -> Result<Rows<'a>, Damaged> {
+        let mut starts = Vec::with_capacity(rows as usize);
+        for (b, bytes) in blocks.iter().enumerate() {
+            if bytes.len() as u64 >= 1 << OFFSET_BITS || b as u64 >= 1 << (64 - OFFSET_BITS) {
+                return Err(Damaged);
+            }
+            Self::index(bytes, (b as u64) << OFFSET_BITS, &mut starts)?;
+        }
+        Ok(Rows { blocks, starts })
+    }
+
+    /// Pushes the start of every row of one block (`base` its block number's bits).
+    fn index(bytes: &[u8], base: u64, starts: &mut Vec<u64>) -> Result<(), Damaged> {
         let mut at = 0;
         while at < bytes.len() {
             let key_len = u32_at(bytes, at + 16).ok_or(Damaged)? as usize;
@@ -116,10 +201,10 @@ impl<'a> Rows<'a> {
                 }
                 previous = e;
             }
-            starts.push(at);
+            starts.push(base | at as u64);
             at = end;
         }
-        Ok(Rows { bytes, starts })
+        Ok(())
     }
 
     /// How many rows.
@@ -129,8 +214,12 @@ impl<'a> Rows<'a> {
 
     /// Row `i` (`i < len()`).
     pub fn get(&self, i: usize) -> Row<'a> {
-        let at = self.starts.get(i).copied().unwrap_or(self.bytes.len());
-        let bytes = self.bytes;
+        let start = self.starts.get(i).copied().unwrap_or(u64::MAX);
+        let bytes: &'a [u8] = self
+            .blocks
+            .get((start >> OFFSET_BITS) as usize)
+            .map_or(&[], Vec::as_slice);
+        let at = (start & ((1 << OFFSET_BITS) - 1)) as usize;
         let line = u64_at(bytes, at).unwrap_or(0);
         let hash = u64_at(bytes, at + 8).unwrap_or(0);
         let key_len = u32_at(bytes, at + 16).unwrap_or(0) as usize;
@@ -214,8 +303,8 @@ mod tests {
 
     #[test]
     fn rows_round_trip() {
-        let bytes = sample();
-        let rows = Rows::parse(&bytes).unwrap();
+        let bytes = vec![sample()];
+        let rows = Rows::parse(&bytes, 3).unwrap();
         assert_eq!(rows.len(), 3);
         let row = rows.get(1);
         assert_eq!((row.line, row.key), (3, &b"a"[..]));
@@ -232,12 +321,38 @@ mod tests {
     fn damaged_buffers_are_refused() {
         let bytes = sample();
         for cut in 1..bytes.len() {
-            if let Ok(rows) = Rows::parse(&bytes[..cut]) {
+            if let Ok(rows) = Rows::parse(&[bytes[..cut].to_vec()], 0) {
                 // Only cuts at a row boundary parse.
                 assert!(rows.len() < 3);
             }
         }
-        assert_eq!(Rows::parse(&bytes[..bytes.len() - 1]).unwrap_err(), Damaged);
+        assert_eq!(
+            Rows::parse(&[bytes[..bytes.len() - 1].to_vec()], 0).unwrap_err(),
+            Damaged
+        );
+    }
+
+    #[test]
+    fn blocks_hold_whole_rows_and_grow_without_copying() {
+        let mut blocks = Blocks::default();
+        let data = vec![b'x'; 1000];
+        let mut allocated = 0;
+        for line in 0..10_000u64 {
+            allocated += blocks.push_row(line, line, b"k", &[1000], &data);
+        }
+        // One row larger than the largest block gets a block of its own.
+        let large = vec![b'y'; 5 << 20];
+        allocated += blocks.push_row(10_000, 0, b"k", &[5 << 20], &large);
+        assert_eq!(allocated, blocks.capacity());
+        let rows = Rows::parse(blocks.blocks(), 10_001).unwrap();
+        assert_eq!(rows.len(), 10_001);
+        assert_eq!(rows.get(9_999).line, 9_999);
+        assert_eq!(rows.get(10_000).field(0).len(), 5 << 20);
+        let sizes: Vec<usize> = blocks.blocks().iter().map(Vec::capacity).collect();
+        assert_eq!(sizes[..3], [64 << 10, 128 << 10, 256 << 10]);
+        assert!(sizes.iter().all(|s| *s <= (5 << 20) + 64));
+        // Less than a block (and a row) to spare.
+        assert!(blocks.capacity() - blocks.len() < (4 << 20) + 1100);
     }
 
     #[test]
