@@ -43,6 +43,7 @@ pub async fn serve(listener: TcpListener, app: Router, ctx: Arc<ServerContext>) 
         match accepted {
             Ok((stream, peer)) => {
                 super::socket::tune(&stream, ctx.config.tcp_receive_buffer);
+                super::socket::keepalive(&stream, ctx.config.tcp_keepalive_secs);
                 ctx.tracker
                     .spawn(connection(stream, peer, app.clone(), ctx.clone()));
             }

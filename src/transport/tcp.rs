@@ -148,6 +148,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>) {
         let ctx2 = ctx.clone();
         ctx.tracker.spawn(async move {
             let config = &ctx2.config;
+            super::socket::keepalive(&stream, config.tcp_keepalive_secs);
             let (source, sink) = split(
                 stream,
                 config.tcp_receive_buffer,
