@@ -9,6 +9,7 @@
 //! frames every MESSAGE of a batch straight into one buffer, written with one system call.
 //! Payloads are unmasked in place and handed to the STOMP decoder without a copy.
 
+pub mod echo;
 pub(crate) mod frame;
 pub(crate) mod upgrade;
 
