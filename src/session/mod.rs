@@ -111,18 +111,25 @@ pub async fn run<S: FrameSource, W: FrameSink>(
     })
     .await;
     let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
-    let mut writer = writer;
-    match tokio::time::timeout(grace, &mut writer).await {
+    match finish_writer(writer, grace).await {
         // Boxed, like the handshake: rare, and not worth space in every session's task.
-        Ok(_) if ended == Ended::ByServer => Box::pin(linger(&ctx, &mut source)).await,
-        Ok(_) => {}
-        Err(_) => {
-            // Stuck writing to a peer that reads nothing: the socket goes with the task.
-            writer.abort();
-            tracing::debug!(session = session.id, "writer did not finish in time");
-        }
+        true if ended == Ended::ByServer => Box::pin(linger(&ctx, &mut source)).await,
+        true => {}
+        false => tracing::debug!(session = session.id, "writer did not finish in time"),
     }
     Metrics::incr(&ctx.broker.metrics().sessions_closed);
+}
+
+/// Waits up to `grace` for the writer to finish; true when it did. One still writing then (to a
+/// peer that reads nothing) is aborted, so that its half of the socket goes too. (A function of
+/// its own, so that the abort handle is no part of the session's task while it reads.)
+async fn finish_writer(writer: tokio::task::JoinHandle<()>, grace: Duration) -> bool {
+    let abort = writer.abort_handle();
+    let finished = tokio::time::timeout(grace, writer).await.is_ok();
+    if !finished {
+        abort.abort();
+    }
+    finished
 }
 
 /// Who ended a session's reading.

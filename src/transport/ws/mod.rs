@@ -172,9 +172,20 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
                 // holds the whole allocation it was split from.)
                 self.stomp = BytesMut::new();
             }
-            if !self.fill().await? {
+            // `fill`, written out: awaiting it would add its state to every session's task.
+            if self.raw.is_empty() && self.size.is_quiet() {
+                // A quiet connection waits for its next bytes without a buffer.
+                self.raw = BytesMut::new();
+                std::future::poll_fn(|cx| self.read.poll_input(cx)).await?;
+            }
+            let room = self.size.prepare(&mut self.raw);
+            let n = self.read.read_buf(&mut self.raw).await?;
+            if n == 0 {
                 return Ok(None);
             }
+            self.size.record(n, room);
+            self.last_activity = Instant::now();
+            self.pinged = false;
         }
     }
 
