@@ -179,6 +179,16 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     /// Accept a WebSocket message whose frame lacks the final NUL (hand-typed frames in wscat).
     pub lenient_websocket_frames: bool,
+    /// A WebSocket peer silent for this long is sent a ping, in ms (0: never): dead peers are
+    /// found without STOMP heart-beats.
+    pub ws_ping_interval_ms: u64,
+    /// A WebSocket peer that still sends nothing this long after the ping is disconnected, in
+    /// ms.
+    pub ws_pong_timeout_ms: u64,
+    /// TCP keep-alive on every accepted connection (STOMP and HTTP listeners): the first probe
+    /// after this many seconds of silence, then four more a fifth of it apart, so a peer gone
+    /// without a word is released after about twice this (0: off).
+    pub tcp_keepalive_secs: u64,
     /// Where SockJS STOMP is served on the HTTP port (`/sockjs`); `off` disables it.
     pub sockjs_prefix: String,
     /// SockJS heart-beat frame interval while a receiving request is open, in ms.
@@ -271,6 +281,9 @@ impl Default for Config {
             shutdown_timeout_ms: 5_000,
             http_header_timeout_ms: 30_000,
             lenient_websocket_frames: true,
+            ws_ping_interval_ms: 30_000,
+            ws_pong_timeout_ms: 10_000,
+            tcp_keepalive_secs: 60,
             sockjs_prefix: "/sockjs".into(),
             sockjs_heartbeat_ms: 25_000,
             sockjs_session_timeout_ms: 5_000,
@@ -423,6 +436,11 @@ impl Config {
                 )));
             }
         }
+        if self.ws_ping_interval_ms > 0 && self.ws_pong_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "ws-pong-timeout-ms must be positive while ws-ping-interval-ms is".into(),
+            ));
+        }
         if self.sockjs_heartbeat_ms == 0
             || self.sockjs_session_timeout_ms == 0
             || self.sockjs_response_limit == 0
@@ -435,6 +453,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// When a silent WebSocket peer is pinged, and how long it then has to answer: `None`
+    /// when pings are off.
+    pub fn ws_keepalive(&self) -> Option<(Duration, Duration)> {
+        (self.ws_ping_interval_ms > 0).then(|| {
+            (
+                Duration::from_millis(self.ws_ping_interval_ms),
+                Duration::from_millis(self.ws_pong_timeout_ms),
+            )
+        })
     }
 
     /// The codec limits.

@@ -68,6 +68,9 @@ pub(crate) mod transport;
 /// SockJS, the protocol behind `new SockJS(url)`: the broker serves STOMP on it (at
 /// `sockjs-prefix`), and [`sockjs::router`] serves any [`sockjs::Service`] of your own.
 pub use transport::sockjs;
+/// A WebSocket echo server on the broker's own WebSocket code, for conformance suites
+/// (`examples/ws_echo.rs` serves it to the Autobahn test suite).
+pub use transport::ws::echo as ws_echo;
 pub(crate) mod uploads;
 
 pub use auth::hash_password;

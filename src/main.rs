@@ -224,6 +224,16 @@ struct ServeArgs {
     /// sockjs-client 1.x].
     #[arg(long, env = "STOMPEDE_SOCKJS_CLIENT_URL")]
     sockjs_client_url: Option<String>,
+    /// Ping a WebSocket peer silent for this long, in ms (0: never) [default: 30000].
+    #[arg(long, env = "STOMPEDE_WS_PING_INTERVAL_MS")]
+    ws_ping_interval_ms: Option<u64>,
+    /// Disconnect a pinged WebSocket peer that still sends nothing after this long, in ms
+    /// [default: 10000].
+    #[arg(long, env = "STOMPEDE_WS_PONG_TIMEOUT_MS")]
+    ws_pong_timeout_ms: Option<u64>,
+    /// TCP keep-alive: first probe after this many idle seconds (0: off) [default: 60].
+    #[arg(long, env = "STOMPEDE_TCP_KEEPALIVE_SECS")]
+    tcp_keepalive_secs: Option<u64>,
     /// Also register the bench-only `noop` job type (chunks that do no work and stamp when
     /// they ended), for `cargo bench --bench load -- jobs`; not for production.
     #[arg(long, hide = true)]
@@ -378,6 +388,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.sockjs_client_url {
             config.sockjs_client_url = v;
+        }
+        if let Some(v) = self.ws_ping_interval_ms {
+            config.ws_ping_interval_ms = v;
+        }
+        if let Some(v) = self.ws_pong_timeout_ms {
+            config.ws_pong_timeout_ms = v;
+        }
+        if let Some(v) = self.tcp_keepalive_secs {
+            config.tcp_keepalive_secs = v;
         }
         Ok(config)
     }

@@ -271,10 +271,21 @@ async fn raw_ws(server: &TestServer) -> tokio::net::TcpStream {
     stream
 }
 
-/// A masked client frame (payloads under 126 bytes).
+/// A final, masked client frame.
 fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
     out.extend_from_slice(&mask);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     out
@@ -407,4 +418,177 @@ async fn a_page_on_another_site_cannot_open_a_session() {
         let status = upgrade_status(&server, Some(refused)).await;
         assert!(status.contains(" 403 "), "{refused}: {status}");
     }
+}
+
+/// Reads one unmasked server frame: (opcode, payload); `None` at the end of the stream.
+async fn server_frame<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    let read = tokio::time::timeout(common::WAIT, stream.read_exact(&mut head))
+        .await
+        .expect("a frame in time");
+    if read.is_err() {
+        return None;
+    }
+    assert_eq!(head[0] & 0x70, 0, "no extension bits");
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).await.unwrap();
+            usize::from(u16::from_be_bytes(ext))
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext).await.unwrap();
+            u64::from_be_bytes(ext) as usize
+        }
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    Some((head[0] & 0x0f, payload))
+}
+
+#[tokio::test]
+async fn a_ping_before_connect_is_answered_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    let mut stream = raw_ws(&server).await;
+    // RFC 6455 section 5.5.2: a pong "as soon as is practical", whatever the STOMP session
+    // is waiting for (here its CONNECT).
+    stream.write_all(&masked(0x9, b"early?")).await.unwrap();
+    assert_eq!(
+        server_frame(&mut stream).await,
+        Some((0xA, b"early?".to_vec()))
+    );
+    stream.write_all(&masked(0x9, b"")).await.unwrap();
+    assert_eq!(server_frame(&mut stream).await, Some((0xA, Vec::new())));
+    // And the session goes on as usual.
+    stream
+        .write_all(&masked(0x1, b"CONNECT\naccept-version:1.2\n\n\0"))
+        .await
+        .unwrap();
+    let (opcode, connected) = server_frame(&mut stream).await.unwrap();
+    assert_eq!(opcode, 0x1);
+    assert!(connected.starts_with(b"CONNECTED\n"));
+    stream.write_all(&masked(0x9, b"later")).await.unwrap();
+    assert_eq!(
+        server_frame(&mut stream).await,
+        Some((0xA, b"later".to_vec()))
+    );
+}
+
+#[tokio::test]
+async fn a_client_still_sending_after_its_bad_frame_reads_the_error_and_the_close_intact() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let body = "x".repeat(4096);
+    let flood = masked(
+        0x1,
+        format!("SEND\ndestination:/topic/flood\n\n{body}\0").as_bytes(),
+    );
+    for attempt in 0..5 {
+        let mut stream = raw_ws(&server).await;
+        stream
+            .write_all(&masked(0x1, b"CONNECT\naccept-version:1.2\n\n\0"))
+            .await
+            .unwrap();
+        let (_, connected) = server_frame(&mut stream).await.unwrap();
+        assert!(connected.starts_with(b"CONNECTED\n"));
+        let (mut read, mut write) = stream.into_split();
+        write
+            .write_all(&masked(0x1, b"SEND\n\nno destination\0"))
+            .await
+            .unwrap();
+        // Keep sending, as a busy client does, until the server's close frame is read; then
+        // answer it (section 5.5.1) and send nothing more.
+        let (closed_tx, mut closed_rx) = tokio::sync::watch::channel(false);
+        let flood = flood.clone();
+        let flooder = tokio::spawn(async move {
+            while !*closed_rx.borrow_and_update() {
+                if write.write_all(&flood).await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.write_all(&masked(0x8, &1000u16.to_be_bytes())).await;
+            // The write half stays open: the server, not the client, closes the connection.
+            let _ = closed_rx.changed().await;
+        });
+        let mut frames = Vec::new();
+        while let Some(frame) = server_frame(&mut read).await {
+            let close = frame.0 == 0x8;
+            frames.push(frame);
+            if close {
+                closed_tx.send_replace(true);
+                break;
+            }
+        }
+        // Then the server closes its end: an orderly end of stream, not a reset.
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(common::WAIT, read.read_to_end(&mut rest))
+            .await
+            .expect("the server closes once its close frame is answered");
+        assert!(end.is_ok(), "attempt {attempt}: {end:?}");
+        assert!(rest.is_empty());
+        drop(closed_tx);
+        flooder.await.unwrap();
+
+        let (last, before) = frames.split_last().expect("frames before the end");
+        assert_eq!(last.0, 0x8, "attempt {attempt}: the close frame came");
+        let error = before
+            .iter()
+            .find(|(_, payload)| payload.starts_with(b"ERROR\n"))
+            .unwrap_or_else(|| panic!("attempt {attempt}: no ERROR frame: {frames:?}"));
+        let error = String::from_utf8_lossy(&error.1);
+        assert!(error.contains("no destination"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_peer_that_answers_nothing_is_released_and_one_that_answers_stays() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    // No STOMP heart-beats anywhere: only the WebSocket pings can tell.
+    let server = TestServer::with(|c| {
+        c.ws_ping_interval_ms = 100;
+        c.ws_pong_timeout_ms = 1_000;
+        c.heartbeat_send_ms = 0;
+        c.heartbeat_receive_ms = 0;
+    })
+    .await;
+    let broker = server.server.broker();
+    // A client whose library answers pings (tungstenite, while it reads).
+    let mut alive = Ws::connect(&server.ws_url()).await;
+    alive.subscribe("0", "/topic/alive").await;
+    let reader = tokio::spawn(async move { alive.frame().await });
+    // A peer that never reads nor answers: a half-open connection, as far as it can tell.
+    let mut dead = raw_ws(&server).await;
+    dead.write_all(&masked(0x1, b"CONNECT\naccept-version:1.2\n\n\0"))
+        .await
+        .unwrap();
+    let metrics = broker.metrics();
+    tokio::time::timeout(common::WAIT, async {
+        while metrics.ping_timeouts.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the silent peer is released");
+    assert_eq!(metrics.ping_timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.sessions_opened.load(Ordering::Relaxed), 2);
+    assert_eq!(broker.session_count(), 1, "the answering client stays");
+    // It still receives.
+    let mut publisher = Tcp::connect(server.stomp(), "p").await;
+    publisher
+        .send(
+            Frame::new(Command::Send)
+                .header("destination", "/topic/alive")
+                .body("still here"),
+        )
+        .await;
+    let (message, _) = reader.await.unwrap();
+    assert_eq!(&message.body[..], b"still here");
+    assert_eq!(metrics.ping_timeouts.load(Ordering::Relaxed), 1);
+    drop(dead);
 }

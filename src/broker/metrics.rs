@@ -51,6 +51,9 @@ counters! {
     auth_failures,
     /// Sessions cut off because their heart-beats stopped.
     heartbeat_timeouts,
+    /// WebSocket sessions cut off for sending nothing, not even a pong, after a ping
+    /// (`ws-ping-interval-ms`, `ws-pong-timeout-ms`).
+    ping_timeouts,
     /// Publishes that had to wait for a full subscriber outbox (flow control at work).
     publishes_paced,
     /// Total time publishers spent waiting for room, in microseconds.

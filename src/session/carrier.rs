@@ -52,10 +52,20 @@ pub trait FrameSource: Send {
         false
     }
 
-    /// Reads and drops whatever the peer still sends, until it closes its side or the read
-    /// fails. Called once the server has written its last frame and half-closed: closing a
-    /// socket with unread input makes the kernel reset the connection, and a reset can destroy
-    /// that last frame (an ERROR) before the peer has read it. The caller bounds the wait.
+    /// True when the transport can ask the peer for a sign of life ([`ping`](Self::ping)).
+    const PINGS: bool = false;
+
+    /// Asks the peer for a sign of life (a WebSocket ping, which the peer must answer, section
+    /// 5.5.2 of RFC 6455): any byte it sends then counts as [`last_activity`](Self::last_activity).
+    /// Once per silence: a second call before the next byte arrives does nothing. Does nothing
+    /// by default.
+    fn ping(&mut self) {}
+
+    /// Reads and drops whatever the peer still sends, until it closes its side (or, on
+    /// WebSocket, sends its close frame) or the read fails. Called once the server has written
+    /// its last frame and half-closed: closing a socket with unread input makes the kernel
+    /// reset the connection, and a reset can destroy that last frame (an ERROR) before the
+    /// peer has read it. The caller bounds the wait.
     fn discard_input(&mut self) -> impl Future<Output = ()> + Send;
 }
 

@@ -11,6 +11,7 @@ mod subscriptions;
 mod transaction;
 mod writer;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,13 +111,25 @@ pub async fn run<S: FrameSource, W: FrameSink>(
     })
     .await;
     let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
-    match tokio::time::timeout(grace, writer).await {
+    match finish_writer(writer, grace).await {
         // Boxed, like the handshake: rare, and not worth space in every session's task.
-        Ok(_) if ended == Ended::ByServer => Box::pin(linger(&ctx, &mut source)).await,
-        Ok(_) => {}
-        Err(_) => tracing::debug!(session = session.id, "writer did not finish in time"),
+        true if ended == Ended::ByServer => Box::pin(linger(&ctx, &mut source)).await,
+        true => {}
+        false => tracing::debug!(session = session.id, "writer did not finish in time"),
     }
     Metrics::incr(&ctx.broker.metrics().sessions_closed);
+}
+
+/// Waits up to `grace` for the writer to finish; true when it did. One still writing then (to a
+/// peer that reads nothing) is aborted, so that its half of the socket goes too. (A function of
+/// its own, so that the abort handle is no part of the session's task while it reads.)
+async fn finish_writer(writer: tokio::task::JoinHandle<()>, grace: Duration) -> bool {
+    let abort = writer.abort_handle();
+    let finished = tokio::time::timeout(grace, writer).await.is_ok();
+    if !finished {
+        abort.abort();
+    }
+    finished
 }
 
 /// Who ended a session's reading.
@@ -154,7 +167,8 @@ async fn open<S: FrameSource, W: FrameSink>(
 ) -> Option<(Session, tokio::task::JoinHandle<()>, Option<Duration>)> {
     let id = ctx.broker.next_key();
     let connect_timeout = Duration::from_millis(ctx.config.connect_timeout_ms);
-    let connect = match tokio::time::timeout(connect_timeout, first_frame(source, decoder)).await {
+    let first = tokio::time::timeout(connect_timeout, first_frame(source, decoder));
+    let connect = match answering_control(&mut sink, first).await {
         Ok(Ok(Some((frame, _)))) => frame,
         Ok(Ok(None)) => {
             // The client closed (a WebSocket close frame must be answered with one).
@@ -278,6 +292,24 @@ async fn open<S: FrameSource, W: FrameSink>(
     Some((session, writer, incoming))
 }
 
+/// Runs `work` (the wait for CONNECT) while sending what the transport owes the peer: the
+/// writer task that does it later does not exist yet, and a WebSocket ping is to be answered
+/// as soon as it arrives, before CONNECT too (RFC 6455 section 5.5.2).
+async fn answering_control<W: FrameSink, T>(sink: &mut W, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            () = sink.control() => {}
+        }
+        let mut buf = bytes::BytesMut::new();
+        sink.take_control(&mut buf);
+        if !buf.is_empty() {
+            let _ = sink.write_all(&buf).await;
+        }
+    }
+}
+
 /// Reads up to the first frame, skipping heart-beats.
 async fn first_frame<S: FrameSource>(
     source: &mut S,
@@ -346,17 +378,36 @@ impl Session {
         // as activity, so a paced publisher never looks silent.
         let mut last_handled = Instant::now();
         loop {
-            let deadline = incoming.map(|limit| source.last_activity().max(last_handled) + limit);
+            // In a block: what lives across the await below is part of every idle session.
+            let deadline = {
+                let silent_since = source.last_activity().max(last_handled);
+                earliest(
+                    incoming.map(|limit| silent_since + limit),
+                    self.keepalive_deadline::<S>(silent_since),
+                )
+            };
             let next = tokio::select! {
                 _ = self.outbox.closed() => return Ended::ByServer,
                 _ = sleep_until(deadline) => {
                     let silent_since = source.last_activity().max(last_handled);
+                    let now = Instant::now();
                     if let Some(limit) = incoming {
-                        if silent_since + limit <= Instant::now() {
+                        if silent_since + limit <= now {
                             Metrics::incr(&self.broker.metrics().heartbeat_timeouts);
                             tracing::info!(session = self.id, user = %self.user, "heart-beat timeout");
                             self.fail(SessionError::new("heart-beat timeout", format!("No data from the client for {} ms (negotiated interval times the tolerance).", limit.as_millis())), None);
                             return Ended::ByServer;
+                        }
+                    }
+                    if let Some((interval, timeout)) = self.keepalive::<S>() {
+                        if silent_since + interval + timeout <= now {
+                            Metrics::incr(&self.broker.metrics().ping_timeouts);
+                            tracing::info!(session = self.id, user = %self.user, "ping timeout");
+                            self.fail(SessionError::new("ping timeout", format!("No answer to a WebSocket ping within {} ms.", timeout.as_millis())), None);
+                            return Ended::ByServer;
+                        }
+                        if silent_since + interval <= now {
+                            source.ping();
                         }
                     }
                     continue;
@@ -410,6 +461,28 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The transport's keep-alive, when it has one and it is on: how long the peer may be
+    /// silent before it is pinged, and how long it then has to send anything.
+    fn keepalive<S: FrameSource>(&self) -> Option<(Duration, Duration)> {
+        if S::PINGS {
+            self.ctx.config.ws_keepalive()
+        } else {
+            None
+        }
+    }
+
+    /// When the keep-alive next has something to do for a peer silent since `silent_since`:
+    /// ping it, or, once pinged, give up on it.
+    fn keepalive_deadline<S: FrameSource>(&self, silent_since: Instant) -> Option<Instant> {
+        let (interval, timeout) = self.keepalive::<S>()?;
+        let ping = silent_since + interval;
+        Some(if Instant::now() < ping {
+            ping
+        } else {
+            ping + timeout
+        })
     }
 
     /// Acts on one frame; sends its RECEIPT when it asked for one, or an ERROR.
@@ -608,6 +681,14 @@ impl Session {
         self.broker.unregister_session(self.id);
         self.outbox.close(CloseReason::Finished);
         tracing::debug!(session = self.id, user = %self.user, "session closed");
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -53,6 +53,7 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 super::socket::tune(&stream, ctx.config.tcp_receive_buffer);
+                super::socket::keepalive(&stream, ctx.config.tcp_keepalive_secs);
                 let (app, ctx2, tls) = (app.clone(), ctx.clone(), tls.clone());
                 ctx.tracker.spawn(async move {
                     let stream = match tls {

@@ -41,6 +41,26 @@ pub fn tune(stream: &TcpStream, receive_buffer: usize) {
     }
 }
 
+/// Turns TCP keep-alive on for an accepted connection (`tcp-keepalive-secs`; 0: left off):
+/// the first probe after `idle_secs` of silence, then up to four more a fifth of it apart, so
+/// the kernel reports a peer that vanished without a word (a half-open connection: a machine
+/// powered off, a NAT entry dropped) after about twice `idle_secs`, and its session ends on a
+/// failed read. Keep-alive probes are answered by the peer's kernel: they find dead peers, not
+/// idle ones (WebSocket pings and STOMP heart-beats do that).
+pub fn keepalive(stream: &TcpStream, idle_secs: u64) {
+    if idle_secs == 0 {
+        return;
+    }
+    let idle = std::time::Duration::from_secs(idle_secs);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 5).max(std::time::Duration::from_secs(1)))
+        .with_retries(5);
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%error, "SO_KEEPALIVE not set");
+    }
+}
+
 /// The receive buffer a connection should take once paced, given the one it has from the start
 /// (`tcp-receive-buffer`, 0 when autotuned): 0 (nothing to do) when that is already as small.
 pub fn paced_bound(receive_buffer: usize, paced_receive_buffer: usize) -> usize {
@@ -121,6 +141,24 @@ mod tests {
         assert_eq!(size(&fixed), 2 * 48 * 1024);
         assert!(autotuned.nodelay().unwrap() && fixed.nodelay().unwrap());
         assert_ne!(size(&autotuned), size(&fixed));
+    }
+
+    #[tokio::test]
+    async fn keepalive_is_set_as_configured() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let (on, _) = listener.accept().await.unwrap();
+        let _b = TcpStream::connect(addr).await.unwrap();
+        let (off, _) = listener.accept().await.unwrap();
+        keepalive(&on, 60);
+        keepalive(&off, 0);
+        let on = socket2::SockRef::from(&on);
+        assert!(on.keepalive().unwrap());
+        assert_eq!(on.tcp_keepalive_time().unwrap().as_secs(), 60);
+        assert_eq!(on.tcp_keepalive_interval().unwrap().as_secs(), 12);
+        assert_eq!(on.tcp_keepalive_retries().unwrap(), 5);
+        assert!(!socket2::SockRef::from(&off).keepalive().unwrap());
     }
 
     #[tokio::test]

@@ -157,6 +157,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, tls: Option<A
         ctx.tracker.spawn(async move {
             let config = &ctx2.config;
             super::socket::tune(&stream, config.tcp_receive_buffer);
+            super::socket::keepalive(&stream, config.tcp_keepalive_secs);
             let stream = match tls {
                 None => Stream::Tcp(stream),
                 Some(tls) => {

@@ -9,6 +9,7 @@
 //! frames every MESSAGE of a batch straight into one buffer, written with one system call.
 //! Payloads are unmasked in place and handed to the STOMP decoder without a copy.
 
+pub mod echo;
 pub(crate) mod frame;
 pub(crate) mod upgrade;
 
@@ -40,17 +41,47 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Control {
-    /// Payload of the latest ping not yet answered (section 5.5.2: answering only the latest
-    /// is allowed).
-    pong: Option<BytesMut>,
+    /// The pong frames owed, encoded, oldest first (section 5.5.2). Bounded by
+    /// [`MAX_PENDING_PONGS`]: past it only the latest ping is answered, which the section
+    /// allows. Empty (no allocation) once written.
+    pongs: BytesMut,
+    /// A ping of our own is due (keep-alive: the peer has been silent).
+    ping: bool,
     /// The close code to send when the connection closes: the client's own when it closed
     /// first (echoed, section 5.5.1), or why it failed.
     close: Option<u16>,
 }
 
+/// Bytes of pong frames that may wait for the writer: a few pings' worth (a ping's payload is
+/// at most 125 bytes).
+const MAX_PENDING_PONGS: usize = 1024;
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
         self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Owes the peer a pong for a ping with this payload, and wakes the writer.
+    fn pong(&self, payload: &[u8]) {
+        {
+            let mut control = self.lock();
+            if control.pongs.len() + payload.len() + 2 > MAX_PENDING_PONGS {
+                control.pongs.clear();
+            }
+            frame::put_server_frame(&mut control.pongs, frame::PONG, payload);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Appends what the reader left for the writer (pongs, a ping) to `buf`.
+    fn take_control(&self, buf: &mut BytesMut) {
+        let mut control = self.lock();
+        if !control.pongs.is_empty() {
+            buf.extend_from_slice(&std::mem::take(&mut control.pongs));
+        }
+        if std::mem::take(&mut control.ping) {
+            frame::put_server_frame(buf, frame::PING, b"");
+        }
     }
 }
 
@@ -96,6 +127,8 @@ pub struct WsSource<R> {
     message_ended: bool,
     lenient: bool,
     closed: bool,
+    /// A keep-alive ping went out and no byte has arrived since.
+    pinged: bool,
     last_activity: Instant,
     shared: Arc<Shared>,
     /// The receive buffer to keep once paced; 0 once set (or when not configured).
@@ -103,6 +136,8 @@ pub struct WsSource<R> {
 }
 
 impl<R: ReadSide + Send> FrameSource for WsSource<R> {
+    const PINGS: bool = true;
+
     async fn next(&mut self, decoder: &mut Decoder) -> Result<Option<Inbound>, InboundError> {
         loop {
             if let Some(item) = decoder.decode(&mut self.stomp)? {
@@ -129,14 +164,7 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
                     return Ok(None);
                 }
                 Ok(Pumped::More) => {}
-                Err(fail) => {
-                    self.shared.lock().close = Some(fail.code);
-                    self.closed = true;
-                    return Err(InboundError::Io(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        fail,
-                    )));
-                }
+                Err(fail) => return Err(InboundError::Io(self.failed(fail))),
             }
             if self.stomp.is_empty() {
                 // Decoded frames keep their slices of it; this session keeps nothing. (Not only
@@ -144,6 +172,7 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
                 // holds the whole allocation it was split from.)
                 self.stomp = BytesMut::new();
             }
+            // `fill`, written out: awaiting it would add its state to every session's task.
             if self.raw.is_empty() && self.size.is_quiet() {
                 // A quiet connection waits for its next bytes without a buffer.
                 self.raw = BytesMut::new();
@@ -156,6 +185,7 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
             }
             self.size.record(n, room);
             self.last_activity = Instant::now();
+            self.pinged = false;
         }
     }
 
@@ -167,12 +197,80 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
         crate::transport::socket::bound_once(&mut self.paced_receive_buffer, &self.read)
     }
 
+    fn ping(&mut self) {
+        if !std::mem::replace(&mut self.pinged, true) {
+            self.shared.lock().ping = true;
+            self.shared.wake.notify_one();
+        }
+    }
+
     async fn discard_input(&mut self) {
         // What follows our close frame is the peer's reply to it and whatever it sent before
-        // that reply: none of it is acted on any more.
-        self.raw = BytesMut::new();
+        // that reply: none of it is acted on any more. The peer's close frame ends the wait
+        // (section 7.1.1: the server then closes the TCP connection first, and a client
+        // waits for that).
         self.stomp = BytesMut::new();
+        self.message = None;
+        loop {
+            match self.skip() {
+                Ok(true) => return,
+                Ok(false) => {}
+                // Not WebSocket any more: read to the end without looking.
+                Err(_) => break,
+            }
+            match self.fill().await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            }
+        }
+        self.raw = BytesMut::new();
         crate::transport::discard(&mut self.read).await;
+    }
+}
+
+impl<R: ReadSide + Send> WsSource<R> {
+    /// Reads more bytes from the socket into `raw`; false at the end of input.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.raw.is_empty() && self.size.is_quiet() {
+            // A quiet connection waits for its next bytes without a buffer.
+            self.raw = BytesMut::new();
+            std::future::poll_fn(|cx| self.read.poll_input(cx)).await?;
+        }
+        let room = self.size.prepare(&mut self.raw);
+        let n = self.read.read_buf(&mut self.raw).await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.size.record(n, room);
+        self.last_activity = Instant::now();
+        self.pinged = false;
+        Ok(true)
+    }
+
+    /// The next whole data message, `(text, payload)`, for a server of messages rather than
+    /// STOMP frames (the echo server); `None` once the peer has closed (its close frame is to
+    /// be answered by the sink) or the connection has ended.
+    pub(crate) async fn next_message(&mut self) -> io::Result<Option<(bool, BytesMut)>> {
+        loop {
+            if std::mem::take(&mut self.message_ended) {
+                return Ok(Some((self.text, std::mem::take(&mut self.stomp))));
+            }
+            if self.closed {
+                return Ok(None);
+            }
+            match self.pump() {
+                Ok(Pumped::Data) => continue,
+                Ok(Pumped::Closed) => {
+                    self.closed = true;
+                    return Ok(None);
+                }
+                Ok(Pumped::More) => {}
+                Err(fail) => return Err(self.failed(fail)),
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
     }
 }
 
@@ -192,9 +290,47 @@ impl<R> WsSource<R> {
             message_ended: false,
             lenient: options.lenient,
             closed: false,
+            pinged: false,
             last_activity: Instant::now(),
             shared,
             paced_receive_buffer: options.paced_receive_buffer,
+        }
+    }
+
+    /// The connection failed (section 7.1.7): the close code is left for the sink, nothing
+    /// more is read.
+    fn failed(&mut self, fail: Fail) -> io::Error {
+        self.shared.lock().close = Some(fail.code);
+        self.closed = true;
+        io::Error::new(io::ErrorKind::InvalidData, fail)
+    }
+
+    /// Skips the frames in `raw` without acting on them (the server has closed); true once
+    /// the peer's close frame has begun.
+    fn skip(&mut self) -> Result<bool, Fail> {
+        loop {
+            if let Some(payload) = &mut self.payload {
+                let n = payload.remaining.min(self.raw.len() as u64);
+                bytes::Buf::advance(&mut self.raw, n as usize);
+                payload.remaining -= n;
+                if payload.remaining > 0 {
+                    return Ok(false);
+                }
+                self.payload = None;
+            }
+            let Some(head) = frame::parse_head(&self.raw)? else {
+                return Ok(false);
+            };
+            if head.opcode == frame::CLOSE {
+                return Ok(true);
+            }
+            bytes::Buf::advance(&mut self.raw, head.head_len);
+            self.payload = Some(Payload {
+                fin: head.fin,
+                mask: head.mask,
+                offset: 0,
+                remaining: head.len,
+            });
         }
     }
 
@@ -257,10 +393,8 @@ impl<R> WsSource<R> {
                 let mut body = self.raw.split_to(end).split_off(head.head_len);
                 frame::apply_mask(&mut body, head.mask, 0);
                 match head.opcode {
-                    frame::PING => {
-                        self.shared.lock().pong = Some(body);
-                        self.shared.wake.notify_one();
-                    }
+                    // Answered at once, whatever the session is doing (section 5.5.2).
+                    frame::PING => self.shared.pong(&body),
                     frame::CLOSE => {
                         let reply = close_reply(&body)?;
                         self.shared.lock().close = Some(reply);
@@ -370,19 +504,24 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for WsSink<W> {
     }
 
     fn take_control(&mut self, buf: &mut BytesMut) {
-        if let Some(payload) = self.shared.lock().pong.take() {
-            frame::put_server_frame(buf, frame::PONG, &payload);
-        }
+        self.shared.take_control(buf);
     }
 
     async fn close(&mut self) {
         let code = self.shared.lock().close.unwrap_or(code::NORMAL);
         let mut buf = BytesMut::with_capacity(4);
         frame::put_server_frame(&mut buf, frame::CLOSE, &code.to_be_bytes());
-        let _ = self.write.write_all(&buf).await;
-        let _ = self.write.shutdown().await;
+        // Bounded: a peer that reads nothing (its window full) must not hold the task.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            self.write.write_all(&buf).await?;
+            self.write.shutdown().await
+        })
+        .await;
     }
 }
+
+/// Time allowed for writing the close frame.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How a session reads its WebSocket, from the server's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -399,11 +538,12 @@ mod tests {
     use std::collections::VecDeque;
     use std::pin::Pin;
     use std::task::{Context, Poll};
+    use std::time::Duration;
 
     use stompede_protocol::{Command, Decoded, Limits};
     use tokio::io::{AsyncRead, ReadBuf};
 
-    use super::frame::{client_frame, BINARY, CLOSE, CONTINUATION, PING, TEXT};
+    use super::frame::{client_frame, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
     use super::*;
 
     /// Hands out its bytes in the given pieces, one per read, then EOF.
@@ -546,9 +686,14 @@ mod tests {
                 assert_eq!(frames[1].0.command, Command::Send);
                 assert_eq!(&frames[1].0.body[..], b"\x00\xff\x01");
                 assert_eq!(frames[1].1, Some(false));
-                let control = source.shared.lock();
-                assert_eq!(control.pong.as_deref(), Some(&b"are you there"[..]));
-                assert_eq!(control.close, Some(4001), "the client's code is echoed");
+                let mut pongs = BytesMut::new();
+                source.shared.take_control(&mut pongs);
+                assert_eq!(server_frames(&pongs), [(PONG, b"are you there".to_vec())]);
+                assert_eq!(
+                    source.shared.lock().close,
+                    Some(4001),
+                    "the client's code is echoed"
+                );
             }
         }
     }
@@ -676,5 +821,175 @@ mod tests {
             assert!(payload[..head].iter().all(|b| *b == i as u8));
             assert!(payload[head..].iter().all(|b| *b == i as u8 | 0x80));
         }
+    }
+
+    /// Hands out its bytes in the given pieces, one per read, then never anything more (a
+    /// peer that keeps its connection open).
+    struct Hangs(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Hangs {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            while self.0.front().is_some_and(Vec::is_empty) {
+                self.0.pop_front();
+            }
+            let Some(front) = self.0.front_mut() else {
+                return Poll::Pending;
+            };
+            let n = front.len().min(buf.remaining());
+            buf.put_slice(&front[..n]);
+            front.drain(..n);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl ReadSide for Hangs {}
+
+    fn hanging(pieces: Vec<Vec<u8>>, max_message: usize) -> WsSource<Hangs> {
+        let options = ReadOptions {
+            lenient: false,
+            max_message,
+            paced_receive_buffer: 0,
+        };
+        WsSource::new(
+            Hangs(pieces.into()),
+            Bytes::new(),
+            Arc::new(Shared::default()),
+            options,
+        )
+    }
+
+    #[tokio::test]
+    async fn every_ping_is_answered_in_order_and_a_flood_only_by_its_latest() {
+        let mut wire = Vec::new();
+        for i in 0..3u8 {
+            wire.extend(client_frame(true, PING, &[i; 5], [i, 1, 2, 3]));
+        }
+        let mut source = source(vec![wire], 1 << 20);
+        drain(&mut source).await;
+        let mut out = BytesMut::new();
+        source.shared.take_control(&mut out);
+        let expected: Vec<_> = (0..3u8).map(|i| (PONG, vec![i; 5])).collect();
+        assert_eq!(server_frames(&out), expected);
+        // Taken: nothing is owed any more, and nothing is held.
+        let mut again = BytesMut::new();
+        source.shared.take_control(&mut again);
+        assert!(again.is_empty());
+        assert_eq!(source.shared.lock().pongs.capacity(), 0);
+
+        // More pings than the writer is allowed to owe: the bound holds, the latest is there.
+        let mut wire = Vec::new();
+        for i in 0..100u8 {
+            wire.extend(client_frame(true, PING, &[i; 125], [0; 4]));
+        }
+        let mut source = super::tests::source(vec![wire], 1 << 20);
+        drain(&mut source).await;
+        assert!(source.shared.lock().pongs.len() <= MAX_PENDING_PONGS);
+        let mut out = BytesMut::new();
+        source.shared.take_control(&mut out);
+        let pongs = server_frames(&out);
+        assert_eq!(pongs.last(), Some(&(PONG, vec![99; 125])));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lingering_ends_at_the_peers_close_frame_though_the_connection_stays_open() {
+        // The server failed the connection in the middle of a fragmented message; the peer
+        // goes on with it, pings, then answers the close, and keeps its socket open.
+        let mut wire = vec![client_frame(false, TEXT, b"\xff broken", [1; 4])];
+        let rest = client_frame(true, CONTINUATION, &[b'x'; 3000], [2; 4]);
+        wire.extend(rest.chunks(400).map(<[u8]>::to_vec));
+        wire.push(client_frame(true, PING, b"?", [3; 4]));
+        wire.push(client_frame(true, CLOSE, &1002u16.to_be_bytes(), [4; 4]));
+        let mut source = hanging(wire, 1 << 20);
+        let mut decoder = Decoder::new(Limits::default());
+        let error = source.next(&mut decoder).await.unwrap_err();
+        assert!(error.to_string().contains("UTF-8"), "{error}");
+        assert_eq!(source.shared.lock().close, Some(code::INVALID_DATA));
+        tokio::time::timeout(Duration::from_secs(60), source.discard_input())
+            .await
+            .expect("the close frame ends the wait");
+        // What came after the failure was not acted on: the ping goes unanswered.
+        assert!(source.shared.lock().pongs.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalid_utf8_fails_the_message_before_the_rest_of_its_frame_arrives() {
+        // Section 8.1 and Autobahn 6.4: fail fast, on the first bytes that cannot be UTF-8,
+        // though the frame (and the message) would go on.
+        let frame = client_frame(false, TEXT, "κόσμε\u{1}\u{80}".as_bytes(), [5; 4]);
+        let valid = frame.len() - 2;
+        let mut wire = frame[..valid].to_vec();
+        wire.extend_from_slice(&[0xed ^ 5, 0xa0 ^ 5]);
+        // The frame claims 4 bytes more than it holds so far: the rest never comes.
+        let mut head = wire[..2].to_vec();
+        head[1] += 4;
+        wire.splice(..2, head);
+        let mut source = hanging(vec![wire], 1 << 20);
+        let failed = tokio::time::timeout(Duration::from_secs(60), source.next_message())
+            .await
+            .expect("failed without waiting for the rest");
+        assert_eq!(failed.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(source.shared.lock().close, Some(code::INVALID_DATA));
+    }
+
+    #[tokio::test]
+    async fn messages_come_whole_from_their_fragments_with_control_frames_between() {
+        let mut wire = Vec::new();
+        wire.extend(client_frame(
+            false,
+            TEXT,
+            "h\u{e9}".as_bytes(),
+            [1, 2, 3, 4],
+        ));
+        wire.extend(client_frame(true, PING, b"p", [9; 4]));
+        wire.extend(client_frame(false, CONTINUATION, b"", [5; 4]));
+        wire.extend(client_frame(true, CONTINUATION, b"llo", [6; 4]));
+        wire.extend(client_frame(true, BINARY, &[0, 0xff], [7; 4]));
+        wire.extend(client_frame(true, TEXT, b"", [8; 4]));
+        wire.extend(client_frame(true, CLOSE, &[], [0; 4]));
+        for cut in 0..wire.len() {
+            let pieces = vec![wire[..cut].to_vec(), wire[cut..].to_vec()];
+            let mut source = source(pieces, 1 << 20);
+            let mut messages = Vec::new();
+            while let Some((text, payload)) = source.next_message().await.unwrap() {
+                messages.push((text, payload.to_vec()));
+            }
+            assert_eq!(
+                messages,
+                [
+                    (true, "h\u{e9}llo".as_bytes().to_vec()),
+                    (false, vec![0, 0xff]),
+                    (true, Vec::new()),
+                ],
+                "cut {cut}"
+            );
+            assert_eq!(source.shared.lock().close, Some(code::NORMAL));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keepalive_ping_is_asked_for_once_per_silence() {
+        let mut source = source(
+            vec![client_frame(true, TEXT, b"\n", [1; 4]), Vec::new()],
+            1 << 20,
+        );
+        let mut out = BytesMut::new();
+        source.ping();
+        source.ping();
+        source.shared.take_control(&mut out);
+        assert_eq!(server_frames(&out), [(PING, Vec::new())]);
+        out.clear();
+        source.ping();
+        source.shared.take_control(&mut out);
+        assert!(out.is_empty(), "still the same silence");
+        // Bytes arrive (a heart-beat): the next silence gets its own ping.
+        let mut decoder = Decoder::new(Limits::default());
+        source.next(&mut decoder).await.unwrap();
+        source.ping();
+        source.shared.take_control(&mut out);
+        assert_eq!(server_frames(&out), [(PING, Vec::new())]);
     }
 }
