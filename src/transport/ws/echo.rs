@@ -128,7 +128,11 @@ where
         paced_receive_buffer: 0,
     };
     let mut source = WsSource::new(read, already_read, shared.clone(), read_options);
-    let sink = WsSink { write, shared };
+    let sink = WsSink {
+        write,
+        shared,
+        transport: "websocket",
+    };
     // One message waits while the previous one is written: memory stays within two messages.
     let (tx, rx) = mpsc::channel(1);
     let writer = tokio::spawn(write_back(sink, rx));
