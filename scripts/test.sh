@@ -117,6 +117,15 @@ cargo check --workspace --benches || failed+=("cargo check --workspace --benches
 say "cargo test --workspace --doc"
 cargo test --workspace --doc --no-fail-fast || failed+=("cargo test --workspace --doc")
 
+# Licences, banned crates and sources (deny.toml), when cargo-deny is installed: it is a
+# maintainer's tool, a long build to install, and its advisory check needs GitHub.
+if command -v cargo-deny >/dev/null 2>&1; then
+  say "cargo deny --offline check licenses bans sources"
+  cargo deny --offline check licenses bans sources || failed+=("cargo deny")
+else
+  say "cargo-deny is not installed: licences and sources not checked (cargo install cargo-deny --locked)"
+fi
+
 if ((${#failed[@]})); then
   printf '\nscripts/test.sh: FAILED: %s\n' "${failed[@]}" >&2
   exit 1
