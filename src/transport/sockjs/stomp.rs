@@ -193,9 +193,11 @@ impl FrameSink for SockJsSink {
 
     async fn write_all_vectored(&mut self, parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
         let mut messages = Vec::new();
-        // The write's messages go into one buffer they share (quoting adds a little).
+        // The write's messages go into one buffer they share, which lives as long as any of
+        // them is queued: sized to the write, whose record heads (not copied) make room for
+        // what quoting adds to the frames' heads.
         let bytes: usize = parts.iter().map(|part| part.len()).sum();
-        self.records.frames.reserve(bytes + bytes / 8);
+        self.records.frames.reserve(bytes);
         for part in parts.iter() {
             self.records.feed(part, &mut messages, self.quoted);
         }
