@@ -90,8 +90,9 @@ pub trait FrameSink: Send + 'static {
     /// For a transport that carries each frame re-encoded (SockJS quotes it as a JSON string):
     /// the shared tail of `message` re-encoded, computed once per message and shared by its
     /// recipients ([`Message::encoded_tail`]). The writer then always splices it after the
-    /// per-subscription head, which [`end_frame`](FrameSink::end_frame) re-encodes itself
-    /// (`spliced` bytes are already re-encoded). `None` (the default): frames go as encoded.
+    /// per-subscription head, and the sink re-encodes the frame's bytes from its buffer itself
+    /// (the `spliced` bytes of [`end_frame`](FrameSink::end_frame) come re-encoded). `None`
+    /// (the default): frames go as encoded.
     fn encoded_tail<'m>(&self, _message: &'m Message, _version: Version) -> Option<&'m Bytes> {
         None
     }
