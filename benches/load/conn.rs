@@ -463,7 +463,7 @@ fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
 
 /// Position of `needle` in `haystack`.
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// Where the receiving response of a SockJS session is.
@@ -608,8 +608,7 @@ impl SockJsSession {
         loop {
             let frame = match self.streaming {
                 Streaming::XhrStreaming => {
-                    let Some(offset) = self.body[self.scanned..].iter().position(|b| *b == b'\n')
-                    else {
+                    let Some(offset) = memchr::memchr(b'\n', &self.body[self.scanned..]) else {
                         self.scanned = self.body.len();
                         return Ok(());
                     };
@@ -629,11 +628,9 @@ impl SockJsSession {
                     };
                     let end = from + offset;
                     self.scanned = 0;
-                    let event = self.body.split_to(end + 4);
-                    let data = event[..end]
-                        .strip_prefix(b"data: ")
-                        .unwrap_or(&event[..end]);
-                    BytesMut::from(data).freeze()
+                    let event = self.body.split_to(end + 4).freeze();
+                    let start = if event.starts_with(b"data: ") { 6 } else { 0 };
+                    event.slice(start..end)
                 }
             };
             match frame.first() {
@@ -698,10 +695,7 @@ fn unquote_array(array: &[u8], inbound: &mut BytesMut) -> Result<()> {
     while let Some(&b) = array.get(at) {
         if in_string && b != b'"' && b != b'\\' {
             // A run of plain bytes, copied at once.
-            let run = array[at..]
-                .iter()
-                .position(|b| *b == b'"' || *b == b'\\')
-                .unwrap_or(array.len() - at);
+            let run = memchr::memchr2(b'"', b'\\', &array[at..]).unwrap_or(array.len() - at);
             inbound.extend_from_slice(&array[at..at + run]);
             at += run;
             continue;

@@ -44,6 +44,11 @@ pub struct Message {
     /// Bytes held, for accounting (computed once: outboxes ask on every push and take).
     size: usize,
     tails: [OnceLock<Bytes>; 3],
+    /// The tails re-encoded for a transport that carries frames re-encoded (SockJS quotes
+    /// each frame as a JSON string), per version like `tails`; allocated on the first request,
+    /// so a message no such transport delivers pays one word for them. Not counted in `size`:
+    /// at most the size of the tails again, for as long as the message is held anyway.
+    encoded_tails: OnceLock<Box<[OnceLock<Bytes>; 3]>>,
 }
 
 impl Message {
@@ -68,6 +73,7 @@ impl Message {
             text,
             size,
             tails: Default::default(),
+            encoded_tails: OnceLock::new(),
         }
     }
 
@@ -82,6 +88,7 @@ impl Message {
             body: self.body.clone(),
             text: self.text,
             tails: Default::default(),
+            encoded_tails: OnceLock::new(),
         }
     }
 
@@ -93,12 +100,7 @@ impl Message {
     /// The encoded MESSAGE frame after its per-subscription headers: `destination`,
     /// `message-id`, the sender's headers, `content-length`, the blank line, body and NUL.
     pub fn tail(&self, version: Version) -> &Bytes {
-        let slot = match version {
-            Version::V1_0 => &self.tails[0],
-            Version::V1_1 => &self.tails[1],
-            Version::V1_2 => &self.tails[2],
-        };
-        slot.get_or_init(|| {
+        self.tails[Self::slot(version)].get_or_init(|| {
             let escaping = Escaping::for_frame(Command::Message, version);
             let mut dst = BytesMut::with_capacity(self.size());
             write_header(&mut dst, escaping, names::DESTINATION, &self.destination);
@@ -110,5 +112,23 @@ impl Message {
             write_body(&mut dst, &self.body);
             dst.freeze()
         })
+    }
+
+    /// [`tail`](Message::tail) re-encoded by `encode`, once per message and version, and
+    /// shared by every recipient like the tail itself: for a transport that carries each frame
+    /// re-encoded (SockJS: as a JSON string), so that it encodes a message's shared part once
+    /// rather than once per recipient. One re-encoding per message: every caller passes the
+    /// same `encode`.
+    pub fn encoded_tail(&self, version: Version, encode: fn(&[u8]) -> Bytes) -> &Bytes {
+        let slots = self.encoded_tails.get_or_init(Default::default);
+        slots[Self::slot(version)].get_or_init(|| encode(self.tail(version)))
+    }
+
+    fn slot(version: Version) -> usize {
+        match version {
+            Version::V1_0 => 0,
+            Version::V1_1 => 1,
+            Version::V1_2 => 2,
+        }
     }
 }

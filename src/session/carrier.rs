@@ -5,9 +5,11 @@
 use std::future::Future;
 use std::io;
 
-use bytes::BytesMut;
-use stompede_protocol::{DecodeError, Decoded, Decoder};
+use bytes::{Bytes, BytesMut};
+use stompede_protocol::{DecodeError, Decoded, Decoder, Version};
 use tokio::time::Instant;
+
+use crate::broker::message::Message;
 
 /// One decoded item with what the carrier knows of its kind.
 #[derive(Debug)]
@@ -94,6 +96,16 @@ pub trait FrameSink: Send + 'static {
     /// be written right after `buf`'s current end from a buffer of their own, make one frame,
     /// sent as text when `text` (message transports).
     fn end_frame(&self, buf: &mut BytesMut, start: FrameStart, text: bool, spliced: usize);
+
+    /// For a transport that carries each frame re-encoded (SockJS quotes it as a JSON string):
+    /// the shared tail of `message` re-encoded, computed once per message and shared by its
+    /// recipients ([`Message::encoded_tail`]). The writer then always splices it after the
+    /// per-subscription head, and the sink re-encodes the frame's bytes from its buffer itself
+    /// (the `spliced` bytes of [`end_frame`](FrameSink::end_frame) come re-encoded). `None`
+    /// (the default): frames go as encoded.
+    fn encoded_tail<'m>(&self, _message: &'m Message, _version: Version) -> Option<&'m Bytes> {
+        None
+    }
 
     /// Writes all of `parts`, in order, with as few system calls as the socket allows.
     fn write_all_vectored(

@@ -174,10 +174,15 @@ fn encode_batch<W: FrameSink>(
                 sink.end_frame(&mut out.buf, start, true, 0);
             }
             Outgoing::Delivery(delivery) => {
-                let tail = delivery.message.tail(version);
+                let (tail, splice) = match sink.encoded_tail(&delivery.message, version) {
+                    Some(encoded) => (encoded, true),
+                    None => {
+                        let tail = delivery.message.tail(version);
+                        (tail, tail.len() >= SPLICE_MIN)
+                    }
+                };
                 let hint = DELIVERY_HEAD + delivery.subscription.len() + tail.len();
                 let start = sink.begin_frame(&mut out.buf, hint);
-                let splice = tail.len() >= SPLICE_MIN;
                 out.buf
                     .reserve(if splice { hint - tail.len() } else { hint } + 64);
                 write_delivery_head(&mut out.buf, delivery, version);

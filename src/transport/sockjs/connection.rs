@@ -49,7 +49,10 @@ impl Connection {
     /// bound of messages the client has not received (a polling client that stops polling
     /// makes this wait, then fail when the session times out).
     pub async fn send(&self, messages: impl IntoIterator<Item = String>) -> Result<(), Closed> {
-        self.session.send(messages).await
+        let session = &self.session;
+        session
+            .send(messages.into_iter().map(|message| session.encode(&message)))
+            .await
     }
 
     /// Closes the session: the client gets `c[code,"reason"]`.

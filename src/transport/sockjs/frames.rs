@@ -5,6 +5,8 @@
 //! browsers and proxies mangle (the SockJS protocol's `escapable_by_server` set, as
 //! sockjs-node's `utils.quote` escapes them) travel as `\uXXXX`.
 
+use bytes::{BufMut, Bytes, BytesMut};
+
 /// The open frame, first on every new session.
 pub const OPEN: &str = "o";
 /// The heart-beat frame.
@@ -23,30 +25,43 @@ pub fn another_connection() -> String {
     close(2010, "Another connection still open")
 }
 
-/// An array frame, `a[...]`, of `messages` (raw strings, quoted here).
-pub fn messages<'a>(messages: impl IntoIterator<Item = &'a str>, size_hint: usize) -> String {
-    messages_between("", messages, size_hint, "")
+/// An array frame, `a[...]`, of `messages` (each already quoted, see [`quote_message`]).
+pub fn messages(messages: &[Bytes], size_hint: usize) -> String {
+    let mut frame = BytesMut::new();
+    messages_between(&mut frame, "", messages, size_hint, "");
+    text(frame)
 }
 
-/// `before`, an array frame of `messages`, then `after`, built in one buffer.
-fn messages_between<'a>(
+/// Appends `before`, an array frame of `messages` (each already quoted), then `after`.
+fn messages_between(
+    out: &mut BytesMut,
     before: &str,
-    messages: impl IntoIterator<Item = &'a str>,
+    messages: &[Bytes],
     size_hint: usize,
     after: &str,
-) -> String {
-    let mut frame = String::with_capacity(size_hint + size_hint / 8 + 16);
-    frame.push_str(before);
-    frame.push_str("a[");
-    for (i, message) in messages.into_iter().enumerate() {
+) {
+    out.reserve(before.len() + size_hint + 3 * messages.len() + 2 + after.len());
+    out.extend_from_slice(before.as_bytes());
+    out.extend_from_slice(b"a[");
+    for (i, message) in messages.iter().enumerate() {
         if i > 0 {
-            frame.push(',');
+            out.extend_from_slice(b",");
         }
-        quote_into(&mut frame, message);
+        out.extend_from_slice(b"\"");
+        out.extend_from_slice(message);
+        out.extend_from_slice(b"\"");
     }
-    frame.push(']');
-    frame.push_str(after);
-    frame
+    out.extend_from_slice(b"]");
+    out.extend_from_slice(after.as_bytes());
+}
+
+/// Frame text built from quoted messages, which are UTF-8 by construction (a lossy
+/// conversion only guards that).
+fn text(frame: BytesMut) -> String {
+    match String::from_utf8(frame.into()) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
 }
 
 /// True for the code points SockJS servers escape besides JSON's own (sockjs-node's
@@ -90,18 +105,63 @@ const HEX: u8 = 2;
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
+/// Where quoted text goes: a `String` (frames built as text) or a `BytesMut` (messages built
+/// as bytes). Quoting writes whole UTF-8 sequences and ASCII escapes only.
+pub trait QuoteOut {
+    /// Room for `additional` more bytes.
+    fn reserve_bytes(&mut self, additional: usize);
+    /// Appends `text`.
+    fn push_text(&mut self, text: &str);
+    /// Appends one ASCII byte.
+    fn push_ascii(&mut self, byte: u8);
+}
+
+impl QuoteOut for String {
+    fn reserve_bytes(&mut self, additional: usize) {
+        self.reserve(additional);
+    }
+    fn push_text(&mut self, text: &str) {
+        self.push_str(text);
+    }
+    fn push_ascii(&mut self, byte: u8) {
+        self.push(char::from(byte));
+    }
+}
+
+impl QuoteOut for BytesMut {
+    fn reserve_bytes(&mut self, additional: usize) {
+        self.reserve(additional);
+    }
+    fn push_text(&mut self, text: &str) {
+        self.extend_from_slice(text.as_bytes());
+    }
+    fn push_ascii(&mut self, byte: u8) {
+        self.put_u8(byte);
+    }
+}
+
 /// `\uXXXX` for code point `c` (at most U+FFFF: the escapable set lies below it).
-fn push_unicode_escape(out: &mut String, c: u32) {
-    out.push_str("\\u");
+fn push_unicode_escape(out: &mut impl QuoteOut, c: u32) {
+    out.push_text("\\u");
     for shift in [12, 8, 4, 0] {
-        out.push(char::from(HEX_DIGITS[((c >> shift) & 0xf) as usize]));
+        out.push_ascii(HEX_DIGITS[((c >> shift) & 0xf) as usize]);
     }
 }
 
 /// Appends `text` as a JSON string, `"` included.
-pub fn quote_into(out: &mut String, text: &str) {
-    out.reserve(text.len() + 2);
-    out.push('"');
+pub fn quote_into(out: &mut impl QuoteOut, text: &str) {
+    out.reserve_bytes(text.len() + 2);
+    out.push_ascii(b'"');
+    quote_inside(out, text);
+    out.push_ascii(b'"');
+}
+
+/// Appends `text` as the inside of a JSON string (without the quotes). Quoting is
+/// piecewise: text cut anywhere between two characters quotes, piece by piece, to the
+/// quoting of the whole, which is what lets a message's shared tail be quoted once for all
+/// its recipients and each recipient's head on its own.
+pub fn quote_inside(out: &mut impl QuoteOut, text: &str) {
+    out.reserve_bytes(text.len());
     let bytes = text.as_bytes();
     let mut plain = 0;
     let mut at = 0;
@@ -120,23 +180,42 @@ pub fn quote_into(out: &mut String, text: &str) {
                 at += c.len_utf8();
                 continue;
             }
-            out.push_str(&text[plain..at]);
+            out.push_text(&text[plain..at]);
             push_unicode_escape(out, c as u32);
             at += c.len_utf8();
         } else {
-            out.push_str(&text[plain..at]);
+            out.push_text(&text[plain..at]);
             if action == HEX {
                 push_unicode_escape(out, u32::from(bytes[at]));
             } else {
-                out.push('\\');
-                out.push(char::from(action));
+                out.push_ascii(b'\\');
+                out.push_ascii(action);
             }
             at += 1;
         }
         plain = at;
     }
-    out.push_str(&text[plain..]);
-    out.push('"');
+    out.push_text(&text[plain..]);
+}
+
+/// Appends `raw` (a STOMP frame, or a piece of one) as the inside of a JSON string, as one
+/// SockJS message carries it. SockJS carries text: bytes that are not UTF-8 are replaced
+/// (U+FFFD), as a lossy conversion replaces them. Piecewise like [`quote_inside`], for
+/// pieces cut after an ASCII byte (a header's end of line): an invalid sequence never spans
+/// such a cut.
+pub fn quote_raw_inside(out: &mut impl QuoteOut, raw: &[u8]) {
+    match std::str::from_utf8(raw) {
+        Ok(text) => quote_inside(out, text),
+        Err(_) => quote_inside(out, &String::from_utf8_lossy(raw)),
+    }
+}
+
+/// One SockJS message: `raw` quoted as the inside of a JSON string, as the session queues its
+/// messages (see [`quote_raw_inside`]).
+pub fn quote_message(raw: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(raw.len() + raw.len() / 8 + 8);
+    quote_raw_inside(&mut out, raw);
+    out.freeze()
 }
 
 /// `text` as a JSON string.
@@ -161,18 +240,25 @@ pub enum Wrapping {
 }
 
 impl Wrapping {
-    /// An array frame of `messages` as this transport writes it, in one buffer where the
-    /// transport only adds before and after the frame (XHR; EventSource, unless a message
-    /// holds a `%`, which it must escape): that is what carries nearly every message.
-    pub fn messages(&self, messages: &[String], size_hint: usize) -> String {
-        let texts = messages.iter().map(String::as_str);
+    /// An array frame of `messages` (each already quoted) as this transport writes it, in one
+    /// buffer where the transport only adds before and after the frame (XHR; EventSource,
+    /// unless a message holds a `%`, which it must escape): that is what carries nearly every
+    /// message.
+    pub fn messages(&self, messages: &[Bytes], size_hint: usize) -> Bytes {
+        let mut out = BytesMut::new();
         match self {
-            Wrapping::Line => messages_between("", texts, size_hint, "\n"),
-            Wrapping::EventSource if !messages.iter().any(|m| m.contains('%')) => {
-                messages_between("data: ", texts, size_hint, "\r\n\r\n")
+            Wrapping::Line => messages_between(&mut out, "", messages, size_hint, "\n"),
+            Wrapping::EventSource
+                if !messages.iter().any(|m| memchr::memchr(b'%', m).is_some()) =>
+            {
+                messages_between(&mut out, "data: ", messages, size_hint, "\r\n\r\n");
             }
-            _ => self.wrap(&messages_between("", texts, size_hint, "")),
+            _ => {
+                messages_between(&mut out, "", messages, size_hint, "");
+                return Bytes::from(self.wrap(&text(out)));
+            }
         }
+        out.freeze()
     }
 
     /// `frame` as this transport writes it.
@@ -318,7 +404,10 @@ mod tests {
 
     #[test]
     fn htmlfile_frames_cannot_end_their_script() {
-        let frame = messages(["</script><script>alert(1)</script>&amp;"], 40);
+        let frame = messages(
+            &[quote_message(b"</script><script>alert(1)</script>&amp;")],
+            40,
+        );
         let wrapped = Wrapping::HtmlFile.wrap(&frame);
         let inner = wrapped
             .strip_prefix("<script>\np(")
@@ -336,8 +425,11 @@ mod tests {
             another_connection(),
             r#"c[2010,"Another connection still open"]"#
         );
-        assert_eq!(messages(["a", "b\"c"], 0), r#"a["a","b\"c"]"#);
-        assert_eq!(messages(Vec::<&str>::new(), 0), "a[]");
+        assert_eq!(
+            messages(&[quote_message(b"a"), quote_message(b"b\"c")], 0),
+            r#"a["a","b\"c"]"#
+        );
+        assert_eq!(messages(&[], 0), "a[]");
     }
 
     #[test]
@@ -354,10 +446,73 @@ mod tests {
         assert_eq!(back, text);
     }
 
+    /// Texts with everything quoting treats apart: quotes, backslashes, every control
+    /// character, non-ASCII (two-, three- and four-byte characters, the escaped ranges and
+    /// their neighbours, U+2028/U+2029), `%`.
+    fn awkward_texts() -> Vec<String> {
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        vec![
+            String::new(),
+            "plain".into(),
+            "say \"hi\" \\ back\\".into(),
+            controls,
+            "é ü ß 中文 🦀 \u{7f}".into(),
+            "\u{2028}line\u{2029}para\u{200b}\u{200c}\u{200f}\u{2010}\u{202f}\u{2030}".into(),
+            "\u{205f}\u{2060}\u{206f}\u{2070}\u{efff}\u{fff0}\u{fffd}\u{ffff}".into(),
+            "100% \r\n\t\u{8}\u{c}\0".into(),
+        ]
+    }
+
+    #[test]
+    fn quoting_in_pieces_gives_the_quoting_of_the_whole() {
+        let texts = awkward_texts();
+        for a in &texts {
+            for b in &texts {
+                let whole = format!("{a}{b}");
+                let mut pieces = BytesMut::new();
+                quote_inside(&mut pieces, a);
+                quote_inside(&mut pieces, b);
+                assert_eq!(
+                    format!("\"{}\"", std::str::from_utf8(&pieces).unwrap()),
+                    quote(&whole),
+                    "{a:?} + {b:?}"
+                );
+                // Each character, quoted on its own, still makes the same string.
+                let mut by_char = String::new();
+                for c in whole.chars() {
+                    quote_inside(&mut by_char, c.encode_utf8(&mut [0; 4]));
+                }
+                assert_eq!(format!("\"{by_char}\""), quote(&whole));
+                let back: String = serde_json::from_str(&quote(&whole)).unwrap();
+                assert_eq!(back, whole);
+            }
+        }
+    }
+
+    #[test]
+    fn raw_bytes_are_quoted_as_their_lossy_text() {
+        let cases: [&[u8]; 5] = [
+            b"ok \xff\xfe bytes",
+            b"\xe2\x80",     // a three-byte character cut short
+            b"\xe2\x80\xa8", // U+2028, whole
+            b"\xed\xa0\x80", // a surrogate, never UTF-8
+            b"MESSAGE\n\n\x00\xc3",
+        ];
+        for raw in cases {
+            let expected = quote(&String::from_utf8_lossy(raw));
+            let quoted = quote_message(raw);
+            assert_eq!(
+                format!("\"{}\"", std::str::from_utf8(&quoted).unwrap()),
+                expected,
+                "{raw:?}"
+            );
+        }
+    }
+
     #[test]
     fn each_transport_wraps_a_frame_its_own_way() {
         assert_eq!(Wrapping::Line.wrap("o"), "o\n");
-        let batch = ["a%\n".to_owned(), "b".to_owned()];
+        let batch = [quote_message(b"a%\n"), quote_message(b"b")];
         for wrapping in [
             Wrapping::Line,
             Wrapping::EventSource,
@@ -366,7 +521,7 @@ mod tests {
         ] {
             assert_eq!(
                 wrapping.messages(&batch, 0),
-                wrapping.wrap(&messages(batch.iter().map(String::as_str), 0)),
+                wrapping.wrap(&messages(&batch, 0)),
                 "{wrapping:?}"
             );
             assert_eq!(

@@ -174,8 +174,8 @@ pub fn respond(
         }
         Attach::Closed { pending, frame } => {
             if !pending.is_empty() {
-                let bytes = pending.iter().map(String::len).sum();
-                receiver.push_frame(&frames::messages(pending.iter().map(String::as_str), bytes));
+                let bytes = pending.iter().map(Bytes::len).sum();
+                receiver.push_frame(&frames::messages(&pending, bytes));
             }
             if let Some(frame) = frame {
                 receiver.push_frame(&frame);
@@ -246,16 +246,16 @@ struct Receiver {
 impl Receiver {
     /// Queues `frame`, wrapped; once the response has carried its limit, it ends after it.
     fn push_frame(&mut self, frame: &str) {
-        self.push_chunk(self.wrapping.wrap(frame));
+        self.push_chunk(Bytes::from(self.wrapping.wrap(frame)));
     }
 
     /// Queues a chunk already wrapped.
-    fn push_chunk(&mut self, chunk: String) {
+    fn push_chunk(&mut self, chunk: Bytes) {
         self.sent += chunk.len();
         if self.sent >= self.limit {
             self.ending = true;
         }
-        self.ready.push_back(Bytes::from(chunk));
+        self.ready.push_back(chunk);
     }
 
     async fn next_chunk(&mut self) -> Option<Bytes> {

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,8 +36,9 @@ enum Phase {
 #[derive(Debug)]
 struct State {
     phase: Phase,
-    /// Messages for the client, oldest first.
-    pending: VecDeque<String>,
+    /// Messages for the client, oldest first, each as the session's framing carries it
+    /// (see [`Session::encode`]).
+    pending: VecDeque<Bytes>,
     /// Bytes of `pending`.
     pending_bytes: usize,
     /// The receiving request attached, by its number.
@@ -62,8 +64,8 @@ pub enum Attach {
     /// The session was closed: send `pending` (if any), then the close frame (if any: a
     /// polling request that gets messages gets the close frame on its next poll), and end.
     Closed {
-        /// Messages not yet received.
-        pending: Vec<String>,
+        /// Messages not yet received (quoted).
+        pending: Vec<Bytes>,
         /// The close frame.
         frame: Option<String>,
     },
@@ -72,8 +74,9 @@ pub enum Attach {
 /// What a receiving request sends next.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// Messages for an `a[...]` frame (with their total bytes).
-    Messages(Vec<String>, usize),
+    /// Messages for an `a[...]` frame, as the session's framing carries them (with their
+    /// total bytes).
+    Messages(Vec<Bytes>, usize),
     /// A heart-beat: nothing to send for a while.
     Heartbeat,
     /// The session was closed with this code and reason: the close frame, then the end of
@@ -130,11 +133,15 @@ pub struct Session {
     sending: Semaphore,
     inbound: mpsc::Sender<Batch>,
     timing: Timing,
+    /// Messages go out quoted, inside SockJS frames (every transport but the raw WebSocket,
+    /// which carries each message as it is).
+    quoted: bool,
 }
 
 impl Session {
-    /// A new session and the receiving end of what its client sends.
-    fn new(timing: Timing) -> (Arc<Session>, mpsc::Receiver<Batch>) {
+    /// A new session and the receiving end of what its client sends; `quoted` when its
+    /// messages go out inside SockJS frames.
+    fn new(timing: Timing, quoted: bool) -> (Arc<Session>, mpsc::Receiver<Batch>) {
         // One batch queued: a sender waits (its HTTP request unanswered, its WebSocket unread)
         // while the application has not taken the last one, which paces the client.
         let (inbound, from_client) = mpsc::channel(1);
@@ -155,12 +162,29 @@ impl Session {
             sending: Semaphore::new(1),
             inbound,
             timing,
+            quoted,
         };
         (Arc::new(session), from_client)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when messages go out inside SockJS frames, quoted as JSON strings: what
+    /// [`send`](Session::send) takes is then the inside of such a string.
+    pub fn quoted(&self) -> bool {
+        self.quoted
+    }
+
+    /// `message` as this session queues it: quoted as the inside of a JSON string when its
+    /// messages go out inside SockJS frames, else as it is.
+    pub fn encode(&self, message: &str) -> Bytes {
+        if self.quoted {
+            frames::quote_message(message.as_bytes())
+        } else {
+            Bytes::copy_from_slice(message.as_bytes())
+        }
     }
 
     /// A receiving request asks to receive; `one_frame` for a polling request, whose
@@ -173,7 +197,7 @@ impl Session {
         let attach = match &state.phase {
             Phase::Closing(code, reason) => {
                 let frame = frames::close(*code, reason);
-                let pending: Vec<String> = state.pending.drain(..).collect();
+                let pending: Vec<Bytes> = state.pending.drain(..).collect();
                 state.pending_bytes = 0;
                 // The close frame is served again until the timeout, counted from now.
                 state.unattended_since = Instant::now();
@@ -242,7 +266,7 @@ impl Session {
                     _ => {}
                 }
                 if !state.pending.is_empty() {
-                    let messages: Vec<String> = state.pending.drain(..).collect();
+                    let messages: Vec<Bytes> = state.pending.drain(..).collect();
                     let bytes = std::mem::take(&mut state.pending_bytes);
                     drop(state);
                     self.room.notify_waiters();
@@ -319,10 +343,10 @@ impl Session {
         }
     }
 
-    /// Queues messages for the client; waits while the session holds
-    /// [`Timing::max_pending_bytes`] or more for it (a message larger than that alone is
-    /// queued once the queue is empty).
-    pub async fn send(&self, messages: impl IntoIterator<Item = String>) -> Result<(), Closed> {
+    /// Queues messages for the client, each already [encoded](Session::encode); waits while
+    /// the session holds [`Timing::max_pending_bytes`] or more for it (a message larger than
+    /// that alone is queued once the queue is empty).
+    pub async fn send(&self, messages: impl IntoIterator<Item = Bytes>) -> Result<(), Closed> {
         let mut messages = messages.into_iter().peekable();
         while messages.peek().is_some() {
             let room = self.room.notified();
@@ -515,7 +539,7 @@ impl Registry {
         if sessions.len() >= self.max {
             return Err(Full);
         }
-        let (session, from_client) = Session::new(timing.clone());
+        let (session, from_client) = Session::new(timing.clone(), true);
         sessions.insert(id.to_owned(), session.clone());
         drop(sessions);
         let registry = Arc::clone(self);
@@ -534,9 +558,10 @@ impl Registry {
 
 /// A session that lives as long as one WebSocket: not in any registry (two WebSockets may
 /// share a session id), over when the WebSocket is, or when its close frame has waited for
-/// the session timeout (the WebSocket's client stopped reading).
-pub fn unregistered(timing: &Timing) -> (Arc<Session>, mpsc::Receiver<Batch>) {
-    let (session, from_client) = Session::new(timing.clone());
+/// the session timeout (the WebSocket's client stopped reading). `quoted` unless the
+/// WebSocket carries raw messages.
+pub fn unregistered(timing: &Timing, quoted: bool) -> (Arc<Session>, mpsc::Receiver<Batch>) {
+    let (session, from_client) = Session::new(timing.clone(), quoted);
     let watched = session.clone();
     timing
         .tracker
@@ -586,14 +611,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sends_wait_for_room_and_fail_once_closed() {
-        let (session, _from_client) = unregistered(&timing());
+        let (session, _from_client) = unregistered(&timing(), true);
         let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
-        session.send(["12345678".to_owned()]).await.unwrap();
+        session.send([Bytes::from("12345678")]).await.unwrap();
         let blocked = {
             let session = session.clone();
-            tokio::spawn(async move { session.send(["abcdef".to_owned()]).await })
+            tokio::spawn(async move { session.send([Bytes::from("abcdef")]).await })
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!blocked.is_finished(), "the queue is full");
@@ -601,7 +626,7 @@ mod tests {
         let Outgoing::Messages(first, bytes) = session.next(id, &shutdown).await else {
             panic!("no messages");
         };
-        assert_eq!((first, bytes), (vec!["12345678".to_owned()], 8));
+        assert_eq!((first, bytes), (vec![Bytes::from("12345678")], 8));
         blocked.await.unwrap().unwrap();
         assert!(matches!(
             session.next(id, &shutdown).await,
@@ -612,7 +637,7 @@ mod tests {
             Outgoing::Heartbeat
         ));
         session.close(3000, "Go away!");
-        assert_eq!(session.send(["x".to_owned()]).await, Err(Closed));
+        assert_eq!(session.send([Bytes::from("x")]).await, Err(Closed));
         assert!(matches!(
             session.next(id, &shutdown).await,
             Outgoing::Close(3000, r) if r == "Go away!"
@@ -623,7 +648,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_interrupted_receiver_ends_the_session() {
-        let (session, mut from_client) = unregistered(&timing());
+        let (session, mut from_client) = unregistered(&timing(), true);
         let Attach::Opened(id) = session.attach(false) else {
             panic!("not opened");
         };
@@ -663,7 +688,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_sender_at_a_time_and_the_next_waits_with_a_bound() {
-        let (session, _from_client) = unregistered(&timing());
+        let (session, _from_client) = unregistered(&timing(), true);
         let first = session.sending().await.unwrap();
         assert!(first.is_some());
         // A second waits behind the first, and gives up after the session timeout.
@@ -676,17 +701,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_poll_of_a_closed_session_gets_its_messages_then_the_close_on_the_next() {
-        let (session, _from_client) = unregistered(&timing());
+        let (session, _from_client) = unregistered(&timing(), true);
         let Attach::Opened(id) = session.attach(true) else {
             panic!("not opened");
         };
         session.detach(id, false);
-        session.send(["left".to_owned()]).await.unwrap();
+        session.send([Bytes::from("left")]).await.unwrap();
         session.close(3000, "Go away!");
         let Attach::Closed { pending, frame } = session.attach(true) else {
             panic!("not closed");
         };
-        assert_eq!((pending, frame), (vec!["left".to_owned()], None));
+        assert_eq!((pending, frame), (vec![Bytes::from("left")], None));
         let Attach::Closed { pending, frame } = session.attach(true) else {
             panic!("not closed");
         };
@@ -712,7 +737,7 @@ mod tests {
         let timing = timing();
         let registry = Arc::new(Registry::new(10));
         let (session, _) = registry.get_or_create("s", &timing).unwrap();
-        let (unregistered, _) = unregistered(&timing);
+        let (unregistered, _) = unregistered(&timing, true);
         assert_eq!(timing.tracker.len(), 2);
         timing.shutdown.cancel();
         timing.tracker.close();

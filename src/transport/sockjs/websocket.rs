@@ -87,7 +87,8 @@ async fn drive<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (session, from_client) = session::unregistered(&endpoint.timing);
+    let (session, from_client) =
+        session::unregistered(&endpoint.timing, framing == Framing::SockJs);
     let Attach::Opened(id) = session.attach(false) else {
         return;
     };
@@ -130,12 +131,12 @@ async fn drive<R, W>(
             outgoing = session.next(id, &endpoint.options.shutdown) => match outgoing {
                 Outgoing::Messages(messages, bytes) => match framing {
                     Framing::SockJs => {
-                        let frame = frames::messages(messages.iter().map(String::as_str), bytes);
+                        let frame = frames::messages(&messages, bytes);
                         frame::put_server_frame(&mut out, frame::TEXT, frame.as_bytes());
                     }
                     Framing::Raw => {
                         for message in &messages {
-                            frame::put_server_frame(&mut out, frame::TEXT, message.as_bytes());
+                            frame::put_server_frame(&mut out, frame::TEXT, message);
                         }
                     }
                 },
