@@ -93,7 +93,12 @@ brokerTest('a user logs in, reconciles two uploaded files, reads the counts and 
     id,
     { timeout: WAIT },
   );
-  assert.equal(await row(page, id).locator('.status').textContent(), 'completed');
+  // The bar fills with the last chunk; the job completes once its merge is done.
+  await page.waitForFunction(
+    id => document.querySelector(`tr[data-job-id="${id}"] .status`)?.textContent === 'completed',
+    id,
+    { timeout: WAIT },
+  );
   // The job's page: the counts, and the result files.
   await page.waitForSelector('dl.counts dt', { timeout: WAIT });
   // The job's page lists its events from the first.
