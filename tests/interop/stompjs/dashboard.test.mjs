@@ -135,9 +135,18 @@ brokerTest('pause and resume a demo job; a lost WebSocket costs no event and no 
   const jobRow = row(page, id);
 
   await jobRow.getByRole('button', { name: 'Pause' }).click();
-  await page.waitForFunction(id => document.querySelector(`tr[data-job-id="${id}"] .status`)?.textContent === 'paused', id, {
-    timeout: WAIT,
-  });
+  await page
+    .waitForFunction(id => document.querySelector(`tr[data-job-id="${id}"] .status`)?.textContent === 'paused', id, {
+      timeout: WAIT,
+    })
+    .catch(async error => {
+      // Once seen in CI and not since: say what the page showed, so that the next one is
+      // understood.
+      const notice = await page.locator('#notice').textContent();
+      const shown = await jobRow.innerText();
+      const api = await page.evaluate(async id => (await fetch(`/api/jobs/${id}`)).text(), id);
+      throw new Error(`${error.message}\nnotice: ${notice}\nrow: ${shown}\nGET /api/jobs/${id}: ${api}`);
+    });
   const paused = await progressOf(page, id);
   await page.waitForTimeout(600);
   assert.equal(await progressOf(page, id), paused, 'a paused job does not move');
