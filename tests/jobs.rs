@@ -757,3 +757,69 @@ async fn noop_jobs_outlive_a_kill_after_their_receipts_and_each_runs_once() {
     assert!(started.values().all(|n| *n == 1), "{started:?}");
     assert!(completed.values().all(|n| *n == 1), "{completed:?}");
 }
+
+/// A job type whose plan takes a while (as reading a large input does), so that a pause can
+/// land after the dispatcher picked the job and before its worker began it.
+struct SlowPlan;
+
+impl stompede::jobs::JobHandler for SlowPlan {
+    fn validate(&self, _params: &Value) -> Result<(), stompede::jobs::JobError> {
+        Ok(())
+    }
+
+    fn plan(
+        &self,
+        _job: &stompede::jobs::JobInput,
+    ) -> Result<Vec<stompede::jobs::ChunkPlan>, stompede::jobs::JobError> {
+        std::thread::sleep(Duration::from_millis(400));
+        Ok(vec![stompede::jobs::ChunkPlan {
+            label: "all".into(),
+            params: Value::Null,
+            units: 1,
+        }])
+    }
+
+    fn run_chunk(&self, _ctx: stompede::jobs::ChunkContext) -> stompede::jobs::ChunkFuture {
+        Box::pin(async { Ok(Value::Null) })
+    }
+
+    fn merge(
+        &self,
+        _job: &stompede::jobs::JobInput,
+        _chunks: Vec<Value>,
+    ) -> Result<Value, stompede::jobs::JobError> {
+        Ok(serde_json::json!({ "done": true }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_while_the_job_is_being_planned_holds() {
+    let (config, _dir) = common::test_config();
+    let server = BrokerBuilder::new(config)
+        .job_type("slow-plan", SlowPlan)
+        .start()
+        .await
+        .unwrap();
+    let engine = server.jobs().unwrap();
+    let mut headers = stompede::protocol::Headers::new();
+    headers.push("job-type", "slow-plan");
+    let job = engine.submit("ann", &headers, b"{}").await.unwrap();
+    // The dispatcher takes it at once; its worker is planning for 400 ms.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let paused = engine.control("ann", &job.id, "pause").await.unwrap();
+    assert_eq!(paused.status, stompede::jobs::JobStatus::Paused);
+    // The worker that was planning must not start it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let now = engine.job(&job.id).unwrap();
+    assert_eq!(now.status, stompede::jobs::JobStatus::Paused, "{now:?}");
+    engine.control("ann", &job.id, "resume").await.unwrap();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let now = engine.job(&job.id).unwrap();
+        if now.status == stompede::jobs::JobStatus::Completed {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -378,6 +378,10 @@ impl JobEngine {
                     None
                 }
                 "pause" if status == JobStatus::Pending => {
+                    // A job the dispatcher has handed to a worker that has not begun it yet
+                    // (it may be planning) is still pending: fence that worker off, as cancel
+                    // does, or it would start the job after its JOB_PAUSED.
+                    state.running.remove(id);
                     state.schedule.remove(id, job.priority, job.run_at);
                     job.status = JobStatus::Paused;
                     Some(events::next(job, kind::PAUSED, json!({ "by": user })))
