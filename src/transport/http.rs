@@ -56,19 +56,8 @@ pub async fn serve(
                 super::socket::keepalive(&stream, ctx.config.tcp_keepalive_secs);
                 let (app, ctx2, tls) = (app.clone(), ctx.clone(), tls.clone());
                 ctx.tracker.spawn(async move {
-                    let stream = match tls {
-                        None => Stream::Tcp(stream),
-                        Some(tls) => {
-                            let metrics = ctx2.broker.metrics();
-                            let handshake = tokio::select! {
-                                stream = tls.accept(stream, peer, metrics) => stream,
-                                () = ctx2.shutdown.cancelled() => None,
-                            };
-                            match handshake {
-                                Some(stream) => stream,
-                                None => return,
-                            }
-                        }
+                    let Some(stream) = super::tls::establish(stream, peer, tls, &ctx2).await else {
+                        return;
                     };
                     connection(stream, peer, app, ctx2).await;
                 });

@@ -158,19 +158,8 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, tls: Option<A
             let config = &ctx2.config;
             super::socket::tune(&stream, config.tcp_receive_buffer);
             super::socket::keepalive(&stream, config.tcp_keepalive_secs);
-            let stream = match tls {
-                None => Stream::Tcp(stream),
-                Some(tls) => {
-                    let metrics = ctx2.broker.metrics();
-                    let handshake = tokio::select! {
-                        stream = tls.accept(stream, peer, metrics) => stream,
-                        () = ctx2.shutdown.cancelled() => None,
-                    };
-                    match handshake {
-                        Some(stream) => stream,
-                        None => return,
-                    }
-                }
+            let Some(stream) = super::tls::establish(stream, peer, tls, &ctx2).await else {
+                return;
             };
             let paced =
                 super::socket::paced_bound(config.tcp_receive_buffer, config.paced_receive_buffer);

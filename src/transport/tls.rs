@@ -170,6 +170,24 @@ impl Tls {
     }
 }
 
+/// An accepted connection as its listener serves it: as it is, or after the TLS handshake
+/// (`None` when that fails or the server shuts down meanwhile). Both listeners call this, so
+/// the plain and the TLS paths differ in this one place.
+pub(crate) async fn establish(
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<Arc<Tls>>,
+    ctx: &crate::context::ServerContext,
+) -> Option<Stream> {
+    let Some(tls) = tls else {
+        return Some(Stream::Tcp(tcp));
+    };
+    tokio::select! {
+        stream = tls.accept(tcp, peer, ctx.broker.metrics()) => stream,
+        () = ctx.shutdown.cancelled() => None,
+    }
+}
+
 /// Reads a PEM file, bounded.
 fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     let read = |source| TlsError::Read {
