@@ -15,7 +15,7 @@ pub struct Spawned {
     /// Its WebSocket URL and TCP address, from the listening line.
     pub ws: Option<String>,
     pub stomp: Option<String>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Spawned {
@@ -68,12 +68,19 @@ impl Spawned {
             ws: json["ws"].as_str().map(str::to_owned),
             stomp: json["stomp"].as_str().map(str::to_owned),
             child,
-            _dir: dir,
+            dir,
         })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its data directory (fresh for this broker; `import/` under it is where `reconcile`
+    /// reads its files).
+    #[allow(dead_code)] // the soak bench, which shares this file, reads it
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 }
 
