@@ -172,6 +172,13 @@ pub struct Config {
     pub job_submissions_per_second: u32,
     /// Time a new connection has to send CONNECT, in ms.
     pub connect_timeout_ms: u64,
+    /// Time a frame that has begun to arrive has to complete, in ms, plus one second for every
+    /// `frame_min_rate` bytes of it received (0: no limit): a client trickling a frame in
+    /// (slowloris) is cut off, a large frame on a slow link is not.
+    pub frame_timeout_ms: u64,
+    /// The least rate, in bytes per second, at which a frame must arrive once its first
+    /// `frame_timeout_ms` are spent (0: the timeout alone).
+    pub frame_min_rate: u64,
     /// Time an HTTP connection has to send a request's head, in ms: a silent connection, or
     /// one idle between keep-alive requests, is closed after it (0: no limit).
     pub http_header_timeout_ms: u64,
@@ -278,6 +285,8 @@ impl Default for Config {
             job_max_queued_per_user: 10_000,
             job_submissions_per_second: 1_000,
             connect_timeout_ms: 10_000,
+            frame_timeout_ms: 20_000,
+            frame_min_rate: 500,
             shutdown_timeout_ms: 5_000,
             http_header_timeout_ms: 30_000,
             lenient_websocket_frames: true,
@@ -453,6 +462,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// How long an unfinished frame may take: a fixed allowance and the least rate in bytes per
+    /// second that extends it; `None` when frames may take any time.
+    pub fn slow_frame_limit(&self) -> Option<(Duration, u64)> {
+        (self.frame_timeout_ms > 0).then(|| {
+            (
+                Duration::from_millis(self.frame_timeout_ms),
+                self.frame_min_rate,
+            )
+        })
     }
 
     /// When a silent WebSocket peer is pinged, and how long it then has to answer: `None`

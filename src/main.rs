@@ -224,6 +224,14 @@ struct ServeArgs {
     /// sockjs-client 1.x].
     #[arg(long, env = "STOMPEDE_SOCKJS_CLIENT_URL")]
     sockjs_client_url: Option<String>,
+    /// Time a frame that has begun to arrive has to complete, in ms, plus a second for every
+    /// `--frame-min-rate` bytes received (0: no limit) [default: 20000].
+    #[arg(long, env = "STOMPEDE_FRAME_TIMEOUT_MS")]
+    frame_timeout_ms: Option<u64>,
+    /// The least rate, in bytes/s, at which a frame must arrive after its first
+    /// `--frame-timeout-ms` [default: 500].
+    #[arg(long, env = "STOMPEDE_FRAME_MIN_RATE")]
+    frame_min_rate: Option<u64>,
     /// Ping a WebSocket peer silent for this long, in ms (0: never) [default: 30000].
     #[arg(long, env = "STOMPEDE_WS_PING_INTERVAL_MS")]
     ws_ping_interval_ms: Option<u64>,
@@ -388,6 +396,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.sockjs_client_url {
             config.sockjs_client_url = v;
+        }
+        if let Some(v) = self.frame_timeout_ms {
+            config.frame_timeout_ms = v;
+        }
+        if let Some(v) = self.frame_min_rate {
+            config.frame_min_rate = v;
         }
         if let Some(v) = self.ws_ping_interval_ms {
             config.ws_ping_interval_ms = v;

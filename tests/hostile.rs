@@ -157,7 +157,7 @@ async fn under_attack(addr: SocketAddr, name: &str, attack: impl std::future::Fu
 }
 
 /// Everything the server sends on `stream` until it closes it; fails if it never does.
-async fn until_eof(stream: &mut TcpStream) -> Vec<u8> {
+async fn until_eof(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
     let mut out = Vec::new();
     let mut chunk = [0u8; 4096];
     tokio::time::timeout(Duration::from_secs(30), async {
@@ -226,16 +226,37 @@ async fn a_handshake_sent_a_byte_at_a_time_is_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frame_trickled_in_holds_only_its_own_session_and_is_never_delivered() {
-    let server = TestServer::start().await;
+async fn a_frame_trickled_in_is_cut_off_and_never_delivered() {
+    let server = TestServer::with(|c| {
+        c.frame_timeout_ms = 1_000;
+        c.frame_min_rate = 500;
+    })
+    .await;
     let addr = server.stomp();
     under_attack(addr, "slow-frame", async {
-        let mut attacker = connected(addr, "mallory").await;
-        for byte in b"SEND\ndestination:/queue/trickle\n\nnever finished".iter() {
-            attacker.write_all(&[*byte]).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(40)).await;
-        }
-        drop(attacker);
+        let (mut reader, mut writer) = connected(addr, "mallory").await.into_split();
+        // 25 bytes a second, far below the 500 the frame would need to earn more time.
+        let trickle = tokio::spawn(async move {
+            let frame = b"SEND\ndestination:/queue/trickle\n\nnever finished ".iter();
+            for byte in frame.cycle().take(2_000) {
+                if writer.write_all(&[*byte]).await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            false
+        });
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut rest))
+            .await
+            .expect("the trickled frame was never cut off")
+            .ok();
+        trickle.abort();
+        assert!(
+            first_error(&rest).contains("frame too slow"),
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
         let mut reader = Tcp::connect(addr, "reader").await;
         reader.subscribe("t", "/queue/trickle", "auto").await;
         assert!(reader
@@ -244,6 +265,28 @@ async fn a_frame_trickled_in_holds_only_its_own_session_and_is_never_delivered()
             .is_none());
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_frame_on_a_slow_but_steady_link_is_not_cut_off() {
+    let server = TestServer::with(|c| {
+        c.frame_timeout_ms = 1_000;
+        c.frame_min_rate = 500;
+    })
+    .await;
+    let addr = server.stomp();
+    let mut client = Tcp::connect(addr, "patient").await;
+    // 6,000 bytes over 3 s (2,000 a second): three times the allowance alone, but each second
+    // of it earns four more at the minimum rate.
+    let mut frame = b"SEND\ndestination:/queue/slow-link\nreceipt:r\n\n".to_vec();
+    frame.resize(6_000, b'x');
+    frame.push(0);
+    for piece in frame.chunks(200) {
+        client.raw(piece).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = client.frame().await;
+    assert_eq!(reply.command, Command::Receipt, "{reply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,6 +544,45 @@ async fn websocket_frames_without_a_mask_or_with_oversize_control_are_closed_100
         ping.extend(std::iter::repeat_n(0u8, 200));
         oversize.write_all(&ping).await.unwrap();
         assert_eq!(close_code(&until_eof(&mut oversize).await), 1002);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_frame_trickled_in_is_cut_off() {
+    let server = TestServer::with(|c| {
+        c.frame_timeout_ms = 1_000;
+        c.frame_min_rate = 500;
+    })
+    .await;
+    let http = server.server.http_addr().unwrap();
+    under_attack(server.stomp(), "slow-websocket-frame", async {
+        let socket = raw_websocket(http).await;
+        let (mut reader, mut writer) = socket.into_split();
+        // Masked with a zero key, so the payload reads as sent.
+        let masked = |payload: &[u8]| {
+            let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+            frame.extend_from_slice(payload);
+            frame
+        };
+        writer
+            .write_all(&masked(b"CONNECT\naccept-version:1.2\nhost:h\n\n\0"))
+            .await
+            .unwrap();
+        let send = masked(b"SEND\ndestination:/queue/trickle\n\nnever finished, never sent\0");
+        let trickle = tokio::spawn(async move {
+            for byte in send {
+                if writer.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        });
+        let rest = until_eof(&mut reader).await;
+        trickle.abort();
+        let text = String::from_utf8_lossy(&rest);
+        assert!(text.contains("CONNECTED"), "{text}");
+        assert!(text.contains("message:frame too slow"), "{text}");
     })
     .await;
 }

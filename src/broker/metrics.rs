@@ -54,6 +54,9 @@ counters! {
     /// WebSocket sessions cut off for sending nothing, not even a pong, after a ping
     /// (`ws-ping-interval-ms`, `ws-pong-timeout-ms`).
     ping_timeouts,
+    /// Sessions cut off for sending a frame too slowly (`frame-timeout-ms`, `frame-min-rate`):
+    /// slowloris clients.
+    slow_frames,
     /// Publishes that had to wait for a full subscriber outbox (flow control at work).
     publishes_paced,
     /// Total time publishers spent waiting for room, in microseconds.

@@ -44,6 +44,11 @@ pub trait FrameSource: Send {
     /// When bytes last arrived (heart-beat accounting counts any byte).
     fn last_activity(&self) -> Instant;
 
+    /// The frame that has begun to arrive and is not complete yet, if any: since when, and how
+    /// many of its bytes (transport framing included) are buffered. The session cuts off a
+    /// frame that takes too long (`frame-timeout-ms`, `frame-min-rate`).
+    fn partial(&self) -> Option<(Instant, usize)>;
+
     /// Flow control has held this connection's reads (its client SENDs to topics or queues
     /// faster than their consumers take): from now on the kernel should hold little of its
     /// input, so that what waits for the broker waits in the client, where the pace reaches it
@@ -69,6 +74,42 @@ pub trait FrameSource: Send {
     /// reset the connection, and a reset can destroy that last frame (an ERROR) before the
     /// peer has read it. The caller bounds the wait.
     fn discard_input(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// When the unfinished input in a source's buffers began to arrive: a source calls
+/// [`arrived`](Self::arrived) after each read and [`decoded`](Self::decoded) after each item.
+/// Input that went without making an item (a WebSocket pong, say) leaves the buffers empty, so
+/// the next read starts a new clock.
+/// Both take the time the source already read for [`FrameSource::last_activity`], so the cut-off
+/// costs no clock read per frame.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PartialClock {
+    since: Option<Instant>,
+}
+
+impl PartialClock {
+    /// Bytes arrived at `at` into buffers that held `buffered` bytes before: unfinished input
+    /// starts then, unless some was already waiting.
+    pub fn arrived(&mut self, buffered: usize, at: Instant) {
+        if buffered == 0 || self.since.is_none() {
+            self.since = Some(at);
+        }
+    }
+
+    /// An item was decoded; bytes still buffered (`remaining`) came with the last read, at
+    /// `at`, and start the next frame's clock.
+    pub fn decoded(&mut self, remaining: bool, at: Instant) {
+        self.since = remaining.then_some(at);
+    }
+
+    /// Since when the buffered input has been waiting to make a frame, when `buffered` bytes
+    /// of it are there.
+    pub fn partial(&self, buffered: usize) -> Option<(Instant, usize)> {
+        match (self.since, buffered) {
+            (Some(since), 1..) => Some((since, buffered)),
+            _ => None,
+        }
+    }
 }
 
 /// Where a frame starts in the write buffer, from [`FrameSink::begin_frame`].

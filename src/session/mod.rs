@@ -382,8 +382,11 @@ impl Session {
             let deadline = {
                 let silent_since = source.last_activity().max(last_handled);
                 earliest(
-                    incoming.map(|limit| silent_since + limit),
-                    self.keepalive_deadline::<S>(silent_since),
+                    earliest(
+                        incoming.map(|limit| silent_since + limit),
+                        self.keepalive_deadline::<S>(silent_since),
+                    ),
+                    self.slow_frame_deadline(source, last_handled),
                 )
             };
             let next = tokio::select! {
@@ -398,6 +401,16 @@ impl Session {
                             self.fail(SessionError::new("heart-beat timeout", format!("No data from the client for {} ms (negotiated interval times the tolerance).", limit.as_millis())), None);
                             return Ended::ByServer;
                         }
+                    }
+                    if self
+                        .slow_frame_deadline(source, last_handled)
+                        .is_some_and(|cutoff| cutoff <= now)
+                    {
+                        Metrics::incr(&self.broker.metrics().slow_frames);
+                        tracing::info!(session = self.id, user = %self.user, "frame too slow");
+                        let (allowance, rate) = self.ctx.config.slow_frame_limit().unwrap_or_default();
+                        self.fail(SessionError::new("frame too slow", format!("A frame must complete within {} ms plus one second for every {rate} bytes received.", allowance.as_millis())), None);
+                        return Ended::ByServer;
                     }
                     if let Some((interval, timeout)) = self.keepalive::<S>() {
                         if silent_since + interval + timeout <= now {
@@ -475,6 +488,30 @@ impl Session {
 
     /// When the keep-alive next has something to do for a peer silent since `silent_since`:
     /// ping it, or, once pinged, give up on it.
+    /// When the frame now arriving is cut off (`frame-timeout-ms`, `frame-min-rate`): its
+    /// allowance runs from its first byte, or from the end of the last frame's handling when
+    /// that came later (flow control may hold a publisher's reads while its next frame waits
+    /// in the buffer), and grows a second for every `frame-min-rate` bytes received.
+    ///
+    /// With no frame under way, the earliest a frame starting from now could be due: the
+    /// source reads on without returning while a frame trickles in, so the loop must wake to
+    /// look (an idle session once per allowance).
+    fn slow_frame_deadline<S: FrameSource>(
+        &self,
+        source: &S,
+        last_handled: Instant,
+    ) -> Option<Instant> {
+        let (allowance, rate) = self.ctx.config.slow_frame_limit()?;
+        let Some((since, buffered)) = source.partial() else {
+            return Some(Instant::now() + allowance);
+        };
+        let earned = match rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_millis((buffered as u64).saturating_mul(1000) / rate),
+        };
+        Some(since.max(last_handled) + allowance + earned)
+    }
+
     fn keepalive_deadline<S: FrameSource>(&self, silent_since: Instant) -> Option<Instant> {
         let (interval, timeout) = self.keepalive::<S>()?;
         let ping = silent_since + interval;

@@ -13,7 +13,9 @@ pub mod socket;
 pub mod stream;
 pub mod tls;
 
-pub use crate::session::carrier::{FrameSink, FrameSource, FrameStart, Inbound, InboundError};
+pub use crate::session::carrier::{
+    FrameSink, FrameSource, FrameStart, Inbound, InboundError, PartialClock,
+};
 
 use std::io;
 

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::socket::ReadSide;
 use super::stream::{ReadHalf, Stream, WriteHalf};
 use super::tls::Tls;
-use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
+use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, PartialClock, ReadSize};
 use crate::context::ServerContext;
 use crate::session;
 
@@ -26,12 +26,16 @@ pub struct TcpSource {
     last_activity: Instant,
     /// The receive buffer to keep once paced; 0 once set (or when not configured).
     paced_receive_buffer: usize,
+    /// When the unfinished frame in `buf` began.
+    partial: PartialClock,
 }
 
 impl FrameSource for TcpSource {
     async fn next(&mut self, decoder: &mut Decoder) -> Result<Option<Inbound>, InboundError> {
         loop {
             if let Some(item) = decoder.decode(&mut self.buf)? {
+                self.partial
+                    .decoded(!self.buf.is_empty(), self.last_activity);
                 return Ok(Some(Inbound { item, text: None }));
             }
             if self.buf.is_empty() {
@@ -39,12 +43,14 @@ impl FrameSource for TcpSource {
                 self.buf = BytesMut::new();
             }
             std::future::poll_fn(|cx| self.read.poll_input(cx)).await?;
+            let buffered = self.buf.len();
             let room = self.size.prepare(&mut self.buf);
             match std::future::poll_fn(|cx| self.read.poll_read_some(cx, &mut self.buf)).await? {
                 Some(0) => return Ok(None),
                 Some(n) => {
                     self.size.record(n, room);
                     self.last_activity = Instant::now();
+                    self.partial.arrived(buffered, self.last_activity);
                 }
                 None => {}
             }
@@ -53,6 +59,10 @@ impl FrameSource for TcpSource {
 
     fn last_activity(&self) -> Instant {
         self.last_activity
+    }
+
+    fn partial(&self) -> Option<(Instant, usize)> {
+        self.partial.partial(self.buf.len())
     }
 
     fn paced(&mut self) -> bool {
@@ -116,6 +126,7 @@ pub fn split(stream: Stream, paced_receive_buffer: usize) -> (TcpSource, TcpSink
             size: ReadSize::default(),
             last_activity: Instant::now(),
             paced_receive_buffer,
+            partial: PartialClock::default(),
         },
         TcpSink { write, transport },
     )

@@ -21,7 +21,7 @@ use crate::broker::message::Message;
 use crate::broker::metrics::Metrics;
 use crate::context::ServerContext;
 use crate::session;
-use crate::transport::{FrameSink, FrameSource, FrameStart, Inbound, InboundError};
+use crate::transport::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, PartialClock};
 
 /// Runs a STOMP session on every SockJS session.
 pub struct StompService {
@@ -89,6 +89,7 @@ fn carrier(connection: Connection, ctx: &ServerContext) -> (SockJsSource, SockJs
             message_ended: false,
             lenient: ctx.config.lenient_websocket_frames,
             last_activity: Instant::now(),
+            partial: PartialClock::default(),
         },
         SockJsSink {
             quoted: session.quoted(),
@@ -107,12 +108,16 @@ pub struct SockJsSource {
     message_ended: bool,
     lenient: bool,
     last_activity: Instant,
+    /// When the unfinished frame in `buf` began.
+    partial: PartialClock,
 }
 
 impl FrameSource for SockJsSource {
     async fn next(&mut self, decoder: &mut Decoder) -> Result<Option<Inbound>, InboundError> {
         loop {
             if let Some(item) = decoder.decode(&mut self.buf)? {
+                self.partial
+                    .decoded(!self.buf.is_empty(), self.last_activity);
                 return Ok(Some(Inbound {
                     item,
                     text: Some(true),
@@ -120,6 +125,8 @@ impl FrameSource for SockJsSource {
             }
             if std::mem::take(&mut self.message_ended) && self.lenient {
                 if let Some(item) = decoder.decode_end_of_message(&mut self.buf)? {
+                    self.partial
+                        .decoded(!self.buf.is_empty(), self.last_activity);
                     return Ok(Some(Inbound {
                         item,
                         text: Some(true),
@@ -133,14 +140,20 @@ impl FrameSource for SockJsSource {
             let Some(message) = self.connection.recv().await else {
                 return Ok(None);
             };
+            let buffered = self.buf.len();
             self.buf.extend_from_slice(message.as_bytes());
             self.message_ended = true;
             self.last_activity = Instant::now();
+            self.partial.arrived(buffered, self.last_activity);
         }
     }
 
     fn last_activity(&self) -> Instant {
         self.last_activity
+    }
+
+    fn partial(&self) -> Option<(Instant, usize)> {
+        self.partial.partial(self.buf.len())
     }
 
     async fn discard_input(&mut self) {

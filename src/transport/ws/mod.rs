@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::socket::ReadSide;
-use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, ReadSize};
+use super::{FrameSink, FrameSource, FrameStart, Inbound, InboundError, PartialClock, ReadSize};
 use frame::{code, Fail, Utf8Check};
 
 /// What the reading and the writing halves of one connection share: the WebSocket frames the
@@ -133,6 +133,15 @@ pub struct WsSource<R> {
     shared: Arc<Shared>,
     /// The receive buffer to keep once paced; 0 once set (or when not configured).
     paced_receive_buffer: usize,
+    /// When the unfinished frame in `raw` and `stomp` began.
+    partial: PartialClock,
+}
+
+impl<R: ReadSide + Send> WsSource<R> {
+    /// Bytes received and not yet made into an item: WebSocket framing and STOMP.
+    fn buffered(&self) -> usize {
+        self.raw.len() + self.stomp.len()
+    }
 }
 
 impl<R: ReadSide + Send> FrameSource for WsSource<R> {
@@ -141,6 +150,8 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
     async fn next(&mut self, decoder: &mut Decoder) -> Result<Option<Inbound>, InboundError> {
         loop {
             if let Some(item) = decoder.decode(&mut self.stomp)? {
+                self.partial
+                    .decoded(self.buffered() > 0, self.last_activity);
                 return Ok(Some(Inbound {
                     item,
                     text: Some(self.text),
@@ -148,6 +159,8 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
             }
             if std::mem::take(&mut self.message_ended) && self.lenient {
                 if let Some(item) = decoder.decode_end_of_message(&mut self.stomp)? {
+                    self.partial
+                        .decoded(self.buffered() > 0, self.last_activity);
                     return Ok(Some(Inbound {
                         item,
                         text: Some(self.text),
@@ -178,6 +191,7 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
                 self.raw = BytesMut::new();
                 std::future::poll_fn(|cx| self.read.poll_input(cx)).await?;
             }
+            let buffered = self.buffered();
             let room = self.size.prepare(&mut self.raw);
             let n = self.read.read_buf(&mut self.raw).await?;
             if n == 0 {
@@ -185,12 +199,17 @@ impl<R: ReadSide + Send> FrameSource for WsSource<R> {
             }
             self.size.record(n, room);
             self.last_activity = Instant::now();
+            self.partial.arrived(buffered, self.last_activity);
             self.pinged = false;
         }
     }
 
     fn last_activity(&self) -> Instant {
         self.last_activity
+    }
+
+    fn partial(&self) -> Option<(Instant, usize)> {
+        self.partial.partial(self.buffered())
     }
 
     fn paced(&mut self) -> bool {
@@ -294,6 +313,7 @@ impl<R> WsSource<R> {
             last_activity: Instant::now(),
             shared,
             paced_receive_buffer: options.paced_receive_buffer,
+            partial: PartialClock::default(),
         }
     }
 
