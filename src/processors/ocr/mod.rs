@@ -17,6 +17,7 @@
 
 mod checkpoint;
 mod format;
+mod merge;
 mod params;
 pub(crate) mod preview;
 mod salvage;
@@ -35,9 +36,7 @@ use crate::jobs::{ChunkContext, ChunkFuture, ChunkPlan, JobError, JobHandler, Jo
 use crate::processors::input::ImportDir;
 use format::Format;
 use params::Params;
-use tools::{
-    first_line, pdf_pages, run_blocking, tidy_layer, Availability, ToolError, Tools, INSTALL_HINT,
-};
+use tools::{first_line, pdf_pages, tidy_layer, Availability, ToolError, Tools, INSTALL_HINT};
 
 /// Longest one program may work on one page.
 const PAGE_TIME_LIMIT: Duration = Duration::from_secs(120);
@@ -224,7 +223,7 @@ impl JobHandler for Ocr {
     }
 
     fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
-        merge(job, chunks.len())
+        merge::merge(job, chunks.len())
     }
 
     fn chunk_timeout(&self) -> Duration {
@@ -694,103 +693,4 @@ fn read_head(path: &Path) -> Result<Vec<u8>, JobError> {
         .read_to_end(&mut head)
         .map_err(|e| io(path, e))?;
     Ok(head)
-}
-
-/// Joins the chunks' pages into the job's files and result.
-fn merge(job: &JobInput, chunks: usize) -> Result<Value, JobError> {
-    let p = Params::parse(&job.params)?;
-    let parts = job.result_dir.join("parts");
-    let mut pages: Vec<Page> = Vec::new();
-    for chunk in 0..chunks {
-        let part = parts.join(format!("{chunk}.json"));
-        let bytes = std::fs::read(&part).map_err(|e| io(&part, e))?;
-        let mut chunk_pages: Vec<Page> = serde_json::from_slice(&bytes)
-            .map_err(|e| JobError::retryable("io", format!("{}: {e}", part.display())))?;
-        pages.append(&mut chunk_pages);
-    }
-    if !pages.is_empty() && pages.iter().all(|page| page.source == "none") {
-        let why = pages[0].warnings.first().cloned().unwrap_or_default();
-        return Err(JobError::permanent(
-            "unreadable",
-            format!("no page could be read ({why})"),
-        ));
-    }
-    let mut files = serde_json::Map::new();
-    std::fs::create_dir_all(&job.result_dir).map_err(|e| io(&job.result_dir, e))?;
-    if p.outputs.text {
-        let path = job.result_dir.join("text.txt");
-        let text: Vec<&str> = pages.iter().map(|page| page.text.as_str()).collect();
-        std::fs::write(&path, text.join("\n\u{c}\n")).map_err(|e| io(&path, e))?;
-        files.insert("text.txt".into(), json!(path.display().to_string()));
-    }
-    if p.outputs.pages {
-        let path = job.result_dir.join("pages.json");
-        let bytes = serde_json::to_vec(&pages)
-            .map_err(|e| JobError::permanent("internal_error", e.to_string()))?;
-        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
-        files.insert("pages.json".into(), json!(path.display().to_string()));
-    }
-    let mut merge_warnings = Vec::new();
-    let note = job.result_dir.join(SALVAGE_NOTE);
-    if let Ok(bytes) = std::fs::read(&note) {
-        if let Some(warning) = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v["warning"].as_str().map(str::to_owned))
-        {
-            merge_warnings.push(warning);
-        }
-    }
-    if p.outputs.pdf {
-        let path = job.result_dir.join("searchable.pdf");
-        let mut parts_in_order: Vec<PathBuf> = Vec::new();
-        for page in &pages {
-            let part = searchable(&parts, page.page).with_extension("pdf");
-            if part.exists() && !parts_in_order.contains(&part) {
-                parts_in_order.push(part);
-            }
-        }
-        match parts_in_order.as_slice() {
-            [] => merge_warnings.push("no page could be put in searchable.pdf".to_owned()),
-            [one] => {
-                std::fs::copy(one, &path).map_err(|e| io(&path, e))?;
-            }
-            many => {
-                let mut command = std::process::Command::new("pdfunite");
-                command.args(many).arg(&path);
-                let output = run_blocking(command, Duration::from_secs(600))?;
-                if !output.status.success() {
-                    return Err(JobError::retryable(
-                        "io",
-                        format!(
-                            "searchable.pdf could not be assembled: {}",
-                            first_line(&String::from_utf8_lossy(&output.stderr))
-                        ),
-                    ));
-                }
-            }
-        }
-        if path.exists() {
-            files.insert("searchable.pdf".into(), json!(path.display().to_string()));
-        }
-    }
-    let warnings: Vec<&String> = merge_warnings
-        .iter()
-        .chain(pages.iter().flat_map(|page| &page.warnings))
-        .collect();
-    let result = json!({
-        "pageCount": pages.len(),
-        "pages": pages.iter().map(|page| json!({
-            "page": page.page,
-            "source": page.source,
-            "confidence": page.confidence,
-            "chars": page.text.chars().count(),
-            "warnings": page.warnings,
-        })).collect::<Vec<_>>(),
-        "warnings": warnings,
-        "files": files,
-    });
-    let _ = std::fs::remove_dir_all(&parts);
-    let _ = std::fs::remove_file(job.result_dir.join(SALVAGED_PDF));
-    let _ = std::fs::remove_file(&note);
-    Ok(result)
 }
