@@ -211,6 +211,7 @@ mod tests {
             )],
             format: "text".into(),
             warnings: Vec::new(),
+            derived: Default::default(),
         }
     }
 

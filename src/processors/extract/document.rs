@@ -2,6 +2,10 @@
 //! job keeps it as `document.json` in its result directory between planning and the chunks,
 //! and its result gives the same text, so that every span indexes what the user is shown.
 
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use serde::{Deserialize, Serialize};
 
 use super::found::Source;
@@ -88,6 +92,59 @@ pub(crate) struct Document {
     pub format: String,
     /// What reading it noticed (an encoding guessed, pages without text).
     pub warnings: Vec<String>,
+    /// What the profiles work out from the whole document, once per document.
+    #[serde(skip)]
+    pub derived: Derived,
+}
+
+/// Results the profiles derive from a whole document (its running headers and footers), kept
+/// with it: every chunk reads the same document, and working them out again per chunk made a
+/// job's time grow with the square of its pages. Not data: neither stored nor compared, and a
+/// clone starts empty.
+#[derive(Default)]
+pub(crate) struct Derived(Mutex<HashMap<&'static str, Arc<dyn Any + Send + Sync>>>);
+
+impl Derived {
+    /// The result named `key`, made by `make` the first time it is asked for.
+    pub(crate) fn get_or_make<T: Any + Send + Sync>(
+        &self,
+        key: &'static str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<T> {
+        if let Some(found) = self.lock().get(key).cloned() {
+            if let Ok(found) = found.downcast::<T>() {
+                return found;
+            }
+        }
+        // Made outside the lock: two chunks may both make it, once each, rather than wait.
+        let made = Arc::new(make());
+        self.lock().insert(key, made.clone());
+        made
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<&'static str, Arc<dyn Any + Send + Sync>>> {
+        // Inserts are whole values: a panic elsewhere leaves the map valid.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Derived {
+        Derived::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Derived) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.lock().keys().copied().collect();
+        f.debug_tuple("Derived").field(&keys).finish()
+    }
 }
 
 impl Document {

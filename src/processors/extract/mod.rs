@@ -11,6 +11,7 @@
 
 mod chat;
 mod document;
+mod documents;
 mod formats;
 mod found;
 mod normalise;
@@ -28,6 +29,7 @@ use crate::jobs::{ChildJob, ChunkContext, ChunkFuture, ChunkPlan, JobError, JobH
 use crate::processors::input::ImportDir;
 use crate::processors::ocr::tools::Tools;
 use document::Document;
+use documents::Documents;
 use params::Params;
 use profiles::Profile;
 
@@ -49,7 +51,12 @@ struct Inner {
     profiles: Vec<Box<dyn Profile>>,
     /// The optional model behind the rules (`chat.rs`).
     chat: Option<chat::ChatBackend>,
+    /// The running jobs' documents, read once per job.
+    documents: Documents,
 }
+
+/// Documents kept for running jobs: enough for the jobs that run at once.
+const DOCUMENTS_KEPT: usize = 4;
 
 impl Extract {
     /// Reads files from `import_dir` (PDFs through poppler's programs on the PATH).
@@ -63,6 +70,7 @@ impl Extract {
                 },
                 profiles: profiles::all(),
                 chat: None,
+                documents: Documents::new(DOCUMENTS_KEPT),
             }),
         }
     }
@@ -76,6 +84,7 @@ impl Extract {
                 tools: inner.tools.clone(),
                 profiles: profiles::all(),
                 chat: inner.chat.clone(),
+                documents: Documents::new(DOCUMENTS_KEPT),
             }),
         }
     }
@@ -98,6 +107,7 @@ impl Extract {
                 tools: inner.tools.clone(),
                 profiles: profiles::all(),
                 chat: Some(chat),
+                documents: Documents::new(DOCUMENTS_KEPT),
             }),
         })
     }
@@ -120,6 +130,7 @@ impl JobHandler for Extract {
         let p = Params::parse(&job.params)?;
         let read = self.inner.read(job, &p)?;
         store_document(&job.result_dir, &read.document)?;
+        self.inner.documents.forget(&job.result_dir);
         if read.needs_ocr.is_empty() {
             return Ok(Vec::new());
         }
@@ -156,6 +167,7 @@ impl JobHandler for Extract {
             ocr::merge_into(&mut document, child)?;
         }
         store_document(&job.result_dir, &document)?;
+        self.inner.documents.forget(&job.result_dir);
         Ok(plan_chunks(document.pages.len(), p.pages_per_chunk))
     }
 
@@ -170,7 +182,7 @@ impl JobHandler for Extract {
             let rules = inner.clone();
             let (owned, profiles) = (range.clone(), p.profiles.clone());
             let (mut part, document) = tokio::task::spawn_blocking(move || {
-                let document = load_document(&dir)?;
+                let document = rules.documents.get(&dir)?;
                 let part = rules.extract(&document, owned, &profiles);
                 Ok::<_, JobError>((part, document))
             })
@@ -197,7 +209,8 @@ impl JobHandler for Extract {
 
     fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
         let p = Params::parse(&job.params)?;
-        let document = load_document(&job.result_dir)?;
+        let document = self.inner.documents.get(&job.result_dir)?;
+        self.inner.documents.forget(&job.result_dir);
         let mut result = Map::new();
         for profile in self.inner.chosen(&p.profiles) {
             let parts = chunks

@@ -122,21 +122,23 @@ impl Profile for Dce {
     }
 }
 
+/// A page as the rules read it: an OCR page with the blank lines OCR added inside sentences
+/// and lists dropped; other pages as they are.
+fn as_read(page: &Page) -> Cow<'_, Page> {
+    text::rejoined(page).map_or(Cow::Borrowed(page), Cow::Owned)
+}
+
 /// What pages `pages` (indices) of `document` hold.
 pub(crate) fn read(document: &Document, pages: Range<usize>) -> DceResult {
-    let boilerplate = text::boilerplate(document);
+    let boilerplate = document
+        .derived
+        .get_or_make("dce.boilerplate", || text::boilerplate(document));
     let mut result = DceResult::default();
-    // OCR pages with the blank lines OCR added inside sentences and lists dropped; other
-    // pages as they are.
-    let pages_read: Vec<Cow<'_, Page>> = document
-        .pages
-        .iter()
-        .map(|p| text::rejoined(p).map_or(Cow::Borrowed(p), Cow::Owned))
-        .collect();
-    let Some(chosen) = pages_read.get(pages.clone()) else {
+    let Some(chosen) = document.pages.get(pages.clone()) else {
         return result;
     };
-    for page in chosen {
+    let chosen: Vec<Cow<'_, Page>> = chosen.iter().map(as_read).collect();
+    for page in &chosen {
         let view = PageView::new(page, &boilerplate);
         let mut part = DceResult {
             buyer: identity::buyer(&view),
@@ -158,13 +160,17 @@ pub(crate) fn read(document: &Document, pages: Range<usize>) -> DceResult {
         lots::attach(&mut part.lots, variants_by_lot, |lot| &mut lot.variants);
         result.absorb(part);
     }
-    // Criteria lists run on across pages: they are read from the whole document, and each
-    // chunk keeps those whose name stands on its pages.
-    let views: Vec<PageView<'_>> = pages_read
-        .iter()
-        .map(|p| PageView::new(p, &boilerplate))
-        .collect();
-    result.award_criteria = criteria::read(&views);
+    // Criteria lists run on across pages: they are read from the whole document, once, and
+    // each chunk keeps those whose name stands on its pages.
+    let criteria = document.derived.get_or_make("dce.criteria", || {
+        let pages_read: Vec<Cow<'_, Page>> = document.pages.iter().map(as_read).collect();
+        let views: Vec<PageView<'_>> = pages_read
+            .iter()
+            .map(|p| PageView::new(p, &boilerplate))
+            .collect();
+        criteria::read(&views)
+    });
+    result.award_criteria = criteria.as_ref().clone();
     let first = chosen.first().map_or(0, |p| p.page);
     let last = chosen.last().map_or(0, |p| p.page);
     result.within(&(first..last + 1));

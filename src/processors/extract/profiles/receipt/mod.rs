@@ -339,6 +339,7 @@ mod tests {
             pages: vec![Page::new(1, text.into(), PageSource::Text)],
             format: "text".into(),
             warnings: Vec::new(),
+            derived: Default::default(),
         };
         let part = ReceiptProfile.extract(&document, 0..1);
         let merged = ReceiptProfile.merge(vec![part]);
@@ -362,6 +363,7 @@ mod tests {
             ],
             format: "text".into(),
             warnings: Vec::new(),
+            derived: Default::default(),
         };
         let first = ReceiptProfile.extract(&document, 0..1);
         let second = ReceiptProfile.extract(&document, 1..2);

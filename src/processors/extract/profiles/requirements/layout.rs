@@ -190,6 +190,7 @@ mod tests {
                 .collect(),
             format: "text".into(),
             warnings: Vec::new(),
+            derived: Default::default(),
         }
     }
 

@@ -214,7 +214,9 @@ fn extract(document: &Document, pages: Range<usize>) -> Vec<Requirement> {
     if pages.is_empty() || pages.start >= document.pages.len() {
         return Vec::new();
     }
-    let layout = Layout::of(document);
+    let layout = document
+        .derived
+        .get_or_make("requirements.layout", || Layout::of(document));
     let from = pages.start.saturating_sub(LOOKBACK);
     let to = (pages.end + LOOKAHEAD).min(document.pages.len());
     let section = section_before(document, &layout, from);

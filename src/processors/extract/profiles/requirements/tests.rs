@@ -13,6 +13,7 @@ fn document(pages: &[&str]) -> Document {
             .collect(),
         format: "text".into(),
         warnings: Vec::new(),
+        derived: Default::default(),
     }
 }
 
