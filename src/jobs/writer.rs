@@ -7,8 +7,15 @@
 //! committed. Workers do not wait for their chunk's commit (they run the next chunk while the
 //! disk catches up): a crash loses at most a suffix of commits, which the checkpoint then
 //! redoes; a bounded number of commits in flight keeps memory bounded.
+//!
+//! A disk fault (full, read-only) makes commits fail, and sled loses what it held in memory
+//! only when the store reopens its `Db` (see `store`). The writer keeps each batch's writes
+//! until its commit succeeds; on a failure it stops the apply stage, waits for the store to
+//! come back, writes again, in order, every batch not yet committed, and commits them. Nothing
+//! is announced (no RECEIPT, no CHUNK_COMPLETED, no JOB_COMPLETED) before it is on disk; jobs
+//! wait meanwhile, with their workers held by the bounded room for commits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{self, Event};
 use crate::broker::Broker;
 use crate::store::jobs::{JobStore, JobWrite};
-use crate::store::StoreError;
+use crate::store::{Health, StoreError};
 
 /// Commits queued at most before a worker or submitter waits for room.
 pub(super) const IN_FLIGHT: usize = 8_192;
@@ -125,6 +132,20 @@ impl Writer {
     }
 }
 
+/// Batches applied to the store, waiting for their commit, with their writes kept so that
+/// they can be written again after a disk fault.
+struct Applied {
+    commits: Vec<Commit>,
+    writes: Vec<JobWrite>,
+    /// The store's write count before the batch (for [`crate::store::Store::commit_since`]).
+    from: u64,
+}
+
+/// The right to apply a batch: the apply stage holds it from applying a batch until the batch
+/// is in the channel, the announce stage while it writes batches again after a fault, so that
+/// the store sees every batch in the engine's order.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
 /// Runs the writer until its queue closes (every sender dropped) or `shutdown`; what is queued
 /// at shutdown is still written and published.
 ///
@@ -139,16 +160,24 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let (applied, to_announce) = mpsc::channel(2);
+    let turn = Turn::default();
     tokio::join!(
-        apply_stage(queue, store.clone(), applied, shutdown),
-        announce_stage(to_announce, store, broker, unannounced),
+        apply_stage(
+            queue,
+            store.clone(),
+            applied,
+            turn.clone(),
+            shutdown.clone()
+        ),
+        announce_stage(to_announce, store, broker, unannounced, turn, shutdown),
     );
 }
 
 async fn apply_stage(
     mut queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
-    applied: mpsc::Sender<Vec<Commit>>,
+    applied: mpsc::Sender<Applied>,
+    turn: Turn,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -167,6 +196,13 @@ async fn apply_stage(
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.writes))
             .collect();
+        // Room in the channel first: the announce stage may hold the turn, and never waits
+        // for room while it does.
+        let Ok(slot) = applied.reserve().await else {
+            return;
+        };
+        let _turn = turn.lock().await;
+        let from = store.store().written_count();
         // Held back, in order, until the store takes them: nothing acknowledged is lost.
         let mut delay = Duration::from_millis(50);
         loop {
@@ -181,26 +217,53 @@ async fn apply_stage(
                 }
             }
         }
-        if applied.send(batch).await.is_err() {
-            return;
-        }
+        slot.send(Applied {
+            commits: batch,
+            writes,
+            from,
+        });
     }
 }
 
 async fn announce_stage(
-    mut applied: mpsc::Receiver<Vec<Commit>>,
+    mut applied: mpsc::Receiver<Applied>,
     store: JobStore,
     broker: Broker,
     unannounced: Arc<Unannounced>,
+    turn: Turn,
+    shutdown: CancellationToken,
 ) {
-    while let Some(batch) = applied.recv().await {
-        let mut delay = Duration::from_millis(50);
-        while let Err(error) = store.store().commit().await {
-            tracing::error!(%error, "committing job changes failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        for commit in batch {
+    // Batches committed during a recovery, to announce in order before any newer one.
+    let mut recovered: VecDeque<Applied> = VecDeque::new();
+    loop {
+        let batch = match recovered.pop_front() {
+            Some(batch) => batch,
+            None => {
+                let Some(batch) = applied.recv().await else {
+                    return;
+                };
+                if let Err(error) = store.store().commit_since(batch.from).await {
+                    tracing::error!(%error, "committing job changes failed; writing them again once the store is back");
+                    // Every batch applied so far is this one or in the channel: take them
+                    // all, in order, under the turn, so no newer batch reaches the store
+                    // before them.
+                    let _turn = turn.lock().await;
+                    recovered.push_back(batch);
+                    while let Ok(more) = applied.try_recv() {
+                        recovered.push_back(more);
+                    }
+                    if !rewrite(&store, &mut recovered, &shutdown).await {
+                        // Shutting down with the disk still failing: these changes are not
+                        // stored, so they are not announced; their submitters hear that the
+                        // engine stopped.
+                        return;
+                    }
+                    continue;
+                }
+                batch
+            }
+        };
+        for commit in batch.commits {
             for event in &commit.events {
                 let pressure = {
                     let _held = unannounced
@@ -222,6 +285,49 @@ async fn announce_stage(
                 let _ = done.send(Ok(()));
             }
         }
+    }
+}
+
+/// Writes `batches` again, in order, and commits them, once the store is available; retries
+/// until that works. False when shutdown came first.
+async fn rewrite(
+    store: &JobStore,
+    batches: &mut VecDeque<Applied>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if store.store().health() == Health::Available {
+            let from = store.store().written_count();
+            let mut outcome = Ok(());
+            for batch in batches.iter_mut() {
+                let writes = std::mem::take(&mut batch.writes);
+                let (writes, applied) = apply(store, writes).await;
+                batch.writes = writes;
+                if let Err(error) = applied {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+            if outcome.is_ok() {
+                outcome = store.store().commit_since(from).await;
+            }
+            match outcome {
+                Ok(()) => {
+                    tracing::warn!(
+                        batches = batches.len(),
+                        "job changes written again after a store fault"
+                    );
+                    return true;
+                }
+                Err(error) => tracing::error!(%error, "writing job changes again failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 
