@@ -74,11 +74,13 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                         continue;
                     }
                 }
-                if !available {
+                if available {
+                    // With both flights under way, only a finished one makes room.
+                    (flights.len() < MAX_FLIGHTS).then_some(since + MAX_GATHER)
+                } else {
                     gathering_since = None;
+                    None
                 }
-                // With both flights under way, only a finished one makes room.
-                (flights.len() < MAX_FLIGHTS).then_some(since + MAX_GATHER)
             } else {
                 gathering_since = None;
                 None
