@@ -368,6 +368,9 @@ struct Figures {
     topic_delivered_during: usize,
     /// Job events published while the store was unavailable (those committed before it).
     job_events_during: usize,
+    /// The running job's chunks recorded (in memory) 4 s into the fault, of 20 (the first
+    /// was stored before it).
+    job_chunks_at_fault: u64,
     volatile_queue_delivered_during: usize,
     detect: Duration,
     recover: Duration,
@@ -417,6 +420,16 @@ async fn fault_run(
             "job-sub",
         )
         .await;
+    // The fault comes while the job runs: after its first chunk is stored.
+    tokio::time::timeout(WAIT, async {
+        while let Some(frame) = job_watcher.next_frame().await {
+            if frame.get("event") == Some("CHUNK_COMPLETED") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the job stored no chunk");
     let mut topic_reader = Tcp::connect(server.stomp, "reader").await;
     topic_reader.subscribe("live", "/topic/live", "auto").await;
 
@@ -458,6 +471,17 @@ async fn fault_run(
     )
     .await;
     assert!(health.starts_with("degraded"), "{health:?}");
+    let (_, metrics) = http(
+        reqwest::Method::GET,
+        &format!("{}/metrics", server.http),
+        None,
+    )
+    .await;
+    assert!(
+        metrics.contains("\nstompede_store_available 0\n")
+            && metrics.contains("\nstompede_store_failures_total 1\n"),
+        "{metrics}"
+    );
 
     // While it lasts: durable work refused, with the cause.
     for n in 0..5 {
@@ -555,6 +579,17 @@ async fn fault_run(
             "a job was reported complete while its chunks could not be stored"
         );
     }
+    // Nor does its state run ahead of the disk: its finished chunks wait for the store.
+    let (found, job) = http(
+        reqwest::Method::GET,
+        &format!("{}/api/jobs/{job_id}", server.http),
+        None,
+    )
+    .await;
+    assert_eq!(found, 200, "{job}");
+    let job: Value = serde_json::from_str(&job).unwrap();
+    assert_ne!(job["status"], "completed", "{job}");
+    figures.job_chunks_at_fault = job["progress"]["chunksCompleted"].as_u64().unwrap_or(0);
     let (still, _) = ready(&server).await;
     assert_eq!(still, 503, "the fault ended by itself");
     server.assert_running();
@@ -566,6 +601,17 @@ async fn fault_run(
     let (back, _) = until_ready_is(&server, 200).await;
     figures.recover = recovering.elapsed();
     assert_eq!(back.trim(), "ready");
+    let (_, metrics) = http(
+        reqwest::Method::GET,
+        &format!("{}/metrics", server.http),
+        None,
+    )
+    .await;
+    assert!(
+        metrics.contains("\nstompede_store_available 1\n")
+            && metrics.contains("\nstompede_store_reopens_total 1\n"),
+        "{metrics}"
+    );
     let mut producer = Tcp::connect(server.stomp, "producer").await;
     for n in 0..PER_PHASE {
         let id = format!("after-{n}");
