@@ -353,3 +353,78 @@ async fn apply(store: &JobStore, writes: Vec<JobWrite>) -> (Vec<JobWrite>, Resul
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use stompede_protocol::Headers;
+
+    use crate::jobs::{Demo, JobStatus};
+    use crate::store::jobs::JobStore;
+    use crate::store::Health;
+    use crate::{BrokerBuilder, Config};
+
+    /// A store fault in the middle of a job: the writer holds its batches, writes them again
+    /// once the store is reopened, and the job completes with every chunk stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_outlives_a_store_fault_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            stomp: None,
+            http: None,
+            ..Config::default()
+        };
+        let server = BrokerBuilder::new(config)
+            .job_type("demo", Demo::default())
+            .start()
+            .await
+            .unwrap();
+        let engine = server.jobs().unwrap().clone();
+        let store = server.broker().store().unwrap().clone();
+        let mut headers = Headers::new();
+        headers.push("job-type", "demo");
+        let job = engine
+            .submit(
+                "ann",
+                &headers,
+                br#"{"chunks":200,"mibPerChunk":0,"chunkDelayMs":2}"#,
+            )
+            .await
+            .unwrap();
+        // Bounded waits: 10 s each.
+        for _ in 0..1_000 {
+            if engine.job(&job.id).unwrap().progress.chunks_completed >= 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store.fail_for_test();
+        let refused = engine.submit("ann", &headers, b"{}").await.unwrap_err();
+        assert_eq!(refused.code, "insufficient_storage", "{refused:?}");
+        for _ in 0..1_000 {
+            if store.health() == Health::Available
+                && engine.job(&job.id).unwrap().status == JobStatus::Completed
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.health(), Health::Available);
+        assert_eq!(engine.job(&job.id).unwrap().status, JobStatus::Completed);
+        // The writer commits in order: once a later submission is committed, so is all of
+        // the job.
+        engine.submit("ann", &headers, b"{}").await.unwrap();
+        let records = JobStore::open(&store).unwrap();
+        assert_eq!(records.chunk_count(&job.id).unwrap(), 200);
+        let events = records.events_after(&job.id, 0).unwrap();
+        let completed = events
+            .iter()
+            .filter(|e| String::from_utf8_lossy(e).contains("CHUNK_COMPLETED"))
+            .count();
+        assert_eq!(completed, 200, "each chunk's CHUNK_COMPLETED once");
+    }
+}

@@ -328,6 +328,13 @@ impl Store {
         )
     }
 
+    /// Marks the store unavailable as a failed flush would (for tests of what depends on it).
+    #[cfg(test)]
+    pub(crate) fn fail_for_test(&self) {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        self.inner.fail(&sled::Error::Io(full));
+    }
+
     /// The open database, for reads and best-effort writes (removals), also while the store
     /// is unavailable: a poisoned sled `Db` still reads.
     fn trees(&self) -> Result<Arc<Trees>, StoreError> {
@@ -669,6 +676,67 @@ mod tests {
             assert!(flushed() >= 2, "own write not flushed");
         })
         .await;
+    }
+
+    /// Waits (bounded) until the supervisor has reopened the store.
+    async fn until_available(store: &Store) {
+        for _ in 0..200 {
+            if store.health() == Health::Available {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the store was not reopened: {:?}", store.health());
+    }
+
+    #[tokio::test]
+    async fn a_failed_store_refuses_durable_work_and_never_reports_a_lost_write_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        // sled's own timer must not flush behind our back during the test.
+        let store = Store::open(dir.path(), Durability::Sync, Duration::from_secs(60)).unwrap();
+        let message = sample_message();
+        store.insert_message("/queue/a", 1, &message).unwrap();
+        store.commit().await.unwrap();
+        let before_failure = store.written_count();
+        // Written to the Db that is about to fail, never flushed.
+        store.insert_message("/queue/a", 2, &message).unwrap();
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        store.inner.fail(&sled::Error::Io(full));
+        assert_eq!(
+            store.health(),
+            Health::Unavailable {
+                reason: NO_SPACE.into()
+            }
+        );
+        let refused = store.insert_message("/queue/a", 3, &message).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "store unavailable: no space left on device"
+        );
+        assert!(refused.is_disk_full());
+        assert!(
+            store.commit().await.is_err(),
+            "a commit passed while unavailable"
+        );
+        // Reads go on meanwhile.
+        assert_eq!(store.load_messages().unwrap()[0].1.len(), 2);
+
+        // The directory takes the probe: the supervisor reopens the Db.
+        until_available(&store).await;
+        assert_eq!(store.fault_counts(), (1, 1));
+        let lost = store.commit_since(before_failure).await.unwrap_err();
+        assert!(lost.to_string().contains("lost"), "{lost}");
+        // A poisoned Db loses the unflushed write; this one was healthy and sled flushed it
+        // when it was dropped. Either way no commit reported it durable, and what was
+        // committed is there.
+        let loaded = store.load_messages().unwrap();
+        assert_eq!(loaded[0].1[0].seq, 1);
+        let kept = loaded[0].1.len();
+        // New work is taken and made durable again.
+        let after = store.written_count();
+        store.insert_message("/queue/a", 4, &message).unwrap();
+        store.commit_since(after).await.unwrap();
+        assert_eq!(store.load_messages().unwrap()[0].1.len(), kept + 1);
     }
 
     #[tokio::test]
