@@ -1,5 +1,6 @@
 //! Group commit: one task decides when the store is flushed, so that concurrent callers of
-//! [`Store::commit`](super::Store::commit) share flushes.
+//! [`Store::commit_own`](super::Store::commit_own) and
+//! [`Store::commit_since`](super::Store::commit_since) share flushes.
 //!
 //! A flush costs about the same whether it carries one write or a hundred (on a virtual disk,
 //! hundreds of microseconds, much of it CPU in the kernel), so flushing again the moment the

@@ -134,7 +134,7 @@ impl JobStore {
     }
 
     /// Writes `writes` as one atomic batch, in order. Not durable until
-    /// [`Store::commit`] returns.
+    /// [`Store::commit_since`] returns.
     pub fn apply(&self, writes: &[JobWrite]) -> Result<(), StoreError> {
         let trees = self.store.writable()?;
         let records = &trees.job_records;

@@ -1,8 +1,9 @@
 //! The embedded store (sled): persistent queue messages, their delivery counts and durable
 //! subscriptions, in a versioned on-disk format, with group commit.
 //!
-//! Writes go to sled at once (in memory, ordered); [`Store::commit`] waits until everything
-//! written before the call is on disk. One committer task flushes for every caller waiting
+//! Writes go to sled at once (in memory, ordered); [`Store::commit_since`] waits until
+//! everything written before the call is on disk ([`Store::commit_own`]: a session's own
+//! writes). One committer task flushes for every caller waiting
 //! (group commit, see `commit.rs`). The store knows nothing of the broker: it keeps bytes under
 //! keys.
 //!
@@ -504,7 +505,8 @@ impl Store {
     }
 
     /// Waits until every write made before this call is on disk (in `sync` durability; returns
-    /// at once in `periodic`).
+    /// at once in `periodic`). The engine uses [`Store::commit_since`], which also tells a
+    /// write lost with a reopened `Db`; tests use this.
     #[cfg(test)]
     pub async fn commit(&self) -> Result<(), StoreError> {
         if self.inner.durability == Durability::Periodic {
@@ -516,7 +518,8 @@ impl Store {
 
     /// Waits until the writes the current task made inside [`own_writes`] are on disk (in
     /// `sync` durability): a RECEIPT waits for its own session's writes, not for a flush that
-    /// other sessions' writes made necessary. Outside `own_writes`, as [`Store::commit`].
+    /// other sessions' writes made necessary. Outside `own_writes`, it waits for every write
+    /// made before the call.
     pub async fn commit_own(&self) -> Result<(), StoreError> {
         if self.inner.durability == Durability::Periodic {
             return Ok(());
@@ -533,7 +536,8 @@ impl Store {
         self.inner.written.load(Ordering::Acquire)
     }
 
-    /// As [`Store::commit`], and fails when a write made after `from` (a
+    /// Waits until every write made before this call is on disk (in `sync` durability; at
+    /// once in `periodic`), and fails when a write made after `from` (a
     /// [`Store::written_count`]) was lost because the store was reopened after a disk fault
     /// (sled's writes are in memory until flushed): the caller writes it again.
     pub async fn commit_since(&self, from: u64) -> Result<(), StoreError> {
