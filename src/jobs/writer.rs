@@ -211,8 +211,19 @@ async fn apply_stage(
             match outcome {
                 Ok(()) => break,
                 Err(error) => {
+                    // Shutting down with a disk that stays full or read-only: these changes
+                    // cannot be stored, so they are not announced, and their submitters hear
+                    // that the engine stopped (their `done` is dropped), rather than shutdown
+                    // waiting for the disk.
+                    if shutdown.is_cancelled() {
+                        tracing::error!(%error, "job changes not stored: shutting down while the store cannot write");
+                        return;
+                    }
                     tracing::error!(%error, "storing job changes failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
