@@ -119,7 +119,7 @@ pub(crate) fn describe(error: &sled::Error) -> String {
     }
 }
 
-/// As [`describe`], for an I/O error.
+/// The cause of an I/O failure in words a user can act on (as `describe` for sled errors).
 pub fn describe_io(io: &std::io::Error) -> String {
     match io.kind() {
         std::io::ErrorKind::StorageFull => NO_SPACE.to_owned(),
