@@ -48,11 +48,20 @@ if (( ${#ocr_packages[@]} > 0 )); then
   apt_install "${ocr_packages[@]}"
 fi
 
-# --- curl (the HTTP API tests) and script(1) (the CLI's progress bars, in a pseudo-terminal) ------
+# --- curl (the HTTP API tests), script(1) (the CLI's progress bars, in a pseudo-terminal), mounts --
 tool_packages=()
 command -v curl >/dev/null 2>&1 || tool_packages+=(curl)
 command -v script >/dev/null 2>&1 || tool_packages+=(bsdutils)
+# The disk-fault tests (tests/disk_faults.rs) mount a tmpfs and an ext4 loop device in a mount
+# namespace of their own: unshare and nsenter (util-linux), losetup and mount (mount), mkfs.ext4
+# (e2fsprogs). They need root; without these they fail, saying why.
+command -v unshare >/dev/null 2>&1 || tool_packages+=(util-linux)
+command -v nsenter >/dev/null 2>&1 || tool_packages+=(util-linux)
+command -v losetup >/dev/null 2>&1 || tool_packages+=(mount)
+command -v mkfs.ext4 >/dev/null 2>&1 || tool_packages+=(e2fsprogs)
 if (( ${#tool_packages[@]} > 0 )); then
+  # One name once, though two tools may have asked for it.
+  mapfile -t tool_packages < <(printf '%s\n' "${tool_packages[@]}" | sort -u)
   apt_install "${tool_packages[@]}"
 fi
 

@@ -12,6 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
@@ -31,6 +32,11 @@ struct Inner {
     max_bytes: u64,
     /// The open file and its size; `None` once writing failed (retried on the next line).
     file: Mutex<Option<(File, u64)>>,
+    /// Lines not written (a full or read-only disk): counted for `/metrics`, never fatal.
+    failures: AtomicU64,
+    /// True from a failed line until a line is written again: the error is logged once per
+    /// streak, not once per line, while the disk stays full.
+    failing: AtomicBool,
 }
 
 /// How an audited action went.
@@ -65,6 +71,8 @@ impl Audit {
                 dir,
                 max_bytes: max_bytes.max(4096),
                 file: Mutex::new(Some(file)),
+                failures: AtomicU64::new(0),
+                failing: AtomicBool::new(false),
             }),
         })
     }
@@ -97,9 +105,26 @@ impl Audit {
         }
         let mut bytes = Value::Object(line).to_string().into_bytes();
         bytes.push(b'\n');
-        if let Err(error) = self.append(&bytes) {
-            tracing::error!(%error, action, user, "audit log not written");
+        match self.append(&bytes) {
+            Ok(()) => {
+                if self.inner.failing.swap(false, Ordering::AcqRel) {
+                    tracing::warn!("audit log written again");
+                }
+            }
+            Err(error) => {
+                self.inner.failures.fetch_add(1, Ordering::Relaxed);
+                if self.inner.failing.swap(true, Ordering::AcqRel) {
+                    tracing::debug!(%error, action, user, "audit log not written");
+                } else {
+                    tracing::error!(%error, action, user, "audit log not written (counted in stompede_audit_write_failures_total until it works again)");
+                }
+            }
         }
+    }
+
+    /// Lines that could not be written since start.
+    pub fn write_failures(&self) -> u64 {
+        self.inner.failures.load(Ordering::Relaxed)
     }
 
     fn append(&self, bytes: &[u8]) -> std::io::Result<()> {
@@ -124,6 +149,9 @@ impl Audit {
                 Ok(())
             }
             Err(error) => {
+                // A full disk may have taken part of the line: cut it off, so that the next
+                // line starts on a line of its own (shrinking a file needs no space).
+                let _ = file.set_len(*size);
                 *guard = None;
                 Err(error)
             }

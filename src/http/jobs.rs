@@ -52,7 +52,8 @@ pub(super) fn refused(rejection: Rejection) -> Problem {
         "forbidden" => StatusCode::FORBIDDEN,
         "invalid_state" => StatusCode::CONFLICT,
         "rate_limited" | "quota_exceeded" => StatusCode::TOO_MANY_REQUESTS,
-        "unavailable" | "store_failure" => StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable" | "store_failure" | "store_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "insufficient_storage" => StatusCode::INSUFFICIENT_STORAGE,
         "internal_error" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };

@@ -36,6 +36,24 @@ pub(super) fn problem(error: UploadError) -> Problem {
         UploadError::BadName(_) => Problem::bad_request("bad_name", error.to_string()),
         UploadError::Interrupted(_) => Problem::bad_request("interrupted", error.to_string()),
         UploadError::NotFound(_) => Problem::not_found(error.to_string()),
+        // A full disk is the client's to wait out (507, RFC 4918), a read-only one the
+        // server's (503): both name the cause.
+        UploadError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            format!(
+                "storing the upload failed: {}",
+                crate::store::describe_io(&io)
+            ),
+        ),
+        UploadError::Io(io) if io.kind() == std::io::ErrorKind::ReadOnlyFilesystem => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!(
+                "storing the upload failed: {}",
+                crate::store::describe_io(&io)
+            ),
+        ),
         UploadError::Io(_) | UploadError::Id(_) => Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "storage_failure",

@@ -11,16 +11,23 @@ use super::model::{new_id, parse_priority, Job, JobStatus, Progress, Webhook};
 use super::{change, count_down, idempotency_key, JobEngine};
 use crate::broker::app::{AppError, AppReply, AppRequest};
 use crate::clock::now_ms;
+use crate::store::{Health, NO_SPACE};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {reason}")]
 pub struct Rejection {
     /// A stable code: `unknown_type`, `invalid_parameter`, `unavailable`, `rate_limited`,
-    /// `quota_exceeded`, `not_found`, `forbidden`, `invalid_state`, `store_failure`.
+    /// `quota_exceeded`, `not_found`, `forbidden`, `invalid_state`, `store_failure`,
+    /// `store_unavailable`, `insufficient_storage` (the disk is full).
     pub code: &'static str,
     /// What was wrong, for a person.
     pub reason: String,
+}
+
+/// True for the refusals of a store that cannot write.
+pub(crate) fn is_store_refusal(rejection: &Rejection) -> bool {
+    matches!(rejection.code, "store_unavailable" | "insufficient_storage")
 }
 
 fn reject(code: &'static str, reason: impl Into<String>) -> Rejection {
@@ -69,6 +76,9 @@ impl JobEngine {
         };
         match outcome {
             Ok(job) => Ok(AppReply::with_receipt_header("job-id", job.id)),
+            // The server cannot store anything: an ERROR naming the cause, as for a durable
+            // SEND, rather than a JOB_REJECTED that the client may not be subscribed to.
+            Err(rejection) if is_store_refusal(&rejection) => Err(AppError::new(rejection.reason)),
             Err(rejection) => {
                 self.publish_rejection(&request, &rejection).await;
                 Ok(AppReply::refused())
@@ -162,6 +172,7 @@ impl JobEngine {
         headers: &Headers,
         params: Value,
     ) -> Result<Job, Rejection> {
+        self.store_available()?;
         let job_type = headers
             .get("job-type")
             .ok_or_else(|| reject("invalid_parameter", "the job-type header is required"))?;
@@ -313,6 +324,22 @@ impl JobEngine {
         Ok(job)
     }
 
+    /// Refuses new durable work while the store cannot write (a full or read-only disk): the
+    /// change would wait, unanswered, until the disk comes back.
+    fn store_available(&self) -> Result<(), Rejection> {
+        match self.inner.store.store().health() {
+            Health::Available => Ok(()),
+            Health::Unavailable { reason } => {
+                let code = if reason == NO_SPACE {
+                    "insufficient_storage"
+                } else {
+                    "store_unavailable"
+                };
+                Err(reject(code, format!("store unavailable: {reason}")))
+            }
+        }
+    }
+
     /// The job already submitted by `user` with idempotency key `key`, if any.
     fn idempotent(&self, user: &str, key: Option<&str>) -> Option<Job> {
         let key = idempotency_key(user, key?);
@@ -323,6 +350,7 @@ impl JobEngine {
 
     /// Applies a control action for `user`.
     pub async fn control(&self, user: &str, id: &str, action: &str) -> Result<Job, Rejection> {
+        self.store_available()?;
         if !self.may_access(user, id) {
             // The same answer for "not yours" and "does not exist": no probing of ids.
             return Err(reject("not_found", format!("no job {id} of yours")));

@@ -15,6 +15,7 @@ use super::model::{JobError, JobStatus, Progress};
 use super::JobEngine;
 use crate::clock::now_ms;
 use crate::store::jobs::JobWrite;
+use crate::store::Health;
 
 /// What to do next.
 enum Next {
@@ -273,6 +274,20 @@ async fn run_chunk(
     }
 }
 
+/// Holds a finished chunk while the store cannot write (a full or read-only disk), until it
+/// can again: the job's state then never runs ahead of the disk by more than the chunks
+/// running when the fault came, and a job is never complete in memory only. Polled, with a
+/// pause that grows to a second; shutdown ends the wait.
+async fn until_store_writable(engine: &JobEngine) {
+    let mut pause = Duration::from_millis(50);
+    while engine.inner.store.store().health() != Health::Available
+        && !engine.inner.shutdown.is_cancelled()
+    {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
 /// Queues a finished chunk's commit; false when the worker must stop (its attempt was
 /// fenced off: the job was cancelled, failed or retried meanwhile).
 async fn commit_chunk(
@@ -284,6 +299,7 @@ async fn commit_chunk(
     started: Instant,
 ) -> bool {
     let result_bytes = result.to_string().into_bytes();
+    until_store_writable(engine).await;
     // The only wait of a chunk commit: for room in the writer's queue, not for the disk.
     let permit = engine.inner.writer.room().await;
     let interval = engine.inner.config.progress_interval;

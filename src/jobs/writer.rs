@@ -7,8 +7,15 @@
 //! committed. Workers do not wait for their chunk's commit (they run the next chunk while the
 //! disk catches up): a crash loses at most a suffix of commits, which the checkpoint then
 //! redoes; a bounded number of commits in flight keeps memory bounded.
+//!
+//! A disk fault (full, read-only) makes commits fail, and sled loses what it held in memory
+//! only when the store reopens its `Db` (see `store`). The writer keeps each batch's writes
+//! until its commit succeeds; on a failure it stops the apply stage, waits for the store to
+//! come back, writes again, in order, every batch not yet committed, and commits them. Nothing
+//! is announced (no RECEIPT, no CHUNK_COMPLETED, no JOB_COMPLETED) before it is on disk; jobs
+//! wait meanwhile, with their workers held by the bounded room for commits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{self, Event};
 use crate::broker::Broker;
 use crate::store::jobs::{JobStore, JobWrite};
-use crate::store::StoreError;
+use crate::store::{Health, StoreError};
 
 /// Commits queued at most before a worker or submitter waits for room.
 pub(super) const IN_FLIGHT: usize = 8_192;
@@ -125,6 +132,20 @@ impl Writer {
     }
 }
 
+/// Batches applied to the store, waiting for their commit, with their writes kept so that
+/// they can be written again after a disk fault.
+struct Applied {
+    commits: Vec<Commit>,
+    writes: Vec<JobWrite>,
+    /// The store's write count before the batch (for [`crate::store::Store::commit_since`]).
+    from: u64,
+}
+
+/// The right to apply a batch: the apply stage holds it from applying a batch until the batch
+/// is in the channel, the announce stage while it writes batches again after a fault, so that
+/// the store sees every batch in the engine's order.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
 /// Runs the writer until its queue closes (every sender dropped) or `shutdown`; what is queued
 /// at shutdown is still written and published.
 ///
@@ -139,16 +160,24 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let (applied, to_announce) = mpsc::channel(2);
+    let turn = Turn::default();
     tokio::join!(
-        apply_stage(queue, store.clone(), applied, shutdown),
-        announce_stage(to_announce, store, broker, unannounced),
+        apply_stage(
+            queue,
+            store.clone(),
+            applied,
+            turn.clone(),
+            shutdown.clone()
+        ),
+        announce_stage(to_announce, store, broker, unannounced, turn, shutdown),
     );
 }
 
 async fn apply_stage(
     mut queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
-    applied: mpsc::Sender<Vec<Commit>>,
+    applied: mpsc::Sender<Applied>,
+    turn: Turn,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -167,6 +196,13 @@ async fn apply_stage(
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.writes))
             .collect();
+        // Room in the channel first: the announce stage may hold the turn, and never waits
+        // for room while it does.
+        let Ok(slot) = applied.reserve().await else {
+            return;
+        };
+        let _turn = turn.lock().await;
+        let from = store.store().written_count();
         // Held back, in order, until the store takes them: nothing acknowledged is lost.
         let mut delay = Duration::from_millis(50);
         loop {
@@ -175,32 +211,70 @@ async fn apply_stage(
             match outcome {
                 Ok(()) => break,
                 Err(error) => {
+                    // Shutting down with a disk that stays full or read-only: these changes
+                    // cannot be stored, so they are not announced, and their submitters hear
+                    // that the engine stopped (their `done` is dropped), rather than shutdown
+                    // waiting for the disk.
+                    if shutdown.is_cancelled() {
+                        tracing::error!(%error, "job changes not stored: shutting down while the store cannot write");
+                        return;
+                    }
                     tracing::error!(%error, "storing job changes failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        if applied.send(batch).await.is_err() {
-            return;
-        }
+        slot.send(Applied {
+            commits: batch,
+            writes,
+            from,
+        });
     }
 }
 
 async fn announce_stage(
-    mut applied: mpsc::Receiver<Vec<Commit>>,
+    mut applied: mpsc::Receiver<Applied>,
     store: JobStore,
     broker: Broker,
     unannounced: Arc<Unannounced>,
+    turn: Turn,
+    shutdown: CancellationToken,
 ) {
-    while let Some(batch) = applied.recv().await {
-        let mut delay = Duration::from_millis(50);
-        while let Err(error) = store.store().commit().await {
-            tracing::error!(%error, "committing job changes failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        for commit in batch {
+    // Batches committed during a recovery, to announce in order before any newer one.
+    let mut recovered: VecDeque<Applied> = VecDeque::new();
+    loop {
+        let batch = match recovered.pop_front() {
+            Some(batch) => batch,
+            None => {
+                let Some(batch) = applied.recv().await else {
+                    return;
+                };
+                if let Err(error) = store.store().commit_since(batch.from).await {
+                    tracing::error!(%error, "committing job changes failed; writing them again once the store is back");
+                    // Every batch applied so far is this one or in the channel: take them
+                    // all, in order, under the turn, so no newer batch reaches the store
+                    // before them.
+                    let _turn = turn.lock().await;
+                    recovered.push_back(batch);
+                    while let Ok(more) = applied.try_recv() {
+                        recovered.push_back(more);
+                    }
+                    if !rewrite(&store, &mut recovered, &shutdown).await {
+                        // Shutting down with the disk still failing: these changes are not
+                        // stored, so they are not announced; their submitters hear that the
+                        // engine stopped.
+                        return;
+                    }
+                    continue;
+                }
+                batch
+            }
+        };
+        for commit in batch.commits {
             for event in &commit.events {
                 let pressure = {
                     let _held = unannounced
@@ -225,6 +299,49 @@ async fn announce_stage(
     }
 }
 
+/// Writes `batches` again, in order, and commits them, once the store is available; retries
+/// until that works. False when shutdown came first.
+async fn rewrite(
+    store: &JobStore,
+    batches: &mut VecDeque<Applied>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        if store.store().health() == Health::Available {
+            let from = store.store().written_count();
+            let mut outcome = Ok(());
+            for batch in batches.iter_mut() {
+                let writes = std::mem::take(&mut batch.writes);
+                let (writes, applied) = apply(store, writes).await;
+                batch.writes = writes;
+                if let Err(error) = applied {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+            if outcome.is_ok() {
+                outcome = store.store().commit_since(from).await;
+            }
+            match outcome {
+                Ok(()) => {
+                    tracing::warn!(
+                        batches = batches.len(),
+                        "job changes written again after a store fault"
+                    );
+                    return true;
+                }
+                Err(error) => tracing::error!(%error, "writing job changes again failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// Applies `writes` off the async threads (a large batch takes milliseconds); hands them back
 /// for a retry.
 async fn apply(store: &JobStore, writes: Vec<JobWrite>) -> (Vec<JobWrite>, Result<(), StoreError>) {
@@ -245,5 +362,80 @@ async fn apply(store: &JobStore, writes: Vec<JobWrite>) -> (Vec<JobWrite>, Resul
                 error.to_string(),
             ))),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use stompede_protocol::Headers;
+
+    use crate::jobs::{Demo, JobStatus};
+    use crate::store::jobs::JobStore;
+    use crate::store::Health;
+    use crate::{BrokerBuilder, Config};
+
+    /// A store fault in the middle of a job: the writer holds its batches, writes them again
+    /// once the store is reopened, and the job completes with every chunk stored once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_outlives_a_store_fault_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            stomp: None,
+            http: None,
+            ..Config::default()
+        };
+        let server = BrokerBuilder::new(config)
+            .job_type("demo", Demo::default())
+            .start()
+            .await
+            .unwrap();
+        let engine = server.jobs().unwrap().clone();
+        let store = server.broker().store().unwrap().clone();
+        let mut headers = Headers::new();
+        headers.push("job-type", "demo");
+        let job = engine
+            .submit(
+                "ann",
+                &headers,
+                br#"{"chunks":200,"mibPerChunk":0,"chunkDelayMs":2}"#,
+            )
+            .await
+            .unwrap();
+        // Bounded waits: 10 s each.
+        for _ in 0..1_000 {
+            if engine.job(&job.id).unwrap().progress.chunks_completed >= 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store.fail_for_test();
+        let refused = engine.submit("ann", &headers, b"{}").await.unwrap_err();
+        assert_eq!(refused.code, "insufficient_storage", "{refused:?}");
+        for _ in 0..1_000 {
+            if store.health() == Health::Available
+                && engine.job(&job.id).unwrap().status == JobStatus::Completed
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.health(), Health::Available);
+        assert_eq!(engine.job(&job.id).unwrap().status, JobStatus::Completed);
+        // The writer commits in order: once a later submission is committed, so is all of
+        // the job.
+        engine.submit("ann", &headers, b"{}").await.unwrap();
+        let records = JobStore::open(&store).unwrap();
+        assert_eq!(records.chunk_count(&job.id).unwrap(), 200);
+        let events = records.events_after(&job.id, 0).unwrap();
+        let completed = events
+            .iter()
+            .filter(|e| String::from_utf8_lossy(e).contains("CHUNK_COMPLETED"))
+            .count();
+        assert_eq!(completed, 200, "each chunk's CHUNK_COMPLETED once");
     }
 }

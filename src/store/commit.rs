@@ -1,5 +1,6 @@
 //! Group commit: one task decides when the store is flushed, so that concurrent callers of
-//! [`Store::commit`](super::Store::commit) share flushes.
+//! [`Store::commit_own`](super::Store::commit_own) and
+//! [`Store::commit_since`](super::Store::commit_since) share flushes.
 //!
 //! A flush costs about the same whether it carries one write or a hundred (on a virtual disk,
 //! hundreds of microseconds, much of it CPU in the kernel), so flushing again the moment the
@@ -19,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::Inner;
+use super::{describe, Health, Inner};
 
 /// The longest a waiting caller's flush is held back for others to join.
 const MAX_GATHER: Duration = Duration::from_millis(1);
@@ -60,17 +61,27 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                 let since = *gathering_since.get_or_insert_with(Instant::now);
                 let cohort = writers.peak().div_ceil(2);
                 let ready = uncovered >= cohort || since.elapsed() >= MAX_GATHER;
-                if ready && flights.len() < MAX_FLIGHTS {
-                    let flight = Flight { target: written };
-                    started_through = written;
-                    covered_arrivals = arrivals;
-                    gathering_since = None;
-                    let db = inner.db.clone();
-                    flights.spawn_blocking(move || (flight, db.flush().map(|_| ())));
-                    continue;
+                // While the store is unavailable its waiters are answered with the cause and
+                // a flush would fail again: the supervisor wakes us once it is reopened.
+                let available = *inner.health.borrow() == Health::Available;
+                if ready && available && flights.len() < MAX_FLIGHTS {
+                    if let Ok(trees) = inner.trees() {
+                        let flight = Flight { target: written };
+                        started_through = written;
+                        covered_arrivals = arrivals;
+                        gathering_since = None;
+                        let db = trees.db.clone();
+                        flights.spawn_blocking(move || (flight, db.flush().map(|_| ())));
+                        continue;
+                    }
                 }
-                // With both flights under way, only a finished one makes room.
-                (flights.len() < MAX_FLIGHTS).then_some(since + MAX_GATHER)
+                if available {
+                    // With both flights under way, only a finished one makes room.
+                    (flights.len() < MAX_FLIGHTS).then_some(since + MAX_GATHER)
+                } else {
+                    gathering_since = None;
+                    None
+                }
             } else {
                 gathering_since = None;
                 None
@@ -91,10 +102,12 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                             .send_modify(|done| *done = (*done).max(flight.target));
                     }
                     Ok((_, Err(error))) => {
-                        tracing::error!(%error, "store flush failed; retrying");
+                        // sled keeps this error and fails every later flush of this `Db`:
+                        // the store becomes unavailable until the supervisor reopens it.
+                        tracing::error!(error = %describe(&error), "store flush failed");
+                        inner.fail(&error);
                         covered_arrivals = 0;
                         started_through = *inner.flushed.borrow();
-                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     Err(error) => {
                         tracing::error!(%error, "store flush task failed; retrying");
@@ -103,7 +116,25 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or(idle)) => {}
+            _ = tokio::time::sleep_until(deadline.unwrap_or(idle)) => {
+                // Writes nobody waits for (periodic durability, delivery counts) are flushed
+                // now and then by us too, so that a full disk is noticed even when no RECEIPT
+                // asks for a flush.
+                if deadline.is_none() && flights.is_empty() {
+                    let Some(inner) = store.upgrade() else { return };
+                    let written = inner.written.load(Ordering::Acquire);
+                    let behind = written > started_through.max(*inner.flushed.borrow());
+                    if behind && *inner.health.borrow() == Health::Available {
+                        if let Ok(trees) = inner.trees() {
+                            started_through = written;
+                            let db = trees.db.clone();
+                            flights.spawn_blocking(move || {
+                                (Flight { target: written }, db.flush().map(|_| ()))
+                            });
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -86,7 +86,6 @@ pub enum JobWrite {
 #[derive(Debug, Clone)]
 pub struct JobStore {
     store: Store,
-    records: sled::Tree,
 }
 
 fn key(kind: u8, id: &str) -> Vec<u8> {
@@ -121,9 +120,11 @@ fn number_of(key: &[u8]) -> Result<u64, StoreError> {
 impl JobStore {
     /// Opens the job records of `store`.
     pub fn open(store: &Store) -> Result<JobStore, StoreError> {
+        // The tree is looked up per operation: the store may reopen its `Db` after a disk
+        // fault, and a tree kept here would pin the old one.
+        store.trees()?;
         Ok(JobStore {
             store: store.clone(),
-            records: store.inner.db.open_tree("job-records")?,
         })
     }
 
@@ -133,8 +134,10 @@ impl JobStore {
     }
 
     /// Writes `writes` as one atomic batch, in order. Not durable until
-    /// [`Store::commit`] returns.
+    /// [`Store::commit_since`] returns.
     pub fn apply(&self, writes: &[JobWrite]) -> Result<(), StoreError> {
+        let trees = self.store.writable()?;
+        let records = &trees.job_records;
         let mut batch = sled::Batch::default();
         for write in writes {
             match write {
@@ -157,21 +160,24 @@ impl JobStore {
                     batch.remove(key(JOB, id));
                     batch.remove(key(PLAN, id));
                     for kind in [CHUNK, EVENT] {
-                        for stored in self.records.scan_prefix(range_prefix(kind, id)).keys() {
+                        for stored in records.scan_prefix(range_prefix(kind, id)).keys() {
                             batch.remove(stored?);
                         }
                     }
                 }
             }
         }
-        self.records.apply_batch(batch)?;
+        self.store.checked(records.apply_batch(batch))?;
+        // Counted while the `Db` is held (see `Store::insert_message`).
         self.store.wrote();
         Ok(())
     }
 
     /// Every tombstone, in id order.
     pub fn tombstones(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.records
+        self.store
+            .trees()?
+            .job_records
             .scan_prefix([GONE])
             .map(|entry| {
                 let (key, value) = entry?;
@@ -183,7 +189,9 @@ impl JobStore {
 
     /// Every job record, in id order.
     pub fn jobs(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.records
+        self.store
+            .trees()?
+            .job_records
             .scan_prefix([JOB])
             .values()
             .map(|v| v.map(|v| v.to_vec()).map_err(StoreError::from))
@@ -192,13 +200,23 @@ impl JobStore {
 
     /// A job's chunk plan.
     pub fn plan(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.records.get(key(PLAN, id))?.map(|v| v.to_vec()))
+        Ok(self
+            .store
+            .trees()?
+            .job_records
+            .get(key(PLAN, id))?
+            .map(|v| v.to_vec()))
     }
 
     /// The stored chunk results of a job, by chunk index.
     pub fn chunk_results(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.records.scan_prefix(range_prefix(CHUNK, id)) {
+        for entry in self
+            .store
+            .trees()?
+            .job_records
+            .scan_prefix(range_prefix(CHUNK, id))
+        {
             let (key, value) = entry?;
             out.push((number_of(&key)?, value.to_vec()));
         }
@@ -208,7 +226,13 @@ impl JobStore {
     /// How many chunk results a job has stored.
     pub fn chunk_count(&self, id: &str) -> Result<u64, StoreError> {
         let mut n = 0;
-        for key in self.records.scan_prefix(range_prefix(CHUNK, id)).keys() {
+        for key in self
+            .store
+            .trees()?
+            .job_records
+            .scan_prefix(range_prefix(CHUNK, id))
+            .keys()
+        {
             key?;
             n += 1;
         }
@@ -239,7 +263,13 @@ impl JobStore {
     /// Every logged event of a job as `(seq, body)`, in slot order.
     fn logged(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for value in self.records.scan_prefix(range_prefix(EVENT, id)).values() {
+        for value in self
+            .store
+            .trees()?
+            .job_records
+            .scan_prefix(range_prefix(EVENT, id))
+            .values()
+        {
             let value = value?;
             let seq = value
                 .get(..8)

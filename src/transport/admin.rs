@@ -11,26 +11,51 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::context::ServerContext;
+use crate::store::Health;
 
 /// The routes.
 pub fn router(ctx: Arc<ServerContext>) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok\n" }))
+        .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(ctx)
 }
 
+/// The store's fault, when it cannot take durable work (a full or read-only disk).
+fn store_fault(ctx: &ServerContext) -> Option<String> {
+    match ctx.broker.store()?.health() {
+        Health::Available => None,
+        Health::Unavailable { reason } => Some(reason),
+    }
+}
+
+/// Alive: 200 while the process serves, "degraded" with the cause while the store cannot write
+/// (non-durable traffic goes on, and restarting would not bring the disk back, so a liveness
+/// probe must not fail).
+async fn health(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
+    match store_fault(&ctx) {
+        None => "ok\n".to_owned(),
+        Some(reason) => format!("degraded: store unavailable: {reason}\n"),
+    }
+}
+
 /// Ready to serve: the store is open and the listeners run from start-up until shutdown, so
-/// readiness ends when shutdown begins (load balancers stop sending new clients).
+/// readiness ends when shutdown begins (load balancers stop sending new clients), and while
+/// the store cannot write: durable work is refused until the disk comes back.
 async fn ready(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
     if ctx.shutdown.is_cancelled() {
         (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "shutting down\n",
+            "shutting down\n".to_owned(),
+        )
+    } else if let Some(reason) = store_fault(&ctx) {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded: store unavailable: {reason}\n"),
         )
     } else {
-        (axum::http::StatusCode::OK, "ready\n")
+        (axum::http::StatusCode::OK, "ready\n".to_owned())
     }
 }
 
@@ -41,9 +66,26 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
         let _ = writeln!(body, "# TYPE stompede_{name}_total counter");
         let _ = writeln!(body, "stompede_{name}_total {value}");
     }
+    if let Some(store) = broker.store() {
+        let (failures, reopens) = store.fault_counts();
+        let _ = writeln!(body, "# TYPE stompede_store_failures_total counter");
+        let _ = writeln!(body, "stompede_store_failures_total {failures}");
+        let _ = writeln!(body, "# TYPE stompede_store_reopens_total counter");
+        let _ = writeln!(body, "stompede_store_reopens_total {reopens}");
+    }
+    let _ = writeln!(body, "# TYPE stompede_audit_write_failures_total counter");
+    let _ = writeln!(
+        body,
+        "stompede_audit_write_failures_total {}",
+        ctx.audit.write_failures()
+    );
     let gauges = [
         ("sessions", broker.session_count()),
         ("outbox_memory_bytes", broker.outbox_memory()),
+        (
+            "store_available",
+            usize::from(broker.store().is_some() && store_fault(&ctx).is_none()),
+        ),
     ];
     for (name, value) in gauges {
         let _ = writeln!(body, "# TYPE stompede_{name} gauge");
