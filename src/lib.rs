@@ -52,6 +52,7 @@ pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod broker;
 pub(crate) mod clock;
+pub mod cluster;
 pub mod config;
 pub(crate) mod context;
 mod error;
