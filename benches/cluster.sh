@@ -51,3 +51,11 @@ else
 fi
 cargo bench --bench load -- fanout --tcp "${STOMP[0]}" "${RECEIVERS[@]}" \
   --broker-pid "${NODE_PIDS[0]}" --label "cluster-$NODES-nodes" "$@"
+
+# The load tool measures node 1 only: every process's CPU over its whole life (start-up
+# included), from /proc/PID/stat's utime and stime.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+for i in $(seq 1 "$NODES"); do
+  echo "node n$i: $(cpu_s "${NODE_PIDS[$((i - 1))]}") s CPU"
+done
+echo "nats-server: $(cpu_s "${PIDS[0]}") s CPU"
