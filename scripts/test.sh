@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need when it is missing (tesseract and poppler
-# for OCR, Node.js + npm, the interop suite's node_modules, Debian's chromium, its Python venv),
+# for OCR, nats-server for the cluster tests, Node.js + npm, the interop suite's node_modules,
+# Debian's chromium, its Python venv),
 # then runs every Rust test in the workspace, which includes the real-client interop suites
 # (tests/interop.rs).
 #
@@ -48,10 +49,12 @@ if (( ${#ocr_packages[@]} > 0 )); then
   apt_install "${ocr_packages[@]}"
 fi
 
-# --- curl (the HTTP API tests), script(1) (the CLI's progress bars, in a pseudo-terminal), mounts --
+# --- curl (the HTTP API tests), script(1) (the CLI's progress bars, in a pseudo-terminal),
+# mounts, and nats-server (tests/cluster.rs starts its own on free loopback ports; Debian's 2.9) --
 tool_packages=()
 command -v curl >/dev/null 2>&1 || tool_packages+=(curl)
 command -v script >/dev/null 2>&1 || tool_packages+=(bsdutils)
+command -v nats-server >/dev/null 2>&1 || tool_packages+=(nats-server)
 # The disk-fault tests (tests/disk_faults.rs) mount a tmpfs and an ext4 loop device in a mount
 # namespace of their own: unshare and nsenter (util-linux), losetup and mount (mount), mkfs.ext4
 # (e2fsprogs). They need root; without these they fail, saying why.

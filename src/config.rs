@@ -212,6 +212,29 @@ pub struct Config {
     /// The sockjs-client script the SockJS iframe page loads (iframe transports); serve your
     /// own copy where pages cannot reach the public CDN.
     pub sockjs_client_url: String,
+    /// NATS servers (`nats://host:port`) that make this node a cluster member; empty (the
+    /// default): a single node, and nothing of NATS is touched.
+    pub cluster: Vec<String>,
+    /// This node's name in the cluster (default: the host name and the STOMP port).
+    pub node_name: Option<String>,
+    /// A NATS credentials file (`.creds`: JWT and NKey seed).
+    pub cluster_creds: Option<PathBuf>,
+    /// NATS user name (with `cluster-password`).
+    pub cluster_user: Option<String>,
+    /// NATS password.
+    pub cluster_password: Option<String>,
+    /// NATS authentication token.
+    pub cluster_token: Option<String>,
+    /// A CA certificate (PEM) to trust for TLS to NATS (TLS is then required).
+    pub cluster_ca: Option<PathBuf>,
+    /// Messages waiting to be published to NATS; past half of it publishers are paced, past
+    /// all of it copies for other nodes are dropped (counted).
+    pub cluster_outbound_capacity: usize,
+    /// Messages from other nodes buffered per NATS subscription before NATS's slow-consumer
+    /// rule drops them (counted).
+    pub cluster_subscription_capacity: usize,
+    /// How long a SUBSCRIBE's RECEIPT waits for its interest to reach NATS, in ms.
+    pub cluster_interest_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -300,6 +323,16 @@ impl Default for Config {
             sockjs_jsessionid: false,
             sockjs_max_sessions: 10_000,
             sockjs_client_url: crate::transport::sockjs::DEFAULT_CLIENT_URL.into(),
+            cluster: Vec::new(),
+            node_name: None,
+            cluster_creds: None,
+            cluster_user: None,
+            cluster_password: None,
+            cluster_token: None,
+            cluster_ca: None,
+            cluster_outbound_capacity: 65_536,
+            cluster_subscription_capacity: 65_536,
+            cluster_interest_timeout_ms: 5_000,
         }
     }
 }
@@ -389,7 +422,24 @@ impl Config {
         }
         self.check_sockjs()?;
         self.check_tls()?;
+        self.check_cluster()?;
         Ok(self)
+    }
+
+    /// Cluster options that cannot work together.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        if self.cluster_user.is_some() != self.cluster_password.is_some() {
+            return Err(ConfigError::Invalid(
+                "cluster-user and cluster-password go together".into(),
+            ));
+        }
+        if self.cluster_outbound_capacity < 2 || self.cluster_subscription_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "cluster-outbound-capacity must be at least 2, cluster-subscription-capacity positive"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The certificate and key files, when a TLS listener (`stomps`, `https`) is configured.
@@ -429,7 +479,7 @@ impl Config {
     /// server's other routes, zero timers or limits.
     fn check_sockjs(&self) -> Result<(), ConfigError> {
         if let Some(prefix) = self.sockjs_prefix() {
-            let taken = ["/ws", "/api", "/health", "/metrics", "/ready"];
+            let taken = ["/ws", "/api", "/health", "/metrics", "/ready", "/cluster"];
             let first = prefix.split('/').nth(1).unwrap_or("");
             if !prefix.starts_with('/')
                 || prefix.len() < 2

@@ -28,6 +28,8 @@ pub struct ServerContext {
     pub tracker: TaskTracker,
     /// The job engine, when job types are registered.
     pub jobs: Option<JobEngine>,
+    /// The link to the other nodes, on a cluster member (`--cluster`).
+    pub cluster: Option<crate::cluster::Cluster>,
     /// Who did what (`audit.rs`).
     pub audit: crate::audit::Audit,
     /// Uploaded files.

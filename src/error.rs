@@ -33,6 +33,9 @@ pub enum Error {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::transport::tls::TlsError),
+    /// The cluster link (`--cluster`) could not be set up.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The HTTP API's token key could not be read or made.
     #[error("{0}")]
     TokenKey(String),

@@ -15,6 +15,8 @@
 //!   reconciliation.
 //! * [`AppHandler`] answers SENDs to an `/app/...` prefix of your own.
 //! * [`protocol`] is the STOMP codec (no I/O), usable on its own.
+//! * [`cluster`] links nodes through NATS (`--cluster`): topics and user destinations reach
+//!   every node; the broker sees it only as a federation behind its one door.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), stompede::Error> {
@@ -42,6 +44,9 @@
 //!
 //! SEND /app/jobs ─► job service ─► store commit (then RECEIPT) ─► scheduler ─► worker
 //!       ─► chunk result + checkpoint + events in one store batch ─► MESSAGE on /topic/jobs/<id>
+//!
+//! cluster member: Broker ─► topic or user message ─► ordered outbound queue ─► NATS
+//!       ─► other nodes' interest subscriptions ─► Broker::deliver_remote ─► their outboxes
 //! ```
 //!
 //! The wire contract (destinations, headers, job events) is in `protocol/docs/`.
@@ -52,6 +57,7 @@ pub mod audit;
 pub(crate) mod auth;
 pub(crate) mod broker;
 pub(crate) mod clock;
+pub mod cluster;
 pub mod config;
 pub(crate) mod context;
 mod error;

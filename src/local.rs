@@ -70,7 +70,10 @@ impl LocalClient {
             headers,
         })?;
         let target = match subscribed {
-            Subscribed::Topic { key, subscriber } => Target::Topic(key, subscriber.key),
+            // The in-process client takes no RECEIPT: nothing waits for the cluster.
+            Subscribed::Topic {
+                key, subscriber, ..
+            } => Target::Topic(key, subscriber.key),
             Subscribed::Queue { queue, consumer } => Target::Queue(queue, consumer),
         };
         Ok(LocalSubscription {

@@ -242,6 +242,28 @@ struct ServeArgs {
     /// TCP keep-alive: first probe after this many idle seconds (0: off) [default: 60].
     #[arg(long, env = "STOMPEDE_TCP_KEEPALIVE_SECS")]
     tcp_keepalive_secs: Option<u64>,
+    /// Join a cluster through these NATS servers (nats://HOST:PORT, comma-separated); without
+    /// it the node is on its own and touches nothing of NATS.
+    #[arg(long, env = "STOMPEDE_CLUSTER", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// This node's name in the cluster [default: the host name and the STOMP port].
+    #[arg(long, env = "STOMPEDE_NODE_NAME")]
+    node_name: Option<String>,
+    /// NATS credentials file (.creds: JWT and NKey seed).
+    #[arg(long, env = "STOMPEDE_CLUSTER_CREDS")]
+    cluster_creds: Option<PathBuf>,
+    /// NATS user name (with --cluster-password).
+    #[arg(long, env = "STOMPEDE_CLUSTER_USER")]
+    cluster_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "STOMPEDE_CLUSTER_PASSWORD", hide_env_values = true)]
+    cluster_password: Option<String>,
+    /// NATS authentication token.
+    #[arg(long, env = "STOMPEDE_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
+    /// CA certificate (PEM) to trust for TLS to NATS (TLS is then required).
+    #[arg(long, env = "STOMPEDE_CLUSTER_CA")]
+    cluster_ca: Option<PathBuf>,
     /// Also register the bench-only `noop` job type (chunks that do no work and stamp when
     /// they ended), for `cargo bench --bench load -- jobs`; not for production.
     #[arg(long, hide = true)]
@@ -411,6 +433,27 @@ impl ServeArgs {
         }
         if let Some(v) = self.tcp_keepalive_secs {
             config.tcp_keepalive_secs = v;
+        }
+        if !self.cluster.is_empty() {
+            config.cluster = self.cluster;
+        }
+        if let Some(v) = self.node_name {
+            config.node_name = Some(v);
+        }
+        if let Some(v) = self.cluster_creds {
+            config.cluster_creds = Some(v);
+        }
+        if let Some(v) = self.cluster_user {
+            config.cluster_user = Some(v);
+        }
+        if let Some(v) = self.cluster_password {
+            config.cluster_password = Some(v);
+        }
+        if let Some(v) = self.cluster_token {
+            config.cluster_token = Some(v);
+        }
+        if let Some(v) = self.cluster_ca {
+            config.cluster_ca = Some(v);
         }
         Ok(config)
     }

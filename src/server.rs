@@ -142,6 +142,12 @@ impl BrokerBuilder {
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let stomps_addr = stomps.as_ref().and_then(|l| l.local_addr().ok());
         let https_addr = https.as_ref().and_then(|l| l.local_addr().ok());
+        let cluster = match cluster_settings(&config, stomp_addr.or(http_addr)) {
+            Some(settings) => {
+                Some(crate::cluster::Cluster::start(settings, &broker, shutdown.clone()).await?)
+            }
+            None => None,
+        };
         let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
         uploads.mount(
             &broker,
@@ -167,6 +173,7 @@ impl BrokerBuilder {
         let ctx = Arc::new(ServerContext {
             audit,
             jobs: jobs.clone(),
+            cluster,
             uploads,
             http_requests: Default::default(),
             tokens,
@@ -220,6 +227,42 @@ impl BrokerBuilder {
             listeners,
         })
     }
+}
+
+/// The cluster link's settings, when `cluster` names NATS servers; `port` (the STOMP or HTTP
+/// one, once bound) names the node by default, beside the host name.
+fn cluster_settings(
+    config: &Config,
+    port: Option<SocketAddr>,
+) -> Option<crate::cluster::ClusterSettings> {
+    if config.cluster.is_empty() {
+        return None;
+    }
+    let node = config.node_name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        match port {
+            Some(addr) => format!("{host}:{}", addr.port()),
+            None => host,
+        }
+    });
+    Some(crate::cluster::ClusterSettings {
+        servers: config.cluster.clone(),
+        node,
+        credentials_file: config.cluster_creds.clone(),
+        user: config.cluster_user.clone(),
+        password: config.cluster_password.clone(),
+        token: config.cluster_token.clone(),
+        ca_file: config.cluster_ca.clone(),
+        outbound_capacity: config.cluster_outbound_capacity,
+        subscription_capacity: config.cluster_subscription_capacity,
+        interest_timeout: Duration::from_millis(config.cluster_interest_timeout_ms),
+        connect_timeout: Duration::from_secs(5),
+    })
 }
 
 /// Drops expired queue messages every second, so expired messages deep in an idle queue do
@@ -298,6 +341,11 @@ impl Server {
         &self.ctx.broker
     }
 
+    /// The link to the other nodes, on a cluster member.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.ctx.cluster.as_ref()
+    }
+
     /// The job engine, when job types are registered.
     pub fn jobs(&self) -> Option<&JobEngine> {
         self.jobs.as_ref()
@@ -367,6 +415,7 @@ impl Server {
             "stomps": self.stomps_addr.map(|a| a.to_string()),
             "https": self.https_addr.map(|a| a.to_string()),
             "wss": self.https_addr.map(|a| format!("wss://{a}/ws")),
+            "node": self.ctx.cluster.as_ref().map(|c| c.node()),
             "workers": tokio::runtime::Handle::try_current()
                 .ok()
                 .map(|runtime| runtime.metrics().num_workers()),

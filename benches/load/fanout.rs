@@ -243,6 +243,10 @@ fn receivers(
     stop: &watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<Result<GroupResult>>> {
     let target = env.receiver_target.clone();
+    let targets = ids
+        .clone()
+        .map(|id| env.receiver_target_for(id))
+        .collect::<Result<Vec<_>>>()?;
     let options = env.receiver_options();
     let mut stuck_options = env.client.clone();
     stuck_options.conn.rcvbuf = plan.stuck;
@@ -254,9 +258,10 @@ fn receivers(
         let plan = Rc::new(plan);
         let histogram = Rc::new(RefCell::new(latency_histogram()?));
         let handles: Vec<_> = ids
-            .map(|id| {
+            .zip(targets)
+            .map(|(id, target)| {
                 tokio::task::spawn_local(subscriber(
-                    target.clone(),
+                    target,
                     options.clone(),
                     plan.clone(),
                     id,

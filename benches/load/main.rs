@@ -143,6 +143,11 @@ pub(crate) struct Common {
     /// Print only the JSON lines.
     #[arg(long, global = true)]
     json: bool,
+    /// Receivers connect here instead, spread over the addresses in turn (repeatable):
+    /// `ws://host:port/ws` or a TCP `host:port`. With publishers on another node of a cluster,
+    /// this measures fan-out across nodes (`benches/cluster.sh`).
+    #[arg(long = "receivers-at", global = true)]
+    receivers_at: Vec<String>,
 }
 
 /// Everything a run needs to reach the broker and measure it.
@@ -227,6 +232,20 @@ impl Env {
         let mut options = self.client.clone();
         options.conn.notsent_lowat = self.common.publisher_lowat;
         options
+    }
+
+    /// Where receiver `id` connects: `receiver_target`, or one of `--receivers-at` in turn.
+    pub(crate) fn receiver_target_for(&self, id: usize) -> Result<Target> {
+        let at = &self.common.receivers_at;
+        if at.is_empty() {
+            return Ok(self.receiver_target.clone());
+        }
+        let address = &at[id % at.len()];
+        if address.starts_with("ws://") {
+            Target::ws(address)
+        } else {
+            Target::tcp(address)
+        }
     }
 
     /// Options for a receiving connection.

@@ -10,6 +10,7 @@ use stompede_protocol::Headers;
 
 use super::acl::Access;
 use super::destination::{parse_subscribe, user_key, DestinationError, SubscribeTarget};
+use super::federation::Interest;
 use super::outbox::{Delivery, Outbox, Outgoing};
 use super::queue::{AckMode, Consumer, Queue};
 use super::topic::{Subscriber, Target};
@@ -75,6 +76,8 @@ pub enum Subscribed {
         key: String,
         /// The registered subscriber.
         subscriber: Arc<Subscriber>,
+        /// Its registration with the other nodes of a cluster: a RECEIPT waits for it.
+        interest: Interest,
     },
     /// A queue (or a durable topic subscription's queue) with this consumer on it.
     Queue {
@@ -189,7 +192,11 @@ impl Broker {
                 ack,
             },
         });
-        self.subscribe_topic(&key, subscriber.clone());
-        Ok(Subscribed::Topic { key, subscriber })
+        let interest = self.subscribe_topic(&key, subscriber.clone());
+        Ok(Subscribed::Topic {
+            key,
+            subscriber,
+            interest,
+        })
     }
 }

@@ -21,8 +21,12 @@ pub(super) enum Pending {
     Outboxes {
         destination: String,
         full: Vec<Arc<Outbox>>,
+        /// The cluster link's outbound queue is above its mark too.
+        cluster: bool,
     },
     Queue(Arc<Queue>),
+    /// Only the cluster link's outbound queue is above its mark.
+    Cluster,
 }
 
 impl Backpressure {
@@ -46,7 +50,11 @@ impl Backpressure {
         let inner = &broker.inner;
         let started = Instant::now();
         match pending {
-            Pending::Outboxes { destination, full } => {
+            Pending::Outboxes {
+                destination,
+                full,
+                cluster,
+            } => {
                 Metrics::incr(&inner.metrics.publishes_paced);
                 for outbox in full {
                     if outbox.room_or_cut_off().await {
@@ -57,6 +65,13 @@ impl Backpressure {
                         );
                     }
                 }
+                if cluster {
+                    broker.cluster_room().await;
+                }
+            }
+            Pending::Cluster => {
+                Metrics::incr(&inner.metrics.publishes_paced);
+                broker.cluster_room().await;
             }
             Pending::Queue(queue) => {
                 Metrics::incr(&inner.metrics.publishes_paced);

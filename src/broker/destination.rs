@@ -127,6 +127,12 @@ pub fn is_server_owned(target: &SendTarget<'_>) -> bool {
     }
 }
 
+/// True for destinations whose messages describe this node only and stay on it in a cluster:
+/// `/topic/stats` (each node's job figures; a cluster-wide view is later work).
+pub fn is_node_local(key: &str) -> bool {
+    key == "/topic/stats"
+}
+
 /// Classifies a SUBSCRIBE destination.
 pub fn parse_subscribe(destination: &str) -> Result<SubscribeTarget<'_>, DestinationError> {
     check_name(destination)?;

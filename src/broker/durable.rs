@@ -71,13 +71,15 @@ impl Broker {
             None => {}
         }
         let key = self.next_key();
-        self.subscribe_topic(
+        // A durable subscription's SUBSCRIBE does not wait for the cluster: its messages are
+        // only kept on this node's store (durable topics in JetStream are later work).
+        drop(self.subscribe_topic(
             destination,
             Arc::new(Subscriber {
                 key,
                 target: Target::Queue(queue.clone()),
             }),
-        );
+        ));
         bindings.insert(name.to_owned(), (destination.to_owned(), key));
         queue
     }

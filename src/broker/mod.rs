@@ -9,6 +9,7 @@ pub mod app;
 mod backpressure;
 pub mod destination;
 mod durable;
+pub mod federation;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
@@ -18,7 +19,7 @@ pub mod topic;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -27,8 +28,11 @@ use stompede_protocol::{Frame, Headers};
 use crate::store::{Store, StoreError};
 use acl::{Access, Acl};
 use app::AppRoutes;
-use destination::{is_server_owned, parse_send, user_key, DestinationError, SendTarget};
+use destination::{
+    is_node_local, is_server_owned, parse_send, user_key, DestinationError, SendTarget,
+};
 use durable::DurableSubscriptions;
+use federation::{Federation, Interest};
 use message::Message;
 use metrics::Metrics;
 use outbox::{CloseReason, Delivery, Outbox, OutboxLimits, Outgoing, Pressure};
@@ -120,6 +124,9 @@ struct Inner {
     next_message: AtomicU64,
     /// Distinguishes message ids across restarts.
     boot: String,
+    /// The link to other nodes (`--cluster`), attached once at start-up; empty on a single
+    /// node, where routing never looks further.
+    federation: OnceLock<Arc<dyn Federation>>,
 }
 
 /// A cheap, cloneable handle to the router.
@@ -176,6 +183,7 @@ impl Broker {
                 next_key: AtomicU64::new(1),
                 next_message: AtomicU64::new(1),
                 boot: format!("{boot:x}"),
+                federation: OnceLock::new(),
             }),
         };
         let restored = broker.inner.queues.restore()?;
@@ -431,15 +439,22 @@ impl Broker {
             }
         }
         Metrics::incr(&self.inner.metrics.messages_published);
+        // Topic and user-destination messages also go to the other nodes, after the local
+        // delivery and in the order they are routed here (the link keeps that order).
         let pending = match target {
-            SendTarget::Topic(name) => self.deliver(name, Arc::new(message)),
+            SendTarget::Topic(name) => {
+                let message = Arc::new(message);
+                let local = self.deliver(name, message.clone());
+                self.forward(name, &message, local)
+            }
             SendTarget::User {
                 user: recipient,
                 local,
             } => {
                 let key = user_key(recipient, &local);
-                let message = message.with_destination(local.into());
-                self.deliver(&key, Arc::new(message))
+                let message = Arc::new(message.with_destination(local.into()));
+                let delivered = self.deliver(&key, message.clone());
+                self.forward(&key, &message, delivered)
             }
             SendTarget::Queue(name) => {
                 let queue = self.queue(name);
@@ -461,9 +476,41 @@ impl Broker {
     /// Puts `message` in the outbox of every subscription matching `key`; the outboxes it
     /// filled are the publisher's to wait for.
     fn deliver(&self, key: &str, message: Arc<Message>) -> Option<Pending> {
-        let mut full: Vec<Arc<Outbox>> = Vec::new();
-        let mut delivered = 0u64;
+        let mut fan_out = FanOut::default();
         self.inner.topics.for_each_match(key, |subscriber| {
+            self.push(subscriber, &message, &mut fan_out)
+        });
+        self.settle(key, fan_out)
+    }
+
+    /// [`Broker::deliver`] to the subscriptions registered under `interest` only (a message
+    /// from another node, which arrives once per interest this node registered).
+    fn deliver_under(&self, interest: &str, key: &str, message: Arc<Message>) -> Option<Pending> {
+        let mut fan_out = FanOut::default();
+        self.inner
+            .topics
+            .for_each_match_under(interest, key, |subscriber| {
+                self.push(subscriber, &message, &mut fan_out)
+            });
+        self.settle(key, fan_out)
+    }
+
+    /// Counts the deliveries of one fan-out; the outboxes it filled are the publisher's wait.
+    fn settle(&self, key: &str, fan_out: FanOut) -> Option<Pending> {
+        self.inner
+            .metrics
+            .messages_delivered
+            .fetch_add(fan_out.delivered, Ordering::Relaxed);
+        (!fan_out.full.is_empty()).then(|| Pending::Outboxes {
+            destination: key.to_owned(),
+            full: fan_out.full,
+            cluster: false,
+        })
+    }
+
+    /// Puts `message` in one subscriber's outbox (or its durable queue).
+    fn push(&self, subscriber: &Arc<Subscriber>, message: &Arc<Message>, fan_out: &mut FanOut) {
+        {
             let (subscription, outbox, ack) = match &subscriber.target {
                 Target::Session {
                     subscription,
@@ -486,26 +533,24 @@ impl Broker {
                 settle: None,
             };
             match outbox.push(Outgoing::Delivery(delivery)) {
-                Ok(Pressure::Clear) => delivered += 1,
+                Ok(Pressure::Clear) => fan_out.delivered += 1,
                 Ok(Pressure::Full) => {
-                    delivered += 1;
-                    full.push(outbox.clone());
+                    fan_out.delivered += 1;
+                    fan_out.full.push(outbox.clone());
                 }
                 Err(_closed) => {}
             }
-        });
-        self.inner
-            .metrics
-            .messages_delivered
-            .fetch_add(delivered, Ordering::Relaxed);
-        (!full.is_empty()).then(|| Pending::Outboxes {
-            destination: key.to_owned(),
-            full,
-        })
+        }
     }
 
-    /// True when some subscription would receive a message sent to `destination`.
+    /// True when some subscription would receive a message sent to `destination`. On a
+    /// cluster member always true: a subscription on another node is not known here (NATS
+    /// routes by interest and drops a message nobody watches, so a publisher that skips
+    /// unwatched destinations must not skip them there).
     pub fn has_subscribers(&self, destination: &str) -> bool {
+        if self.federation().is_some() && !is_node_local(destination) {
+            return true;
+        }
         let mut any = false;
         self.inner
             .topics
@@ -513,14 +558,23 @@ impl Broker {
         any
     }
 
-    /// Adds a topic or user-destination subscription under `key` (a name or pattern).
-    pub(crate) fn subscribe_topic(&self, key: &str, subscriber: Arc<Subscriber>) {
+    /// Adds a topic or user-destination subscription under `key` (a name or pattern); on a
+    /// cluster member, the returned interest completes once other nodes route `key` here.
+    pub(crate) fn subscribe_topic(&self, key: &str, subscriber: Arc<Subscriber>) -> Interest {
         self.inner.topics.insert(key, subscriber);
+        match self.federation() {
+            Some(federation) => federation.watch(key),
+            None => Interest::known(),
+        }
     }
 
     /// Removes a topic subscription.
     pub(crate) fn unsubscribe_topic(&self, key: &str, subscriber_key: u64) {
-        self.inner.topics.remove(key, subscriber_key);
+        if self.inner.topics.remove(key, subscriber_key) {
+            if let Some(federation) = self.federation() {
+                federation.unwatch(key);
+            }
+        }
     }
 
     /// The queue called `name`, created on first use.
@@ -552,6 +606,13 @@ impl Broker {
     pub(crate) fn app_handler(&self, destination: &str) -> Option<Arc<dyn app::AppHandler>> {
         self.apps().find(destination).cloned()
     }
+}
+
+/// What one fan-out did: deliveries made, outboxes it filled.
+#[derive(Default)]
+struct FanOut {
+    delivered: u64,
+    full: Vec<Arc<Outbox>>,
 }
 
 /// Who is publishing.

@@ -68,21 +68,60 @@ impl TopicIndex {
         }
     }
 
-    /// Removes the subscription with `key` from `destination`.
-    pub fn remove(&self, destination: &str, key: u64) {
+    /// Removes the subscription with `key` from `destination`; false when it was not there
+    /// (so that a cluster's interest count only goes down for what went up).
+    pub fn remove(&self, destination: &str, key: u64) -> bool {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut removed = false;
         if let Some(entry) = index.exact.get_mut(destination) {
             let list: Vec<Arc<Subscriber>> =
                 entry.iter().filter(|s| s.key != key).cloned().collect();
+            removed = list.len() < entry.len();
             if list.is_empty() {
                 index.exact.remove(destination);
             } else {
                 *entry = list.into();
             }
         }
+        let before = index.patterns.len();
         index
             .patterns
             .retain(|(name, _, s)| !(s.key == key && &**name == destination));
+        removed || index.patterns.len() < before
+    }
+
+    /// Every registered key (names and patterns), once per subscription: what a cluster link
+    /// attached after start-up must watch.
+    pub fn keys(&self) -> Vec<String> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let exact = index
+            .exact
+            .iter()
+            .flat_map(|(name, list)| list.iter().map(move |_| name.to_string()));
+        let patterns = index.patterns.iter().map(|(name, _, _)| name.to_string());
+        exact.chain(patterns).collect()
+    }
+
+    /// Calls `deliver` for every subscription registered under `registered` (a name or a
+    /// pattern, exactly as subscribed) that `destination` matches.
+    pub fn for_each_match_under(
+        &self,
+        registered: &str,
+        destination: &str,
+        mut deliver: impl FnMut(&Arc<Subscriber>),
+    ) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        if registered == destination {
+            if let Some(list) = index.exact.get(destination) {
+                list.iter().for_each(&mut deliver);
+            }
+            return;
+        }
+        for (name, pattern, subscriber) in &index.patterns {
+            if &**name == registered && pattern.matches(destination) {
+                deliver(subscriber);
+            }
+        }
     }
 
     /// Calls `deliver` for every subscription matching `destination`.

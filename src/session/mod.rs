@@ -529,14 +529,26 @@ impl Session {
         let mut reply = AppReply::default();
         let result = match command {
             Command::Send => self.send(frame, text).await.map(|r| reply = r),
-            Command::Subscribe => self.subscriptions.subscribe(
-                &frame,
-                self.version,
-                &self.user,
-                &self.outbox,
-                &self.broker,
-                self.ctx.config.max_subscriptions_per_session,
-            ),
+            Command::Subscribe => {
+                let subscribed = self.subscriptions.subscribe(
+                    &frame,
+                    self.version,
+                    &self.user,
+                    &self.outbox,
+                    &self.broker,
+                    self.ctx.config.max_subscriptions_per_session,
+                );
+                match subscribed {
+                    // On a cluster member the RECEIPT (and this session's next frame) waits
+                    // until the other nodes route the destination here (bounded by the link):
+                    // a message published anywhere after the RECEIPT reaches the subscription.
+                    Ok(interest) => {
+                        interest.registered().await;
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
+            }
             Command::Unsubscribe => {
                 self.subscriptions
                     .unsubscribe(&frame, self.version, &self.user, &self.broker)

@@ -7,6 +7,7 @@ use bytestring::ByteString;
 use stompede_protocol::{names, Frame, Version};
 
 use super::SessionError;
+use crate::broker::federation::Interest;
 use crate::broker::outbox::Outbox;
 use crate::broker::queue::{AckMode, Consumer, Queue};
 use crate::broker::topic::Subscriber;
@@ -54,7 +55,8 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
-    /// SUBSCRIBE.
+    /// SUBSCRIBE. The returned interest is the subscription's registration with the other
+    /// nodes of a cluster: the RECEIPT waits for it.
     pub fn subscribe(
         &mut self,
         frame: &Frame,
@@ -63,7 +65,7 @@ impl Subscriptions {
         outbox: &Arc<Outbox>,
         broker: &Broker,
         max: usize,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Interest, SessionError> {
         let destination = required(frame, names::DESTINATION)?;
         // STOMP 1.0 made `id` optional; the destination then names the subscription.
         let id = match frame.headers.get_shared(names::ID) {
@@ -104,21 +106,31 @@ impl Subscriptions {
                 headers: &frame.headers,
             })
             .map_err(refusal)?;
-        let subscription = match subscribed {
-            Subscribed::Topic { key, subscriber } => Subscription::Topic {
-                destination: destination.clone(),
+        let (subscription, interest) = match subscribed {
+            Subscribed::Topic {
                 key,
                 subscriber,
-                ack: ack_mode != AckMode::Auto,
-            },
-            Subscribed::Queue { queue, consumer } => Subscription::Queue {
-                destination: destination.clone(),
-                queue,
-                consumer,
-            },
+                interest,
+            } => (
+                Subscription::Topic {
+                    destination: destination.clone(),
+                    key,
+                    subscriber,
+                    ack: ack_mode != AckMode::Auto,
+                },
+                interest,
+            ),
+            Subscribed::Queue { queue, consumer } => (
+                Subscription::Queue {
+                    destination: destination.clone(),
+                    queue,
+                    consumer,
+                },
+                Interest::known(),
+            ),
         };
         self.by_id.insert(id, subscription);
-        Ok(())
+        Ok(interest)
     }
 
     /// UNSUBSCRIBE. Unknown ids are ignored: clients commonly unsubscribe twice on teardown.

@@ -1,5 +1,6 @@
-//! Operator endpoints on the HTTP port: `/health`, `/ready` and `/metrics` (Prometheus text format), so
-//! flow control, slow consumers and errors can be watched without the library API.
+//! Operator endpoints on the HTTP port: `/health`, `/ready`, `/metrics` (Prometheus text
+//! format) and, on a cluster member, `/cluster`, so flow control, slow consumers, errors and
+//! the cluster link can be watched without the library API.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub fn router(ctx: Arc<ServerContext>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster))
         .with_state(ctx)
 }
 
@@ -42,20 +44,38 @@ async fn health(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
 
 /// Ready to serve: the store is open and the listeners run from start-up until shutdown, so
 /// readiness ends when shutdown begins (load balancers stop sending new clients), and while
-/// the store cannot write: durable work is refused until the disk comes back.
+/// the store cannot write: durable work is refused until the disk comes back. A cluster member
+/// is not ready while its NATS connection is down either: it still serves its own sessions,
+/// but a client sent to it would not hear the other nodes.
 async fn ready(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
+    let unavailable = axum::http::StatusCode::SERVICE_UNAVAILABLE;
     if ctx.shutdown.is_cancelled() {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "shutting down\n".to_owned(),
-        )
-    } else if let Some(reason) = store_fault(&ctx) {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        return (unavailable, "shutting down\n".to_owned());
+    }
+    if let Some(reason) = store_fault(&ctx) {
+        return (
+            unavailable,
             format!("degraded: store unavailable: {reason}\n"),
-        )
-    } else {
-        (axum::http::StatusCode::OK, "ready\n".to_owned())
+        );
+    }
+    match &ctx.cluster {
+        Some(cluster) if !cluster.is_connected() => (
+            unavailable,
+            format!(
+                "cluster link down: node {} is not connected to NATS\n",
+                cluster.node()
+            ),
+        ),
+        _ => (axum::http::StatusCode::OK, "ready\n".to_owned()),
+    }
+}
+
+/// The cluster view as JSON: node name, NATS connection, interests, counters; 404 on a node
+/// that is not a cluster member.
+async fn cluster(State(ctx): State<Arc<ServerContext>>) -> axum::response::Response {
+    match &ctx.cluster {
+        Some(cluster) => axum::Json(cluster.status()).into_response(),
+        None => (axum::http::StatusCode::NOT_FOUND, "not a cluster member\n").into_response(),
     }
 }
 
@@ -134,6 +154,9 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
     if let Some(jobs) = &ctx.jobs {
         chunk_durations(&mut body, &jobs.chunk_times());
     }
+    if let Some(cluster) = &ctx.cluster {
+        cluster_metrics(&mut body, &cluster.status());
+    }
     let store_dir = ctx.config.data_dir.join("store");
     if let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || disk_usage(&store_dir)).await {
         let _ = writeln!(body, "# TYPE stompede_store_size_bytes gauge");
@@ -148,6 +171,30 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// The cluster link: `stompede_cluster_connected{node}` (1 or 0), its interests and queue,
+/// and one counter family per link counter.
+fn cluster_metrics(body: &mut String, status: &crate::cluster::ClusterStatus) {
+    let node = label_value(&status.node);
+    let connected = u8::from(status.nats == "connected");
+    let _ = writeln!(body, "# TYPE stompede_cluster_connected gauge");
+    let _ = writeln!(
+        body,
+        "stompede_cluster_connected{{node=\"{node}\"}} {connected}"
+    );
+    let _ = writeln!(body, "# TYPE stompede_cluster_interests gauge");
+    let _ = writeln!(body, "stompede_cluster_interests {}", status.interests);
+    let _ = writeln!(body, "# TYPE stompede_cluster_outbound_queued gauge");
+    let _ = writeln!(
+        body,
+        "stompede_cluster_outbound_queued {}",
+        status.outbound_queued
+    );
+    for (name, value) in &status.counters {
+        let _ = writeln!(body, "# TYPE stompede_cluster_{name}_total counter");
+        let _ = writeln!(body, "stompede_cluster_{name}_total {value}");
+    }
 }
 
 /// `stompede_job_chunk_duration_seconds`, one histogram per job type and outcome.

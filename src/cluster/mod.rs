@@ -1,0 +1,309 @@
+//! Scale-out over NATS: a node started with `--cluster nats://...` links its broker to the
+//! other nodes through a NATS server (or cluster of them).
+//!
+//! This first slice carries topics and user destinations (and so the job events published on
+//! them) between nodes over core NATS; durable queues and jobs in JetStream come later. The
+//! broker sees none of this module: the server wiring attaches a [`Cluster`] to it as a
+//! [`Federation`] (the broker's door for links to other nodes).
+//!
+//! - [`subject`]: destination keys as NATS subjects, wildcards included.
+//! - [`envelope`]: a message as it travels between nodes.
+//! - `link`: the NATS connection and the ordered outbound pump.
+//! - `interest`: one NATS subscription per watched key, and its reader.
+//!
+//! Guarantees and limits are written down in README.md ("Cluster").
+
+pub mod envelope;
+mod interest;
+mod link;
+pub mod subject;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::federation::{BoxFuture, Federation, Forward, Interest, WeakBroker};
+use crate::broker::message::Message;
+use crate::broker::Broker;
+use interest::Interests;
+use link::Outbound;
+
+/// How a node joins the cluster (from `--cluster` and its companions).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// NATS server URLs (`nats://host:port`, `tls://host:port`).
+    pub servers: Vec<String>,
+    /// This node's name, carried by every message it sends (`--node-name`).
+    pub node: String,
+    /// A NATS `.creds` file (JWT and NKey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password (with `user`).
+    pub password: Option<String>,
+    /// Authentication token.
+    pub token: Option<String>,
+    /// A CA certificate (PEM) to trust for TLS to NATS; requires TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Messages waiting to be published to NATS; past half of it publishers are paced, past
+    /// all of it copies for other nodes are dropped (counted).
+    pub outbound_capacity: usize,
+    /// Messages the NATS client buffers per subscription before it drops (NATS's slow
+    /// consumer rule; counted).
+    pub subscription_capacity: usize,
+    /// How long a SUBSCRIBE's RECEIPT waits for its interest to reach NATS.
+    pub interest_timeout: Duration,
+    /// How long start-up waits for the first connection (the node starts regardless).
+    pub connect_timeout: Duration,
+}
+
+/// Why the cluster link could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A server URL that does not parse.
+    #[error("cluster server address {0}")]
+    Address(String),
+    /// The credentials file could not be read.
+    #[error("cluster credentials {0}")]
+    Credentials(String),
+    /// The client could not be set up.
+    #[error("cluster connection: {0}")]
+    Connect(String),
+}
+
+/// The cluster link's counters.
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// Messages handed to the outbound queue.
+    pub forwarded: AtomicU64,
+    /// Messages published to NATS.
+    pub messages_out: AtomicU64,
+    /// Messages received from other nodes and routed here.
+    pub messages_in: AtomicU64,
+    /// Copies for other nodes dropped: outbound queue full, or NATS refused the publish.
+    pub dropped_outbound: AtomicU64,
+    /// Messages from other nodes dropped by the NATS client's bounded subscription channel
+    /// (slow consumer).
+    pub dropped_inbound: AtomicU64,
+    /// Keys too long for a NATS subject: routed locally only.
+    pub unroutable: AtomicU64,
+    /// Payloads from NATS that are not envelopes.
+    pub malformed: AtomicU64,
+    /// Messages that came back from this node's own name (another node misnamed the same).
+    pub own_skipped: AtomicU64,
+    /// SUBSCRIBE receipts sent before their interest reached NATS (timeout).
+    pub interest_timeouts: AtomicU64,
+    /// Connections established (the first and every reconnection).
+    pub connects: AtomicU64,
+    /// Connections lost.
+    pub disconnects: AtomicU64,
+}
+
+/// What the link shares with its tasks.
+struct Shared {
+    node: String,
+    client: async_nats::Client,
+    metrics: Arc<ClusterMetrics>,
+    outbound: mpsc::Sender<Outbound>,
+    outbound_capacity: usize,
+    /// Messages in the outbound queue: counted here because the pacing mark needs the
+    /// number, which the channel does not give to its senders.
+    queued: AtomicUsize,
+    /// Woken when the outbound queue drops below its mark.
+    room: Notify,
+    interests: Interests,
+    interest_timeout: Duration,
+    broker: WeakBroker,
+    shutdown: CancellationToken,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Shared {
+    /// The outbound queue's mark: publishers above it are paced.
+    fn mark(&self) -> usize {
+        (self.outbound_capacity / 2).max(1)
+    }
+}
+
+/// A node's link to the others: attach it to the broker with [`Cluster::start`].
+#[derive(Clone)]
+pub struct Cluster(Arc<Shared>);
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.0.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cluster as `/cluster`, `/ready` and `/metrics` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// This node's name.
+    pub node: String,
+    /// `connected`, `disconnected` or `pending` (connecting for the first time).
+    pub nats: &'static str,
+    /// The NATS server connected to, when connected.
+    pub server: Option<String>,
+    /// Keys this node watches (one NATS subscription each).
+    pub interests: usize,
+    /// Messages waiting to be published.
+    pub outbound_queued: usize,
+    /// Every counter, by name.
+    pub counters: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Cluster {
+    /// Connects to NATS and attaches the link to `broker`; stops with `shutdown`.
+    pub async fn start(
+        settings: ClusterSettings,
+        broker: &Broker,
+        shutdown: CancellationToken,
+    ) -> Result<Cluster, ClusterError> {
+        let metrics = Arc::new(ClusterMetrics::default());
+        let client = link::connect(&settings, metrics.clone()).await?;
+        let capacity = settings.outbound_capacity.max(2);
+        let (outbound, queue) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared {
+            node: settings.node,
+            client,
+            metrics,
+            outbound,
+            outbound_capacity: capacity,
+            queued: AtomicUsize::new(0),
+            room: Notify::new(),
+            interests: Interests::default(),
+            interest_timeout: settings.interest_timeout,
+            broker: broker.downgrade(),
+            shutdown,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        tokio::spawn(link::pump(shared.clone(), queue));
+        let cluster = Cluster(shared);
+        broker.attach_federation(Arc::new(cluster.clone()));
+        tracing::info!(node = %cluster.0.node, "cluster: member");
+        Ok(cluster)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.0.node
+    }
+
+    /// True while the NATS connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.0.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &ClusterMetrics {
+        &self.0.metrics
+    }
+
+    /// The cluster view: node, connection, interests and counters.
+    pub fn status(&self) -> ClusterStatus {
+        let state = self.0.client.connection_state();
+        let nats = match state {
+            async_nats::connection::State::Connected => "connected",
+            async_nats::connection::State::Disconnected => "disconnected",
+            async_nats::connection::State::Pending => "pending",
+        };
+        let server = (state == async_nats::connection::State::Connected).then(|| {
+            let info = self.0.client.server_info();
+            format!("{}:{}", info.host, info.port)
+        });
+        let m = &self.0.metrics;
+        let counters = [
+            ("forwarded", &m.forwarded),
+            ("messages_out", &m.messages_out),
+            ("messages_in", &m.messages_in),
+            ("dropped_outbound", &m.dropped_outbound),
+            ("dropped_inbound", &m.dropped_inbound),
+            ("unroutable", &m.unroutable),
+            ("malformed", &m.malformed),
+            ("own_skipped", &m.own_skipped),
+            ("interest_timeouts", &m.interest_timeouts),
+            ("connects", &m.connects),
+            ("disconnects", &m.disconnects),
+        ]
+        .into_iter()
+        .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
+        .collect();
+        ClusterStatus {
+            node: self.0.node.clone(),
+            nats,
+            server,
+            interests: self.0.interests.len(),
+            outbound_queued: self.0.queued.load(Ordering::Relaxed),
+            counters,
+        }
+    }
+}
+
+impl Federation for Cluster {
+    fn forward(&self, key: &str, message: &Message) -> Forward {
+        let shared = &self.0;
+        let Some(subject) = subject::subject_for(key) else {
+            shared.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
+            return Forward::Clear;
+        };
+        let payload = match envelope::encode(&shared.node, key, message) {
+            Ok(payload) => payload,
+            Err(error) => {
+                shared.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key, %error, "cluster: message not sent to other nodes");
+                return Forward::Clear;
+            }
+        };
+        // Counted before it is queued, so the pump never counts below zero.
+        let queued = shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        let sent = shared.outbound.try_send(Outbound { subject, payload });
+        if sent.is_err() {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            shared
+                .metrics
+                .dropped_outbound
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
+            shared.metrics.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+        // Above the mark a publisher is paced while NATS drains the queue; with the link down
+        // nothing drains it, and pacing would only slow this node's own traffic, which must go
+        // on: the queue fills, then drops (core NATS is at-most-once).
+        if queued >= shared.mark() && self.is_connected() {
+            Forward::Paced
+        } else {
+            Forward::Clear
+        }
+    }
+
+    fn room(&self) -> BoxFuture {
+        let shared = self.0.clone();
+        Box::pin(async move {
+            loop {
+                let notified = shared.room.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so a wake-up between the two is not lost.
+                notified.as_mut().enable();
+                if shared.queued.load(Ordering::Acquire) < shared.mark() {
+                    return;
+                }
+                notified.await;
+            }
+        })
+    }
+
+    fn watch(&self, key: &str) -> Interest {
+        self.0.interests.watch(&self.0, key)
+    }
+
+    fn unwatch(&self, key: &str) {
+        self.0.interests.unwatch(key);
+    }
+}
