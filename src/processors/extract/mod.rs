@@ -207,15 +207,20 @@ impl JobHandler for Extract {
         })
     }
 
-    fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
+    fn merge(&self, job: &JobInput, mut chunks: Vec<Value>) -> Result<Value, JobError> {
         let p = Params::parse(&job.params)?;
         let document = self.inner.documents.get(&job.result_dir)?;
         self.inner.documents.forget(&job.result_dir);
         let mut result = Map::new();
         for profile in self.inner.chosen(&p.profiles) {
+            // Taken, not cloned: the chunks' parts are the largest thing a merge holds.
             let parts = chunks
-                .iter()
-                .map(|chunk| chunk.get(profile.name()).cloned().unwrap_or(Value::Null))
+                .iter_mut()
+                .map(|chunk| {
+                    chunk
+                        .get_mut(profile.name())
+                        .map_or(Value::Null, Value::take)
+                })
                 .collect();
             result.insert(profile.name().to_owned(), profile.merge(parts));
         }
