@@ -113,7 +113,7 @@ pub struct Config {
     /// How often the store is flushed in the background, in ms.
     pub flush_interval_ms: u64,
     /// Memory the store may keep its pages in, in MiB (sled's page cache; pages beyond it are
-    /// read back from disk when needed).
+    /// read back from disk when needed; default 8, see `store::DEFAULT_CACHE_MIB`).
     pub store_cache_mib: u64,
     /// Where `reconcile` jobs read their input files (default `<data-dir>/import`).
     pub import_dir: Option<PathBuf>,

@@ -823,3 +823,59 @@ async fn a_pause_while_the_job_is_being_planned_holds() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Waiting jobs are held in memory as index entries and read back from the store (issue #25):
+/// what is read back is the job as submitted, and every query and control still works on it.
+#[tokio::test]
+async fn waiting_jobs_read_back_from_the_store_are_whole_and_controllable() {
+    let s = start(|_| {}).await;
+    let mut ann = watcher(s.addr(), "ann").await;
+    let mut early = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let frame = submit_frame(r#"{"chunks":2,"mibPerChunk":0}"#)
+            .header("delay", "600000")
+            .header("priority", "high")
+            .header("correlation-id", format!("c-{n}"));
+        ids.push(submit(&mut ann, frame, &mut early).await);
+    }
+    let engine = s.server.jobs().unwrap();
+
+    let job = engine.job(&ids[0]).unwrap();
+    assert_eq!(job.status, stompede::jobs::JobStatus::Pending);
+    assert_eq!((job.priority, job.seq, job.owner.as_str()), (10, 1, "ann"));
+    assert_eq!(job.params["chunks"], 2);
+    assert_eq!(job.correlation_id.as_deref(), Some("c-0"));
+    assert!(job.run_at >= job.created_at + 600_000, "{job:?}");
+
+    let listed: Vec<String> = engine.jobs(Some("ann")).into_iter().map(|j| j.id).collect();
+    assert_eq!(listed, ids);
+    assert!(engine.jobs(Some("bob")).is_empty());
+    let stats = engine.stats();
+    assert_eq!(stats.by_status.get("pending"), Some(&3));
+    assert_eq!(stats.by_type.get("demo"), Some(&3));
+    assert_eq!(stats.queue_length, 3);
+
+    assert!(engine.may_access("ann", &ids[0]));
+    assert!(!engine.may_access("bob", &ids[0]));
+    assert_eq!(
+        engine
+            .control("bob", &ids[0], "cancel")
+            .await
+            .unwrap_err()
+            .code,
+        "not_found"
+    );
+    let paused = engine.control("ann", &ids[1], "pause").await.unwrap();
+    assert_eq!(paused.status, stompede::jobs::JobStatus::Paused);
+    let resumed = engine.control("ann", &ids[1], "resume").await.unwrap();
+    assert_eq!(resumed.status, stompede::jobs::JobStatus::Pending);
+    assert_eq!(
+        (resumed.seq, resumed.params["chunks"].as_u64()),
+        (3, Some(2))
+    );
+    let cancelled = engine.control("ann", &ids[2], "cancel").await.unwrap();
+    assert_eq!(cancelled.status, stompede::jobs::JobStatus::Cancelled);
+    assert_eq!(cancelled.correlation_id.as_deref(), Some("c-2"));
+    assert_eq!(engine.stats().queue_length, 2);
+}

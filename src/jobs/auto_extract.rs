@@ -43,21 +43,15 @@ impl JobEngine {
         profiles: &str,
     ) -> Result<(Job, bool), Rejection> {
         let wanted = profile_set(&json!(profiles));
-        let earlier = {
-            let state = self.lock();
-            state
-                .jobs
-                .values()
-                .filter(|job| {
-                    job.owner == user
-                        && job.job_type == JOB_TYPE
-                        && !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
-                        && job.params.get("sha256").and_then(Value::as_str) == Some(sha256)
-                        && job.params.get("profiles").map(profile_set).as_ref() == Some(&wanted)
-                })
-                .max_by(|a, b| a.id.cmp(&b.id))
-                .cloned()
-        };
+        let earlier = self
+            .jobs_of(Some(user), Some(JOB_TYPE))
+            .into_iter()
+            .filter(|job| {
+                !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
+                    && job.params.get("sha256").and_then(Value::as_str) == Some(sha256)
+                    && job.params.get("profiles").map(profile_set).as_ref() == Some(&wanted)
+            })
+            .max_by(|a, b| a.id.cmp(&b.id));
         if let Some(job) = earlier {
             return Ok((job, true));
         }

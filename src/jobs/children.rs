@@ -66,7 +66,7 @@ impl JobEngine {
         if state.running.get(id).is_none_or(|r| r.attempt != attempt) {
             return false;
         }
-        let Some(parent) = state.jobs.get(id).cloned() else {
+        let Some(parent) = state.jobs.get(id).map(std::borrow::Cow::into_owned) else {
             return false;
         };
         let mut commit = super::writer::Commit::default();
@@ -106,7 +106,7 @@ impl JobEngine {
             listed.push(json!({ "jobId": child.id, "jobType": child.job_type }));
             state.schedule.add(&child.id, child.priority, now, now);
             state.opened(&child.owner);
-            state.jobs.insert(child.id.clone(), child);
+            state.jobs.insert(child);
         }
         state.running.remove(id);
         let Some(job) = state.jobs.get_mut(id) else {
@@ -175,12 +175,10 @@ impl JobEngine {
         let Some(parent) = state.jobs.get(&parent_id) else {
             return;
         };
-        let all_done = parent.children.iter().all(|c| {
-            state
-                .jobs
-                .get(c)
-                .is_none_or(|child| child.status.is_finished())
-        });
+        let all_done = parent
+            .children
+            .iter()
+            .all(|c| state.jobs.status(c).is_none_or(JobStatus::is_finished));
         if parent.status != JobStatus::Waiting || !all_done {
             return;
         }
@@ -232,7 +230,8 @@ impl JobEngine {
     pub(super) fn requeue_orphaned_parents(&self, state: &mut State) {
         let waiting: Vec<String> = state
             .jobs
-            .values()
+            // Jobs waiting for their children are whole: only pending ones are compacted.
+            .whole()
             .filter(|j| j.status == JobStatus::Waiting)
             .map(|j| j.id.clone())
             .collect();

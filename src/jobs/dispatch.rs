@@ -17,19 +17,26 @@ impl JobEngine {
             let mut guard = self.lock();
             let state = &mut *guard;
             let jobs = &state.jobs;
-            let next_due = state
-                .schedule
-                .promote(now, |id| jobs.get(id).map(|j| j.priority));
+            let next_due = state.schedule.promote(now, |id| jobs.priority(id));
             loop {
                 let jobs = &state.jobs;
                 let types = &self.inner.types;
                 let Some(id) = state.schedule.take(self.inner.config.concurrency, |id| {
-                    let job = jobs.get(id)?;
-                    let limit = types.get(&job.job_type).and_then(|h| h.concurrency());
-                    Some((job.job_type.clone(), limit))
+                    let job_type = jobs.job_type(id)?;
+                    let limit = types.get(job_type).and_then(|h| h.concurrency());
+                    Some((job_type.to_owned(), limit))
                 }) else {
                     break;
                 };
+                // A waiting job is held compactly: read its record back now, once, for the
+                // worker (`table.rs`).
+                if state.jobs.get_mut(&id).is_none() {
+                    // Logged by the table; the job cannot run without its record.
+                    if let Some(job_type) = state.jobs.job_type(&id).map(str::to_owned) {
+                        state.schedule.finished(&job_type);
+                    }
+                    continue;
+                }
                 state.next_attempt += 1;
                 let attempt = now * 1_000 + state.next_attempt % 1_000;
                 state.running.insert(

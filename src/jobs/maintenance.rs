@@ -50,13 +50,18 @@ impl JobEngine {
 
     async fn expire_overdue(&self) {
         let cutoff = now_ms().saturating_sub(self.inner.config.deadline.as_millis() as u64);
-        let overdue: Vec<String> = self
-            .lock()
-            .jobs
-            .values()
-            .filter(|j| !j.status.is_finished() && j.created_at < cutoff)
-            .map(|j| j.id.clone())
-            .collect();
+        let overdue: Vec<String> = {
+            let state = self.lock();
+            let waiting = state.jobs.waiting().filter(|j| j.created_at < cutoff);
+            let whole = state
+                .jobs
+                .whole()
+                .filter(|j| !j.status.is_finished() && j.created_at < cutoff);
+            waiting
+                .map(|j| j.key.to_id())
+                .chain(whole.map(|j| j.id.clone()))
+                .collect()
+        };
         for id in overdue {
             let error =
                 JobError::permanent("expired", "the job did not finish before its deadline");
@@ -68,7 +73,7 @@ impl JobEngine {
     pub(super) async fn finish_failed(&self, id: &str, error: JobError) {
         {
             let mut state = self.lock();
-            let Some(job) = state.jobs.get(id).cloned() else {
+            let Some(job) = state.jobs.get(id).map(std::borrow::Cow::into_owned) else {
                 return;
             };
             if job.status.is_finished() {
@@ -103,7 +108,8 @@ impl JobEngine {
         let mut finished: Vec<(u64, String, JobStatus, Option<String>)> = self
             .lock()
             .jobs
-            .values()
+            .whole()
+            // Finished jobs are always whole: only pending ones are held compactly.
             .filter(|j| j.status.is_finished())
             .map(|j| {
                 (

@@ -31,6 +31,7 @@ mod recovery;
 mod scheduler;
 mod service;
 mod stats;
+mod table;
 pub(crate) mod timing;
 mod watch;
 mod webhooks;
@@ -51,6 +52,7 @@ use events::Event;
 use handler::JobTypes;
 
 use scheduler::Schedule;
+use table::JobTable;
 use writer::{Commit, Writer};
 
 pub use config::JobsConfig;
@@ -80,7 +82,8 @@ struct Running {
 
 #[derive(Debug, Default)]
 struct State {
-    jobs: HashMap<String, Job>,
+    /// Every job: whole, or (waiting ones) only what the scheduler needs (`table.rs`).
+    jobs: JobTable,
     running: HashMap<String, Running>,
     schedule: Schedule,
     next_attempt: u64,
@@ -212,11 +215,14 @@ impl JobEngine {
         let rates = crate::rate::RateLimits::new(config.submissions_per_second_per_user);
         let engine = JobEngine {
             inner: Arc::new(Inner {
-                store,
+                store: store.clone(),
                 types,
                 broker: broker.clone(),
                 config,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    jobs: JobTable::new(store),
+                    ..State::default()
+                }),
                 wake: Notify::new(),
                 writer,
                 rates,
@@ -233,6 +239,7 @@ impl JobEngine {
             engine.inner.store.clone(),
             broker,
             engine.inner.writer.unannounced().clone(),
+            engine.inner.writer.unapplied().clone(),
             shutdown,
         ));
         tracker.spawn(engine.clone().schedule_loop());
@@ -258,30 +265,54 @@ impl JobEngine {
 
     /// A job's current state.
     pub fn job(&self, id: &str) -> Option<Job> {
-        self.lock().jobs.get(id).cloned()
+        self.lock().jobs.get(id).map(std::borrow::Cow::into_owned)
     }
 
     /// Every job, or `owner`'s, in id order (the order they were submitted in).
     pub fn jobs(&self, owner: Option<&str>) -> Vec<Job> {
-        let mut jobs: Vec<Job> = self
-            .lock()
-            .jobs
-            .values()
-            .filter(|job| owner.is_none_or(|o| job.owner == o))
-            .cloned()
-            .collect();
+        self.jobs_of(owner, None)
+    }
+
+    /// Every job of `owner` (all owners when `None`) and of `job_type` (any when `None`), in
+    /// id order. Waiting jobs are read back from the store outside the state lock, so a long
+    /// listing does not hold up the engine (one changed meanwhile is listed as last stored).
+    pub(crate) fn jobs_of(&self, owner: Option<&str>, job_type: Option<&str>) -> Vec<Job> {
+        let (mut jobs, waiting, store) = {
+            let state = self.lock();
+            let jobs: Vec<Job> = state
+                .jobs
+                .whole()
+                .filter(|job| owner.is_none_or(|o| job.owner == o))
+                .filter(|job| job_type.is_none_or(|t| job.job_type == t))
+                .cloned()
+                .collect();
+            let waiting = state.jobs.waiting_ids(owner, job_type);
+            (jobs, waiting, state.jobs.store().cloned())
+        };
+        if let Some(store) = store {
+            for id in waiting {
+                match table::load(&store, &id) {
+                    Ok(Some(job)) => jobs.push(job),
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(job = %id, %error, "job not read back"),
+                }
+            }
+        }
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         jobs
     }
 
     /// Whether `user` may see and control job `id` (its owner, or an admin).
     pub fn may_access(&self, user: &str, id: &str) -> bool {
-        self.is_admin(user)
-            || self
-                .lock()
-                .jobs
-                .get(id)
-                .is_some_and(|job| job.owner == user)
+        self.is_admin(user) || self.lock().jobs.owner(id) == Some(user)
+    }
+
+    /// Keeps only job `id`'s index entry in memory if it is waiting (pending, not running)
+    /// and its latest record is applied to the store (`table.rs`). Call under the state lock.
+    fn compact(&self, state: &mut State, id: &str) {
+        if !state.running.contains_key(id) && self.inner.writer.applied(id) {
+            state.jobs.compact(id);
+        }
     }
 
     /// Whether `user` is a jobs admin.

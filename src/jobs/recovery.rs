@@ -1,8 +1,6 @@
 //! Start-up: the stored jobs read back, unfinished ones queued again from their last
 //! committed chunk.
 
-use std::sync::Arc;
-
 use super::model::{Job, JobStatus};
 use super::{idempotency_key, JobEngine};
 use crate::clock::now_ms;
@@ -15,6 +13,7 @@ impl JobEngine {
         let mut state = self.lock();
         let mut resumed = 0;
         for bytes in self.inner.store.jobs()? {
+            let bytes = bytes?;
             let mut job: Job = match serde_json::from_slice(&bytes) {
                 Ok(job) => job,
                 Err(error) => {
@@ -22,31 +21,7 @@ impl JobEngine {
                     continue;
                 }
             };
-            if !job.status.is_finished() {
-                if let Some(plan) = self.inner.store.plan(&job.id)? {
-                    match serde_json::from_slice(&plan) {
-                        Ok(plan) => job.chunks = Arc::new(plan),
-                        Err(error) => {
-                            tracing::error!(job = %job.id, %error, "unreadable plan: the job will be planned again")
-                        }
-                    }
-                }
-            }
-            if !job.status.is_finished() && !job.chunks.is_empty() {
-                // Chunk commits do not rewrite the job record: the checkpoint is the stored
-                // chunk results, and the last sequence number is in the event log.
-                job.chunks_done = self.inner.store.chunk_count(&job.id)?;
-                job.seq = job.seq.max(self.inner.store.last_seq(&job.id)?);
-                let done = job.chunks_done as usize;
-                job.progress.processed = job.chunks.iter().take(done).map(|c| c.units).sum();
-                job.progress.chunks_completed = job.chunks_done;
-                if job.progress.total > 0 {
-                    job.progress.percentage = (job.progress.processed as f64 * 1000.0
-                        / job.progress.total as f64)
-                        .round()
-                        / 10.0;
-                }
-            }
+            super::table::restore(&self.inner.store, &mut job)?;
             if job.status == JobStatus::Processing {
                 // Its worker died with the process: resume from the checkpoint.
                 job.status = JobStatus::Pending;
@@ -66,7 +41,11 @@ impl JobEngine {
             }
             // A delivery cut short by the stop goes on with the attempts it has left.
             self.queue_webhook(&job);
-            state.jobs.insert(job.id.clone(), job);
+            let id = job.id.clone();
+            state.jobs.insert(job);
+            // A pending job's record is the one just read (unless rewritten above, which
+            // `compact` sees): memory keeps only its index entry.
+            self.compact(&mut state, &id);
         }
         self.requeue_orphaned_parents(&mut state);
         for (id, record) in self.inner.store.tombstones()? {

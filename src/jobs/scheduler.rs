@@ -8,16 +8,20 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
-/// The pending jobs, indexed for the scheduler.
+use super::table::JobKey;
+
+/// The pending jobs, indexed for the scheduler. Ids are held as [`JobKey`]s (24 bytes, no
+/// allocation, for the engine's ULIDs) rather than `String`s (24 bytes and a 32-byte
+/// allocation each): every waiting job has its id here twice.
 #[derive(Debug, Default)]
 pub struct Schedule {
     /// Runnable now: (priority descending, arrival ascending = oldest first, id).
-    ready: BTreeSet<(Reverse<i64>, u64, String)>,
+    ready: BTreeSet<(Reverse<i64>, u64, JobKey)>,
     /// When each pending job was added (its arrival number).
-    arrival: HashMap<String, u64>,
+    arrival: HashMap<JobKey, u64>,
     next_arrival: u64,
     /// Waiting for their time: (run_at, id).
-    delayed: BTreeSet<(u64, String)>,
+    delayed: BTreeSet<(u64, JobKey)>,
     /// Running jobs per type.
     running: HashMap<String, usize>,
     running_total: usize,
@@ -26,25 +30,29 @@ pub struct Schedule {
 impl Schedule {
     /// Adds a pending job.
     pub fn add(&mut self, id: &str, priority: i64, run_at: u64, now: u64) {
-        let arrival = *self.arrival.entry(id.to_owned()).or_insert_with(|| {
+        let key = JobKey::of(id);
+        let arrival = *self.arrival.entry(key.clone()).or_insert_with(|| {
             self.next_arrival += 1;
             self.next_arrival
         });
         if run_at > now {
-            self.delayed.insert((run_at, id.to_owned()));
+            self.delayed.insert((run_at, key));
         } else {
-            self.ready
-                .insert((Reverse(priority), arrival, id.to_owned()));
+            self.ready.insert((Reverse(priority), arrival, key));
         }
     }
 
     /// Removes a job that is no longer pending.
     pub fn remove(&mut self, id: &str, priority: i64, run_at: u64) {
-        if let Some(arrival) = self.arrival.remove(id) {
-            self.ready
-                .remove(&(Reverse(priority), arrival, id.to_owned()));
+        let key = JobKey::of(id);
+        if let Some(arrival) = self.arrival.remove(&key) {
+            let entry = (Reverse(priority), arrival, key);
+            self.ready.remove(&entry);
+            let (_, _, key) = entry;
+            self.delayed.remove(&(run_at, key));
+        } else {
+            self.delayed.remove(&(run_at, key));
         }
-        self.delayed.remove(&(run_at, id.to_owned()));
     }
 
     /// Moves delayed jobs whose time has come to the ready set; `priority_of` looks their
@@ -54,13 +62,13 @@ impl Schedule {
             if *run_at > now {
                 return Some(*run_at);
             }
-            if let Some((_, id)) = self.delayed.pop_first() {
-                match (priority_of(&id), self.arrival.get(&id)) {
+            if let Some((_, key)) = self.delayed.pop_first() {
+                match (priority_of(&key.to_id()), self.arrival.get(&key)) {
                     (Some(priority), Some(&arrival)) => {
-                        self.ready.insert((Reverse(priority), arrival, id));
+                        self.ready.insert((Reverse(priority), arrival, key));
                     }
                     _ => {
-                        self.arrival.remove(&id);
+                        self.arrival.remove(&key);
                     }
                 }
             }
@@ -78,14 +86,14 @@ impl Schedule {
             return None;
         }
         let pick = self.ready.iter().find_map(|entry| {
-            let (job_type, limit) = type_of(&entry.2)?;
+            let id = entry.2.to_id();
+            let (job_type, limit) = type_of(&id)?;
             let running = self.running.get(&job_type).copied().unwrap_or(0);
-            (limit.is_none_or(|l| running < l)).then(|| (entry.clone(), job_type))
+            (limit.is_none_or(|l| running < l)).then(|| (entry.clone(), id, job_type))
         })?;
-        let (entry, job_type) = pick;
+        let (entry, id, job_type) = pick;
         self.ready.remove(&entry);
         self.arrival.remove(&entry.2);
-        let id = entry.2;
         *self.running.entry(job_type).or_default() += 1;
         self.running_total += 1;
         Some(id)

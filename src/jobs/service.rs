@@ -285,7 +285,7 @@ impl JobEngine {
                     .get(&idempotency_key(user, key))
                     .and_then(|id| state.jobs.get(id));
                 if let Some(existing) = existing {
-                    return Ok(existing.clone());
+                    return Ok(existing.into_owned());
                 }
             }
             let queued = state.unfinished.get(user).copied().unwrap_or(0);
@@ -312,7 +312,7 @@ impl JobEngine {
                     .idempotency
                     .insert(idempotency_key(user, key), job.id.clone());
             }
-            state.jobs.insert(job.id.clone(), job.clone());
+            state.jobs.insert(job.clone());
             committed
         };
         self.inner.wake.notify_one();
@@ -321,6 +321,11 @@ impl JobEngine {
             .await
             .unwrap_or(Err(super::writer::EngineStopped))
             .map_err(|stopped| reject("store_failure", stopped.to_string()))?;
+        // Its record is in the store now: while it waits, memory keeps only its index entry.
+        {
+            let mut state = self.lock();
+            self.compact(&mut state, &job.id);
+        }
         Ok(job)
     }
 
@@ -345,7 +350,7 @@ impl JobEngine {
         let key = idempotency_key(user, key?);
         let state = self.lock();
         let id = state.idempotency.get(&key)?;
-        state.jobs.get(id).cloned()
+        state.jobs.get(id).map(std::borrow::Cow::into_owned)
     }
 
     /// Applies a control action for `user`.
@@ -365,12 +370,7 @@ impl JobEngine {
                 .map(|job| {
                     job.children
                         .iter()
-                        .filter(|c| {
-                            state
-                                .jobs
-                                .get(*c)
-                                .is_some_and(|c| c.status == JobStatus::Completed)
-                        })
+                        .filter(|c| state.jobs.status(c) == Some(JobStatus::Completed))
                         .cloned()
                         .collect()
                 })

@@ -38,7 +38,11 @@ impl JobEngine {
         };
         let mut times = Vec::new();
         let (mut completed, mut failed) = (0usize, 0usize);
-        for job in state.jobs.values() {
+        for job in state.jobs.waiting() {
+            *stats.by_status.entry("pending".to_owned()).or_default() += 1;
+            *stats.by_type.entry(job.job_type.to_owned()).or_default() += 1;
+        }
+        for job in state.jobs.whole() {
             *stats
                 .by_status
                 .entry(job.status.as_str().to_owned())

@@ -534,12 +534,13 @@ impl JobEngine {
                     json!({ "code": error.code, "message": error.message, "attempts": job.attempts }),
                 )
             };
-            if let Some(job) = state.jobs.get(id) {
-                self.save(job, vec![event]);
-                if job.status.is_finished() {
-                    self.cancel_children(&mut state, id, "system");
-                    self.child_finished(&mut state, id);
-                }
+            let finished = state.jobs.get(id).map(|job| {
+                self.save(&job, vec![event]);
+                job.status.is_finished()
+            });
+            if finished == Some(true) {
+                self.cancel_children(&mut state, id, "system");
+                self.child_finished(&mut state, id);
             }
         }
         self.inner.wake.notify_one();

@@ -15,7 +15,7 @@
 //! is announced (no RECEIPT, no CHUNK_COMPLETED, no JOB_COMPLETED) before it is on disk; jobs
 //! wait meanwhile, with their workers held by the bounded room for commits.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,12 +80,51 @@ impl Unannounced {
     }
 }
 
+/// Job records queued but not yet applied to the store, counted by job id: a job may only
+/// be dropped from memory for its stored record (`table.rs`) once none of its records waits
+/// here, or reading it back would give an older state.
+#[derive(Debug, Default)]
+pub(super) struct Unapplied(Mutex<HashMap<String, usize>>);
+
+impl Unapplied {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn queued(&self, writes: &[JobWrite]) {
+        let mut ids = None;
+        for write in writes {
+            if let JobWrite::Job { id, .. } = write {
+                *ids.get_or_insert_with(|| self.lock())
+                    .entry(id.clone())
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    fn applied(&self, writes: &[JobWrite]) {
+        let mut ids = None;
+        for write in writes {
+            if let JobWrite::Job { id, .. } = write {
+                let ids = ids.get_or_insert_with(|| self.lock());
+                if let Some(n) = ids.get_mut(id.as_str()) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        ids.remove(id.as_str());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The sending side, held by the engine.
 #[derive(Debug)]
 pub(super) struct Writer {
     queue: mpsc::UnboundedSender<Commit>,
     room: Arc<Semaphore>,
     unannounced: Arc<Unannounced>,
+    unapplied: Arc<Unapplied>,
 }
 
 impl Writer {
@@ -96,6 +135,7 @@ impl Writer {
             queue,
             room: Arc::new(Semaphore::new(IN_FLIGHT)),
             unannounced: Arc::default(),
+            unapplied: Arc::default(),
         };
         (writer, receiver)
     }
@@ -103,6 +143,17 @@ impl Writer {
     /// The events queued but not yet published (shared with [`run`]).
     pub fn unannounced(&self) -> &Arc<Unannounced> {
         &self.unannounced
+    }
+
+    /// The job records queued but not yet applied (shared with [`run`]).
+    pub fn unapplied(&self) -> &Arc<Unapplied> {
+        &self.unapplied
+    }
+
+    /// Whether every record of job `id` queued so far is applied to the store (readable
+    /// there, if not yet durable).
+    pub fn applied(&self, id: &str) -> bool {
+        !self.unapplied.lock().contains_key(id)
     }
 
     /// Waits until another commit may be queued; hold the permit until [`Writer::queue`].
@@ -117,6 +168,7 @@ impl Writer {
 
     /// Queues `commit` (call under the state lock to keep the engine's order).
     pub fn queue(&self, commit: Commit) {
+        self.unapplied.queued(&commit.writes);
         if !commit.events.is_empty() {
             let mut pending = self.unannounced.events();
             for event in &commit.events {
@@ -157,6 +209,7 @@ pub(super) async fn run(
     store: JobStore,
     broker: Broker,
     unannounced: Arc<Unannounced>,
+    unapplied: Arc<Unapplied>,
     shutdown: CancellationToken,
 ) {
     let (applied, to_announce) = mpsc::channel(2);
@@ -166,6 +219,7 @@ pub(super) async fn run(
             queue,
             store.clone(),
             applied,
+            unapplied,
             turn.clone(),
             shutdown.clone()
         ),
@@ -177,6 +231,7 @@ async fn apply_stage(
     mut queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
     applied: mpsc::Sender<Applied>,
+    unapplied: Arc<Unapplied>,
     turn: Turn,
     shutdown: CancellationToken,
 ) {
@@ -209,7 +264,10 @@ async fn apply_stage(
             let (unwritten, outcome) = apply(&store, writes).await;
             writes = unwritten;
             match outcome {
-                Ok(()) => break,
+                Ok(()) => {
+                    unapplied.applied(&writes);
+                    break;
+                }
                 Err(error) => {
                     // Shutting down with a disk that stays full or read-only: these changes
                     // cannot be stored, so they are not announced, and their submitters hear

@@ -261,12 +261,12 @@ fn split_key(key: &[u8]) -> Option<(&str, u64)> {
     Some((name, seq))
 }
 
-/// The store's page cache by default, in MiB: sled's own default, which keeps every page
-/// written in memory. A smaller cache lowers the memory per waiting job (4,040 bytes of RSS
-/// per delayed job with this one, 2,711 with 8 MiB, for 32,000 jobs); what it costs when the
-/// engine's updates must page evicted leaves back in is not measured yet, so it is an option
-/// (`store-cache-mib`), not the default.
-pub const DEFAULT_CACHE_MIB: u64 = 1024;
+/// The store's page cache by default, in MiB. sled's own default (1 GiB) keeps every page
+/// written in memory: with 100,000 delayed jobs that was about 950 bytes of RSS per job, more
+/// than anything else in the server. Pages beyond this are read back from the log when needed;
+/// in the jobs benchmark (issue #25, BENCHMARKS.md) 8 MiB left the submission and completion
+/// rates within the run-to-run noise. `store-cache-mib` raises it.
+pub const DEFAULT_CACHE_MIB: u64 = 8;
 
 impl Store {
     /// [`Store::open_with_cache`] with the default page cache (for tests).
