@@ -55,6 +55,10 @@ struct Args {
     /// The verdict's bound on RSS growth between the first and last third after warm-up.
     #[arg(long, default_value_t = 10.0)]
     max_growth_pct: f64,
+    /// Leave a part of the load out (repeatable: topic, queue, churn, jobs, health), to find
+    /// which part a growth comes with.
+    #[arg(long, value_enum)]
+    without: Vec<Part>,
     /// The stompede binary (default: this workspace's, as `cargo bench` built it).
     #[arg(long)]
     spawn: Option<PathBuf>,
@@ -64,6 +68,23 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// The parts of the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Topic,
+    Queue,
+    Churn,
+    Jobs,
+    Health,
+}
+
+/// Stands in for a part left out: runs until the load stops.
+async fn idle(stop: Stop) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn main() -> ExitCode {
@@ -113,14 +134,20 @@ async fn soak(
     ws: String,
     http: SocketAddr,
 ) -> Result<bool> {
-    let subscribers = args.tcp_subscribers + args.ws_subscribers;
+    let on = |part: Part| !args.without.contains(&part);
+    let (tcp_subscribers, ws_subscribers) = if on(Part::Topic) {
+        (args.tcp_subscribers, args.ws_subscribers)
+    } else {
+        (0, 0)
+    };
+    let subscribers = tcp_subscribers + ws_subscribers;
     let ledger: Shared = Arc::new(Ledger::new(subscribers));
     let stop: Stop = Arc::new(AtomicBool::new(false));
 
     let (ready, mut subscribed) = tokio::sync::mpsc::channel(subscribers.max(1));
     let mut steady = Vec::new();
     for i in 0..subscribers {
-        steady.push(if i < args.tcp_subscribers {
+        steady.push(if i < tcp_subscribers {
             tokio::spawn(load::tcp_subscriber(
                 stomp,
                 ledger.clone(),
@@ -142,18 +169,48 @@ async fn soak(
             .await
             .context("steady subscribers not subscribed within 30 s")?;
     }
-    steady.push(tokio::spawn(load::queue_consumer(stomp, ledger.clone())));
+    if on(Part::Queue) {
+        steady.push(tokio::spawn(load::queue_consumer(stomp, ledger.clone())));
+    }
 
-    let publisher = tokio::spawn(load::topic_publisher(
-        stomp,
-        ledger.clone(),
-        stop.clone(),
-        args.rate,
-    ));
-    let producer = tokio::spawn(load::queue_producer(stomp, ledger.clone(), stop.clone()));
-    let churn = tokio::spawn(load::churn(stomp, ws, ledger.clone(), stop.clone()));
-    let jobs = tokio::spawn(load::jobs(stomp, ledger.clone(), stop.clone()));
-    let health = tokio::spawn(load::health(http, ledger.clone(), stop.clone()));
+    let publisher = if on(Part::Topic) {
+        tokio::spawn(load::topic_publisher(
+            stomp,
+            ledger.clone(),
+            stop.clone(),
+            args.rate,
+        ))
+    } else {
+        tokio::spawn(idle(stop.clone()))
+    };
+    let producer = if on(Part::Queue) {
+        tokio::spawn(load::queue_producer(stomp, ledger.clone(), stop.clone()))
+    } else {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            idle(stop).await;
+            Ok(())
+        })
+    };
+    let churn = if on(Part::Churn) {
+        tokio::spawn(load::churn(stomp, ws, ledger.clone(), stop.clone()))
+    } else {
+        tokio::spawn(idle(stop.clone()))
+    };
+    let jobs = if on(Part::Jobs) {
+        tokio::spawn(load::jobs(stomp, ledger.clone(), stop.clone()))
+    } else {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            idle(stop).await;
+            Ok(())
+        })
+    };
+    let health = if on(Part::Health) {
+        tokio::spawn(load::health(http, ledger.clone(), stop.clone()))
+    } else {
+        tokio::spawn(idle(stop.clone()))
+    };
 
     let ticks = broker::clock_ticks();
     let started = Instant::now();
