@@ -55,6 +55,9 @@ pub(crate) mod clock;
 pub mod config;
 pub(crate) mod context;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http;
 pub mod jobs;
 pub(crate) mod local;

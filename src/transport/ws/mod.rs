@@ -11,6 +11,8 @@
 
 pub mod echo;
 pub(crate) mod frame;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 pub(crate) mod upgrade;
 
 pub use upgrade::router;
