@@ -61,6 +61,9 @@ pub mod cluster;
 pub mod config;
 pub(crate) mod context;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod http;
 pub mod jobs;
 pub(crate) mod local;

@@ -336,6 +336,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's shared state, for the fuzz targets' in-process sessions.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn context(&self) -> &Arc<ServerContext> {
+        &self.ctx
+    }
+
     /// The router, to publish from the embedding application.
     pub fn broker(&self) -> &Broker {
         &self.ctx.broker

@@ -5,7 +5,7 @@ mod extract;
 pub(crate) mod input;
 pub mod memory;
 pub(crate) mod ocr;
-mod reconcile;
+pub(crate) mod reconcile;
 
 pub use extract::Extract;
 pub use ocr::Ocr;

@@ -20,6 +20,8 @@
 //! are read again from the input files by the chunk that needs them.
 
 mod compare;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod matching;
 mod output;
 mod params;

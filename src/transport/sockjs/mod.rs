@@ -32,7 +32,7 @@ mod receiver;
 mod send;
 mod session;
 pub(crate) mod stomp;
-mod websocket;
+pub(crate) mod websocket;
 
 pub use connection::Connection;
 pub use session::Closed;

@@ -323,6 +323,75 @@ impl Messages {
     }
 }
 
+/// The reader as the fuzz targets drive it (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing {
+    use bytes::BytesMut;
+
+    use super::{Framing, Messages};
+
+    /// What the reader made of a stream.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct SockJsRead {
+        /// The application messages, in order.
+        pub messages: Vec<String>,
+        /// The frames written back (pongs, a close), encoded.
+        pub out: Vec<u8>,
+        /// `Some(true)` when the client closed, `Some(false)` when the connection failed,
+        /// `None` when the input ended first.
+        pub closed: Option<bool>,
+        /// The close code of a failure that has one.
+        pub fail: Option<u16>,
+        /// The most bytes the reader held at once.
+        pub most_buffered: usize,
+    }
+
+    /// Feeds `pieces` to the reader one read at a time, taking events after each read as the
+    /// connection's task does; `sockjs` for SockJS framing (JSON arrays in text messages),
+    /// otherwise one application message per WebSocket message.
+    pub fn sockjs_messages(pieces: &[Vec<u8>], max_message: usize, sockjs: bool) -> SockJsRead {
+        let framing = if sockjs {
+            Framing::SockJs
+        } else {
+            Framing::Raw
+        };
+        let mut input = Messages {
+            buf: BytesMut::new(),
+            message: None,
+            max: max_message,
+        };
+        let mut read = SockJsRead {
+            messages: Vec::new(),
+            out: Vec::new(),
+            closed: None,
+            fail: None,
+            most_buffered: 0,
+        };
+        let mut out = BytesMut::new();
+        for piece in pieces.iter().filter(|p| !p.is_empty()) {
+            input.buf.extend_from_slice(piece);
+            let result = input.take_events(framing, &mut read.messages, &mut out);
+            read.most_buffered = read
+                .most_buffered
+                .max(input.buf.len() + input.message.as_ref().map_or(0, Vec::len));
+            match result {
+                Ok(true) => {}
+                Ok(false) => {
+                    read.closed = Some(true);
+                    break;
+                }
+                Err(fail) => {
+                    read.closed = Some(false);
+                    read.fail = fail.map(|f| f.code);
+                    break;
+                }
+            }
+        }
+        read.out = out.to_vec();
+        read
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -11,6 +11,8 @@
 
 pub mod echo;
 pub(crate) mod frame;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 pub(crate) mod upgrade;
 
 pub use upgrade::router;
@@ -318,10 +320,13 @@ impl<R> WsSource<R> {
     }
 
     /// The connection failed (section 7.1.7): the close code is left for the sink, nothing
-    /// more is read.
+    /// more is read, and nothing already taken from the failed message is handed on (its
+    /// bytes may hold whole STOMP frames before the bad ones).
     fn failed(&mut self, fail: Fail) -> io::Error {
         self.shared.lock().close = Some(fail.code);
         self.closed = true;
+        self.stomp = BytesMut::new();
+        self.message_ended = false;
         io::Error::new(io::ErrorKind::InvalidData, fail)
     }
 
@@ -787,6 +792,27 @@ mod tests {
             let (_, error) = drain(&mut source).await;
             assert!(error.is_some(), "case {i}");
             assert_eq!(source.shared.lock().close, Some(expected), "case {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_of_a_failed_message_is_read_after_the_failure() {
+        // Found by the fuzz target `ws`: a text message holding a whole SEND and then the
+        // start of a character it never finishes fails; the SEND must not come out of the
+        // next read, nor a decoding error of the bytes after it.
+        for tail in [&b"\xe2\x82"[..], b"SENw\xe2"] {
+            let mut payload = b"SEND\ndestination:/q\n\nab\0".to_vec();
+            payload.extend_from_slice(tail);
+            let wire = client_frame(true, TEXT, &payload, [1, 2, 3, 4]);
+            let mut source = source(vec![wire], 1 << 20);
+            let mut decoder = Decoder::new(Limits::default());
+            let error = source.next(&mut decoder).await.unwrap_err();
+            assert!(error.to_string().contains("inside a character"), "{error}");
+            assert!(
+                matches!(source.next(&mut decoder).await, Ok(None)),
+                "read on after the failure"
+            );
+            assert_eq!(source.shared.lock().close, Some(code::INVALID_DATA));
         }
     }
 

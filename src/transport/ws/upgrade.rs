@@ -30,7 +30,7 @@ const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// A source and a sink over the two halves of one upgraded connection; `already_read` is
 /// what the HTTP server read past the request head.
-fn source_and_sink<R, W>(
+pub(super) fn source_and_sink<R, W>(
     read: R,
     write: W,
     already_read: Bytes,

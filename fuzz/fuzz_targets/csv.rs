@@ -1,0 +1,12 @@
+//! Fuzz target, the reconcile CSV reader: see `../harness/csv.rs` for what the input holds and what is checked (the same
+//! oracle replays the corpus in `tests/fuzz_corpus.rs`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../harness/csv.rs"]
+mod harness;
+
+fuzz_target!(|data: &[u8]| {
+    harness::run(data);
+});
