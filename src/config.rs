@@ -108,7 +108,8 @@ pub struct Config {
     /// Default time to live of queue messages, in ms, by queue name or pattern.
     pub queue_ttl_ms: BTreeMap<String, u64>,
     /// `sync`: a RECEIPT for a persistent message or a receipted ACK means it is on disk.
-    /// `periodic`: RECEIPTs go out at once and the store is flushed every `flush-interval-ms`.
+    /// `periodic`: RECEIPTs go out at once; sled `fsync`s its log every `flush-interval-ms`
+    /// and the store syncs the rest (large values' blob files) about once a second.
     pub durability: Durability,
     /// How often the store is flushed in the background, in ms.
     pub flush_interval_ms: u64,

@@ -2,14 +2,16 @@
 //! [`Store::commit_own`](super::Store::commit_own) and
 //! [`Store::commit_since`](super::Store::commit_since) share flushes.
 //!
-//! A flush costs about the same whether it carries one write or a hundred (on a virtual disk,
-//! hundreds of microseconds, much of it CPU in the kernel), so flushing again the moment the
-//! first released caller is back makes many small flushes that starve the callers of CPU; and
-//! a flush keeps the CPU idle while it waits for the disk, so waiting for every caller before
-//! each flush leaves the CPU idle for as long. The committer does neither: it treats the
-//! callers as two cohorts. It starts a flush once half of the callers seen lately are waiting
-//! and not covered by a flush already running (at most two run at once), so one cohort's
-//! flush overlaps the other cohort's work. A lone caller is flushed at once; a caller never
+//! A flush, with the sync that makes it durable (`durable.rs`), costs about the same whether
+//! it carries one write or a hundred (on a virtual disk, hundreds of microseconds for sled's
+//! write, much of it CPU in the kernel, then milliseconds for the `fdatasync`, which waits for
+//! the file system's journal), so flushing again the moment the first released caller is back
+//! makes many small flushes that starve the callers of CPU; and a flush keeps the CPU idle
+//! while it waits for the disk, so waiting for every caller before each flush leaves the CPU
+//! idle for as long. The committer does neither: it treats the callers as two cohorts. It
+//! starts a flush once half of the callers seen lately are waiting and not covered by a flush
+//! already running (at most two run at once), so one cohort's flush overlaps the other
+//! cohort's work. A lone caller is flushed at once; a caller never
 //! waits more than [`MAX_GATHER`] for others to join.
 
 use std::sync::atomic::Ordering;
@@ -20,6 +22,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::durable::LogSync;
 use super::{describe, Health, Inner};
 
 /// The longest a waiting caller's flush is held back for others to join.
@@ -70,8 +73,8 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                         started_through = written;
                         covered_arrivals = arrivals;
                         gathering_since = None;
-                        let db = trees.db.clone();
-                        flights.spawn_blocking(move || (flight, db.flush().map(|_| ())));
+                        let (db, durable) = (trees.db.clone(), trees.durable.clone());
+                        flights.spawn_blocking(move || (flight, flush(&db, &durable)));
                         continue;
                     }
                 }
@@ -96,7 +99,8 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                 match done {
                     Ok((flight, Ok(()))) => {
                         // sled makes its log stable in order: a finished flush covers every
-                        // write before its start, whichever flight finished first.
+                        // write before its start, whichever flight finished first; and the
+                        // sync after it covers all that was flushed before the sync began.
                         inner
                             .flushed
                             .send_modify(|done| *done = (*done).max(flight.target));
@@ -127,9 +131,9 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                     if behind && *inner.health.borrow() == Health::Available {
                         if let Ok(trees) = inner.trees() {
                             started_through = written;
-                            let db = trees.db.clone();
+                            let (db, durable) = (trees.db.clone(), trees.durable.clone());
                             flights.spawn_blocking(move || {
-                                (Flight { target: written }, db.flush().map(|_| ()))
+                                (Flight { target: written }, flush(&db, &durable))
                             });
                         }
                     }
@@ -137,6 +141,13 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
             }
         }
     }
+}
+
+/// Flushes `db` and makes what it wrote durable: sled's flush only hands the log to the disk
+/// with `sync_file_range`, and a crash can still lose it (see `durable.rs`).
+fn flush(db: &sled::Db, durable: &LogSync) -> Result<(), sled::Error> {
+    db.flush()?;
+    durable.sync().map_err(sled::Error::Io)
 }
 
 /// The most callers seen waiting at once lately: an estimate of how many write concurrently.

@@ -4,7 +4,8 @@
 //! Writes go to sled at once (in memory, ordered); [`Store::commit_since`] waits until
 //! everything written before the call is on disk ([`Store::commit_own`]: a session's own
 //! writes). One committer task flushes for every caller waiting
-//! (group commit, see `commit.rs`). The store knows nothing of the broker: it keeps bytes under
+//! (group commit, see `commit.rs`), and syncs after each flush: sled's `flush()` alone leaves
+//! a crash of the machine able to lose it (`durable.rs`). The store knows nothing of the broker: it keeps bytes under
 //! keys.
 //!
 //! A full or read-only disk: sled 0.34 keeps the first I/O error of a log write as a global
@@ -17,6 +18,7 @@
 //! commit ever reports them durable.
 
 mod commit;
+mod durable;
 pub mod jobs;
 mod record;
 mod supervise;
@@ -52,11 +54,14 @@ pub async fn own_writes<F: Future>(work: F) -> F::Output {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Durability {
-    /// A RECEIPT means the data is on disk (flushed before replying, shared by concurrent
-    /// writers).
+    /// A RECEIPT means the data is on disk: flushed and then synced (`fdatasync` of sled's log
+    /// and of any new blob file) before replying, one flush and sync shared by concurrent
+    /// writers (see `durable.rs`).
     Sync,
-    /// RECEIPTs go out at once; the store is flushed every `flush-interval-ms`. A crash of the
-    /// process or the machine loses what was written since the last flush.
+    /// RECEIPTs go out at once. sled's own thread `fsync`s its log every `flush-interval-ms`,
+    /// and the committer flushes and syncs (blob files too) what nobody waited for about once
+    /// a second. A crash of the process loses what sled had not yet written; a crash of the
+    /// machine, what was written since the last sync.
     Periodic,
 }
 
@@ -153,6 +158,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Trees {
     db: sled::Db,
+    /// Makes what `db.flush()` wrote durable (sled's flush alone does not: see `durable.rs`).
+    durable: Arc<durable::LogSync>,
     messages: sled::Tree,
     deliveries: sled::Tree,
     subscriptions: sled::Tree,
@@ -167,6 +174,8 @@ impl Trees {
             // Our committer decides when to flush; sled's own timer only backs it up.
             .flush_every_ms(Some(flush_interval.as_millis().max(1) as u64))
             .open()?;
+        // Opened before any write we promise, so that it sees every write-back error after.
+        let durable = Arc::new(durable::LogSync::open(dir).map_err(sled::Error::Io)?);
         match db.get(FORMAT_KEY)? {
             Some(found) if &*found != FORMAT.as_bytes() => {
                 return Err(StoreError::Incompatible {
@@ -180,7 +189,10 @@ impl Trees {
                 db.flush()?;
             }
         }
+        // What recovery wrote, and the format, are on disk before anything else is stored.
+        durable.sync().map_err(sled::Error::Io)?;
         Ok(Trees {
+            durable,
             messages: db.open_tree("messages")?,
             deliveries: db.open_tree("deliveries")?,
             subscriptions: db.open_tree("durable-subscriptions")?,
