@@ -132,7 +132,11 @@ cargo test --workspace --doc --no-fail-fast || failed+=("cargo test --workspace 
 # Licences, banned crates and sources (deny.toml), when cargo-deny is installed: it is a
 # maintainer's tool, a long build to install, and its advisory check needs GitHub.
 if command -v cargo-deny >/dev/null 2>&1; then
-  say "cargo deny --offline check licenses bans sources"
+  # Every platform's crates must be in the local cache for `cargo metadata` (macOS's
+  # security-framework, behind async-nats, is never built here): fetched first, then checked
+  # offline.
+  say "cargo fetch --locked; cargo deny --offline check licenses bans sources"
+  cargo fetch --locked || failed+=("cargo fetch")
   cargo deny --offline check licenses bans sources || failed+=("cargo deny")
 else
   say "cargo-deny is not installed: licences and sources not checked (cargo install cargo-deny --locked)"
