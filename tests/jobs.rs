@@ -532,6 +532,52 @@ async fn bad_submissions_are_rejected_without_closing_the_session() {
     .await;
 }
 
+/// The per-user quota counts the jobs still to finish: completed, failed and cancelled ones
+/// give their place back, so a user may run any number of jobs over time, a few at a time.
+#[tokio::test]
+async fn the_per_user_quota_counts_only_unfinished_jobs() {
+    let s = start(|c| c.job_max_queued_per_user = 2).await;
+    let mut ann = watcher(s.addr(), "ann").await;
+    // More finished jobs than the quota: each ends before the next is submitted.
+    for round in 0..3 {
+        let mut early = Vec::new();
+        let done = submit(
+            &mut ann,
+            submit_frame(r#"{"chunks":1,"mibPerChunk":0}"#),
+            &mut early,
+        )
+        .await;
+        events_until(&mut ann, &done, "JOB_COMPLETED", early).await;
+        let mut early = Vec::new();
+        let failing = submit_frame(r#"{"chunks":1,"mibPerChunk":0,"failChunk":0,"failTimes":9}"#)
+            .header("max-attempts", "1");
+        let failed = submit(&mut ann, failing, &mut early).await;
+        let events = events_until(&mut ann, &failed, "JOB_FAILED", early).await;
+        assert_eq!(names(&events).last(), Some(&"JOB_FAILED"), "round {round}");
+    }
+    // Two jobs held an hour fill the quota; a third is refused with the reason.
+    let held = || submit_frame(r#"{"chunks":1,"mibPerChunk":0}"#).header("delay", "3600000");
+    let first = submit(&mut ann, held(), &mut Vec::new()).await;
+    submit(&mut ann, held(), &mut Vec::new()).await;
+    ann.send(held().header("receipt", "over")).await;
+    let refused = loop {
+        let frame = ann.frame().await;
+        assert_ne!(
+            frame.command,
+            Command::Receipt,
+            "a job over the quota was accepted"
+        );
+        if frame.get("event") == Some("JOB_REJECTED") {
+            break frame;
+        }
+    };
+    assert_eq!(body(&refused)["code"], "quota_exceeded");
+    // A cancelled job gives its place back.
+    control(&mut ann, &first, "cancel").await;
+    events_until(&mut ann, &first, "JOB_CANCELLED", Vec::new()).await;
+    submit(&mut ann, held(), &mut Vec::new()).await;
+}
+
 #[tokio::test]
 async fn a_job_past_its_deadline_fails_as_expired_and_finished_jobs_are_removed() {
     let s = start(|c| {

@@ -471,6 +471,7 @@ async fn merge(
         };
         job.status = JobStatus::Completed;
         job.completed_at = Some(now_ms());
+        let owner = job.owner.clone();
         job.run_ms += started.elapsed().as_millis() as u64;
         job.progress.percentage = 100.0;
         job.result = Some(merged.clone());
@@ -481,6 +482,7 @@ async fn merge(
             json!({ "result": merged, "executionTimeMs": execution, "attempts": job.attempts }),
         );
         engine.save(job, vec![event]);
+        state.closed(&owner);
         engine.child_finished(&mut state, id);
     }
 }
@@ -534,11 +536,12 @@ impl JobEngine {
                     json!({ "code": error.code, "message": error.message, "attempts": job.attempts }),
                 )
             };
-            let finished = state.jobs.get(id).map(|job| {
+            let finished = state.jobs.get(id).and_then(|job| {
                 self.save(&job, vec![event]);
-                job.status.is_finished()
+                job.status.is_finished().then(|| job.owner.clone())
             });
-            if finished == Some(true) {
+            if let Some(owner) = finished {
+                state.closed(&owner);
                 self.cancel_children(&mut state, id, "system");
                 self.child_finished(&mut state, id);
             }
