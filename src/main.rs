@@ -13,7 +13,9 @@ use stompede::{BrokerBuilder, Config};
 use tracing_subscriber::EnvFilter;
 
 // sled and the broker allocate per record and per message; glibc's malloc spent a third of the
-// job engine's time in `_int_malloc`/`malloc_consolidate` (see BENCHMARKS.md).
+// job engine's time in `_int_malloc`/`malloc_consolidate` (see BENCHMARKS.md). Heap profilers
+// (heaptrack, valgrind's massif) see only the system allocator: `--features system-allocator`.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
