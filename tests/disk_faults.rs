@@ -277,17 +277,9 @@ async fn ready(server: &Server) -> (u16, String) {
 }
 
 async fn submit_job(server: &Server, chunks: u64, delay_ms: u64) -> (u16, Value) {
-    let body = json!({
-        "type": "demo",
-        "params": { "chunks": chunks, "mibPerChunk": 0, "chunkDelayMs": delay_ms },
-    });
-    let (status, text) = http(
-        reqwest::Method::POST,
-        &format!("{}/api/jobs", server.http),
-        Some(("application/json", body.to_string().into_bytes())),
-    )
-    .await;
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    submit_job_at(&server.http, chunks, delay_ms)
+        .await
+        .expect("no answer to a job submission")
 }
 
 async fn upload(server: &Server) -> (u16, Value) {
@@ -769,11 +761,14 @@ async fn a_read_only_disk_refuses_durable_work_and_recovers_when_writable_again(
 const ABORT_ROUNDS: usize = 3;
 /// Producers sending receipted persistent messages at once while the file system aborts.
 const ABORT_PRODUCERS: usize = 4;
+/// Callers submitting jobs at once meanwhile, each awaiting its answer.
+const ABORT_SUBMITTERS: usize = 2;
 
 /// The aborted file system, as [`a_read_only_disk_refuses_durable_work_and_recovers_when_writable_again`]
 /// makes it, but with receipted persistent SENDs in flight at the moment of the abort: every
 /// message whose RECEIPT arrived must be there once the file system is mounted again and the
-/// server restarted. An ext4 abort keeps what reached the disk and drops the journal's
+/// server restarted; and so must every job whose submission was accepted meanwhile (the job
+/// writer's batches, committed while the batch before them still syncs). An ext4 abort keeps what reached the disk and drops the journal's
 /// uncommitted transaction, as a power loss would: before the store synced the log after each
 /// flush (sled's flush ends with `sync_file_range`, which leaves a grown log file's size to the
 /// next journal commit), the last receipted messages were missing in 3 of 6 runs.
@@ -816,6 +811,27 @@ async fn every_receipt_survives_an_aborted_file_system() {
                 }
             });
         }
+        // Job submissions flow beside them: each accepted one (202, answered once the job
+        // writer's batch is flushed and synced) must be there after the restart too.
+        let accepted_jobs = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        for _ in 0..ABORT_SUBMITTERS {
+            let accepted_jobs = accepted_jobs.clone();
+            let http = server.http.clone();
+            producers.spawn(async move {
+                // Bounded by the first refusal, as the producers are.
+                for _ in 0..1_000_000usize {
+                    match submit_job_at(&http, 1, 0).await {
+                        Some((202, job)) => match job["id"].as_str() {
+                            Some(id) => {
+                                accepted_jobs.lock().unwrap().insert(id.to_owned());
+                            }
+                            None => return,
+                        },
+                        _ => return,
+                    }
+                }
+            });
+        }
         // Messages flow for a while (a few hundred receipted), then the abort lands among
         // them.
         let flowing = Instant::now();
@@ -848,12 +864,55 @@ async fn every_receipt_survives_an_aborted_file_system() {
             missing.len(),
             refused.load(std::sync::atomic::Ordering::Relaxed),
         );
+        let accepted_jobs = std::mem::take(&mut *accepted_jobs.lock().unwrap());
+        let mut jobs_missing = Vec::new();
+        for id in &accepted_jobs {
+            let (status, _) = http(
+                reqwest::Method::GET,
+                &format!("{}/api/jobs/{id}", server.http),
+                None,
+            )
+            .await;
+            if status != 200 {
+                jobs_missing.push((id.clone(), status));
+            }
+        }
+        println!(
+            "round {round}: {} jobs accepted, {} missing",
+            accepted_jobs.len(),
+            jobs_missing.len()
+        );
         assert!(
             missing.is_empty(),
             "round {round}: {} receipted messages missing after the abort: {missing:?}",
             missing.len()
         );
+        assert!(
+            jobs_missing.is_empty(),
+            "round {round}: accepted jobs missing after the abort: {jobs_missing:?}"
+        );
     }
+}
+
+/// [`submit_job`] to the server at `base` (an HTTP address), `None` when no answer came (the
+/// connection failed or timed out).
+async fn submit_job_at(base: &str, chunks: u64, delay_ms: u64) -> Option<(u16, Value)> {
+    let body = json!({
+        "type": "demo",
+        "params": { "chunks": chunks, "mibPerChunk": 0, "chunkDelayMs": delay_ms },
+    });
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/api/jobs"))
+        .basic_auth("ann", Some("pw"))
+        .timeout(WAIT)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .ok()?;
+    let status = answer.status().as_u16();
+    let text = answer.text().await.ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
 /// [`receipted`], but `None` when the connection closes or no answer comes within [`WAIT`].

@@ -230,7 +230,7 @@ struct Inner {
     flushed: watch::Sender<u64>,
     /// Callers waiting for a flush (commit, commit_own, flush).
     waiting: AtomicUsize,
-    /// Callers that ever had to wait for a flush.
+    /// Callers that ever had to wait for a flush, and requests for one (`request_commit`).
     arrivals: AtomicU64,
     flush_wanted: Arc<Notify>,
 }
@@ -567,6 +567,24 @@ impl Store {
         }
     }
 
+    /// Asks the committer to flush and sync every write made so far, without waiting for it:
+    /// for a caller that will wait for these writes later ([`Store::commit_since`]) and has
+    /// other work meanwhile. The job writer asks as soon as a batch is applied, while it still
+    /// waits for the batch before: that batch's sync then overlaps this batch's flush (a sync
+    /// only covers what was flushed before it began, so the flush has to start early to be
+    /// covered by the next one), instead of starting once the batch before is announced.
+    /// Nothing is reported durable any sooner: waiters still wait for a finished flush and
+    /// sync that covers them. Does nothing in `periodic` durability.
+    pub fn request_commit(&self) {
+        if self.inner.durability == Durability::Periodic {
+            return;
+        }
+        // Counted as an arrival, as a waiting caller would be: the committer starts a flush
+        // for uncovered arrivals.
+        self.inner.arrivals.fetch_add(1, Ordering::AcqRel);
+        self.inner.flush_wanted.notify_one();
+    }
+
     /// Flushes now, whatever the durability (shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.flushed_through(self.inner.written.load(Ordering::Acquire))
@@ -692,6 +710,37 @@ mod tests {
             assert!(flushed() >= 2, "own write not flushed");
         })
         .await;
+    }
+
+    /// Time is paused (it advances only while the runtime idles, and not while a flush runs
+    /// on the blocking pool), so the committer's own flush of unwaited writes, a second
+    /// away, cannot be what answers the request.
+    #[tokio::test(start_paused = true)]
+    async fn a_requested_commit_is_flushed_with_nobody_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        // sled's own timer must not flush behind our back during the test.
+        let store = Store::open(dir.path(), Durability::Sync, Duration::from_secs(60)).unwrap();
+        let message = sample_message();
+        store.insert_message("/queue/a", 1, &message).unwrap();
+        let requested = store.written_count();
+        store.request_commit();
+        let mut flushed = store.inner.flushed.subscribe();
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            flushed.wait_for(|&done| done >= requested),
+        )
+        .await
+        .expect("a requested commit was not flushed")
+        .unwrap();
+        // A write after the request is committed as any other.
+        let before = store.written_count();
+        store.insert_message("/queue/a", 2, &message).unwrap();
+        store.commit_since(before).await.unwrap();
+        assert!(*store.inner.flushed.borrow() >= store.written_count());
+        drop(flushed);
+        drop(store);
+        let reopened = Store::open(dir.path(), Durability::Sync, Duration::from_secs(60)).unwrap();
+        assert_eq!(reopened.load_messages().unwrap()[0].1.len(), 2);
     }
 
     /// Waits (bounded) until the supervisor has reopened the store.
