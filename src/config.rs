@@ -597,6 +597,9 @@ impl Config {
                 ..crate::jobs::WebhookConfig::default()
             },
             audit: None,
+            // Named by the server wiring once the node's name is known (it may take the bound
+            // port).
+            node: None,
         }
     }
 

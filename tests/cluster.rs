@@ -181,6 +181,34 @@ impl Node {
         (status, response.text().await.unwrap())
     }
 
+    /// `GET /api/jobs/<id>` as `user` (the test nodes run in open mode: any password).
+    async fn job_as(&self, user: &str, id: &str) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/api/jobs/{id}", self.http))
+            .basic_auth(user, Some("pw"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    /// Submits a `demo` job of `chunks` chunks as `client`'s user and returns its id.
+    async fn submit_demo(client: &mut Tcp, chunks: u32) -> String {
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/jobs")
+                    .header("job-type", "demo")
+                    .header("receipt", "job")
+                    .body(format!(r#"{{"chunks":{chunks}}}"#)),
+            )
+            .await;
+        let receipt = client.frame().await;
+        assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+        receipt.get("job-id").unwrap().to_owned()
+    }
+
     async fn status(&self) -> serde_json::Value {
         let (status, body) = self.get("/cluster").await;
         assert_eq!(status, 200, "{body}");
@@ -444,6 +472,14 @@ async fn user_destinations_and_job_events_reach_every_node() {
             assert_eq!(frame.get("job-id"), Some(id.as_str()), "{frame:?}");
             let event = frame.get("event").unwrap().to_owned();
             let seq: u64 = frame.get("seq").unwrap().parse().unwrap();
+            let body: serde_json::Value = serde_json::from_str(&text(&frame)).unwrap();
+            // Accepted before any node started it; from JOB_STARTED on, A runs it.
+            let node = if event == "JOB_ACCEPTED" {
+                serde_json::Value::Null
+            } else {
+                "a".into()
+            };
+            assert_eq!(body["node"], node, "{body}");
             events.push((seq, event.clone()));
             if event == "JOB_COMPLETED" {
                 break;
@@ -456,6 +492,22 @@ async fn user_destinations_and_job_events_reach_every_node() {
         );
         assert_eq!(events[0].1, "JOB_ACCEPTED", "{events:?}");
     }
+    // The snapshot names the node too, over REST and STOMP alike.
+    let job = a.job_as("bob", &id).await;
+    assert_eq!(job["node"], "a", "{job}");
+    assert_eq!(job["status"], "completed", "{job}");
+    // No RECEIPT asked: the snapshot comes first, before any RECEIPT would.
+    bob_a
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "job")
+                .header("destination", format!("/topic/jobs/{id}")),
+        )
+        .await;
+    let snapshot = bob_a.frame().await;
+    assert_eq!(snapshot.get("snapshot"), Some("true"), "{snapshot:?}");
+    let snapshot: serde_json::Value = serde_json::from_str(&text(&snapshot)).unwrap();
+    assert_eq!(snapshot["node"], "a", "{snapshot}");
 }
 
 #[tokio::test]
@@ -509,6 +561,21 @@ async fn a_node_without_cluster_touches_no_nats_and_shares_nothing() {
         .await;
     assert_eq!(text(&exactly(&mut alone, 1).await[0]), "single");
     assert_eq!(text(&exactly(&mut joined, 1).await[0]), "member");
+
+    // A job on a node on its own names no node, in its events or its snapshot.
+    let mut owner = single.client("bob").await;
+    owner.subscribe("p", "/user/queue/progress", "auto").await;
+    let id = Node::submit_demo(&mut single.client("bob").await, 2).await;
+    loop {
+        let frame = owner.frame().await;
+        let body: serde_json::Value = serde_json::from_str(&text(&frame)).unwrap();
+        assert!(body.get("node").is_none(), "{body}");
+        if frame.get("event") == Some("JOB_COMPLETED") {
+            break;
+        }
+    }
+    let job = single.job_as("bob", &id).await;
+    assert!(job.get("node").is_none(), "{job}");
 }
 
 #[tokio::test]
