@@ -236,6 +236,9 @@ pub struct Config {
     pub cluster_subscription_capacity: usize,
     /// How long a SUBSCRIBE's RECEIPT waits for its interest to reach NATS, in ms.
     pub cluster_interest_timeout_ms: u64,
+    /// How often a member announces itself to the others, in ms; one that misses three
+    /// heartbeats is gone from their view (`/cluster`, `/health`, `/metrics`).
+    pub cluster_heartbeat_ms: u64,
 }
 
 impl Default for Config {
@@ -334,6 +337,7 @@ impl Default for Config {
             cluster_outbound_capacity: 65_536,
             cluster_subscription_capacity: 65_536,
             cluster_interest_timeout_ms: 5_000,
+            cluster_heartbeat_ms: 1_000,
         }
     }
 }
@@ -432,6 +436,11 @@ impl Config {
         if self.cluster_user.is_some() != self.cluster_password.is_some() {
             return Err(ConfigError::Invalid(
                 "cluster-user and cluster-password go together".into(),
+            ));
+        }
+        if self.cluster_heartbeat_ms < 10 {
+            return Err(ConfigError::Invalid(
+                "cluster-heartbeat-ms must be at least 10".into(),
             ));
         }
         if self.cluster_outbound_capacity < 2 || self.cluster_subscription_capacity == 0 {

@@ -264,6 +264,10 @@ struct ServeArgs {
     /// CA certificate (PEM) to trust for TLS to NATS (TLS is then required).
     #[arg(long, env = "STOMPEDE_CLUSTER_CA")]
     cluster_ca: Option<PathBuf>,
+    /// How often this member announces itself to the others, in ms; a member that misses three
+    /// heartbeats is gone from the view [default: 1000].
+    #[arg(long, env = "STOMPEDE_CLUSTER_HEARTBEAT_MS")]
+    cluster_heartbeat_ms: Option<u64>,
     /// Also register the bench-only `noop` job type (chunks that do no work and stamp when
     /// they ended), for `cargo bench --bench load -- jobs`; not for production.
     #[arg(long, hide = true)]
@@ -454,6 +458,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.cluster_ca {
             config.cluster_ca = Some(v);
+        }
+        if let Some(v) = self.cluster_heartbeat_ms {
+            config.cluster_heartbeat_ms = v;
         }
         Ok(config)
     }

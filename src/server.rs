@@ -266,6 +266,7 @@ fn cluster_settings(
         subscription_capacity: config.cluster_subscription_capacity,
         interest_timeout: Duration::from_millis(config.cluster_interest_timeout_ms),
         connect_timeout: Duration::from_secs(5),
+        heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
     })
 }
 

@@ -131,6 +131,35 @@ impl Node {
         Self::start(&["--cluster", cluster, "--node-name", name])
     }
 
+    /// [`Node::join`] with more flags.
+    fn join_with(name: &str, cluster: &str, flags: &[&str]) -> Node {
+        let mut all = vec!["--cluster", cluster, "--node-name", name];
+        all.extend_from_slice(flags);
+        Self::start(&all)
+    }
+
+    /// Waits until this node's view of the members (itself included) is `expected`.
+    async fn until_members_are(&self, expected: &[&str]) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT * 2;
+        loop {
+            let status = self.status().await;
+            let members: Vec<&str> = status["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["node"].as_str().unwrap())
+                .collect();
+            if members == expected {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members stayed {members:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn start(flags: &[&str]) -> Node {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
@@ -592,11 +621,24 @@ async fn nodes_ride_out_a_nats_restart_serving_local_sessions_meanwhile() {
         .await;
     assert_eq!(text(&remote.frame().await), "before");
 
+    assert_eq!(a.get("/health").await, (200, "ok\n".to_owned()));
     nats.kill();
     a.until_ready_is(503).await;
     b.until_ready_is(503).await;
     let status = a.status().await;
-    assert_ne!(status["nats"], "connected");
+    assert_eq!(status["nats"], "reconnecting", "{status}");
+    // Alive, degraded: restarting the node would not bring NATS back.
+    let (code, health) = a.get("/health").await;
+    assert_eq!(code, 200);
+    assert!(
+        health.starts_with("degraded: cluster link down: node a"),
+        "{health}"
+    );
+    let (_, metrics) = a.get("/metrics").await;
+    assert!(
+        metrics.contains("stompede_cluster_connected{node=\"a\"} 0"),
+        "{metrics}"
+    );
     // Local traffic goes on while NATS is away.
     let mut local = a.client("l").await;
     local.subscribe("l", "/topic/local", "auto").await;
@@ -614,6 +656,8 @@ async fn nodes_ride_out_a_nats_restart_serving_local_sessions_meanwhile() {
     nats.restart();
     a.until_ready_is(200).await;
     b.until_ready_is(200).await;
+    assert_eq!(a.get("/health").await, (200, "ok\n".to_owned()));
+    assert_eq!(a.status().await["nats"], "connected");
     // B's subscription was restored on reconnection: a message sent now reaches it.
     publisher
         .send_receipted(send("/topic/r", "after"), "2")
@@ -704,4 +748,38 @@ async fn three_nats_servers_in_a_cluster_carry_fan_out_between_nodes_on_differen
     for reader in readers {
         assert_eq!(reader.await.unwrap().get("n0"), Some(&N));
     }
+}
+
+#[tokio::test]
+async fn members_hear_each_other_and_a_killed_node_drops_out_after_missing_heartbeats() {
+    let nats = Nats::start();
+    let beat = ["--cluster-heartbeat-ms", "100"];
+    let a = Node::join_with("a", &nats.url(), &beat);
+    let b = Node::join_with("b", &nats.url(), &beat);
+    let mut c = Node::join_with("c", &nats.url(), &beat);
+    let status = a.until_members_are(&["a", "b", "c"]).await;
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members[0]["self"], true);
+    assert_eq!(members[1]["self"], false);
+    assert_eq!(members[1]["heartbeatIntervalMs"], 100);
+    assert!(members[1]["lastHeartbeatAgeMs"].is_u64(), "{status}");
+    b.until_members_are(&["b", "a", "c"]).await;
+    let (_, metrics) = a.get("/metrics").await;
+    assert!(metrics.contains("stompede_cluster_members 3"), "{metrics}");
+    assert!(
+        metrics.contains("stompede_cluster_member_heartbeat_age_seconds{member=\"c\"}"),
+        "{metrics}"
+    );
+
+    // SIGKILL: c says nothing; the others drop it once it has missed its heartbeats.
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    let status = a.until_members_are(&["a", "b"]).await;
+    assert!(
+        status["counters"]["members_lost"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    b.until_members_are(&["b", "a"]).await;
+    // A node's loss is not the link's: a and b stay ready.
+    assert_eq!(a.get("/ready").await.0, 200);
 }

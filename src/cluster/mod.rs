@@ -10,12 +10,14 @@
 //! - [`envelope`]: a message as it travels between nodes.
 //! - `link`: the NATS connection and the ordered outbound pump.
 //! - `interest`: one NATS subscription per watched key, and its reader.
+//! - [`members`]: heartbeats, and the members this node hears.
 //!
 //! Guarantees and limits are written down in README.md ("Cluster").
 
 pub mod envelope;
 mod interest;
 mod link;
+pub mod members;
 pub mod subject;
 
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ use crate::broker::message::Message;
 use crate::broker::Broker;
 use interest::Interests;
 use link::Outbound;
+use members::{Member, Members};
 
 /// How a node joins the cluster (from `--cluster` and its companions).
 #[derive(Debug, Clone)]
@@ -59,6 +62,9 @@ pub struct ClusterSettings {
     pub interest_timeout: Duration,
     /// How long start-up waits for the first connection (the node starts regardless).
     pub connect_timeout: Duration,
+    /// How often the node announces itself to the others; a member that misses
+    /// [`members::MISSES`] of its heartbeats is gone from their view.
+    pub heartbeat: Duration,
 }
 
 /// Why the cluster link could not be set up.
@@ -101,6 +107,14 @@ pub struct ClusterMetrics {
     pub connects: AtomicU64,
     /// Connections lost.
     pub disconnects: AtomicU64,
+    /// Heartbeats heard from other nodes.
+    pub heartbeats_in: AtomicU64,
+    /// Members that appeared in the view (new, restarted, or back after missing heartbeats).
+    pub members_joined: AtomicU64,
+    /// Members that said they were leaving (a clean shutdown).
+    pub members_left: AtomicU64,
+    /// Members dropped from the view after missing their heartbeats.
+    pub members_lost: AtomicU64,
 }
 
 /// What the link shares with its tasks.
@@ -120,6 +134,10 @@ struct Shared {
     broker: WeakBroker,
     shutdown: CancellationToken,
     runtime: tokio::runtime::Handle,
+    members: Members,
+    heartbeat: Duration,
+    /// When this node started (ms since the epoch), carried by its heartbeats.
+    started_at: u64,
 }
 
 impl Shared {
@@ -147,7 +165,8 @@ impl std::fmt::Debug for Cluster {
 pub struct ClusterStatus {
     /// This node's name.
     pub node: String,
-    /// `connected`, `disconnected` or `pending` (connecting for the first time).
+    /// `connected`, `reconnecting` (the connection was lost; the client retries forever) or
+    /// `connecting` (never connected yet).
     pub nats: &'static str,
     /// The NATS server connected to, when connected.
     pub server: Option<String>,
@@ -155,6 +174,8 @@ pub struct ClusterStatus {
     pub interests: usize,
     /// Messages waiting to be published.
     pub outbound_queued: usize,
+    /// The members heard within their last heartbeats, this node first.
+    pub members: Vec<Member>,
     /// Every counter, by name.
     pub counters: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -183,8 +204,13 @@ impl Cluster {
             broker: broker.downgrade(),
             shutdown,
             runtime: tokio::runtime::Handle::current(),
+            members: Members::default(),
+            heartbeat: settings.heartbeat.max(Duration::from_millis(10)),
+            started_at: crate::clock::now_ms(),
         });
         tokio::spawn(link::pump(shared.clone(), queue));
+        tokio::spawn(members::listen(shared.clone()));
+        tokio::spawn(members::announce(shared.clone()));
         let cluster = Cluster(shared);
         broker.attach_federation(Arc::new(cluster.clone()));
         tracing::info!(node = %cluster.0.node, "cluster: member");
@@ -211,13 +237,15 @@ impl Cluster {
         let state = self.0.client.connection_state();
         let nats = match state {
             async_nats::connection::State::Connected => "connected",
-            async_nats::connection::State::Disconnected => "disconnected",
-            async_nats::connection::State::Pending => "pending",
+            async_nats::connection::State::Disconnected => "reconnecting",
+            async_nats::connection::State::Pending => "connecting",
         };
         let server = (state == async_nats::connection::State::Connected).then(|| {
             let info = self.0.client.server_info();
             format!("{}:{}", info.host, info.port)
         });
+        // First: reading the view drops the members gone since, which counts them.
+        let members = self.0.members.view(&self.0);
         let m = &self.0.metrics;
         let counters = [
             ("forwarded", &m.forwarded),
@@ -231,6 +259,10 @@ impl Cluster {
             ("interest_timeouts", &m.interest_timeouts),
             ("connects", &m.connects),
             ("disconnects", &m.disconnects),
+            ("heartbeats_in", &m.heartbeats_in),
+            ("members_joined", &m.members_joined),
+            ("members_left", &m.members_left),
+            ("members_lost", &m.members_lost),
         ]
         .into_iter()
         .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
@@ -241,6 +273,7 @@ impl Cluster {
             server,
             interests: self.0.interests.len(),
             outbound_queued: self.0.queued.load(Ordering::Relaxed),
+            members,
             counters,
         }
     }
