@@ -239,6 +239,14 @@ pub struct Config {
     /// How often a member announces itself to the others, in ms; one that misses three
     /// heartbeats is gone from their view (`/cluster`, `/health`, `/metrics`).
     pub cluster_heartbeat_ms: u64,
+    /// On a cluster member, keep `/queue/...` destinations in JetStream, shared by every node
+    /// (the NATS servers must run JetStream); off keeps each node's queues its own, in sled.
+    pub cluster_queues: bool,
+    /// Copies JetStream keeps of the queue stream (1, 3 or 5; at most the NATS servers).
+    pub cluster_replicas: usize,
+    /// How long JetStream waits for a node to acknowledge a queue message before it hands it
+    /// to another node, in ms (a node that died; also the longest a client may hold one).
+    pub cluster_ack_wait_ms: u64,
 }
 
 impl Default for Config {
@@ -338,6 +346,9 @@ impl Default for Config {
             cluster_subscription_capacity: 65_536,
             cluster_interest_timeout_ms: 5_000,
             cluster_heartbeat_ms: 1_000,
+            cluster_queues: true,
+            cluster_replicas: 1,
+            cluster_ack_wait_ms: 30_000,
         }
     }
 }
@@ -436,6 +447,11 @@ impl Config {
         if self.cluster_user.is_some() != self.cluster_password.is_some() {
             return Err(ConfigError::Invalid(
                 "cluster-user and cluster-password go together".into(),
+            ));
+        }
+        if !(1..=5).contains(&self.cluster_replicas) || self.cluster_ack_wait_ms < 100 {
+            return Err(ConfigError::Invalid(
+                "cluster-replicas must be 1 to 5, cluster-ack-wait-ms at least 100".into(),
             ));
         }
         if self.cluster_heartbeat_ms < 10 {

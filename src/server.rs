@@ -267,6 +267,9 @@ fn cluster_settings(
         interest_timeout: Duration::from_millis(config.cluster_interest_timeout_ms),
         connect_timeout: Duration::from_secs(5),
         heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
+        queues: config.cluster_queues,
+        replicas: config.cluster_replicas,
+        ack_wait: Duration::from_millis(config.cluster_ack_wait_ms),
     })
 }
 

@@ -783,3 +783,129 @@ async fn members_hear_each_other_and_a_killed_node_drops_out_after_missing_heart
     // A node's loss is not the link's: a and b stay ready.
     assert_eq!(a.get("/ready").await.0, 200);
 }
+
+/// Three `nats-server`s routed into one NATS cluster with JetStream (each its own store
+/// directory, kept with them), on fresh loopback ports.
+fn jetstream_cluster() -> (Vec<Nats>, tempfile::TempDir) {
+    let store = tempfile::tempdir().unwrap();
+    let ports = free_ports(9);
+    let routes = &ports[3..6];
+    let all_routes = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let servers = (0..3)
+        .map(|i| {
+            Nats::on(
+                ports[i],
+                ports[6 + i],
+                vec![
+                    "-js".into(),
+                    "-sd".into(),
+                    store.path().join(format!("s{i}")).display().to_string(),
+                    "--server_name".into(),
+                    format!("s{i}"),
+                    "--cluster_name".into(),
+                    "stompede-js".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", routes[i]),
+                    "--routes".into(),
+                    all_routes.clone(),
+                ],
+            )
+        })
+        .collect();
+    (servers, store)
+}
+
+/// A persistent SEND to `destination`, receipted: the RECEIPT promises JetStream holds it.
+async fn send_persistent(client: &mut Tcp, destination: &str, body: &str, receipt: &str) {
+    client
+        .send_receipted(
+            send(destination, body).header("persistent", "true"),
+            receipt,
+        )
+        .await;
+}
+
+/// ACKs a MESSAGE received on a client-individual subscription.
+async fn ack(client: &mut Tcp, message: &Frame) {
+    let id = message.get("ack").unwrap().to_owned();
+    client.send(Frame::new(Command::Ack).header("id", id)).await;
+}
+
+#[tokio::test]
+async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_sessions_and_nodes() {
+    let (servers, _store) = jetstream_cluster();
+    // Each node on its own NATS server; the stream kept by all three (replicas 3).
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "2000"];
+    let a = Node::join_with("a", &servers[0].url(), &flags);
+    let mut b = Node::join_with("b", &servers[1].url(), &flags);
+    let c = Node::join_with("c", &servers[2].url(), &flags);
+
+    // Sent on A with RECEIPTs, consumed on B, in order, each once.
+    let mut consumer = b.client("worker").await;
+    consumer
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    let mut producer = a.client("producer").await;
+    const N: usize = 100;
+    for i in 0..N {
+        send_persistent(&mut producer, "/queue/work", &i.to_string(), &i.to_string()).await;
+    }
+    for i in 0..N {
+        let message = consumer.frame().await;
+        assert_eq!(text(&message), i.to_string());
+        assert_eq!(message.get("destination"), Some("/queue/work"));
+        assert_eq!(message.get("redelivered"), None);
+        ack(&mut consumer, &message).await;
+    }
+    assert!(consumer.maybe_frame(QUIET).await.is_none());
+    let status = a.status().await;
+    assert_eq!(status["counters"]["queue_appends"], N as u64, "{status}");
+    assert_eq!(
+        b.status().await["counters"]["queue_takes"],
+        N as u64,
+        "{status}"
+    );
+
+    // A message held unacknowledged by a session that dies goes to a consumer on another
+    // node, marked redelivered.
+    send_persistent(&mut producer, "/queue/work", "held", "held").await;
+    let held = consumer.frame().await;
+    assert_eq!(text(&held), "held");
+    let mut other = c.client("worker").await;
+    other
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    drop(consumer);
+    let again = other.frame().await;
+    assert_eq!(text(&again), "held");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    ack(&mut other, &again).await;
+    drop(other);
+
+    // One held by a node that is SIGKILLed: JetStream hands it to another node once its ack
+    // wait has passed.
+    let mut doomed = b.client("worker").await;
+    doomed
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    send_persistent(&mut producer, "/queue/work", "orphan", "orphan").await;
+    assert_eq!(text(&doomed.frame().await), "orphan");
+    let mut survivor = c.client("worker").await;
+    survivor
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let orphan = tokio::time::timeout(WAIT * 3, survivor.next_frame())
+        .await
+        .expect("the orphan was never redelivered")
+        .expect("connection closed");
+    assert_eq!(text(&orphan), "orphan");
+    assert_eq!(orphan.get("redelivered"), Some("true"));
+    ack(&mut survivor, &orphan).await;
+    assert!(survivor.maybe_frame(QUIET).await.is_none());
+}

@@ -1,16 +1,17 @@
 //! Scale-out over NATS: a node started with `--cluster nats://...` links its broker to the
 //! other nodes through a NATS server (or cluster of them).
 //!
-//! This first slice carries topics and user destinations (and so the job events published on
-//! them) between nodes over core NATS; durable queues and jobs in JetStream come later. The
-//! broker sees none of this module: the server wiring attaches a [`Cluster`] to it as a
-//! [`Federation`] (the broker's door for links to other nodes).
+//! Topics and user destinations (and so the job events published on them) travel between nodes
+//! over core NATS; queues live in JetStream; jobs in JetStream come later. The broker sees none
+//! of this module: the server wiring attaches a [`Cluster`] to it as a [`Federation`] and as its
+//! `SharedQueues` (the broker's doors for links to other nodes).
 //!
 //! - [`subject`]: destination keys as NATS subjects, wildcards included.
 //! - [`envelope`]: a message as it travels between nodes.
 //! - `link`: the NATS connection and the ordered outbound pump.
 //! - `interest`: one NATS subscription per watched key, and its reader.
 //! - [`members`]: heartbeats, and the members this node hears.
+//! - `queues`: queues in a JetStream stream, appended in order and consumed by lease.
 //!
 //! Guarantees and limits are written down in README.md ("Cluster").
 
@@ -18,6 +19,7 @@ pub mod envelope;
 mod interest;
 mod link;
 pub mod members;
+mod queues;
 pub mod subject;
 
 use std::path::PathBuf;
@@ -65,6 +67,15 @@ pub struct ClusterSettings {
     /// How often the node announces itself to the others; a member that misses
     /// [`members::MISSES`] of its heartbeats is gone from their view.
     pub heartbeat: Duration,
+    /// Keep `/queue/...` destinations in JetStream, shared by every node (the NATS servers
+    /// must run JetStream); false keeps each node's queues its own.
+    pub queues: bool,
+    /// Copies JetStream keeps of the queue stream (1, or an odd number up to 5 in a NATS
+    /// cluster of at least as many servers).
+    pub replicas: usize,
+    /// How long JetStream waits for a node to acknowledge a queue message before handing it
+    /// to another (a node that died); also the longest a client may hold one unacknowledged.
+    pub ack_wait: Duration,
 }
 
 /// Why the cluster link could not be set up.
@@ -115,6 +126,10 @@ pub struct ClusterMetrics {
     pub members_left: AtomicU64,
     /// Members dropped from the view after missing their heartbeats.
     pub members_lost: AtomicU64,
+    /// Queue messages published to JetStream.
+    pub queue_appends: AtomicU64,
+    /// Queue messages taken from JetStream for this node's consumers.
+    pub queue_takes: AtomicU64,
 }
 
 /// What the link shares with its tasks.
@@ -138,6 +153,8 @@ struct Shared {
     heartbeat: Duration,
     /// When this node started (ms since the epoch), carried by its heartbeats.
     started_at: u64,
+    /// The queues in JetStream, when the node keeps them there.
+    queues: Option<queues::Queues>,
 }
 
 impl Shared {
@@ -191,6 +208,17 @@ impl Cluster {
         let client = link::connect(&settings, metrics.clone()).await?;
         let capacity = settings.outbound_capacity.max(2);
         let (outbound, queue) = mpsc::channel(capacity);
+        let (queues, appends) = if settings.queues {
+            let (queues, appends) = queues::Queues::new(
+                client.clone(),
+                settings.replicas,
+                settings.ack_wait,
+                capacity,
+            );
+            (Some(queues), Some(appends))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
             node: settings.node,
             client,
@@ -207,12 +235,19 @@ impl Cluster {
             members: Members::default(),
             heartbeat: settings.heartbeat.max(Duration::from_millis(10)),
             started_at: crate::clock::now_ms(),
+            queues,
         });
         tokio::spawn(link::pump(shared.clone(), queue));
         tokio::spawn(members::listen(shared.clone()));
         tokio::spawn(members::announce(shared.clone()));
+        if let Some(appends) = appends {
+            tokio::spawn(queues::pump(shared.clone(), appends));
+        }
         let cluster = Cluster(shared);
         broker.attach_federation(Arc::new(cluster.clone()));
+        if cluster.0.queues.is_some() {
+            broker.attach_shared_queues(Arc::new(cluster.clone()));
+        }
         tracing::info!(node = %cluster.0.node, "cluster: member");
         Ok(cluster)
     }
@@ -263,6 +298,8 @@ impl Cluster {
             ("members_joined", &m.members_joined),
             ("members_left", &m.members_left),
             ("members_lost", &m.members_lost),
+            ("queue_appends", &m.queue_appends),
+            ("queue_takes", &m.queue_takes),
         ]
         .into_iter()
         .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
