@@ -870,6 +870,19 @@ async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_session
         "{status}"
     );
 
+    // A NACK gives the message back to JetStream, which hands it out again.
+    send_persistent(&mut producer, "/queue/work", "nacked", "nacked").await;
+    let nacked = consumer.frame().await;
+    assert_eq!(text(&nacked), "nacked");
+    let id = nacked.get("ack").unwrap().to_owned();
+    consumer
+        .send(Frame::new(Command::Nack).header("id", id))
+        .await;
+    let again = consumer.frame().await;
+    assert_eq!(text(&again), "nacked");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    ack(&mut consumer, &again).await;
+
     // A message held unacknowledged by a session that dies goes to a consumer on another
     // node, marked redelivered.
     send_persistent(&mut producer, "/queue/work", "held", "held").await;
@@ -908,4 +921,62 @@ async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_session
     assert_eq!(orphan.get("redelivered"), Some("true"));
     ack(&mut survivor, &orphan).await;
     assert!(survivor.maybe_frame(QUIET).await.is_none());
+}
+
+#[tokio::test]
+async fn consumers_on_two_nodes_share_one_jetstream_queue_by_their_credit() {
+    let (servers, _store) = jetstream_cluster();
+    let flags = ["--cluster-replicas", "3"];
+    let a = Node::join_with("a", &servers[0].url(), &flags);
+    let b = Node::join_with("b", &servers[1].url(), &flags);
+    let c = Node::join_with("c", &servers[2].url(), &flags);
+    // One unacknowledged message each at most: what one holds, the other node must take.
+    let mut consumers = Vec::new();
+    for node in [&b, &c] {
+        let mut client = node.client("worker").await;
+        client
+            .send_receipted(
+                Frame::new(Command::Subscribe)
+                    .header("id", "s")
+                    .header("destination", "/queue/shared")
+                    .header("ack", "client-individual")
+                    .header("prefetch-count", "1"),
+                "sub",
+            )
+            .await;
+        consumers.push(client);
+    }
+    let mut producer = a.client("producer").await;
+    for i in 0..3 {
+        send_persistent(
+            &mut producer,
+            "/queue/shared",
+            &i.to_string(),
+            &i.to_string(),
+        )
+        .await;
+    }
+    // Each node's consumer gets one; the third waits in JetStream for credit.
+    let mut held = Vec::new();
+    for consumer in &mut consumers {
+        let frame = tokio::time::timeout(WAIT, consumer.next_frame())
+            .await
+            .expect("a node's consumer got nothing")
+            .expect("connection closed");
+        held.push(text(&frame));
+        ack(consumer, &frame).await;
+    }
+    // Acknowledged: whichever node asks first gets the third.
+    let mut third = None;
+    let deadline = Instant::now() + WAIT;
+    while third.is_none() && Instant::now() < deadline {
+        for consumer in &mut consumers {
+            if let Some(frame) = consumer.maybe_frame(Duration::from_millis(100)).await {
+                third = Some(text(&frame));
+            }
+        }
+    }
+    held.extend(third);
+    held.sort();
+    assert_eq!(held, ["0", "1", "2"]);
 }

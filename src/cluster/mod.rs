@@ -130,6 +130,8 @@ pub struct ClusterMetrics {
     pub queue_appends: AtomicU64,
     /// Queue messages taken from JetStream for this node's consumers.
     pub queue_takes: AtomicU64,
+    /// Pulls from JetStream that never ended (lost on the way) and were asked again.
+    pub pulls_unanswered: AtomicU64,
 }
 
 /// What the link shares with its tasks.
@@ -300,6 +302,7 @@ impl Cluster {
             ("members_lost", &m.members_lost),
             ("queue_appends", &m.queue_appends),
             ("queue_takes", &m.queue_takes),
+            ("pulls_unanswered", &m.pulls_unanswered),
         ]
         .into_iter()
         .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))

@@ -40,6 +40,9 @@ const MAX_PULL: usize = 256;
 /// How long one pull request waits at the server for messages before it is renewed.
 const PULL_WAIT: Duration = Duration::from_secs(1);
 
+/// How long past its expiry a pull is waited for before it is taken as lost.
+const PULL_GRACE: Duration = Duration::from_secs(2);
+
 /// How long an append waits for the stream to exist (JetStream electing its leaders after a
 /// start) before it is refused.
 const STREAM_WAIT: Duration = Duration::from_secs(15);
@@ -50,6 +53,9 @@ pub(super) struct Queues {
     replicas: usize,
     ack_wait: Duration,
     stream: OnceCell<stream::Stream>,
+    /// The last failure to reach the stream, and when: appends meanwhile are refused at once
+    /// rather than each waiting [`STREAM_WAIT`] in the pump (NATS without JetStream).
+    unreachable: Mutex<Option<(tokio::time::Instant, String)>>,
     appends: mpsc::Sender<Append>,
 }
 
@@ -75,6 +81,7 @@ impl Queues {
                 replicas: replicas.max(1),
                 ack_wait,
                 stream: OnceCell::new(),
+                unreachable: Mutex::new(None),
                 appends,
             },
             queue,
@@ -116,6 +123,25 @@ impl Queues {
                 }
             })
             .await
+    }
+
+    /// [`Queues::stream`], refused at once for a while after it failed.
+    async fn stream_for_appends(&self) -> Result<&stream::Stream, String> {
+        if self.stream.get().is_none() {
+            let unreachable = self.unreachable.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((since, error)) = unreachable.as_ref() {
+                if since.elapsed() < STREAM_WAIT {
+                    return Err(error.clone());
+                }
+            }
+        }
+        let stream = self.stream().await;
+        if let Err(error) = &stream {
+            tracing::error!(%error, "cluster: queue messages refused: JetStream not reachable (--cluster-queues off keeps queues on each node)");
+            *self.unreachable.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((tokio::time::Instant::now(), error.clone()));
+        }
+        stream
     }
 
     /// Stores one message through this node's NATS server and removes it: once that works,
@@ -186,7 +212,7 @@ pub(super) async fn pump(shared: Arc<Shared>, mut queue: mpsc::Receiver<Append>)
         else {
             return;
         };
-        if let Err(error) = queues.stream().await {
+        if let Err(error) = queues.stream_for_appends().await {
             let _ = done.send(Err(error));
             continue;
         }
@@ -274,11 +300,25 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
                 continue;
             }
         };
-        while let Some(message) = batch.next().await {
-            match message {
-                Ok(message) => take(&shared, &queue, message),
-                Err(error) => {
+        // The server ends a pull at its expiry; one it never received (sent while a new
+        // consumer's leader was still being elected) would never end: given up past the
+        // expiry and a grace, and asked again. A message that reaches the abandoned pull is
+        // not lost: unacknowledged, it comes back after the ack wait.
+        let deadline = tokio::time::Instant::now() + PULL_WAIT + PULL_GRACE;
+        loop {
+            match tokio::time::timeout_at(deadline, batch.next()).await {
+                Ok(Some(Ok(message))) => take(&shared, &queue, message),
+                Ok(Some(Err(error))) => {
                     tracing::debug!(queue = %name, %error, "cluster: pull ended");
+                    break;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    shared
+                        .metrics
+                        .pulls_unanswered
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(queue = %name, "cluster: pull not answered; asking again");
                     break;
                 }
             }
