@@ -40,8 +40,9 @@ const MAX_PULL: usize = 256;
 /// How long one pull request waits at the server for messages before it is renewed.
 const PULL_WAIT: Duration = Duration::from_secs(1);
 
-/// How long past its expiry a pull is waited for before it is taken as lost.
-const PULL_GRACE: Duration = Duration::from_secs(2);
+/// How long past its expiry a pull is waited for before it is taken as lost: long, because a
+/// message the server hands to a pull given up on comes back only after the ack wait.
+const PULL_GRACE: Duration = Duration::from_secs(5);
 
 /// How long an append waits for the stream to exist (JetStream electing its leaders after a
 /// start) before it is refused.
@@ -245,7 +246,18 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
         return;
     };
     let puller = loop {
-        match queues.consumer(&name, filter.clone()).await {
+        // Asked for its state once made: the answer comes from the consumer's leader, so a
+        // pull sent after it finds one (a pull sent while a new consumer still elects its
+        // leader is lost without an answer).
+        let ready = match queues.consumer(&name, filter.clone()).await {
+            Ok(puller) => puller
+                .get_info()
+                .await
+                .map(|_| puller)
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error),
+        };
+        match ready {
             Ok(puller) => break puller,
             Err(error) => {
                 tracing::warn!(%error, "cluster: queue consumer not ready; retrying");
