@@ -244,8 +244,9 @@ pub struct Config {
     pub cluster_queues: bool,
     /// Copies JetStream keeps of the queue stream (1, 3 or 5; at most the NATS servers).
     pub cluster_replicas: usize,
-    /// How long JetStream waits for a node to acknowledge a queue message before it hands it
-    /// to another node, in ms (a node that died; also the longest a client may hold one).
+    /// How long JetStream waits for a node to acknowledge (or renew) a queue message before it
+    /// hands it to another node, in ms: how soon a dead node's messages move on. Held messages
+    /// are renewed every third of it while their session lives.
     pub cluster_ack_wait_ms: u64,
 }
 
@@ -449,9 +450,11 @@ impl Config {
                 "cluster-user and cluster-password go together".into(),
             ));
         }
-        if !(1..=5).contains(&self.cluster_replicas) || self.cluster_ack_wait_ms < 100 {
+        // Held messages are renewed every third of the ack wait, from a loop that turns about
+        // once a second: a shorter wait would hand held messages to other nodes.
+        if !(1..=5).contains(&self.cluster_replicas) || self.cluster_ack_wait_ms < 3_000 {
             return Err(ConfigError::Invalid(
-                "cluster-replicas must be 1 to 5, cluster-ack-wait-ms at least 100".into(),
+                "cluster-replicas must be 1 to 5, cluster-ack-wait-ms at least 3000".into(),
             ));
         }
         if self.cluster_heartbeat_ms < 10 {

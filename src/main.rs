@@ -274,8 +274,8 @@ struct ServeArgs {
     /// Copies JetStream keeps of the queue stream (1 to 5) [default: 1].
     #[arg(long, env = "STOMPEDE_CLUSTER_REPLICAS")]
     cluster_replicas: Option<usize>,
-    /// How long JetStream waits for a node to acknowledge a queue message before handing it
-    /// to another node, in ms [default: 30000].
+    /// How long JetStream waits for a node to acknowledge (or renew) a queue message before
+    /// handing it to another node, in ms; at least 3000 [default: 30000].
     #[arg(long, env = "STOMPEDE_CLUSTER_ACK_WAIT_MS")]
     cluster_ack_wait_ms: Option<u64>,
     /// Also register the bench-only `noop` job type (chunks that do no work and stamp when

@@ -784,6 +784,10 @@ async fn members_hear_each_other_and_a_killed_node_drops_out_after_missing_heart
     assert_eq!(a.get("/ready").await.0, 200);
 }
 
+/// Held by each test that runs a JetStream cluster: three of them at once (nine nats-servers
+/// and nine nodes, beside the other tests) starve a 2-core machine into timeouts.
+static ONE_JETSTREAM_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Three `nats-server`s routed into one NATS cluster with JetStream (each its own store
 /// directory, kept with them), on fresh loopback ports.
 fn jetstream_cluster() -> (Vec<Nats>, tempfile::TempDir) {
@@ -819,6 +823,30 @@ fn jetstream_cluster() -> (Vec<Nats>, tempfile::TempDir) {
     (servers, store)
 }
 
+/// Waits until `node` stores queue messages in JetStream: a JetStream cluster just started
+/// elects its leaders first, which a loaded machine can take longer than one frame's wait over.
+async fn until_jetstream_takes_messages(node: &Node) {
+    let deadline = Instant::now() + WAIT * 6;
+    loop {
+        let mut client = node.client("warm-up").await;
+        client
+            .send(
+                send("/queue/warm-up", "w")
+                    .header("persistent", "true")
+                    .header("receipt", "w"),
+            )
+            .await;
+        match tokio::time::timeout(WAIT * 3, client.next_frame()).await {
+            Ok(Some(reply)) if reply.command == Command::Receipt => return,
+            reply => assert!(
+                Instant::now() < deadline,
+                "JetStream never took a message: {reply:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A persistent SEND to `destination`, receipted: the RECEIPT promises JetStream holds it.
 async fn send_persistent(client: &mut Tcp, destination: &str, body: &str, receipt: &str) {
     client
@@ -837,6 +865,7 @@ async fn ack(client: &mut Tcp, message: &Frame) {
 
 #[tokio::test]
 async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_sessions_and_nodes() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
     // Each node on its own NATS server; the stream kept by all three (replicas 3).
     // An ack wait well above what a loaded machine takes to deliver and acknowledge: an ACK
@@ -846,6 +875,7 @@ async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_session
     let a = Node::join_with("a", &servers[0].url(), &flags);
     let mut b = Node::join_with("b", &servers[1].url(), &flags);
     let c = Node::join_with("c", &servers[2].url(), &flags);
+    until_jetstream_takes_messages(&a).await;
 
     // Sent on A with RECEIPTs, consumed on B, in order, each once.
     let mut consumer = b.client("worker").await;
@@ -866,7 +896,12 @@ async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_session
     }
     assert!(consumer.maybe_frame(QUIET).await.is_none());
     let status = a.status().await;
-    assert_eq!(status["counters"]["queue_appends"], N as u64, "{status}");
+    // N, and the warm-up's one.
+    assert_eq!(
+        status["counters"]["queue_appends"],
+        N as u64 + 1,
+        "{status}"
+    );
     assert_eq!(
         b.status().await["counters"]["queue_takes"],
         N as u64,
@@ -929,15 +964,15 @@ async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_session
 }
 
 #[tokio::test]
-async fn consumers_on_two_nodes_share_one_jetstream_queue_by_their_credit() {
+async fn consumers_on_two_nodes_share_one_jetstream_queue_and_keep_what_they_hold() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
-    let flags = ["--cluster-replicas", "3"];
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "3000"];
     let a = Node::join_with("a", &servers[0].url(), &flags);
     let b = Node::join_with("b", &servers[1].url(), &flags);
     let c = Node::join_with("c", &servers[2].url(), &flags);
-    // One unacknowledged message each at most: what one holds, the other node must take.
-    let mut consumers = Vec::new();
-    for node in [&b, &c] {
+    until_jetstream_takes_messages(&a).await;
+    async fn consumer(node: &Node, prefetch: &str) -> Tcp {
         let mut client = node.client("worker").await;
         client
             .send_receipted(
@@ -945,14 +980,16 @@ async fn consumers_on_two_nodes_share_one_jetstream_queue_by_their_credit() {
                     .header("id", "s")
                     .header("destination", "/queue/shared")
                     .header("ack", "client-individual")
-                    .header("prefetch-count", "1"),
+                    .header("prefetch-count", prefetch),
                 "sub",
             )
             .await;
-        consumers.push(client);
+        client
     }
+    // One unacknowledged message each at most: what one holds, the other node must take.
+    let mut consumers = vec![consumer(&b, "1").await, consumer(&c, "1").await];
     let mut producer = a.client("producer").await;
-    for i in 0..3 {
+    for i in 0..2 {
         send_persistent(
             &mut producer,
             "/queue/shared",
@@ -961,19 +998,34 @@ async fn consumers_on_two_nodes_share_one_jetstream_queue_by_their_credit() {
         )
         .await;
     }
-    // Each node's consumer gets one; the third waits in JetStream for credit.
     let mut held = Vec::new();
     for consumer in &mut consumers {
-        let frame = tokio::time::timeout(WAIT, consumer.next_frame())
+        // Generous: a node's first pull may be lost while the consumer elects its leader,
+        // and is asked again only past its expiry and a grace.
+        let frame = tokio::time::timeout(WAIT * 3, consumer.next_frame())
             .await
             .expect("a node's consumer got nothing")
             .expect("connection closed");
-        held.push(text(&frame));
-        ack(consumer, &frame).await;
+        held.push(frame);
     }
-    // Acknowledged: whichever node asks first gets the third.
+    // Held past two ack waits, while a consumer with credit waits on a third node: the holding
+    // nodes renew their messages, so JetStream hands neither to it.
+    let mut idle = consumer(&a, "10").await;
+    assert!(
+        idle.maybe_frame(Duration::from_millis(7_000))
+            .await
+            .is_none(),
+        "a held message went to another node"
+    );
+    let mut bodies: Vec<String> = held.iter().map(text).collect();
+    for (consumer, frame) in consumers.iter_mut().zip(&held) {
+        ack(consumer, frame).await;
+    }
+    // Acknowledged, credit back: whichever node asks first gets the third.
+    send_persistent(&mut producer, "/queue/shared", "2", "2").await;
+    consumers.push(idle);
     let mut third = None;
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT * 3;
     while third.is_none() && Instant::now() < deadline {
         for consumer in &mut consumers {
             if let Some(frame) = consumer.maybe_frame(Duration::from_millis(100)).await {
@@ -981,19 +1033,21 @@ async fn consumers_on_two_nodes_share_one_jetstream_queue_by_their_credit() {
             }
         }
     }
-    held.extend(third);
-    held.sort();
-    assert_eq!(held, ["0", "1", "2"]);
+    bodies.extend(third);
+    bodies.sort();
+    assert_eq!(bodies, ["0", "1", "2"]);
 }
 
 #[tokio::test]
 async fn a_nats_server_killed_under_load_loses_no_receipted_queue_message() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (mut servers, _store) = jetstream_cluster();
     // Every node knows every server, and moves to another when its own goes.
     let urls = servers.iter().map(Nats::url).collect::<Vec<_>>().join(",");
-    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "2000"];
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "3000"];
     let a = Node::join_with("a", &urls, &flags);
     let b = Node::join_with("b", &urls, &flags);
+    until_jetstream_takes_messages(&a).await;
     let mut consumer = b.client("worker").await;
     consumer
         .subscribe("w", "/queue/safe", "client-individual")

@@ -71,6 +71,10 @@ pub trait Lease: Send + Sync + std::fmt::Debug + 'static {
     fn ack(&self);
     /// Given back (NACK, its consumer went): the store hands it out again, to any node.
     fn release(&self);
+    /// Still held here (delivered and not yet acknowledged, or waiting for credit): the store
+    /// keeps it for this node rather than handing it to another, so that a client may hold a
+    /// message as long as its session lives, as on a single node.
+    fn touch(&self);
 }
 
 /// Appends a session made and has not yet seen answered: past this many, its next SEND waits

@@ -337,6 +337,23 @@ impl Queue {
         }
     }
 
+    /// The leases of every message taken from the cluster's store and held here: waiting,
+    /// or delivered and not yet acknowledged.
+    pub fn leases(&self) -> Vec<Arc<dyn Lease>> {
+        let state = self.lock();
+        let mut leases: Vec<Arc<dyn Lease>> = state
+            .messages
+            .iter()
+            .filter_map(|q| q.lease.clone())
+            .collect();
+        // Lock order: the queue's state, then each consumer's inflight.
+        for consumer in &state.consumers {
+            let inflight = consumer.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            leases.extend(inflight.iter().filter_map(|(_, q)| q.lease.clone()));
+        }
+        leases
+    }
+
     /// Resolves when the consumers here may want more (see [`Queue::wanted`]).
     pub async fn demand(&self) {
         self.demand.notified().await;

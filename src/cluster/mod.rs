@@ -73,8 +73,8 @@ pub struct ClusterSettings {
     /// Copies JetStream keeps of the queue stream (1, or an odd number up to 5 in a NATS
     /// cluster of at least as many servers).
     pub replicas: usize,
-    /// How long JetStream waits for a node to acknowledge a queue message before handing it
-    /// to another (a node that died); also the longest a client may hold one unacknowledged.
+    /// How long JetStream waits for a node to acknowledge (or renew) a queue message before
+    /// handing it to another (a node that died); held messages are renewed every third of it.
     pub ack_wait: Duration,
 }
 

@@ -245,6 +245,10 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
         queue.stop_consuming();
         return;
     };
+    // Held messages are renewed at a third of the ack wait, so two renewals may be late
+    // before JetStream hands one to another node.
+    let renew_every = queues.ack_wait / 3;
+    let mut renewed = tokio::time::Instant::now();
     let puller = loop {
         // Asked for its state once made: the answer comes from the consumer's leader, so a
         // pull sent after it finds one (a pull sent while a new consumer still elects its
@@ -276,6 +280,12 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
             queue.release_waiting();
             return;
         }
+        if renewed.elapsed() >= renew_every {
+            for lease in queue.leases() {
+                lease.touch();
+            }
+            renewed = tokio::time::Instant::now();
+        }
         let wanted = queue.wanted().min(MAX_PULL);
         if wanted == 0 {
             if !queue.has_consumers() {
@@ -291,7 +301,7 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
             tokio::select! {
                 _ = shared.shutdown.cancelled() => {}
                 () = queue.demand() => {}
-                _ = tokio::time::sleep(PULL_WAIT) => {}
+                _ = tokio::time::sleep(PULL_WAIT.min(renew_every)) => {}
             }
             continue;
         }
@@ -343,7 +353,7 @@ fn take(shared: &Arc<Shared>, queue: &Arc<Queue>, message: jetstream::Message) {
     let delivered = message.info().map_or(1, |info| info.delivered.max(1));
     let (message, acker) = message.split();
     let lease = Arc::new(JetStreamLease {
-        acker: Mutex::new(Some(acker)),
+        acker: Mutex::new(Some(Arc::new(acker))),
         runtime: shared.runtime.clone(),
     });
     let envelope = match envelope::decode(&message.payload) {
@@ -382,7 +392,8 @@ fn take(shared: &Arc<Shared>, queue: &Arc<Queue>, message: jetstream::Message) {
 
 /// A pulled message's acknowledgement, made once (later calls do nothing).
 struct JetStreamLease {
-    acker: Mutex<Option<jetstream::message::Acker>>,
+    /// Taken by the settlement (so there is one); shared with renewals meanwhile.
+    acker: Mutex<Option<Arc<jetstream::message::Acker>>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -414,6 +425,18 @@ impl Lease for JetStreamLease {
 
     fn release(&self) {
         self.settle(AckKind::Nak(None));
+    }
+
+    fn touch(&self) {
+        let held = self.acker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(acker) = held {
+            self.runtime.spawn(async move {
+                // "Work in progress": JetStream restarts the message's ack wait.
+                if let Err(error) = acker.ack_with(AckKind::Progress).await {
+                    tracing::debug!(%error, "cluster: queue message not renewed");
+                }
+            });
+        }
     }
 }
 
