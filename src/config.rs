@@ -236,6 +236,18 @@ pub struct Config {
     pub cluster_subscription_capacity: usize,
     /// How long a SUBSCRIBE's RECEIPT waits for its interest to reach NATS, in ms.
     pub cluster_interest_timeout_ms: u64,
+    /// How often a member announces itself to the others, in ms; one that misses three
+    /// heartbeats is gone from their view (`/cluster`, `/health`, `/metrics`).
+    pub cluster_heartbeat_ms: u64,
+    /// On a cluster member, keep `/queue/...` destinations in JetStream, shared by every node
+    /// (the NATS servers must run JetStream); off keeps each node's queues its own, in sled.
+    pub cluster_queues: bool,
+    /// Copies JetStream keeps of the queue stream (1, 3 or 5; at most the NATS servers).
+    pub cluster_replicas: usize,
+    /// How long JetStream waits for a node to acknowledge (or renew) a queue message before it
+    /// hands it to another node, in ms: how soon a dead node's messages move on. Held messages
+    /// are renewed every third of it while their session lives.
+    pub cluster_ack_wait_ms: u64,
 }
 
 impl Default for Config {
@@ -334,6 +346,10 @@ impl Default for Config {
             cluster_outbound_capacity: 65_536,
             cluster_subscription_capacity: 65_536,
             cluster_interest_timeout_ms: 5_000,
+            cluster_heartbeat_ms: 1_000,
+            cluster_queues: true,
+            cluster_replicas: 1,
+            cluster_ack_wait_ms: 30_000,
         }
     }
 }
@@ -432,6 +448,18 @@ impl Config {
         if self.cluster_user.is_some() != self.cluster_password.is_some() {
             return Err(ConfigError::Invalid(
                 "cluster-user and cluster-password go together".into(),
+            ));
+        }
+        // Held messages are renewed every third of the ack wait, from a loop that turns about
+        // once a second: a shorter wait would hand held messages to other nodes.
+        if !(1..=5).contains(&self.cluster_replicas) || self.cluster_ack_wait_ms < 3_000 {
+            return Err(ConfigError::Invalid(
+                "cluster-replicas must be 1 to 5, cluster-ack-wait-ms at least 3000".into(),
+            ));
+        }
+        if self.cluster_heartbeat_ms < 10 {
+            return Err(ConfigError::Invalid(
+                "cluster-heartbeat-ms must be at least 10".into(),
             ));
         }
         if self.cluster_outbound_capacity < 2 || self.cluster_subscription_capacity == 0 {
@@ -597,6 +625,9 @@ impl Config {
                 ..crate::jobs::WebhookConfig::default()
             },
             audit: None,
+            // Named by the server wiring once the node's name is known (it may take the bound
+            // port).
+            node: None,
         }
     }
 

@@ -266,6 +266,20 @@ struct ServeArgs {
     /// CA certificate (PEM) to trust for TLS to NATS (TLS is then required).
     #[arg(long, env = "STOMPEDE_CLUSTER_CA")]
     cluster_ca: Option<PathBuf>,
+    /// How often this member announces itself to the others, in ms; a member that misses three
+    /// heartbeats is gone from the view [default: 1000].
+    #[arg(long, env = "STOMPEDE_CLUSTER_HEARTBEAT_MS")]
+    cluster_heartbeat_ms: Option<u64>,
+    /// Keep /queue/ destinations in JetStream, shared by every node (on|off) [default: on].
+    #[arg(long, env = "STOMPEDE_CLUSTER_QUEUES", value_parser = on_off)]
+    cluster_queues: Option<bool>,
+    /// Copies JetStream keeps of the queue stream (1 to 5) [default: 1].
+    #[arg(long, env = "STOMPEDE_CLUSTER_REPLICAS")]
+    cluster_replicas: Option<usize>,
+    /// How long JetStream waits for a node to acknowledge (or renew) a queue message before
+    /// handing it to another node, in ms; at least 3000 [default: 30000].
+    #[arg(long, env = "STOMPEDE_CLUSTER_ACK_WAIT_MS")]
+    cluster_ack_wait_ms: Option<u64>,
     /// Also register the bench-only `noop` job type (chunks that do no work and stamp when
     /// they ended), for `cargo bench --bench load -- jobs`; not for production.
     #[arg(long, hide = true)]
@@ -456,6 +470,18 @@ impl ServeArgs {
         }
         if let Some(v) = self.cluster_ca {
             config.cluster_ca = Some(v);
+        }
+        if let Some(v) = self.cluster_heartbeat_ms {
+            config.cluster_heartbeat_ms = v;
+        }
+        if let Some(v) = self.cluster_queues {
+            config.cluster_queues = v;
+        }
+        if let Some(v) = self.cluster_replicas {
+            config.cluster_replicas = v;
+        }
+        if let Some(v) = self.cluster_ack_wait_ms {
+            config.cluster_ack_wait_ms = v;
         }
         Ok(config)
     }

@@ -95,23 +95,6 @@ impl BrokerBuilder {
                 source,
             },
         )?;
-        let jobs = if with_jobs {
-            let engine = JobEngine::start(
-                JobStore::open(&store)?,
-                self.job_types,
-                broker.clone(),
-                crate::jobs::JobsConfig {
-                    audit: Some(audit.clone()),
-                    ..config.jobs_config()
-                },
-                shutdown.clone(),
-                tracker.clone(),
-            )?;
-            engine.mount(&broker);
-            Some(engine)
-        } else {
-            None
-        };
         let stomp = match config.stomp {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -142,7 +125,28 @@ impl BrokerBuilder {
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let stomps_addr = stomps.as_ref().and_then(|l| l.local_addr().ok());
         let https_addr = https.as_ref().and_then(|l| l.local_addr().ok());
-        let cluster = match cluster_settings(&config, stomp_addr.or(http_addr)) {
+        // Bound before the job engine starts: a node's default name takes its port, and every
+        // job it starts names it.
+        let cluster_settings = cluster_settings(&config, stomp_addr.or(http_addr));
+        let jobs = if with_jobs {
+            let engine = JobEngine::start(
+                JobStore::open(&store)?,
+                self.job_types,
+                broker.clone(),
+                crate::jobs::JobsConfig {
+                    audit: Some(audit.clone()),
+                    node: cluster_settings.as_ref().map(|c| c.node.clone()),
+                    ..config.jobs_config()
+                },
+                shutdown.clone(),
+                tracker.clone(),
+            )?;
+            engine.mount(&broker);
+            Some(engine)
+        } else {
+            None
+        };
+        let cluster = match cluster_settings {
             Some(settings) => {
                 Some(crate::cluster::Cluster::start(settings, &broker, shutdown.clone()).await?)
             }
@@ -262,6 +266,10 @@ fn cluster_settings(
         subscription_capacity: config.cluster_subscription_capacity,
         interest_timeout: Duration::from_millis(config.cluster_interest_timeout_ms),
         connect_timeout: Duration::from_secs(5),
+        heartbeat: Duration::from_millis(config.cluster_heartbeat_ms),
+        queues: config.cluster_queues,
+        replicas: config.cluster_replicas,
+        ack_wait: Duration::from_millis(config.cluster_ack_wait_ms),
     })
 }
 

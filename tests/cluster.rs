@@ -131,6 +131,35 @@ impl Node {
         Self::start(&["--cluster", cluster, "--node-name", name])
     }
 
+    /// [`Node::join`] with more flags.
+    fn join_with(name: &str, cluster: &str, flags: &[&str]) -> Node {
+        let mut all = vec!["--cluster", cluster, "--node-name", name];
+        all.extend_from_slice(flags);
+        Self::start(&all)
+    }
+
+    /// Waits until this node's view of the members (itself included) is `expected`.
+    async fn until_members_are(&self, expected: &[&str]) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT * 2;
+        loop {
+            let status = self.status().await;
+            let members: Vec<&str> = status["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["node"].as_str().unwrap())
+                .collect();
+            if members == expected {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members stayed {members:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn start(flags: &[&str]) -> Node {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
@@ -179,6 +208,34 @@ impl Node {
             .unwrap();
         let status = response.status().as_u16();
         (status, response.text().await.unwrap())
+    }
+
+    /// `GET /api/jobs/<id>` as `user` (the test nodes run in open mode: any password).
+    async fn job_as(&self, user: &str, id: &str) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/api/jobs/{id}", self.http))
+            .basic_auth(user, Some("pw"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    /// Submits a `demo` job of `chunks` chunks as `client`'s user and returns its id.
+    async fn submit_demo(client: &mut Tcp, chunks: u32) -> String {
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/jobs")
+                    .header("job-type", "demo")
+                    .header("receipt", "job")
+                    .body(format!(r#"{{"chunks":{chunks}}}"#)),
+            )
+            .await;
+        let receipt = client.frame().await;
+        assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+        receipt.get("job-id").unwrap().to_owned()
     }
 
     async fn status(&self) -> serde_json::Value {
@@ -444,6 +501,14 @@ async fn user_destinations_and_job_events_reach_every_node() {
             assert_eq!(frame.get("job-id"), Some(id.as_str()), "{frame:?}");
             let event = frame.get("event").unwrap().to_owned();
             let seq: u64 = frame.get("seq").unwrap().parse().unwrap();
+            let body: serde_json::Value = serde_json::from_str(&text(&frame)).unwrap();
+            // Accepted before any node started it; from JOB_STARTED on, A runs it.
+            let node = if event == "JOB_ACCEPTED" {
+                serde_json::Value::Null
+            } else {
+                "a".into()
+            };
+            assert_eq!(body["node"], node, "{body}");
             events.push((seq, event.clone()));
             if event == "JOB_COMPLETED" {
                 break;
@@ -456,6 +521,22 @@ async fn user_destinations_and_job_events_reach_every_node() {
         );
         assert_eq!(events[0].1, "JOB_ACCEPTED", "{events:?}");
     }
+    // The snapshot names the node too, over REST and STOMP alike.
+    let job = a.job_as("bob", &id).await;
+    assert_eq!(job["node"], "a", "{job}");
+    assert_eq!(job["status"], "completed", "{job}");
+    // No RECEIPT asked: the snapshot comes first, before any RECEIPT would.
+    bob_a
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "job")
+                .header("destination", format!("/topic/jobs/{id}")),
+        )
+        .await;
+    let snapshot = bob_a.frame().await;
+    assert_eq!(snapshot.get("snapshot"), Some("true"), "{snapshot:?}");
+    let snapshot: serde_json::Value = serde_json::from_str(&text(&snapshot)).unwrap();
+    assert_eq!(snapshot["node"], "a", "{snapshot}");
 }
 
 #[tokio::test]
@@ -509,6 +590,21 @@ async fn a_node_without_cluster_touches_no_nats_and_shares_nothing() {
         .await;
     assert_eq!(text(&exactly(&mut alone, 1).await[0]), "single");
     assert_eq!(text(&exactly(&mut joined, 1).await[0]), "member");
+
+    // A job on a node on its own names no node, in its events or its snapshot.
+    let mut owner = single.client("bob").await;
+    owner.subscribe("p", "/user/queue/progress", "auto").await;
+    let id = Node::submit_demo(&mut single.client("bob").await, 2).await;
+    loop {
+        let frame = owner.frame().await;
+        let body: serde_json::Value = serde_json::from_str(&text(&frame)).unwrap();
+        assert!(body.get("node").is_none(), "{body}");
+        if frame.get("event") == Some("JOB_COMPLETED") {
+            break;
+        }
+    }
+    let job = single.job_as("bob", &id).await;
+    assert!(job.get("node").is_none(), "{job}");
 }
 
 #[tokio::test]
@@ -525,11 +621,24 @@ async fn nodes_ride_out_a_nats_restart_serving_local_sessions_meanwhile() {
         .await;
     assert_eq!(text(&remote.frame().await), "before");
 
+    assert_eq!(a.get("/health").await, (200, "ok\n".to_owned()));
     nats.kill();
     a.until_ready_is(503).await;
     b.until_ready_is(503).await;
     let status = a.status().await;
-    assert_ne!(status["nats"], "connected");
+    assert_eq!(status["nats"], "reconnecting", "{status}");
+    // Alive, degraded: restarting the node would not bring NATS back.
+    let (code, health) = a.get("/health").await;
+    assert_eq!(code, 200);
+    assert!(
+        health.starts_with("degraded: cluster link down: node a"),
+        "{health}"
+    );
+    let (_, metrics) = a.get("/metrics").await;
+    assert!(
+        metrics.contains("stompede_cluster_connected{node=\"a\"} 0"),
+        "{metrics}"
+    );
     // Local traffic goes on while NATS is away.
     let mut local = a.client("l").await;
     local.subscribe("l", "/topic/local", "auto").await;
@@ -547,6 +656,8 @@ async fn nodes_ride_out_a_nats_restart_serving_local_sessions_meanwhile() {
     nats.restart();
     a.until_ready_is(200).await;
     b.until_ready_is(200).await;
+    assert_eq!(a.get("/health").await, (200, "ok\n".to_owned()));
+    assert_eq!(a.status().await["nats"], "connected");
     // B's subscription was restored on reconnection: a message sent now reaches it.
     publisher
         .send_receipted(send("/topic/r", "after"), "2")
@@ -637,4 +748,352 @@ async fn three_nats_servers_in_a_cluster_carry_fan_out_between_nodes_on_differen
     for reader in readers {
         assert_eq!(reader.await.unwrap().get("n0"), Some(&N));
     }
+}
+
+#[tokio::test]
+async fn members_hear_each_other_and_a_killed_node_drops_out_after_missing_heartbeats() {
+    let nats = Nats::start();
+    let beat = ["--cluster-heartbeat-ms", "100"];
+    let a = Node::join_with("a", &nats.url(), &beat);
+    let b = Node::join_with("b", &nats.url(), &beat);
+    let mut c = Node::join_with("c", &nats.url(), &beat);
+    let status = a.until_members_are(&["a", "b", "c"]).await;
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members[0]["self"], true);
+    assert_eq!(members[1]["self"], false);
+    assert_eq!(members[1]["heartbeatIntervalMs"], 100);
+    assert!(members[1]["lastHeartbeatAgeMs"].is_u64(), "{status}");
+    b.until_members_are(&["b", "a", "c"]).await;
+    let (_, metrics) = a.get("/metrics").await;
+    assert!(metrics.contains("stompede_cluster_members 3"), "{metrics}");
+    assert!(
+        metrics.contains("stompede_cluster_member_heartbeat_age_seconds{member=\"c\"}"),
+        "{metrics}"
+    );
+
+    // SIGKILL: c says nothing; the others drop it once it has missed its heartbeats.
+    let _ = c.child.kill();
+    let _ = c.child.wait();
+    let status = a.until_members_are(&["a", "b"]).await;
+    assert!(
+        status["counters"]["members_lost"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    b.until_members_are(&["b", "a"]).await;
+    // A node's loss is not the link's: a and b stay ready.
+    assert_eq!(a.get("/ready").await.0, 200);
+}
+
+/// Held by each test that runs a JetStream cluster: three of them at once (nine nats-servers
+/// and nine nodes, beside the other tests) starve a 2-core machine into timeouts.
+static ONE_JETSTREAM_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Three `nats-server`s routed into one NATS cluster with JetStream (each its own store
+/// directory, kept with them), on fresh loopback ports.
+fn jetstream_cluster() -> (Vec<Nats>, tempfile::TempDir) {
+    let store = tempfile::tempdir().unwrap();
+    let ports = free_ports(9);
+    let routes = &ports[3..6];
+    let all_routes = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let servers = (0..3)
+        .map(|i| {
+            Nats::on(
+                ports[i],
+                ports[6 + i],
+                vec![
+                    "-js".into(),
+                    "-sd".into(),
+                    store.path().join(format!("s{i}")).display().to_string(),
+                    "--server_name".into(),
+                    format!("s{i}"),
+                    "--cluster_name".into(),
+                    "stompede-js".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", routes[i]),
+                    "--routes".into(),
+                    all_routes.clone(),
+                ],
+            )
+        })
+        .collect();
+    (servers, store)
+}
+
+/// Waits until `node` stores queue messages in JetStream: a JetStream cluster just started
+/// elects its leaders first, which a loaded machine can take longer than one frame's wait over.
+async fn until_jetstream_takes_messages(node: &Node) {
+    let deadline = Instant::now() + WAIT * 6;
+    loop {
+        let mut client = node.client("warm-up").await;
+        client
+            .send(
+                send("/queue/warm-up", "w")
+                    .header("persistent", "true")
+                    .header("receipt", "w"),
+            )
+            .await;
+        match tokio::time::timeout(WAIT * 3, client.next_frame()).await {
+            Ok(Some(reply)) if reply.command == Command::Receipt => return,
+            reply => assert!(
+                Instant::now() < deadline,
+                "JetStream never took a message: {reply:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A persistent SEND to `destination`, receipted: the RECEIPT promises JetStream holds it.
+async fn send_persistent(client: &mut Tcp, destination: &str, body: &str, receipt: &str) {
+    client
+        .send_receipted(
+            send(destination, body).header("persistent", "true"),
+            receipt,
+        )
+        .await;
+}
+
+/// ACKs a MESSAGE received on a client-individual subscription.
+async fn ack(client: &mut Tcp, message: &Frame) {
+    let id = message.get("ack").unwrap().to_owned();
+    client.send(Frame::new(Command::Ack).header("id", id)).await;
+}
+
+#[tokio::test]
+async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_sessions_and_nodes() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    // Each node on its own NATS server; the stream kept by all three (replicas 3).
+    // An ack wait well above what a loaded machine takes to deliver and acknowledge: an ACK
+    // later than that is a redelivery, which at least once allows but this test's exact
+    // counts do not.
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "5000"];
+    let a = Node::join_with("a", &servers[0].url(), &flags);
+    let mut b = Node::join_with("b", &servers[1].url(), &flags);
+    let c = Node::join_with("c", &servers[2].url(), &flags);
+    until_jetstream_takes_messages(&a).await;
+
+    // Sent on A with RECEIPTs, consumed on B, in order, each once.
+    let mut consumer = b.client("worker").await;
+    consumer
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    let mut producer = a.client("producer").await;
+    const N: usize = 100;
+    for i in 0..N {
+        send_persistent(&mut producer, "/queue/work", &i.to_string(), &i.to_string()).await;
+    }
+    for i in 0..N {
+        let message = consumer.frame().await;
+        assert_eq!(text(&message), i.to_string());
+        assert_eq!(message.get("destination"), Some("/queue/work"));
+        assert_eq!(message.get("redelivered"), None);
+        ack(&mut consumer, &message).await;
+    }
+    assert!(consumer.maybe_frame(QUIET).await.is_none());
+    let status = a.status().await;
+    // N, and the warm-up's one.
+    assert_eq!(
+        status["counters"]["queue_appends"],
+        N as u64 + 1,
+        "{status}"
+    );
+    assert_eq!(
+        b.status().await["counters"]["queue_takes"],
+        N as u64,
+        "{status}"
+    );
+
+    // A NACK gives the message back to JetStream, which hands it out again.
+    send_persistent(&mut producer, "/queue/work", "nacked", "nacked").await;
+    let nacked = consumer.frame().await;
+    assert_eq!(text(&nacked), "nacked");
+    let id = nacked.get("ack").unwrap().to_owned();
+    consumer
+        .send(Frame::new(Command::Nack).header("id", id))
+        .await;
+    let again = consumer.frame().await;
+    assert_eq!(text(&again), "nacked");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    ack(&mut consumer, &again).await;
+
+    // A message held unacknowledged by a session that dies goes to a consumer on another
+    // node, marked redelivered.
+    send_persistent(&mut producer, "/queue/work", "held", "held").await;
+    let held = consumer.frame().await;
+    assert_eq!(text(&held), "held");
+    let mut other = c.client("worker").await;
+    other
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    drop(consumer);
+    let again = tokio::time::timeout(WAIT * 3, other.next_frame())
+        .await
+        .expect("the held message was never redelivered")
+        .expect("connection closed");
+    assert_eq!(text(&again), "held");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    ack(&mut other, &again).await;
+    drop(other);
+
+    // One held by a node that is SIGKILLed: JetStream hands it to another node once its ack
+    // wait has passed.
+    let mut doomed = b.client("worker").await;
+    doomed
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    send_persistent(&mut producer, "/queue/work", "orphan", "orphan").await;
+    assert_eq!(text(&doomed.frame().await), "orphan");
+    let mut survivor = c.client("worker").await;
+    survivor
+        .subscribe("w", "/queue/work", "client-individual")
+        .await;
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let orphan = tokio::time::timeout(WAIT * 3, survivor.next_frame())
+        .await
+        .expect("the orphan was never redelivered")
+        .expect("connection closed");
+    assert_eq!(text(&orphan), "orphan");
+    assert_eq!(orphan.get("redelivered"), Some("true"));
+    ack(&mut survivor, &orphan).await;
+}
+
+#[tokio::test]
+async fn consumers_on_two_nodes_share_one_jetstream_queue_and_keep_what_they_hold() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "3000"];
+    let a = Node::join_with("a", &servers[0].url(), &flags);
+    let b = Node::join_with("b", &servers[1].url(), &flags);
+    let c = Node::join_with("c", &servers[2].url(), &flags);
+    until_jetstream_takes_messages(&a).await;
+    async fn consumer(node: &Node, prefetch: &str) -> Tcp {
+        let mut client = node.client("worker").await;
+        client
+            .send_receipted(
+                Frame::new(Command::Subscribe)
+                    .header("id", "s")
+                    .header("destination", "/queue/shared")
+                    .header("ack", "client-individual")
+                    .header("prefetch-count", prefetch),
+                "sub",
+            )
+            .await;
+        client
+    }
+    // One unacknowledged message each at most: what one holds, the other node must take.
+    let mut consumers = vec![consumer(&b, "1").await, consumer(&c, "1").await];
+    let mut producer = a.client("producer").await;
+    for i in 0..2 {
+        send_persistent(
+            &mut producer,
+            "/queue/shared",
+            &i.to_string(),
+            &i.to_string(),
+        )
+        .await;
+    }
+    let mut held = Vec::new();
+    for consumer in &mut consumers {
+        // Generous: a node's first pull may be lost while the consumer elects its leader,
+        // and is asked again only past its expiry and a grace.
+        let frame = tokio::time::timeout(WAIT * 3, consumer.next_frame())
+            .await
+            .expect("a node's consumer got nothing")
+            .expect("connection closed");
+        held.push(frame);
+    }
+    // Held past two ack waits, while a consumer with credit waits on a third node: the holding
+    // nodes renew their messages, so JetStream hands neither to it.
+    let mut idle = consumer(&a, "10").await;
+    assert!(
+        idle.maybe_frame(Duration::from_millis(7_000))
+            .await
+            .is_none(),
+        "a held message went to another node"
+    );
+    let mut bodies: Vec<String> = held.iter().map(text).collect();
+    for (consumer, frame) in consumers.iter_mut().zip(&held) {
+        ack(consumer, frame).await;
+    }
+    // Acknowledged, credit back: whichever node asks first gets the third.
+    send_persistent(&mut producer, "/queue/shared", "2", "2").await;
+    consumers.push(idle);
+    let mut third = None;
+    let deadline = Instant::now() + WAIT * 3;
+    while third.is_none() && Instant::now() < deadline {
+        for consumer in &mut consumers {
+            if let Some(frame) = consumer.maybe_frame(Duration::from_millis(100)).await {
+                third = Some(text(&frame));
+            }
+        }
+    }
+    bodies.extend(third);
+    bodies.sort();
+    assert_eq!(bodies, ["0", "1", "2"]);
+}
+
+#[tokio::test]
+async fn a_nats_server_killed_under_load_loses_no_receipted_queue_message() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (mut servers, _store) = jetstream_cluster();
+    // Every node knows every server, and moves to another when its own goes.
+    let urls = servers.iter().map(Nats::url).collect::<Vec<_>>().join(",");
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "3000"];
+    let a = Node::join_with("a", &urls, &flags);
+    let b = Node::join_with("b", &urls, &flags);
+    until_jetstream_takes_messages(&a).await;
+    let mut consumer = b.client("worker").await;
+    consumer
+        .subscribe("w", "/queue/safe", "client-individual")
+        .await;
+    const N: usize = 200;
+    let reader = tokio::spawn(async move {
+        // At least once: a message whose ACK was lost with the server comes again.
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < N {
+            let frame = tokio::time::timeout(WAIT * 3, consumer.next_frame())
+                .await
+                .expect("a receipted message never came")
+                .expect("connection closed");
+            seen.insert(text(&frame).parse::<usize>().unwrap());
+            ack(&mut consumer, &frame).await;
+        }
+        seen
+    });
+    let mut producer = a.client("producer").await;
+    for i in 0..N {
+        if i == N / 2 {
+            // SIGKILL, mid-stream: one of the stream's three copies and, perhaps, its leader or
+            // a node's connection.
+            servers[0].kill();
+        }
+        // A SEND refused while JetStream fails over (an ERROR, not a RECEIPT) is sent again on
+        // a new connection: only a RECEIPT promises anything.
+        let deadline = Instant::now() + WAIT * 3;
+        loop {
+            producer
+                .send(
+                    send("/queue/safe", &i.to_string())
+                        .header("persistent", "true")
+                        .header("receipt", i.to_string()),
+                )
+                .await;
+            match producer.next_frame().await {
+                Some(reply) if reply.command == Command::Receipt => break,
+                reply => {
+                    assert!(Instant::now() < deadline, "never receipted: {reply:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    producer = a.client("producer").await;
+                }
+            }
+        }
+    }
+    let seen = reader.await.unwrap();
+    assert_eq!(seen, (0..N).collect());
 }

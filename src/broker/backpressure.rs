@@ -27,6 +27,10 @@ pub(super) enum Pending {
     Queue(Arc<Queue>),
     /// Only the cluster link's outbound queue is above its mark.
     Cluster,
+    /// This session has too many appends to the cluster's queues unanswered.
+    Appends,
+    /// An append to the cluster's queues made outside a session: waited for at once.
+    Append(super::federation::Appended),
 }
 
 impl Backpressure {
@@ -44,8 +48,16 @@ impl Backpressure {
     /// Waits until the full outboxes have room (a subscriber still full after the
     /// slow-consumer grace is cut off) or the queue is below its mark, at most the grace.
     pub async fn wait(self) {
+        if let Err(error) = self.outcome().await {
+            tracing::warn!(%error, "a queue message was not stored by the cluster");
+        }
+    }
+
+    /// [`Backpressure::wait`], then what became of an append to the cluster's queues made
+    /// outside a session (the cluster's refusal, as the publisher must hear it).
+    pub(crate) async fn outcome(self) -> Result<(), String> {
         let Some((broker, pending)) = self.0 else {
-            return;
+            return Ok(());
         };
         let inner = &broker.inner;
         let started = Instant::now();
@@ -78,10 +90,26 @@ impl Backpressure {
                 let grace = inner.outbox_limits.slow_consumer_grace;
                 let _ = tokio::time::timeout(grace, queue.room()).await;
             }
+            Pending::Appends => {
+                Metrics::incr(&inner.metrics.publishes_paced);
+                super::federation::pace_own_appends().await;
+            }
+            Pending::Append(appended) => {
+                let answer = appended
+                    .await
+                    .unwrap_or_else(|_| Err("the cluster link stopped".to_owned()));
+                record(inner, started);
+                return answer;
+            }
         }
-        inner
-            .metrics
-            .publish_wait_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        record(inner, started);
+        Ok(())
     }
+}
+
+fn record(inner: &super::Inner, started: Instant) {
+    inner
+        .metrics
+        .publish_wait_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
 }

@@ -8,7 +8,15 @@
 //! nodes enter through [`Broker::deliver_remote`], into the same bounded outboxes and under the
 //! same slow-consumer policy as local ones; they were authorised by the door of the node where
 //! they were published, and readers here were authorised when they subscribed.
+//!
+//! Queues (`/queue/...`) cross nodes through [`SharedQueues`]: on a cluster member every queue
+//! SEND, once the door has admitted it, is appended to the cluster's store instead of this
+//! node's, and the node takes messages from there for its own consumers, each held under a
+//! [`Lease`] until its consumer acknowledges it. A RECEIPT waits for the appends its session
+//! made ([`own_appends`], `Broker::commit_own`), as it waits for sled's commit on one node.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +46,129 @@ pub trait Federation: Send + Sync + 'static {
     /// One subscription fewer watches `key` (each [`Federation::watch`] is matched by one
     /// call of this).
     fn unwatch(&self, key: &str);
+}
+
+/// The answer to an append: `Ok` once the cluster's store holds the message.
+pub type Appended = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+/// Where a cluster keeps its queues, as the broker sees it (JetStream: `crate::cluster`).
+pub trait SharedQueues: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends `message` to queue `queue` in the cluster's store, in the order of the calls;
+    /// the answer comes once the store holds it (what a RECEIPT promises). Refused at once
+    /// when the link cannot take more.
+    fn append(&self, queue: &str, message: &Message) -> Result<Appended, String>;
+
+    /// `queue` has a consumer on this node: take its messages from the cluster's store while
+    /// it has consumers ([`super::queue::Queue::wanted`], [`super::queue::Queue::take_in`]),
+    /// and call [`super::queue::Queue::stop_consuming`] when it stops.
+    fn consume(&self, queue: Arc<super::queue::Queue>);
+}
+
+/// A message taken from the cluster's store for a consumer here, held until settled. Each
+/// settles once: later calls do nothing.
+pub trait Lease: Send + Sync + std::fmt::Debug + 'static {
+    /// Done with (acknowledged, expired, dead-lettered, purged): the store forgets it.
+    fn ack(&self);
+    /// Given back (NACK, its consumer went): the store hands it out again, to any node.
+    fn release(&self);
+    /// Still held here (delivered and not yet acknowledged, or waiting for credit): the store
+    /// keeps it for this node rather than handing it to another, so that a client may hold a
+    /// message as long as its session lives, as on a single node.
+    fn touch(&self);
+}
+
+/// Appends a session made and has not yet seen answered: past this many, its next SEND waits
+/// for the oldest (the link's pacing of one publisher).
+const MAX_OWN_APPENDS: usize = 1_024;
+
+/// What the current session appended and still waits to hear about.
+#[derive(Default)]
+struct OwnAppends {
+    pending: VecDeque<Appended>,
+    /// The first refusal not yet reported.
+    failed: Option<String>,
+}
+
+tokio::task_local! {
+    static OWN_APPENDS: RefCell<OwnAppends>;
+}
+
+/// Runs `work` (a session) keeping the appends it makes, so that its RECEIPTs wait for those
+/// and no others' (`Broker::commit_own`).
+pub async fn own_appends<F: Future>(work: F) -> F::Output {
+    OWN_APPENDS
+        .scope(RefCell::new(OwnAppends::default()), work)
+        .await
+}
+
+/// Keeps `appended` for the current session's next RECEIPT; the wait it owes, if any. Outside
+/// a session (the local client, the HTTP API) the publisher waits for it at once.
+pub(super) fn hold_append(appended: Appended) -> Option<Pending> {
+    if OWN_APPENDS.try_with(|_| ()).is_err() {
+        return Some(Pending::Append(appended));
+    }
+    let held = OWN_APPENDS.try_with(|own| {
+        let mut own = own.borrow_mut();
+        // Answered ones are dropped as they are met, so a session that never asks for a
+        // RECEIPT holds only what is still in flight.
+        while let Some(first) = own.pending.front_mut() {
+            match first.try_recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    own.failed.get_or_insert(error);
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                    own.failed
+                        .get_or_insert_with(|| "the cluster link stopped".to_owned());
+                }
+            }
+            own.pending.pop_front();
+        }
+        own.pending.push_back(appended);
+        own.pending.len()
+    });
+    match held {
+        Ok(held) if held > MAX_OWN_APPENDS => Some(Pending::Appends),
+        _ => None,
+    }
+}
+
+/// Paces a session past [`MAX_OWN_APPENDS`] unanswered appends: waits for the older half.
+pub(super) async fn pace_own_appends() {
+    // A refusal met here stays noted for the session's next RECEIPT.
+    let _ = settle_own_appends(MAX_OWN_APPENDS / 2).await;
+}
+
+/// Waits until the current session has at most `keep` appends unanswered; the first refusal
+/// since the last call, if any.
+pub(super) async fn settle_own_appends(keep: usize) -> Result<(), String> {
+    loop {
+        let next = OWN_APPENDS
+            .try_with(|own| {
+                let mut own = own.borrow_mut();
+                if own.pending.len() > keep {
+                    own.pending.pop_front()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        let Some(appended) = next else { break };
+        let answer = appended
+            .await
+            .unwrap_or_else(|_| Err("the cluster link stopped".to_owned()));
+        if let Err(error) = answer {
+            let _ = OWN_APPENDS.try_with(|own| {
+                own.borrow_mut().failed.get_or_insert(error);
+            });
+        }
+    }
+    match OWN_APPENDS.try_with(|own| own.borrow_mut().failed.take()) {
+        Ok(Some(error)) => Err(error),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a forwarded message should pace its publisher.
@@ -113,6 +244,12 @@ impl Broker {
         true
     }
 
+    /// Keeps this broker's queues in the cluster's store from now on. Once only: a second
+    /// call is refused and returns false.
+    pub fn attach_shared_queues(&self, queues: Arc<dyn SharedQueues>) -> bool {
+        self.inner.queues.attach_shared(queues)
+    }
+
     /// The link to other nodes, when there is one.
     pub(super) fn federation(&self) -> Option<&Arc<dyn Federation>> {
         self.inner.federation.get()
@@ -169,5 +306,35 @@ impl Broker {
             let grace = self.inner.outbox_limits.slow_consumer_grace;
             let _ = tokio::time::timeout(grace, federation.room()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_waits_for_its_own_appends_and_hears_of_a_refusal_once() {
+        own_appends(async {
+            let (stored, first) = tokio::sync::oneshot::channel();
+            let (refused, second) = tokio::sync::oneshot::channel();
+            assert!(hold_append(first).is_none());
+            assert!(hold_append(second).is_none());
+            let settle = tokio::spawn(async move {
+                let _ = stored.send(Ok(()));
+                let _ = refused.send(Err("no stream".to_owned()));
+            });
+            assert_eq!(settle_own_appends(0).await, Err("no stream".to_owned()));
+            settle.await.unwrap();
+            // Reported once: the next RECEIPT has nothing against it.
+            assert_eq!(settle_own_appends(0).await, Ok(()));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn outside_a_session_the_publisher_waits_for_its_append() {
+        let (_stored, appended) = tokio::sync::oneshot::channel();
+        assert!(matches!(hold_append(appended), Some(Pending::Append(_))));
     }
 }

@@ -206,6 +206,12 @@ impl Broker {
     /// Waits until the store writes of the current session are durable: what a session's
     /// RECEIPT promises (see [`crate::store::own_writes`]).
     pub(crate) async fn commit_own(&self) -> Result<(), StoreError> {
+        // On a cluster member, the queue messages this session sent: stored by the cluster.
+        if self.inner.queues.shared().is_some() {
+            federation::settle_own_appends(0)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cluster queue store: {e}")))?;
+        }
         match &self.inner.store {
             Some(store) => store.commit_own().await,
             None => Ok(()),
@@ -385,8 +391,11 @@ impl Broker {
     /// while a topic subscriber's outbox is full, up to the slow-consumer grace.
     /// `/app/` destinations are refused here: they go to their application handler.
     pub async fn publish(&self, user: &str, message: Message) -> Result<(), PublishError> {
-        self.publish_now(user, message)?.wait().await;
-        Ok(())
+        let destination = message.destination.to_string();
+        self.publish_now(user, message)?
+            .outcome()
+            .await
+            .map_err(|reason| cluster_refusal(destination, reason))
     }
 
     /// [`Broker::publish`] without the wait: the message is in every subscriber's outbox (or
@@ -404,8 +413,11 @@ impl Broker {
     /// Publishes as the server itself (job events, statistics): past the ACL, and the only
     /// way onto server-owned destinations. Waits like [`Broker::publish`].
     pub async fn publish_as_server(&self, message: Message) -> Result<(), PublishError> {
-        self.publish_now_as_server(message)?.wait().await;
-        Ok(())
+        let destination = message.destination.to_string();
+        self.publish_now_as_server(message)?
+            .outcome()
+            .await
+            .map_err(|reason| cluster_refusal(destination, reason))
     }
 
     /// [`Broker::publish_as_server`] without the wait (see [`Broker::publish_now`]).
@@ -456,18 +468,33 @@ impl Broker {
                 let delivered = self.deliver(&key, message.clone());
                 self.forward(&key, &message, delivered)
             }
-            SendTarget::Queue(name) => {
-                let queue = self.queue(name);
-                queue.enqueue(Arc::new(message))?;
-                if queue.is_above_mark() && queue.has_consumers() {
-                    // Producer flow control, as for a full topic subscriber: this session reads
-                    // its next frame once consumers have caught up (or the grace has passed).
-                    // A queue nobody consumes just fills up to its limit: store and forward.
-                    Some(Pending::Queue(queue))
-                } else {
-                    None
+            // On a cluster member a queue lives in the cluster's store, whichever node its
+            // consumers are on: the message is appended there (a RECEIPT waits for it).
+            SendTarget::Queue(name) => match self.inner.queues.shared_for(name) {
+                Some(shared) => {
+                    let appended =
+                        shared
+                            .append(name, &message)
+                            .map_err(|reason| QueueRefused::Store {
+                                queue: name.to_owned(),
+                                reason,
+                            })?;
+                    federation::hold_append(appended)
                 }
-            }
+                None => {
+                    let queue = self.queue(name);
+                    queue.enqueue(Arc::new(message))?;
+                    if queue.is_above_mark() && queue.has_consumers() {
+                        // Producer flow control, as for a full topic subscriber: this session
+                        // reads its next frame once consumers have caught up (or the grace has
+                        // passed). A queue nobody consumes just fills up to its limit: store
+                        // and forward.
+                        Some(Pending::Queue(queue))
+                    } else {
+                        None
+                    }
+                }
+            },
             SendTarget::App(name) => return Err(PublishError::NoAppHandler(name.to_owned())),
         };
         Ok(Backpressure::new(self, pending))
@@ -606,6 +633,11 @@ impl Broker {
     pub(crate) fn app_handler(&self, destination: &str) -> Option<Arc<dyn app::AppHandler>> {
         self.apps().find(destination).cloned()
     }
+}
+
+/// An append the cluster refused, as a publish error.
+fn cluster_refusal(queue: String, reason: String) -> PublishError {
+    PublishError::Queue(QueueRefused::Store { queue, reason })
 }
 
 /// What one fan-out did: deliveries made, outboxes it filled.

@@ -4,11 +4,12 @@
 //! the store from enqueue until acknowledged.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytestring::ByteString;
 
+use super::federation::Lease;
 use super::message::Message;
 use super::metrics::Metrics;
 use super::outbox::{Delivery, Outbox, Outgoing};
@@ -52,9 +53,18 @@ pub struct Queued {
     pub seq: Option<u64>,
     /// Expiry in ms since the epoch (0: never).
     pub expires: u64,
+    /// The cluster's hold on it, when it was taken from the cluster's store (a cluster member's
+    /// queue): settled there when it is acknowledged, given back when it is returned.
+    pub lease: Option<Arc<dyn Lease>>,
 }
 
 impl Queued {
+    /// Kept until acknowledged, in this node's store or the cluster's: an auto-ack delivery
+    /// of it counts as acknowledged only once written (see `Settle`).
+    fn is_kept(&self) -> bool {
+        self.seq.is_some() || self.lease.is_some()
+    }
+
     fn expired(&self, now_ms: u64) -> bool {
         self.expires != 0 && self.expires <= now_ms
     }
@@ -236,6 +246,11 @@ pub struct Queue {
     /// Producers waiting for the queue to drain below its high-water mark.
     room: tokio::sync::Notify,
     high_water: usize,
+    /// On a cluster member, true while a task takes this queue's messages from the cluster's
+    /// store for its consumers here (one task per queue and node).
+    consuming: AtomicBool,
+    /// Wakes that task when the consumers may want more (a dispatch: credit came back).
+    demand: tokio::sync::Notify,
 }
 
 impl Queue {
@@ -255,7 +270,103 @@ impl Queue {
             metrics,
             room: tokio::sync::Notify::new(),
             high_water: high_water.max(1),
+            consuming: AtomicBool::new(false),
+            demand: tokio::sync::Notify::new(),
         }
+    }
+
+    /// When `message` expires on this queue, in ms since the epoch (0: never): its `expires`
+    /// header, else the queue's time to live from now.
+    pub fn expiry_of(&self, message: &Message) -> u64 {
+        match message
+            .headers
+            .get("expires")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(at) if at > 0 => at,
+            _ if self.ttl_ms > 0 => now_ms().saturating_add(self.ttl_ms),
+            _ => 0,
+        }
+    }
+
+    /// How many more messages the consumers here could take now (prefetch credit, outboxes
+    /// with room); 0 while messages already wait here. What a cluster member takes from the
+    /// cluster's store at once, so that messages wait there, where every node can reach them.
+    pub fn wanted(&self) -> usize {
+        let state = self.lock();
+        if !state.messages.is_empty() {
+            return 0;
+        }
+        state
+            .consumers
+            .iter()
+            .filter(|c| !c.outbox.is_full())
+            .map(|c| match c.prefetch {
+                Some(p) => p.saturating_sub(c.held()),
+                None => usize::MAX,
+            })
+            .fold(0, usize::saturating_add)
+    }
+
+    /// A message taken from the cluster's store for the consumers here: added at the back
+    /// (the cluster's store held it against the limits) and dispatched.
+    pub fn take_in(self: &Arc<Self>, queued: Queued) {
+        {
+            let mut state = self.lock();
+            state.bytes += queued.message.size();
+            state.messages.push_back(queued);
+        }
+        self.dispatch();
+    }
+
+    /// Gives every waiting message taken from the cluster's store back to it (the consumers
+    /// here left, or the node is stopping): other nodes' consumers get them.
+    pub fn release_waiting(&self) {
+        let released: Vec<Queued> = {
+            let mut state = self.lock();
+            let (leased, kept): (VecDeque<Queued>, VecDeque<Queued>) =
+                state.messages.drain(..).partition(|q| q.lease.is_some());
+            state.messages = kept;
+            state.bytes = state.messages.iter().map(|q| q.message.size()).sum();
+            leased.into()
+        };
+        for queued in released {
+            if let Some(lease) = &queued.lease {
+                lease.release();
+            }
+        }
+    }
+
+    /// The leases of every message taken from the cluster's store and held here: waiting,
+    /// or delivered and not yet acknowledged.
+    pub fn leases(&self) -> Vec<Arc<dyn Lease>> {
+        let state = self.lock();
+        let mut leases: Vec<Arc<dyn Lease>> = state
+            .messages
+            .iter()
+            .filter_map(|q| q.lease.clone())
+            .collect();
+        // Lock order: the queue's state, then each consumer's inflight.
+        for consumer in &state.consumers {
+            let inflight = consumer.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            leases.extend(inflight.iter().filter_map(|(_, q)| q.lease.clone()));
+        }
+        leases
+    }
+
+    /// Resolves when the consumers here may want more (see [`Queue::wanted`]).
+    pub async fn demand(&self) {
+        self.demand.notified().await;
+    }
+
+    /// The task taking messages from the cluster's store for this queue is about to stop
+    /// (no consumer here): true when it may, false when a consumer came meanwhile and it must
+    /// go on (no second task was started for it).
+    pub fn stop_consuming(&self) -> bool {
+        self.consuming.store(false, Ordering::SeqCst);
+        // With a consumer back, this task takes the flag again, unless that consumer's
+        // `add_consumer` already did (and so started another task): then this one stops.
+        !self.has_consumers() || self.consuming.swap(true, Ordering::SeqCst)
     }
 
     /// True when some consumer is subscribed.
@@ -303,15 +414,7 @@ impl Queue {
     pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) -> Result<(), QueueRefused> {
         let registry = self.registry.upgrade();
         let policy = registry.as_ref().map(|r| r.policy());
-        let expires = match message
-            .headers
-            .get("expires")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            Some(at) if at > 0 => at,
-            _ if self.ttl_ms > 0 => now_ms().saturating_add(self.ttl_ms),
-            _ => 0,
-        };
+        let expires = self.expiry_of(&message);
         let persistent = message.headers.get("persistent") == Some("true");
         let size = message.size();
         let mut queued = Queued {
@@ -320,6 +423,7 @@ impl Queue {
             deliveries: 0,
             seq: None,
             expires,
+            lease: None,
         };
         match (persistent, &registry) {
             (true, Some(registry)) => {
@@ -395,7 +499,7 @@ impl Queue {
     /// Acknowledged messages: forgotten by the store; their credit goes back to the consumer.
     pub fn acked(self: &Arc<Self>, taken: Vec<Queued>) {
         // Messages in memory only leave no trace in the store, and need no registry.
-        if taken.iter().any(|queued| queued.seq.is_some()) {
+        if taken.iter().any(Queued::is_kept) {
             if let Some(registry) = self.registry.upgrade() {
                 for queued in &taken {
                     registry.forget(&self.name, queued);
@@ -422,6 +526,13 @@ impl Queue {
                         continue;
                     }
                 }
+                if let Some(lease) = &queued.lease {
+                    // Back to the cluster's store, which hands it out again to whichever
+                    // node has a consumer with credit first (this one, perhaps).
+                    lease.release();
+                    Metrics::incr(&self.metrics.messages_redelivered);
+                    continue;
+                }
                 queued.redelivered = true;
                 state.bytes += queued.message.size();
                 state.messages.push_front(queued);
@@ -441,6 +552,15 @@ impl Queue {
         consumer.outbox.watch_queue(self.clone());
         self.lock().consumers.push(consumer);
         self.dispatch();
+        // On a cluster member the messages wait in the cluster's store: the first consumer
+        // here starts taking them from there.
+        if let Some(registry) = self.registry.upgrade() {
+            if let Some(shared) = registry.shared_for(&self.name) {
+                if !self.consuming.swap(true, Ordering::SeqCst) {
+                    shared.consume(self.clone());
+                }
+            }
+        }
     }
 
     /// Removes a consumer; what it held unacknowledged goes back on the queue.
@@ -461,6 +581,10 @@ impl Queue {
     pub fn dispatch(self: &Arc<Self>) {
         let depth = self.dispatch_locked();
         self.release_producers(depth);
+        // One stored wake-up at most (cheap when nobody waits): credit may have come back.
+        if depth == 0 && self.consuming.load(Ordering::Relaxed) {
+            self.demand.notify_one();
+        }
     }
 
     /// Dispatches; returns the depth left.
@@ -489,8 +613,10 @@ impl Queue {
             };
             if queued.expires != 0 && queued.expired(*now.get_or_insert_with(now_ms)) {
                 Metrics::incr(&self.metrics.messages_expired);
-                if let (Some(_), Some(registry)) = (queued.seq, registry(&mut stored)) {
-                    registry.forget(&self.name, &queued);
+                if queued.is_kept() {
+                    if let Some(registry) = registry(&mut stored) {
+                        registry.forget(&self.name, &queued);
+                    }
                 }
                 continue;
             }
@@ -503,16 +629,13 @@ impl Queue {
             }
             // Auto-ack persistent messages stay held until written (see `Settle`); auto-ack
             // messages in memory only are done once handed over.
-            let held = consumer.ack_mode != AckMode::Auto || queued.seq.is_some();
+            let held = consumer.ack_mode != AckMode::Auto || queued.is_kept();
             let ack_id = consumer.ack_id(&queued.message.id);
-            let settle = match (consumer.ack_mode, queued.seq) {
-                (AckMode::Auto, Some(_)) => Some(Settle {
-                    queue: self.clone(),
-                    consumer: consumer.clone(),
-                    ack_id: ack_id.clone(),
-                }),
-                _ => None,
-            };
+            let settle = (consumer.ack_mode == AckMode::Auto && queued.is_kept()).then(|| Settle {
+                queue: self.clone(),
+                consumer: consumer.clone(),
+                ack_id: ack_id.clone(),
+            });
             let delivery = Delivery {
                 message: queued.message.clone(),
                 subscription: consumer.subscription.clone(),

@@ -2,12 +2,13 @@
 //! policies. Creates queues on first use and restores persistent ones at start-up.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use bytestring::ByteString;
 use stompede_protocol::Headers;
 
 use super::destination::Pattern;
+use super::federation::SharedQueues;
 use super::message::Message;
 use super::metrics::Metrics;
 use super::queue::{Queue, QueueStats, Queued};
@@ -54,6 +55,8 @@ pub struct QueueRegistry {
     store: Option<Store>,
     metrics: Arc<Metrics>,
     this: Weak<QueueRegistry>,
+    /// On a cluster member, where `/queue/...` messages are kept instead of `store`.
+    shared: OnceLock<Arc<dyn SharedQueues>>,
 }
 
 impl QueueRegistry {
@@ -65,7 +68,24 @@ impl QueueRegistry {
             store,
             metrics,
             this: this.clone(),
+            shared: OnceLock::new(),
         })
+    }
+
+    /// Keeps the queues in the cluster's store from now on; false when already done.
+    pub(crate) fn attach_shared(&self, shared: Arc<dyn SharedQueues>) -> bool {
+        self.shared.set(shared).is_ok()
+    }
+
+    /// The cluster's store of queues, on a cluster member.
+    pub(crate) fn shared(&self) -> Option<&Arc<dyn SharedQueues>> {
+        self.shared.get()
+    }
+
+    /// The cluster's store, for queue `name`: a `/queue/...` destination. A durable topic
+    /// subscription's queue stays on its node (it collects what that node's topic routes).
+    pub(crate) fn shared_for(&self, name: &str) -> Option<&Arc<dyn SharedQueues>> {
+        self.shared.get().filter(|_| name.starts_with("/queue/"))
     }
 
     /// The policy.
@@ -162,8 +182,12 @@ impl QueueRegistry {
         Ok(Some(seq))
     }
 
-    /// Removes a message from the store, if it is there.
+    /// Removes a message from the store, if it is there (from the cluster's, when it was taken
+    /// from there).
     pub(crate) fn forget(&self, queue: &str, queued: &Queued) {
+        if let Some(lease) = &queued.lease {
+            lease.ack();
+        }
         if let (Some(store), Some(seq)) = (&self.store, queued.seq) {
             if let Err(error) = store.remove_message(queue, seq) {
                 tracing::error!(queue, %error, "removing a stored message failed");
@@ -204,6 +228,32 @@ impl QueueRegistry {
         );
         Metrics::incr(&self.metrics.messages_dead_lettered);
         tracing::warn!(queue, dead_letter_queue = %dlq_name, message_id = %queued.message.id, deliveries = queued.deliveries, "message dead-lettered");
+        if let Some(shared) = self.shared_for(&dlq_name) {
+            // In the cluster's store too: the message leaves its queue there only once its
+            // dead-letter queue there holds it (delivered twice, never lost, on a failure).
+            let appended = shared.append(&dlq_name, &message);
+            let runtime = tokio::runtime::Handle::try_current();
+            match (appended, runtime, queued.lease.clone()) {
+                (Ok(appended), Ok(runtime), Some(lease)) => {
+                    runtime.spawn(async move {
+                        match appended.await {
+                            Ok(Ok(())) => lease.ack(),
+                            _ => {
+                                tracing::error!(queue = %dlq_name, "dead-letter queue refused a message; it goes back");
+                                lease.release();
+                            }
+                        }
+                    });
+                }
+                (appended, _, lease) => {
+                    tracing::error!(queue = %dlq_name, ok = appended.is_ok(), "dead-letter append not followed; the message goes back");
+                    if let Some(lease) = lease {
+                        lease.release();
+                    }
+                }
+            }
+            return;
+        }
         // Stored on the dead-letter queue before it leaves its own: the store's log keeps
         // writes in order, so a crash in between leaves the message in both places (it is
         // delivered twice), never in neither.
@@ -238,6 +288,7 @@ impl QueueRegistry {
                         deliveries: loaded.deliveries,
                         seq: Some(loaded.seq),
                         expires: stored.expires,
+                        lease: None,
                     }
                 })
                 .collect();

@@ -1,21 +1,25 @@
 //! Scale-out over NATS: a node started with `--cluster nats://...` links its broker to the
 //! other nodes through a NATS server (or cluster of them).
 //!
-//! This first slice carries topics and user destinations (and so the job events published on
-//! them) between nodes over core NATS; durable queues and jobs in JetStream come later. The
-//! broker sees none of this module: the server wiring attaches a [`Cluster`] to it as a
-//! [`Federation`] (the broker's door for links to other nodes).
+//! Topics and user destinations (and so the job events published on them) travel between nodes
+//! over core NATS; queues live in JetStream; jobs in JetStream come later. The broker sees none
+//! of this module: the server wiring attaches a [`Cluster`] to it as a [`Federation`] and as its
+//! `SharedQueues` (the broker's doors for links to other nodes).
 //!
 //! - [`subject`]: destination keys as NATS subjects, wildcards included.
 //! - [`envelope`]: a message as it travels between nodes.
 //! - `link`: the NATS connection and the ordered outbound pump.
 //! - `interest`: one NATS subscription per watched key, and its reader.
+//! - [`members`]: heartbeats, and the members this node hears.
+//! - `queues`: queues in a JetStream stream, appended in order and consumed by lease.
 //!
 //! Guarantees and limits are written down in README.md ("Cluster").
 
 pub mod envelope;
 mod interest;
 mod link;
+pub mod members;
+mod queues;
 pub mod subject;
 
 use std::path::PathBuf;
@@ -31,6 +35,7 @@ use crate::broker::message::Message;
 use crate::broker::Broker;
 use interest::Interests;
 use link::Outbound;
+use members::{Member, Members};
 
 /// How a node joins the cluster (from `--cluster` and its companions).
 #[derive(Debug, Clone)]
@@ -59,6 +64,18 @@ pub struct ClusterSettings {
     pub interest_timeout: Duration,
     /// How long start-up waits for the first connection (the node starts regardless).
     pub connect_timeout: Duration,
+    /// How often the node announces itself to the others; a member that misses
+    /// [`members::MISSES`] of its heartbeats is gone from their view.
+    pub heartbeat: Duration,
+    /// Keep `/queue/...` destinations in JetStream, shared by every node (the NATS servers
+    /// must run JetStream); false keeps each node's queues its own.
+    pub queues: bool,
+    /// Copies JetStream keeps of the queue stream (1, or an odd number up to 5 in a NATS
+    /// cluster of at least as many servers).
+    pub replicas: usize,
+    /// How long JetStream waits for a node to acknowledge (or renew) a queue message before
+    /// handing it to another (a node that died); held messages are renewed every third of it.
+    pub ack_wait: Duration,
 }
 
 /// Why the cluster link could not be set up.
@@ -101,6 +118,20 @@ pub struct ClusterMetrics {
     pub connects: AtomicU64,
     /// Connections lost.
     pub disconnects: AtomicU64,
+    /// Heartbeats heard from other nodes.
+    pub heartbeats_in: AtomicU64,
+    /// Members that appeared in the view (new, restarted, or back after missing heartbeats).
+    pub members_joined: AtomicU64,
+    /// Members that said they were leaving (a clean shutdown).
+    pub members_left: AtomicU64,
+    /// Members dropped from the view after missing their heartbeats.
+    pub members_lost: AtomicU64,
+    /// Queue messages published to JetStream.
+    pub queue_appends: AtomicU64,
+    /// Queue messages taken from JetStream for this node's consumers.
+    pub queue_takes: AtomicU64,
+    /// Pulls from JetStream that never ended (lost on the way) and were asked again.
+    pub pulls_unanswered: AtomicU64,
 }
 
 /// What the link shares with its tasks.
@@ -120,6 +151,12 @@ struct Shared {
     broker: WeakBroker,
     shutdown: CancellationToken,
     runtime: tokio::runtime::Handle,
+    members: Members,
+    heartbeat: Duration,
+    /// When this node started (ms since the epoch), carried by its heartbeats.
+    started_at: u64,
+    /// The queues in JetStream, when the node keeps them there.
+    queues: Option<queues::Queues>,
 }
 
 impl Shared {
@@ -147,7 +184,8 @@ impl std::fmt::Debug for Cluster {
 pub struct ClusterStatus {
     /// This node's name.
     pub node: String,
-    /// `connected`, `disconnected` or `pending` (connecting for the first time).
+    /// `connected`, `reconnecting` (the connection was lost; the client retries forever) or
+    /// `connecting` (never connected yet).
     pub nats: &'static str,
     /// The NATS server connected to, when connected.
     pub server: Option<String>,
@@ -155,6 +193,8 @@ pub struct ClusterStatus {
     pub interests: usize,
     /// Messages waiting to be published.
     pub outbound_queued: usize,
+    /// The members heard within their last heartbeats, this node first.
+    pub members: Vec<Member>,
     /// Every counter, by name.
     pub counters: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -170,6 +210,17 @@ impl Cluster {
         let client = link::connect(&settings, metrics.clone()).await?;
         let capacity = settings.outbound_capacity.max(2);
         let (outbound, queue) = mpsc::channel(capacity);
+        let (queues, appends) = if settings.queues {
+            let (queues, appends) = queues::Queues::new(
+                client.clone(),
+                settings.replicas,
+                settings.ack_wait,
+                capacity,
+            );
+            (Some(queues), Some(appends))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
             node: settings.node,
             client,
@@ -183,10 +234,22 @@ impl Cluster {
             broker: broker.downgrade(),
             shutdown,
             runtime: tokio::runtime::Handle::current(),
+            members: Members::default(),
+            heartbeat: settings.heartbeat.max(Duration::from_millis(10)),
+            started_at: crate::clock::now_ms(),
+            queues,
         });
         tokio::spawn(link::pump(shared.clone(), queue));
+        tokio::spawn(members::listen(shared.clone()));
+        tokio::spawn(members::announce(shared.clone()));
+        if let Some(appends) = appends {
+            tokio::spawn(queues::pump(shared.clone(), appends));
+        }
         let cluster = Cluster(shared);
         broker.attach_federation(Arc::new(cluster.clone()));
+        if cluster.0.queues.is_some() {
+            broker.attach_shared_queues(Arc::new(cluster.clone()));
+        }
         tracing::info!(node = %cluster.0.node, "cluster: member");
         Ok(cluster)
     }
@@ -211,13 +274,15 @@ impl Cluster {
         let state = self.0.client.connection_state();
         let nats = match state {
             async_nats::connection::State::Connected => "connected",
-            async_nats::connection::State::Disconnected => "disconnected",
-            async_nats::connection::State::Pending => "pending",
+            async_nats::connection::State::Disconnected => "reconnecting",
+            async_nats::connection::State::Pending => "connecting",
         };
         let server = (state == async_nats::connection::State::Connected).then(|| {
             let info = self.0.client.server_info();
             format!("{}:{}", info.host, info.port)
         });
+        // First: reading the view drops the members gone since, which counts them.
+        let members = self.0.members.view(&self.0);
         let m = &self.0.metrics;
         let counters = [
             ("forwarded", &m.forwarded),
@@ -231,6 +296,13 @@ impl Cluster {
             ("interest_timeouts", &m.interest_timeouts),
             ("connects", &m.connects),
             ("disconnects", &m.disconnects),
+            ("heartbeats_in", &m.heartbeats_in),
+            ("members_joined", &m.members_joined),
+            ("members_left", &m.members_left),
+            ("members_lost", &m.members_lost),
+            ("queue_appends", &m.queue_appends),
+            ("queue_takes", &m.queue_takes),
+            ("pulls_unanswered", &m.pulls_unanswered),
         ]
         .into_iter()
         .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
@@ -241,6 +313,7 @@ impl Cluster {
             server,
             interests: self.0.interests.len(),
             outbound_queued: self.0.queued.load(Ordering::Relaxed),
+            members,
             counters,
         }
     }

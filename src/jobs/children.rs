@@ -97,6 +97,7 @@ impl JobEngine {
                 parent: Some(parent.id.clone()),
                 children: Vec::new(),
                 webhook: None,
+                node: None,
             };
             let fields = json!({ "priority": child.priority, "runAt": child.run_at, "maxAttempts": child.max_attempts });
             let event = events::next(&mut child, kind::ACCEPTED, fields);

@@ -34,6 +34,9 @@ pub struct JobsConfig {
     pub webhooks: super::webhooks::WebhookConfig,
     /// Where submissions and controls are recorded, with who asked and from where.
     pub audit: Option<crate::audit::Audit>,
+    /// This node's name on a cluster member (`--node-name`): each job it starts names it, in
+    /// its snapshot and its events (`node`). None on a node on its own.
+    pub node: Option<String>,
 }
 
 impl Default for JobsConfig {
@@ -53,6 +56,7 @@ impl Default for JobsConfig {
             results_dir: PathBuf::from("./stompede-data/results"),
             webhooks: super::webhooks::WebhookConfig::default(),
             audit: None,
+            node: None,
         }
     }
 }

@@ -59,7 +59,7 @@ pub struct Event {
 }
 
 /// The fields every event body starts with (an extra field of the same name takes their place).
-const BASE_FIELDS: [&str; 8] = [
+const BASE_FIELDS: [&str; 9] = [
     "event",
     "jobId",
     "jobType",
@@ -68,11 +68,13 @@ const BASE_FIELDS: [&str; 8] = [
     "timestamp",
     "correlationId",
     "parentJobId",
+    "node",
 ];
 
 /// Builds the next event of `job`: bumps its sequence number; `fields` are merged into the
 /// body next to `event`, `jobId`, `jobType`, `seq`, `status`, `timestamp` (and
-/// `correlationId` when the submission had one).
+/// `correlationId` when the submission had one, `parentJobId` for a child, `node` once a
+/// cluster member started it).
 ///
 /// The body is written straight into its buffer rather than built as a `serde_json::Map` and
 /// then printed: every job change makes at least one event, and on the submission path the
@@ -122,9 +124,14 @@ pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
                     field(&mut body, name, true, &|b| write_json(b, id));
                 }
             }
-            _ => {
+            "parentJobId" => {
                 if let Some(id) = &job.parent {
                     field(&mut body, name, true, &|b| write_json(b, id));
+                }
+            }
+            _ => {
+                if let Some(node) = &job.node {
+                    field(&mut body, name, true, &|b| write_json(b, node));
                 }
             }
         }

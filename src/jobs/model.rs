@@ -195,6 +195,11 @@ pub struct Job {
     /// Where its terminal event is POSTed, and how that went (`webhooks.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// On a cluster member, the node that runs (or last ran) it: set as each attempt starts,
+    /// so that an operator can tell where a job's work and logs are. Absent before its first
+    /// start and on a node that is not in a cluster (there is only one place it can run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A job's callback: its terminal event is POSTed to `url`, signed, retried with backoff.

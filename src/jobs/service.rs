@@ -274,6 +274,7 @@ impl JobEngine {
             parent: None,
             children: Vec::new(),
             webhook,
+            node: None,
         };
         let permit = self.inner.writer.room().await;
         let committed = {

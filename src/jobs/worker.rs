@@ -189,6 +189,12 @@ async fn begin(engine: &JobEngine, id: &str, attempt: u64) -> Result<bool, JobEr
     }
     job.status = JobStatus::Processing;
     job.started_at.get_or_insert(now_ms());
+    // Named before JOB_STARTED is built, so the event that reports the start names the node.
+    if let Some(node) = &engine.inner.config.node {
+        if job.node.as_ref() != Some(node) {
+            job.node = Some(node.clone());
+        }
+    }
     let event = events::next(
         job,
         kind::STARTED,

@@ -103,12 +103,13 @@ pub async fn run<S: FrameSource, W: FrameSink>(
         Box::pin(linger(&ctx, &mut source)).await;
         return;
     };
-    // A RECEIPT waits for this session's own store writes only.
-    let ended = crate::store::own_writes(async {
+    // A RECEIPT waits for this session's own store writes only (and, on a cluster member, for
+    // its own appends to the cluster's queues).
+    let ended = crate::broker::federation::own_appends(crate::store::own_writes(async {
         let ended = session.read_loop(&mut source, &mut decoder, incoming).await;
         session.finish();
         ended
-    })
+    }))
     .await;
     let grace = Duration::from_millis(ctx.config.shutdown_timeout_ms);
     match finish_writer(writer, grace).await {

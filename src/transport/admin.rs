@@ -32,13 +32,33 @@ fn store_fault(ctx: &ServerContext) -> Option<String> {
     }
 }
 
+/// The cluster link's fault, on a member whose NATS connection is down.
+fn cluster_fault(ctx: &ServerContext) -> Option<String> {
+    let cluster = ctx.cluster.as_ref()?;
+    (!cluster.is_connected()).then(|| {
+        format!(
+            "cluster link down: node {} is not connected to NATS ({})",
+            cluster.node(),
+            cluster.status().nats
+        )
+    })
+}
+
 /// Alive: 200 while the process serves, "degraded" with the cause while the store cannot write
-/// (non-durable traffic goes on, and restarting would not bring the disk back, so a liveness
-/// probe must not fail).
+/// or a cluster member has lost NATS (local traffic goes on, and restarting would bring back
+/// neither the disk nor NATS, so a liveness probe must not fail).
 async fn health(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
-    match store_fault(&ctx) {
-        None => "ok\n".to_owned(),
-        Some(reason) => format!("degraded: store unavailable: {reason}\n"),
+    let faults: Vec<String> = [
+        store_fault(&ctx).map(|reason| format!("store unavailable: {reason}")),
+        cluster_fault(&ctx),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if faults.is_empty() {
+        "ok\n".to_owned()
+    } else {
+        format!("degraded: {}\n", faults.join("; "))
     }
 }
 
@@ -58,15 +78,9 @@ async fn ready(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
             format!("degraded: store unavailable: {reason}\n"),
         );
     }
-    match &ctx.cluster {
-        Some(cluster) if !cluster.is_connected() => (
-            unavailable,
-            format!(
-                "cluster link down: node {} is not connected to NATS\n",
-                cluster.node()
-            ),
-        ),
-        _ => (axum::http::StatusCode::OK, "ready\n".to_owned()),
+    match cluster_fault(&ctx) {
+        Some(fault) => (unavailable, format!("{fault}\n")),
+        None => (axum::http::StatusCode::OK, "ready\n".to_owned()),
     }
 }
 
@@ -174,7 +188,7 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
 }
 
 /// The cluster link: `stompede_cluster_connected{node}` (1 or 0), its interests and queue,
-/// and one counter family per link counter.
+/// the members heard and how long ago each last beat, and one counter family per link counter.
 fn cluster_metrics(body: &mut String, status: &crate::cluster::ClusterStatus) {
     let node = label_value(&status.node);
     let connected = u8::from(status.nats == "connected");
@@ -191,6 +205,20 @@ fn cluster_metrics(body: &mut String, status: &crate::cluster::ClusterStatus) {
         "stompede_cluster_outbound_queued {}",
         status.outbound_queued
     );
+    let _ = writeln!(body, "# TYPE stompede_cluster_members gauge");
+    let _ = writeln!(body, "stompede_cluster_members {}", status.members.len());
+    let _ = writeln!(
+        body,
+        "# TYPE stompede_cluster_member_heartbeat_age_seconds gauge"
+    );
+    for member in &status.members {
+        let _ = writeln!(
+            body,
+            "stompede_cluster_member_heartbeat_age_seconds{{member=\"{}\"}} {:.3}",
+            label_value(&member.node),
+            member.last_heartbeat_age_ms as f64 / 1000.0
+        );
+    }
     for (name, value) in &status.counters {
         let _ = writeln!(body, "# TYPE stompede_cluster_{name}_total counter");
         let _ = writeln!(body, "stompede_cluster_{name}_total {value}");
