@@ -296,8 +296,9 @@ impl ChunkResults {
         }
     }
 
-    /// How many chunks the job has (and so how many items this gives).
-    pub fn count(&self) -> u64 {
+    /// How many chunks the job has (and so how many items this gives). (Not `count`, which
+    /// would be `Iterator::count`, reading them all.)
+    pub fn planned(&self) -> u64 {
         self.count
     }
 }
@@ -414,7 +415,7 @@ mod tests {
         let error = results.next().unwrap().unwrap_err();
         assert_eq!((error.code.as_str(), error.retryable), ("store", true));
         let held = ChunkResults::from_vec(vec![json!(1)]);
-        assert_eq!(held.count(), 1);
+        assert_eq!(held.planned(), 1);
         assert_eq!(held.collect::<Result<Vec<_>, _>>().unwrap(), vec![json!(1)]);
     }
 }

@@ -230,7 +230,7 @@ impl JobHandler for Ocr {
 
     fn merge_each(&self, job: &JobInput, chunks: ChunkResults) -> Result<Value, JobError> {
         // The pages wait in the chunks' part files: the results themselves are not read.
-        merge::merge(job, usize::try_from(chunks.count()).unwrap_or(usize::MAX))
+        merge::merge(job, usize::try_from(chunks.planned()).unwrap_or(usize::MAX))
     }
 
     fn chunk_timeout(&self) -> Duration {
