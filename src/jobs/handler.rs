@@ -266,9 +266,12 @@ pub struct ChunkResults {
     ahead: Option<(u64, Value)>,
 }
 
+/// A chunk's index and its result's JSON bytes, as the store gives them; a store error as text.
+type StoredResult = Result<(u64, Vec<u8>), String>;
+
 enum Source {
     Memory(std::vec::IntoIter<Value>),
-    Stored(Box<dyn Iterator<Item = Result<(u64, Vec<u8>), String>> + Send>),
+    Stored(Box<dyn Iterator<Item = StoredResult> + Send>),
 }
 
 impl ChunkResults {
@@ -286,7 +289,7 @@ impl ChunkResults {
     /// order) as they are asked for.
     pub(crate) fn stored(
         count: u64,
-        stored: impl Iterator<Item = Result<(u64, Vec<u8>), String>> + Send + 'static,
+        stored: impl Iterator<Item = StoredResult> + Send + 'static,
     ) -> ChunkResults {
         ChunkResults {
             count,
