@@ -366,7 +366,7 @@ pub enum ConfigError {
 
 impl Config {
     /// The default `extract-memory-budget`: 512 MiB, room for one 5,000-page tender (it
-    /// reserves about 440 MiB) or several shorter documents at once.
+    /// reserves about 425 MiB) or several shorter documents at once.
     pub const DEFAULT_EXTRACT_MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
 
     /// Reads a TOML file.

@@ -34,9 +34,10 @@ const READ_BASE: u64 = 24 << 20;
 /// document) with the engine's copy of it, the event and their serialised forms. Measured
 /// (release build, `benches/extract`, one job, the server's peak above idle): 101 MiB for a
 /// 0.8 MB document (1,000 pages), 204 MiB for 2.5 MB (3,000), 312 MiB for 4.1 MB (5,000):
-/// 64 bytes a byte beyond a fixed part. Two 1,000-page jobs at once, reserving 80 a byte,
-/// peaked 146 MiB above idle for a budget of 128 (one job's pages and heaps freed but not yet
-/// reused when the other's came): 96 leaves room for that and for documents denser in values.
+/// 64 bytes a byte beyond a fixed part; 96 leaves room for documents denser in values. Not
+/// counted: what a finished job leaves (its result kept in its record, the allocator's
+/// freed pages), so two 1,000-page jobs with a 128 MiB budget, one after the other,
+/// peaked 150 MiB above idle (BENCHMARKS.md, "Not held").
 const JOB_PER_BYTE: u64 = 96;
 /// What a job holds whatever its size: the threads its chunks run on and their allocator
 /// heaps, the profiles' working values, the store's buffers (39 MiB above idle measured for
