@@ -120,6 +120,9 @@ pub struct Config {
     pub import_dir: Option<PathBuf>,
     /// Memory a `reconcile` job may use, in bytes (default 512 MiB).
     pub reconcile_memory_budget: u64,
+    /// Memory all running `extract` jobs together may use, in bytes (default
+    /// [`Config::DEFAULT_EXTRACT_MEMORY_BUDGET`]).
+    pub extract_memory_budget: u64,
     /// The tesseract program `ocr` jobs run: a name on the PATH or a path.
     pub ocr_tesseract: String,
     /// The audit log (`<data-dir>/audit/audit.log`) is rotated past this many bytes.
@@ -296,6 +299,7 @@ impl Default for Config {
             store_cache_mib: crate::store::DEFAULT_CACHE_MIB,
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
+            extract_memory_budget: Config::DEFAULT_EXTRACT_MEMORY_BUDGET,
             ocr_tesseract: "tesseract".into(),
             audit_max_bytes: 64 * 1024 * 1024,
             extract_llm_url: None,
@@ -377,6 +381,10 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The default `extract-memory-budget`: 512 MiB, room for one 5,000-page tender (it
+    /// reserves about 425 MiB) or several shorter documents at once.
+    pub const DEFAULT_EXTRACT_MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
+
     /// Reads a TOML file.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {

@@ -567,7 +567,9 @@ async fn serve(config: Config, bench_job_types: bool) -> anyhow::Result<()> {
     } else {
         tracing::warn!("OCR {}: ocr jobs are refused", ocr.status());
     }
-    let mut extract = stompede::processors::Extract::new(&import_dir).with_uploads(&uploads);
+    let mut extract = stompede::processors::Extract::new(&import_dir)
+        .with_uploads(&uploads)
+        .with_memory_budget(config.extract_memory_budget);
     if let Some(url) = &config.extract_llm_url {
         let model = config
             .extract_llm_model

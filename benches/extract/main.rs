@@ -1,21 +1,32 @@
-//! Extraction throughput: a long PDF with a text layer (the pages of the tests' `dce` and
-//! `requirements` corpora, over and over, set as the PDF writer of the tests sets them) read by
-//! the `extract` job type in process with the `dce` and `requirements` profiles, from
-//! submission to the job's end; next to `pdftotext -layout` alone on the same file (the floor:
-//! reading the text layer). Prints pages per second, median of the runs.
+//! Extraction throughput and memory: a long PDF with a text layer (the pages of the tests'
+//! `dce` and `requirements` corpora, over and over, set as the PDF writer of the tests sets
+//! them) read by the `extract` job type of a real `stompede serve` process (the release binary,
+//! with its own allocator) that a STOMP client over TCP submits the job to, with the `dce` and
+//! `requirements` profiles, from submission to `JOB_COMPLETED`; next to `pdftotext -layout`
+//! alone on the same file (the floor: reading the text layer). Prints pages per second and the
+//! server's memory: its resident size when idle (`VmRSS` just before the submission), its peak
+//! (`VmHWM` once the jobs completed) and the difference, which must stay within the server's
+//! `extract-memory-budget`: the line says `FAIL` when it does not.
 //!
-//! `cargo bench --bench extract -- [--pages N] [--runs R] [--pages-per-chunk C]`
-//! (defaults 1000, 3, 10). Needs poppler-utils, as `scripts/test.sh` installs them.
+//! `cargo bench --bench extract -- [--pages N] [--runs R] [--pages-per-chunk C] [--jobs K]
+//! [--budget-mib M]` (defaults 1000, 1, 10, 1, and the server's default budget). `--jobs 2`
+//! submits two jobs on the same file at once (they share the one budget); each run starts a
+//! fresh server. `--budget-mib 0` writes no budget into the config (for a build that has no
+//! such key) and checks against nothing. `STOMPEDE_BIN=path` runs that binary instead of
+//! this build's. Needs poppler-utils, as `scripts/test.sh` installs them.
 #![allow(clippy::unwrap_used)]
 
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use stompede::jobs::JobStatus;
-use stompede::processors::Extract;
-use stompede::protocol::Headers;
-use stompede::{BrokerBuilder, Config};
+use bytes::BytesMut;
+use serde_json::{json, Value};
+use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Limits, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[path = "../common/args.rs"]
 mod args;
@@ -27,6 +38,29 @@ mod corpus_requirements;
 mod documents;
 
 use documents::{pdf, PdfPage};
+
+/// The server's default `extract-memory-budget`, in MiB (`Config::default()`).
+const DEFAULT_BUDGET_MIB: usize = (stompede::Config::DEFAULT_EXTRACT_MEMORY_BUDGET >> 20) as usize;
+
+/// A `/proc/<pid>/status` field in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 /// Helvetica's WinAnsi code for the few characters outside Latin-1 the corpora use.
 fn winansi(c: char) -> char {
@@ -71,15 +105,200 @@ fn corpus_pages() -> Vec<Vec<(u32, u32, String)>> {
         .collect()
 }
 
+/// The first 16 hex digits of the SHA-256 of a result without its file paths: the same
+/// digest, the same extraction.
+fn digest(result: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut result = result.clone();
+    if let Some(map) = result.as_object_mut() {
+        map.remove("files");
+    }
+    let hash = Sha256::digest(serde_json::to_vec(&result).unwrap());
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values[values.len() / 2]
 }
 
+/// A `stompede serve` process, killed when dropped.
+struct Server {
+    child: std::process::Child,
+    stomp: SocketAddr,
+}
+
+impl Server {
+    fn start(data: &Path, import: &Path, budget: u64) -> Server {
+        let config = data.join("stompede.toml");
+        let mut text = format!("import-dir = {:?}\n", import.display().to_string());
+        if budget > 0 {
+            text.push_str(&format!("extract-memory-budget = {budget}\n"));
+        }
+        std::fs::write(&config, text).unwrap();
+        let binary =
+            std::env::var("STOMPEDE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stompede").into());
+        let mut child = Process::new(binary)
+            .args(["serve", "--stomp", "127.0.0.1:0", "--http", "off"])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--log", &std::env::var("RUST_LOG").unwrap_or("warn".into())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let listening: Value = serde_json::from_str(&line).unwrap();
+        let stomp = listening["stomp"].as_str().unwrap().parse().unwrap();
+        Server { child, stomp }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A STOMP connection over TCP, taking bodies as large as a long document's result.
+struct Stomp {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl Stomp {
+    async fn connect(addr: SocketAddr, login: &str) -> Stomp {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let limits = Limits {
+            max_body_len: 1 << 30,
+            ..Limits::default()
+        };
+        let mut stomp = Stomp {
+            stream,
+            decoder: Decoder::new(limits),
+            buf: BytesMut::new(),
+        };
+        stomp
+            .send(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("login", login),
+            )
+            .await;
+        let connected = stomp.frame().await;
+        assert_eq!(connected.command, Command::Connected, "{connected:?}");
+        stomp.decoder.set_version(Version::V1_2);
+        stomp
+    }
+
+    async fn send(&mut self, frame: Frame) {
+        let mut out = BytesMut::new();
+        encode(&frame, Version::V1_2, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    async fn frame(&mut self) -> Frame {
+        loop {
+            if let Some(Decoded::Frame(f)) = self.decoder.decode(&mut self.buf).unwrap() {
+                return f;
+            }
+            assert!(
+                self.stream.read_buf(&mut self.buf).await.unwrap() > 0,
+                "closed"
+            );
+        }
+    }
+}
+
+/// What one run measured.
+struct Run {
+    wall: f64,
+    idle_mib: f64,
+    peak_mib: f64,
+    waited: bool,
+    results: Vec<Value>,
+}
+
+/// Starts a server, submits `jobs` extraction jobs at once and waits for them all.
+async fn run(import: &Path, budget: u64, jobs: usize, per_chunk: usize) -> Run {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), import, budget);
+    let mut client = Stomp::connect(server.stomp, "bench").await;
+    client
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "p")
+                .header("destination", "/user/queue/progress"),
+        )
+        .await;
+    // Let the server settle before its idle size is taken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_mib = status_mib(server.pid(), "VmRSS:");
+    let params = json!({
+        "file": "tender.pdf",
+        "profiles": ["dce", "requirements"],
+        "pagesPerChunk": per_chunk,
+    });
+    let started = Instant::now();
+    for i in 0..jobs {
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/jobs")
+                    .header("job-type", "extract")
+                    .header("receipt", format!("r{i}"))
+                    .body(params.to_string()),
+            )
+            .await;
+    }
+    let mut results = Vec::new();
+    let mut waited = false;
+    while results.len() < jobs {
+        let frame = client.frame().await;
+        if frame.command != Command::Message {
+            continue;
+        }
+        let body: Value = serde_json::from_slice(&frame.body).unwrap();
+        match body["event"].as_str() {
+            Some("JOB_COMPLETED") => results.push(body["result"].clone()),
+            Some("JOB_FAILED" | "JOB_CANCELLED") => panic!("{body}"),
+            _ => {}
+        }
+        if body["step"]
+            .as_str()
+            .is_some_and(|s| s.contains("waiting for memory"))
+        {
+            waited = true;
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let peak_mib = status_mib(server.pid(), "VmHWM:");
+    Run {
+        wall,
+        idle_mib,
+        peak_mib,
+        waited,
+        results,
+    }
+}
+
 fn main() {
     let pages = args::number("--pages", 1000);
-    let runs = args::number("--runs", 3);
+    let runs = args::number("--runs", 1).max(1);
     let per_chunk = args::number("--pages-per-chunk", 10);
+    let jobs = args::number("--jobs", 1).max(1);
+    let budget_mib = args::number("--budget-mib", DEFAULT_BUDGET_MIB) as u64;
+    let budget = budget_mib << 20;
     let work = tempfile::tempdir().unwrap();
     let corpus = corpus_pages();
     let doc: Vec<PdfPage> = (0..pages)
@@ -87,13 +306,14 @@ fn main() {
         .collect();
     let file = work.path().join("tender.pdf");
     std::fs::write(&file, pdf(&doc)).unwrap();
+    drop(doc);
     println!(
-        "{pages} pages of text-layer PDF ({} KiB), {runs} runs, {per_chunk} pages per chunk",
+        "| input | {pages} pages of text-layer PDF ({} KiB), {per_chunk} pages a chunk, {jobs} job(s) at once |",
         std::fs::metadata(&file).unwrap().len() / 1024
     );
 
     let mut floor = Vec::new();
-    for _ in 0..runs {
+    for _ in 0..3 {
         let started = Instant::now();
         let out = Process::new("pdftotext")
             .args(["-layout", "-enc", "UTF-8"])
@@ -104,72 +324,72 @@ fn main() {
         assert!(out.status.success());
         floor.push(pages as f64 / started.elapsed().as_secs_f64());
     }
+    let floor = median(floor);
+    println!("| `pdftotext -layout` alone (median of 3) | {floor:.0} pages/s |");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let extracted = runtime.block_on(async {
-        let data = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: data.path().to_owned(),
-            stomp: None,
-            http: None,
-            import_dir: Some(work.path().to_owned()),
-            ..Config::default()
-        };
-        let server = BrokerBuilder::new(config)
-            .job_type("extract", Extract::new(work.path()))
-            .start()
-            .await
-            .unwrap();
-        let engine = server.jobs().unwrap();
-        let mut rates = Vec::new();
-        let mut found = (0, 0);
-        for _ in 0..runs {
-            let mut headers = Headers::new();
-            headers.push("job-type", "extract");
-            let params = json!({
-                "file": "tender.pdf",
-                "profiles": ["dce", "requirements"],
-                "pagesPerChunk": per_chunk,
-            });
-            let started = Instant::now();
-            let id = engine
-                .submit("bench", &headers, params.to_string().as_bytes())
-                .await
-                .unwrap()
-                .id;
-            let job = loop {
-                let job = engine.job(&id).unwrap();
-                if job.status.is_finished() {
-                    break job;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            };
-            let elapsed = started.elapsed().as_secs_f64();
-            assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
-            let result = job.result.unwrap();
-            assert_eq!(result["pageCount"], pages);
-            found = (
-                result["requirements"].as_array().map_or(0, Vec::len),
-                result["dce"]["lots"].as_array().map_or(0, Vec::len),
-            );
-            rates.push(pages as f64 / elapsed);
+    let mut failed = false;
+    for n in 1..=runs {
+        let load = load_average();
+        let r = runtime.block_on(run(work.path(), budget, jobs, per_chunk));
+        let result = &r.results[0];
+        assert_eq!(result["pageCount"], pages);
+        let digest = digest(result);
+        for other in &r.results[1..] {
+            assert_eq!(self::digest(other), digest, "the same file");
         }
-        server.shutdown().await;
-        (rates, found)
-    });
-    let (rates, (requirements, lots)) = extracted;
-    println!(
-        "{}",
-        json!({
-            "pages": pages,
-            "extract_pages_per_s": median(rates.clone()).round(),
-            "runs": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
-            "pdftotext_pages_per_s": median(floor).round(),
-            "requirements_found": requirements,
-            "lots_found": lots,
-        })
-    );
+        let requirements = result["requirements"].as_array().map_or(0, Vec::len);
+        let lots = result["dce"]["lots"].as_array().map_or(0, Vec::len);
+        let above = r.peak_mib - r.idle_mib;
+        let over = budget_mib > 0 && above > budget_mib as f64;
+        failed |= over;
+        let rate = (jobs * pages) as f64 / r.wall;
+        println!(
+            "| run {n}: extract, submit to JOB_COMPLETED | {:.2} s, {rate:.0} pages/s; {requirements} requirements, {lots} lots, result {digest}; load {load} |",
+            r.wall
+        );
+        println!(
+            "| run {n}: server RSS, budget {} | idle {:.0} MiB, peak (VmHWM) {:.0} MiB: {above:.0} MiB above idle, {:.1} KiB a page{}{} |",
+            if budget_mib > 0 { format!("{budget_mib} MiB") } else { "none set".to_owned() },
+            r.idle_mib,
+            r.peak_mib,
+            above * 1024.0 / (jobs * pages) as f64,
+            if budget_mib == 0 {
+                ""
+            } else if over {
+                ", FAIL: over the budget"
+            } else {
+                ", within the budget"
+            },
+            if r.waited { "; a job waited for memory" } else { "" }
+        );
+        println!(
+            "{}",
+            json!({
+                "bench": "extract",
+                "pages": pages,
+                "jobs": jobs,
+                "run": n,
+                "seconds": (r.wall * 1000.0).round() / 1000.0,
+                "extract_pages_per_s": rate.round(),
+                "pdftotext_pages_per_s": floor.round(),
+                "requirements_found": requirements,
+                "lots_found": lots,
+                "result_sha256": digest,
+                "idle_rss_mib": r.idle_mib.round(),
+                "peak_rss_mib": r.peak_mib.round(),
+                "above_idle_mib": above.round(),
+                "budget_mib": budget_mib,
+                "within_budget": !over,
+                "load": load,
+            })
+        );
+    }
+    if failed {
+        println!("FAIL: the server's peak RSS passed its extract-memory-budget");
+        std::process::exit(1);
+    }
 }

@@ -226,6 +226,15 @@ pub trait JobHandler: Send + Sync + 'static {
     /// Combines the chunk results, in chunk order, into the job's result.
     fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError>;
 
+    /// Combines the chunk results into the job's result, taking them one at a time, in
+    /// chunk order: for job types whose chunk results together are too large to hold at
+    /// once (read back from the store one by one). By default, gathers them all and calls
+    /// [`JobHandler::merge`].
+    fn merge_each(&self, job: &JobInput, chunks: ChunkResults) -> Result<Value, JobError> {
+        let chunks = chunks.collect::<Result<Vec<Value>, JobError>>()?;
+        self.merge(job, chunks)
+    }
+
     /// Longest time one chunk may run before it is cancelled and retried (default 300 s).
     fn chunk_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(300)
@@ -242,6 +251,112 @@ pub trait JobHandler: Send + Sync + 'static {
     /// a job whose chunks are trivial.
     fn light_plan_and_merge(&self) -> bool {
         false
+    }
+}
+
+/// A job's chunk results, in chunk order, one per planned chunk (`null` for a chunk whose
+/// result is missing), handed over one at a time: from memory when the attempt ran every
+/// chunk, otherwise read from the store as they are asked for. A store error is an item
+/// (a retryable `store` error): the merge stops there and the job is retried.
+pub struct ChunkResults {
+    count: u64,
+    next: u64,
+    source: Source,
+    /// An item read ahead of its turn: the chunk after a missing one.
+    ahead: Option<(u64, Value)>,
+}
+
+/// A chunk's index and its result's JSON bytes, as the store gives them; a store error as text.
+type StoredResult = Result<(u64, Vec<u8>), String>;
+
+enum Source {
+    Memory(std::vec::IntoIter<Value>),
+    Stored(Box<dyn Iterator<Item = StoredResult> + Send>),
+}
+
+impl ChunkResults {
+    /// Results held in memory, one per chunk, in chunk order.
+    pub fn from_vec(results: Vec<Value>) -> ChunkResults {
+        ChunkResults {
+            count: results.len() as u64,
+            next: 0,
+            source: Source::Memory(results.into_iter()),
+            ahead: None,
+        }
+    }
+
+    /// `count` chunks' results, read from `stored` (chunk index and JSON bytes, in index
+    /// order) as they are asked for.
+    pub(crate) fn stored(
+        count: u64,
+        stored: impl Iterator<Item = StoredResult> + Send + 'static,
+    ) -> ChunkResults {
+        ChunkResults {
+            count,
+            next: 0,
+            source: Source::Stored(Box::new(stored)),
+            ahead: None,
+        }
+    }
+
+    /// How many chunks the job has (and so how many items this gives). (Not `count`, which
+    /// would be `Iterator::count`, reading them all.)
+    pub fn planned(&self) -> u64 {
+        self.count
+    }
+}
+
+impl Iterator for ChunkResults {
+    type Item = Result<Value, JobError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let index = self.next;
+        self.next += 1;
+        let stored = match &mut self.source {
+            Source::Memory(values) => return Some(Ok(values.next().unwrap_or(Value::Null))),
+            Source::Stored(stored) => stored,
+        };
+        if self.ahead.is_none() {
+            // Skips results beyond this index's turn that are not this index's: none are
+            // expected, since keys sort by index, but a stray one must not stop the merge.
+            loop {
+                match stored.next() {
+                    None => break,
+                    Some(Err(reason)) => return Some(Err(JobError::retryable("store", reason))),
+                    Some(Ok((at, _))) if at < index => continue,
+                    Some(Ok((at, bytes))) => {
+                        // A result that does not parse counts as missing, as it always has.
+                        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                        self.ahead = Some((at, value));
+                        break;
+                    }
+                }
+            }
+        }
+        match self.ahead.take() {
+            Some((at, value)) if at == index => Some(Ok(value)),
+            later => {
+                self.ahead = later;
+                Some(Ok(Value::Null))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::try_from(self.count - self.next).unwrap_or(usize::MAX);
+        (left, Some(left))
+    }
+}
+
+impl std::fmt::Debug for ChunkResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkResults")
+            .field("count", &self.count)
+            .field("next", &self.next)
+            .finish()
     }
 }
 
@@ -273,5 +388,37 @@ impl JobTypes {
         let mut names: Vec<&str> = self.types.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_chunk_results_come_in_order_with_the_missing_ones_null() {
+        let stored = vec![
+            Ok((0, b"{\"a\":0}".to_vec())),
+            // 1 is missing, 2 does not parse, 4 is beyond the plan.
+            Ok((2, b"{not json".to_vec())),
+            Ok((3, b"3".to_vec())),
+            Ok((4, b"4".to_vec())),
+        ];
+        let results: Vec<Value> = ChunkResults::stored(4, stored.into_iter())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            results,
+            vec![json!({"a": 0}), Value::Null, Value::Null, json!(3)]
+        );
+        let failing = vec![Ok((0, b"0".to_vec())), Err("disk gone".to_owned())];
+        let mut results = ChunkResults::stored(3, failing.into_iter());
+        assert_eq!(results.next().unwrap().unwrap(), json!(0));
+        let error = results.next().unwrap().unwrap_err();
+        assert_eq!((error.code.as_str(), error.retryable), ("store", true));
+        let held = ChunkResults::from_vec(vec![json!(1)]);
+        assert_eq!(held.planned(), 1);
+        assert_eq!(held.collect::<Result<Vec<_>, _>>().unwrap(), vec![json!(1)]);
     }
 }

@@ -58,8 +58,8 @@ use writer::{Commit, Writer};
 pub use config::JobsConfig;
 pub use demo::Demo;
 pub use handler::{
-    ChildJob, ChildOutcome, ChunkContext, ChunkFuture, JobHandler, JobInput, ProgressReport,
-    ProgressSink,
+    ChildJob, ChildOutcome, ChunkContext, ChunkFuture, ChunkResults, JobHandler, JobInput,
+    ProgressReport, ProgressSink,
 };
 pub(crate) use model::new_id;
 pub use model::{ChunkPlan, Job, JobError, JobStatus, Progress, Webhook, WebhookStatus};

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{self, kind, Event};
-use super::handler::{ChunkContext, JobHandler, ProgressReport, ProgressSink};
+use super::handler::{ChunkContext, ChunkResults, JobHandler, ProgressReport, ProgressSink};
 use super::model::{JobError, JobStatus, Progress};
 use super::JobEngine;
 use crate::clock::now_ms;
@@ -418,25 +418,30 @@ async fn merge(
     let Some(handler) = engine.inner.types.get(&job.job_type).cloned() else {
         return;
     };
-    let mut results = vec![Value::Null; job.chunks.len()];
-    if ran.len() == job.chunks.len() {
+    let count = job.chunks.len() as u64;
+    let results = if ran.len() as u64 == count {
+        let mut results = vec![Value::Null; job.chunks.len()];
         for (index, result) in ran {
             if let Some(slot) = results.get_mut(index as usize) {
                 *slot = result;
             }
         }
+        ChunkResults::from_vec(results)
     } else {
         // Some chunks ran in an earlier attempt (or process): their results are in the store,
-        // once the commits still queued are written.
+        // once the commits still queued are written. They are read as the merge asks for
+        // them, so that a type whose merge folds them one at a time never holds them all.
         let stored = match engine.written().await {
-            Ok(()) => engine
-                .inner
-                .store
-                .chunk_results(id)
-                .map_err(|e| e.to_string()),
+            Ok(()) => {
+                let store = &engine.inner.store;
+                store
+                    .chunk_count(id)
+                    .and_then(|stored| Ok((stored, store.chunk_results_each(id)?)))
+                    .map_err(|e| e.to_string())
+            }
             Err(stopped) => Err(stopped.to_string()),
         };
-        let stored = match stored {
+        let (stored, each) = match stored {
             Ok(stored) => stored,
             Err(reason) => {
                 let error = JobError::retryable("store", reason);
@@ -444,21 +449,17 @@ async fn merge(
                 return;
             }
         };
-        if stored.len() != job.chunks.len() {
+        if stored != count {
             // Commits are applied in order, so this means the store lost records.
-            tracing::error!(job = %id, stored = stored.len(), planned = job.chunks.len(), "chunk results missing at merge");
+            tracing::error!(job = %id, stored, planned = count, "chunk results missing at merge");
         }
-        for (index, bytes) in stored {
-            if let Some(slot) = results.get_mut(index as usize) {
-                *slot = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            }
-        }
-    }
+        ChunkResults::stored(count, each.map(|entry| entry.map_err(|e| e.to_string())))
+    };
     let input = engine.input(&job);
     let merged = if handler.light_plan_and_merge() {
-        handler.merge(&input, results)
+        handler.merge_each(&input, results)
     } else {
-        off_thread(move || handler.merge(&input, results)).await
+        off_thread(move || handler.merge_each(&input, results)).await
     };
     let merged = match merged {
         Ok(merged) => merged,

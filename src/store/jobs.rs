@@ -219,19 +219,22 @@ impl JobStore {
             .map(|v| v.to_vec()))
     }
 
-    /// The stored chunk results of a job, by chunk index.
-    pub fn chunk_results(&self, id: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self
+    /// The stored chunk results of a job, by chunk index, one at a time: a merge that folds
+    /// them need not hold them all at once.
+    pub fn chunk_results_each(
+        &self,
+        id: &str,
+    ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + Send + 'static, StoreError>
+    {
+        Ok(self
             .store
             .trees()?
             .job_records
             .scan_prefix(range_prefix(CHUNK, id))
-        {
-            let (key, value) = entry?;
-            out.push((number_of(&key)?, value.to_vec()));
-        }
-        Ok(out)
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((number_of(&key)?, value.to_vec()))
+            }))
     }
 
     /// How many chunk results a job has stored.
@@ -345,7 +348,14 @@ mod tests {
         let all = |jobs: &JobStore| jobs.jobs().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
         assert_eq!(all(&jobs), vec![b"a".to_vec(), b"ab".to_vec()]);
         assert_eq!(jobs.chunk_count("A").unwrap(), 3);
-        assert_eq!(jobs.chunk_results("AB").unwrap(), vec![(0, vec![9])]);
+        let chunks = |id: &str| {
+            jobs.chunk_results_each(id)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        };
+        assert_eq!(chunks("AB"), vec![(0, vec![9])]);
+        assert_eq!(chunks("A").len(), 3, "A's only, not AB's");
         assert_eq!(jobs.last_seq("A").unwrap(), 5);
         assert_eq!(jobs.last_seq("AB").unwrap(), 7);
         assert_eq!(jobs.last_seq("B").unwrap(), 0);

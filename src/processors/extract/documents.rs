@@ -2,19 +2,54 @@
 //! once rather than by every chunk: a chunk needs the whole document for context, and reading
 //! it again for each chunk made a job's time grow with the square of its pages (a 1,000-page
 //! PDF read 100 times over) and held one copy per running chunk.
+//!
+//! A document is kept with the memory reserved for it (its job's share of the
+//! `extract-memory-budget`): the reservation goes back when the last holder of the document
+//! lets it go, not when it leaves this list, so that a chunk still reading an evicted
+//! document keeps it paid for.
 
 use std::collections::VecDeque;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::document::Document;
-use super::load_document;
+use super::{load_document, DOCUMENT_FILE};
 use crate::jobs::JobError;
+use crate::processors::memory::Reservation;
+
+/// A document read for a job, and the memory reserved for it and for its job's work.
+#[derive(Debug)]
+pub(super) struct Held {
+    document: Document,
+    /// Given back when the last chunk or merge holding the document is done with it.
+    _reservation: Reservation,
+}
+
+impl Deref for Held {
+    type Target = Document;
+
+    fn deref(&self) -> &Document {
+        &self.document
+    }
+}
+
+/// A document not asked for in this long is kept for no running chunk: its job is between
+/// attempts, cancelled or failed. (Between two chunks of a running job, a few milliseconds.)
+const IDLE: Duration = Duration::from_secs(2);
 
 /// The last few jobs' documents, by result directory; the least recently used goes first.
 pub(super) struct Documents {
-    entries: Mutex<VecDeque<(PathBuf, Arc<Document>)>>,
+    entries: Mutex<VecDeque<Entry>>,
     capacity: usize,
+}
+
+struct Entry {
+    dir: PathBuf,
+    held: Arc<Held>,
+    /// When a chunk or the merge last asked for it.
+    used: Instant,
 }
 
 impl Documents {
@@ -27,14 +62,26 @@ impl Documents {
         }
     }
 
-    /// The document stored in `dir`, read the first time it is asked for.
-    pub(super) fn get(&self, dir: &Path) -> Result<Arc<Document>, JobError> {
+    /// The document stored in `dir`, read the first time it is asked for, once `reserve`
+    /// has given the memory for it: `reserve` is told the size of the stored document (its
+    /// JSON) and may wait for room.
+    pub(super) fn get(
+        &self,
+        dir: &Path,
+        reserve: impl FnOnce(u64) -> Result<Reservation, JobError>,
+    ) -> Result<Arc<Held>, JobError> {
         if let Some(found) = self.take(dir) {
             self.keep(dir, found.clone());
             return Ok(found);
         }
-        // Read outside the lock: two chunks of one job may both read it, once.
-        let read = Arc::new(load_document(dir)?);
+        let stored = super::budget::file_size(&dir.join(DOCUMENT_FILE))?;
+        // Reserved before it is read; outside the lock, as the reservation may wait.
+        let reservation = reserve(stored)?;
+        // Two chunks of one job may both read it, once each.
+        let read = Arc::new(Held {
+            document: load_document(dir)?,
+            _reservation: reservation,
+        });
         self.keep(dir, read.clone());
         Ok(read)
     }
@@ -44,24 +91,50 @@ impl Documents {
         drop(self.take(dir));
     }
 
-    fn take(&self, dir: &Path) -> Option<Arc<Document>> {
-        let mut entries = self.lock();
-        let at = entries.iter().position(|(d, _)| d == dir)?;
-        entries.remove(at).map(|(_, document)| document)
+    /// Drops the documents that no chunk or merge is reading (kept only here) and none has
+    /// asked for lately, and so their reservations: a job that waits for memory must not
+    /// wait on documents kept for jobs that were cancelled or failed. A running job's, between
+    /// two chunks, stays: letting it go would have the two jobs take the memory in turns,
+    /// each reading its document again.
+    pub(super) fn release_idle(&self) {
+        self.release_unused_for(IDLE);
     }
 
-    fn keep(&self, dir: &Path, document: Arc<Document>) {
+    fn release_unused_for(&self, idle: Duration) {
+        let released: VecDeque<Entry> = {
+            let mut entries = self.lock();
+            let (released, kept) = std::mem::take(&mut *entries)
+                .into_iter()
+                .partition(|e| Arc::strong_count(&e.held) == 1 && e.used.elapsed() >= idle);
+            *entries = kept;
+            released
+        };
+        // Dropped outside the lock: a document's pages take a while to free.
+        drop(released);
+    }
+
+    fn take(&self, dir: &Path) -> Option<Arc<Held>> {
         let mut entries = self.lock();
-        if entries.iter().any(|(d, _)| d == dir) {
+        let at = entries.iter().position(|e| e.dir == dir)?;
+        entries.remove(at).map(|e| e.held)
+    }
+
+    fn keep(&self, dir: &Path, held: Arc<Held>) {
+        let mut entries = self.lock();
+        if entries.iter().any(|e| e.dir == dir) {
             return;
         }
         while entries.len() >= self.capacity {
             entries.pop_front();
         }
-        entries.push_back((dir.to_owned(), document));
+        entries.push_back(Entry {
+            dir: dir.to_owned(),
+            held,
+            used: Instant::now(),
+        });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(PathBuf, Arc<Document>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
         // A panic while holding it leaves nothing half-done: the list is valid either way.
         self.entries
             .lock()
@@ -82,6 +155,8 @@ impl std::fmt::Debug for Documents {
 mod tests {
     use super::*;
     use crate::processors::extract::store_document;
+    use crate::processors::memory::MemoryBudget;
+    use std::time::Duration;
 
     fn stored(dir: &Path, format: &str) {
         let document = Document {
@@ -100,9 +175,14 @@ mod tests {
             stored(dir.path(), &format!("f{i}"));
         }
         let documents = Documents::new(2);
+        let budget = MemoryBudget::with_return_delay(1 << 20, Duration::ZERO);
         let get = |i: usize| {
             documents
-                .get(dirs[i].path())
+                .get(dirs[i].path(), |bytes| {
+                    budget
+                        .try_reserve(bytes)
+                        .ok_or_else(|| JobError::retryable("memory", "no room"))
+                })
                 .unwrap_or_else(|e| panic!("{e:?}"))
         };
         let first = get(0);
@@ -116,6 +196,24 @@ mod tests {
         get(1);
         get(2);
         assert!(!Arc::ptr_eq(&kept, &get(0)), "kept beyond its capacity");
+        // Each document read holds its reservation until its last holder lets it go.
+        let held = budget.capacity() - budget.available();
+        assert!(held > 0, "nothing reserved");
+        // One in use stays, whatever its age; one kept only here and unused goes.
+        let busy = get(2);
+        documents.release_unused_for(Duration::ZERO);
+        assert!(Arc::ptr_eq(&busy, &get(2)), "released while in use");
+        drop(busy);
+        documents.release_unused_for(Duration::ZERO);
+        assert!(
+            budget.available() < budget.capacity(),
+            "the two documents still held keep theirs"
+        );
+        drop((first, kept));
+        documents.forget(dirs[0].path());
+        documents.forget(dirs[1].path());
+        documents.forget(dirs[2].path());
+        assert_eq!(budget.available(), budget.capacity(), "reservations kept");
     }
 
     #[test]

@@ -6,9 +6,15 @@
 //! `document.json` in the job's result directory; each chunk runs the asked profiles on its
 //! pages, with the whole document at hand for context (the section a page starts in, a
 //! sentence that runs on past a page break); the merge joins the chunks' items, each once,
-//! and writes `extraction.json`. The extractor is deterministic and offline: rules, closed
-//! lists and the normalisation of French and English dates and amounts.
+//! taking the chunks' parts one at a time, and writes `extraction.json`. The extractor is
+//! deterministic and offline: rules, closed lists and the normalisation of French and
+//! English dates and amounts.
+//!
+//! Memory comes from the server's `extract-memory-budget`, shared by every `extract` job
+//! ([`budget`]): a job reserves what its document will take before reading it, and waits for
+//! room rather than go over.
 
+mod budget;
 mod chat;
 mod document;
 mod documents;
@@ -25,11 +31,15 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::jobs::{ChildJob, ChunkContext, ChunkFuture, ChunkPlan, JobError, JobHandler, JobInput};
+use crate::jobs::{
+    ChildJob, ChunkContext, ChunkFuture, ChunkPlan, ChunkResults, JobError, JobHandler, JobInput,
+};
 use crate::processors::input::ImportDir;
+use crate::processors::memory::Reservation;
 use crate::processors::ocr::tools::Tools;
+use budget::Budget;
 use document::Document;
-use documents::Documents;
+use documents::{Documents, Held};
 use params::Params;
 use profiles::Profile;
 
@@ -53,13 +63,16 @@ struct Inner {
     chat: Option<chat::ChatBackend>,
     /// The running jobs' documents, read once per job.
     documents: Documents,
+    /// The memory every `extract` job of the server shares.
+    budget: Budget,
 }
 
 /// Documents kept for running jobs: enough for the jobs that run at once.
 const DOCUMENTS_KEPT: usize = 4;
 
 impl Extract {
-    /// Reads files from `import_dir` (PDFs through poppler's programs on the PATH).
+    /// Reads files from `import_dir` (PDFs through poppler's programs on the PATH); the jobs
+    /// together hold at most about the default `extract-memory-budget`.
     pub fn new(import_dir: impl Into<PathBuf>) -> Extract {
         Extract {
             inner: Arc::new(Inner {
@@ -71,6 +84,23 @@ impl Extract {
                 profiles: profiles::all(),
                 chat: None,
                 documents: Documents::new(DOCUMENTS_KEPT),
+                budget: Budget::new(crate::Config::DEFAULT_EXTRACT_MEMORY_BUDGET),
+            }),
+        }
+    }
+
+    /// The jobs together hold at most about `bytes` (at least 1 MiB): a job that cannot
+    /// reserve what its document takes waits for room.
+    pub fn with_memory_budget(self, bytes: u64) -> Extract {
+        let inner = &self.inner;
+        Extract {
+            inner: Arc::new(Inner {
+                import: inner.import.clone(),
+                tools: inner.tools.clone(),
+                profiles: profiles::all(),
+                chat: inner.chat.clone(),
+                documents: Documents::new(DOCUMENTS_KEPT),
+                budget: Budget::new(bytes),
             }),
         }
     }
@@ -85,6 +115,7 @@ impl Extract {
                 profiles: profiles::all(),
                 chat: inner.chat.clone(),
                 documents: Documents::new(DOCUMENTS_KEPT),
+                budget: inner.budget.clone(),
             }),
         }
     }
@@ -108,6 +139,7 @@ impl Extract {
                 profiles: profiles::all(),
                 chat: Some(chat),
                 documents: Documents::new(DOCUMENTS_KEPT),
+                budget: inner.budget.clone(),
             }),
         })
     }
@@ -128,9 +160,10 @@ impl JobHandler for Extract {
 
     fn children(&self, job: &JobInput) -> Result<Vec<ChildJob>, JobError> {
         let p = Params::parse(&job.params)?;
-        let read = self.inner.read(job, &p)?;
+        let (read, reservation) = self.inner.read(job, &p)?;
         store_document(&job.result_dir, &read.document)?;
         self.inner.documents.forget(&job.result_dir);
+        drop(reservation);
         if read.needs_ocr.is_empty() {
             return Ok(Vec::new());
         }
@@ -156,11 +189,18 @@ impl JobHandler for Extract {
     fn plan(&self, job: &JobInput) -> Result<Vec<ChunkPlan>, JobError> {
         let p = Params::parse(&job.params)?;
         // `children` read the document just before (on this job's first start).
-        let mut document = match load_document(&job.result_dir) {
-            Ok(document) => document,
+        let stored = budget::file_size(&job.result_dir.join(DOCUMENT_FILE));
+        let (mut document, _reservation) = match stored {
+            Ok(stored) => {
+                let reservation = self
+                    .inner
+                    .budget
+                    .for_document(stored, &|| self.inner.documents.release_idle())?;
+                (load_document(&job.result_dir)?, reservation)
+            }
             Err(_) => {
-                let read = self.inner.read(job, &p)?;
-                read.document
+                let (read, reservation) = self.inner.read(job, &p)?;
+                (read.document, reservation)
             }
         };
         for child in &job.children {
@@ -178,11 +218,19 @@ impl JobHandler for Extract {
             let range = chunk_range(&ctx.plan)?;
             let dir = ctx.job.result_dir.clone();
             let pages = range.len() as u64;
-            ctx.report(0, pages, "extracting");
             let rules = inner.clone();
             let (owned, profiles) = (range.clone(), p.profiles.clone());
+            let waiting = ctx.clone();
             let (mut part, document) = tokio::task::spawn_blocking(move || {
-                let document = rules.documents.get(&dir)?;
+                // The job's memory is reserved with its document, and held while the
+                // document is: the first chunk to read it waits for room if need be.
+                let document = rules.documents.get(&dir, |stored| {
+                    let bytes = Budget::job_cost(stored);
+                    rules
+                        .budget
+                        .for_chunk(&waiting, bytes, &|| rules.documents.release_idle())
+                })?;
+                waiting.report(0, pages, "extracting");
                 let part = rules.extract(&document, owned, &profiles);
                 Ok::<_, JobError>((part, document))
             })
@@ -207,28 +255,70 @@ impl JobHandler for Extract {
         })
     }
 
-    fn merge(&self, job: &JobInput, mut chunks: Vec<Value>) -> Result<Value, JobError> {
+    fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
+        self.merge_each(job, ChunkResults::from_vec(chunks))
+    }
+
+    fn merge_each(&self, job: &JobInput, chunks: ChunkResults) -> Result<Value, JobError> {
         let p = Params::parse(&job.params)?;
-        let document = self.inner.documents.get(&job.result_dir)?;
+        // Kept with the memory its job reserved at its first chunk (read again, and reserved
+        // again, if it was let go meanwhile).
+        let documents = &self.inner.documents;
+        let document = documents.get(&job.result_dir, |stored| {
+            self.inner
+                .budget
+                .wait(Budget::job_cost(stored), &|| documents.release_idle())
+        })?;
         self.inner.documents.forget(&job.result_dir);
-        let mut result = Map::new();
-        for profile in self.inner.chosen(&p.profiles) {
-            // Taken, not cloned: the chunks' parts are the largest thing a merge holds.
-            let parts = chunks
-                .iter_mut()
-                .map(|chunk| {
-                    chunk
-                        .get_mut(profile.name())
-                        .map_or(Value::Null, Value::take)
-                })
-                .collect();
-            result.insert(profile.name().to_owned(), profile.merge(parts));
-        }
+        let result = self.inner.merge(job, &p, &document, chunks)?;
+        let _ = std::fs::remove_file(job.result_dir.join(DOCUMENT_FILE));
+        Ok(result)
+    }
+}
+
+impl Inner {
+    /// Reads the job's input as far as it can without OCR, once the memory it may take is
+    /// reserved; the reservation comes with the document.
+    fn read(&self, job: &JobInput, p: &Params) -> Result<(formats::Read, Reservation), JobError> {
+        let path = self.import.open(&p.file, &job.owner)?;
+        let reservation = self
+            .budget
+            .for_input(budget::file_size(&path)?, &|| self.documents.release_idle())?;
+        let head = read_head(&path)?;
+        let format = formats::identify(&path, &head)?;
+        std::fs::create_dir_all(&job.result_dir).map_err(|e| io(&job.result_dir, e))?;
+        let scratch = job.result_dir.join("layer.txt");
+        let read = formats::read(format, &path, &self.tools, p.password.as_deref(), &scratch)?;
+        Ok((read, reservation))
+    }
+
+    /// The job's result from the chunks' parts, taken one at a time: each profile folds them
+    /// as they come, and `extraction.json` is written from the result as it is serialised.
+    fn merge(
+        &self,
+        job: &JobInput,
+        p: &Params,
+        document: &Held,
+        chunks: ChunkResults,
+    ) -> Result<Value, JobError> {
+        let chosen: Vec<&dyn Profile> = self.chosen(&p.profiles).collect();
+        let mut mergers: Vec<_> = chosen.iter().map(|profile| profile.merger()).collect();
         let mut warnings = document.warnings.clone();
-        for chunk in &chunks {
+        for chunk in chunks {
+            let mut chunk = chunk?;
+            for (profile, merger) in chosen.iter().zip(&mut mergers) {
+                let part = chunk
+                    .get_mut(profile.name())
+                    .map_or(Value::Null, Value::take);
+                merger.absorb(part);
+            }
             if let Some(said) = chunk.get("warnings").and_then(Value::as_array) {
                 warnings.extend(said.iter().filter_map(Value::as_str).map(str::to_owned));
             }
+        }
+        let mut result = Map::new();
+        for (profile, merger) in chosen.iter().zip(mergers) {
+            result.insert(profile.name().to_owned(), merger.finish());
         }
         if document.is_empty() {
             warnings.push("the document has no text to extract from".to_owned());
@@ -239,9 +329,7 @@ impl JobHandler for Extract {
         result.insert("pages".into(), json!(document.pages));
         let path = job.result_dir.join(RESULT_FILE);
         let mut result = Value::Object(result);
-        let bytes = serde_json::to_vec_pretty(&result).map_err(internal)?;
-        std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
-        let _ = std::fs::remove_file(job.result_dir.join(DOCUMENT_FILE));
+        write_json(&path, &result)?;
         if let Some(map) = result.as_object_mut() {
             map.insert(
                 "files".into(),
@@ -249,18 +337,6 @@ impl JobHandler for Extract {
             );
         }
         Ok(result)
-    }
-}
-
-impl Inner {
-    /// Reads the job's input as far as it can without OCR.
-    fn read(&self, job: &JobInput, p: &Params) -> Result<formats::Read, JobError> {
-        let path = self.import.open(&p.file, &job.owner)?;
-        let head = read_head(&path)?;
-        let format = formats::identify(&path, &head)?;
-        std::fs::create_dir_all(&job.result_dir).map_err(|e| io(&job.result_dir, e))?;
-        let scratch = job.result_dir.join("layer.txt");
-        formats::read(format, &path, &self.tools, p.password.as_deref(), &scratch)
     }
 
     fn chosen<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a dyn Profile> {
@@ -343,6 +419,15 @@ fn chunk_range(plan: &ChunkPlan) -> Result<Range<usize>, JobError> {
             .ok_or_else(|| JobError::permanent("invalid_plan", "the chunk's plan names no pages"))
     };
     Ok(bound("from")?..bound("to")?)
+}
+
+/// Writes `value` to `path` as pretty JSON, as it is serialised (no copy of it in bytes).
+fn write_json(path: &Path, value: &Value) -> Result<(), JobError> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| io(path, e))?;
+    out.flush().map_err(|e| io(path, e))
 }
 
 fn store_document(dir: &Path, document: &Document) -> Result<(), JobError> {

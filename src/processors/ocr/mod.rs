@@ -32,7 +32,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::jobs::{ChunkContext, ChunkFuture, ChunkPlan, JobError, JobHandler, JobInput};
+use crate::jobs::{
+    ChunkContext, ChunkFuture, ChunkPlan, ChunkResults, JobError, JobHandler, JobInput,
+};
 use crate::processors::input::ImportDir;
 use format::Format;
 use params::Params;
@@ -224,6 +226,11 @@ impl JobHandler for Ocr {
 
     fn merge(&self, job: &JobInput, chunks: Vec<Value>) -> Result<Value, JobError> {
         merge::merge(job, chunks.len())
+    }
+
+    fn merge_each(&self, job: &JobInput, chunks: ChunkResults) -> Result<Value, JobError> {
+        // The pages wait in the chunks' part files: the results themselves are not read.
+        merge::merge(job, usize::try_from(chunks.planned()).unwrap_or(usize::MAX))
     }
 
     fn chunk_timeout(&self) -> Duration {

@@ -21,8 +21,29 @@ pub(crate) trait Profile: Send + Sync + std::fmt::Debug {
     /// past the chunk's last page); what they hold belongs to other chunks.
     fn extract(&self, document: &Document, pages: Range<usize>) -> Value;
 
-    /// Joins the chunks' parts, in chunk order, into the profile's result, each value once.
-    fn merge(&self, parts: Vec<Value>) -> Value;
+    /// A merge of the chunks' parts into the profile's result, taking them one at a time:
+    /// a long document's parts together are too large to hold at once.
+    fn merger(&self) -> Box<dyn Merger>;
+
+    /// Joins the chunks' parts, in chunk order, into the profile's result, each value once
+    /// (the profiles' tests; the job merges through [`Profile::merger`]).
+    #[cfg(test)]
+    fn merge(&self, parts: Vec<Value>) -> Value {
+        let mut merger = self.merger();
+        for part in parts {
+            merger.absorb(part);
+        }
+        merger.finish()
+    }
+}
+
+/// A profile's merge in progress: what the parts seen so far hold, each value once.
+pub(crate) trait Merger: Send {
+    /// Takes in the next chunk's part (in chunk order).
+    fn absorb(&mut self, part: Value);
+
+    /// The profile's result.
+    fn finish(self: Box<Self>) -> Value;
 }
 
 /// Every built-in profile.

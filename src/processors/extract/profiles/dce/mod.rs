@@ -26,7 +26,7 @@ use std::borrow::Cow;
 
 use super::super::document::{Document, Page};
 use super::super::found::{better, Found};
-use super::Profile;
+use super::{Merger, Profile};
 use text::PageView;
 
 pub(crate) use clauses::Guarantee;
@@ -110,15 +110,21 @@ impl Profile for Dce {
         serde_json::to_value(result).unwrap_or(Value::Null)
     }
 
-    fn merge(&self, parts: Vec<Value>) -> Value {
-        let mut result = DceResult::default();
-        for part in parts {
-            if let Ok(part) = serde_json::from_value::<DceResult>(part) {
-                result.absorb(part);
-            }
+    fn merger(&self) -> Box<dyn Merger> {
+        Box::new(DceResult::default())
+    }
+}
+
+impl Merger for DceResult {
+    fn absorb(&mut self, part: Value) {
+        if let Ok(part) = serde_json::from_value::<DceResult>(part) {
+            DceResult::absorb(self, part);
         }
-        lots::sort(&mut result.lots);
-        serde_json::to_value(result).unwrap_or(Value::Null)
+    }
+
+    fn finish(mut self: Box<Self>) -> Value {
+        lots::sort(&mut self.lots);
+        serde_json::to_value(*self).unwrap_or(Value::Null)
     }
 }
 

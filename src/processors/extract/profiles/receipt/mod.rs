@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::super::document::{Document, Page};
 use super::super::found::{better, Found, Source};
 use super::super::normalise::DateOrder;
-use super::Profile;
+use super::{Merger, Profile};
 pub(crate) use lexicon::PaymentMethod;
 use lines::{same, Line};
 
@@ -116,12 +116,20 @@ impl Profile for ReceiptProfile {
         serde_json::to_value(read).unwrap_or(Value::Null)
     }
 
-    fn merge(&self, parts: Vec<Value>) -> Value {
-        let merged = parts
-            .into_iter()
-            .filter_map(|part| serde_json::from_value::<Receipt>(part).ok())
-            .fold(Receipt::default(), join);
-        serde_json::to_value(merged).unwrap_or(Value::Null)
+    fn merger(&self) -> Box<dyn Merger> {
+        Box::new(Receipt::default())
+    }
+}
+
+impl Merger for Receipt {
+    fn absorb(&mut self, part: Value) {
+        if let Ok(part) = serde_json::from_value::<Receipt>(part) {
+            *self = join(std::mem::take(self), part);
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Value {
+        serde_json::to_value(*self).unwrap_or(Value::Null)
     }
 }
 

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::document::Document;
 use super::super::found::{Found, Source};
-use super::Profile;
+use super::{Merger, Profile};
 use category::Category;
 use joined::{Joined, Part};
 use layout::{Layout, Line};
@@ -113,25 +113,68 @@ impl Profile for Requirements {
         to_json(&extract(document, pages))
     }
 
-    fn merge(&self, parts: Vec<Value>) -> Value {
-        let mut items: Vec<Requirement> = Vec::new();
-        let mut others: Vec<Value> = Vec::new();
-        for part in parts {
-            let Value::Array(values) = part else { continue };
-            for value in values {
-                // A part is this profile's own output; one that does not read back is kept
-                // as it is rather than dropped.
-                match serde_json::from_value::<Requirement>(value.clone()) {
-                    Ok(item) => items.push(item),
-                    Err(_) => others.push(value),
-                }
+    fn merger(&self) -> Box<dyn Merger> {
+        Box::<Merged>::default()
+    }
+}
+
+/// The requirements of the parts seen so far, each id once.
+#[derive(Debug, Default)]
+struct Merged {
+    items: Vec<Requirement>,
+    /// Where each id is in `items`.
+    index: HashMap<String, usize>,
+    /// Values of a part that do not read back as a requirement: kept as they are rather than
+    /// dropped, after the requirements.
+    others: Vec<Value>,
+}
+
+impl Merger for Merged {
+    fn absorb(&mut self, part: Value) {
+        let Value::Array(values) = part else { return };
+        for value in values {
+            // A part is this profile's own output; one that does not read back is kept as it
+            // is rather than dropped.
+            match Requirement::deserialize(&value) {
+                Ok(item) => self.add(item),
+                Err(_) => self.others.push(value),
             }
         }
-        let mut merged = to_json(&deduplicate(items));
+    }
+
+    fn finish(self: Box<Self>) -> Value {
+        let mut merged = to_json(&self.items);
         if let Value::Array(list) = &mut merged {
-            list.extend(others);
+            list.extend(self.others);
         }
         merged
+    }
+}
+
+impl Merged {
+    /// Joins a requirement of an id seen before into the first, with every occurrence once,
+    /// in order.
+    fn add(&mut self, item: Requirement) {
+        match self.index.get(&item.id) {
+            Some(&at) => {
+                let kept = &mut self.items[at];
+                for occurrence in item.occurrences {
+                    if !kept
+                        .occurrences
+                        .iter()
+                        .any(|o| o.source == occurrence.source)
+                    {
+                        kept.occurrences.push(occurrence);
+                    }
+                }
+                kept.occurrences
+                    .sort_by_key(|o| (o.source.page, o.source.start));
+            }
+            None => {
+                self.index.insert(item.id.clone(), self.items.len());
+                self.items.push(item);
+            }
+        }
     }
 }
 
@@ -149,31 +192,11 @@ pub(crate) fn requirement_id(text: &str) -> String {
 
 /// Joins requirements of one id into the first, with every occurrence once, in order.
 fn deduplicate(items: Vec<Requirement>) -> Vec<Requirement> {
-    let mut out: Vec<Requirement> = Vec::with_capacity(items.len());
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut merged = Merged::default();
     for item in items {
-        match index.get(&item.id) {
-            Some(&at) => {
-                let kept = &mut out[at];
-                for occurrence in item.occurrences {
-                    if !kept
-                        .occurrences
-                        .iter()
-                        .any(|o| o.source == occurrence.source)
-                    {
-                        kept.occurrences.push(occurrence);
-                    }
-                }
-                kept.occurrences
-                    .sort_by_key(|o| (o.source.page, o.source.start));
-            }
-            None => {
-                index.insert(item.id.clone(), out.len());
-                out.push(item);
-            }
-        }
+        merged.add(item);
     }
-    out
+    merged.items
 }
 
 /// The last heading on the pages before `before`: the section in force where a window
