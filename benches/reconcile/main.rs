@@ -12,40 +12,19 @@
 //! logs each chunk's time; `STOMPEDE_BIN=path` runs that binary instead of this build's.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, Write};
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use serde_json::{json, Value};
-use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Version};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use stompede::protocol::{Command, Frame};
 
 #[path = "../common/args.rs"]
 mod args;
+#[path = "../common/budgeted.rs"]
+mod budgeted;
 use args::number as arg;
-
-/// A `/proc/<pid>/status` field in MiB.
-fn status_mib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-/// The 1-minute load average.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_default()
-}
+use budgeted::{load_average, status_mib, Server, Stomp};
 
 /// 10 columns; 90% of keys on both sides (5% of those differing in one column), 5% one-sided
 /// each way.
@@ -93,104 +72,6 @@ fn generate(dir: &Path, rows: usize) -> u64 {
         + std::fs::metadata(dir.join("partner.csv")).unwrap().len()
 }
 
-/// A `stompede serve` process, killed when dropped.
-struct Server {
-    child: std::process::Child,
-    stomp: SocketAddr,
-}
-
-impl Server {
-    fn start(data: &Path, import: &Path, budget: u64) -> Server {
-        let config = data.join("stompede.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "reconcile-memory-budget = {budget}\nimport-dir = {:?}\n",
-                import.display().to_string()
-            ),
-        )
-        .unwrap();
-        // `STOMPEDE_BIN` runs another build (an older commit's, to compare).
-        let binary =
-            std::env::var("STOMPEDE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stompede").into());
-        let mut child = std::process::Command::new(binary)
-            .args(["serve", "--stomp", "127.0.0.1:0", "--http", "off"])
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--log", &std::env::var("RUST_LOG").unwrap_or("warn".into())])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let listening: Value = serde_json::from_str(&line).unwrap();
-        let stomp = listening["stomp"].as_str().unwrap().parse().unwrap();
-        Server { child, stomp }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A STOMP connection over TCP.
-struct Stomp {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
-}
-
-impl Stomp {
-    async fn connect(addr: SocketAddr, login: &str) -> Stomp {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut stomp = Stomp {
-            stream,
-            decoder: Decoder::new(Default::default()),
-            buf: BytesMut::new(),
-        };
-        stomp
-            .send(
-                Frame::new(Command::Connect)
-                    .header("accept-version", "1.2")
-                    .header("login", login),
-            )
-            .await;
-        let connected = stomp.frame().await;
-        assert_eq!(connected.command, Command::Connected, "{connected:?}");
-        stomp.decoder.set_version(Version::V1_2);
-        stomp
-    }
-
-    async fn send(&mut self, frame: Frame) {
-        let mut out = BytesMut::new();
-        encode(&frame, Version::V1_2, &mut out);
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    async fn frame(&mut self) -> Frame {
-        loop {
-            if let Some(Decoded::Frame(f)) = self.decoder.decode(&mut self.buf).unwrap() {
-                return f;
-            }
-            assert!(
-                self.stream.read_buf(&mut self.buf).await.unwrap() > 0,
-                "closed"
-            );
-        }
-    }
-}
-
 /// What one run measured.
 struct Run {
     wall: f64,
@@ -203,7 +84,11 @@ struct Run {
 /// Starts a server, submits `jobs` reconcile jobs at once and waits for them all.
 async fn run(import: &Path, budget: u64, jobs: usize) -> Run {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), import, budget);
+    let config = format!(
+        "reconcile-memory-budget = {budget}\nimport-dir = {:?}\n",
+        import.display().to_string()
+    );
+    let server = Server::start(data.path(), &config);
     let mut client = Stomp::connect(server.stomp, "bench").await;
     client
         .send(

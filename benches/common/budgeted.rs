@@ -1,0 +1,134 @@
+//! What the memory-budget benches (`reconcile`, `extract`) share: a real `stompede serve`
+//! process with a config of their own, a STOMP client over TCP, and the server's memory read
+//! from `/proc`.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::BytesMut;
+use serde_json::Value;
+use stompede::protocol::{encode, Command, Decoded, Decoder, Frame, Limits, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A `/proc/<pid>/status` field in MiB.
+pub fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The 1-minute load average.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A `stompede serve` process (STOMP over TCP only), killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    /// Its STOMP address.
+    pub stomp: SocketAddr,
+}
+
+impl Server {
+    /// Starts this build's binary, or `STOMPEDE_BIN` (an older commit's, to compare), on
+    /// `data` with `config` as its TOML config; logs at `RUST_LOG` (default warn).
+    pub fn start(data: &Path, config: &str) -> Server {
+        let path = data.join("stompede.toml");
+        std::fs::write(&path, config).unwrap();
+        let binary =
+            std::env::var("STOMPEDE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stompede").into());
+        let mut child = std::process::Command::new(binary)
+            .args(["serve", "--stomp", "127.0.0.1:0", "--http", "off"])
+            .arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--log", &std::env::var("RUST_LOG").unwrap_or("warn".into())])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let listening: Value = serde_json::from_str(&line).unwrap();
+        let stomp = listening["stomp"].as_str().unwrap().parse().unwrap();
+        Server { child, stomp }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A STOMP 1.2 connection over TCP, taking bodies as large as a long document's result.
+pub struct Stomp {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl Stomp {
+    /// Connects as `login`.
+    pub async fn connect(addr: SocketAddr, login: &str) -> Stomp {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let limits = Limits {
+            max_body_len: 1 << 30,
+            ..Limits::default()
+        };
+        let mut stomp = Stomp {
+            stream,
+            decoder: Decoder::new(limits),
+            buf: BytesMut::new(),
+        };
+        stomp
+            .send(
+                Frame::new(Command::Connect)
+                    .header("accept-version", "1.2")
+                    .header("login", login),
+            )
+            .await;
+        let connected = stomp.frame().await;
+        assert_eq!(connected.command, Command::Connected, "{connected:?}");
+        stomp.decoder.set_version(Version::V1_2);
+        stomp
+    }
+
+    /// Sends `frame`.
+    pub async fn send(&mut self, frame: Frame) {
+        let mut out = BytesMut::new();
+        encode(&frame, Version::V1_2, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next frame.
+    pub async fn frame(&mut self) -> Frame {
+        loop {
+            if let Some(Decoded::Frame(f)) = self.decoder.decode(&mut self.buf).unwrap() {
+                return f;
+            }
+            assert!(
+                self.stream.read_buf(&mut self.buf).await.unwrap() > 0,
+                "closed"
+            );
+        }
+    }
+}
