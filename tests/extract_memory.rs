@@ -66,35 +66,6 @@ async fn submit(client: &mut common::Tcp, file: &str, receipt: &str) {
         .await;
 }
 
-/// Waits for `jobs` jobs to complete; their results, and every progress step seen.
-async fn completed(client: &mut common::Tcp, jobs: usize) -> (Vec<Value>, BTreeSet<String>) {
-    let mut results = Vec::new();
-    let mut steps = BTreeSet::new();
-    while results.len() < jobs {
-        // A chunk waiting for memory sends nothing for a while: no per-frame timeout, one
-        // for the whole wait.
-        let frame = tokio::time::timeout(Duration::from_secs(900), client.next_frame())
-            .await
-            .expect("the jobs did not finish")
-            .expect("the server closed the connection");
-        if frame.command != Command::Message {
-            continue;
-        }
-        let body: Value = serde_json::from_slice(&frame.body).unwrap();
-        assert!(
-            !matches!(body["event"].as_str(), Some("JOB_FAILED" | "JOB_CANCELLED")),
-            "{body}"
-        );
-        if let Some(step) = body["step"].as_str() {
-            steps.insert(step.to_owned());
-        }
-        if body["event"] == "JOB_COMPLETED" {
-            results.push(body["result"].clone());
-        }
-    }
-    (results, steps)
-}
-
 /// Each requirement's text and how many places it is written in.
 fn occurrences(result: &Value) -> BTreeMap<String, usize> {
     result["requirements"]
@@ -137,13 +108,13 @@ async fn two_long_extractions_larger_than_the_budget_wait_for_room_and_stay_with
 
     submit(&mut ann, "long.txt", "a").await;
     submit(&mut ann, "long.txt", "b").await;
-    let (results, steps) = completed(&mut ann, 2).await;
+    let (results, steps) = ann.completed_jobs(2).await;
     let peak = status(pid, "VmHWM:");
     let above = peak.saturating_sub(idle);
 
     // The corpus once, alone: what each copy holds.
     submit(&mut ann, "once.txt", "c").await;
-    let (single, _) = completed(&mut ann, 1).await;
+    let (single, _) = ann.completed_jobs(1).await;
     drop(server);
 
     let mib = |b: u64| b as f64 / (1 << 20) as f64;

@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use stompede::protocol::{Command, Frame};
 
 /// The budget: 16 MiB.
@@ -102,25 +102,7 @@ async fn two_reconcile_jobs_on_files_larger_than_the_budget_stay_within_it() {
         )
         .await;
     }
-    let mut results = Vec::new();
-    let mut steps = std::collections::BTreeSet::new();
-    while results.len() < 2 {
-        let frame = ann.frame().await;
-        if frame.command != Command::Message {
-            continue;
-        }
-        let body: Value = serde_json::from_slice(&frame.body).unwrap();
-        assert!(
-            !matches!(body["event"].as_str(), Some("JOB_FAILED" | "JOB_CANCELLED")),
-            "{body}"
-        );
-        if let Some(step) = body["step"].as_str() {
-            steps.insert(step.to_owned());
-        }
-        if body["event"] == "JOB_COMPLETED" {
-            results.push(body["result"].clone());
-        }
-    }
+    let (results, steps) = ann.completed_jobs(2).await;
     let peak = status(pid, "VmHWM:");
     let above = peak.saturating_sub(idle);
     drop(server);

@@ -200,6 +200,43 @@ impl Tcp {
     }
 
     /// The next `n` frames.
+    /// Waits for `jobs` jobs to complete (none may fail): their results, in the order they
+    /// completed, and every progress step seen. A job waiting for memory sends nothing for a
+    /// while: one timeout for the whole wait, none per frame.
+    pub async fn completed_jobs(
+        &mut self,
+        jobs: usize,
+    ) -> (Vec<serde_json::Value>, std::collections::BTreeSet<String>) {
+        let mut results = Vec::new();
+        let mut steps = std::collections::BTreeSet::new();
+        let all = async {
+            while results.len() < jobs {
+                let frame = self
+                    .next_frame()
+                    .await
+                    .expect("the server closed the connection");
+                if frame.command != Command::Message {
+                    continue;
+                }
+                let body: serde_json::Value = serde_json::from_slice(&frame.body).unwrap();
+                assert!(
+                    !matches!(body["event"].as_str(), Some("JOB_FAILED" | "JOB_CANCELLED")),
+                    "{body}"
+                );
+                if let Some(step) = body["step"].as_str() {
+                    steps.insert(step.to_owned());
+                }
+                if body["event"] == "JOB_COMPLETED" {
+                    results.push(body["result"].clone());
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(900), all)
+            .await
+            .expect("the jobs did not finish");
+        (results, steps)
+    }
+
     pub async fn frames(&mut self, n: usize) -> Vec<Frame> {
         let mut frames = Vec::with_capacity(n);
         for _ in 0..n {
