@@ -5,6 +5,7 @@
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use serde_json::Value;
@@ -130,5 +131,78 @@ impl Stomp {
                 "closed"
             );
         }
+    }
+}
+
+/// What one run measured.
+pub struct Run {
+    /// From the first submission to the last completion, in seconds.
+    pub wall: f64,
+    /// The server's resident size just before the submissions (`VmRSS`).
+    pub idle_mib: f64,
+    /// Its peak once every job completed (`VmHWM`).
+    pub peak_mib: f64,
+    /// Whether a job reported waiting for memory.
+    pub waited: bool,
+    /// The jobs' results, in the order they completed.
+    pub results: Vec<Value>,
+}
+
+/// Starts a server with `config` on a fresh data directory, submits `jobs` jobs of
+/// `job_type` with `params` at once, and waits for them all (none may fail).
+pub async fn run(config: &str, job_type: &str, params: &Value, jobs: usize) -> Run {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), config);
+    let mut client = Stomp::connect(server.stomp, "bench").await;
+    client
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "p")
+                .header("destination", "/user/queue/progress"),
+        )
+        .await;
+    // Let the server settle before its idle size is taken.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_mib = status_mib(server.pid(), "VmRSS:");
+    let started = Instant::now();
+    for i in 0..jobs {
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/jobs")
+                    .header("job-type", job_type)
+                    .header("receipt", format!("r{i}"))
+                    .body(params.to_string()),
+            )
+            .await;
+    }
+    let mut results = Vec::new();
+    let mut waited = false;
+    while results.len() < jobs {
+        let frame = client.frame().await;
+        if frame.command != Command::Message {
+            continue;
+        }
+        let body: Value = serde_json::from_slice(&frame.body).unwrap();
+        match body["event"].as_str() {
+            Some("JOB_COMPLETED") => results.push(body["result"].clone()),
+            Some("JOB_FAILED" | "JOB_CANCELLED") => panic!("{body}"),
+            _ => {}
+        }
+        if body["step"]
+            .as_str()
+            .is_some_and(|s| s.contains("waiting for memory"))
+        {
+            waited = true;
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let peak_mib = status_mib(server.pid(), "VmHWM:");
+    Run {
+        wall,
+        idle_mib,
+        peak_mib,
+        waited,
+        results,
     }
 }

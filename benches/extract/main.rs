@@ -18,10 +18,9 @@
 
 use std::path::Path;
 use std::process::Command as Process;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
-use stompede::protocol::{Command, Frame};
 
 #[path = "../common/args.rs"]
 mod args;
@@ -34,7 +33,7 @@ mod corpus_requirements;
 #[path = "../../tests/common/documents.rs"]
 mod documents;
 
-use budgeted::{load_average, status_mib, Server, Stomp};
+use budgeted::{load_average, Run};
 use documents::{pdf, PdfPage};
 
 /// The server's default `extract-memory-budget`, in MiB (`Config::default()`).
@@ -100,80 +99,18 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// What one run measured.
-struct Run {
-    wall: f64,
-    idle_mib: f64,
-    peak_mib: f64,
-    waited: bool,
-    results: Vec<Value>,
-}
-
 /// Starts a server, submits `jobs` extraction jobs at once and waits for them all.
 async fn run(import: &Path, budget: u64, jobs: usize, per_chunk: usize) -> Run {
-    let data = tempfile::tempdir().unwrap();
     let mut config = format!("import-dir = {:?}\n", import.display().to_string());
     if budget > 0 {
         config.push_str(&format!("extract-memory-budget = {budget}\n"));
     }
-    let server = Server::start(data.path(), &config);
-    let mut client = Stomp::connect(server.stomp, "bench").await;
-    client
-        .send(
-            Frame::new(Command::Subscribe)
-                .header("id", "p")
-                .header("destination", "/user/queue/progress"),
-        )
-        .await;
-    // Let the server settle before its idle size is taken.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_mib = status_mib(server.pid(), "VmRSS:");
     let params = json!({
         "file": "tender.pdf",
         "profiles": ["dce", "requirements"],
         "pagesPerChunk": per_chunk,
     });
-    let started = Instant::now();
-    for i in 0..jobs {
-        client
-            .send(
-                Frame::new(Command::Send)
-                    .header("destination", "/app/jobs")
-                    .header("job-type", "extract")
-                    .header("receipt", format!("r{i}"))
-                    .body(params.to_string()),
-            )
-            .await;
-    }
-    let mut results = Vec::new();
-    let mut waited = false;
-    while results.len() < jobs {
-        let frame = client.frame().await;
-        if frame.command != Command::Message {
-            continue;
-        }
-        let body: Value = serde_json::from_slice(&frame.body).unwrap();
-        match body["event"].as_str() {
-            Some("JOB_COMPLETED") => results.push(body["result"].clone()),
-            Some("JOB_FAILED" | "JOB_CANCELLED") => panic!("{body}"),
-            _ => {}
-        }
-        if body["step"]
-            .as_str()
-            .is_some_and(|s| s.contains("waiting for memory"))
-        {
-            waited = true;
-        }
-    }
-    let wall = started.elapsed().as_secs_f64();
-    let peak_mib = status_mib(server.pid(), "VmHWM:");
-    Run {
-        wall,
-        idle_mib,
-        peak_mib,
-        waited,
-        results,
-    }
+    budgeted::run(&config, "extract", &params, jobs).await
 }
 
 fn main() {

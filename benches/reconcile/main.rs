@@ -14,17 +14,16 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::{json, Value};
-use stompede::protocol::{Command, Frame};
+use serde_json::json;
 
 #[path = "../common/args.rs"]
 mod args;
 #[path = "../common/budgeted.rs"]
 mod budgeted;
 use args::number as arg;
-use budgeted::{load_average, status_mib, Server, Stomp};
+use budgeted::{load_average, Run};
 
 /// 10 columns; 90% of keys on both sides (5% of those differing in one column), 5% one-sided
 /// each way.
@@ -72,76 +71,14 @@ fn generate(dir: &Path, rows: usize) -> u64 {
         + std::fs::metadata(dir.join("partner.csv")).unwrap().len()
 }
 
-/// What one run measured.
-struct Run {
-    wall: f64,
-    idle_mib: f64,
-    peak_mib: f64,
-    waited: bool,
-    results: Vec<Value>,
-}
-
 /// Starts a server, submits `jobs` reconcile jobs at once and waits for them all.
 async fn run(import: &Path, budget: u64, jobs: usize) -> Run {
-    let data = tempfile::tempdir().unwrap();
     let config = format!(
         "reconcile-memory-budget = {budget}\nimport-dir = {:?}\n",
         import.display().to_string()
     );
-    let server = Server::start(data.path(), &config);
-    let mut client = Stomp::connect(server.stomp, "bench").await;
-    client
-        .send(
-            Frame::new(Command::Subscribe)
-                .header("id", "p")
-                .header("destination", "/user/queue/progress"),
-        )
-        .await;
-    // Let the server settle before its idle size is taken.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_mib = status_mib(server.pid(), "VmRSS:");
     let params = json!({"boFile": "bo.csv", "partnerFile": "partner.csv", "boKey": "id", "partnerKey": "id"});
-    let started = Instant::now();
-    for i in 0..jobs {
-        client
-            .send(
-                Frame::new(Command::Send)
-                    .header("destination", "/app/jobs")
-                    .header("job-type", "reconcile")
-                    .header("receipt", format!("r{i}"))
-                    .body(params.to_string()),
-            )
-            .await;
-    }
-    let mut results = Vec::new();
-    let mut waited = false;
-    while results.len() < jobs {
-        let frame = client.frame().await;
-        if frame.command != Command::Message {
-            continue;
-        }
-        let body: Value = serde_json::from_slice(&frame.body).unwrap();
-        match body["event"].as_str() {
-            Some("JOB_COMPLETED") => results.push(body["result"].clone()),
-            Some("JOB_FAILED" | "JOB_CANCELLED") => panic!("{body}"),
-            _ => {}
-        }
-        if body["step"]
-            .as_str()
-            .is_some_and(|s| s.contains("waiting for memory"))
-        {
-            waited = true;
-        }
-    }
-    let wall = started.elapsed().as_secs_f64();
-    let peak_mib = status_mib(server.pid(), "VmHWM:");
-    Run {
-        wall,
-        idle_mib,
-        peak_mib,
-        waited,
-        results,
-    }
+    budgeted::run(&config, "reconcile", &params, jobs).await
 }
 
 fn main() {
