@@ -38,6 +38,23 @@ mod webhooks;
 mod worker;
 mod writer;
 
+/// A server with the `demo` job type on a data directory in `dir`, and no listeners: for the
+/// engine's own tests, which drive it through its service.
+#[cfg(test)]
+async fn demo_server(dir: &std::path::Path) -> crate::Server {
+    let config = crate::Config {
+        data_dir: dir.to_owned(),
+        stomp: None,
+        http: None,
+        ..crate::Config::default()
+    };
+    crate::BrokerBuilder::new(config)
+        .job_type("demo", Demo::default())
+        .start()
+        .await
+        .expect("the server starts")
+}
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 

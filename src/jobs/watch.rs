@@ -134,24 +134,13 @@ mod tests {
     use stompede_protocol::Headers;
 
     use crate::broker::app::{AppRequest, SubscribeGuard};
-    use crate::jobs::{Demo, JobStatus};
+    use crate::jobs::JobStatus;
     use crate::store::jobs::{JobStore, JobWrite};
-    use crate::{BrokerBuilder, Config};
 
     #[tokio::test]
     async fn a_replay_whose_log_cannot_be_read_is_refused_not_silent() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            stomp: None,
-            http: None,
-            ..Config::default()
-        };
-        let server = BrokerBuilder::new(config)
-            .job_type("demo", Demo::default())
-            .start()
-            .await
-            .unwrap();
+        let server = crate::jobs::demo_server(dir.path()).await;
         let engine = server.jobs().unwrap().clone();
         let mut headers = Headers::new();
         headers.push("job-type", "demo");

@@ -435,27 +435,16 @@ mod tests {
 
     use stompede_protocol::Headers;
 
-    use crate::jobs::{Demo, JobStatus};
+    use crate::jobs::JobStatus;
     use crate::store::jobs::JobStore;
     use crate::store::Health;
-    use crate::{BrokerBuilder, Config};
 
     /// A store fault in the middle of a job: the writer holds its batches, writes them again
     /// once the store is reopened, and the job completes with every chunk stored once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_outlives_a_store_fault_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            stomp: None,
-            http: None,
-            ..Config::default()
-        };
-        let server = BrokerBuilder::new(config)
-            .job_type("demo", Demo::default())
-            .start()
-            .await
-            .unwrap();
+        let server = crate::jobs::demo_server(dir.path()).await;
         let engine = server.jobs().unwrap().clone();
         let store = server.broker().store().unwrap().clone();
         let mut headers = Headers::new();
