@@ -863,6 +863,15 @@ async fn ack(client: &mut Tcp, message: &Frame) {
     client.send(Frame::new(Command::Ack).header("id", id)).await;
 }
 
+/// Nodes a, b and c, each on its own server of `servers`, once JetStream takes messages.
+async fn three_nodes_on_jetstream(servers: &[Nats], flags: &[&str]) -> (Node, Node, Node) {
+    let a = Node::join_with("a", &servers[0].url(), flags);
+    let b = Node::join_with("b", &servers[1].url(), flags);
+    let c = Node::join_with("c", &servers[2].url(), flags);
+    until_jetstream_takes_messages(&a).await;
+    (a, b, c)
+}
+
 #[tokio::test]
 async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_sessions_and_nodes() {
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
@@ -872,10 +881,7 @@ async fn durable_queues_in_jetstream_cross_nodes_and_come_back_from_dead_session
     // later than that is a redelivery, which at least once allows but this test's exact
     // counts do not.
     let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "5000"];
-    let a = Node::join_with("a", &servers[0].url(), &flags);
-    let mut b = Node::join_with("b", &servers[1].url(), &flags);
-    let c = Node::join_with("c", &servers[2].url(), &flags);
-    until_jetstream_takes_messages(&a).await;
+    let (a, mut b, c) = three_nodes_on_jetstream(&servers, &flags).await;
 
     // Sent on A with RECEIPTs, consumed on B, in order, each once.
     let mut consumer = b.client("worker").await;
@@ -968,10 +974,7 @@ async fn consumers_on_two_nodes_share_one_jetstream_queue_and_keep_what_they_hol
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
     let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "3000"];
-    let a = Node::join_with("a", &servers[0].url(), &flags);
-    let b = Node::join_with("b", &servers[1].url(), &flags);
-    let c = Node::join_with("c", &servers[2].url(), &flags);
-    until_jetstream_takes_messages(&a).await;
+    let (a, b, c) = three_nodes_on_jetstream(&servers, &flags).await;
     async fn consumer(node: &Node, prefetch: &str) -> Tcp {
         let mut client = node.client("worker").await;
         client
