@@ -92,32 +92,20 @@ impl Extract {
     /// The jobs together hold at most about `bytes` (at least 1 MiB): a job that cannot
     /// reserve what its document takes waits for room.
     pub fn with_memory_budget(self, bytes: u64) -> Extract {
-        let inner = &self.inner;
-        Extract {
-            inner: Arc::new(Inner {
-                import: inner.import.clone(),
-                tools: inner.tools.clone(),
-                profiles: profiles::all(),
-                chat: inner.chat.clone(),
-                documents: Documents::new(DOCUMENTS_KEPT),
-                budget: Budget::new(bytes),
-            }),
-        }
+        self.rebuilt(
+            self.inner.import.clone(),
+            self.inner.chat.clone(),
+            Budget::new(bytes),
+        )
     }
 
     /// Upload ids (parameter `upload`) are looked up in `dir`, as the HTTP API stores them.
     pub fn with_uploads(self, dir: impl Into<PathBuf>) -> Extract {
-        let inner = &self.inner;
-        Extract {
-            inner: Arc::new(Inner {
-                import: inner.import.clone().with_uploads(dir),
-                tools: inner.tools.clone(),
-                profiles: profiles::all(),
-                chat: inner.chat.clone(),
-                documents: Documents::new(DOCUMENTS_KEPT),
-                budget: inner.budget.clone(),
-            }),
-        }
+        self.rebuilt(
+            self.inner.import.clone().with_uploads(dir),
+            self.inner.chat.clone(),
+            self.inner.budget.clone(),
+        )
     }
 
     /// Asks an OpenAI-compatible chat-completions endpoint at `url` (the full
@@ -131,17 +119,30 @@ impl Extract {
         key: Option<String>,
     ) -> Result<Extract, String> {
         let chat = chat::ChatBackend::new(url.into(), model.into(), key)?;
-        let inner = &self.inner;
-        Ok(Extract {
+        Ok(self.rebuilt(
+            self.inner.import.clone(),
+            Some(chat),
+            self.inner.budget.clone(),
+        ))
+    }
+
+    /// A handler with these parts and this one's tools, and a document cache of its own.
+    fn rebuilt(
+        &self,
+        import: ImportDir,
+        chat: Option<chat::ChatBackend>,
+        budget: Budget,
+    ) -> Extract {
+        Extract {
             inner: Arc::new(Inner {
-                import: inner.import.clone(),
-                tools: inner.tools.clone(),
+                import,
+                tools: self.inner.tools.clone(),
                 profiles: profiles::all(),
-                chat: Some(chat),
+                chat,
                 documents: Documents::new(DOCUMENTS_KEPT),
-                budget: inner.budget.clone(),
+                budget,
             }),
-        })
+        }
     }
 }
 
