@@ -137,13 +137,17 @@ if command -v cargo-deny >/dev/null 2>&1; then
   # offline.
   say "cargo fetch --locked; cargo deny --offline check licenses bans sources"
   cargo fetch --locked || failed+=("cargo fetch")
-  cargo deny --offline check licenses bans sources || failed+=("cargo deny")
+  # The inclusion graphs run to thousands of lines and push a failing test's output out of a
+  # CI log's tail.
+  cargo deny --offline check --hide-inclusion-graph licenses bans sources || failed+=("cargo deny")
 else
   say "cargo-deny is not installed: licences and sources not checked (cargo install cargo-deny --locked)"
 fi
 
 if ((${#failed[@]})); then
   printf '\nscripts/test.sh: FAILED: %s\n' "${failed[@]}" >&2
+  # A full disk fails every cargo step at once, with the cause far up the log.
+  df -h "$ROOT" "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null >&2 || true
   exit 1
 fi
 say "all tests passed"
