@@ -438,29 +438,45 @@ impl Server {
     }
 
     /// Stops accepting, tells every session "server shutting down", and waits (bounded by
-    /// `shutdown-timeout-ms`) for their last frames to be written.
+    /// `shutdown-timeout-ms`) for their last frames to be written, then for the store to be
+    /// closed: once this returns, the data directory can be opened again, by this process or
+    /// another.
     pub async fn shutdown(self) {
-        self.ctx.shutdown.cancel();
-        for listener in self.listeners {
+        let Server {
+            ctx,
+            jobs,
+            listeners,
+            ..
+        } = self;
+        ctx.shutdown.cancel();
+        for listener in listeners {
             let _ = listener.await;
         }
         let farewell = crate::session::error_frame("server shutting down", "", None);
-        self.ctx.broker.close_all_sessions(&farewell);
-        self.ctx.tracker.close();
-        let timeout = Duration::from_millis(self.ctx.config.shutdown_timeout_ms);
-        if tokio::time::timeout(timeout, self.ctx.tracker.wait())
+        ctx.broker.close_all_sessions(&farewell);
+        ctx.tracker.close();
+        let timeout = Duration::from_millis(ctx.config.shutdown_timeout_ms);
+        if tokio::time::timeout(timeout, ctx.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                sessions = self.ctx.broker.session_count(),
+                sessions = ctx.broker.session_count(),
                 "sessions still open after the shutdown timeout"
             );
         }
-        if let Some(store) = self.ctx.broker.store() {
-            if let Err(error) = store.flush().await {
-                tracing::error!(%error, "final store flush failed");
-            }
+        let Some(store) = ctx.broker.store().cloned() else {
+            return;
+        };
+        if let Err(error) = store.flush().await {
+            tracing::error!(%error, "final store flush failed");
+        }
+        // The tasks' last handles go a moment after they end (a job step on the blocking
+        // pool, a flush under way); a restart before then would find the store locked.
+        let released = store.released();
+        drop((store, jobs, ctx));
+        if !released.wait(timeout).await {
+            tracing::warn!("the store is still open after the shutdown timeout");
         }
     }
 }

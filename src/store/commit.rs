@@ -73,8 +73,9 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                         started_through = written;
                         covered_arrivals = arrivals;
                         gathering_since = None;
-                        let (db, durable) = (trees.db.clone(), trees.durable.clone());
-                        flights.spawn_blocking(move || (flight, flush(&db, &durable)));
+                        // The flight holds the trees, not a bare `Db`: the store counts as
+                        // closed only once no flight holds them (`Store::released`).
+                        flights.spawn_blocking(move || (flight, flush(&trees.db, &trees.durable)));
                         continue;
                     }
                 }
@@ -131,9 +132,9 @@ pub(super) async fn committer(store: Weak<Inner>, wanted: Arc<Notify>) {
                     if behind && *inner.health.borrow() == Health::Available {
                         if let Ok(trees) = inner.trees() {
                             started_through = written;
-                            let (db, durable) = (trees.db.clone(), trees.durable.clone());
                             flights.spawn_blocking(move || {
-                                (Flight { target: written }, flush(&db, &durable))
+                                let flight = Flight { target: written };
+                                (flight, flush(&trees.db, &trees.durable))
                             });
                         }
                     }

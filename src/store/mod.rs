@@ -348,6 +348,13 @@ impl Store {
         self.inner.fail(&sled::Error::Io(full));
     }
 
+    /// Tells when the database this store has open is closed, its files and their lock
+    /// released: once every handle (this one, its clones, flushes under way) is gone.
+    pub fn released(&self) -> Released {
+        let trees = self.inner.trees.read().unwrap_or_else(|e| e.into_inner());
+        Released(trees.as_ref().map(Arc::downgrade).unwrap_or_default())
+    }
+
     /// The open database, for reads and best-effort writes (removals), also while the store
     /// is unavailable: a poisoned sled `Db` still reads.
     fn trees(&self) -> Result<Arc<Trees>, StoreError> {
@@ -623,6 +630,26 @@ impl Store {
                 )));
             }
         }
+    }
+}
+
+/// The database a store had open, held only weakly: see [`Store::released`].
+#[derive(Debug)]
+pub struct Released(std::sync::Weak<Trees>);
+
+impl Released {
+    /// Waits until the database is closed, at most `timeout`; false if it is still open then
+    /// (a task still holds the store).
+    pub async fn wait(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Handles go as their tasks end, which nothing signals: polled, briefly.
+        while self.0.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 }
 
