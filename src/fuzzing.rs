@@ -6,4 +6,5 @@
 
 pub use crate::processors::reconcile::fuzzing::{read_csv, CsvError, CsvRead, KeyedRow};
 pub use crate::transport::sockjs::websocket::fuzzing::{sockjs_messages, SockJsRead};
+pub use crate::transport::ws::frame::client_frame;
 pub use crate::transport::ws::fuzzing::{ws_session, Step, WsReader};

@@ -5,6 +5,8 @@
 //! in-process broker with a well-behaved client every 16 files, and the CSV reader.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../protocol/fuzz/corpus.rs"]
+mod corpus;
 #[path = "../fuzz/harness/csv.rs"]
 mod csv;
 #[path = "../fuzz/harness/session.rs"]
@@ -19,16 +21,7 @@ fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
-    files.sort();
+    let files = corpus::files(&dir);
     assert!(files.len() >= 10, "the {target} corpus is missing");
     files
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{error_message, Tcp, TestServer, Ws};
+use stompede::fuzzing::client_frame;
 use stompede::protocol::{Command, Frame};
 
 #[tokio::test]
@@ -273,22 +274,7 @@ async fn raw_ws(server: &TestServer) -> tokio::net::TcpStream {
 
 /// A final, masked client frame.
 fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    client_frame(true, opcode, payload, [0x11, 0x22, 0x33, 0x44])
 }
 
 /// Everything the server sends until it closes the connection.

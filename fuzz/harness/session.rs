@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use stompede::fuzzing::client_frame;
 use stompede::protocol::bytes::BytesMut;
 use stompede::protocol::{names, Command, Decoded, Decoder, Frame, Limits, Version};
 use stompede::{BrokerBuilder, Config, Server};
@@ -387,25 +388,6 @@ fn connect_frame(input: &mut Input<'_>, asked: &mut Asked) -> Vec<u8> {
     }
     frame.push_str("\n\0");
     frame.into_bytes()
-}
-
-/// A masked client WebSocket frame.
-fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }
 
 /// The message (or its two fragments) carrying `frame`.

@@ -4,6 +4,8 @@
 //! that decoding terminates, and the oracle's other properties. Runs in plain `cargo test`.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../fuzz/corpus.rs"]
+mod corpus;
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
@@ -13,18 +15,7 @@ use std::time::{Duration, Instant};
 use stompede_protocol::{Limits, Version};
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
+    corpus::files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode"))
 }
 
 #[test]

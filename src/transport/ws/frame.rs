@@ -259,9 +259,9 @@ impl Utf8Check {
     }
 }
 
-/// A masked client frame, for tests.
-#[cfg(test)]
-pub(crate) fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+/// A masked client frame, as a browser sends it: for tests and the fuzz targets.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
     match payload.len() {
         n if n < 126 => out.push(0x80 | n as u8),

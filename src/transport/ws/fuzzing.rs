@@ -2,57 +2,16 @@
 //! [`WsSource`] the server reads every `/ws` connection with, over an in-memory reader that
 //! hands out the bytes in the pieces it is given, and a session over an in-memory pipe.
 
-use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use stompede_protocol::{Decoded, Decoder};
-use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
+use tokio::io::DuplexStream;
 
+use super::pieces::{AtEnd, Pieces};
 use super::{upgrade, ReadOptions, Shared, WsSource};
-use crate::transport::socket::ReadSide;
 use crate::transport::FrameSource;
-
-/// Hands out its bytes in the given pieces (at most one piece a read), then the end of input.
-/// Never waits.
-#[derive(Debug)]
-struct Pieces {
-    pieces: VecDeque<Vec<u8>>,
-    /// Bytes not read yet.
-    left: usize,
-    /// Reads that returned bytes.
-    reads: usize,
-}
-
-impl AsyncRead for Pieces {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        while self.pieces.front().is_some_and(Vec::is_empty) {
-            self.pieces.pop_front();
-        }
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        let this = &mut *self;
-        if let Some(front) = this.pieces.front_mut() {
-            let n = front.len().min(buf.remaining());
-            buf.put_slice(&front[..n]);
-            front.drain(..n);
-            this.left -= n;
-            this.reads += 1;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl ReadSide for Pieces {}
 
 /// What one call of the reader gave.
 #[derive(Debug)]
@@ -82,12 +41,7 @@ impl WsReader {
     /// A reader of `pieces`, taking messages up to `max_message` bytes; `lenient` as the
     /// server's `lenient-websocket-frames` (a STOMP frame may end with its message).
     pub fn new(pieces: Vec<Vec<u8>>, max_message: usize, lenient: bool) -> WsReader {
-        let left = pieces.iter().map(Vec::len).sum();
-        let read = Pieces {
-            pieces: pieces.into(),
-            left,
-            reads: 0,
-        };
+        let read = Pieces::new(pieces, AtEnd::Close);
         let options = ReadOptions {
             lenient,
             max_message,

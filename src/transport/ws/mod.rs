@@ -13,6 +13,8 @@ pub mod echo;
 pub(crate) mod frame;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod pieces;
 pub(crate) mod upgrade;
 
 pub use upgrade::router;
@@ -560,55 +562,30 @@ struct ReadOptions {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::collections::VecDeque;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
     use std::time::Duration;
 
     use stompede_protocol::{Command, Decoded, Limits};
-    use tokio::io::{AsyncRead, ReadBuf};
 
     use super::frame::{client_frame, BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
+    use super::pieces::{AtEnd, Pieces};
     use super::*;
 
-    /// Hands out its bytes in the given pieces, one per read, then EOF.
-    struct Pieces(VecDeque<Vec<u8>>);
-
-    impl AsyncRead for Pieces {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            while self.0.front().is_some_and(Vec::is_empty) {
-                self.0.pop_front();
-            }
-            if let Some(front) = self.0.front_mut() {
-                let n = front.len().min(buf.remaining());
-                buf.put_slice(&front[..n]);
-                front.drain(..n);
-                if front.is_empty() {
-                    self.0.pop_front();
-                }
-            }
-            Poll::Ready(Ok(()))
-        }
+    fn source(pieces: Vec<Vec<u8>>, max_message: usize) -> WsSource<Pieces> {
+        read_from(Pieces::new(pieces, AtEnd::Close), true, max_message)
     }
 
-    impl ReadSide for Pieces {}
+    /// A peer that sends `pieces` and then keeps the connection open, read strictly.
+    fn hanging(pieces: Vec<Vec<u8>>, max_message: usize) -> WsSource<Pieces> {
+        read_from(Pieces::new(pieces, AtEnd::Hang), false, max_message)
+    }
 
-    fn source(pieces: Vec<Vec<u8>>, max_message: usize) -> WsSource<Pieces> {
+    fn read_from(read: Pieces, lenient: bool, max_message: usize) -> WsSource<Pieces> {
         let options = ReadOptions {
-            lenient: true,
+            lenient,
             max_message,
             paced_receive_buffer: 0,
         };
-        WsSource::new(
-            Pieces(pieces.into()),
-            Bytes::new(),
-            Arc::new(Shared::default()),
-            options,
-        )
+        WsSource::new(read, Bytes::new(), Arc::new(Shared::default()), options)
     }
 
     #[tokio::test]
@@ -626,7 +603,7 @@ mod tests {
             paced_receive_buffer: 0,
         };
         let mut source = WsSource::new(
-            Pieces(vec![tail.to_vec()].into()),
+            Pieces::new(vec![tail.to_vec()], AtEnd::Close),
             Bytes::copy_from_slice(head),
             Arc::new(Shared::default()),
             options,
@@ -867,45 +844,6 @@ mod tests {
             assert!(payload[..head].iter().all(|b| *b == i as u8));
             assert!(payload[head..].iter().all(|b| *b == i as u8 | 0x80));
         }
-    }
-
-    /// Hands out its bytes in the given pieces, one per read, then never anything more (a
-    /// peer that keeps its connection open).
-    struct Hangs(VecDeque<Vec<u8>>);
-
-    impl AsyncRead for Hangs {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            while self.0.front().is_some_and(Vec::is_empty) {
-                self.0.pop_front();
-            }
-            let Some(front) = self.0.front_mut() else {
-                return Poll::Pending;
-            };
-            let n = front.len().min(buf.remaining());
-            buf.put_slice(&front[..n]);
-            front.drain(..n);
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl ReadSide for Hangs {}
-
-    fn hanging(pieces: Vec<Vec<u8>>, max_message: usize) -> WsSource<Hangs> {
-        let options = ReadOptions {
-            lenient: false,
-            max_message,
-            paced_receive_buffer: 0,
-        };
-        WsSource::new(
-            Hangs(pieces.into()),
-            Bytes::new(),
-            Arc::new(Shared::default()),
-            options,
-        )
     }
 
     #[tokio::test]
