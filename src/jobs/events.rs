@@ -1,6 +1,7 @@
 //! Job events: built as JSON with a per-job sequence number, logged in the same store batch as
 //! the state change they report, and published by the writer (`writer.rs`) only after that
-//! batch is committed, so events never overtake their state.
+//! batch is committed, so events never overtake their state (a chunk's own `PROGRESS_UPDATE`
+//! excepted: it may go out ahead of its commit, see `worker.rs`).
 
 use bytes::Bytes;
 use serde_json::{Map, Value};

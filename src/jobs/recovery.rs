@@ -26,7 +26,14 @@ impl JobEngine {
                 // Its worker died with the process: resume from the checkpoint.
                 job.status = JobStatus::Pending;
                 resumed += 1;
-                self.save(&job, Vec::new());
+                // A chunk's PROGRESS_UPDATE is published ahead of its commit (`worker.rs`),
+                // so a watcher may have seen one the stop lost with its chunk, numbered one
+                // past the last logged event (it went ahead only with every event before it
+                // committed). The checkpoint's progress takes that number now: the log keeps
+                // no gap, and the number still names a progress update, the later one.
+                let index = job.chunks_done;
+                let progress = super::worker::progress_event(&mut job, index);
+                self.save(&job, vec![progress]);
             }
             if let Some(key) = &job.idempotency_key {
                 state

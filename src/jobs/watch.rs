@@ -18,21 +18,32 @@ impl JobEngine {
     /// A log that cannot be read is an error, never an empty replay: the subscriber would
     /// take the silence for "nothing happened".
     pub(crate) fn events_after(&self, id: &str, seq: u64) -> Result<Vec<Value>, StoreError> {
+        // Published ahead of its commit, and perhaps not applied yet: read before the log, so
+        // that one announced (and struck off) meanwhile is in the log by then.
+        let ahead = self.inner.writer.unannounced().published_ahead(id);
         let logged = self.inner.store.events_after(id, seq)?;
         // Read after the log: an event is queued before it is logged, so one logged by now and
         // not yet published is in this list.
         let pending = self.inner.writer.unannounced().pending(id);
-        // The log comes in seq order.
-        let mut events = Vec::with_capacity(logged.len());
-        for bytes in &logged {
+        let mut events = Vec::with_capacity(logged.len() + ahead.len());
+        let bodies = logged
+            .iter()
+            .map(|bytes| &bytes[..])
+            .chain(ahead.iter().map(|(_, body)| &body[..]));
+        for bytes in bodies {
             let event: Value = serde_json::from_slice(bytes)
                 .map_err(|_| crate::store::CorruptRecord("job event"))?;
-            let seq = event.get("seq").and_then(Value::as_u64);
-            if seq.is_some_and(|seq| !pending.contains(&seq)) {
-                events.push(event);
+            let Some(at) = event.get("seq").and_then(Value::as_u64) else {
+                continue;
+            };
+            if at > seq && !pending.contains(&at) {
+                events.push((at, event));
             }
         }
-        Ok(events)
+        // In seq order, each once (an event published ahead may be in the log already).
+        events.sort_by_key(|(at, _)| *at);
+        events.dedup_by_key(|(at, _)| *at);
+        Ok(events.into_iter().map(|(_, event)| event).collect())
     }
 }
 

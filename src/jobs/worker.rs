@@ -304,19 +304,54 @@ async fn commit_chunk(
     result: Value,
     started: Instant,
 ) -> bool {
-    let result_bytes = result.to_string().into_bytes();
     until_store_writable(engine).await;
     // The only wait of a chunk commit: for room in the writer's queue, not for the disk.
     let permit = engine.inner.writer.room().await;
+    let Some(progress) = queue_chunk(engine, id, attempt, index, result, permit, started) else {
+        return false;
+    };
+    // The chunk's PROGRESS_UPDATE goes out now, ahead of the chunk's commit, if every earlier
+    // event of the job is out (otherwise in order, after the commit: events never overtake
+    // one another). Progress is what a watcher shows while the job runs and need not wait for
+    // the disk, whose flush and fsync were nearly all of the time from a chunk's end to a
+    // watcher (BENCHMARKS.md, "Progress ahead of the fsync"). CHUNK_COMPLETED, which carries
+    // the result and says the chunk is done for good, still waits for the commit. Should the
+    // process die before the commit, the update is lost with its chunk, which runs again; the
+    // restart logs a PROGRESS_UPDATE of the checkpoint under the lost update's seq
+    // (`recovery.rs`), so the log keeps no gap. At most one event per job is ever out ahead
+    // of the disk: the next may go ahead only once everything before it is announced, so
+    // committed.
+    if let Some(event) = progress {
+        for wait in engine
+            .inner
+            .writer
+            .publish_ahead(&engine.inner.broker, &event)
+        {
+            wait.wait().await;
+        }
+    }
+    true
+}
+
+/// Queues a finished chunk's commit under the state lock; `None` when the attempt was fenced
+/// off, else the chunk's PROGRESS_UPDATE if one is due (queued with the commit, before its
+/// CHUNK_COMPLETED).
+fn queue_chunk(
+    engine: &JobEngine,
+    id: &str,
+    attempt: u64,
+    index: u64,
+    result: Value,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    started: Instant,
+) -> Option<Option<Event>> {
+    // Encoded before the state lock is taken.
+    let result_bytes = result.to_string().into_bytes();
     let interval = engine.inner.config.progress_interval;
     let mut guard = engine.lock();
     let state = &mut *guard;
-    let Some(running) = state.running.get_mut(id).filter(|r| r.attempt == attempt) else {
-        return false;
-    };
-    let Some(job) = state.jobs.get_mut(id) else {
-        return false;
-    };
+    let running = state.running.get_mut(id).filter(|r| r.attempt == attempt)?;
+    let job = state.jobs.get_mut(id)?;
     // Progress is throttled like in-chunk updates (fast chunks would otherwise double the
     // events); the last chunk's always goes out.
     let last = index + 1 >= job.chunks.len() as u64;
@@ -335,10 +370,12 @@ async fn commit_chunk(
         "label": label,
         "result": result,
     });
-    let mut published = vec![events::next(job, kind::CHUNK_COMPLETED, fields)];
-    if progress_due {
-        published.push(progress_event(job, index));
-    }
+    // The progress first: it may be published ahead of the commit, and never after the
+    // chunk's CHUNK_COMPLETED, which waits for it.
+    let progress = progress_due.then(|| progress_event(job, index));
+    let mut published = Vec::with_capacity(2);
+    published.extend(progress.clone());
+    published.push(events::next(job, kind::CHUNK_COMPLETED, fields));
     let mut commit = super::change(None, published);
     commit.writes.insert(
         0,
@@ -350,7 +387,7 @@ async fn commit_chunk(
     );
     commit.permit = permit;
     engine.inner.writer.queue(commit);
-    true
+    Some(progress)
 }
 
 fn progress_of(
@@ -382,7 +419,7 @@ fn progress_of(
     }
 }
 
-fn progress_event(job: &mut super::model::Job, chunk_index: u64) -> Event {
+pub(super) fn progress_event(job: &mut super::model::Job, chunk_index: u64) -> Event {
     let progress = job.progress.clone();
     let mut fields = json!({
         "percentage": progress.percentage,

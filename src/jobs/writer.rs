@@ -4,9 +4,10 @@
 //!
 //! Changes are queued under the engine's state lock, so the store sees them in the order the
 //! engine made them, and an event is never published before the change it reports is
-//! committed. Workers do not wait for their chunk's commit (they run the next chunk while the
-//! disk catches up): a crash loses at most a suffix of commits, which the checkpoint then
-//! redoes; a bounded number of commits in flight keeps memory bounded.
+//! committed, but for a chunk's own `PROGRESS_UPDATE`, which may go ahead of its commit
+//! ([`Writer::publish_ahead`]). Workers do not wait for their chunk's commit (they run the
+//! next chunk while the disk catches up): a crash loses at most a suffix of commits, which the
+//! checkpoint then redoes; a bounded number of commits in flight keeps memory bounded.
 //!
 //! A disk fault (full, read-only) makes commits fail, and sled loses what it held in memory
 //! only when the store reopens its `Db` (see `store`). The writer keeps each batch's writes
@@ -15,15 +16,16 @@
 //! is announced (no RECEIPT, no CHUNK_COMPLETED, no JOB_COMPLETED) before it is on disk; jobs
 //! wait meanwhile, with their workers held by the bounded room for commits.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{self, Event};
-use crate::broker::Broker;
+use crate::broker::{Backpressure, Broker};
 use crate::store::jobs::{JobStore, JobWrite};
 use crate::store::{Health, StoreError};
 
@@ -57,12 +59,29 @@ pub(super) struct Commit {
 pub(super) struct Unannounced {
     /// By job id then seq.
     events: Mutex<BTreeSet<(String, u64)>>,
+    /// Events published ahead of their commit ([`Writer::publish_ahead`]), by job id then seq,
+    /// with their bodies: until their batch is announced they may not be in the log yet, so a
+    /// `since-seq` replay takes them from here. At most one per job (see `publish_ahead`).
+    ahead: Mutex<BTreeMap<(String, u64), Bytes>>,
     publication: Arc<Mutex<()>>,
 }
 
 impl Unannounced {
     fn events(&self) -> MutexGuard<'_, BTreeSet<(String, u64)>> {
         self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ahead(&self) -> MutexGuard<'_, BTreeMap<(String, u64), Bytes>> {
+        self.ahead.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The bodies of job `id`'s events published ahead of their commit and not yet announced
+    /// (call under the publication lock, as [`Unannounced::pending`]).
+    pub fn published_ahead(&self, id: &str) -> Vec<(u64, Bytes)> {
+        self.ahead()
+            .range((id.to_owned(), 0)..=(id.to_owned(), u64::MAX))
+            .map(|((_, seq), body)| (*seq, body.clone()))
+            .collect()
     }
 
     /// Held while an event is delivered to the subscribers' outboxes and struck off this list,
@@ -164,6 +183,35 @@ impl Writer {
     /// A permit if there is room now (for callers that cannot wait).
     pub fn try_room(&self) -> Option<OwnedSemaphorePermit> {
         self.room.clone().try_acquire_owned().ok()
+    }
+
+    /// Publishes `event`, queued with its commit already, without waiting for the commit, if
+    /// every earlier event of its job is published: events never overtake one another. The
+    /// announce stage then leaves it out. For chunk-end `PROGRESS_UPDATE`s only (a watcher's
+    /// progress bar need not wait for the disk; `worker.rs` says why it is safe); call it
+    /// after the state lock is released (a subscription takes the publication lock, then the
+    /// state lock). Returns what the publisher waits on (flow control), empty when the event
+    /// was left to the announce stage.
+    pub fn publish_ahead(&self, broker: &Broker, event: &Event) -> Vec<Backpressure> {
+        let _held = self
+            .unannounced
+            .publication()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (event.job_id.clone(), event.seq);
+        {
+            let mut pending = self.unannounced.events();
+            let first = pending
+                .range((event.job_id.clone(), 0)..=(event.job_id.clone(), u64::MAX))
+                .next();
+            // Not the oldest queued event of its job (or announced already): in order, later.
+            if first != Some(&key) {
+                return Vec::new();
+            }
+            pending.remove(&key);
+        }
+        self.unannounced.ahead().insert(key, event.body.clone());
+        events::deliver(broker, event)
     }
 
     /// Queues `commit` (call under the state lock to keep the engine's order).
@@ -343,11 +391,15 @@ async fn announce_stage(
                         .publication()
                         .lock()
                         .unwrap_or_else(|e| e.into_inner());
-                    let pressure = events::deliver(&broker, event);
+                    let key = (event.job_id.clone(), event.seq);
+                    // Published ahead of the commit already (`Writer::publish_ahead`): once.
+                    let pressure = if unannounced.ahead().remove(&key).is_some() {
+                        Vec::new()
+                    } else {
+                        events::deliver(&broker, event)
+                    };
                     // Stored before it was delivered: a replay finds it in the log from now on.
-                    unannounced
-                        .events()
-                        .remove(&(event.job_id.clone(), event.seq));
+                    unannounced.events().remove(&key);
                     pressure
                 };
                 for wait in pressure {
