@@ -14,10 +14,7 @@
 
 use super::io;
 use crate::jobs::{ChunkContext, JobError};
-use crate::processors::memory::{MemoryBudget, Reservation};
-
-/// The step a chunk shows while it waits for its memory.
-pub(super) const WAITING: &str = "waiting for memory";
+use crate::processors::memory::{MemoryBudget, Reservation, WAITING};
 
 /// What reading the input into a document takes, per byte of the input file, before the
 /// document's size is known (pdftotext's text, the pages, their JSON): at most 7 measured, on
@@ -96,19 +93,10 @@ impl Budget {
         bytes: u64,
         release_idle: &dyn Fn(),
     ) -> Result<Reservation, JobError> {
-        let mut reported = false;
-        self.memory
-            .reserve(bytes, &|| ctx.is_cancelled(), &mut || {
-                if !reported {
-                    reported = true;
-                    tracing::debug!(job = %ctx.job.id, chunk = ctx.index, bytes, "extract: waiting for memory");
-                }
-                // At every tick: the engine throttles reports, and the first may fall
-                // within the interval of the chunk's start.
-                ctx.report(0, ctx.plan.units, WAITING);
-                release_idle();
-            })
-            .ok_or_else(|| JobError::permanent("cancelled", "the job was cancelled"))
+        self.memory.for_chunk(ctx, bytes, &mut || {
+            ctx.report(0, ctx.plan.units, WAITING);
+            release_idle();
+        })
     }
 
     /// `bytes`, waiting for room as long as it takes (meanwhile documents kept for idle jobs
