@@ -169,9 +169,10 @@ pub struct Config {
     pub job_deadline_ms: u64,
     /// Finished jobs are removed this long after they end, in ms.
     pub job_retention_ms: u64,
-    /// Completed jobs kept at most.
+    /// Completed jobs kept at most: the oldest beyond it is removed as soon as a newer one's
+    /// completion is stored.
     pub job_keep_completed: usize,
-    /// Failed and cancelled jobs kept at most.
+    /// Failed and cancelled jobs kept at most, enforced as for `job_keep_completed`.
     pub job_keep_failed: usize,
     /// Unfinished jobs one user may have.
     pub job_max_queued_per_user: usize,

@@ -21,14 +21,15 @@ use crate::processors::memory::{MemoryBudget, Reservation};
 const PAGE_SQUARE_INCHES: f64 = 96.7;
 
 /// What a page takes whatever its size: tesseract's program and its language models
-/// (`fra+eng`), pdftoppm's, and the server's buffers for the page's output. Measured on the
-/// `ocr` bench's dense pages (BENCHMARKS.md, "OCR"): see [`PER_PIXEL`].
+/// (`fra+eng`), pdftoppm's, and the server's buffers for the page's output (see
+/// [`PER_PIXEL`] for what was measured).
 const PAGE_BASE: u64 = 48 << 20;
 
 /// What a page takes per pixel of its grey image: tesseract holds it several times over
-/// while it analyses the layout and recognises the lines. Measured (BENCHMARKS.md, "OCR"):
-/// a dense A4 page at 300 dpi (8.7 million pixels) peaked at about 100 MiB of tesseract's
-/// resident memory.
+/// while it analyses the layout and recognises the lines. Measured (BENCHMARKS.md, "OCR",
+/// release build, the `ocr` bench's dense pages, 8.7 million pixels at 300 dpi): about 85 MiB
+/// a page for the server and the page's programs together; the 106 MiB reserved leave room
+/// for denser pages and a third language.
 const PER_PIXEL: u64 = 7;
 
 /// The memory every `ocr` job reserves from.
