@@ -123,6 +123,9 @@ pub struct Config {
     /// Memory all running `extract` jobs together may use, in bytes (default
     /// [`Config::DEFAULT_EXTRACT_MEMORY_BUDGET`]).
     pub extract_memory_budget: u64,
+    /// Memory all running `ocr` jobs together may use, their tesseract and poppler processes
+    /// included, in bytes (default [`Config::DEFAULT_OCR_MEMORY_BUDGET`]).
+    pub ocr_memory_budget: u64,
     /// The tesseract program `ocr` jobs run: a name on the PATH or a path.
     pub ocr_tesseract: String,
     /// The audit log (`<data-dir>/audit/audit.log`) is rotated past this many bytes.
@@ -166,9 +169,10 @@ pub struct Config {
     pub job_deadline_ms: u64,
     /// Finished jobs are removed this long after they end, in ms.
     pub job_retention_ms: u64,
-    /// Completed jobs kept at most.
+    /// Completed jobs kept at most: the oldest beyond it is removed as soon as a newer one's
+    /// completion is stored.
     pub job_keep_completed: usize,
-    /// Failed and cancelled jobs kept at most.
+    /// Failed and cancelled jobs kept at most, enforced as for `job_keep_completed`.
     pub job_keep_failed: usize,
     /// Unfinished jobs one user may have.
     pub job_max_queued_per_user: usize,
@@ -300,6 +304,7 @@ impl Default for Config {
             import_dir: None,
             reconcile_memory_budget: 512 * 1024 * 1024,
             extract_memory_budget: Config::DEFAULT_EXTRACT_MEMORY_BUDGET,
+            ocr_memory_budget: Config::DEFAULT_OCR_MEMORY_BUDGET,
             ocr_tesseract: "tesseract".into(),
             audit_max_bytes: 64 * 1024 * 1024,
             extract_llm_url: None,
@@ -384,6 +389,11 @@ impl Config {
     /// The default `extract-memory-budget`: 512 MiB, room for one 5,000-page tender (it
     /// reserves about 425 MiB) or several shorter documents at once.
     pub const DEFAULT_EXTRACT_MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
+
+    /// The default `ocr-memory-budget`: 512 MiB, room for four dense A4 pages recognised at
+    /// once at 300 dpi (each reserves about 106 MiB), more than the pages a 2- or 4-core
+    /// machine recognises at once.
+    pub const DEFAULT_OCR_MEMORY_BUDGET: u64 = 512 * 1024 * 1024;
 
     /// Reads a TOML file.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Config, ConfigError> {

@@ -561,7 +561,8 @@ async fn serve(config: Config, bench_job_types: bool) -> anyhow::Result<()> {
             .with_uploads(&uploads);
     let ocr = stompede::processors::Ocr::new(&import_dir, config.ocr_tesseract.clone())
         .await
-        .with_uploads(&uploads);
+        .with_uploads(&uploads)
+        .with_memory_budget(config.ocr_memory_budget);
     if ocr.is_available() {
         tracing::info!(tesseract = %ocr.status(), "OCR available");
     } else {

@@ -24,9 +24,10 @@ const BUDGET: u64 = 128 << 20;
 const DOCUMENT_BYTES: usize = 560 << 10;
 
 /// What the budget does not cover and the server may take besides: pages the allocator has
-/// not given back yet, the finished job's record, which keeps its result (every page's text)
-/// in memory while the other job runs, the events on their way to the client, and the
-/// store's page cache growing with the records.
+/// not given back yet (freed by one thread, kept for it, while the other job's merge takes
+/// fresh ones), the events on their way to the client, and the store's page cache growing
+/// with the records. A finished job's result no longer stays in memory (it is read back from
+/// the store when asked for).
 const ALLOWANCE: u64 = 24 << 20;
 
 /// A field of `/proc/<pid>/status`, in bytes.

@@ -1,10 +1,13 @@
-//! What the memory-budget benches (`reconcile`, `extract`) share: a real `stompede serve`
-//! process with a config of their own, a STOMP client over TCP, and the server's memory read
-//! from `/proc`.
+//! What the memory-budget benches (`reconcile`, `extract`, `ocr`) share: a real `stompede
+//! serve` process with a config of their own, a STOMP client over TCP, and the server's memory
+//! read from `/proc`, alone and with the programs it runs (tesseract, poppler's).
 
+use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -23,6 +26,90 @@ pub fn status_mib(pid: u32, field: &str) -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A `/proc/<pid>/status` field in KiB, `None` once the process is gone.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every process below `root` (its children, theirs, and so on), from `/proc/<pid>/stat`.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parents: HashMap<u32, Vec<u32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The name, in parentheses, may hold spaces: the fields after it are fixed.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    let mut next = vec![root];
+    // Bounded by the processes listed: each is visited once.
+    while let Some(pid) = next.pop() {
+        for &child in parents.get(&pid).map_or(&[][..], Vec::as_slice) {
+            if seen.insert(child) {
+                found.push(child);
+                next.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// The peak memory of a process with everything it runs, sampled every 10 ms until stopped:
+/// the process's resident size plus, for each program it runs at that moment, that program's
+/// own peak so far (`VmHWM`), so that a child's peak between two samples is not missed (an
+/// upper bound when two children peak at different moments).
+pub struct TreePeak {
+    stop: Arc<AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl TreePeak {
+    /// Starts sampling `root`.
+    pub fn start(root: u32) -> TreePeak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                let own = status_kib(root, "VmRSS:").unwrap_or(0);
+                let children: u64 = descendants(root)
+                    .into_iter()
+                    .filter_map(|pid| status_kib(pid, "VmHWM:"))
+                    .sum();
+                peak = peak.max(own + children);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        });
+        TreePeak { stop, sampler }
+    }
+
+    /// Stops sampling; the peak in MiB.
+    pub fn stop(self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sampler.join().unwrap_or(0) as f64 / 1024.0
+    }
 }
 
 /// The 1-minute load average.
@@ -142,10 +229,16 @@ pub struct Run {
     pub idle_mib: f64,
     /// Its peak once every job completed (`VmHWM`).
     pub peak_mib: f64,
+    /// The peak of the server with the programs it ran, sampled ([`TreePeak`]).
+    #[allow(dead_code)] // read by the benches whose jobs run programs (`ocr`)
+    pub tree_peak_mib: f64,
     /// Whether a job reported waiting for memory.
     pub waited: bool,
     /// The jobs' results, in the order they completed.
     pub results: Vec<Value>,
+    /// The server's data directory, kept while the run is, with the jobs' result files.
+    #[allow(dead_code)] // read by the benches that check result files (`ocr`)
+    pub data: tempfile::TempDir,
 }
 
 /// Starts a server with `config` on a fresh data directory, submits `jobs` jobs of
@@ -164,6 +257,7 @@ pub async fn run(config: &str, job_type: &str, params: &Value, jobs: usize) -> R
     // Let the server settle before its idle size is taken.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_mib = status_mib(server.pid(), "VmRSS:");
+    let tree = TreePeak::start(server.pid());
     let started = Instant::now();
     for i in 0..jobs {
         client
@@ -198,11 +292,14 @@ pub async fn run(config: &str, job_type: &str, params: &Value, jobs: usize) -> R
     }
     let wall = started.elapsed().as_secs_f64();
     let peak_mib = status_mib(server.pid(), "VmHWM:");
+    let tree_peak_mib = tree.stop().max(peak_mib);
     Run {
         wall,
         idle_mib,
         peak_mib,
+        tree_peak_mib,
         waited,
         results,
+        data,
     }
 }

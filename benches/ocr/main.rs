@@ -7,6 +7,13 @@
 //! scans are degraded as a tired scanner makes them (rotated by up to 2 degrees, blurred, noisy,
 //! a JPEG of quality 50). Needs tesseract (fra, eng) and poppler-utils, as `scripts/test.sh`
 //! installs them.
+//!
+//! `--memory [--jobs K] [--budget-mib M] [--runs R]` measures memory instead: a real
+//! `stompede serve` process (the release binary; `STOMPEDE_BIN=path` for another) is given K
+//! jobs on the scan at once over STOMP/TCP (default 2) with `ocr-memory-budget = M` (default the
+//! server's), and the line says `FAIL` when the peak of the server with its tesseract and
+//! poppler processes, above the server's idle size, passes the budget. That peak is sampled
+//! every 10 ms: the server's resident size plus each running program's own peak so far.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command as Process;
@@ -20,6 +27,8 @@ use stompede::{BrokerBuilder, Config};
 
 #[path = "../common/args.rs"]
 mod args;
+#[path = "../common/budgeted.rs"]
+mod budgeted;
 mod degrade;
 #[path = "../../tests/common/documents.rs"]
 mod documents;
@@ -111,6 +120,10 @@ fn main() {
     };
     std::fs::write(import.join("scan.pdf"), &scan).unwrap();
     let expected = texts.join("\n");
+    if args::flag("--memory") {
+        memory(&import, pages, &expected);
+        return;
+    }
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stompede_s, stompede_text) = runtime.block_on(async {
@@ -178,4 +191,74 @@ fn main() {
         per_minute(single_s),
         single_s / stompede_s
     );
+}
+
+/// The server's default `ocr-memory-budget`, in MiB (`Config::default()`).
+const DEFAULT_BUDGET_MIB: usize = (Config::DEFAULT_OCR_MEMORY_BUDGET >> 20) as usize;
+
+/// `--memory`: K jobs at once on the scan in `import`, on a real server with a budget; exits 1
+/// when a run's peak (server and programs) above idle passes the budget.
+fn memory(import: &std::path::Path, pages: usize, expected: &str) {
+    let jobs = args::number("--jobs", 2).max(1);
+    let runs = args::number("--runs", 1).max(1);
+    let budget_mib = args::number("--budget-mib", DEFAULT_BUDGET_MIB) as u64;
+    let config = format!(
+        "import-dir = {:?}\nocr-memory-budget = {}\njob-concurrency = {}\n",
+        import.display().to_string(),
+        budget_mib << 20,
+        jobs.max(2)
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut failed = false;
+    for n in 1..=runs {
+        let load = budgeted::load_average();
+        let r = runtime.block_on(budgeted::run(
+            &config,
+            "ocr",
+            &json!({"file": "scan.pdf"}),
+            jobs,
+        ));
+        let mut worst: f64 = 100.0;
+        for result in &r.results {
+            let text =
+                std::fs::read_to_string(result["files"]["text.txt"].as_str().unwrap()).unwrap();
+            worst = worst.min(accuracy(expected, &text.replace('\u{c}', "\n")) * 100.0);
+        }
+        let server = r.peak_mib - r.idle_mib;
+        let tree = r.tree_peak_mib - r.idle_mib;
+        let over = tree > budget_mib as f64;
+        failed |= over;
+        println!(
+            "| run {n}: {jobs} ocr job(s) of {pages} pages at once, budget {budget_mib} MiB | {:.1} s, {:.1} pages/min, accuracy {worst:.2}% at worst; idle {:.0} MiB; server alone {server:.0} MiB above idle; with its programs {tree:.0} MiB above idle{}{}; load {load} |",
+            r.wall,
+            (jobs * pages) as f64 / r.wall * 60.0,
+            r.idle_mib,
+            if over { ", FAIL: over the budget" } else { ", within the budget" },
+            if r.waited { "; a page waited for memory" } else { "" },
+        );
+        println!(
+            "{}",
+            json!({
+                "bench": "ocr-memory",
+                "pages": pages,
+                "jobs": jobs,
+                "run": n,
+                "seconds": (r.wall * 1000.0).round() / 1000.0,
+                "idle_rss_mib": r.idle_mib.round(),
+                "server_above_idle_mib": server.round(),
+                "tree_above_idle_mib": tree.round(),
+                "budget_mib": budget_mib,
+                "within_budget": !over,
+                "waited": r.waited,
+                "load": load,
+            })
+        );
+    }
+    if failed {
+        println!("FAIL: the peak of the server and its OCR programs passed its ocr-memory-budget");
+        std::process::exit(1);
+    }
 }

@@ -43,15 +43,11 @@ impl JobEngine {
         profiles: &str,
     ) -> Result<(Job, bool), Rejection> {
         let wanted = profile_set(&json!(profiles));
-        let earlier = self
-            .jobs_of(Some(user), Some(JOB_TYPE))
-            .into_iter()
-            .filter(|job| {
-                !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
-                    && job.params.get("sha256").and_then(Value::as_str) == Some(sha256)
-                    && job.params.get("profiles").map(profile_set).as_ref() == Some(&wanted)
-            })
-            .max_by(|a, b| a.id.cmp(&b.id));
+        let earlier = self.newest_job(user, JOB_TYPE, |job| {
+            !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled)
+                && job.params.get("sha256").and_then(Value::as_str) == Some(sha256)
+                && job.params.get("profiles").map(profile_set).as_ref() == Some(&wanted)
+        });
         if let Some(job) = earlier {
             return Ok((job, true));
         }

@@ -93,6 +93,11 @@ impl JobEngine {
         if state.running.get(id).is_some_and(|r| r.attempt == attempt) {
             state.running.remove(id);
         }
+        if state.jobs.status(id).is_some_and(|s| s.is_finished()) {
+            // Its record may have been applied while the worker still held it: the job
+            // leaves memory now, or once the record is applied (`settle.rs`).
+            self.inner.writer.watch(id);
+        }
         state.schedule.finished(job_type);
         drop(state);
         self.inner.wake.notify_one();

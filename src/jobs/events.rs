@@ -81,6 +81,18 @@ const BASE_FIELDS: [&str; 9] = [
 /// then printed: every job change makes at least one event, and on the submission path the
 /// map's allocations and second pass cost a tenth of the server's instructions.
 pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
+    next_with(job, kind, fields, &[])
+}
+
+/// [`next`] with `borrowed` fields besides `fields`, written from where they are: a job's
+/// result can be large (an extraction's carries every page's text), and a copy of it for the
+/// event would double the memory a completion takes.
+pub fn next_with(
+    job: &mut Job,
+    kind: &'static str,
+    fields: Value,
+    borrowed: &[(&str, &Value)],
+) -> Event {
     job.seq += 1;
     let extra = match fields {
         Value::Object(extra) => extra,
@@ -106,7 +118,7 @@ pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
         value(body);
     };
     for name in BASE_FIELDS {
-        if extra.contains_key(name) {
+        if extra.contains_key(name) || borrowed.iter().any(|(n, _)| *n == name) {
             continue;
         }
         match name {
@@ -139,6 +151,9 @@ pub fn next(job: &mut Job, kind: &'static str, fields: Value) -> Event {
     }
     for (name, value) in &extra {
         field(&mut body, name, false, &|b| write_json(b, value));
+    }
+    for (name, value) in borrowed {
+        field(&mut body, name, false, &|b| write_json(b, *value));
     }
     body.push(b'}');
     Event {

@@ -5,30 +5,21 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::events::{self, kind};
+use super::finished::Kept;
 use super::model::{JobError, JobStatus};
+use super::tombstones::{Gone, MAX_TOMBSTONES};
 use super::writer::Commit;
-use super::{idempotency_key, JobEngine, Rejection};
+use super::{idempotency_key, JobEngine, Rejection, State};
 use crate::clock::now_ms;
 use crate::store::jobs::JobWrite;
-
-/// Tombstones kept at most, so a burst of expiries cannot grow memory without bound.
-const MAX_TOMBSTONES: usize = 100_000;
 
 /// How long a tombstone is kept at least (longer when the retention is longer).
 const TOMBSTONE_TIME: Duration = Duration::from_secs(24 * 3600);
 
-/// What is left of a job retention removed.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) struct Gone {
-    /// Who owned it (only they, and admins, learn that it expired).
-    pub owner: String,
-    /// When it was removed, ms since the epoch.
-    pub at: u64,
-}
-
 impl JobEngine {
     /// Every second: fails jobs past their deadline, publishes `/topic/stats` when someone
-    /// listens; every minute: removes finished jobs past retention or beyond the kept counts.
+    /// listens; every minute: removes finished jobs past retention (and beyond the kept
+    /// counts, which `settle.rs` otherwise enforces as jobs finish).
     pub(super) async fn maintenance_loop(self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut ticks: u64 = 0;
@@ -105,43 +96,33 @@ impl JobEngine {
 
     async fn apply_retention(&self) {
         let cutoff = now_ms().saturating_sub(self.inner.config.retention.as_millis() as u64);
-        let mut finished: Vec<(u64, String, JobStatus, Option<String>)> = self
-            .lock()
-            .jobs
-            .whole()
-            // Finished jobs are always whole: only pending ones are held compactly.
-            .filter(|j| j.status.is_finished())
-            .map(|j| {
-                (
-                    j.completed_at.unwrap_or(0),
-                    j.id.clone(),
-                    j.status,
-                    j.idempotency_key
-                        .as_ref()
-                        .map(|k| idempotency_key(&j.owner, k)),
-                )
-            })
-            .collect();
+        let mut finished: Vec<(u64, String, JobStatus)> = {
+            let state = self.lock();
+            let whole = state
+                .jobs
+                .whole()
+                .filter(|j| j.status.is_finished())
+                .map(|j| (j.completed_at.unwrap_or(0), j.id.clone(), j.status));
+            let compact = state
+                .jobs
+                .finished()
+                .map(|f| (f.completed_at, f.key.to_id(), f.status));
+            whole.chain(compact).collect()
+        };
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         let (mut kept_completed, mut kept_failed) = (0, 0);
         let mut expired_dirs = Vec::new();
-        for (ended, id, status, key) in finished {
-            let kept = if status == JobStatus::Completed {
-                &mut kept_completed
-            } else {
-                &mut kept_failed
-            };
-            let limit = if status == JobStatus::Completed {
-                self.inner.config.keep_completed
-            } else {
-                self.inner.config.keep_failed
+        for (ended, id, status) in finished {
+            let (kept, limit) = match Kept::of(status) {
+                Kept::Completed => (&mut kept_completed, self.inner.config.keep_completed),
+                Kept::Failed => (&mut kept_failed, self.inner.config.keep_failed),
             };
             *kept += 1;
             if ended >= cutoff && *kept <= limit {
                 continue;
             }
             // It may have been retried since the list was made.
-            if self.forget_finished(&id, key.as_deref(), true) {
+            if self.forget(&mut self.lock(), &id, true) {
                 expired_dirs.push((self.inner.config.results_dir.join(&id), id));
             }
         }
@@ -153,29 +134,7 @@ impl JobEngine {
     /// Forgets the tombstones older than `cutoff` and the oldest beyond [`MAX_TOMBSTONES`].
     fn prune_tombstones(&self, cutoff: u64) {
         let mut state = self.lock();
-        // The old ones go by a scan; only past the cap must the rest be sorted by age.
-        let mut expired: Vec<String> = state
-            .gone
-            .iter()
-            .filter(|(_, gone)| gone.at < cutoff)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &expired {
-            state.gone.remove(id);
-        }
-        let excess = state.gone.len().saturating_sub(MAX_TOMBSTONES);
-        if excess > 0 {
-            let mut by_age: Vec<(u64, String)> = state
-                .gone
-                .iter()
-                .map(|(id, gone)| (gone.at, id.clone()))
-                .collect();
-            by_age.select_nth_unstable(excess - 1);
-            for (_, id) in by_age.into_iter().take(excess) {
-                state.gone.remove(&id);
-                expired.push(id);
-            }
-        }
+        let expired = state.gone.prune(cutoff, MAX_TOMBSTONES);
         if !expired.is_empty() {
             let writes = expired
                 .into_iter()
@@ -188,26 +147,38 @@ impl JobEngine {
         }
     }
 
-    /// Removes finished job `id` (and its idempotency `key`) from memory and the store,
-    /// leaving a tombstone when `tombstone` (expiry; a deletion leaves none); false when it
-    /// is not finished (any more).
-    fn forget_finished(&self, id: &str, key: Option<&str>, tombstone: bool) -> bool {
-        let mut state = self.lock();
-        let Some(job) = state.jobs.get(id).filter(|j| j.status.is_finished()) else {
+    /// Removes finished job `id` (and its idempotency key) from memory and the store, leaving
+    /// a tombstone when `tombstone` (expiry; a deletion leaves none); false when it is not
+    /// finished (any more). Call under the state lock; the caller removes its result files.
+    pub(super) fn forget(&self, state: &mut State, id: &str, tombstone: bool) -> bool {
+        if !state.jobs.status(id).is_some_and(JobStatus::is_finished) {
+            return false;
+        }
+        let Some(owner) = state.jobs.owner(id).map(str::to_owned) else {
             return false;
         };
-        let gone = Gone {
-            owner: job.owner.clone(),
-            at: now_ms(),
+        // Only a job submitted with a key is read back for it (a compact one from the store).
+        let key = if state.jobs.keyed(id) {
+            state.jobs.get(id).and_then(|job| {
+                job.idempotency_key
+                    .as_ref()
+                    .map(|k| idempotency_key(&job.owner, k))
+            })
+        } else {
+            None
         };
         state.jobs.remove(id);
         if let Some(key) = key {
-            if state.idempotency.get(key).is_some_and(|owner| owner == id) {
-                state.idempotency.remove(key);
+            if state.idempotency.get(&key).is_some_and(|owner| owner == id) {
+                state.idempotency.remove(&key);
             }
         }
         let mut writes = vec![JobWrite::Remove { id: id.to_owned() }];
         if tombstone {
+            let gone = Gone {
+                owner,
+                at: now_ms(),
+            };
             match serde_json::to_vec(&gone) {
                 Ok(record) => writes.push(JobWrite::Tombstone {
                     id: id.to_owned(),
@@ -215,7 +186,7 @@ impl JobEngine {
                 }),
                 Err(error) => tracing::warn!(job = %id, %error, "tombstone not encoded"),
             }
-            state.gone.insert(id.to_owned(), gone);
+            state.gone.insert(id, &gone);
         }
         self.inner.writer.queue(Commit {
             writes,
@@ -235,11 +206,7 @@ impl JobEngine {
         if job.owner != user && !self.is_admin(user) {
             return Err(not_found());
         }
-        let key = job
-            .idempotency_key
-            .as_ref()
-            .map(|k| idempotency_key(&job.owner, k));
-        if !self.forget_finished(id, key.as_deref(), false) {
+        if !self.forget(&mut self.lock(), id, false) {
             return Err(Rejection {
                 code: "invalid_state",
                 reason: format!("job {id} is {}: cancel it first", job.status.as_str()),
@@ -255,7 +222,7 @@ impl JobEngine {
 }
 
 /// Removes jobs' result trees, which can be large: on the blocking pool, not a session thread.
-async fn remove_result_dirs(expired_dirs: Vec<(std::path::PathBuf, String)>) {
+pub(super) async fn remove_result_dirs(expired_dirs: Vec<(std::path::PathBuf, String)>) {
     let removed = tokio::task::spawn_blocking(move || {
         for (dir, id) in expired_dirs {
             match std::fs::remove_dir_all(&dir) {

@@ -22,17 +22,21 @@ mod config;
 mod demo;
 mod dispatch;
 pub(crate) mod events;
+mod finished;
 pub(crate) mod handler;
 mod maintenance;
 pub(crate) mod model;
 mod mount;
+mod names;
 mod noop;
 mod recovery;
 mod scheduler;
 mod service;
+mod settle;
 mod stats;
 mod table;
 pub(crate) mod timing;
+mod tombstones;
 mod watch;
 mod webhooks;
 mod worker;
@@ -42,12 +46,22 @@ mod writer;
 /// engine's own tests, which drive it through its service.
 #[cfg(test)]
 async fn demo_server(dir: &std::path::Path) -> crate::Server {
-    let config = crate::Config {
+    demo_server_with(dir, |_| {}).await
+}
+
+/// [`demo_server`] with its config changed by `configure` first.
+#[cfg(test)]
+async fn demo_server_with(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut crate::Config),
+) -> crate::Server {
+    let mut config = crate::Config {
         data_dir: dir.to_owned(),
         stomp: None,
         http: None,
         ..crate::Config::default()
     };
+    configure(&mut config);
     crate::BrokerBuilder::new(config)
         .job_type("demo", Demo::default())
         .start()
@@ -99,7 +113,8 @@ struct Running {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Every job: whole, or (waiting ones) only what the scheduler needs (`table.rs`).
+    /// Every job: whole, or (waiting and finished ones) only what the scheduler, the
+    /// listings and the kept counts need (`table.rs`).
     jobs: JobTable,
     running: HashMap<String, Running>,
     schedule: Schedule,
@@ -110,7 +125,7 @@ struct State {
     idempotency: HashMap<String, String>,
     /// Jobs removed by retention, for a day (or the retention, if longer) after
     /// (`maintenance.rs`).
-    gone: HashMap<String, maintenance::Gone>,
+    gone: tombstones::Tombstones,
 }
 
 impl State {
@@ -261,6 +276,7 @@ impl JobEngine {
         ));
         tracker.spawn(engine.clone().schedule_loop());
         tracker.spawn(engine.clone().maintenance_loop());
+        tracker.spawn(engine.clone().settle_loop());
         tracker.spawn(webhooks::run(engine.clone()));
         Ok(engine)
     }
@@ -277,12 +293,24 @@ impl JobEngine {
     /// The owner of job `id` when retention removed it (for a day, or the retention if longer,
     /// after), so that asking for it can say "expired" rather than "no such job".
     pub fn expired_owner(&self, id: &str) -> Option<String> {
-        self.lock().gone.get(id).map(|gone| gone.owner.clone())
+        self.lock().gone.owner(id).map(str::to_owned)
     }
 
-    /// A job's current state.
+    /// A job's current state. A job held compactly (waiting, or finished: `table.rs`) is read
+    /// from the store outside the state lock, so that reading a large result does not hold up
+    /// the engine (one changed meanwhile is given as last stored).
     pub fn job(&self, id: &str) -> Option<Job> {
-        self.lock().jobs.get(id).map(std::borrow::Cow::into_owned)
+        let lookup = self.lock().jobs.lookup(id)?;
+        match lookup {
+            table::Lookup::Whole(job) => Some(*job),
+            table::Lookup::Stored(store) => match table::load(&store, id) {
+                Ok(job) => job,
+                Err(error) => {
+                    tracing::error!(job = %id, %error, "job not read back");
+                    None
+                }
+            },
+        }
     }
 
     /// Every job, or `owner`'s, in id order (the order they were submitted in).
@@ -291,10 +319,11 @@ impl JobEngine {
     }
 
     /// Every job of `owner` (all owners when `None`) and of `job_type` (any when `None`), in
-    /// id order. Waiting jobs are read back from the store outside the state lock, so a long
-    /// listing does not hold up the engine (one changed meanwhile is listed as last stored).
+    /// id order. Waiting and finished jobs are read back from the store outside the state
+    /// lock, so a long listing does not hold up the engine (one changed meanwhile is listed as
+    /// last stored).
     pub(crate) fn jobs_of(&self, owner: Option<&str>, job_type: Option<&str>) -> Vec<Job> {
-        let (mut jobs, waiting, store) = {
+        let (mut jobs, compact, store) = {
             let state = self.lock();
             let jobs: Vec<Job> = state
                 .jobs
@@ -303,11 +332,11 @@ impl JobEngine {
                 .filter(|job| job_type.is_none_or(|t| job.job_type == t))
                 .cloned()
                 .collect();
-            let waiting = state.jobs.waiting_ids(owner, job_type);
-            (jobs, waiting, state.jobs.store().cloned())
+            let compact = state.jobs.compact_ids(owner, job_type);
+            (jobs, compact, state.jobs.store().cloned())
         };
         if let Some(store) = store {
-            for id in waiting {
+            for id in compact {
                 match table::load(&store, &id) {
                     Ok(Some(job)) => jobs.push(job),
                     Ok(None) => {}
@@ -319,15 +348,61 @@ impl JobEngine {
         jobs
     }
 
+    /// The newest job of `owner` and `job_type` that `wanted` accepts. Jobs held compactly
+    /// are read back from the store one at a time, newest first, outside the state lock, until
+    /// one is accepted: a finished job's record holds its result, and reading every one of
+    /// them to keep one would take the memory the table no longer does.
+    pub(crate) fn newest_job(
+        &self,
+        owner: &str,
+        job_type: &str,
+        wanted: impl Fn(&Job) -> bool,
+    ) -> Option<Job> {
+        let (mut best, mut compact, store) = {
+            let state = self.lock();
+            let best = state
+                .jobs
+                .whole()
+                .filter(|job| job.owner == owner && job.job_type == job_type)
+                .filter(|job| wanted(job))
+                .max_by(|a, b| a.id.cmp(&b.id))
+                .cloned();
+            let compact = state.jobs.compact_ids(Some(owner), Some(job_type));
+            (best, compact, state.jobs.store().cloned())
+        };
+        let store = store?;
+        compact.sort_unstable_by(|a, b| b.cmp(a));
+        for id in compact {
+            if best.as_ref().is_some_and(|best| best.id > id) {
+                break;
+            }
+            match table::load(&store, &id) {
+                Ok(Some(job)) if wanted(&job) => {
+                    best = Some(job);
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(job = %id, %error, "job not read back"),
+            }
+        }
+        best
+    }
+
     /// Whether `user` may see and control job `id` (its owner, or an admin).
     pub fn may_access(&self, user: &str, id: &str) -> bool {
         self.is_admin(user) || self.lock().jobs.owner(id) == Some(user)
     }
 
     /// Keeps only job `id`'s index entry in memory if it is waiting (pending, not running)
-    /// and its latest record is applied to the store (`table.rs`). Call under the state lock.
+    /// or finished, and its latest record is applied to the store (`table.rs`). Call under
+    /// the state lock.
     fn compact(&self, state: &mut State, id: &str) {
-        if !state.running.contains_key(id) && self.inner.writer.applied(id) {
+        if state.running.contains_key(id) || !self.inner.writer.applied(id) {
+            return;
+        }
+        if state.jobs.status(id).is_some_and(JobStatus::is_finished) {
+            state.jobs.compact_finished(id);
+        } else {
             state.jobs.compact(id);
         }
     }
@@ -348,9 +423,15 @@ impl JobEngine {
     }
 
     /// Queues `job`'s new state with `events`: logged with it, published once committed.
-    /// Call under the state lock (the writer keeps the order of its queue).
+    /// Call under the state lock (the writer keeps the order of its queue). A finished job
+    /// leaves memory for its stored record once that is applied (`settle.rs`).
     fn save(&self, job: &Job, events: Vec<Event>) {
-        self.inner.writer.queue(change(Some(job), events));
+        let commit = change(Some(job), events);
+        if job.status.is_finished() {
+            self.inner.writer.queue_watched(&job.id, commit);
+        } else {
+            self.inner.writer.queue(commit);
+        }
         self.queue_webhook(job);
     }
 

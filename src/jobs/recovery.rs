@@ -50,14 +50,14 @@ impl JobEngine {
             self.queue_webhook(&job);
             let id = job.id.clone();
             state.jobs.insert(job);
-            // A pending job's record is the one just read (unless rewritten above, which
-            // `compact` sees): memory keeps only its index entry.
+            // A pending or finished job's record is the one just read (unless rewritten
+            // above, which `compact` sees): memory keeps only its index entry.
             self.compact(&mut state, &id);
         }
         self.requeue_orphaned_parents(&mut state);
         for (id, record) in self.inner.store.tombstones()? {
             if let Ok(gone) = serde_json::from_slice(&record) {
-                state.gone.insert(id, gone);
+                state.gone.insert(&id, &gone);
             }
         }
         if !state.jobs.is_empty() {

@@ -42,6 +42,23 @@ impl JobEngine {
             *stats.by_status.entry("pending".to_owned()).or_default() += 1;
             *stats.by_type.entry(job.job_type.to_owned()).or_default() += 1;
         }
+        for job in state.jobs.finished() {
+            *stats
+                .by_status
+                .entry(job.status.as_str().to_owned())
+                .or_default() += 1;
+            *stats.by_type.entry(job.job_type.to_owned()).or_default() += 1;
+            match job.status {
+                JobStatus::Completed => {
+                    completed += 1;
+                    if let Some(start) = job.started_at {
+                        times.push(job.completed_at.saturating_sub(start));
+                    }
+                }
+                JobStatus::Failed => failed += 1,
+                _ => {}
+            }
+        }
         for job in state.jobs.whole() {
             *stats
                 .by_status

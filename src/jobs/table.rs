@@ -1,5 +1,5 @@
 //! The jobs in memory: whole while anything may change them, and only a small index entry
-//! while they wait.
+//! while they wait and once they have finished.
 //!
 //! A waiting job (pending, not running) is most of what a busy engine holds: 100,000 delayed
 //! jobs are 100,000 records that nobody reads until they run. Each one's record is in the store
@@ -7,6 +7,10 @@
 //! quotas, the deadline and the statistics ask of it: owner, type, priority and submission time (the due time is in the schedule), with the owner and type interned and the id packed into 16 bytes. The
 //! record is read back from the store when the job is dispatched, changed or asked for, exactly
 //! as a restart reads it (`restore`).
+//!
+//! A finished job is held the same way (`finished.rs`): its result, often the largest thing
+//! about it, is read back from the store by whoever asks for the job (a snapshot, the REST
+//! API, a result download, a parent's merge), not kept in memory until retention.
 //!
 //! A job is compacted only once its latest record is applied to the store (the writer says
 //! so, [`super::writer::Writer::applied`]); from then on every change goes through
@@ -16,7 +20,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::finished::{Finished, FinishedIndex, Kept};
 use super::model::{Job, JobStatus};
+use super::names::{Name, Names};
 use crate::store::jobs::JobStore;
 use crate::store::StoreError;
 
@@ -74,38 +80,6 @@ impl JobKey {
     }
 }
 
-/// An interned owner or job type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Name(u32);
-
-/// Owners and job types, each held once: there are few of them and many jobs.
-#[derive(Debug, Default)]
-struct Names {
-    names: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, u32>,
-}
-
-impl Names {
-    fn intern(&mut self, name: &str) -> Name {
-        if let Some(&n) = self.index.get(name) {
-            return Name(n);
-        }
-        let n = self.names.len() as u32;
-        let name: Arc<str> = name.into();
-        self.names.push(name.clone());
-        self.index.insert(name, n);
-        Name(n)
-    }
-
-    fn get(&self, name: Name) -> &str {
-        self.names.get(name.0 as usize).map_or("", |n| n)
-    }
-
-    fn find(&self, name: &str) -> Option<Name> {
-        self.index.get(name).map(|&n| Name(n))
-    }
-}
-
 /// What memory keeps of a waiting job whose record is in the store (24 bytes; its due time
 /// is in the schedule).
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +108,32 @@ pub(super) struct JobTable {
     store: Option<JobStore>,
     whole: HashMap<String, Job>,
     waiting: HashMap<JobKey, Waiting>,
+    finished: FinishedIndex,
     names: Names,
+}
+
+/// A finished job held compactly, as the engine's sweeps see it.
+#[derive(Debug, Clone)]
+pub(super) struct FinishedView<'a> {
+    /// The job's key.
+    pub key: &'a JobKey,
+    /// Its type.
+    pub job_type: &'a str,
+    /// Completed, failed or cancelled.
+    pub status: JobStatus,
+    /// First start (ms since the epoch).
+    pub started_at: Option<u64>,
+    /// End (ms since the epoch).
+    pub completed_at: u64,
+}
+
+/// Where a job is: in memory (a copy given), or only in the store.
+#[derive(Debug)]
+pub(super) enum Lookup {
+    /// Whole in memory (boxed: a job is over 600 bytes, the other case one pointer).
+    Whole(Box<Job>),
+    /// Held compactly: its record is to be read from this store.
+    Stored(JobStore),
 }
 
 impl JobTable {
@@ -152,21 +151,38 @@ impl JobTable {
         if let Some(job) = self.whole.get(id) {
             return Some(Cow::Borrowed(job));
         }
-        if !self.waiting.contains_key(&JobKey::of(id)) {
+        if !self.is_compact(&JobKey::of(id)) {
             return None;
         }
         self.read(id).map(Cow::Owned)
+    }
+
+    /// Job `id`: a copy when whole, or the store to read it from when compact, so that a
+    /// caller can read a large record without holding up the engine.
+    pub fn lookup(&self, id: &str) -> Option<Lookup> {
+        if let Some(job) = self.whole.get(id) {
+            return Some(Lookup::Whole(Box::new(job.clone())));
+        }
+        if !self.is_compact(&JobKey::of(id)) {
+            return None;
+        }
+        self.store.clone().map(Lookup::Stored)
+    }
+
+    fn is_compact(&self, key: &JobKey) -> bool {
+        self.waiting.contains_key(key) || self.finished.get(key).is_some()
     }
 
     /// Job `id`, whole from now on (read back from the store if it was compact).
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Job> {
         if !self.whole.contains_key(id) {
             let key = JobKey::of(id);
-            if !self.waiting.contains_key(&key) {
+            if !self.is_compact(&key) {
                 return None;
             }
             let job = self.read(id)?;
             self.waiting.remove(&key);
+            self.finished.remove(&key);
             self.whole.insert(id.to_owned(), job);
         }
         self.whole.get_mut(id)
@@ -177,11 +193,11 @@ impl JobTable {
         match load(store, id) {
             Ok(Some(job)) => Some(job),
             Ok(None) => {
-                tracing::error!(job = %id, "a waiting job's record is missing from the store");
+                tracing::error!(job = %id, "a compact job's record is missing from the store");
                 None
             }
             Err(error) => {
-                tracing::error!(job = %id, %error, "a waiting job could not be read back");
+                tracing::error!(job = %id, %error, "a compact job could not be read back");
                 None
             }
         }
@@ -189,20 +205,24 @@ impl JobTable {
 
     /// Adds (or replaces) a whole job.
     pub fn insert(&mut self, job: Job) {
-        self.waiting.remove(&JobKey::of(&job.id));
+        let key = JobKey::of(&job.id);
+        self.waiting.remove(&key);
+        self.finished.remove(&key);
         self.whole.insert(job.id.clone(), job);
     }
 
     /// Forgets job `id`.
     pub fn remove(&mut self, id: &str) {
         if self.whole.remove(id).is_none() {
-            self.waiting.remove(&JobKey::of(id));
+            let key = JobKey::of(id);
+            self.waiting.remove(&key);
+            self.finished.remove(&key);
         }
     }
 
     /// Jobs known.
     pub fn len(&self) -> usize {
-        self.whole.len() + self.waiting.len()
+        self.whole.len() + self.waiting.len() + self.finished.len()
     }
 
     /// Whether no job is known.
@@ -212,38 +232,61 @@ impl JobTable {
 
     /// Job `id`'s status, without reading the store.
     pub fn status(&self, id: &str) -> Option<JobStatus> {
-        match self.whole.get(id) {
-            Some(job) => Some(job.status),
-            None => self
-                .waiting
-                .contains_key(&JobKey::of(id))
-                .then_some(JobStatus::Pending),
+        if let Some(job) = self.whole.get(id) {
+            return Some(job.status);
         }
+        let key = JobKey::of(id);
+        if self.waiting.contains_key(&key) {
+            return Some(JobStatus::Pending);
+        }
+        self.finished.get(&key).map(|f| f.status)
     }
 
     /// Job `id`'s owner, without reading the store.
     pub fn owner(&self, id: &str) -> Option<&str> {
-        match self.whole.get(id) {
-            Some(job) => Some(&job.owner),
-            None => self
-                .waiting
-                .get(&JobKey::of(id))
-                .map(|w| self.names.get(w.owner)),
+        if let Some(job) = self.whole.get(id) {
+            return Some(&job.owner);
         }
+        let key = JobKey::of(id);
+        let owner = match self.waiting.get(&key) {
+            Some(w) => w.owner,
+            None => self.finished.get(&key)?.owner,
+        };
+        Some(self.names.get(owner))
     }
 
     /// Job `id`'s type, without reading the store.
     pub fn job_type(&self, id: &str) -> Option<&str> {
+        if let Some(job) = self.whole.get(id) {
+            return Some(&job.job_type);
+        }
+        let key = JobKey::of(id);
+        let job_type = match self.waiting.get(&key) {
+            Some(w) => w.job_type,
+            None => self.finished.get(&key)?.job_type,
+        };
+        Some(self.names.get(job_type))
+    }
+
+    /// Whether finished job `id` was submitted with an idempotency key, without reading the
+    /// store (false for a job that is not finished).
+    pub fn keyed(&self, id: &str) -> bool {
         match self.whole.get(id) {
-            Some(job) => Some(&job.job_type),
-            None => self
-                .waiting
-                .get(&JobKey::of(id))
-                .map(|w| self.names.get(w.job_type)),
+            Some(job) => job.status.is_finished() && job.idempotency_key.is_some(),
+            None => self.finished.get(&JobKey::of(id)).is_some_and(|f| f.keyed),
         }
     }
 
-    /// Job `id`'s priority, without reading the store.
+    /// Whether finished job `id` was started by another job, without reading the store.
+    pub fn is_child(&self, id: &str) -> bool {
+        match self.whole.get(id) {
+            Some(job) => job.parent.is_some(),
+            None => self.finished.get(&JobKey::of(id)).is_some_and(|f| f.child),
+        }
+    }
+
+    /// Job `id`'s priority, without reading the store (pending jobs; finished ones do not
+    /// keep theirs).
     pub fn priority(&self, id: &str) -> Option<i64> {
         match self.whole.get(id) {
             Some(job) => Some(job.priority),
@@ -265,8 +308,30 @@ impl JobTable {
         })
     }
 
-    /// The compact jobs of `owner` (all when `None`) and of `job_type` (any when `None`).
-    pub fn waiting_ids(&self, owner: Option<&str>, job_type: Option<&str>) -> Vec<String> {
+    /// The finished jobs held compactly.
+    pub fn finished(&self) -> impl Iterator<Item = FinishedView<'_>> {
+        self.finished.iter().map(|(key, f)| FinishedView {
+            key,
+            job_type: self.names.get(f.job_type),
+            status: f.status,
+            started_at: (f.started_at > 0).then_some(f.started_at),
+            completed_at: f.completed_at,
+        })
+    }
+
+    /// Finished jobs held compactly under `kept`.
+    pub fn finished_count(&self, kept: Kept) -> usize {
+        self.finished.count(kept)
+    }
+
+    /// The finished jobs held compactly under `kept`, the longest finished first.
+    pub fn oldest_finished(&self, kept: Kept) -> impl Iterator<Item = (u64, &JobKey)> {
+        self.finished.oldest(kept)
+    }
+
+    /// The compact jobs (waiting or finished) of `owner` (all when `None`) and of `job_type`
+    /// (any when `None`).
+    pub fn compact_ids(&self, owner: Option<&str>, job_type: Option<&str>) -> Vec<String> {
         let owner = match owner.map(|o| self.names.find(o)) {
             Some(None) => return Vec::new(),
             Some(found) => found,
@@ -277,11 +342,19 @@ impl JobTable {
             Some(found) => found,
             None => None,
         };
-        self.waiting
+        let waiting = self
+            .waiting
             .iter()
-            .filter(|(_, w)| owner.is_none_or(|o| w.owner == o))
-            .filter(|(_, w)| job_type.is_none_or(|t| w.job_type == t))
-            .map(|(key, _)| key.to_id())
+            .map(|(key, w)| (key, w.owner, w.job_type));
+        let finished = self
+            .finished
+            .iter()
+            .map(|(key, f)| (key, f.owner, f.job_type));
+        waiting
+            .chain(finished)
+            .filter(|(_, o, _)| owner.is_none_or(|owner| *o == owner))
+            .filter(|(_, _, t)| job_type.is_none_or(|job_type| *t == job_type))
+            .map(|(key, _, _)| key.to_id())
             .collect()
     }
 
@@ -313,6 +386,33 @@ impl JobTable {
             created_at: job.created_at,
         };
         self.waiting.insert(key, waiting);
+        true
+    }
+
+    /// Keeps only the index entry of job `id` if it is finished and whole; the caller vouches
+    /// that no worker runs it any more and that its latest record is applied to the store.
+    pub fn compact_finished(&mut self, id: &str) -> bool {
+        let fits = self.store.is_some()
+            && self
+                .whole
+                .get(id)
+                .is_some_and(|job| job.status.is_finished());
+        if !fits {
+            return false;
+        }
+        let Some(job) = self.whole.remove(id) else {
+            return false;
+        };
+        let finished = Finished {
+            owner: self.names.intern(&job.owner),
+            job_type: self.names.intern(&job.job_type),
+            status: job.status,
+            keyed: job.idempotency_key.is_some(),
+            child: job.parent.is_some(),
+            started_at: job.started_at.unwrap_or(0),
+            completed_at: job.completed_at.unwrap_or(0),
+        };
+        self.finished.insert(JobKey::of(id), finished);
         true
     }
 }

@@ -518,13 +518,11 @@ async fn merge(
         let owner = job.owner.clone();
         job.run_ms += started.elapsed().as_millis() as u64;
         job.progress.percentage = 100.0;
-        job.result = Some(merged.clone());
         let execution = job.run_ms;
-        let event = events::next(
-            job,
-            kind::COMPLETED,
-            json!({ "result": merged, "executionTimeMs": execution, "attempts": job.attempts }),
-        );
+        let fields = json!({ "executionTimeMs": execution, "attempts": job.attempts });
+        // The event is written from the result itself, not from a copy of it.
+        let event = events::next_with(job, kind::COMPLETED, fields, &[("result", &merged)]);
+        job.result = Some(merged);
         engine.save(job, vec![event]);
         state.closed(&owner);
         engine.child_finished(&mut state, id);

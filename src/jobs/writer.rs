@@ -16,7 +16,7 @@
 //! is announced (no RECEIPT, no CHUNK_COMPLETED, no JOB_COMPLETED) before it is on disk; jobs
 //! wait meanwhile, with their workers held by the bounded room for commits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -102,19 +102,38 @@ impl Unannounced {
 /// Job records queued but not yet applied to the store, counted by job id: a job may only
 /// be dropped from memory for its stored record (`table.rs`) once none of its records waits
 /// here, or reading it back would give an older state.
+///
+/// The engine may ask to hear when a job's records are all applied ([`Writer::watch`]): a
+/// finished job then leaves memory as soon as its last record is in the store (`settle.rs`).
 #[derive(Debug, Default)]
-pub(super) struct Unapplied(Mutex<HashMap<String, usize>>);
+pub(super) struct Unapplied {
+    records: Mutex<Records>,
+    /// Woken when a watched job's records are all applied.
+    settled: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    /// Records waiting, by job id.
+    waiting: HashMap<String, usize>,
+    /// Jobs whose records the engine waits for, until they are all applied.
+    watched: HashSet<String>,
+    /// Watched jobs whose records are all applied, not yet taken by the engine.
+    settled: Vec<String>,
+}
 
 impl Unapplied {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, usize>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Records> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn queued(&self, writes: &[JobWrite]) {
-        let mut ids = None;
+        let mut records = None;
         for write in writes {
             if let JobWrite::Job { id, .. } = write {
-                *ids.get_or_insert_with(|| self.lock())
+                *records
+                    .get_or_insert_with(|| self.lock())
+                    .waiting
                     .entry(id.clone())
                     .or_default() += 1;
             }
@@ -122,18 +141,37 @@ impl Unapplied {
     }
 
     fn applied(&self, writes: &[JobWrite]) {
-        let mut ids = None;
+        let mut records = None;
+        let mut settled = false;
         for write in writes {
             if let JobWrite::Job { id, .. } = write {
-                let ids = ids.get_or_insert_with(|| self.lock());
-                if let Some(n) = ids.get_mut(id.as_str()) {
+                let records = records.get_or_insert_with(|| self.lock());
+                if let Some(n) = records.waiting.get_mut(id.as_str()) {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
-                        ids.remove(id.as_str());
+                        records.waiting.remove(id.as_str());
+                        if records.watched.remove(id.as_str()) {
+                            records.settled.push(id.clone());
+                            settled = true;
+                        }
                     }
                 }
             }
         }
+        drop(records);
+        if settled {
+            self.settled.notify_one();
+        }
+    }
+
+    /// The watched jobs whose records are all applied since the last call.
+    pub fn take_settled(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().settled)
+    }
+
+    /// Waits until a watched job's records are all applied (at once if one was meanwhile).
+    pub async fn settled(&self) {
+        self.settled.notified().await
     }
 }
 
@@ -172,7 +210,26 @@ impl Writer {
     /// Whether every record of job `id` queued so far is applied to the store (readable
     /// there, if not yet durable).
     pub fn applied(&self, id: &str) -> bool {
-        !self.unapplied.lock().contains_key(id)
+        !self.unapplied.lock().waiting.contains_key(id)
+    }
+
+    /// Queues `commit`, then [`Writer::watch`]es `id`.
+    pub fn queue_watched(&self, id: &str, commit: Commit) {
+        self.queue(commit);
+        self.watch(id);
+    }
+
+    /// Has [`Unapplied::take_settled`] give `id` once every record of it queued so far is
+    /// applied (at the next call already, if that is now).
+    pub fn watch(&self, id: &str) {
+        let mut records = self.unapplied.lock();
+        if records.waiting.contains_key(id) {
+            records.watched.insert(id.to_owned());
+        } else {
+            records.settled.push(id.to_owned());
+            drop(records);
+            self.unapplied.settled.notify_one();
+        }
     }
 
     /// Waits until another commit may be queued; hold the permit until [`Writer::queue`].

@@ -6,6 +6,11 @@
 //! reports: its callers reserve by the measured cost per row or per page, so that the
 //! process's resident memory above its idle size stays within the budget.
 //!
+//! A chunk waits through [`MemoryBudget::for_chunk`] (blocking code) or
+//! [`MemoryBudget::for_chunk_async`] (async code): while it waits, its job's progress step says
+//! [`WAITING`], and a cancelled job stops waiting. The `reconcile`, `extract` and `ocr` job
+//! types each have a budget of their own, and wait the same way.
+//!
 //! Bytes given back are free again only [`RETURN_DELAY`] later: the allocator (mimalloc) keeps
 //! freed pages resident for a moment (its purge delay, 10 ms, times 10 for its arenas) before
 //! it returns them to the system, and a chunk that allocated at once what another just freed
@@ -15,6 +20,11 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::jobs::{ChunkContext, JobError};
+
+/// The step a chunk's progress shows while it waits for its memory.
+pub const WAITING: &str = "waiting for memory";
 
 /// How often a waiting reservation looks at its cancellation and its `waiting` hook.
 const TICK: Duration = Duration::from_millis(100);
@@ -161,6 +171,48 @@ impl MemoryBudget {
                 .0;
             state.mature(Instant::now());
         }
+    }
+
+    /// `bytes` for a running chunk of `ctx`'s job, waiting for room as long as the job is not
+    /// cancelled (then a `cancelled` error). While it waits, `waiting` is called at once and
+    /// then every 100 ms: to show [`WAITING`] in the job's progress (the engine throttles
+    /// reports, so calling at every tick is fine), and to let go of memory idle jobs keep.
+    pub fn for_chunk(
+        &self,
+        ctx: &ChunkContext,
+        bytes: u64,
+        waiting: &mut dyn FnMut(),
+    ) -> Result<Reservation, JobError> {
+        let mut logged = false;
+        self.reserve(bytes, &|| ctx.is_cancelled(), &mut || {
+            if !logged {
+                logged = true;
+                tracing::debug!(job = %ctx.job.id, chunk = ctx.index, bytes, "waiting for memory");
+            }
+            waiting();
+        })
+        .ok_or_else(|| JobError::permanent("cancelled", "the job was cancelled"))
+    }
+
+    /// [`MemoryBudget::for_chunk`] for async code: at once when the bytes are free, else the
+    /// wait runs on the blocking pool (a thread per waiting chunk, as few as the chunks that
+    /// run at once), its progress showing `processed` units of the chunk done and [`WAITING`].
+    pub async fn for_chunk_async(
+        &self,
+        ctx: &ChunkContext,
+        bytes: u64,
+        processed: u64,
+    ) -> Result<Reservation, JobError> {
+        if let Some(reservation) = self.try_reserve(bytes.min(self.inner.capacity)) {
+            return Ok(reservation);
+        }
+        let (budget, ctx) = (self.clone(), ctx.clone());
+        tokio::task::spawn_blocking(move || {
+            let units = ctx.plan.units;
+            budget.for_chunk(&ctx, bytes, &mut || ctx.report(processed, units, WAITING))
+        })
+        .await
+        .map_err(|e| JobError::retryable("internal_error", format!("a memory wait failed: {e}")))?
     }
 
     fn give_back(&self, bytes: u64) {

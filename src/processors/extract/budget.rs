@@ -14,10 +14,7 @@
 
 use super::io;
 use crate::jobs::{ChunkContext, JobError};
-use crate::processors::memory::{MemoryBudget, Reservation};
-
-/// The step a chunk shows while it waits for its memory.
-pub(super) const WAITING: &str = "waiting for memory";
+use crate::processors::memory::{MemoryBudget, Reservation, WAITING};
 
 /// What reading the input into a document takes, per byte of the input file, before the
 /// document's size is known (pdftotext's text, the pages, their JSON): at most 7 measured, on
@@ -31,13 +28,14 @@ const READ_BASE: u64 = 24 << 20;
 /// What a job holds from its first chunk to the end of its merge, per byte of its stored
 /// document: the document itself, a chunk's part, and at the merge the result as JSON values
 /// (every page's text, every occurrence of every requirement: 4.3 MB of JSON for a 2.5 MB
-/// document) with the engine's copy of it, the event and their serialised forms. Measured
-/// (release build, `benches/extract`, one job, the server's peak above idle): 101 MiB for a
-/// 0.8 MB document (1,000 pages), 204 MiB for 2.5 MB (3,000), 312 MiB for 4.1 MB (5,000):
-/// 64 bytes a byte beyond a fixed part; 96 leaves room for documents denser in values. Not
-/// counted: what a finished job leaves (its result kept in its record, the allocator's
-/// freed pages), so two 1,000-page jobs with a 128 MiB budget, one after the other,
-/// peaked 150 MiB above idle (BENCHMARKS.md, "Not held").
+/// document) with the engine's record of it, the event written from it and their serialised
+/// forms. Measured (release build, `benches/extract`, one job, the server's peak above
+/// idle): 101 MiB for a 0.8 MB document (1,000 pages), 204 MiB for 2.5 MB (3,000), 312 MiB
+/// for 4.1 MB (5,000): 64 bytes a byte beyond a fixed part; 96 leaves room for documents
+/// denser in values. A finished job's result leaves memory once stored (the engine reads it
+/// back when asked), so what one job leaves for the next is the allocator's freed pages:
+/// two 1,000-page jobs with a 128 MiB budget, one after the other, peaked 112-117 MiB above
+/// idle (BENCHMARKS.md, "Held back to back").
 const JOB_PER_BYTE: u64 = 96;
 /// What a job holds whatever its size: the threads its chunks run on and their allocator
 /// heaps, the profiles' working values, the store's buffers (39 MiB above idle measured for
@@ -96,19 +94,10 @@ impl Budget {
         bytes: u64,
         release_idle: &dyn Fn(),
     ) -> Result<Reservation, JobError> {
-        let mut reported = false;
-        self.memory
-            .reserve(bytes, &|| ctx.is_cancelled(), &mut || {
-                if !reported {
-                    reported = true;
-                    tracing::debug!(job = %ctx.job.id, chunk = ctx.index, bytes, "extract: waiting for memory");
-                }
-                // At every tick: the engine throttles reports, and the first may fall
-                // within the interval of the chunk's start.
-                ctx.report(0, ctx.plan.units, WAITING);
-                release_idle();
-            })
-            .ok_or_else(|| JobError::permanent("cancelled", "the job was cancelled"))
+        self.memory.for_chunk(ctx, bytes, &mut || {
+            ctx.report(0, ctx.plan.units, WAITING);
+            release_idle();
+        })
     }
 
     /// `bytes`, waiting for room as long as it takes (meanwhile documents kept for idle jobs

@@ -9,12 +9,17 @@
 //! limit and bounded output: a page that hangs or breaks a program fails that page, with a
 //! warning, and the job goes on.
 //!
+//! Memory comes from the server's `ocr-memory-budget`, shared by every `ocr` job: a page to
+//! rasterise reserves what it and its tesseract will take before it starts (`budget.rs`), and
+//! waits for room (`waiting for memory`) rather than exceed it.
+//!
 //! Files: `text.txt` (pages in order, a form feed between them), `pages.json` (per page:
 //! text, confidence, source, words with their boxes) and, when asked, `searchable.pdf` (each
 //! recognised page as its image with an invisible text layer, written by tesseract in the same
 //! run; pages with a text layer kept as they were; joined by `pdfunite`) in the job's result
 //! directory.
 
+mod budget;
 mod checkpoint;
 mod format;
 mod merge;
@@ -36,6 +41,7 @@ use crate::jobs::{
     ChunkContext, ChunkFuture, ChunkPlan, ChunkResults, JobError, JobHandler, JobInput,
 };
 use crate::processors::input::ImportDir;
+use budget::Budget;
 use format::Format;
 use params::Params;
 use tools::{first_line, pdf_pages, tidy_layer, Availability, ToolError, Tools, INSTALL_HINT};
@@ -70,6 +76,8 @@ struct Inner {
     /// One permit per page being recognised, shared by every OCR job.
     pool: Arc<Semaphore>,
     parallel: usize,
+    /// The memory every OCR job shares (`budget.rs`).
+    budget: Budget,
 }
 
 impl Ocr {
@@ -90,7 +98,18 @@ impl Ocr {
                 availability,
                 pool: Arc::new(Semaphore::new(parallel)),
                 parallel,
+                budget: Budget::new(crate::Config::DEFAULT_OCR_MEMORY_BUDGET),
             }),
+        }
+    }
+
+    /// The jobs together, their tesseract and poppler processes included, hold at most about
+    /// `bytes` (at least 1 MiB): a page that cannot reserve what it takes waits for room.
+    pub fn with_memory_budget(self, bytes: u64) -> Ocr {
+        let mut inner = (*self.inner).clone();
+        inner.budget = Budget::new(bytes);
+        Ocr {
+            inner: Arc::new(inner),
         }
     }
 
@@ -328,8 +347,8 @@ impl Inner {
         let total = pages.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
         let recognised: Vec<Page> = match format {
-            Format::Tiff => self.image(&path, format, &p, &pages, &work).await,
-            Format::Png | Format::Jpeg => self.image(&path, format, &p, &[1], &work).await,
+            Format::Tiff => self.image(ctx, &path, format, &p, &pages, &work).await?,
+            Format::Png | Format::Jpeg => self.image(ctx, &path, format, &p, &[1], &work).await?,
             Format::Pdf => {
                 futures::stream::iter(pages.iter().copied().enumerate())
                     .map(|(i, n)| {
@@ -351,11 +370,12 @@ impl Inner {
                                     "it was lost: the file is damaged or cut short before its end",
                                 ),
                                 Some(at) => {
-                                    let page = tokio::select! {
-                                        page = self.pdf_page(source, at, n, password, p, work) => page,
+                                    let read = std::sync::atomic::Ordering::Relaxed;
+                                    let page = PdfPage { path: source, at, n, password };
+                                    tokio::select! {
+                                        page = self.pdf_page(ctx, page, p, work, done.load(read)) => page?,
                                         () = ctx.cancelled() => return None,
-                                    };
-                                    page
+                                    }
                                 }
                             };
                             let finished =
@@ -391,36 +411,41 @@ impl Inner {
         Ok(json!({ "pages": recognised.iter().map(Page::summary).collect::<Vec<_>>() }))
     }
 
-    /// Page `n` of the document, page `at` of the PDF at `path`: its text layer when it has
-    /// one, else recognised. A page read before (by an attempt a crash or a cancel cut short)
-    /// is taken from its checkpoint, never recognised twice.
+    /// A page of the document, when the chunk of `ctx` has read `processed` of its pages: its
+    /// text layer when it has one, else recognised. A page read before (by an attempt a crash
+    /// or a cancel cut short) is taken from its checkpoint, never recognised twice. `None`
+    /// when the job was cancelled while the page waited for memory.
     async fn pdf_page(
         &self,
-        path: &Path,
-        at: u32,
-        n: u32,
-        password: Option<&str>,
+        ctx: &ChunkContext,
+        page: PdfPage<'_>,
         p: &Params,
         work: &Path,
-    ) -> Page {
-        if let Some(page) = checkpoint::load(work, n, p.outputs.pdf).await {
-            return page;
+        processed: u64,
+    ) -> Option<Page> {
+        if let Some(page) = checkpoint::load(work, page.n, p.outputs.pdf).await {
+            return Some(page);
         }
-        let page = self.read_pdf_page(path, at, n, password, p, work).await;
+        let page = self.read_pdf_page(ctx, page, p, work, processed).await?;
         checkpoint::save(work, &page).await;
-        page
+        Some(page)
     }
 
     async fn read_pdf_page(
         &self,
-        path: &Path,
-        at: u32,
-        n: u32,
-        password: Option<&str>,
+        ctx: &ChunkContext,
+        page: PdfPage<'_>,
         p: &Params,
         work: &Path,
-    ) -> Page {
-        let _permit = self.pool.acquire().await;
+        processed: u64,
+    ) -> Option<Page> {
+        let PdfPage {
+            path,
+            at,
+            n,
+            password,
+        } = page;
+        let permit = self.pool.acquire().await;
         let mut args = vec!["-layout".into(), "-enc".into(), "UTF-8".into()];
         args.extend(page_args(at, password));
         args.extend([path.display().to_string(), "-".into()]);
@@ -443,19 +468,23 @@ impl Inner {
                             warnings.push(format!("page {n} is left out of searchable.pdf: {why}"));
                         }
                     }
-                    return Page {
+                    return Some(Page {
                         page: n,
                         text,
                         confidence: None,
                         source: "textLayer".into(),
                         warnings,
                         words: Vec::new(),
-                    };
+                    });
                 }
             }
-            Ok(ran) => return Page::failed(n, first_line(&ran.stderr)),
-            Err(error) => return Page::failed(n, error),
+            Ok(ran) => return Some(Page::failed(n, first_line(&ran.stderr))),
+            Err(error) => return Some(Page::failed(n, error)),
         }
+        // The memory first, then a core: a page waiting for room holds no core meanwhile.
+        drop(permit);
+        let _memory = self.budget.for_page(ctx, p.dpi, processed).await.ok()?;
+        let _permit = self.pool.acquire().await;
         // No text layer: rasterise, then recognise. As an uncompressed grey PGM: writing a
         // 300 dpi page as PNG took pdftoppm 2.5 s (the zlib compression), as long as
         // recognising it; the PGM takes 0.2 s (and 8 MB of disk, for a moment).
@@ -497,19 +526,20 @@ impl Inner {
             Err(error) => Page::failed(n, error),
         };
         let _ = tokio::fs::remove_file(&raster).await;
-        page
+        Some(page)
     }
 
-    /// An image file's pages (one, or a TIFF's), recognised in one run.
+    /// An image file's pages (one, or a TIFF's), recognised in one run; an error when the job
+    /// was cancelled while they waited for memory.
     async fn image(
         &self,
+        ctx: &ChunkContext,
         path: &Path,
         format: Format,
         p: &Params,
         selected: &[u32],
         work: &Path,
-    ) -> Vec<Page> {
-        let _permit = self.pool.acquire().await;
+    ) -> Result<Vec<Page>, JobError> {
         let head = read_head(path).unwrap_or_default();
         let mut warnings = Vec::new();
         let dpi = match format {
@@ -522,7 +552,14 @@ impl Inner {
             })),
         };
         let pdf = p.outputs.pdf.then(|| searchable(work, 1));
-        match self.tesseract(path, p, dpi, pdf).await {
+        // Tesseract holds one page of an image at a time: one page's memory, at the image's
+        // resolution (a TIFF's pages at the resolution assumed).
+        let _memory = self
+            .budget
+            .for_page(ctx, dpi.unwrap_or(ASSUMED_DPI), 0)
+            .await?;
+        let _permit = self.pool.acquire().await;
+        Ok(match self.tesseract(path, p, dpi, pdf).await {
             Ok(pages) => {
                 let mut out: Vec<Page> = pages
                     .into_iter()
@@ -538,7 +575,7 @@ impl Inner {
                 out
             }
             Err(why) => selected.iter().map(|n| Page::failed(*n, &why)).collect(),
-        }
+        })
     }
 
     /// Recognises `image`; with `pdf`, also writes the page(s) as a searchable PDF at
@@ -660,6 +697,16 @@ impl Inner {
             .map_err(|e| io(&note, e))?;
         Ok(Some(salvaged.pages))
     }
+}
+
+/// A page of a PDF to read: page `at` of the file at `path` (with its `password`), which is
+/// page `n` of the document (they differ in a damaged PDF's salvaged copy).
+#[derive(Debug, Clone, Copy)]
+struct PdfPage<'a> {
+    path: &'a Path,
+    at: u32,
+    n: u32,
+    password: Option<&'a str>,
 }
 
 /// Where page `n`'s searchable PDF waits for the merge (without its `.pdf`).

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::input::{ImportDir, Input};
-use super::memory::{MemoryBudget, Reservation};
+use super::memory::{MemoryBudget, Reservation, WAITING};
 use crate::jobs::handler::{ChunkContext, ChunkFuture, JobHandler, JobInput};
 use crate::jobs::model::{ChunkPlan, JobError};
 use compare::Comparator;
@@ -58,8 +58,6 @@ const ROW_OVERHEAD: u64 = 24 + 16;
 /// table, its key's entry, its entry number, its place among duplicates
 /// ([`matching::cost`] is the exact bound, once the rows are counted).
 const MATCH_OVERHEAD: u64 = 56;
-/// The step shown while a chunk waits for its memory.
-const WAITING: &str = "waiting for memory";
 
 /// The `reconcile` job type.
 #[derive(Debug, Clone)]
@@ -151,18 +149,15 @@ impl Reconcile {
     fn reserve(&self, ctx: &ChunkContext, bytes: u64, file: u64) -> Result<Reservation, JobError> {
         let units = ctx.plan.units.max(1);
         let mut reported = false;
-        self.memory
-            .reserve(bytes, &|| ctx.is_cancelled(), &mut || {
-                if !reported {
-                    reported = true;
-                    tracing::debug!(job = %ctx.job.id, chunk = ctx.index, bytes, "reconcile: waiting for memory");
-                    ctx.report_in_file(0, units, WAITING, file, 2);
-                    // What this job keeps for its later chunks can be read again.
-                    self.cache.release(&ctx.job.id);
-                }
-                self.cache.release_idle();
-            })
-            .ok_or_else(|| JobError::permanent("cancelled", "the job was cancelled"))
+        self.memory.for_chunk(ctx, bytes, &mut || {
+            if !reported {
+                reported = true;
+                ctx.report_in_file(0, units, WAITING, file, 2);
+                // What this job keeps for its later chunks can be read again.
+                self.cache.release(&ctx.job.id);
+            }
+            self.cache.release_idle();
+        })
     }
 }
 
