@@ -495,20 +495,24 @@ impl ClusterJobs {
                 }
             }
         }
-        let renewed: Vec<(String, Result<bool, String>)> = futures::stream::iter(leased)
+        let renewed: Vec<(String, Arc<Held>, Result<bool, String>)> = futures::stream::iter(leased)
             .map(|(id, held)| async move {
                 let renewed = self.renew(parts, &id, &held).await;
-                (id, renewed)
+                (id, held, renewed)
             })
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
-        for (id, renewed) in renewed {
-            if !renewed? {
+        let mut leases = Vec::new();
+        for (id, held, renewed) in renewed {
+            if renewed? {
+                leases.push((id, held));
+            } else {
                 self.lose(&id);
                 fenced.insert(id);
             }
         }
+        self.fence_expired(&leases, &mut fenced).await;
         // Then the records: the last of each job's record and plan, and every chunk result.
         let mut records: HashMap<String, Bytes> = HashMap::new();
         let mut chunks = Vec::new();
@@ -540,17 +544,13 @@ impl ClusterJobs {
         let created: Vec<(String, Result<bool, String>)> = futures::stream::iter(chunks)
             .map(|(id, index, result)| async move {
                 let key = chunk_key(&id, index);
-                let created = match parts.kv.create(&key, result.clone()).await {
+                let created = match parts.kv.create(&key, result).await {
                     Ok(_) => Ok(true),
-                    Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
-                        // Written by this very write before a retry, or by another node:
-                        // only the first result of a chunk counts.
-                        match parts.kv.get(&key).await {
-                            Ok(Some(stored)) => Ok(stored == result),
-                            Ok(None) => Ok(false),
-                            Err(error) => Err(error.to_string()),
-                        }
-                    }
+                    // Only the first result of a chunk counts: whoever finds one stored drops
+                    // its own and stops, even when the stored one is its own from an attempt
+                    // whose answer was lost (the job then moves on from the checkpoint after
+                    // its lease, which holds that result).
+                    Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
                     Err(error) => Err(error.to_string()),
                 };
                 (id, created)
@@ -565,6 +565,7 @@ impl ClusterJobs {
                 fenced.insert(id);
             }
         }
+        self.fence_expired(&leases, &mut fenced).await;
         // Then the events, in order, for replay from any node.
         let mut acks = Vec::new();
         for write in &writes {
@@ -595,6 +596,22 @@ impl ClusterJobs {
             }
         }
         Ok(fenced)
+    }
+
+    /// Fences off the jobs of `leases` whose lease ran out meanwhile: this process may have
+    /// been stopped (a pause, a SIGSTOP) past its lease, and another node may hold it now
+    /// though no compare-and-set has told this one yet.
+    async fn fence_expired(&self, leases: &[(String, Arc<Held>)], fenced: &mut HashSet<String>) {
+        for (id, held) in leases {
+            if fenced.contains(id) {
+                continue;
+            }
+            let expires = held.lease.lock().await.expires;
+            if now_ms() >= expires {
+                self.lose(id);
+                fenced.insert(id.clone());
+            }
+        }
     }
 
     async fn remove(&self, parts: &Parts, id: &str) -> Result<(), String> {
