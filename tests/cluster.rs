@@ -1130,6 +1130,33 @@ async fn next_event_of(watcher: &mut Tcp, id: &str) -> serde_json::Value {
     }
 }
 
+/// Waits until `node` stores jobs in JetStream: the first submission sets the job store's
+/// bucket and streams up, three replicated groups whose leaders a loaded machine may take
+/// longer than one frame's wait to elect.
+async fn until_jetstream_takes_jobs(node: &Node) {
+    let deadline = Instant::now() + WAIT * 6;
+    loop {
+        let mut client = node.client("warm-up").await;
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/jobs")
+                    .header("job-type", "demo")
+                    .header("receipt", "w")
+                    .body(r#"{"chunks":1,"mibPerChunk":0}"#),
+            )
+            .await;
+        match tokio::time::timeout(WAIT * 3, client.next_frame()).await {
+            Ok(Some(reply)) if reply.command == Command::Receipt => return,
+            reply => assert!(
+                Instant::now() < deadline,
+                "JetStream never took a job: {reply:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Every event of job `id` logged in JetStream (`STOMPEDE_JOB_EVENTS`), in order.
 async fn logged_events(nats: &Nats, id: &str) -> Vec<serde_json::Value> {
     let client = async_nats::connect(nats.url()).await.unwrap();
@@ -1180,7 +1207,7 @@ async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of
         ("b", Node::join_with("b", &servers[1].url(), &flags)),
         ("c", Node::join_with("c", &servers[2].url(), &flags)),
     ];
-    until_jetstream_takes_messages(&a).await;
+    until_jetstream_takes_jobs(&a).await;
     let mut progress = a.client("bob").await;
     progress
         .subscribe("p", "/user/queue/progress", "auto")
@@ -1275,4 +1302,91 @@ async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of
         .map(|e| e["chunkIndex"].as_u64().unwrap())
         .unwrap();
     assert!(resumed_at >= 4, "resumed at chunk {resumed_at}");
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `node`'s process.
+fn signal(node: &Node, signal: &str) {
+    let status = Process::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+#[tokio::test]
+async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    let flags = [
+        "--cluster-replicas",
+        "3",
+        "--cluster-jobs",
+        "on",
+        "--cluster-job-lease-ms",
+        "3000",
+    ];
+    let mut front = flags.to_vec();
+    front.extend(["--cluster-job-slots", "0"]);
+    let a = Node::join_with("a", &servers[0].url(), &front);
+    let b = Node::join_with("b", &servers[1].url(), &flags);
+    let c = Node::join_with("c", &servers[2].url(), &flags);
+    until_jetstream_takes_jobs(&a).await;
+    let mut progress = a.client("bob").await;
+    progress
+        .subscribe("p", "/user/queue/progress", "auto")
+        .await;
+    let mut bob = a.client("bob").await;
+    let id = submit_job(
+        &mut bob,
+        r#"{"chunks":12,"mibPerChunk":1,"chunkDelayMs":400}"#,
+    )
+    .await;
+    let mut seen = Vec::new();
+    let first = loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "CHUNK_COMPLETED" && event["chunkIndex"].as_u64().unwrap() >= 2 {
+            break event["node"].as_str().unwrap().to_owned();
+        }
+    };
+    let (stopped, other) = if first == "b" { (&b, "c") } else { (&c, "b") };
+    // Frozen mid-chunk, past its lease: the other node takes the job over.
+    signal(stopped, "STOP");
+    loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "JOB_STARTED" {
+            assert_eq!(event["node"], other, "{event}");
+            break;
+        }
+    }
+    // Woken while the other node runs the job: it still believes it holds the lease, finishes
+    // its chunk and tries to commit it; the compare-and-set on its old lease fails.
+    signal(stopped, "CONT");
+    loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        assert_eq!(event["node"], other, "a fenced node spoke: {event}");
+        if event["event"] == "JOB_COMPLETED" {
+            break;
+        }
+    }
+    // Nothing late from the fenced node.
+    if let Some(frame) = progress.maybe_frame(QUIET * 4).await {
+        panic!("an event after the job completed: {frame:?}");
+    }
+    let logged = logged_events(&servers[0], &id).await;
+    let mut chunks = BTreeMap::new();
+    for event in logged.iter().filter(|e| e["event"] == "CHUNK_COMPLETED") {
+        *chunks
+            .entry(event["chunkIndex"].as_u64().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(chunks.len(), 12, "{chunks:?}");
+    assert!(chunks.values().all(|n| *n == 1), "{chunks:?}");
+    let seqs: Vec<u64> = logged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // The fenced node lives on and takes jobs again.
+    assert_eq!(stopped.status().await["node"], first);
 }
