@@ -255,6 +255,16 @@ pub struct Config {
     /// hands it to another node, in ms: how soon a dead node's messages move on. Held messages
     /// are renewed every third of it while their session lives.
     pub cluster_ack_wait_ms: u64,
+    /// On a cluster member, keep the job store and queue in JetStream (a key-value bucket and
+    /// two streams), so that any node may run any job and a dead node's jobs move on; off (the
+    /// default) keeps each node's jobs its own, in sled.
+    pub cluster_jobs: bool,
+    /// How long a node's lease on a job it runs lasts without renewal, in ms: how soon another
+    /// node takes a dead node's job over. Renewed every third of it.
+    pub cluster_job_lease_ms: u64,
+    /// Jobs this node takes from the cluster's job queue at once (with `cluster-jobs`);
+    /// None: `job-concurrency`; 0: the node submits and serves jobs but runs none.
+    pub cluster_job_slots: Option<usize>,
 }
 
 impl Default for Config {
@@ -359,6 +369,9 @@ impl Default for Config {
             cluster_queues: true,
             cluster_replicas: 1,
             cluster_ack_wait_ms: 30_000,
+            cluster_jobs: false,
+            cluster_job_lease_ms: 30_000,
+            cluster_job_slots: None,
         }
     }
 }
@@ -473,6 +486,13 @@ impl Config {
         if !(1..=5).contains(&self.cluster_replicas) || self.cluster_ack_wait_ms < 3_000 {
             return Err(ConfigError::Invalid(
                 "cluster-replicas must be 1 to 5, cluster-ack-wait-ms at least 3000".into(),
+            ));
+        }
+        // Renewed every third of the lease: below a second, a busy machine's renewals would
+        // come too late and hand live jobs to other nodes.
+        if self.cluster_job_lease_ms < 1_000 {
+            return Err(ConfigError::Invalid(
+                "cluster-job-lease-ms must be at least 1000".into(),
             ));
         }
         if self.cluster_heartbeat_ms < 10 {
@@ -646,6 +666,13 @@ impl Config {
             // Named by the server wiring once the node's name is known (it may take the bound
             // port).
             node: None,
+            cluster_slots: self
+                .cluster_job_slots
+                .unwrap_or(if self.job_concurrency == 0 {
+                    defaults.concurrency
+                } else {
+                    self.job_concurrency
+                }),
         }
     }
 

@@ -280,6 +280,18 @@ struct ServeArgs {
     /// handing it to another node, in ms; at least 3000 [default: 30000].
     #[arg(long, env = "STOMPEDE_CLUSTER_ACK_WAIT_MS")]
     cluster_ack_wait_ms: Option<u64>,
+    /// Keep the job store and queue in JetStream, so that any node runs any job and a dead
+    /// node's jobs move on (on|off) [default: off].
+    #[arg(long, env = "STOMPEDE_CLUSTER_JOBS", value_parser = on_off)]
+    cluster_jobs: Option<bool>,
+    /// How long a node's lease on a running job lasts unrenewed, in ms: how soon another node
+    /// takes a dead node's job over; at least 1000 [default: 30000].
+    #[arg(long, env = "STOMPEDE_CLUSTER_JOB_LEASE_MS")]
+    cluster_job_lease_ms: Option<u64>,
+    /// Jobs this node takes from the cluster's job queue at once; 0: it runs none
+    /// [default: job-concurrency].
+    #[arg(long, env = "STOMPEDE_CLUSTER_JOB_SLOTS")]
+    cluster_job_slots: Option<usize>,
     /// Also register the bench-only `noop` job type (chunks that do no work and stamp when
     /// they ended), for `cargo bench --bench load -- jobs`; not for production.
     #[arg(long, hide = true)]
@@ -482,6 +494,15 @@ impl ServeArgs {
         }
         if let Some(v) = self.cluster_ack_wait_ms {
             config.cluster_ack_wait_ms = v;
+        }
+        if let Some(v) = self.cluster_jobs {
+            config.cluster_jobs = v;
+        }
+        if let Some(v) = self.cluster_job_lease_ms {
+            config.cluster_job_lease_ms = v;
+        }
+        if let Some(v) = self.cluster_job_slots {
+            config.cluster_job_slots = Some(v);
         }
         Ok(config)
     }

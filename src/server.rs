@@ -128,7 +128,18 @@ impl BrokerBuilder {
         // Bound before the job engine starts: a node's default name takes its port, and every
         // job it starts names it.
         let cluster_settings = cluster_settings(&config, stomp_addr.or(http_addr));
+        // The link first: on a member that keeps its jobs in JetStream, the engine starts on
+        // the shared store.
+        let cluster = match cluster_settings.clone() {
+            Some(settings) => {
+                Some(crate::cluster::Cluster::start(settings, &broker, shutdown.clone()).await?)
+            }
+            None => None,
+        };
         let jobs = if with_jobs {
+            let shared = cluster
+                .as_ref()
+                .and_then(crate::cluster::Cluster::shared_jobs);
             let engine = JobEngine::start(
                 JobStore::open(&store)?,
                 self.job_types,
@@ -138,6 +149,7 @@ impl BrokerBuilder {
                     node: cluster_settings.as_ref().map(|c| c.node.clone()),
                     ..config.jobs_config()
                 },
+                shared,
                 shutdown.clone(),
                 tracker.clone(),
             )?;
@@ -145,12 +157,6 @@ impl BrokerBuilder {
             Some(engine)
         } else {
             None
-        };
-        let cluster = match cluster_settings {
-            Some(settings) => {
-                Some(crate::cluster::Cluster::start(settings, &broker, shutdown.clone()).await?)
-            }
-            None => None,
         };
         let uploads = Uploads::new(config.uploads_dir(), config.max_upload_bytes);
         uploads.mount(
@@ -270,6 +276,8 @@ fn cluster_settings(
         queues: config.cluster_queues,
         replicas: config.cluster_replicas,
         ack_wait: Duration::from_millis(config.cluster_ack_wait_ms),
+        jobs: config.cluster_jobs,
+        job_lease: Duration::from_millis(config.cluster_job_lease_ms),
     })
 }
 

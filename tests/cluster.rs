@@ -1100,3 +1100,293 @@ async fn a_nats_server_killed_under_load_loses_no_receipted_queue_message() {
     let seen = reader.await.unwrap();
     assert_eq!(seen, (0..N).collect());
 }
+
+/// Submits a `demo` job with `params` (JSON) as `client`'s user and returns its id.
+async fn submit_job(client: &mut Tcp, params: &str) -> String {
+    client
+        .send(
+            Frame::new(Command::Send)
+                .header("destination", "/app/jobs")
+                .header("job-type", "demo")
+                .header("receipt", "job")
+                .body(params.to_owned()),
+        )
+        .await;
+    let receipt = client.frame().await;
+    assert_eq!(receipt.command, Command::Receipt, "{receipt:?}");
+    receipt.get("job-id").unwrap().to_owned()
+}
+
+/// The next event of job `id` on `watcher` (others' are skipped), as its JSON body.
+async fn next_event_of(watcher: &mut Tcp, id: &str) -> serde_json::Value {
+    loop {
+        let frame = tokio::time::timeout(WAIT * 6, watcher.next_frame())
+            .await
+            .expect("no event came")
+            .expect("connection closed");
+        if frame.get("job-id") == Some(id) {
+            return serde_json::from_str(&text(&frame)).unwrap();
+        }
+    }
+}
+
+/// Waits until `node` stores jobs in JetStream: the first submission sets the job store's
+/// bucket and streams up, three replicated groups whose leaders a loaded machine may take
+/// longer than one frame's wait to elect.
+async fn until_jetstream_takes_jobs(node: &Node) {
+    let deadline = Instant::now() + WAIT * 6;
+    loop {
+        let mut client = node.client("warm-up").await;
+        client
+            .send(
+                Frame::new(Command::Send)
+                    .header("destination", "/app/jobs")
+                    .header("job-type", "demo")
+                    .header("receipt", "w")
+                    .body(r#"{"chunks":1,"mibPerChunk":0}"#),
+            )
+            .await;
+        match tokio::time::timeout(WAIT * 3, client.next_frame()).await {
+            Ok(Some(reply)) if reply.command == Command::Receipt => return,
+            reply => assert!(
+                Instant::now() < deadline,
+                "JetStream never took a job: {reply:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every event of job `id` logged in JetStream (`STOMPEDE_JOB_EVENTS`), in order.
+async fn logged_events(nats: &Nats, id: &str) -> Vec<serde_json::Value> {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("STOMPEDE_JOB_EVENTS").await.unwrap();
+    let subject = format!("stompede.jobevents.{id}");
+    let last = stream
+        .get_last_raw_message_by_subject(&subject)
+        .await
+        .unwrap()
+        .sequence;
+    let mut events = Vec::new();
+    let mut from = 1;
+    loop {
+        let message = stream
+            .raw_message_builder()
+            .sequence(from)
+            .next_by_subject(subject.clone())
+            .send()
+            .await
+            .unwrap();
+        events.push(serde_json::from_slice(&message.payload).unwrap());
+        if message.sequence >= last {
+            return events;
+        }
+        from = message.sequence + 1;
+    }
+}
+
+#[tokio::test]
+async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of_its_node() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    // Jobs in JetStream, three copies; a lease of 3 s, so that the failover is quick here.
+    let flags = [
+        "--cluster-replicas",
+        "3",
+        "--cluster-jobs",
+        "on",
+        "--cluster-job-lease-ms",
+        "3000",
+    ];
+    // A runs no jobs (a front node): whatever its clients submit runs on B or C.
+    let mut front = flags.to_vec();
+    front.extend(["--cluster-job-slots", "0"]);
+    let a = Node::join_with("a", &servers[0].url(), &front);
+    let mut runners = vec![
+        ("b", Node::join_with("b", &servers[1].url(), &flags)),
+        ("c", Node::join_with("c", &servers[2].url(), &flags)),
+    ];
+    until_jetstream_takes_jobs(&a).await;
+    let mut progress = a.client("bob").await;
+    progress
+        .subscribe("p", "/user/queue/progress", "auto")
+        .await;
+    let mut bob = a.client("bob").await;
+
+    // An uninterrupted run first: the result a run cut by a SIGKILL must give too.
+    let params = |delay: u32| format!(r#"{{"chunks":12,"mibPerChunk":1,"chunkDelayMs":{delay}}}"#);
+    let reference = submit_job(&mut bob, &params(0)).await;
+    let expected = loop {
+        let event = next_event_of(&mut progress, &reference).await;
+        assert_ne!(event["event"], "JOB_FAILED", "{event}");
+        if event["event"] == "JOB_COMPLETED" {
+            break event["result"].clone();
+        }
+    };
+    assert_eq!(expected["chunks"].as_array().unwrap().len(), 12);
+
+    // Submitted on A, run on B or C, watched through A.
+    let id = submit_job(&mut bob, &params(400)).await;
+    let mut seen = Vec::new();
+    let first = loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "JOB_STARTED" {
+            break event["node"].as_str().unwrap().to_owned();
+        }
+    };
+    assert_ne!(first, "a", "a front node ran a job");
+    // Its node is SIGKILLed once a few chunks are committed.
+    loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "CHUNK_COMPLETED" && event["chunkIndex"].as_u64().unwrap() >= 3 {
+            break;
+        }
+    }
+    let at = runners.iter().position(|(name, _)| *name == first).unwrap();
+    let (_, mut killed) = runners.remove(at);
+    let _ = killed.child.kill();
+    let _ = killed.child.wait();
+    let (survivor, _node) = &runners[0];
+    // The other node takes it over from its checkpoint, once the lease has run out.
+    let result = loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        assert!(
+            !matches!(
+                event["event"].as_str(),
+                Some("JOB_FAILED" | "JOB_CANCELLED")
+            ),
+            "{event}"
+        );
+        if event["event"] == "JOB_COMPLETED" {
+            break event["result"].clone();
+        }
+    };
+    let restarted: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|e| e["event"] == "JOB_STARTED")
+        .collect();
+    assert_eq!(restarted.len(), 2, "{seen:?}");
+    assert_eq!(restarted[1]["node"], *survivor, "{seen:?}");
+    assert_eq!(seen.last().unwrap()["node"], *survivor);
+    // The same result as the uninterrupted run's: every chunk's, once, in order.
+    assert_eq!(result, expected);
+    // Seen live through A: in order, none twice.
+    let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    // The log in JetStream holds each chunk's CHUNK_COMPLETED exactly once (a chunk
+    // committed on the killed node is not run again), and the new node went on from the
+    // checkpoint: its first chunk is the one after the last committed before the kill.
+    let logged = logged_events(&servers[0], &id).await;
+    let mut chunks = BTreeMap::new();
+    for event in logged.iter().filter(|e| e["event"] == "CHUNK_COMPLETED") {
+        *chunks
+            .entry(event["chunkIndex"].as_u64().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(chunks.len(), 12, "{chunks:?}");
+    assert!(chunks.values().all(|n| *n == 1), "{chunks:?}");
+    let logged_seqs: Vec<u64> = logged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        logged_seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "{logged_seqs:?}"
+    );
+    let resumed_at = logged
+        .iter()
+        .skip_while(|e| !(e["event"] == "JOB_STARTED" && e["node"] == *survivor))
+        .find(|e| e["event"] == "CHUNK_COMPLETED")
+        .map(|e| e["chunkIndex"].as_u64().unwrap())
+        .unwrap();
+    assert!(resumed_at >= 4, "resumed at chunk {resumed_at}");
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to `node`'s process.
+fn signal(node: &Node, signal: &str) {
+    let status = Process::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+#[tokio::test]
+async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    let flags = [
+        "--cluster-replicas",
+        "3",
+        "--cluster-jobs",
+        "on",
+        "--cluster-job-lease-ms",
+        "3000",
+    ];
+    let mut front = flags.to_vec();
+    front.extend(["--cluster-job-slots", "0"]);
+    let a = Node::join_with("a", &servers[0].url(), &front);
+    let b = Node::join_with("b", &servers[1].url(), &flags);
+    let c = Node::join_with("c", &servers[2].url(), &flags);
+    until_jetstream_takes_jobs(&a).await;
+    let mut progress = a.client("bob").await;
+    progress
+        .subscribe("p", "/user/queue/progress", "auto")
+        .await;
+    let mut bob = a.client("bob").await;
+    let id = submit_job(
+        &mut bob,
+        r#"{"chunks":12,"mibPerChunk":1,"chunkDelayMs":400}"#,
+    )
+    .await;
+    let mut seen = Vec::new();
+    let first = loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "CHUNK_COMPLETED" && event["chunkIndex"].as_u64().unwrap() >= 2 {
+            break event["node"].as_str().unwrap().to_owned();
+        }
+    };
+    let (stopped, other) = if first == "b" { (&b, "c") } else { (&c, "b") };
+    // Frozen mid-chunk, past its lease: the other node takes the job over.
+    signal(stopped, "STOP");
+    loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "JOB_STARTED" {
+            assert_eq!(event["node"], other, "{event}");
+            break;
+        }
+    }
+    // Woken while the other node runs the job: it still believes it holds the lease, finishes
+    // its chunk and tries to commit it; the compare-and-set on its old lease fails.
+    signal(stopped, "CONT");
+    loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        assert_eq!(event["node"], other, "a fenced node spoke: {event}");
+        if event["event"] == "JOB_COMPLETED" {
+            break;
+        }
+    }
+    // Nothing late from the fenced node.
+    if let Some(frame) = progress.maybe_frame(QUIET * 4).await {
+        panic!("an event after the job completed: {frame:?}");
+    }
+    let logged = logged_events(&servers[0], &id).await;
+    let mut chunks = BTreeMap::new();
+    for event in logged.iter().filter(|e| e["event"] == "CHUNK_COMPLETED") {
+        *chunks
+            .entry(event["chunkIndex"].as_u64().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(chunks.len(), 12, "{chunks:?}");
+    assert!(chunks.values().all(|n| *n == 1), "{chunks:?}");
+    let seqs: Vec<u64> = logged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    // The fenced node lives on and takes jobs again.
+    assert_eq!(stopped.status().await["node"], first);
+}

@@ -12,11 +12,13 @@
 //! - `interest`: one NATS subscription per watched key, and its reader.
 //! - [`members`]: heartbeats, and the members this node hears.
 //! - `queues`: queues in a JetStream stream, appended in order and consumed by lease.
+//! - [`jobs`]: the job store and queue in JetStream, with fenced leases (`--cluster-jobs`).
 //!
 //! Guarantees and limits are written down in README.md ("Cluster").
 
 pub mod envelope;
 mod interest;
+pub mod jobs;
 mod link;
 pub mod members;
 mod queues;
@@ -76,6 +78,10 @@ pub struct ClusterSettings {
     /// How long JetStream waits for a node to acknowledge (or renew) a queue message before
     /// handing it to another (a node that died); held messages are renewed every third of it.
     pub ack_wait: Duration,
+    /// Keep the job store and queue in JetStream (`jobs.rs`).
+    pub jobs: bool,
+    /// How long a job's lease lasts unrenewed.
+    pub job_lease: Duration,
 }
 
 /// Why the cluster link could not be set up.
@@ -157,6 +163,8 @@ struct Shared {
     started_at: u64,
     /// The queues in JetStream, when the node keeps them there.
     queues: Option<queues::Queues>,
+    /// The jobs in JetStream, when the node keeps them there.
+    jobs: Option<Arc<jobs::ClusterJobs>>,
 }
 
 impl Shared {
@@ -221,6 +229,15 @@ impl Cluster {
         } else {
             (None, None)
         };
+        let cluster_jobs = settings.jobs.then(|| {
+            Arc::new(jobs::ClusterJobs::new(
+                client.clone(),
+                settings.node.clone(),
+                settings.replicas,
+                settings.job_lease,
+                shutdown.clone(),
+            ))
+        });
         let shared = Arc::new(Shared {
             node: settings.node,
             client,
@@ -238,6 +255,7 @@ impl Cluster {
             heartbeat: settings.heartbeat.max(Duration::from_millis(10)),
             started_at: crate::clock::now_ms(),
             queues,
+            jobs: cluster_jobs,
         });
         tokio::spawn(link::pump(shared.clone(), queue));
         tokio::spawn(members::listen(shared.clone()));
@@ -252,6 +270,14 @@ impl Cluster {
         }
         tracing::info!(node = %cluster.0.node, "cluster: member");
         Ok(cluster)
+    }
+
+    /// The job store shared by the nodes, when the node keeps its jobs in JetStream.
+    pub fn shared_jobs(&self) -> Option<Arc<dyn crate::jobs::shared::SharedJobs>> {
+        self.0
+            .jobs
+            .as_ref()
+            .map(|jobs| Arc::new(jobs::SharedJobsLink(jobs.clone())) as Arc<_>)
     }
 
     /// This node's name.

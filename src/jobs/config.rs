@@ -37,12 +37,17 @@ pub struct JobsConfig {
     /// This node's name on a cluster member (`--node-name`): each job it starts names it, in
     /// its snapshot and its events (`node`). None on a node on its own.
     pub node: Option<String>,
+    /// On a member that keeps its jobs in JetStream, jobs this node takes from the cluster's
+    /// queue at once (0: it runs none).
+    pub cluster_slots: usize,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
+        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
         JobsConfig {
-            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            concurrency,
+            cluster_slots: concurrency,
             max_queued_per_user: 10_000,
             submissions_per_second_per_user: 1_000,
             progress_interval: Duration::from_millis(500),

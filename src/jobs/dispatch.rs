@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::model::JobStatus;
 use super::{worker, JobEngine, Running};
 use crate::clock::now_ms;
 
@@ -99,7 +100,11 @@ impl JobEngine {
             self.inner.writer.watch(id);
         }
         state.schedule.finished(job_type);
+        let finished = state.jobs.status(id).is_some_and(JobStatus::is_finished);
         drop(state);
+        if finished {
+            self.hand_back(id);
+        }
         self.inner.wake.notify_one();
     }
 }

@@ -18,6 +18,7 @@
 
 mod auto_extract;
 mod children;
+mod claims;
 mod config;
 mod demo;
 mod dispatch;
@@ -33,6 +34,7 @@ mod recovery;
 mod scheduler;
 mod service;
 mod settle;
+pub mod shared;
 mod stats;
 mod table;
 pub(crate) mod timing;
@@ -200,6 +202,9 @@ struct Inner {
     webhook_wake: Notify,
     /// How long chunks take, for `/metrics`.
     chunk_times: timing::ChunkTimes,
+    /// The job store shared by the nodes of a cluster (`shared.rs`), when this node keeps its
+    /// jobs there; None on a node on its own.
+    shared: Option<Arc<dyn shared::SharedJobs>>,
 }
 
 /// A handle to the job engine.
@@ -234,12 +239,14 @@ impl JobEngine {
 
     /// Starts the engine on `store`: recovers stored jobs (a job that was running when the
     /// process died resumes from its last completed chunk), then runs the scheduler, the
-    /// event publisher and the maintenance loop until `shutdown`.
+    /// event publisher and the maintenance loop until `shutdown`. With `shared`, the jobs are
+    /// the cluster's (`cluster.rs`): the local store only holds those this node runs.
     pub(crate) fn start(
         store: JobStore,
         types: JobTypes,
         broker: Broker,
         config: JobsConfig,
+        shared: Option<Arc<dyn shared::SharedJobs>>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<JobEngine, StoreError> {
@@ -263,12 +270,20 @@ impl JobEngine {
                 webhooks: Mutex::new(BTreeSet::new()),
                 webhook_wake: Notify::new(),
                 chunk_times: timing::ChunkTimes::default(),
+                shared: shared.clone(),
             }),
         };
-        engine.recover()?;
+        if shared.is_some() {
+            // The cluster's jobs are in the shared store; what this node held when it stopped
+            // went to other nodes once its leases ran out, or comes back to any node that way.
+            engine.inner.store.clear_jobs()?;
+        } else {
+            engine.recover()?;
+        }
         tracker.spawn(writer::run(
             queue,
             engine.inner.store.clone(),
+            shared.clone(),
             broker,
             engine.inner.writer.unannounced().clone(),
             engine.inner.writer.unapplied().clone(),
@@ -278,6 +293,9 @@ impl JobEngine {
         tracker.spawn(engine.clone().maintenance_loop());
         tracker.spawn(engine.clone().settle_loop());
         tracker.spawn(webhooks::run(engine.clone()));
+        if let Some(shared) = shared {
+            tracker.spawn(engine.clone().claim_loop(shared));
+        }
         Ok(engine)
     }
 

@@ -306,7 +306,10 @@ impl JobEngine {
             commit.done = Some(done);
             commit.permit = permit;
             self.inner.writer.queue(commit);
-            state.schedule.add(&job.id, job.priority, job.run_at, now);
+            // A cluster's job runs where it is claimed (`claims.rs`), not where submitted.
+            if !self.is_shared() {
+                state.schedule.add(&job.id, job.priority, job.run_at, now);
+            }
             state.opened(user);
             if let Some(key) = &job.idempotency_key {
                 state
@@ -322,6 +325,14 @@ impl JobEngine {
             .await
             .unwrap_or(Err(super::writer::EngineStopped))
             .map_err(|stopped| reject("store_failure", stopped.to_string()))?;
+        if self.is_shared() {
+            // Stored in the cluster's store: offered before the RECEIPT, so that a received
+            // job is one some node will run.
+            self.offer(&job.id)
+                .await
+                .map_err(|error| reject("store_failure", format!("job not queued: {error}")))?;
+            return Ok(job);
+        }
         // Its record is in the store now: while it waits, memory keeps only its index entry.
         {
             let mut state = self.lock();
@@ -437,7 +448,10 @@ impl JobEngine {
                         // The next terminal event is delivered afresh.
                         *webhook = Webhook::new(std::mem::take(&mut webhook.url));
                     }
-                    state.schedule.add(id, job.priority, now, now);
+                    // A cluster's job is offered again below, to run wherever it is claimed.
+                    if self.inner.shared.is_none() {
+                        state.schedule.add(id, job.priority, now, now);
+                    }
                     *state.unfinished.entry(job.owner.clone()).or_default() += 1;
                     Some(events::next(
                         job,
@@ -463,6 +477,18 @@ impl JobEngine {
             }
             job
         };
+        if job.status.is_finished() {
+            self.hand_back(id);
+        }
+        if action == "retry" && self.is_shared() {
+            // Its new state is stored before it is offered.
+            self.written()
+                .await
+                .map_err(|stopped| reject("store_failure", stopped.to_string()))?;
+            self.offer(id)
+                .await
+                .map_err(|error| reject("store_failure", format!("job not queued: {error}")))?;
+        }
         self.inner.wake.notify_one();
         Ok(job)
     }

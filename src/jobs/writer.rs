@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{self, Event};
+use super::shared::SharedJobs;
 use crate::broker::{Backpressure, Broker};
 use crate::store::jobs::{JobStore, JobWrite};
 use crate::store::{Health, StoreError};
@@ -47,6 +48,9 @@ pub(super) struct Commit {
     pub events: Vec<Event>,
     pub done: Option<oneshot::Sender<Result<(), EngineStopped>>>,
     pub permit: Option<OwnedSemaphorePermit>,
+    /// Writes for this node's working copy only, not for the cluster's shared store (a job
+    /// read back from it, or one this node no longer holds).
+    pub local_only: bool,
 }
 
 /// Events queued but not yet published, and the lock they are published under.
@@ -312,6 +316,7 @@ type Turn = Arc<tokio::sync::Mutex<()>>;
 pub(super) async fn run(
     queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
+    shared: Option<Arc<dyn SharedJobs>>,
     broker: Broker,
     unannounced: Arc<Unannounced>,
     unapplied: Arc<Unapplied>,
@@ -323,6 +328,10 @@ pub(super) async fn run(
         apply_stage(
             queue,
             store.clone(),
+            Shared {
+                jobs: shared,
+                unannounced: unannounced.clone(),
+            },
             applied,
             unapplied,
             turn.clone(),
@@ -332,9 +341,66 @@ pub(super) async fn run(
     );
 }
 
+/// The cluster's shared store, as the apply stage writes to it.
+struct Shared {
+    jobs: Option<Arc<dyn SharedJobs>>,
+    unannounced: Arc<Unannounced>,
+}
+
+impl Shared {
+    /// Writes the shared part of `batch` to the cluster's store, retrying until it is taken
+    /// (or shutdown); the events of jobs this node was fenced off from are dropped.
+    async fn write(&self, batch: &mut [Commit], shutdown: &CancellationToken) -> bool {
+        let Some(jobs) = &self.jobs else {
+            return true;
+        };
+        let writes: Vec<JobWrite> = batch
+            .iter()
+            .filter(|c| !c.local_only)
+            .flat_map(|c| c.writes.iter().cloned())
+            .collect();
+        if writes.is_empty() {
+            return true;
+        }
+        let mut delay = Duration::from_millis(50);
+        let fenced = loop {
+            match jobs.write(writes.clone()).await {
+                Ok(fenced) => break fenced,
+                Err(error) => {
+                    if shutdown.is_cancelled() {
+                        tracing::error!(%error, "job changes not stored in the cluster: shutting down while it cannot be reached");
+                        return false;
+                    }
+                    tracing::error!(%error, "storing job changes in the cluster failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        if !fenced.is_empty() {
+            // Another node holds these jobs now: what this node said of them never happened.
+            let mut pending = self.unannounced.events();
+            for commit in batch.iter_mut() {
+                commit.events.retain(|event| {
+                    let keep = !fenced.contains(&event.job_id);
+                    if !keep {
+                        pending.remove(&(event.job_id.clone(), event.seq));
+                    }
+                    keep
+                });
+            }
+        }
+        true
+    }
+}
+
 async fn apply_stage(
     mut queue: mpsc::UnboundedReceiver<Commit>,
     store: JobStore,
+    shared: Shared,
     applied: mpsc::Sender<Applied>,
     unapplied: Arc<Unapplied>,
     turn: Turn,
@@ -350,6 +416,11 @@ async fn apply_stage(
             }
         };
         if received == 0 {
+            return;
+        }
+        // In the cluster's store first: its fences decide which events go out, and a commit is
+        // announced only once both stores hold it.
+        if !shared.write(&mut batch, &shutdown).await {
             return;
         }
         let mut writes: Vec<JobWrite> = batch

@@ -173,6 +173,22 @@ impl JobStore {
         Ok(())
     }
 
+    /// Removes every job's records, tombstones kept: on a cluster member that keeps its jobs
+    /// in the shared store, this store is only a working copy, stale after a restart.
+    pub fn clear_jobs(&self) -> Result<(), StoreError> {
+        let trees = self.store.writable()?;
+        let records = &trees.job_records;
+        let mut batch = sled::Batch::default();
+        for kind in [JOB, PLAN, CHUNK, EVENT] {
+            for stored in records.scan_prefix([kind]).keys() {
+                batch.remove(stored?);
+            }
+        }
+        self.store.checked(records.apply_batch(batch))?;
+        self.store.wrote();
+        Ok(())
+    }
+
     /// Every tombstone, in id order.
     pub fn tombstones(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.store
