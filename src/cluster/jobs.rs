@@ -718,14 +718,30 @@ impl SharedJobs for SharedJobsLink {
     fn offer(&self, id: String) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             self.0.parts().await?;
-            self.0
-                .js
-                .publish(RUN_SUBJECT, Bytes::from(id))
-                .await
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(())
+            // A stream just made reaches the other NATS servers a moment later ("no stream
+            // found"): asked again for a while, as the set-up waits for JetStream.
+            let deadline = tokio::time::Instant::now() + SETUP_WAIT;
+            let mut delay = Duration::from_millis(50);
+            loop {
+                let offered = async {
+                    self.0
+                        .js
+                        .publish(RUN_SUBJECT, Bytes::from(id.clone()))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match offered.await {
+                    Ok(_) => return Ok(()),
+                    Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                        tracing::debug!(job = %id, %error, "cluster: job not offered yet; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(1));
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
         })
     }
 
