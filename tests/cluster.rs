@@ -1186,11 +1186,9 @@ async fn logged_events(nats: &Nats, id: &str) -> Vec<serde_json::Value> {
     }
 }
 
-#[tokio::test]
-async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of_its_node() {
-    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
-    let (servers, _store) = jetstream_cluster();
-    // Jobs in JetStream, three copies; a lease of 3 s, so that the failover is quick here.
+/// Three nodes keeping jobs in JetStream (three copies, a lease of 3 s so that a failover is
+/// quick here): A takes no jobs (a front node), so whatever its clients submit runs on B or C.
+async fn job_nodes(servers: &[Nats]) -> [Node; 3] {
     let flags = [
         "--cluster-replicas",
         "3",
@@ -1199,20 +1197,46 @@ async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of
         "--cluster-job-lease-ms",
         "3000",
     ];
-    // A runs no jobs (a front node): whatever its clients submit runs on B or C.
     let mut front = flags.to_vec();
     front.extend(["--cluster-job-slots", "0"]);
     let a = Node::join_with("a", &servers[0].url(), &front);
-    let mut runners = vec![
-        ("b", Node::join_with("b", &servers[1].url(), &flags)),
-        ("c", Node::join_with("c", &servers[2].url(), &flags)),
-    ];
+    let b = Node::join_with("b", &servers[1].url(), &flags);
+    let c = Node::join_with("c", &servers[2].url(), &flags);
     until_jetstream_takes_jobs(&a).await;
-    let mut progress = a.client("bob").await;
+    [a, b, c]
+}
+
+/// Bob's progress subscription on `node`, and a second session of his to submit from.
+async fn watched_from(node: &Node) -> (Tcp, Tcp) {
+    let mut progress = node.client("bob").await;
     progress
         .subscribe("p", "/user/queue/progress", "auto")
         .await;
-    let mut bob = a.client("bob").await;
+    (progress, node.client("bob").await)
+}
+
+/// The job's event log holds each of its `chunks` chunks' CHUNK_COMPLETED exactly once, and no
+/// gap in its sequence numbers.
+fn assert_each_chunk_logged_once(logged: &[serde_json::Value], chunks: u64) {
+    let mut completed = BTreeMap::new();
+    for event in logged.iter().filter(|e| e["event"] == "CHUNK_COMPLETED") {
+        *completed
+            .entry(event["chunkIndex"].as_u64().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(completed.len() as u64, chunks, "{completed:?}");
+    assert!(completed.values().all(|n| *n == 1), "{completed:?}");
+    let seqs: Vec<u64> = logged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
+
+#[tokio::test]
+async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of_its_node() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    let [a, b, c] = job_nodes(&servers).await;
+    let mut runners = vec![("b", b), ("c", c)];
+    let (mut progress, mut bob) = watched_from(&a).await;
 
     // An uninterrupted run first: the result a run cut by a SIGKILL must give too.
     let params = |delay: u32| format!(r#"{{"chunks":12,"mibPerChunk":1,"chunkDelayMs":{delay}}}"#);
@@ -1282,19 +1306,7 @@ async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of
     // committed on the killed node is not run again), and the new node went on from the
     // checkpoint: its first chunk is the one after the last committed before the kill.
     let logged = logged_events(&servers[0], &id).await;
-    let mut chunks = BTreeMap::new();
-    for event in logged.iter().filter(|e| e["event"] == "CHUNK_COMPLETED") {
-        *chunks
-            .entry(event["chunkIndex"].as_u64().unwrap())
-            .or_insert(0) += 1;
-    }
-    assert_eq!(chunks.len(), 12, "{chunks:?}");
-    assert!(chunks.values().all(|n| *n == 1), "{chunks:?}");
-    let logged_seqs: Vec<u64> = logged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert!(
-        logged_seqs.windows(2).all(|w| w[1] == w[0] + 1),
-        "{logged_seqs:?}"
-    );
+    assert_each_chunk_logged_once(&logged, 12);
     let resumed_at = logged
         .iter()
         .skip_while(|e| !(e["event"] == "JOB_STARTED" && e["node"] == *survivor))
@@ -1318,25 +1330,8 @@ fn signal(node: &Node, signal: &str) {
 async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped() {
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
-    let flags = [
-        "--cluster-replicas",
-        "3",
-        "--cluster-jobs",
-        "on",
-        "--cluster-job-lease-ms",
-        "3000",
-    ];
-    let mut front = flags.to_vec();
-    front.extend(["--cluster-job-slots", "0"]);
-    let a = Node::join_with("a", &servers[0].url(), &front);
-    let b = Node::join_with("b", &servers[1].url(), &flags);
-    let c = Node::join_with("c", &servers[2].url(), &flags);
-    until_jetstream_takes_jobs(&a).await;
-    let mut progress = a.client("bob").await;
-    progress
-        .subscribe("p", "/user/queue/progress", "auto")
-        .await;
-    let mut bob = a.client("bob").await;
+    let [a, b, c] = job_nodes(&servers).await;
+    let (mut progress, mut bob) = watched_from(&a).await;
     let id = submit_job(
         &mut bob,
         r#"{"chunks":12,"mibPerChunk":1,"chunkDelayMs":400}"#,
@@ -1377,16 +1372,7 @@ async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped(
         panic!("an event after the job completed: {frame:?}");
     }
     let logged = logged_events(&servers[0], &id).await;
-    let mut chunks = BTreeMap::new();
-    for event in logged.iter().filter(|e| e["event"] == "CHUNK_COMPLETED") {
-        *chunks
-            .entry(event["chunkIndex"].as_u64().unwrap())
-            .or_insert(0) += 1;
-    }
-    assert_eq!(chunks.len(), 12, "{chunks:?}");
-    assert!(chunks.values().all(|n| *n == 1), "{chunks:?}");
-    let seqs: Vec<u64> = logged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_each_chunk_logged_once(&logged, 12);
     // The fenced node lives on and takes jobs again.
     assert_eq!(stopped.status().await["node"], first);
 }
