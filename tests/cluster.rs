@@ -826,21 +826,21 @@ fn jetstream_cluster() -> (Vec<Nats>, tempfile::TempDir) {
 /// Waits until `node` stores queue messages in JetStream: a JetStream cluster just started
 /// elects its leaders first, which a loaded machine can take longer than one frame's wait over.
 async fn until_jetstream_takes_messages(node: &Node) {
+    let warm_up = send("/queue/warm-up", "w").header("persistent", "true");
+    until_receipted(node, warm_up, "a message").await;
+}
+
+/// Sends `frame` with a receipt from a new session on `node` until a RECEIPT comes back.
+async fn until_receipted(node: &Node, frame: Frame, what: &str) {
     let deadline = Instant::now() + WAIT * 6;
     loop {
         let mut client = node.client("warm-up").await;
-        client
-            .send(
-                send("/queue/warm-up", "w")
-                    .header("persistent", "true")
-                    .header("receipt", "w"),
-            )
-            .await;
+        client.send(frame.clone().header("receipt", "w")).await;
         match tokio::time::timeout(WAIT * 3, client.next_frame()).await {
             Ok(Some(reply)) if reply.command == Command::Receipt => return,
             reply => assert!(
                 Instant::now() < deadline,
-                "JetStream never took a message: {reply:?}"
+                "JetStream never took {what}: {reply:?}"
             ),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1134,27 +1134,11 @@ async fn next_event_of(watcher: &mut Tcp, id: &str) -> serde_json::Value {
 /// bucket and streams up, three replicated groups whose leaders a loaded machine may take
 /// longer than one frame's wait to elect.
 async fn until_jetstream_takes_jobs(node: &Node) {
-    let deadline = Instant::now() + WAIT * 6;
-    loop {
-        let mut client = node.client("warm-up").await;
-        client
-            .send(
-                Frame::new(Command::Send)
-                    .header("destination", "/app/jobs")
-                    .header("job-type", "demo")
-                    .header("receipt", "w")
-                    .body(r#"{"chunks":1,"mibPerChunk":0}"#),
-            )
-            .await;
-        match tokio::time::timeout(WAIT * 3, client.next_frame()).await {
-            Ok(Some(reply)) if reply.command == Command::Receipt => return,
-            reply => assert!(
-                Instant::now() < deadline,
-                "JetStream never took a job: {reply:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let job = Frame::new(Command::Send)
+        .header("destination", "/app/jobs")
+        .header("job-type", "demo")
+        .body(r#"{"chunks":1,"mibPerChunk":0}"#);
+    until_receipted(node, job, "a job").await;
 }
 
 /// Every event of job `id` logged in JetStream (`STOMPEDE_JOB_EVENTS`), in order.
