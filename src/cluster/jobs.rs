@@ -169,20 +169,7 @@ impl ClusterJobs {
     async fn parts(&self) -> Result<&Parts, String> {
         self.parts
             .get_or_try_init(|| async {
-                let deadline = tokio::time::Instant::now() + SETUP_WAIT;
-                let mut delay = Duration::from_millis(100);
-                loop {
-                    match self.set_up().await {
-                        Ok(parts) => return Ok(parts),
-                        // JetStream answers "not ready" while a new cluster elects its leaders.
-                        Err(error) if tokio::time::Instant::now() + delay < deadline => {
-                            tracing::debug!(%error, "cluster: job store not ready yet");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(2));
-                        }
-                        Err(error) => return Err(format!("JetStream job store: {error}")),
-                    }
-                }
+                super::while_jetstream_starts(SETUP_WAIT, "job store", || self.set_up()).await
             })
             .await
     }

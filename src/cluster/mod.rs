@@ -406,3 +406,30 @@ impl Federation for Cluster {
         self.0.interests.unwatch(key);
     }
 }
+
+/// Runs `attempt` until it succeeds or `wait` has passed, backing off from 100 ms to 2 s:
+/// JetStream answers "not ready" or times out while a new cluster elects its leaders, a
+/// start-up moment waited out. The last error names `what`.
+pub(crate) async fn while_jetstream_starts<T, F, Fut>(
+    wait: Duration,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::debug!(%error, "cluster: {what} not ready yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => return Err(format!("JetStream {what}: {error}")),
+        }
+    }
+}

@@ -102,26 +102,18 @@ impl Queues {
                     num_replicas: self.replicas,
                     ..Default::default()
                 };
-                let deadline = tokio::time::Instant::now() + STREAM_WAIT;
-                let mut delay = Duration::from_millis(100);
-                loop {
-                    let ready = match self.js.get_or_create_stream(config.clone()).await {
-                        Ok(stream) => self.probe(&stream).await.map(|()| stream),
-                        Err(error) => Err(error.to_string()),
-                    };
-                    match ready {
-                        Ok(stream) => return Ok(stream),
-                        // JetStream answers "not ready" or times out while a cluster elects
-                        // its meta leader, and a new stream's subjects reach the other
-                        // servers a moment after it exists: a start-up moment, waited out.
-                        Err(error) if tokio::time::Instant::now() + delay < deadline => {
-                            tracing::debug!(%error, "cluster: queue stream not ready yet");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(2));
-                        }
-                        Err(error) => return Err(format!("JetStream stream {STREAM}: {error}")),
-                    }
-                }
+                // A new stream's subjects also reach the other servers a moment after it
+                // exists: the probe waits that out too.
+                let what = format!("stream {STREAM}");
+                super::while_jetstream_starts(STREAM_WAIT, &what, || async {
+                    let stream = self
+                        .js
+                        .get_or_create_stream(config.clone())
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    self.probe(&stream).await.map(|()| stream)
+                })
+                .await
             })
             .await
     }
