@@ -772,6 +772,9 @@ const ABORT_SUBMITTERS: usize = 2;
 /// uncommitted transaction, as a power loss would: before the store synced the log after each
 /// flush (sled's flush ends with `sync_file_range`, which leaves a grown log file's size to the
 /// next journal commit), the last receipted messages were missing in 3 of 6 runs.
+///
+/// `STOMPEDE_ABORT_KEEP=DIR` keeps each round's data directory and image in `DIR/round-N`
+/// ([`keep_round`]), to find where a lost message went.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_receipt_survives_an_aborted_file_system() {
     let rounds = std::env::var("STOMPEDE_ABORT_ROUNDS")
@@ -853,6 +856,13 @@ async fn every_receipt_survives_an_aborted_file_system() {
             "umount -l \"$0\" && loop=$(losetup -f --show {}) && mount \"$loop\" \"$0\" && losetup -d \"$loop\"",
             image.display()
         ));
+        if let Some(keep) = std::env::var_os("STOMPEDE_ABORT_KEEP") {
+            keep_round(
+                &PathBuf::from(keep).join(format!("round-{round}")),
+                &ns,
+                &receipted,
+            );
+        }
         let server = ns.start_with(&args);
         let present = queued_ids(server.stomp, true).await;
         let missing: Vec<_> = receipted.difference(&present).collect();
@@ -896,6 +906,31 @@ async fn every_receipt_survives_an_aborted_file_system() {
             "round {round}: accepted jobs missing after the abort: {jobs_missing:?}"
         );
     }
+}
+
+/// Keeps a copy of the data directory and of the raw ext4 image as the remount left them,
+/// before a server opens them, with the receipted ids: what a lost message's bytes are
+/// looked for in (`grep -abo`, then `debugfs -R "icheck BLOCK"` for the file that owns them).
+fn keep_round(to: &Path, ns: &Namespace, receipted: &BTreeSet<String>) {
+    std::fs::create_dir_all(to).unwrap();
+    let image = ns.image.as_ref().unwrap();
+    for (from, name, how) in [
+        (ns.outside(""), "data", "-a"),
+        (image.clone(), "disk.img", "--sparse=always"),
+    ] {
+        let copied = Command::new("cp")
+            .arg(how)
+            .arg(from)
+            .arg(to.join(name))
+            .status();
+        assert!(
+            copied.is_ok_and(|s| s.success()),
+            "could not copy {name} to {}",
+            to.display()
+        );
+    }
+    let ids: Vec<&str> = receipted.iter().map(String::as_str).collect();
+    std::fs::write(to.join("receipted"), ids.join("\n")).unwrap();
 }
 
 /// [`submit_job`] to the server at `base` (an HTTP address), `None` when no answer came (the
