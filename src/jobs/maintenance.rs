@@ -198,6 +198,17 @@ impl JobEngine {
     /// Deletes a finished job of `user`'s (any job, for an admin), its result files too. A job
     /// still pending or running must be cancelled first.
     pub async fn delete(&self, user: &str, id: &str) -> Result<(), Rejection> {
+        if let Some(shared) = self.held_elsewhere(id) {
+            return self
+                .act_elsewhere(shared, user, id, "delete")
+                .await
+                .map(|_| ());
+        }
+        self.delete_here(user, id).await
+    }
+
+    /// Deletes a finished job this node holds.
+    pub(super) async fn delete_here(&self, user: &str, id: &str) -> Result<(), Rejection> {
         let not_found = || Rejection {
             code: "not_found",
             reason: format!("no job {id} of yours"),

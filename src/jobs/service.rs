@@ -365,8 +365,25 @@ impl JobEngine {
         state.jobs.get(id).map(std::borrow::Cow::into_owned)
     }
 
-    /// Applies a control action for `user`.
+    /// Applies a control action for `user`: here when this node holds job `id` (or is on
+    /// its own), else on a cluster member through the node that does (`remote.rs`).
     pub async fn control(&self, user: &str, id: &str, action: &str) -> Result<Job, Rejection> {
+        if let Some(shared) = self.held_elsewhere(id) {
+            return self
+                .act_elsewhere(shared, user, id, action)
+                .await?
+                .ok_or_else(|| reject("internal_error", "a control answered with no job"));
+        }
+        self.control_here(user, id, action).await
+    }
+
+    /// Applies a control action for `user` to a job this node holds.
+    pub(super) async fn control_here(
+        &self,
+        user: &str,
+        id: &str,
+        action: &str,
+    ) -> Result<Job, Rejection> {
         self.store_available()?;
         if !self.may_access(user, id) {
             // The same answer for "not yours" and "does not exist": no probing of ids.
