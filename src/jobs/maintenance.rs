@@ -228,6 +228,14 @@ impl JobEngine {
             id.to_owned(),
         )])
         .await;
+        if self.is_shared() {
+            // Gone from the cluster's store too before the answer: another node asked next
+            // reads the store, and must not find it there.
+            self.written().await.map_err(|stopped| Rejection {
+                code: "store_failure",
+                reason: stopped.to_string(),
+            })?;
+        }
         Ok(())
     }
 }

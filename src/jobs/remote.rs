@@ -320,6 +320,15 @@ impl JobEngine {
                 Err(rejection) => Err(rejection),
             }
         };
+        // Stored before the answer: the asker, and whoever it tells, read the store next.
+        let done = match done {
+            Ok(record) => self
+                .written()
+                .await
+                .map(|()| record)
+                .map_err(|stopped| reject("store_failure", stopped.to_string())),
+            refused => refused,
+        };
         match done {
             Ok(record) => ControlAnswer::Done(record),
             Err(rejection) => ControlAnswer::Refused {
