@@ -51,6 +51,7 @@ pub const RUNS: &str = "STOMPEDE_JOB_RUNS";
 pub const EVENTS: &str = "STOMPEDE_JOB_EVENTS";
 
 mod controls;
+mod quota;
 mod reads;
 
 const RUN_SUBJECT: &str = "stompede.jobs.run";
@@ -788,6 +789,19 @@ impl SharedJobs for SharedJobsLink {
         change: UnheldChange,
     ) -> BoxFuture<'_, Result<Unheld, String>> {
         Box::pin(async move { self.0.change_unheld(&id, change).await })
+    }
+
+    fn count_open(
+        &self,
+        user: String,
+        id: String,
+        max: usize,
+    ) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move { self.0.count_open(&user, &id, max).await })
+    }
+
+    fn count_closed(&self, user: String, id: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.count_closed(&user, &id).await })
     }
 
     fn release(&self, id: String) -> BoxFuture<'_, ()> {

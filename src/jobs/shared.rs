@@ -14,7 +14,9 @@
 //! - any node reads any job ([`SharedJobs::read`], [`SharedJobs::events_after`]), and its
 //!   controls reach the node that holds it ([`SharedJobs::forward`], served from
 //!   [`SharedJobs::next_control`]), or, when none does, change its stored record under the
-//!   lease, taken for the moment of the change ([`SharedJobs::update_unheld`]).
+//!   lease, taken for the moment of the change ([`SharedJobs::update_unheld`]);
+//! - each user's unfinished jobs are counted for the whole cluster ([`SharedJobs::count_open`],
+//!   [`SharedJobs::count_closed`]), so that the per-user limit holds across the nodes.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -96,6 +98,18 @@ pub trait SharedJobs: Send + Sync + std::fmt::Debug + 'static {
         id: String,
         change: UnheldChange,
     ) -> BoxFuture<'_, Result<Unheld, String>>;
+
+    /// Counts job `id` among `user`'s unfinished jobs unless they have `max` already:
+    /// Ok(false) then. Counting a job counted already changes nothing.
+    fn count_open(
+        &self,
+        user: String,
+        id: String,
+        max: usize,
+    ) -> BoxFuture<'_, Result<bool, String>>;
+
+    /// Job `id` of `user` finished (or was never stored): no longer counted.
+    fn count_closed(&self, user: String, id: String) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// A job as stored in the shared store, read by any node.
