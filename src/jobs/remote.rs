@@ -257,6 +257,25 @@ impl JobEngine {
             // Watchers anywhere hear it as from its own node (the broker routes it on).
             drop(events::deliver(&self.inner.broker, event));
         }
+        match action {
+            "cancel" => {
+                shared
+                    .count_closed(job.owner.clone(), id.to_owned())
+                    .await
+                    .map_err(|error| {
+                        reject("store_failure", format!("job not counted: {error}"))
+                    })?;
+            }
+            "retry" => {
+                shared
+                    .count_open(job.owner.clone(), id.to_owned(), usize::MAX)
+                    .await
+                    .map_err(|error| {
+                        reject("store_failure", format!("job not counted: {error}"))
+                    })?;
+            }
+            _ => {}
+        }
         if action == "retry" {
             shared
                 .offer(id.to_owned())
