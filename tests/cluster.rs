@@ -161,6 +161,11 @@ impl Node {
     }
 
     fn start(flags: &[&str]) -> Node {
+        Self::start_configured(flags, "")
+    }
+
+    /// [`Node::start`] with more settings only a config file gives (`key = value` lines).
+    fn start_configured(flags: &[&str], settings: &str) -> Node {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         // Job admins and ACL rules only come from a config file. `ann` (the system) may write
@@ -168,8 +173,10 @@ impl Node {
         let config = dir.path().join("stompede.toml");
         std::fs::write(
             &config,
-            "job-admins = [\"root\"]\n\
-             [[acl]]\nuser = \"ann\"\ndestination = \"/user/*/queue/inbox\"\nwrite = true\n",
+            format!(
+                "{settings}\njob-admins = [\"root\"]\n\
+                 [[acl]]\nuser = \"ann\"\ndestination = \"/user/*/queue/inbox\"\nwrite = true\n"
+            ),
         )
         .unwrap();
         let mut child = Process::new(env!("CARGO_BIN_EXE_stompede"))
@@ -238,6 +245,21 @@ impl Node {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
         };
+        (status, body)
+    }
+
+    /// `POST /api/jobs` of a `demo` job with `params` (JSON) as `user`: the status and body.
+    async fn submit_over_rest(&self, user: &str, params: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/api/jobs", self.http))
+            .basic_auth(user, Some("pw"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"type":"demo","params":{params}}}"#))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = serde_json::from_str(&response.text().await.unwrap()).unwrap();
         (status, body)
     }
 
@@ -1192,11 +1214,12 @@ async fn logged_events(nats: &Nats, id: &str) -> Vec<serde_json::Value> {
 /// Three nodes keeping jobs in JetStream (three copies, a lease of 3 s so that a failover is
 /// quick here): A takes no jobs (a front node), so whatever its clients submit runs on B or C.
 async fn job_nodes(servers: &[Nats]) -> [Node; 3] {
-    job_nodes_with(servers, &[]).await
+    job_nodes_with(servers, "", &[]).await
 }
 
-/// [`job_nodes`] with more flags for the two nodes that run jobs.
-async fn job_nodes_with(servers: &[Nats], runner_flags: &[&str]) -> [Node; 3] {
+/// [`job_nodes`] with more config-file settings for every node, and more flags for the two
+/// nodes that run jobs.
+async fn job_nodes_with(servers: &[Nats], settings: &str, runner_flags: &[&str]) -> [Node; 3] {
     let flags = [
         "--cluster-replicas",
         "3",
@@ -1209,9 +1232,15 @@ async fn job_nodes_with(servers: &[Nats], runner_flags: &[&str]) -> [Node; 3] {
     front.extend(["--cluster-job-slots", "0"]);
     let mut runners = flags.to_vec();
     runners.extend_from_slice(runner_flags);
-    let a = Node::join_with("a", &servers[0].url(), &front);
-    let b = Node::join_with("b", &servers[1].url(), &runners);
-    let c = Node::join_with("c", &servers[2].url(), &runners);
+    let join = |name: &str, server: &Nats, flags: &[&str]| {
+        let url = server.url();
+        let mut all = vec!["--cluster", &url, "--node-name", name];
+        all.extend_from_slice(flags);
+        Node::start_configured(&all, settings)
+    };
+    let a = join("a", &servers[0], &front);
+    let b = join("b", &servers[1], &runners);
+    let c = join("c", &servers[2], &runners);
     until_jetstream_takes_jobs(&a).await;
     [a, b, c]
 }
@@ -1414,7 +1443,13 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
     // One job at a time on each of B and C: a third waits in the work queue, held by none.
-    let [a, b, c] = job_nodes_with(&servers, &["--cluster-job-slots", "1"]).await;
+    // At most three unfinished jobs per user, across the cluster.
+    let [a, b, c] = job_nodes_with(
+        &servers,
+        "job-max-queued-per-user = 3",
+        &["--cluster-job-slots", "1"],
+    )
+    .await;
     let (mut progress, mut bob) = watched_from(&a).await;
     let long = r#"{"chunks":100,"mibPerChunk":0,"chunkDelayMs":300}"#;
     let first = submit_job(&mut bob, long).await;
@@ -1434,6 +1469,12 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
     assert_eq!(status, 200, "{job}");
     assert_eq!(job["status"], "pending", "{job}");
     assert!(job["node"].is_null(), "{job}");
+    // Bob's fourth unfinished job is refused on any node: the limit is the cluster's.
+    for node in [&a, &holder, other] {
+        let (status, problem) = node.submit_over_rest("bob", r#"{"chunks":1}"#).await;
+        assert_eq!(status, 429, "{problem}");
+        assert_eq!(problem["code"], "quota_exceeded", "{problem}");
+    }
     let (status, job) = a
         .rest("POST", "bob", &format!("/api/jobs/{waiting}/pause"))
         .await;
@@ -1452,6 +1493,20 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
     let cancelled = until_event(&mut progress, &waiting, "JOB_CANCELLED").await;
     // Its events numbered on from its last one, with no gap.
     assert_eq!(cancelled["seq"], 4, "{cancelled}");
+    // Cancelled, it no longer counts: one more job is taken, on any node, then no more.
+    let (status, taken) = holder.submit_over_rest("bob", r#"{"chunks":1}"#).await;
+    assert_eq!(status, 202, "{taken}");
+    let (status, problem) = a.submit_over_rest("bob", r#"{"chunks":1}"#).await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (429, &"quota_exceeded".into()),
+        "{problem}"
+    );
+    let taken = taken["id"].as_str().unwrap().to_owned();
+    let (status, job) = a
+        .rest("POST", "bob", &format!("/api/jobs/{taken}/cancel"))
+        .await;
+    assert_eq!(status, 200, "{job}");
     // The refusals of a single node.
     let (status, problem) = a
         .rest("POST", "bob", &format!("/api/jobs/{waiting}/pause"))
