@@ -418,3 +418,84 @@ fn change_unheld(job: &mut Job, user: &str, action: &str) -> Result<Event, Rejec
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::jobs::model::Progress;
+
+    fn job(status: JobStatus) -> Job {
+        Job {
+            id: "01JOB".into(),
+            job_type: "demo".into(),
+            owner: "bob".into(),
+            status,
+            priority: 0,
+            params: json!({}),
+            attempts: 2,
+            max_attempts: 3,
+            run_at: 0,
+            created_at: 0,
+            started_at: None,
+            completed_at: None,
+            progress: Progress::default(),
+            error: None,
+            result: None,
+            chunks: Default::default(),
+            chunks_done: 0,
+            idempotency_key: None,
+            correlation_id: None,
+            seq: 7,
+            run_ms: 0,
+            parent: None,
+            children: vec!["01CHILD".into()],
+            webhook: None,
+            node: Some("b".into()),
+        }
+    }
+
+    #[test]
+    fn an_unheld_job_moves_as_a_single_nodes_control_moves_it() {
+        let mut waiting = job(JobStatus::Pending);
+        let paused = change_unheld(&mut waiting, "bob", "pause").unwrap();
+        assert_eq!(
+            (waiting.status, paused.kind, paused.seq),
+            (JobStatus::Paused, kind::PAUSED, 8)
+        );
+        let resumed = change_unheld(&mut waiting, "bob", "resume").unwrap();
+        assert_eq!(
+            (waiting.status, resumed.kind),
+            (JobStatus::Pending, kind::RESUMED)
+        );
+        let cancelled = change_unheld(&mut waiting, "root", "cancel").unwrap();
+        assert_eq!(waiting.status, JobStatus::Cancelled);
+        assert!(waiting.completed_at.is_some());
+        let body: Value = serde_json::from_slice(&cancelled.body).unwrap();
+        assert_eq!(
+            (body["by"].as_str(), body["seq"].as_u64()),
+            (Some("root"), Some(10))
+        );
+        let retried = change_unheld(&mut waiting, "bob", "retry").unwrap();
+        assert_eq!(retried.kind, kind::RETRY_SCHEDULED);
+        assert_eq!((waiting.status, waiting.attempts), (JobStatus::Pending, 0));
+        assert!(waiting.completed_at.is_none() && waiting.children.is_empty());
+    }
+
+    #[test]
+    fn an_unheld_job_refuses_what_its_state_does_not_allow() {
+        for (status, action) in [
+            (JobStatus::Completed, "cancel"),
+            (JobStatus::Processing, "pause"),
+            (JobStatus::Pending, "resume"),
+            (JobStatus::Completed, "retry"),
+            (JobStatus::Pending, "retry"),
+        ] {
+            let mut unheld = job(status);
+            let refused = change_unheld(&mut unheld, "bob", action).unwrap_err();
+            assert_eq!(refused.code, "invalid_state", "{action} on {status:?}");
+            assert_eq!((unheld.status, unheld.seq), (status, 7));
+        }
+    }
+}
