@@ -1580,6 +1580,31 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     assert!(replayed.iter().any(|e| e["event"] == "JOB_STARTED"));
     assert!(after.get("seq").unwrap().parse::<u64>().unwrap() > *seqs.last().unwrap());
+    // Its events as Server-Sent Events from the front node, from the first (the same replay).
+    let mut sse = reqwest::Client::new()
+        .get(format!("http://{}/api/jobs/{first}/events", a.http))
+        .basic_auth("bob", Some("pw"))
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 200);
+    let mut stream = String::new();
+    for _ in 0..1000 {
+        if stream.contains("event: JOB_STARTED") {
+            break;
+        }
+        let chunk = tokio::time::timeout(WAIT * 3, sse.chunk())
+            .await
+            .expect("no server-sent event came")
+            .unwrap()
+            .expect("the event stream ended");
+        stream.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(stream.contains("event: JOB_ACCEPTED"), "{stream}");
+    assert!(stream.contains("id: 1\n"), "{stream}");
+    assert!(stream.contains("event: JOB_STARTED"), "{stream}");
+    drop(sse);
     // Another user is refused, as on one node.
     let mut eve = a.client("eve").await;
     eve.send(
