@@ -176,15 +176,18 @@ impl JobEngine {
                             .unwrap_or("internal_error");
                         return Err(reject(code, reason));
                     }
-                    // It moved (or finished and was handed back) meanwhile.
-                    Ok(ControlAnswer::NotHere) => {}
-                    // The node that finished it is gone: the store speaks for it.
-                    Err(ForwardError::NoNode(_)) if holder.is_none() => {
+                    // The node that finished it is gone, or no longer keeps it (it started
+                    // afresh): the store speaks for it.
+                    Ok(ControlAnswer::NotHere) | Err(ForwardError::NoNode(_))
+                        if holder.is_none() =>
+                    {
                         match self.act_unheld(shared.as_ref(), user, id, action).await {
                             Err(rejection) if rejection.code == MOVED => {}
                             done => return done,
                         }
                     }
+                    // The node holding it moved it meanwhile: looked for again.
+                    Ok(ControlAnswer::NotHere) => {}
                     // Its holder is gone: once its lease runs out, the store or the next
                     // node speaks for it.
                     Err(ForwardError::NoNode(node)) => {
