@@ -1507,6 +1507,13 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
         .rest("POST", "bob", &format!("/api/jobs/{taken}/cancel"))
         .await;
     assert_eq!(status, 200, "{job}");
+    // Never run, so kept by no node: deleted from the bucket itself.
+    let (status, problem) = a.rest("DELETE", "bob", &format!("/api/jobs/{taken}")).await;
+    assert_eq!(status, 204, "{problem}");
+    for node in [&a, &holder, other] {
+        let (status, problem) = node.rest("GET", "bob", &format!("/api/jobs/{taken}")).await;
+        assert_eq!(status, 404, "{problem}");
+    }
     // The refusals of a single node.
     let (status, problem) = a
         .rest("POST", "bob", &format!("/api/jobs/{waiting}/pause"))
