@@ -58,6 +58,30 @@ impl LocalClient {
         destination: &str,
         headers: &Headers,
     ) -> Result<LocalSubscription, SubscribeError> {
+        self.open(destination, headers, None)
+    }
+
+    /// Like [`LocalClient::subscribe_with`], first reading what the destination's guard needs
+    /// from elsewhere: on a cluster member, a job's topic whose job another node holds is
+    /// admitted (its snapshot, its replay) only this way.
+    pub async fn subscribe_reading_ahead(
+        &self,
+        destination: &str,
+        headers: &Headers,
+    ) -> Result<LocalSubscription, SubscribeError> {
+        let prepared = self
+            .broker
+            .prepare_subscribe(&self.user, destination, headers)
+            .await;
+        self.open(destination, headers, prepared)
+    }
+
+    fn open(
+        &self,
+        destination: &str,
+        headers: &Headers,
+        prepared: Option<crate::broker::app::Prepared>,
+    ) -> Result<LocalSubscription, SubscribeError> {
         let outbox = self.broker.new_outbox();
         let subscribed = self.broker.subscribe(SubscribeRequest {
             user: &self.user,
@@ -68,6 +92,7 @@ impl LocalClient {
             durable: false,
             outbox: &outbox,
             headers,
+            prepared,
         })?;
         let target = match subscribed {
             // The in-process client takes no RECEIPT: nothing waits for the cluster.

@@ -161,6 +161,11 @@ impl Node {
     }
 
     fn start(flags: &[&str]) -> Node {
+        Self::start_configured(flags, "")
+    }
+
+    /// [`Node::start`] with more settings only a config file gives (`key = value` lines).
+    fn start_configured(flags: &[&str], settings: &str) -> Node {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         // Job admins and ACL rules only come from a config file. `ann` (the system) may write
@@ -168,8 +173,10 @@ impl Node {
         let config = dir.path().join("stompede.toml");
         std::fs::write(
             &config,
-            "job-admins = [\"root\"]\n\
-             [[acl]]\nuser = \"ann\"\ndestination = \"/user/*/queue/inbox\"\nwrite = true\n",
+            format!(
+                "{settings}\njob-admins = [\"root\"]\n\
+                 [[acl]]\nuser = \"ann\"\ndestination = \"/user/*/queue/inbox\"\nwrite = true\n"
+            ),
         )
         .unwrap();
         let mut child = Process::new(env!("CARGO_BIN_EXE_stompede"))
@@ -220,6 +227,40 @@ impl Node {
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
         serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    /// `method` on `path` as `user`: the status and the JSON body (null when there is none).
+    async fn rest(&self, method: &str, user: &str, path: &str) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.http))
+            .basic_auth(user, Some("pw"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+        (status, body)
+    }
+
+    /// `POST /api/jobs` of a `demo` job with `params` (JSON) as `user`: the status and body.
+    async fn submit_over_rest(&self, user: &str, params: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/api/jobs", self.http))
+            .basic_auth(user, Some("pw"))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"type":"demo","params":{params}}}"#))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        (status, body)
     }
 
     /// Submits a `demo` job of `chunks` chunks as `client`'s user and returns its id.
@@ -1173,6 +1214,12 @@ async fn logged_events(nats: &Nats, id: &str) -> Vec<serde_json::Value> {
 /// Three nodes keeping jobs in JetStream (three copies, a lease of 3 s so that a failover is
 /// quick here): A takes no jobs (a front node), so whatever its clients submit runs on B or C.
 async fn job_nodes(servers: &[Nats]) -> [Node; 3] {
+    job_nodes_with(servers, "", &[]).await
+}
+
+/// [`job_nodes`] with more config-file settings for every node, and more flags for the two
+/// nodes that run jobs.
+async fn job_nodes_with(servers: &[Nats], settings: &str, runner_flags: &[&str]) -> [Node; 3] {
     let flags = [
         "--cluster-replicas",
         "3",
@@ -1183,9 +1230,17 @@ async fn job_nodes(servers: &[Nats]) -> [Node; 3] {
     ];
     let mut front = flags.to_vec();
     front.extend(["--cluster-job-slots", "0"]);
-    let a = Node::join_with("a", &servers[0].url(), &front);
-    let b = Node::join_with("b", &servers[1].url(), &flags);
-    let c = Node::join_with("c", &servers[2].url(), &flags);
+    let mut runners = flags.to_vec();
+    runners.extend_from_slice(runner_flags);
+    let join = |name: &str, server: &Nats, flags: &[&str]| {
+        let url = server.url();
+        let mut all = vec!["--cluster", &url, "--node-name", name];
+        all.extend_from_slice(flags);
+        Node::start_configured(&all, settings)
+    };
+    let a = join("a", &servers[0], &front);
+    let b = join("b", &servers[1], &runners);
+    let c = join("c", &servers[2], &runners);
     until_jetstream_takes_jobs(&a).await;
     [a, b, c]
 }
@@ -1359,4 +1414,298 @@ async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped(
     assert_each_chunk_logged_once(&logged, 12);
     // The fenced node lives on and takes jobs again.
     assert_eq!(stopped.status().await["node"], first);
+}
+
+/// The next event named `kind` of job `id` on `watcher` (its other events are skipped; a job
+/// that fails fails the test).
+async fn until_event(watcher: &mut Tcp, id: &str, kind: &str) -> serde_json::Value {
+    loop {
+        let event = next_event_of(watcher, id).await;
+        if event["event"] == kind {
+            return event;
+        }
+        assert_ne!(event["event"], "JOB_FAILED", "{event}");
+    }
+}
+
+/// A control as a STOMP SEND to `/app/jobs/<id>/<action>`, receipted.
+async fn control_over_stomp(client: &mut Tcp, id: &str, action: &str) {
+    let frame = Frame::new(Command::Send)
+        .header("destination", format!("/app/jobs/{id}/{action}"))
+        .body(String::new());
+    let receipt = format!("{action}-{id}");
+    let before = client.send_until_receipt(frame, &receipt).await;
+    assert!(before.is_empty(), "{before:?}");
+}
+
+#[tokio::test]
+async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    // One job at a time on each of B and C: a third waits in the work queue, held by none.
+    // At most three unfinished jobs per user, across the cluster.
+    let [a, b, c] = job_nodes_with(
+        &servers,
+        "job-max-queued-per-user = 3",
+        &["--cluster-job-slots", "1"],
+    )
+    .await;
+    let (mut progress, mut bob) = watched_from(&a).await;
+    let long = r#"{"chunks":100,"mibPerChunk":0,"chunkDelayMs":300}"#;
+    let first = submit_job(&mut bob, long).await;
+    let second = submit_job(&mut bob, long).await;
+    let started_on = until_event(&mut progress, &first, "JOB_STARTED").await["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_event(&mut progress, &second, "JOB_STARTED").await;
+    let (holder, other) = if started_on == "b" { (b, c) } else { (c, b) };
+    let other = &other;
+    let other_name = if started_on == "b" { "c" } else { "b" };
+
+    // A job waiting in the work queue: read and controlled through the bucket, from any node.
+    let waiting = submit_job(&mut bob, r#"{"chunks":2,"mibPerChunk":0}"#).await;
+    let (status, job) = a.rest("GET", "bob", &format!("/api/jobs/{waiting}")).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "pending", "{job}");
+    assert!(job["node"].is_null(), "{job}");
+    // Bob's fourth unfinished job is refused on any node: the limit is the cluster's.
+    for node in [&a, &holder, other] {
+        let (status, problem) = node.submit_over_rest("bob", r#"{"chunks":1}"#).await;
+        assert_eq!(status, 429, "{problem}");
+        assert_eq!(problem["code"], "quota_exceeded", "{problem}");
+    }
+    let (status, job) = a
+        .rest("POST", "bob", &format!("/api/jobs/{waiting}/pause"))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "paused", "{job}");
+    let paused = until_event(&mut progress, &waiting, "JOB_PAUSED").await;
+    assert_eq!(paused["by"], "bob");
+    let mut bob_elsewhere = other.client("bob").await;
+    control_over_stomp(&mut bob_elsewhere, &waiting, "resume").await;
+    until_event(&mut progress, &waiting, "JOB_RESUMED").await;
+    let (status, job) = other
+        .rest("POST", "bob", &format!("/api/jobs/{waiting}/cancel"))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "cancelled", "{job}");
+    let cancelled = until_event(&mut progress, &waiting, "JOB_CANCELLED").await;
+    // Its events numbered on from its last one, with no gap.
+    assert_eq!(cancelled["seq"], 4, "{cancelled}");
+    // Cancelled, it no longer counts: one more job is taken, on any node, then no more.
+    let (status, taken) = holder.submit_over_rest("bob", r#"{"chunks":1}"#).await;
+    assert_eq!(status, 202, "{taken}");
+    let (status, problem) = a.submit_over_rest("bob", r#"{"chunks":1}"#).await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (429, &"quota_exceeded".into()),
+        "{problem}"
+    );
+    let taken = taken["id"].as_str().unwrap().to_owned();
+    let (status, job) = a
+        .rest("POST", "bob", &format!("/api/jobs/{taken}/cancel"))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    // Never run, so kept by no node: deleted from the bucket itself.
+    let (status, problem) = a.rest("DELETE", "bob", &format!("/api/jobs/{taken}")).await;
+    assert_eq!(status, 204, "{problem}");
+    for node in [&a, &holder, other] {
+        let (status, problem) = node.rest("GET", "bob", &format!("/api/jobs/{taken}")).await;
+        assert_eq!(status, 404, "{problem}");
+    }
+    // The refusals of a single node.
+    let (status, problem) = a
+        .rest("POST", "bob", &format!("/api/jobs/{waiting}/pause"))
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(problem["code"], "invalid_state", "{problem}");
+    assert_eq!(
+        a.rest("GET", "eve", &format!("/api/jobs/{waiting}"))
+            .await
+            .0,
+        404
+    );
+    let (status, problem) = a
+        .rest("POST", "eve", &format!("/api/jobs/{first}/cancel"))
+        .await;
+    assert_eq!(status, 404, "{problem}");
+
+    // A job running on another node: its snapshot and state from the front node and from the
+    // runner that does not hold it, for its owner and an admin, not for anyone else.
+    for (node, user) in [(&a, "bob"), (other, "bob"), (&a, "root")] {
+        let (status, job) = node.rest("GET", user, &format!("/api/jobs/{first}")).await;
+        assert_eq!(status, 200, "{job}");
+        assert_eq!(job["status"], "processing", "{job}");
+        assert_eq!(job["node"], started_on.as_str(), "{job}");
+    }
+    let mut watcher = a.client("bob").await;
+    watcher
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "job")
+                .header("destination", format!("/topic/jobs/{first}")),
+        )
+        .await;
+    let snapshot = watcher.frame().await;
+    assert_eq!(snapshot.get("snapshot"), Some("true"), "{snapshot:?}");
+    let state: serde_json::Value = serde_json::from_str(&text(&snapshot)).unwrap();
+    assert_eq!(state["status"], "processing", "{state}");
+    assert_eq!(state["node"], started_on.as_str(), "{state}");
+    let snapshot_seq: u64 = snapshot.get("seq").unwrap().parse().unwrap();
+    // Then its live events, from its node.
+    let live = watcher.frame().await;
+    assert!(live.get("snapshot").is_none(), "{live:?}");
+    assert!(
+        live.get("seq").unwrap().parse::<u64>().unwrap() > snapshot_seq,
+        "{live:?}"
+    );
+    // The replay from the events stream, on a node that does not hold the job.
+    let mut replayer = other.client("bob").await;
+    replayer
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "replay")
+                .header("destination", format!("/topic/jobs/{first}"))
+                .header("since-seq", "0"),
+        )
+        .await;
+    let mut replayed = Vec::new();
+    let after = loop {
+        let frame = replayer.frame().await;
+        assert_eq!(frame.command, Command::Message, "{frame:?}");
+        if frame.get("replay") != Some("true") {
+            break frame;
+        }
+        replayed.push(serde_json::from_str::<serde_json::Value>(&text(&frame)).unwrap());
+    };
+    assert_eq!(replayed[0]["event"], "JOB_ACCEPTED", "{replayed:?}");
+    let seqs: Vec<u64> = replayed
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert!(replayed.iter().any(|e| e["event"] == "JOB_STARTED"));
+    assert!(after.get("seq").unwrap().parse::<u64>().unwrap() > *seqs.last().unwrap());
+    // Its events as Server-Sent Events from the front node, from the first (the same replay).
+    let mut sse = reqwest::Client::new()
+        .get(format!("http://{}/api/jobs/{first}/events", a.http))
+        .basic_auth("bob", Some("pw"))
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status().as_u16(), 200);
+    let mut stream = String::new();
+    for _ in 0..1000 {
+        if stream.contains("event: JOB_STARTED") {
+            break;
+        }
+        let chunk = tokio::time::timeout(WAIT * 3, sse.chunk())
+            .await
+            .expect("no server-sent event came")
+            .unwrap()
+            .expect("the event stream ended");
+        stream.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(stream.contains("event: JOB_ACCEPTED"), "{stream}");
+    assert!(stream.contains("id: 1\n"), "{stream}");
+    assert!(stream.contains("event: JOB_STARTED"), "{stream}");
+    drop(sse);
+    // Another user is refused, as on one node.
+    let mut eve = a.client("eve").await;
+    eve.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "job")
+            .header("destination", format!("/topic/jobs/{first}")),
+    )
+    .await;
+    let refused = eve.frame().await;
+    assert_eq!(refused.command, Command::Error, "{refused:?}");
+    assert!(
+        refused.get("message").unwrap().contains("no job"),
+        "{refused:?}"
+    );
+
+    // Its controls, forwarded to its node: pause over STOMP from the front node, resume over
+    // REST from the other runner, cancel from the front node.
+    control_over_stomp(&mut bob, &first, "pause").await;
+    until_event(&mut progress, &first, "JOB_PAUSED").await;
+    let (_, job) = other
+        .rest("GET", "bob", &format!("/api/jobs/{first}"))
+        .await;
+    assert_eq!(job["status"], "paused", "{job}");
+    let (status, job) = other
+        .rest("POST", "bob", &format!("/api/jobs/{first}/resume"))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "pending", "{job}");
+    let resumed = until_event(&mut progress, &first, "JOB_RESUMED").await;
+    assert_eq!(resumed["node"], started_on.as_str(), "{resumed}");
+    for id in [&first, &second] {
+        let (status, job) = a
+            .rest("POST", "bob", &format!("/api/jobs/{id}/cancel"))
+            .await;
+        assert_eq!(status, 200, "{job}");
+        assert_eq!(job["status"], "cancelled", "{job}");
+        until_event(&mut progress, id, "JOB_CANCELLED").await;
+    }
+    let (status, job) = holder
+        .rest("GET", "bob", &format!("/api/jobs/{first}"))
+        .await;
+    assert_eq!(
+        (status, &job["status"]),
+        (200, &"cancelled".into()),
+        "{job}"
+    );
+
+    // The waiting job, cancelled, retried from the front node: offered again, it runs.
+    let (status, job) = a
+        .rest("POST", "bob", &format!("/api/jobs/{waiting}/retry"))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "pending", "{job}");
+    until_event(&mut progress, &waiting, "JOB_RETRY_SCHEDULED").await;
+    let done = until_event(&mut progress, &waiting, "JOB_COMPLETED").await;
+    assert!(matches!(done["node"].as_str(), Some("b" | "c")), "{done}");
+    // Deleted from the front node, by the node that finished it.
+    let (status, problem) = a
+        .rest("DELETE", "bob", &format!("/api/jobs/{waiting}"))
+        .await;
+    assert_eq!(status, 204, "{problem}");
+    for node in [&a, &holder, other] {
+        let (status, problem) = node
+            .rest("GET", "bob", &format!("/api/jobs/{waiting}"))
+            .await;
+        assert_eq!(status, 404, "{problem}");
+    }
+
+    // A job finished on a node that is gone: the bucket speaks for it. Retried from the front
+    // node, it runs on the node left; then cancelled and deleted through that node.
+    let mut holder = holder;
+    let _ = holder.child.kill();
+    let _ = holder.child.wait();
+    let (status, job) = a
+        .rest("POST", "bob", &format!("/api/jobs/{first}/retry"))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "pending", "{job}");
+    let retried = until_event(&mut progress, &first, "JOB_RETRY_SCHEDULED").await;
+    assert!(retried["seq"].as_u64().unwrap() > snapshot_seq, "{retried}");
+    let restarted = until_event(&mut progress, &first, "JOB_STARTED").await;
+    assert_eq!(restarted["node"], other_name, "{restarted}");
+    let (status, job) = a
+        .rest("POST", "bob", &format!("/api/jobs/{first}/cancel"))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    until_event(&mut progress, &first, "JOB_CANCELLED").await;
+    let (status, problem) = a.rest("DELETE", "bob", &format!("/api/jobs/{first}")).await;
+    assert_eq!(status, 204, "{problem}");
+    assert_eq!(
+        other
+            .rest("GET", "bob", &format!("/api/jobs/{first}"))
+            .await
+            .0,
+        404
+    );
 }

@@ -9,6 +9,7 @@ use bytestring::ByteString;
 use stompede_protocol::Headers;
 
 use super::acl::Access;
+use super::app::Prepared;
 use super::destination::{parse_subscribe, user_key, DestinationError, SubscribeTarget};
 use super::federation::Interest;
 use super::outbox::{Delivery, Outbox, Outgoing};
@@ -65,6 +66,8 @@ pub struct SubscribeRequest<'a> {
     pub outbox: &'a Arc<Outbox>,
     /// The SUBSCRIBE's headers (a guard may read them, e.g. `since-seq`).
     pub headers: &'a Headers,
+    /// What the destination's guard read ahead ([`Broker::prepare_subscribe`]).
+    pub prepared: Option<Prepared>,
 }
 
 /// An open subscription.
@@ -103,6 +106,22 @@ impl Broker {
                 destination: destination.to_owned(),
             })
         }
+    }
+
+    /// Reads ahead what the guard of `destination` needs to decide a SUBSCRIBE of `user`
+    /// (see `SubscribeGuard::prepare`); None when it needs nothing. Awaited before
+    /// [`Broker::subscribe`], which takes the result in its request.
+    pub(crate) async fn prepare_subscribe(
+        &self,
+        user: &str,
+        destination: &str,
+        headers: &Headers,
+    ) -> Option<Prepared> {
+        let Ok(SubscribeTarget::Topic(name)) = parse_subscribe(destination) else {
+            return None;
+        };
+        let read = self.subscribe_guard(name)?.prepare(user, name, headers)?;
+        Some(read.await)
     }
 
     /// Opens a subscription: the destination parsed, reading authorised, the guard's first
@@ -166,13 +185,12 @@ impl Broker {
             .as_ref()
             .map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()));
         if let Some(guard) = guard {
-            let first =
-                guard
-                    .check(user, name, headers)
-                    .map_err(|reason| SubscribeError::Refused {
-                        destination: name.to_owned(),
-                        reason,
-                    })?;
+            let first = guard
+                .check(user, name, headers, request.prepared.as_ref())
+                .map_err(|reason| SubscribeError::Refused {
+                    destination: name.to_owned(),
+                    reason,
+                })?;
             for (headers, body) in first {
                 let message = self.message(destination.clone(), &headers, body, true);
                 let _ = outbox.push_reply(Outgoing::Delivery(Delivery {

@@ -107,6 +107,13 @@ where
 /// Why a guard refused a subscription: the guard's own typed error.
 pub type GuardRefusal = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a guard read ahead of deciding a SUBSCRIBE (see [`SubscribeGuard::prepare`]): its
+/// own type, which only its `check` reads.
+pub type Prepared = Box<dyn std::any::Any + Send + Sync>;
+
+/// A guard's read ahead, awaited before the SUBSCRIBE is decided.
+pub type PrepareFuture = Pin<Box<dyn Future<Output = Prepared> + Send>>;
+
 /// Decides SUBSCRIBEs to destinations under a prefix (the job engine guards
 /// `/topic/jobs/...`): may refuse, and may give messages to deliver before live ones (a
 /// snapshot, a replay).
@@ -118,13 +125,28 @@ pub trait SubscribeGuard: Send + Sync + 'static {
         None
     }
 
+    /// What [`SubscribeGuard::check`] needs that only the network has (on a cluster member,
+    /// a job another node holds), read before the subscription is decided: `check` itself
+    /// runs holding the publication lock and cannot wait. None when there is nothing to
+    /// read.
+    fn prepare(
+        &self,
+        _user: &str,
+        _destination: &str,
+        _headers: &Headers,
+    ) -> Option<PrepareFuture> {
+        None
+    }
+
     /// `Err(why)` refuses the subscription (its text goes to the subscriber); `Ok(messages)`
-    /// admits it, the messages (headers and body) going first.
+    /// admits it, the messages (headers and body) going first. `prepared` is what
+    /// [`SubscribeGuard::prepare`] read, when it read something.
     fn check(
         &self,
         user: &str,
         destination: &str,
         headers: &Headers,
+        prepared: Option<&Prepared>,
     ) -> Result<Vec<(Headers, Bytes)>, GuardRefusal>;
 }
 

@@ -15,6 +15,11 @@
 //!   (`stompede.jobevents.<id>`, each with its sequence number in a header), so that a node
 //!   that takes a job over goes on from its last sequence number.
 //!
+//! Any node reads any job and controls it (`jobs/reads.rs`, `jobs/controls.rs`): a job's
+//! record and events are read from the bucket and the log; a control goes to the node holding
+//! its lease, over a request on that node's subject `stompede.jobctl.<node>`, or, when none
+//! holds it, changes its record under the lease, taken for the moment of the change.
+//!
 //! Fencing: every write of a leased job first renews the lease with a compare-and-set on the
 //! revision this node holds. A node whose lease was taken over fails it, drops the write (its
 //! events unsent) and stops the job; a chunk already committed by another node fails the
@@ -32,7 +37,10 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::jobs::shared::{BoxFuture, Claim, SharedJobs};
+use crate::jobs::shared::{
+    BoxFuture, Claim, ControlAnswer, ControlRequest, ForwardError, IncomingControl, SharedJobs,
+    Stored, Unheld, UnheldChange,
+};
 use crate::store::jobs::{JobWrite, EVENT_LOG_LIMIT};
 
 /// The bucket of job records, plans, chunk results and leases.
@@ -41,6 +49,10 @@ pub const BUCKET: &str = "STOMPEDE_JOBS";
 pub const RUNS: &str = "STOMPEDE_JOB_RUNS";
 /// The per-job event logs.
 pub const EVENTS: &str = "STOMPEDE_JOB_EVENTS";
+
+mod controls;
+mod quota;
+mod reads;
 
 const RUN_SUBJECT: &str = "stompede.jobs.run";
 const EVENT_ROOT: &str = "stompede.jobevents";
@@ -84,7 +96,10 @@ struct Held {
 /// The jobs of a cluster in JetStream (see the module's notes).
 pub struct ClusterJobs {
     node: String,
+    client: async_nats::Client,
     js: jetstream::Context,
+    /// This node's control subject, once subscribed (`jobs/controls.rs`).
+    controls: tokio::sync::Mutex<Option<async_nats::Subscriber>>,
     replicas: usize,
     lease: Duration,
     parts: OnceCell<Parts>,
@@ -151,7 +166,9 @@ impl ClusterJobs {
     ) -> ClusterJobs {
         ClusterJobs {
             node,
-            js: jetstream::new(client),
+            js: jetstream::new(client.clone()),
+            client,
+            controls: tokio::sync::Mutex::new(None),
             replicas: replicas.max(1),
             lease,
             parts: OnceCell::new(),
@@ -554,28 +571,13 @@ impl ClusterJobs {
         }
         self.fence_expired(&leases, &mut fenced).await;
         // Then the events, in order, for replay from any node.
-        let mut acks = Vec::new();
-        for write in &writes {
-            if let JobWrite::Event { id, seq, body } = write {
-                if fenced.contains(id) {
-                    continue;
-                }
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(SEQ_HEADER, seq.to_string().as_str());
-                // A batch written again after a failure publishes its events again: JetStream
-                // keeps one of each (its duplicate window is two minutes).
-                headers.insert("Nats-Msg-Id", format!("{}.{seq}", token(id)).as_str());
-                let ack = self
-                    .js
-                    .publish_with_headers(event_subject(id), headers, body.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                acks.push(ack);
+        let events = writes.iter().filter_map(|write| match write {
+            JobWrite::Event { id, seq, body } if !fenced.contains(id) => {
+                Some((id.as_str(), *seq, body))
             }
-        }
-        for ack in acks {
-            ack.await.map_err(|e| e.to_string())?;
-        }
+            _ => None,
+        });
+        self.log_events(events).await?;
         // Last, removals (retention): everything of the job.
         for write in &writes {
             if let JobWrite::Remove { id } = write {
@@ -583,6 +585,31 @@ impl ClusterJobs {
             }
         }
         Ok(fenced)
+    }
+
+    /// Logs `events` (job id, sequence number, body) in the event stream, in order.
+    async fn log_events<'a>(
+        &self,
+        events: impl Iterator<Item = (&'a str, u64, &'a Bytes)>,
+    ) -> Result<(), String> {
+        let mut acks = Vec::new();
+        for (id, seq, body) in events {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(SEQ_HEADER, seq.to_string().as_str());
+            // A batch written again after a failure publishes its events again: JetStream
+            // keeps one of each (its duplicate window is two minutes).
+            headers.insert("Nats-Msg-Id", format!("{}.{seq}", token(id)).as_str());
+            let ack = self
+                .js
+                .publish_with_headers(event_subject(id), headers, body.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Fences off the jobs of `leases` whose lease ran out meanwhile: this process may have
@@ -734,6 +761,47 @@ impl SharedJobs for SharedJobsLink {
 
     fn claim(&self) -> BoxFuture<'_, Option<Claim>> {
         Box::pin(self.0.next_claim())
+    }
+
+    fn read(&self, id: String) -> BoxFuture<'_, Result<Option<Stored>, String>> {
+        Box::pin(async move { self.0.read_stored(&id).await })
+    }
+
+    fn events_after(&self, id: String, seq: u64) -> BoxFuture<'_, Result<Vec<Bytes>, String>> {
+        Box::pin(async move { self.0.logged_after(&id, seq).await })
+    }
+
+    fn forward(
+        &self,
+        node: String,
+        request: ControlRequest,
+    ) -> BoxFuture<'_, Result<ControlAnswer, ForwardError>> {
+        Box::pin(async move { self.0.ask(&node, &request).await })
+    }
+
+    fn next_control(&self) -> BoxFuture<'_, Option<IncomingControl>> {
+        Box::pin(self.0.next_request())
+    }
+
+    fn update_unheld(
+        &self,
+        id: String,
+        change: UnheldChange,
+    ) -> BoxFuture<'_, Result<Unheld, String>> {
+        Box::pin(async move { self.0.change_unheld(&id, change).await })
+    }
+
+    fn count_open(
+        &self,
+        user: String,
+        id: String,
+        max: usize,
+    ) -> BoxFuture<'_, Result<bool, String>> {
+        Box::pin(async move { self.0.count_open(&user, &id, max).await })
+    }
+
+    fn count_closed(&self, user: String, id: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.count_closed(&user, &id).await })
     }
 
     fn release(&self, id: String) -> BoxFuture<'_, ()> {

@@ -136,17 +136,21 @@ pub(crate) async fn submit(
 }
 
 /// The job `id` when `caller` may see it (for the other API modules).
-pub(crate) fn visible_job(
+pub(crate) async fn visible_job(
     ctx: &ServerContext,
     caller: &Caller,
     id: &str,
 ) -> Result<crate::jobs::Job, Problem> {
-    visible(engine(ctx)?, caller, id)
+    visible(engine(ctx)?, caller, id).await
 }
 
-/// The job `id` when `caller` may see it.
-fn visible(engine: &JobEngine, caller: &Caller, id: &str) -> Result<crate::jobs::Job, Problem> {
-    match engine.job(id) {
+/// The job `id` when `caller` may see it: on a cluster member, wherever it is held.
+async fn visible(
+    engine: &JobEngine,
+    caller: &Caller,
+    id: &str,
+) -> Result<crate::jobs::Job, Problem> {
+    match engine.job_anywhere(id).await.map_err(refused)? {
         Some(job) if caller.admin || job.owner == caller.user => Ok(job),
         Some(_) => Err(Problem::not_found(format!("no job {id} of yours"))),
         None => match engine.expired_owner(id) {
@@ -166,7 +170,7 @@ pub(crate) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Problem> {
-    let job = visible(engine(&ctx)?, &caller, &id)?;
+    let job = visible(engine(&ctx)?, &caller, &id).await?;
     Ok(Json(job))
 }
 
@@ -176,7 +180,7 @@ pub(crate) async fn result(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, Problem> {
-    let job = visible(engine(&ctx)?, &caller, &id)?;
+    let job = visible(engine(&ctx)?, &caller, &id).await?;
     match job.status {
         JobStatus::Completed => Ok(Json(job.result.unwrap_or(Value::Null)).into_response()),
         JobStatus::Failed => {
@@ -206,7 +210,7 @@ pub(crate) async fn control(
     Path((id, action)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Problem> {
     let engine = engine(&ctx)?;
-    visible(engine, &caller, &id)?;
+    visible(engine, &caller, &id).await?;
     let done = engine.control(&caller.user, &id, &action).await;
     engine.audit(&caller.user, &caller.address, &action, "", &done);
     Ok(Json(done.map_err(refused)?))
@@ -221,7 +225,7 @@ pub(crate) async fn events(
     Path(id): Path<String>,
     request_headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, Problem> {
-    visible(engine(&ctx)?, &caller, &id)?;
+    visible(engine(&ctx)?, &caller, &id).await?;
     let since = match request_headers.get("last-event-id") {
         None => 0,
         Some(value) => value
@@ -236,7 +240,8 @@ pub(crate) async fn events(
     headers.push("since-seq", since.to_string());
     let client = crate::LocalClient::new(ctx.broker.clone(), &caller.user);
     let subscription = client
-        .subscribe_with(&format!("/topic/jobs/{id}"), &headers)
+        .subscribe_reading_ahead(&format!("/topic/jobs/{id}"), &headers)
+        .await
         .map_err(|e| Problem::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()))?;
     // Ends when the subscription is cut off (a reader that does not keep up).
     let stream = futures::stream::unfold(subscription, |subscription| async move {
@@ -355,7 +360,7 @@ pub(crate) async fn file(
 ) -> Result<axum::response::Response, Problem> {
     use tower::ServiceExt;
 
-    let job = visible(engine(&ctx)?, &caller, &id)?;
+    let job = visible(engine(&ctx)?, &caller, &id).await?;
     let path = job
         .result
         .as_ref()

@@ -19,7 +19,7 @@ pub(crate) async fn page(
     caller: Caller,
     Path((id, page)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    let job = super::jobs::visible_job(&ctx, &caller, &id)?;
+    let job = super::jobs::visible_job(&ctx, &caller, &id).await?;
     if job.job_type != "ocr" {
         return Err(Problem::not_found(format!("job {id} reads no pages")));
     }

@@ -167,18 +167,34 @@ impl JobEngine {
         self.inner.wake.notify_one();
     }
 
-    /// Job `id` finished here: once its last state is stored, its lease goes.
+    /// Job `id` finished here: once its last state is stored, its lease goes and it no
+    /// longer counts toward its owner's limit.
     pub(super) fn hand_back(&self, id: &str) {
         let Some(shared) = self.inner.shared.clone() else {
             return;
         };
+        let owner = self.lock().jobs.owner(id).map(str::to_owned);
         let engine = self.clone();
         let id = id.to_owned();
         self.inner.tracker.spawn(async move {
             if engine.written().await.is_ok() {
-                shared.release(id).await;
+                shared.release(id.clone()).await;
+                if let Some(owner) = owner {
+                    uncounted(shared.as_ref(), owner, id).await;
+                }
             }
         });
+    }
+
+    /// Job `id` of `owner` no longer counts toward the cluster's per-user limit.
+    pub(super) fn uncount(&self, owner: &str, id: &str) {
+        let Some(shared) = self.inner.shared.clone() else {
+            return;
+        };
+        let (owner, id) = (owner.to_owned(), id.to_owned());
+        self.inner
+            .tracker
+            .spawn(async move { uncounted(shared.as_ref(), owner, id).await });
     }
 
     /// Offers job `id`, stored, to the cluster's nodes, then forgets it here: the node that
@@ -211,5 +227,13 @@ impl JobEngine {
     /// Whether jobs are the cluster's, offered to every node, rather than this node's.
     pub(super) fn is_shared(&self) -> bool {
         self.inner.shared.is_some()
+    }
+}
+
+/// Job `id` of `owner` no longer counts toward the cluster's per-user limit; a failure is
+/// logged (the count heals when the owner next reaches the limit: `cluster/jobs/quota.rs`).
+async fn uncounted(shared: &dyn SharedJobs, owner: String, id: String) {
+    if let Err(error) = shared.count_closed(owner, id.clone()).await {
+        tracing::warn!(job = %id, %error, "cluster: a finished job still counts toward its owner's limit");
     }
 }

@@ -198,6 +198,17 @@ impl JobEngine {
     /// Deletes a finished job of `user`'s (any job, for an admin), its result files too. A job
     /// still pending or running must be cancelled first.
     pub async fn delete(&self, user: &str, id: &str) -> Result<(), Rejection> {
+        if let Some(shared) = self.held_elsewhere(id) {
+            return self
+                .act_elsewhere(shared, user, id, "delete")
+                .await
+                .map(|_| ());
+        }
+        self.delete_here(user, id).await
+    }
+
+    /// Deletes a finished job this node holds.
+    pub(super) async fn delete_here(&self, user: &str, id: &str) -> Result<(), Rejection> {
         let not_found = || Rejection {
             code: "not_found",
             reason: format!("no job {id} of yours"),
@@ -217,6 +228,14 @@ impl JobEngine {
             id.to_owned(),
         )])
         .await;
+        if self.is_shared() {
+            // Gone from the cluster's store too before the answer: another node asked next
+            // reads the store, and must not find it there.
+            self.written().await.map_err(|stopped| Rejection {
+                code: "store_failure",
+                reason: stopped.to_string(),
+            })?;
+        }
         Ok(())
     }
 }

@@ -31,6 +31,7 @@ mod mount;
 mod names;
 mod noop;
 mod recovery;
+mod remote;
 mod scheduler;
 mod service;
 mod settle;
@@ -294,7 +295,8 @@ impl JobEngine {
         tracker.spawn(engine.clone().settle_loop());
         tracker.spawn(webhooks::run(engine.clone()));
         if let Some(shared) = shared {
-            tracker.spawn(engine.clone().claim_loop(shared));
+            tracker.spawn(engine.clone().claim_loop(shared.clone()));
+            tracker.spawn(engine.clone().control_loop(shared));
         }
         Ok(engine)
     }

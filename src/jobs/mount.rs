@@ -8,7 +8,8 @@ use stompede_protocol::Headers;
 
 use super::{JobEngine, WeakJobEngine};
 use crate::broker::app::{
-    AppError, AppFuture, AppHandler, AppRequest, GuardRefusal, SubscribeGuard,
+    AppError, AppFuture, AppHandler, AppRequest, GuardRefusal, PrepareFuture, Prepared,
+    SubscribeGuard,
 };
 use crate::broker::Broker;
 
@@ -48,12 +49,17 @@ impl SubscribeGuard for Mounted {
         self.engine().ok()?.publication_lock()
     }
 
+    fn prepare(&self, user: &str, destination: &str, headers: &Headers) -> Option<PrepareFuture> {
+        self.engine().ok()?.prepare(user, destination, headers)
+    }
+
     fn check(
         &self,
         user: &str,
         destination: &str,
         headers: &Headers,
+        prepared: Option<&Prepared>,
     ) -> Result<Vec<(Headers, Bytes)>, GuardRefusal> {
-        self.engine()?.check(user, destination, headers)
+        self.engine()?.check(user, destination, headers, prepared)
     }
 }

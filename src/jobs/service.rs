@@ -276,6 +276,21 @@ impl JobEngine {
             webhook,
             node: None,
         };
+        if let Some(shared) = &self.inner.shared {
+            // The cluster's count of the user's unfinished jobs, not this node's (which holds
+            // only the jobs it runs).
+            let max = self.inner.config.max_queued_per_user;
+            match shared
+                .count_open(user.to_owned(), job.id.clone(), max)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Err(quota_exceeded(max)),
+                Err(error) => {
+                    return Err(reject("store_failure", format!("job not counted: {error}")))
+                }
+            }
+        }
         let permit = self.inner.writer.room().await;
         let committed = {
             let mut state = self.lock();
@@ -286,18 +301,13 @@ impl JobEngine {
                     .get(&idempotency_key(user, key))
                     .and_then(|id| state.jobs.get(id));
                 if let Some(existing) = existing {
+                    self.uncount(user, &job.id);
                     return Ok(existing.into_owned());
                 }
             }
             let queued = state.unfinished.get(user).copied().unwrap_or(0);
-            if queued >= self.inner.config.max_queued_per_user {
-                return Err(reject(
-                    "quota_exceeded",
-                    format!(
-                        "at most {} unfinished jobs per user",
-                        self.inner.config.max_queued_per_user
-                    ),
-                ));
+            if !self.is_shared() && queued >= self.inner.config.max_queued_per_user {
+                return Err(quota_exceeded(self.inner.config.max_queued_per_user));
             }
             let fields = json!({ "priority": job.priority, "runAt": job.run_at, "maxAttempts": job.max_attempts });
             let event = events::next(&mut job, kind::ACCEPTED, fields);
@@ -365,8 +375,25 @@ impl JobEngine {
         state.jobs.get(id).map(std::borrow::Cow::into_owned)
     }
 
-    /// Applies a control action for `user`.
+    /// Applies a control action for `user`: here when this node holds job `id` (or is on
+    /// its own), else on a cluster member through the node that does (`remote.rs`).
     pub async fn control(&self, user: &str, id: &str, action: &str) -> Result<Job, Rejection> {
+        if let Some(shared) = self.held_elsewhere(id) {
+            return self
+                .act_elsewhere(shared, user, id, action)
+                .await?
+                .ok_or_else(|| reject("internal_error", "a control answered with no job"));
+        }
+        self.control_here(user, id, action).await
+    }
+
+    /// Applies a control action for `user` to a job this node holds.
+    pub(super) async fn control_here(
+        &self,
+        user: &str,
+        id: &str,
+        action: &str,
+    ) -> Result<Job, Rejection> {
         self.store_available()?;
         if !self.may_access(user, id) {
             // The same answer for "not yours" and "does not exist": no probing of ids.
@@ -480,7 +507,12 @@ impl JobEngine {
         if job.status.is_finished() {
             self.hand_back(id);
         }
-        if action == "retry" && self.is_shared() {
+        if let (Some(shared), "retry") = (&self.inner.shared, action) {
+            // Unfinished again (as on one node, past the per-user limit if need be).
+            shared
+                .count_open(job.owner.clone(), id.to_owned(), usize::MAX)
+                .await
+                .map_err(|error| reject("store_failure", format!("job not counted: {error}")))?;
             // Its new state is stored before it is offered.
             self.written()
                 .await
@@ -492,6 +524,13 @@ impl JobEngine {
         self.inner.wake.notify_one();
         Ok(job)
     }
+}
+
+fn quota_exceeded(max: usize) -> Rejection {
+    reject(
+        "quota_exceeded",
+        format!("at most {max} unfinished jobs per user"),
+    )
 }
 
 fn number(value: &str, name: &str) -> Result<u64, Rejection> {

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::remote::RemoteView;
 use super::JobEngine;
-use crate::broker::app::GuardRefusal;
+use crate::broker::app::{GuardRefusal, PrepareFuture, Prepared};
 use crate::store::StoreError;
 
 impl JobEngine {
@@ -62,6 +63,9 @@ pub(crate) enum WatchRefused {
     /// The replay's log could not be read.
     #[error("the job's event log could not be read: {0}")]
     Unreadable(#[source] StoreError),
+    /// The job, held by another node, could not be read from the cluster's store.
+    #[error("the job could not be read from the cluster's store: {0}")]
+    Remote(String),
     /// The snapshot could not be encoded.
     #[error("the job could not be encoded: {0}")]
     Unencodable(#[source] serde_json::Error),
@@ -75,65 +79,144 @@ impl crate::broker::app::SubscribeGuard for JobEngine {
         Some(self.inner.writer.unannounced().publication().clone())
     }
 
+    /// On a cluster member, a job another node holds is read from the cluster's store (its
+    /// record and, with `since-seq`, its logged events) before the SUBSCRIBE is decided.
+    fn prepare(
+        &self,
+        _user: &str,
+        destination: &str,
+        headers: &stompede_protocol::Headers,
+    ) -> Option<PrepareFuture> {
+        let id = watched_job(destination)?;
+        self.held_elsewhere(id)?;
+        let since = match headers.get("since-seq") {
+            // Refused by `check`, with no need to read anything.
+            Some(since) => Some(since.trim().parse::<u64>().ok()?),
+            None => None,
+        };
+        let engine = self.clone();
+        let id = id.to_owned();
+        Some(Box::pin(async move {
+            Box::new(engine.remote_view(&id, since).await) as Prepared
+        }))
+    }
+
     fn check(
         &self,
         user: &str,
         destination: &str,
         headers: &stompede_protocol::Headers,
+        prepared: Option<&Prepared>,
     ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, GuardRefusal> {
-        let rest = destination
-            .strip_prefix("/topic/jobs")
-            .unwrap_or_default()
-            .trim_start_matches('/');
-        let id = rest.split('/').next().unwrap_or_default();
-        let wildcard = rest.split('/').any(|s| s == "*" || s == "**");
-        if id.is_empty() || wildcard {
+        let Some(id) = watched_job(destination) else {
             return if self.is_admin(user) {
                 Ok(Vec::new())
             } else {
                 Err(WatchRefused::EveryJob.into())
             };
+        };
+        let since = headers
+            .get("since-seq")
+            .map(|since| {
+                since
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| WatchRefused::SinceSeq)
+            })
+            .transpose()?;
+        if let Some(view) = prepared.and_then(|p| p.downcast_ref::<RemoteView>()) {
+            return self.check_remote(user, id, since, view);
         }
         if !self.may_access(user, id) {
             return Err(WatchRefused::NotYours(id.to_owned()).into());
         }
-        if let Some(since) = headers.get("since-seq") {
-            let since: u64 = since.trim().parse().map_err(|_| WatchRefused::SinceSeq)?;
+        if let Some(since) = since {
             let events = self
                 .events_after(id, since)
                 .map_err(WatchRefused::Unreadable)?;
-            return Ok(events
-                .into_iter()
-                .map(|body| {
-                    let mut h = stompede_protocol::Headers::new();
-                    h.push("content-type", "application/json");
-                    h.push("job-id", id);
-                    if let Some(t) = body.get("jobType").and_then(Value::as_str) {
-                        h.push("job-type", t);
-                    }
-                    if let Some(e) = body.get("event").and_then(Value::as_str) {
-                        h.push("event", e);
-                    }
-                    if let Some(s) = body.get("seq").and_then(Value::as_u64) {
-                        h.push("seq", s.to_string());
-                    }
-                    h.push("replay", "true");
-                    (h, body.to_string().into())
-                })
-                .collect());
+            return Ok(replay(id, events));
         }
         let Some(job) = self.job(id) else {
             return Err(WatchRefused::NotYours(id.to_owned()).into());
         };
-        let mut h = stompede_protocol::Headers::new();
-        h.push("content-type", "application/json");
-        h.push("job-id", job.id.as_str());
-        h.push("job-type", job.job_type.as_str());
-        h.push("snapshot", "true");
-        h.push("seq", job.seq.to_string());
-        let body = job.to_bytes().map_err(WatchRefused::Unencodable)?;
-        Ok(vec![(h, body.into())])
+        Ok(vec![snapshot(&job)?])
     }
+}
+
+impl JobEngine {
+    /// [`SubscribeGuard::check`](crate::broker::app::SubscribeGuard::check) for a job another
+    /// node holds, from what `prepare` read: the same rule (its owner and the admins), the
+    /// same snapshot or replay. Its live events come from its node through the cluster once
+    /// the subscription is in place: one made between the read and then is missed, and its
+    /// `seq` tells the gap (a `since-seq` subscription fills it).
+    fn check_remote(
+        &self,
+        user: &str,
+        id: &str,
+        since: Option<u64>,
+        view: &RemoteView,
+    ) -> Result<Vec<(stompede_protocol::Headers, bytes::Bytes)>, GuardRefusal> {
+        let job = match &view.job {
+            Ok(Some(job)) if self.is_admin(user) || job.owner == user => job,
+            Ok(_) => return Err(WatchRefused::NotYours(id.to_owned()).into()),
+            Err(error) => return Err(WatchRefused::Remote(error.clone()).into()),
+        };
+        if since.is_some() {
+            let events = view
+                .events
+                .as_ref()
+                .map_err(|error| WatchRefused::Remote(error.clone()))?;
+            return Ok(replay(id, events.clone()));
+        }
+        Ok(vec![snapshot(job)?])
+    }
+}
+
+/// The job a destination under `/topic/jobs` names; None for `/topic/jobs` itself and
+/// wildcards (every job's).
+fn watched_job(destination: &str) -> Option<&str> {
+    let rest = destination
+        .strip_prefix("/topic/jobs")
+        .unwrap_or_default()
+        .trim_start_matches('/');
+    let id = rest.split('/').next().unwrap_or_default();
+    let wildcard = rest.split('/').any(|s| s == "*" || s == "**");
+    (!id.is_empty() && !wildcard).then_some(id)
+}
+
+/// A `since-seq` replay of job `id`'s `events`, as messages marked `replay:true`.
+fn replay(id: &str, events: Vec<Value>) -> Vec<(stompede_protocol::Headers, bytes::Bytes)> {
+    events
+        .into_iter()
+        .map(|body| {
+            let mut h = stompede_protocol::Headers::new();
+            h.push("content-type", "application/json");
+            h.push("job-id", id);
+            if let Some(t) = body.get("jobType").and_then(Value::as_str) {
+                h.push("job-type", t);
+            }
+            if let Some(e) = body.get("event").and_then(Value::as_str) {
+                h.push("event", e);
+            }
+            if let Some(s) = body.get("seq").and_then(Value::as_u64) {
+                h.push("seq", s.to_string());
+            }
+            h.push("replay", "true");
+            (h, body.to_string().into())
+        })
+        .collect()
+}
+
+/// The `snapshot:true` message of `job`.
+fn snapshot(job: &super::Job) -> Result<(stompede_protocol::Headers, bytes::Bytes), WatchRefused> {
+    let mut h = stompede_protocol::Headers::new();
+    h.push("content-type", "application/json");
+    h.push("job-id", job.id.as_str());
+    h.push("job-type", job.job_type.as_str());
+    h.push("snapshot", "true");
+    h.push("seq", job.seq.to_string());
+    let body = job.to_bytes().map_err(WatchRefused::Unencodable)?;
+    Ok((h, body.into()))
 }
 
 #[cfg(test)]
@@ -193,13 +276,13 @@ mod tests {
         let mut replay = Headers::new();
         replay.push("since-seq", "0");
         let refused = engine
-            .check("ann", &format!("/topic/jobs/{id}"), &replay)
+            .check("ann", &format!("/topic/jobs/{id}"), &replay, None)
             .unwrap_err()
             .to_string();
         assert!(refused.contains("event log could not be read"), "{refused}");
         // Without a replay, the snapshot still comes from memory.
         let snapshot = engine
-            .check("ann", &format!("/topic/jobs/{id}"), &Headers::new())
+            .check("ann", &format!("/topic/jobs/{id}"), &Headers::new(), None)
             .unwrap();
         assert_eq!(snapshot.len(), 1);
         server.shutdown().await;

@@ -531,14 +531,17 @@ impl Session {
         let result = match command {
             Command::Send => self.send(frame, text).await.map(|r| reply = r),
             Command::Subscribe => {
-                let subscribed = self.subscriptions.subscribe(
-                    &frame,
-                    self.version,
-                    &self.user,
-                    &self.outbox,
-                    &self.broker,
-                    self.ctx.config.max_subscriptions_per_session,
-                );
+                let subscribed = self
+                    .subscriptions
+                    .subscribe(
+                        &frame,
+                        self.version,
+                        &self.user,
+                        &self.outbox,
+                        &self.broker,
+                        self.ctx.config.max_subscriptions_per_session,
+                    )
+                    .await;
                 match subscribed {
                     // On a cluster member the RECEIPT (and this session's next frame) waits
                     // until the other nodes route the destination here (bounded by the link):

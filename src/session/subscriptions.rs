@@ -57,7 +57,7 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// SUBSCRIBE. The returned interest is the subscription's registration with the other
     /// nodes of a cluster: the RECEIPT waits for it.
-    pub fn subscribe(
+    pub async fn subscribe(
         &mut self,
         frame: &Frame,
         version: Version,
@@ -94,6 +94,11 @@ impl Subscriptions {
                 "ack must be auto, client or client-individual.",
             )
         })?;
+        // What the destination's guard must read from elsewhere first (a job another node
+        // holds), before the subscription is decided.
+        let prepared = broker
+            .prepare_subscribe(user, &destination, &frame.headers)
+            .await;
         let subscribed = broker
             .subscribe(SubscribeRequest {
                 user,
@@ -104,6 +109,7 @@ impl Subscriptions {
                 durable: is_durable(frame),
                 outbox,
                 headers: &frame.headers,
+                prepared,
             })
             .map_err(refusal)?;
         let (subscription, interest) = match subscribed {
