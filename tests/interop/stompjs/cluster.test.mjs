@@ -1,10 +1,16 @@
-// Two stompede nodes joined through a nats-server (`--cluster`, issue #24), as @stomp/stompjs
-// sees them over WebSocket: a topic pattern and a user destination across nodes, headers and
-// binary bodies intact. The Rust suite (tests/cluster.rs) covers order, volume and failures.
+// stompede nodes joined through NATS (`--cluster`, issue #24), as @stomp/stompjs sees them over
+// WebSocket: a topic pattern and a user destination across nodes, headers and binary bodies
+// intact; and a reconciliation submitted on one node, run on another and watched through the
+// first, with jobs in a three-server JetStream cluster. The Rust suite (tests/cluster.rs) covers
+// order, volume and failures.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { brokerTest, sleep } from './harness.mjs';
 
@@ -32,10 +38,13 @@ function accepts(port) {
   });
 }
 
-/** Starts Debian's nats-server (scripts/test.sh installs it) on a free port. */
-async function startNats() {
-  const port = await freePort();
-  const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+/**
+ * Starts Debian's nats-server (scripts/test.sh installs it) on `port` (a free one if not given),
+ * with `args` besides.
+ */
+async function startNats(args = [], port = undefined) {
+  port ??= await freePort();
+  const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port), ...args], { stdio: 'ignore' });
   let failure;
   child.once('error', err => {
     failure = err;
@@ -47,6 +56,50 @@ async function startNats() {
     await sleep(20);
   }
   return { url: `nats://127.0.0.1:${port}`, stop: () => child.kill('SIGKILL') };
+}
+
+/** Three nats-servers routed into one NATS cluster with JetStream, each storing in `dir`. */
+async function startJetStreamCluster(dir) {
+  const clients = [await freePort(), await freePort(), await freePort()];
+  const routes = [await freePort(), await freePort(), await freePort()];
+  const allRoutes = routes.map(p => `nats://127.0.0.1:${p}`).join(',');
+  const servers = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const args = ['-js', '-sd', join(dir, `s${i}`), '--server_name', `s${i}`,
+        '--cluster_name', 'stompede-js', '--cluster', `nats://127.0.0.1:${routes[i]}`, '--routes', allRoutes];
+      servers.push(await startNats(args, clients[i]));
+    }
+  } catch (err) {
+    for (const server of servers) server.stop();
+    throw err;
+  }
+  return { urls: servers.map(s => s.url), stop: () => servers.forEach(s => s.stop()) };
+}
+
+/**
+ * Submits one-chunk demo jobs over HTTP on `server` until one is accepted: a JetStream cluster
+ * just started elects its leaders first, and until then the job store refuses.
+ */
+async function untilJetStreamTakesJobs(server) {
+  const body = JSON.stringify({ type: 'demo', params: { chunks: 1, mibPerChunk: 0 } });
+  const deadline = Date.now() + 60_000;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const answer = await fetch(`http://${server.httpAddr}/api/jobs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Basic ${btoa('warm:x')}` },
+        body,
+      });
+      last = `${answer.status} ${await answer.text()}`;
+      if (answer.status === 202) return;
+    } catch (err) {
+      last = err.message;
+    }
+    await sleep(250);
+  }
+  throw new Error(`JetStream never took a job: ${last}`);
 }
 
 brokerTest('across two nodes: a topic pattern and a user destination, headers and bodies intact', async ctx => {
@@ -82,3 +135,78 @@ brokerTest('across two nodes: a topic pattern and a user destination, headers an
     nats.stop();
   }
 });
+
+brokerTest('a page on node A reconciles two files on node B through JetStream and watches it through A', async ctx => {
+  const natsDir = await mkdtemp(join(tmpdir(), 'stompede-interop-nats-'));
+  const nats = await startJetStreamCluster(natsDir);
+  try {
+    // A and C take no jobs (front nodes): whatever is submitted runs on B. Each node talks to
+    // its own NATS server.
+    const node = (name, url, slots) =>
+      ctx.server({
+        config: `cluster = ["${url}"]\nnode-name = "${name}"\ncluster-jobs = true\n` +
+          `cluster-replicas = 3\ncluster-job-slots = ${slots}\n`,
+      });
+    const a = await node('a', nats.urls[0], 0);
+    const b = await node('b', nats.urls[1], 2);
+    const c = await node('c', nats.urls[2], 0);
+    const bo = ['id,amount,date', 'A1,10.50,2024-12-31', 'A2,20.00,2024-01-01', 'A3,5.00,2024-02-02',
+      'A4,1,2024-03-03', 'A4,1,2024-03-03', 'bad,row'];
+    const partner = ['id;amount;date', 'A1;10,50;31/12/2024', 'A2;21,00;01/01/2024', 'A5;7,00;05/05/2024',
+      'A4;1;03/03/2024'];
+    // The nodes share what they import, as a shared volume would: the submitting node checks
+    // the paths (a refused one is a JOB_REJECTED), the running node reads the files.
+    for (const server of [a, b, c]) {
+      await writeFile(join(server.dataDir, 'import', 'bo.csv'), bo.join('\n') + '\n');
+      await writeFile(join(server.dataDir, 'import', 'partner.csv'), partner.join('\n') + '\n');
+    }
+    await untilJetStreamTakesJobs(a);
+
+    const page = await ctx.client(a, { login: 'ann', passcode: 'x' });
+    const progress = await page.subscribe('/user/queue/progress');
+    const receipt = await page.send(
+      '/app/jobs',
+      JSON.stringify({ boFile: 'bo.csv', partnerFile: 'partner.csv', boKey: 'id', partnerKey: 'id' }),
+      { 'job-type': 'reconcile' },
+    );
+    const jobId = receipt.headers['job-id'];
+    assert.match(jobId, /^[0-9A-Z]{26}$/);
+    const events = [];
+    for (;;) {
+      const message = await progress.next();
+      assert.equal(message.headers['job-id'], jobId);
+      const event = JSON.parse(message.body);
+      events.push(event);
+      if (event.event === 'JOB_COMPLETED' || event.event === 'JOB_FAILED') break;
+    }
+    assert.deepEqual(events.map(e => e.seq), events.map((_, i) => i + 1), 'numbered without gaps');
+    const kinds = events.map(e => e.event);
+    assert.equal(kinds[0], 'JOB_ACCEPTED');
+    const started = events.findIndex(e => e.event === 'JOB_STARTED');
+    assert.ok(started > 0, kinds.join(' '));
+    for (const event of events.slice(started)) {
+      assert.equal(event.node, 'b', `every event from JOB_STARTED on names the node running it: ${JSON.stringify(event)}`);
+    }
+    assert.ok(kinds.filter(k => k === 'CHUNK_COMPLETED').length >= 2, kinds.join(' '));
+    const done = events.at(-1);
+    assert.equal(done.event, 'JOB_COMPLETED', JSON.stringify(done));
+    const r = done.result;
+    assert.deepEqual(
+      [r.totalMatches, r.totalMismatches, r.totalBoOnly, r.totalPartnerOnly, r.duplicateBoKeys, r.rejectedRows],
+      [1, 1, 1, 1, 1, 1],
+      JSON.stringify(r),
+    );
+
+    // A page opened later on A gets the job's state, from the bucket, naming B.
+    const late = await ctx.client(a, { login: 'ann', passcode: 'x' });
+    const watch = await late.subscribe(`/topic/jobs/${jobId}`);
+    const snapshot = await watch.next();
+    assert.equal(snapshot.headers.snapshot, 'true');
+    const state = JSON.parse(snapshot.body);
+    assert.equal(state.status, 'completed', snapshot.body);
+    assert.equal(state.node, 'b', snapshot.body);
+  } finally {
+    nats.stop();
+    await rm(natsDir, { recursive: true, force: true });
+  }
+}, { timeout: 120_000 });
