@@ -254,6 +254,21 @@ impl Job {
     pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
         serde_json::to_vec(self)
     }
+
+    /// Puts a failed or cancelled job back to pending, as a retry does: due `now`, its
+    /// attempts counted afresh, its error forgotten, and its next terminal event delivered to
+    /// its webhook afresh. What becomes of its children is the caller's to decide.
+    pub(crate) fn reset_for_retry(&mut self, now: u64) {
+        self.status = JobStatus::Pending;
+        self.attempts = 0;
+        self.error = None;
+        self.completed_at = None;
+        self.run_at = now;
+        self.created_at = now;
+        if let Some(webhook) = &mut self.webhook {
+            *webhook = Webhook::new(std::mem::take(&mut webhook.url));
+        }
+    }
 }
 
 /// Parses a priority: an integer or `low`, `normal`, `high`, `critical`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::events::{self, kind, Event};
-use super::model::{Job, JobStatus, Webhook};
+use super::model::{Job, JobStatus};
 use super::service::Rejection;
 use super::shared::{ControlAnswer, ControlRequest, ForwardError, SharedJobs, Unheld};
 use super::JobEngine;
@@ -400,15 +400,7 @@ fn change_unheld(job: &mut Job, user: &str, action: &str) -> Result<Event, Rejec
             // Its children's outcomes were kept by the node that ran it, which is gone: they
             // are asked for again.
             job.children.clear();
-            job.status = JobStatus::Pending;
-            job.attempts = 0;
-            job.error = None;
-            job.completed_at = None;
-            job.run_at = now;
-            job.created_at = now;
-            if let Some(webhook) = &mut job.webhook {
-                *webhook = Webhook::new(std::mem::take(&mut webhook.url));
-            }
+            job.reset_for_retry(now);
             Ok(events::next(
                 job,
                 kind::RETRY_SCHEDULED,

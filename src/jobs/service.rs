@@ -465,16 +465,7 @@ impl JobEngine {
                     if !children_completed {
                         job.children.clear();
                     }
-                    job.status = JobStatus::Pending;
-                    job.attempts = 0;
-                    job.error = None;
-                    job.completed_at = None;
-                    job.run_at = now;
-                    job.created_at = now;
-                    if let Some(webhook) = &mut job.webhook {
-                        // The next terminal event is delivered afresh.
-                        *webhook = Webhook::new(std::mem::take(&mut webhook.url));
-                    }
+                    job.reset_for_retry(now);
                     // A cluster's job is offered again below, to run wherever it is claimed.
                     if self.inner.shared.is_none() {
                         state.schedule.add(id, job.priority, now, now);
