@@ -456,6 +456,16 @@ impl Server {
             listeners,
             ..
         } = self;
+        // Before anything stops: the cluster's other nodes take this node's jobs over now.
+        if let Some(jobs) = &jobs {
+            let timeout = Duration::from_millis(ctx.config.shutdown_timeout_ms);
+            if tokio::time::timeout(timeout, jobs.hand_back_to_cluster())
+                .await
+                .is_err()
+            {
+                tracing::warn!("jobs not handed back to the cluster within the shutdown timeout");
+            }
+        }
         ctx.shutdown.cancel();
         for listener in listeners {
             let _ = listener.await;

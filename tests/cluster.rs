@@ -1220,13 +1220,23 @@ async fn job_nodes(servers: &[Nats]) -> [Node; 3] {
 /// [`job_nodes`] with more config-file settings for every node, and more flags for the two
 /// nodes that run jobs.
 async fn job_nodes_with(servers: &[Nats], settings: &str, runner_flags: &[&str]) -> [Node; 3] {
+    job_nodes_leased(servers, settings, runner_flags, "3000").await
+}
+
+/// [`job_nodes_with`], with leases of `lease_ms`.
+async fn job_nodes_leased(
+    servers: &[Nats],
+    settings: &str,
+    runner_flags: &[&str],
+    lease_ms: &str,
+) -> [Node; 3] {
     let flags = [
         "--cluster-replicas",
         "3",
         "--cluster-jobs",
         "on",
         "--cluster-job-lease-ms",
-        "3000",
+        lease_ms,
     ];
     let mut front = flags.to_vec();
     front.extend(["--cluster-job-slots", "0"]);
@@ -1414,6 +1424,61 @@ async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped(
     assert_each_chunk_logged_once(&logged, 12);
     // The fenced node lives on and takes jobs again.
     assert_eq!(stopped.status().await["node"], first);
+}
+
+#[tokio::test]
+async fn a_node_shut_down_cleanly_hands_its_job_over_at_once() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    // Leases far longer than any event is waited for: the job can only move on before the
+    // test gives up because its node handed it over.
+    let [a, b, c] = job_nodes_leased(&servers, "", &[], "600000").await;
+    let (mut progress, mut bob) = watched_from(&a).await;
+    let id = submit_job(
+        &mut bob,
+        r#"{"chunks":12,"mibPerChunk":1,"chunkDelayMs":400}"#,
+    )
+    .await;
+    let mut seen = Vec::new();
+    let first = loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "CHUNK_COMPLETED" && event["chunkIndex"].as_u64().unwrap() >= 2 {
+            break event["node"].as_str().unwrap().to_owned();
+        }
+    };
+    let (mut stopping, _other_node, other) = if first == "b" {
+        (b, c, "c")
+    } else {
+        (c, b, "b")
+    };
+    // A rolling restart's SIGTERM, mid-job.
+    signal(&stopping, "TERM");
+    let exit = stopping.child.wait().unwrap();
+    assert!(exit.success(), "the node did not shut down cleanly: {exit}");
+    loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        assert!(
+            !matches!(
+                event["event"].as_str(),
+                Some("JOB_FAILED" | "JOB_CANCELLED")
+            ),
+            "{event}"
+        );
+        if event["event"] == "JOB_COMPLETED" {
+            break;
+        }
+    }
+    let started: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|e| e["event"] == "JOB_STARTED")
+        .collect();
+    assert_eq!(started.len(), 2, "{seen:?}");
+    assert_eq!(started[1]["node"], other, "{seen:?}");
+    // Nothing committed on the node that stopped is run again.
+    let logged = logged_events(&servers[0], &id).await;
+    assert_each_chunk_logged_once(&logged, 12);
 }
 
 /// The next event named `kind` of job `id` on `watcher` (its other events are skipped; a job

@@ -105,6 +105,10 @@ pub struct ClusterJobs {
     parts: OnceCell<Parts>,
     /// The leases held, by job id. A std Mutex: lookups only, never held across an await.
     held: Mutex<HashMap<String, Arc<Held>>>,
+    /// The leases let go of by a clean shutdown, to be handed over ([`ClusterJobs::stop_held`]).
+    handing_back: Mutex<Vec<(String, Arc<Held>)>>,
+    /// Cancelled when a clean shutdown begins: no more jobs are claimed.
+    draining: CancellationToken,
     shutdown: CancellationToken,
 }
 
@@ -173,7 +177,69 @@ impl ClusterJobs {
             lease,
             parts: OnceCell::new(),
             held: Mutex::new(HashMap::new()),
+            handing_back: Mutex::new(Vec::new()),
+            draining: CancellationToken::new(),
             shutdown,
+        }
+    }
+
+    /// Claims no more jobs and lets go of those held (see [`SharedJobs::stop_held`]).
+    fn stop_held(&self) -> Vec<String> {
+        self.draining.cancel();
+        let held: Vec<(String, Arc<Held>)> = self.held().drain().collect();
+        let ids = held.iter().map(|(id, _)| id.clone()).collect();
+        for (id, held) in &held {
+            tracing::info!(job = %id, node = %self.node, "cluster: job handed back (shutdown)");
+            // As a lost lease: the engine stops the job here and forgets it, and the lease
+            // is renewed no more.
+            held.lost.cancel();
+            held.stop.cancel();
+        }
+        self.handing_back
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(held);
+        ids
+    }
+
+    /// Hands over what [`ClusterJobs::stop_held`] let go of (see [`SharedJobs::give_back`]).
+    async fn give_back(&self) {
+        let handing_back =
+            std::mem::take(&mut *self.handing_back.lock().unwrap_or_else(|e| e.into_inner()));
+        if handing_back.is_empty() {
+            return;
+        }
+        let Ok(parts) = self.parts().await else {
+            return;
+        };
+        for (id, held) in handing_back {
+            let mut lease = held.lease.lock().await;
+            self.give_up(parts, &id, lease.revision, lease.message.take())
+                .await;
+        }
+    }
+
+    /// Drops this node's lease of job `id` (at `revision`), then gives its run message back
+    /// for another node to take at once. The lease first: a node that took the message while
+    /// the lease still stood would put it back until the lease ran out.
+    async fn give_up(
+        &self,
+        parts: &Parts,
+        id: &str,
+        revision: u64,
+        message: Option<jetstream::Message>,
+    ) {
+        if let Err(error) = parts
+            .kv
+            .delete_expect_revision(lease_key(id), Some(revision))
+            .await
+        {
+            // Renewed or taken over meanwhile: whoever holds it now keeps it, and an
+            // unrenewed lease runs out as after a crash.
+            tracing::debug!(job = %id, %error, "cluster: lease not dropped");
+        }
+        if let Some(message) = message {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
         }
     }
 
@@ -365,6 +431,11 @@ impl ClusterJobs {
                 return None;
             }
         };
+        if self.draining.is_cancelled() {
+            // Claimed while a clean shutdown began: handed over at once.
+            self.give_up(parts, &id, revision, Some(message)).await;
+            return None;
+        }
         match self.read_job(parts, &id).await {
             Ok(Some((record, plan, chunks, last_seq))) => {
                 let held = Arc::new(Held {
@@ -659,7 +730,7 @@ impl ClusterJobs {
 
     async fn next_claim(self: &Arc<Self>) -> Option<Claim> {
         loop {
-            if self.shutdown.is_cancelled() {
+            if self.shutdown.is_cancelled() || self.draining.is_cancelled() {
                 return None;
             }
             let parts = match self.parts().await {
@@ -692,6 +763,7 @@ impl ClusterJobs {
             let deadline = tokio::time::Instant::now() + PULL_WAIT + PULL_GRACE;
             let message = tokio::select! {
                 _ = self.shutdown.cancelled() => return None,
+                _ = self.draining.cancelled() => return None,
                 next = tokio::time::timeout_at(deadline, batch.next()) => next,
             };
             if let Ok(Some(Ok(message))) = message {
@@ -727,6 +799,14 @@ pub struct SharedJobsLink(pub(super) Arc<ClusterJobs>);
 impl SharedJobs for SharedJobsLink {
     fn write(&self, writes: Vec<JobWrite>) -> BoxFuture<'_, Result<HashSet<String>, String>> {
         Box::pin(self.0.write_all(writes))
+    }
+
+    fn stop_held(&self) -> Vec<String> {
+        self.0.stop_held()
+    }
+
+    fn give_back(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.0.give_back())
     }
 
     fn offer(&self, id: String) -> BoxFuture<'_, Result<(), String>> {

@@ -10,7 +10,9 @@
 //! - a submitted job is offered to every node ([`SharedJobs::offer`]) rather than run where it
 //!   was submitted; a node with room takes one ([`SharedJobs::claim`]) under a lease, with its
 //!   checkpoint (the chunk results stored so far) and its last event number;
-//! - a job that finished leaves its node ([`SharedJobs::release`]);
+//! - a job that finished leaves its node ([`SharedJobs::release`]), and a node shutting down
+//!   cleanly hands the jobs it holds to the others ([`SharedJobs::stop_held`],
+//!   [`SharedJobs::give_back`]);
 //! - any node reads any job ([`SharedJobs::read`], [`SharedJobs::events_after`]), and its
 //!   controls reach the node that holds it ([`SharedJobs::forward`], served from
 //!   [`SharedJobs::next_control`]), or, when none does, change its stored record under the
@@ -68,6 +70,16 @@ pub trait SharedJobs: Send + Sync + std::fmt::Debug + 'static {
 
     /// Job `id` left this node (finished): its lease and its place in the queue go.
     fn release(&self, id: String) -> BoxFuture<'_, ()>;
+
+    /// A clean shutdown begins: this node claims no more jobs, and lets go of every job it
+    /// holds, whose ids it returns (the engine stops them as it stops a job whose lease was
+    /// lost). Once their last writes are stored, [`SharedJobs::give_back`] hands them over.
+    fn stop_held(&self) -> Vec<String>;
+
+    /// Hands the jobs [`SharedJobs::stop_held`] let go of to the other nodes: their leases
+    /// are dropped and their places in the queue given back, so that another node takes each
+    /// over from its checkpoint now, not once its lease has run out.
+    fn give_back(&self) -> BoxFuture<'_, ()>;
 
     /// Job `id` as stored, with the node holding it; None when the store has no such job.
     fn read(&self, id: String) -> BoxFuture<'_, Result<Option<Stored>, String>>;
