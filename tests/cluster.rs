@@ -1427,7 +1427,7 @@ async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped(
 }
 
 #[tokio::test]
-async fn a_node_shut_down_cleanly_hands_its_job_over_at_once() {
+async fn a_node_shut_down_cleanly_hands_its_job_over_at_once_and_the_view_shows_it_held() {
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
     // Leases far longer than any event is waited for: the job can only move on before the
@@ -1447,6 +1447,31 @@ async fn a_node_shut_down_cleanly_hands_its_job_over_at_once() {
             break event["node"].as_str().unwrap().to_owned();
         }
     };
+    // The cluster view: the job held by its node, none waiting, each stream in three copies.
+    let view = a.status().await;
+    let jetstream = &view["jetstream"];
+    assert_eq!(jetstream["jobsHeld"], 1, "{view}");
+    assert_eq!(jetstream["jobsWaiting"], 0, "{view}");
+    let streams = jetstream["streams"].as_array().unwrap();
+    for name in [
+        "KV_STOMPEDE_JOBS",
+        "STOMPEDE_JOB_RUNS",
+        "STOMPEDE_JOB_EVENTS",
+    ] {
+        let stream = streams.iter().find(|s| s["name"] == name);
+        let stream = stream.unwrap_or_else(|| panic!("{name} missing: {view}"));
+        assert!(stream["leader"].is_string(), "{view}");
+        assert_eq!(stream["replicas"].as_array().unwrap().len(), 2, "{view}");
+    }
+    let (_, metrics) = a.get("/metrics").await;
+    assert!(
+        metrics.contains("stompede_cluster_jobs_held 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stompede_cluster_stream_messages{stream=\"STOMPEDE_JOB_EVENTS\"}"),
+        "{metrics}"
+    );
     let (mut stopping, _other_node, other) = if first == "b" {
         (b, c, "c")
     } else {

@@ -59,7 +59,7 @@ const EVENT_ROOT: &str = "stompede.jobevents";
 /// The header that carries an event's sequence number in the event log.
 const SEQ_HEADER: &str = "Stompede-Seq";
 /// The shared consumer of [`RUNS`].
-const RUNNERS: &str = "runners";
+pub(super) const RUNNERS: &str = "runners";
 
 /// How long one pull for a job waits at the server.
 const PULL_WAIT: Duration = Duration::from_secs(1);

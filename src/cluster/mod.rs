@@ -13,9 +13,11 @@
 //! - [`members`]: heartbeats, and the members this node hears.
 //! - `queues`: queues in a JetStream stream, appended in order and consumed by lease.
 //! - [`jobs`]: the job store and queue in JetStream, with fenced leases (`--cluster-jobs`).
+//! - [`backlog`]: what waits in those streams, and how far their copies trail.
 //!
 //! Guarantees and limits are written down in README.md ("Cluster").
 
+pub mod backlog;
 pub mod envelope;
 mod interest;
 pub mod jobs;
@@ -293,6 +295,27 @@ impl Cluster {
     /// The counters.
     pub fn metrics(&self) -> &ClusterMetrics {
         &self.0.metrics
+    }
+
+    /// What waits in the JetStream streams this node uses and how far their copies trail;
+    /// None when it keeps neither queues nor jobs there.
+    pub async fn jetstream(&self) -> Option<backlog::JetStreamView> {
+        let queues = self.0.queues.is_some();
+        let jobs = self.0.jobs.is_some();
+        if !queues && !jobs {
+            return None;
+        }
+        let bucket = format!("KV_{}", jobs::BUCKET);
+        let mut streams = Vec::new();
+        if queues {
+            streams.push(queues::STREAM);
+        }
+        if jobs {
+            streams.extend([bucket.as_str(), jobs::RUNS, jobs::EVENTS]);
+        }
+        let js = async_nats::jetstream::new(self.0.client.clone());
+        let work_queue = jobs.then_some((jobs::RUNS, jobs::RUNNERS));
+        Some(backlog::read(&js, &streams, work_queue).await)
     }
 
     /// The cluster view: node, connection, interests and counters.

@@ -88,7 +88,13 @@ async fn ready(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
 /// that is not a cluster member.
 async fn cluster(State(ctx): State<Arc<ServerContext>>) -> axum::response::Response {
     match &ctx.cluster {
-        Some(cluster) => axum::Json(cluster.status()).into_response(),
+        Some(cluster) => {
+            let mut view = serde_json::json!(cluster.status());
+            if let Some(jetstream) = cluster.jetstream().await {
+                view["jetstream"] = serde_json::json!(jetstream);
+            }
+            axum::Json(view).into_response()
+        }
         None => (axum::http::StatusCode::NOT_FOUND, "not a cluster member\n").into_response(),
     }
 }
@@ -170,6 +176,9 @@ async fn metrics(State(ctx): State<Arc<ServerContext>>) -> impl IntoResponse {
     }
     if let Some(cluster) = &ctx.cluster {
         cluster_metrics(&mut body, &cluster.status());
+        if let Some(jetstream) = cluster.jetstream().await {
+            jetstream_metrics(&mut body, &jetstream);
+        }
     }
     let store_dir = ctx.config.data_dir.join("store");
     if let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || disk_usage(&store_dir)).await {
@@ -222,6 +231,47 @@ fn cluster_metrics(body: &mut String, status: &crate::cluster::ClusterStatus) {
     for (name, value) in &status.counters {
         let _ = writeln!(body, "# TYPE stompede_cluster_{name}_total counter");
         let _ = writeln!(body, "stompede_cluster_{name}_total {value}");
+    }
+}
+
+/// What waits in JetStream: each stream's messages and bytes, how far each copy trails its
+/// leader (`stompede_cluster_stream_replica_lag{stream,server}`, in operations), and the jobs
+/// waiting to be claimed and held by nodes.
+fn jetstream_metrics(body: &mut String, view: &crate::cluster::backlog::JetStreamView) {
+    use crate::cluster::backlog::StreamView;
+    type Size = fn(&StreamView) -> u64;
+    let sizes: [(&str, Size); 2] = [
+        ("stompede_cluster_stream_messages", |stream| stream.messages),
+        ("stompede_cluster_stream_bytes", |stream| stream.bytes),
+    ];
+    for (family, size) in sizes {
+        let _ = writeln!(body, "# TYPE {family} gauge");
+        for stream in &view.streams {
+            let name = label_value(&stream.name);
+            let _ = writeln!(body, "{family}{{stream=\"{name}\"}} {}", size(stream));
+        }
+    }
+    let family = "stompede_cluster_stream_replica_lag";
+    let _ = writeln!(body, "# TYPE {family} gauge");
+    for stream in &view.streams {
+        for replica in &stream.replicas {
+            let _ = writeln!(
+                body,
+                "{family}{{stream=\"{}\",server=\"{}\"}} {}",
+                label_value(&stream.name),
+                label_value(&replica.server),
+                replica.lag
+            );
+        }
+    }
+    for (family, value) in [
+        ("stompede_cluster_jobs_waiting", view.jobs_waiting),
+        ("stompede_cluster_jobs_held", view.jobs_held),
+    ] {
+        if let Some(value) = value {
+            let _ = writeln!(body, "# TYPE {family} gauge");
+            let _ = writeln!(body, "{family} {value}");
+        }
     }
 }
 
