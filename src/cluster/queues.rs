@@ -487,7 +487,23 @@ impl SharedQueues for super::Cluster {
 
     fn consume(&self, queue: Arc<Queue>) {
         let shared = self.0.clone();
-        shared.runtime.clone().spawn(consume(shared, queue));
+        if shared.durables.is_some() && !queue.name().starts_with("/queue/") {
+            // A durable topic subscription's queue: its messages are in its own stream.
+            shared
+                .runtime
+                .clone()
+                .spawn(super::durables::consume(shared, queue));
+        } else {
+            shared.runtime.clone().spawn(consume(shared, queue));
+        }
+    }
+
+    fn open_durable(&self, name: &str, destination: &str) -> Appended {
+        super::durables::open(&self.0, name, destination)
+    }
+
+    fn close_durable(&self, name: &str) -> Appended {
+        super::durables::close(&self.0, name)
     }
 }
 
