@@ -1824,6 +1824,27 @@ async fn a_durable_topic_subscription_in_jetstream_keeps_what_any_node_publishes
     assert_eq!(again.get("redelivered"), Some("true"));
     ack(&mut owner, &again).await;
     assert!(owner.maybe_frame(QUIET).await.is_none(), "one too many");
+    // Every ACK acknowledged in JetStream: the stream keeps nothing more (nor ever kept the
+    // message no durable subscription matched).
+    until_durable_topics_empty(&servers[0]).await;
+}
+
+/// Waits until the durable subscriptions' stream keeps no message.
+async fn until_durable_topics_empty(nats: &Nats) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let deadline = Instant::now() + WAIT * 3;
+    loop {
+        let mut stream = js.get_stream("STOMPEDE_DURABLE_TOPICS").await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        if state.messages == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream still keeps {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -1852,6 +1873,9 @@ async fn unsubscribing_a_durable_topic_subscription_on_one_node_removes_it_from_
         .await;
     drop(owner);
     send_persistent(&mut publisher, "/topic/prices", "after", "after").await;
+    // The stream holds nothing: not what was kept for the removed subscription alone, nor
+    // what nobody keeps.
+    until_durable_topics_empty(&servers[0]).await;
 
     // Opened again (a new subscription, on B): it only gets what comes from now on.
     let mut owner = b.client("dora").await;
