@@ -388,13 +388,22 @@ impl Cluster {
         };
         // Counted before it is queued, so the pump never counts below zero.
         let queued = shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
-        // Dropped with the copy when the queue is full: its waiter hears that it was not kept.
         let sent = shared.outbound.try_send(Outbound {
             subject,
             payload,
             kept,
         });
-        if sent.is_err() {
+        if let Err(error) = sent {
+            // A persistent message's sender hears that it was not kept (its RECEIPT fails).
+            let unsent = match error {
+                mpsc::error::TrySendError::Full(unsent)
+                | mpsc::error::TrySendError::Closed(unsent) => unsent,
+            };
+            if let Some(kept) = unsent.kept {
+                let _ = kept.send(Err(
+                    "the cluster link's outbound queue is full: the message was not kept".into(),
+                ));
+            }
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared
                 .metrics
