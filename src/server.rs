@@ -276,6 +276,8 @@ fn cluster_settings(
         queues: config.cluster_queues,
         replicas: config.cluster_replicas,
         ack_wait: Duration::from_millis(config.cluster_ack_wait_ms),
+        durable_max_messages: config.max_queue_messages,
+        durable_max_bytes: config.max_queue_bytes,
         jobs: config.cluster_jobs,
         job_lease: Duration::from_millis(config.cluster_job_lease_ms),
     })

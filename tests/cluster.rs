@@ -1799,3 +1799,185 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
         404
     );
 }
+
+/// A durable topic SUBSCRIBE (`durable:true`) with id `id`, receipted: the RECEIPT promises
+/// the cluster keeps what is published for it from then on.
+async fn subscribe_durable(client: &mut Tcp, id: &str, destination: &str, ack: &str) {
+    client
+        .send_receipted(
+            Frame::new(Command::Subscribe)
+                .header("id", id)
+                .header("destination", destination)
+                .header("ack", ack)
+                .header("durable", "true"),
+            &format!("sub-{id}"),
+        )
+        .await;
+}
+
+/// Reads the next MESSAGE, however long JetStream takes to hand it over (a node's first pull
+/// may be lost while a new consumer elects its leader, and is asked again after its expiry).
+async fn next_message(client: &mut Tcp, what: &str) -> Frame {
+    let frame = tokio::time::timeout(WAIT * 3, client.next_frame())
+        .await
+        .unwrap_or_else(|_| panic!("{what} never came"))
+        .expect("connection closed");
+    assert_eq!(frame.command, Command::Message, "{frame:?}");
+    frame
+}
+
+#[tokio::test]
+async fn a_durable_topic_subscription_in_jetstream_keeps_what_any_node_publishes_for_any_node() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    // An ack wait well above what a loaded machine takes to deliver and acknowledge (see the
+    // queue test above).
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "5000"];
+    let (a, b, c) = three_nodes_on_jetstream(&servers, &flags).await;
+
+    // Opened on A, then away.
+    let mut owner = a.client("dora").await;
+    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
+    drop(owner);
+
+    // Published on B while the owner is away, with RECEIPTs; a live subscriber on C gets them
+    // as ever. One is not persistent: kept too (the link publishes in order, and the last
+    // RECEIPT waits for the stream to hold what came before it).
+    let mut live = c.client("eve").await;
+    live.subscribe("l", "/topic/news/*", "auto").await;
+    let mut publisher = b.client("pub").await;
+    const N: usize = 20;
+    for i in 0..N {
+        let destination = if i % 2 == 0 {
+            "/topic/news/eu"
+        } else {
+            "/topic/news/us"
+        };
+        let mut frame = send(destination, &i.to_string());
+        if i != 7 {
+            frame = frame.header("persistent", "true");
+        }
+        publisher.send_receipted(frame, &i.to_string()).await;
+    }
+    // Not the subscription's destination: not kept for it.
+    send_persistent(&mut publisher, "/topic/sport/eu", "sport", "sport").await;
+    for i in 0..N {
+        assert_eq!(
+            text(&next_message(&mut live, "a live message").await),
+            i.to_string()
+        );
+    }
+
+    // Back on C: every one, in order, once, then acknowledged.
+    let mut owner = c.client("dora").await;
+    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
+    for i in 0..N {
+        let message = next_message(&mut owner, "a kept message").await;
+        assert_eq!(text(&message), i.to_string());
+        assert_eq!(message.get("subscription"), Some("news"));
+        assert_eq!(message.get("redelivered"), None);
+        ack(&mut owner, &message).await;
+    }
+    assert!(owner.maybe_frame(QUIET).await.is_none(), "one too many");
+    drop(owner);
+
+    // Back again, on B: acknowledged ones are gone.
+    let mut owner = b.client("dora").await;
+    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
+    assert!(
+        owner.maybe_frame(QUIET).await.is_none(),
+        "an acknowledged message came back"
+    );
+
+    // Live, it gets each new message once (from JetStream, not also from the live fan-out),
+    // wherever it is published, its own node included; a NACK hands it out again.
+    send_persistent(&mut publisher, "/topic/news/eu", "here", "here").await;
+    let mut elsewhere = a.client("pub").await;
+    send_persistent(&mut elsewhere, "/topic/news/eu", "there", "there").await;
+    let first = next_message(&mut owner, "a live durable message").await;
+    let second = next_message(&mut owner, "a live durable message").await;
+    assert_eq!([text(&first), text(&second)], ["here", "there"]);
+    ack(&mut owner, &first).await;
+    let id = second.get("ack").unwrap().to_owned();
+    owner.send(Frame::new(Command::Nack).header("id", id)).await;
+    let again = next_message(&mut owner, "the NACKed message").await;
+    assert_eq!(text(&again), "there");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    assert!(owner.maybe_frame(QUIET).await.is_none(), "one too many");
+
+    // A session that ends holding it gives it back: redelivered on the next node.
+    drop(owner);
+    let mut owner = a.client("dora").await;
+    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
+    let again = next_message(&mut owner, "the message held by a session that ended").await;
+    assert_eq!(text(&again), "there");
+    assert_eq!(again.get("redelivered"), Some("true"));
+    ack(&mut owner, &again).await;
+    assert!(owner.maybe_frame(QUIET).await.is_none(), "one too many");
+    // Every ACK acknowledged in JetStream: the stream keeps nothing more (nor ever kept the
+    // message no durable subscription matched).
+    until_durable_topics_empty(&servers[0]).await;
+}
+
+/// Waits until the durable subscriptions' stream keeps no message.
+async fn until_durable_topics_empty(nats: &Nats) {
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let deadline = Instant::now() + WAIT * 3;
+    loop {
+        let mut stream = js.get_stream("STOMPEDE_DURABLE_TOPICS").await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        if state.messages == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stream still keeps {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn unsubscribing_a_durable_topic_subscription_on_one_node_removes_it_from_every_node() {
+    let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
+    let (servers, _store) = jetstream_cluster();
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "5000"];
+    let (a, b, c) = three_nodes_on_jetstream(&servers, &flags).await;
+
+    let mut owner = a.client("dora").await;
+    subscribe_durable(&mut owner, "prices", "/topic/prices", "auto").await;
+    drop(owner);
+    let mut publisher = b.client("pub").await;
+    send_persistent(&mut publisher, "/topic/prices", "before", "before").await;
+
+    // Removed from C, where it never was open: what it kept goes with it, and what is
+    // published afterwards is not kept.
+    let mut owner = c.client("dora").await;
+    owner
+        .send_receipted(
+            Frame::new(Command::Unsubscribe)
+                .header("id", "prices")
+                .header("durable", "true"),
+            "unsub",
+        )
+        .await;
+    drop(owner);
+    send_persistent(&mut publisher, "/topic/prices", "after", "after").await;
+    // The stream holds nothing: not what was kept for the removed subscription alone, nor
+    // what nobody keeps.
+    until_durable_topics_empty(&servers[0]).await;
+
+    // Opened again (a new subscription, on B): it only gets what comes from now on.
+    let mut owner = b.client("dora").await;
+    subscribe_durable(&mut owner, "prices", "/topic/prices", "auto").await;
+    assert!(
+        owner.maybe_frame(QUIET).await.is_none(),
+        "a removed subscription kept a message"
+    );
+    send_persistent(&mut publisher, "/topic/prices", "new", "new").await;
+    assert_eq!(
+        text(&next_message(&mut owner, "a new message").await),
+        "new"
+    );
+    assert!(owner.maybe_frame(QUIET).await.is_none(), "one too many");
+}

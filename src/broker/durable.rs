@@ -1,12 +1,18 @@
 //! Durable topic subscriptions (as RabbitMQ and ActiveMQ offer them): a stored subscription
 //! whose queue collects the topic's messages while its owner is away.
+//!
+//! On one node (or a cluster member keeping its queues to itself) the queue is bound into the
+//! topic index and kept in the store. On a cluster member keeping its queues in the cluster's
+//! store ([`super::federation::SharedQueues`]) the subscription lives there instead, keeping
+//! what any node publishes, and the queue only takes its messages from there for its owner's
+//! sessions on this node, as a `/queue/...` does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::queue::Queue;
 use super::topic::{Subscriber, Target};
-use super::Broker;
+use super::{federation, Broker};
 use crate::store::StoreError;
 
 /// The bindings of durable subscriptions: queue name -> (destination, subscriber key).
@@ -18,7 +24,15 @@ pub(super) struct DurableSubscriptions {
 
 /// The queue name of user `user`'s durable subscription `id`.
 pub fn queue_name(user: &str, id: &str) -> String {
-    format!("durable:{user}:{id}")
+    format!("{PREFIX}{user}:{id}")
+}
+
+/// What every durable subscription's queue name starts with (no destination does).
+const PREFIX: &str = "durable:";
+
+/// True for the name of a durable subscription's queue (see [`queue_name`]).
+pub(super) fn is_durable_queue(name: &str) -> bool {
+    name.starts_with(PREFIX)
 }
 
 impl Broker {
@@ -31,15 +45,55 @@ impl Broker {
         destination: &str,
     ) -> Result<Arc<Queue>, StoreError> {
         let name = queue_name(user, id);
+        if let Some(shared) = self.inner.queues.shared() {
+            // On a cluster member the subscription lives in the cluster's store, which keeps
+            // every matching topic message published on any node; its owner consumes it from
+            // there like a queue, on whichever node it comes back. It is not in this node's
+            // topic index: each message reaches it once, from the store, never also live.
+            self.unbind_local(&name)?;
+            // The SUBSCRIBE's RECEIPT waits for the cluster's store (`Broker::commit_own`);
+            // a session's own appends are held for it, whatever is answered here.
+            drop(federation::hold_append(
+                shared.open_durable(&name, destination),
+            ));
+            return Ok(self.queue(&name));
+        }
         if let Some(store) = self.store() {
             store.put_subscription(&name, destination)?;
         }
         Ok(self.bind_durable(&name, destination))
     }
 
+    /// Forgets this node's own binding of the durable subscription whose queue is `name`
+    /// (one restored from the node's store, made before it joined a cluster): the cluster's
+    /// store keeps it from now on. What its queue already holds stays there for its owner.
+    fn unbind_local(&self, name: &str) -> Result<(), StoreError> {
+        let binding = self
+            .inner
+            .durable
+            .bindings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if let Some((destination, key)) = binding {
+            self.unsubscribe_topic(&destination, key);
+            if let Some(store) = self.store() {
+                store.remove_subscription(name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes user `user`'s durable subscription `id` with the messages it holds.
     pub(crate) fn durable_unsubscribe(&self, user: &str, id: &str) -> Result<(), StoreError> {
         let name = queue_name(user, id);
+        if let Some(shared) = self.inner.queues.shared() {
+            self.unbind_local(&name)?;
+            self.delete_queue(&name);
+            // Removed for every node; the UNSUBSCRIBE's RECEIPT waits for it.
+            drop(federation::hold_append(shared.close_durable(&name)));
+            return Ok(());
+        }
         let binding = self
             .inner
             .durable
@@ -71,8 +125,9 @@ impl Broker {
             None => {}
         }
         let key = self.next_key();
-        // A durable subscription's SUBSCRIBE does not wait for the cluster: its messages are
-        // only kept on this node's store (durable topics in JetStream are later work).
+        // Only on a node that keeps its own durable subscriptions (no cluster, or queues kept
+        // per node): its SUBSCRIBE does not wait for other nodes, as only this node keeps
+        // their messages.
         drop(self.subscribe_topic(
             destination,
             Arc::new(Subscriber {

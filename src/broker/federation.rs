@@ -36,6 +36,15 @@ pub trait Federation: Send + Sync + 'static {
     /// then waits for [`Federation::room`] as it would for a full outbox.
     fn forward(&self, key: &str, message: &Message) -> Forward;
 
+    /// [`Federation::forward`] for a persistent topic message (`persistent:true`), which the
+    /// cluster's durable topic subscriptions keep: the [`Appended`] answers once the cluster's
+    /// store holds it for every one that matches (or knows that none does), what a RECEIPT
+    /// promises on one node, where such a message is stored in each durable subscription's
+    /// queue before it. `None` when this link keeps no durable subscriptions.
+    fn forward_persistent(&self, key: &str, message: &Message) -> (Forward, Option<Appended>) {
+        (self.forward(key, message), None)
+    }
+
     /// Resolves once the outbound queue is back below its mark.
     fn room(&self) -> BoxFuture;
 
@@ -62,6 +71,17 @@ pub trait SharedQueues: Send + Sync + std::fmt::Debug + 'static {
     /// it has consumers ([`super::queue::Queue::wanted`], [`super::queue::Queue::take_in`]),
     /// and call [`super::queue::Queue::stop_consuming`] when it stops.
     fn consume(&self, queue: Arc<super::queue::Queue>);
+
+    /// Opens (or reopens, from any node) the durable topic subscription whose queue is
+    /// `name` on `destination` (a topic name or pattern) in the cluster's store: from the
+    /// answer on, every topic message published on any node that `destination` matches is
+    /// kept for it until acknowledged. Its messages then come to this node through
+    /// [`SharedQueues::consume`] of the queue `name`.
+    fn open_durable(&self, name: &str, destination: &str) -> Appended;
+
+    /// Removes the durable topic subscription whose queue is `name` from the cluster's store,
+    /// with the messages kept for it.
+    fn close_durable(&self, name: &str) -> Appended;
 }
 
 /// A message taken from the cluster's store for a consumer here, held until settled. Each
@@ -279,7 +299,23 @@ impl Broker {
         if super::destination::is_node_local(key) {
             return local;
         }
-        match (federation.forward(key, message), local) {
+        // A persistent topic message is kept by the durable subscriptions it matches, on
+        // whichever node their owners are: the session's RECEIPT waits for the cluster's
+        // store, as it waits for sled's commit on one node.
+        let persistent =
+            key.starts_with("/topic/") && message.headers.get("persistent") == Some("true");
+        let (forward, kept) = if persistent {
+            federation.forward_persistent(key, message)
+        } else {
+            (federation.forward(key, message), None)
+        };
+        let local = match kept.and_then(hold_append) {
+            // Outside a session the publisher waits for the store's answer (which it must
+            // hear) rather than for the outboxes it filled.
+            Some(append) => Some(append),
+            None => local,
+        };
+        match (forward, local) {
             (Forward::Clear, local) => local,
             (
                 Forward::Paced,

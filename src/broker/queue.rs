@@ -555,7 +555,7 @@ impl Queue {
         // On a cluster member the messages wait in the cluster's store: the first consumer
         // here starts taking them from there.
         if let Some(registry) = self.registry.upgrade() {
-            if let Some(shared) = registry.shared_for(&self.name) {
+            if let Some(shared) = registry.consumed_from_shared(&self.name) {
                 if !self.consuming.swap(true, Ordering::SeqCst) {
                     shared.consume(self.clone());
                 }

@@ -82,10 +82,19 @@ impl QueueRegistry {
         self.shared.get()
     }
 
-    /// The cluster's store, for queue `name`: a `/queue/...` destination. A durable topic
-    /// subscription's queue stays on its node (it collects what that node's topic routes).
+    /// The cluster's store, for appends to queue `name`: a `/queue/...` destination. A durable
+    /// topic subscription's messages reach the cluster's store as topic messages, never as
+    /// appends to its queue (its dead letters stay on the node that dead-lettered them).
     pub(crate) fn shared_for(&self, name: &str) -> Option<&Arc<dyn SharedQueues>> {
         self.shared.get().filter(|_| name.starts_with("/queue/"))
+    }
+
+    /// The cluster's store, for the consumers of queue `name`: a `/queue/...` destination, or
+    /// a durable topic subscription's queue (which the cluster keeps too: `durable.rs`).
+    pub(crate) fn consumed_from_shared(&self, name: &str) -> Option<&Arc<dyn SharedQueues>> {
+        self.shared
+            .get()
+            .filter(|_| name.starts_with("/queue/") || super::durable::is_durable_queue(name))
     }
 
     /// The policy.

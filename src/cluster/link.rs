@@ -15,7 +15,13 @@ use super::{ClusterError, ClusterMetrics, ClusterSettings, Shared};
 pub(super) struct Outbound {
     pub subject: String,
     pub payload: Bytes,
+    /// Answered once the durable subscriptions' stream holds the message (a persistent topic
+    /// message: `durables.rs`).
+    pub kept: Option<Kept>,
 }
+
+/// Where the answer for a message the durable subscriptions keep goes.
+pub(super) type Kept = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 /// Opens the connection. It reconnects by itself, forever, with the client's backoff; the
 /// first connection is waited for up to `settings.connect_timeout`, and a node whose NATS is
@@ -115,7 +121,12 @@ pub(super) async fn pump(shared: Arc<Shared>, mut queue: mpsc::Receiver<Outbound
             _ = shared.shutdown.cancelled() => return,
             outbound = queue.recv() => outbound,
         };
-        let Some(Outbound { subject, payload }) = outbound else {
+        let Some(Outbound {
+            subject,
+            payload,
+            kept,
+        }) = outbound
+        else {
             return;
         };
         let left = shared
@@ -124,6 +135,33 @@ pub(super) async fn pump(shared: Arc<Shared>, mut queue: mpsc::Receiver<Outbound
             .saturating_sub(1);
         if left < shared.mark() {
             shared.room.notify_waiters();
+        }
+        if let (Some(kept), Some(durables)) = (kept, shared.durables.as_ref()) {
+            // The same publication, asking JetStream to answer: live subscribers on other
+            // nodes get it as they get any, and the stream keeps it for durable ones.
+            let published = tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                published = durables.js.publish(subject, payload) => published,
+            };
+            match published {
+                Ok(ack) => {
+                    shared.metrics.messages_out.fetch_add(1, Ordering::Relaxed);
+                    // Awaited apart, as queue appends are: the next message goes out at once.
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        let answer = super::durables::answer(&shared, ack.await).await;
+                        let _ = kept.send(answer);
+                    });
+                }
+                Err(error) => {
+                    shared
+                        .metrics
+                        .dropped_outbound
+                        .fetch_add(1, Ordering::Relaxed);
+                    let _ = kept.send(Err(format!("cluster publish failed: {error}")));
+                }
+            }
+            continue;
         }
         let published = tokio::select! {
             _ = shared.shutdown.cancelled() => return,

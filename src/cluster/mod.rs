@@ -12,12 +12,15 @@
 //! - `interest`: one NATS subscription per watched key, and its reader.
 //! - [`members`]: heartbeats, and the members this node hears.
 //! - `queues`: queues in a JetStream stream, appended in order and consumed by lease.
+//! - `durables`: durable topic subscriptions, consumers of a JetStream stream of topic
+//!   messages, consumed by lease as queues are.
 //! - [`jobs`]: the job store and queue in JetStream, with fenced leases (`--cluster-jobs`).
 //! - [`backlog`]: what waits in those streams, and how far their copies trail.
 //!
 //! Guarantees and limits are written down in README.md ("Cluster").
 
 pub mod backlog;
+mod durables;
 pub mod envelope;
 mod interest;
 pub mod jobs;
@@ -34,11 +37,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::federation::{BoxFuture, Federation, Forward, Interest, WeakBroker};
+use crate::broker::federation::{Appended, BoxFuture, Federation, Forward, Interest, WeakBroker};
 use crate::broker::message::Message;
 use crate::broker::Broker;
 use interest::Interests;
-use link::Outbound;
+use link::{Kept, Outbound};
 use members::{Member, Members};
 
 /// How a node joins the cluster (from `--cluster` and its companions).
@@ -80,6 +83,12 @@ pub struct ClusterSettings {
     /// How long JetStream waits for a node to acknowledge (or renew) a queue message before
     /// handing it to another (a node that died); held messages are renewed every third of it.
     pub ack_wait: Duration,
+    /// Most messages JetStream keeps for all durable topic subscriptions together (with
+    /// `queues`; the node's `max-queue-messages`).
+    pub durable_max_messages: usize,
+    /// Most bytes JetStream keeps for all durable topic subscriptions together (with
+    /// `queues`; the node's `max-queue-bytes`).
+    pub durable_max_bytes: usize,
     /// Keep the job store and queue in JetStream (`jobs.rs`).
     pub jobs: bool,
     /// How long a job's lease lasts unrenewed.
@@ -140,6 +149,8 @@ pub struct ClusterMetrics {
     pub queue_takes: AtomicU64,
     /// Pulls from JetStream that never ended (lost on the way) and were asked again.
     pub pulls_unanswered: AtomicU64,
+    /// Persistent topic messages the durable subscriptions' stream refused (full).
+    pub durable_overflows: AtomicU64,
 }
 
 /// What the link shares with its tasks.
@@ -165,6 +176,8 @@ struct Shared {
     started_at: u64,
     /// The queues in JetStream, when the node keeps them there.
     queues: Option<queues::Queues>,
+    /// The durable topic subscriptions in JetStream, kept there with the queues.
+    durables: Option<durables::Durables>,
     /// The jobs in JetStream, when the node keeps them there.
     jobs: Option<Arc<jobs::ClusterJobs>>,
 }
@@ -231,6 +244,15 @@ impl Cluster {
         } else {
             (None, None)
         };
+        let durables = settings.queues.then(|| {
+            durables::Durables::new(
+                client.clone(),
+                settings.replicas,
+                settings.ack_wait,
+                settings.durable_max_messages,
+                settings.durable_max_bytes,
+            )
+        });
         let cluster_jobs = settings.jobs.then(|| {
             Arc::new(jobs::ClusterJobs::new(
                 client.clone(),
@@ -257,6 +279,7 @@ impl Cluster {
             heartbeat: settings.heartbeat.max(Duration::from_millis(10)),
             started_at: crate::clock::now_ms(),
             queues,
+            durables,
             jobs: cluster_jobs,
         });
         tokio::spawn(link::pump(shared.clone(), queue));
@@ -308,7 +331,7 @@ impl Cluster {
         let bucket = format!("KV_{}", jobs::BUCKET);
         let mut streams = Vec::new();
         if queues {
-            streams.push(queues::STREAM);
+            streams.extend([queues::STREAM, durables::STREAM]);
         }
         if jobs {
             streams.extend([bucket.as_str(), jobs::RUNS, jobs::EVENTS]);
@@ -352,6 +375,7 @@ impl Cluster {
             ("queue_appends", &m.queue_appends),
             ("queue_takes", &m.queue_takes),
             ("pulls_unanswered", &m.pulls_unanswered),
+            ("durable_overflows", &m.durable_overflows),
         ]
         .into_iter()
         .map(|(name, counter)| (name, counter.load(Ordering::Relaxed)))
@@ -368,8 +392,10 @@ impl Cluster {
     }
 }
 
-impl Federation for Cluster {
-    fn forward(&self, key: &str, message: &Message) -> Forward {
+impl Cluster {
+    /// Queues `message`, routed under `key`, for the ordered pump; `kept` (a persistent topic
+    /// message) is answered with JetStream's PubAck once it is published.
+    fn send(&self, key: &str, message: &Message, kept: Option<Kept>) -> Forward {
         let shared = &self.0;
         let Some(subject) = subject::subject_for(key) else {
             shared.metrics.unroutable.fetch_add(1, Ordering::Relaxed);
@@ -385,8 +411,22 @@ impl Federation for Cluster {
         };
         // Counted before it is queued, so the pump never counts below zero.
         let queued = shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
-        let sent = shared.outbound.try_send(Outbound { subject, payload });
-        if sent.is_err() {
+        let sent = shared.outbound.try_send(Outbound {
+            subject,
+            payload,
+            kept,
+        });
+        if let Err(error) = sent {
+            // A persistent message's sender hears that it was not kept (its RECEIPT fails).
+            let unsent = match error {
+                mpsc::error::TrySendError::Full(unsent)
+                | mpsc::error::TrySendError::Closed(unsent) => unsent,
+            };
+            if let Some(kept) = unsent.kept {
+                let _ = kept.send(Err(
+                    "the cluster link's outbound queue is full: the message was not kept".into(),
+                ));
+            }
             shared.queued.fetch_sub(1, Ordering::AcqRel);
             shared
                 .metrics
@@ -403,6 +443,20 @@ impl Federation for Cluster {
         } else {
             Forward::Clear
         }
+    }
+}
+
+impl Federation for Cluster {
+    fn forward(&self, key: &str, message: &Message) -> Forward {
+        self.send(key, message, None)
+    }
+
+    fn forward_persistent(&self, key: &str, message: &Message) -> (Forward, Option<Appended>) {
+        if self.0.durables.is_none() {
+            return (self.send(key, message, None), None);
+        }
+        let (done, kept) = tokio::sync::oneshot::channel();
+        (self.send(key, message, Some(done)), Some(kept))
     }
 
     fn room(&self) -> BoxFuture {

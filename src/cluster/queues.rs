@@ -26,6 +26,7 @@ use sha2::Digest;
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use super::{envelope, subject, Shared};
+use crate::broker::destination::Pattern;
 use crate::broker::federation::{Appended, Lease, SharedQueues};
 use crate::broker::message::Message;
 use crate::broker::queue::{Queue, Queued};
@@ -237,15 +238,36 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
         queue.stop_consuming();
         return;
     };
+    let name = &name;
+    let open = move || queues.consumer(name, filter.clone());
+    pull(&shared, &queue, queues.ack_wait, open, None).await;
+}
+
+/// Takes messages from the JetStream pull consumer that `open` makes (or finds) for the
+/// consumers of `queue` here, while it has any: as many as they have credit for, each leased
+/// (see [`take`]), the leases held here renewed every third of `ack_wait`. A message whose
+/// key `keep` does not match is acknowledged and dropped (a consumer's subject filter can
+/// be wider than the pattern it stands for: `subject.rs`).
+pub(super) async fn pull<F, Fut>(
+    shared: &Arc<Shared>,
+    queue: &Arc<Queue>,
+    ack_wait: Duration,
+    open: F,
+    keep: Option<&Pattern>,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<consumer::PullConsumer, String>>,
+{
+    let name = queue.name().to_owned();
     // Held messages are renewed at a third of the ack wait, so two renewals may be late
     // before JetStream hands one to another node.
-    let renew_every = queues.ack_wait / 3;
+    let renew_every = ack_wait / 3;
     let mut renewed = tokio::time::Instant::now();
     let puller = loop {
         // Asked for its state once made: the answer comes from the consumer's leader, so a
         // pull sent after it finds one (a pull sent while a new consumer still elects its
         // leader is lost without an answer).
-        let ready = match queues.consumer(&name, filter.clone()).await {
+        let ready = match open().await {
             Ok(puller) => puller
                 .get_info()
                 .await
@@ -321,7 +343,7 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
         let deadline = tokio::time::Instant::now() + PULL_WAIT + PULL_GRACE;
         loop {
             match tokio::time::timeout_at(deadline, batch.next()).await {
-                Ok(Some(Ok(message))) => take(&shared, &queue, message),
+                Ok(Some(Ok(message))) => take(shared, queue, message, keep),
                 Ok(Some(Err(error))) => {
                     tracing::debug!(queue = %name, %error, "cluster: pull ended");
                     break;
@@ -340,8 +362,13 @@ async fn consume(shared: Arc<Shared>, queue: Arc<Queue>) {
     }
 }
 
-/// Hands one pulled message to the node's queue, leased.
-fn take(shared: &Arc<Shared>, queue: &Arc<Queue>, message: jetstream::Message) {
+/// Hands one pulled message to the node's queue, leased (unless `keep` refuses its key).
+fn take(
+    shared: &Arc<Shared>,
+    queue: &Arc<Queue>,
+    message: jetstream::Message,
+    keep: Option<&Pattern>,
+) {
     let delivered = message.info().map_or(1, |info| info.delivered.max(1));
     let (message, acker) = message.split();
     let lease = Arc::new(JetStreamLease {
@@ -358,6 +385,10 @@ fn take(shared: &Arc<Shared>, queue: &Arc<Queue>, message: jetstream::Message) {
             return;
         }
     };
+    if keep.is_some_and(|pattern| !pattern.matches(&envelope.key)) {
+        lease.ack();
+        return;
+    }
     let Some(broker) = shared.broker.upgrade() else {
         lease.release();
         return;
@@ -456,7 +487,23 @@ impl SharedQueues for super::Cluster {
 
     fn consume(&self, queue: Arc<Queue>) {
         let shared = self.0.clone();
-        shared.runtime.clone().spawn(consume(shared, queue));
+        if shared.durables.is_some() && !queue.name().starts_with("/queue/") {
+            // A durable topic subscription's queue: its messages are in its own stream.
+            shared
+                .runtime
+                .clone()
+                .spawn(super::durables::consume(shared, queue));
+        } else {
+            shared.runtime.clone().spawn(consume(shared, queue));
+        }
+    }
+
+    fn open_durable(&self, name: &str, destination: &str) -> Appended {
+        super::durables::open(&self.0, name, destination)
+    }
+
+    fn close_durable(&self, name: &str) -> Appended {
+        super::durables::close(&self.0, name)
     }
 }
 
