@@ -1802,6 +1802,29 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
 
 /// A durable topic SUBSCRIBE (`durable:true`) with id `id`, receipted: the RECEIPT promises
 /// the cluster keeps what is published for it from then on.
+/// A session of dora's on `node`, with her durable subscription `id` to `destination` open.
+async fn dora_subscribed_on(node: &Node, id: &str, destination: &str, ack: &str) -> Tcp {
+    let mut owner = node.client("dora").await;
+    subscribe_durable(&mut owner, id, destination, ack).await;
+    owner
+}
+
+/// Three nodes on the JetStream cluster of `servers`, and dora's durable subscription `id` to
+/// `destination` made on the first, then left: what is published from now on is kept for her.
+/// The ack wait is well above what a loaded machine takes to deliver and acknowledge (see the
+/// queue test above).
+async fn durable_subscription_left(
+    servers: &[Nats],
+    id: &str,
+    destination: &str,
+    ack: &str,
+) -> (Node, Node, Node) {
+    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "5000"];
+    let nodes = three_nodes_on_jetstream(servers, &flags).await;
+    drop(dora_subscribed_on(&nodes.0, id, destination, ack).await);
+    nodes
+}
+
 async fn subscribe_durable(client: &mut Tcp, id: &str, destination: &str, ack: &str) {
     client
         .send_receipted(
@@ -1830,15 +1853,9 @@ async fn next_message(client: &mut Tcp, what: &str) -> Frame {
 async fn a_durable_topic_subscription_in_jetstream_keeps_what_any_node_publishes_for_any_node() {
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
-    // An ack wait well above what a loaded machine takes to deliver and acknowledge (see the
-    // queue test above).
-    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "5000"];
-    let (a, b, c) = three_nodes_on_jetstream(&servers, &flags).await;
-
     // Opened on A, then away.
-    let mut owner = a.client("dora").await;
-    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
-    drop(owner);
+    let (a, b, c) =
+        durable_subscription_left(&servers, "news", "/topic/news/*", "client-individual").await;
 
     // Published on B while the owner is away, with RECEIPTs; a live subscriber on C gets them
     // as ever. One is not persistent: kept too (the link publishes in order, and the last
@@ -1869,8 +1886,7 @@ async fn a_durable_topic_subscription_in_jetstream_keeps_what_any_node_publishes
     }
 
     // Back on C: every one, in order, once, then acknowledged.
-    let mut owner = c.client("dora").await;
-    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
+    let mut owner = dora_subscribed_on(&c, "news", "/topic/news/*", "client-individual").await;
     for i in 0..N {
         let message = next_message(&mut owner, "a kept message").await;
         assert_eq!(text(&message), i.to_string());
@@ -1882,8 +1898,7 @@ async fn a_durable_topic_subscription_in_jetstream_keeps_what_any_node_publishes
     drop(owner);
 
     // Back again, on B: acknowledged ones are gone.
-    let mut owner = b.client("dora").await;
-    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
+    let mut owner = dora_subscribed_on(&b, "news", "/topic/news/*", "client-individual").await;
     assert!(
         owner.maybe_frame(QUIET).await.is_none(),
         "an acknowledged message came back"
@@ -1907,8 +1922,7 @@ async fn a_durable_topic_subscription_in_jetstream_keeps_what_any_node_publishes
 
     // A session that ends holding it gives it back: redelivered on the next node.
     drop(owner);
-    let mut owner = a.client("dora").await;
-    subscribe_durable(&mut owner, "news", "/topic/news/*", "client-individual").await;
+    let mut owner = dora_subscribed_on(&a, "news", "/topic/news/*", "client-individual").await;
     let again = next_message(&mut owner, "the message held by a session that ended").await;
     assert_eq!(text(&again), "there");
     assert_eq!(again.get("redelivered"), Some("true"));
@@ -1941,12 +1955,7 @@ async fn until_durable_topics_empty(nats: &Nats) {
 async fn unsubscribing_a_durable_topic_subscription_on_one_node_removes_it_from_every_node() {
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
-    let flags = ["--cluster-replicas", "3", "--cluster-ack-wait-ms", "5000"];
-    let (a, b, c) = three_nodes_on_jetstream(&servers, &flags).await;
-
-    let mut owner = a.client("dora").await;
-    subscribe_durable(&mut owner, "prices", "/topic/prices", "auto").await;
-    drop(owner);
+    let (_a, b, c) = durable_subscription_left(&servers, "prices", "/topic/prices", "auto").await;
     let mut publisher = b.client("pub").await;
     send_persistent(&mut publisher, "/topic/prices", "before", "before").await;
 
@@ -1968,8 +1977,7 @@ async fn unsubscribing_a_durable_topic_subscription_on_one_node_removes_it_from_
     until_durable_topics_empty(&servers[0]).await;
 
     // Opened again (a new subscription, on B): it only gets what comes from now on.
-    let mut owner = b.client("dora").await;
-    subscribe_durable(&mut owner, "prices", "/topic/prices", "auto").await;
+    let mut owner = dora_subscribed_on(&b, "prices", "/topic/prices", "auto").await;
     assert!(
         owner.maybe_frame(QUIET).await.is_none(),
         "a removed subscription kept a message"

@@ -68,15 +68,7 @@ impl Broker {
     /// (one restored from the node's store, made before it joined a cluster): the cluster's
     /// store keeps it from now on. What its queue already holds stays there for its owner.
     fn unbind_local(&self, name: &str) -> Result<(), StoreError> {
-        let binding = self
-            .inner
-            .durable
-            .bindings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        if let Some((destination, key)) = binding {
-            self.unsubscribe_topic(&destination, key);
+        if self.unbind(name) {
             if let Some(store) = self.store() {
                 store.remove_subscription(name)?;
             }
@@ -84,29 +76,36 @@ impl Broker {
         Ok(())
     }
 
-    /// Removes user `user`'s durable subscription `id` with the messages it holds.
-    pub(crate) fn durable_unsubscribe(&self, user: &str, id: &str) -> Result<(), StoreError> {
-        let name = queue_name(user, id);
-        if let Some(shared) = self.inner.queues.shared() {
-            self.unbind_local(&name)?;
-            self.delete_queue(&name);
-            // Removed for every node; the UNSUBSCRIBE's RECEIPT waits for it.
-            drop(federation::hold_append(shared.close_durable(&name)));
-            return Ok(());
-        }
+    /// Takes the durable subscription whose queue is `name` out of the topic index; false
+    /// when this node had no binding for it.
+    fn unbind(&self, name: &str) -> bool {
         let binding = self
             .inner
             .durable
             .bindings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&name);
+            .remove(name);
+        let bound = binding.is_some();
         if let Some((destination, key)) = binding {
             self.unsubscribe_topic(&destination, key);
         }
+        bound
+    }
+
+    /// Removes user `user`'s durable subscription `id` with the messages it holds.
+    pub(crate) fn durable_unsubscribe(&self, user: &str, id: &str) -> Result<(), StoreError> {
+        let name = queue_name(user, id);
+        self.unbind(&name);
+        // Its messages before its record: a crash in between leaves a subscription holding
+        // nothing, not messages nobody subscribes to.
         self.delete_queue(&name);
         if let Some(store) = self.store() {
             store.remove_subscription(&name)?;
+        }
+        if let Some(shared) = self.inner.queues.shared() {
+            // Removed for every node; the UNSUBSCRIBE's RECEIPT waits for it.
+            drop(federation::hold_append(shared.close_durable(&name)));
         }
         Ok(())
     }

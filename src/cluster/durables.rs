@@ -137,16 +137,9 @@ impl Durables {
                 .map_err(|e| format!("JetStream consumer for {name}: {e}"))?;
         }
         let config = consumer::pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: filter,
             // Only what is published from now on, as a new subscription on one node.
             deliver_policy: consumer::DeliverPolicy::New,
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.ack_wait,
-            // Dead-lettering is the broker's (max-deliveries, as on a single node).
-            max_deliver: -1,
-            max_ack_pending: 100_000,
-            ..Default::default()
+            ..queues::pull_config(&durable, filter, self.ack_wait)
         };
         stream
             .get_or_create_consumer(&durable, config)
@@ -239,35 +232,43 @@ fn consumer_name(name: &str) -> String {
 /// Opens the durable subscription whose queue is `name` on `destination`; answered once its
 /// consumer exists (from then on the stream keeps what is published for it).
 pub(super) fn open(shared: &Arc<Shared>, name: &str, destination: &str) -> Appended {
-    let (done, answer) = oneshot::channel();
-    let Some(durables) = shared.durables.as_ref() else {
-        let _ = done.send(Err(
-            "this node keeps no durable subscriptions in JetStream".into()
-        ));
-        return answer;
-    };
-    durables
-        .opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(name.to_owned(), destination.to_owned());
-    let shared = shared.clone();
-    let (name, destination) = (name.to_owned(), destination.to_owned());
-    shared.runtime.clone().spawn(async move {
-        let Some(durables) = shared.durables.as_ref() else {
-            return;
-        };
-        let made = durables.consumer(&name, &destination).await.map(|_| ());
-        if let Err(error) = &made {
-            tracing::error!(subscription = %name, %error, "cluster: durable subscription not opened");
+    let destination = destination.to_owned();
+    on_durables(shared, name, "opened", move |durables, shared, name| {
+        durables
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), destination.clone());
+        async move {
+            let durables = shared.durables.as_ref().ok_or("no durable subscriptions")?;
+            durables.consumer(&name, &destination).await.map(|_| ())
         }
-        let _ = done.send(made);
-    });
-    answer
+    })
 }
 
 /// Removes the durable subscription whose queue is `name`, for every node.
 pub(super) fn close(shared: &Arc<Shared>, name: &str) -> Appended {
+    on_durables(shared, name, "removed", |durables, shared, name| {
+        durables
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&name);
+        async move {
+            let durables = shared.durables.as_ref().ok_or("no durable subscriptions")?;
+            durables.remove(&name).await
+        }
+    })
+}
+
+/// Runs `change` on this node's durable subscriptions for the one whose queue is `name`: its
+/// first part at once (the bookkeeping), the future it returns on the link's runtime, whose
+/// outcome answers the caller (failures logged as "not `what`").
+fn on_durables<F, Fut>(shared: &Arc<Shared>, name: &str, what: &'static str, change: F) -> Appended
+where
+    F: FnOnce(&Durables, Arc<Shared>, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
     let (done, answer) = oneshot::channel();
     let Some(durables) = shared.durables.as_ref() else {
         let _ = done.send(Err(
@@ -275,22 +276,14 @@ pub(super) fn close(shared: &Arc<Shared>, name: &str) -> Appended {
         ));
         return answer;
     };
-    durables
-        .opened
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(name);
-    let shared = shared.clone();
+    let work = change(durables, shared.clone(), name.to_owned());
     let name = name.to_owned();
-    shared.runtime.clone().spawn(async move {
-        let Some(durables) = shared.durables.as_ref() else {
-            return;
-        };
-        let removed = durables.remove(&name).await;
-        if let Err(error) = &removed {
-            tracing::error!(subscription = %name, %error, "cluster: durable subscription not removed");
+    shared.runtime.spawn(async move {
+        let outcome = work.await;
+        if let Err(error) = &outcome {
+            tracing::error!(subscription = %name, %error, "cluster: durable subscription not {what}");
         }
-        let _ = done.send(removed);
+        let _ = done.send(outcome);
     });
     answer
 }

@@ -162,21 +162,31 @@ impl Queues {
     async fn consumer(&self, name: &str, filter: String) -> Result<consumer::PullConsumer, String> {
         let stream = self.stream().await?;
         let durable = durable_name(name);
-        let config = consumer::pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: filter,
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.ack_wait,
-            // Dead-lettering is the broker's (max-deliveries, as on a single node): JetStream
-            // hands a message out as often as it comes back.
-            max_deliver: -1,
-            max_ack_pending: 100_000,
-            ..Default::default()
-        };
+        let config = pull_config(&durable, filter, self.ack_wait);
         stream
             .get_or_create_consumer(&durable, config)
             .await
             .map_err(|error| format!("JetStream consumer for {name}: {error}"))
+    }
+}
+
+/// The configuration of a durable pull consumer `durable` of the messages under `filter`,
+/// each acknowledged within `ack_wait`, as queues and durable subscriptions use them.
+pub(super) fn pull_config(
+    durable: &str,
+    filter: String,
+    ack_wait: std::time::Duration,
+) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(durable.to_owned()),
+        filter_subject: filter,
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait,
+        // Dead-lettering is the broker's (max-deliveries, as on a single node): JetStream
+        // hands a message out as often as it comes back.
+        max_deliver: -1,
+        max_ack_pending: 100_000,
+        ..Default::default()
     }
 }
 
