@@ -1365,6 +1365,26 @@ async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of
     assert!(resumed_at >= 4, "resumed at chunk {resumed_at}");
 }
 
+/// A job of twelve 400 ms chunks submitted by bob on `front` and watched there, once three of
+/// its chunks are committed: the watch, the job's id, its events so far and the node running it.
+async fn twelve_chunks_under_way(front: &Node) -> (Tcp, String, Vec<serde_json::Value>, String) {
+    let (mut progress, mut bob) = watched_from(front).await;
+    let id = submit_job(
+        &mut bob,
+        r#"{"chunks":12,"mibPerChunk":1,"chunkDelayMs":400}"#,
+    )
+    .await;
+    let mut seen = Vec::new();
+    let running_on = loop {
+        let event = next_event_of(&mut progress, &id).await;
+        seen.push(event.clone());
+        if event["event"] == "CHUNK_COMPLETED" && event["chunkIndex"].as_u64().unwrap() >= 2 {
+            break event["node"].as_str().unwrap().to_owned();
+        }
+    };
+    (progress, id, seen, running_on)
+}
+
 /// Sends `signal` (`STOP`, `CONT`) to `node`'s process.
 fn signal(node: &Node, signal: &str) {
     let status = Process::new("kill")
@@ -1380,20 +1400,7 @@ async fn a_node_stopped_past_its_lease_is_fenced_off_and_its_late_chunk_dropped(
     let _alone = ONE_JETSTREAM_CLUSTER.lock().await;
     let (servers, _store) = jetstream_cluster();
     let [a, b, c] = job_nodes(&servers).await;
-    let (mut progress, mut bob) = watched_from(&a).await;
-    let id = submit_job(
-        &mut bob,
-        r#"{"chunks":12,"mibPerChunk":1,"chunkDelayMs":400}"#,
-    )
-    .await;
-    let mut seen = Vec::new();
-    let first = loop {
-        let event = next_event_of(&mut progress, &id).await;
-        seen.push(event.clone());
-        if event["event"] == "CHUNK_COMPLETED" && event["chunkIndex"].as_u64().unwrap() >= 2 {
-            break event["node"].as_str().unwrap().to_owned();
-        }
-    };
+    let (mut progress, id, mut seen, first) = twelve_chunks_under_way(&a).await;
     let (stopped, other) = if first == "b" { (&b, "c") } else { (&c, "b") };
     // Frozen mid-chunk, past its lease: the other node takes the job over.
     signal(stopped, "STOP");
@@ -1433,20 +1440,7 @@ async fn a_node_shut_down_cleanly_hands_its_job_over_at_once_and_the_view_shows_
     // Leases far longer than any event is waited for: the job can only move on before the
     // test gives up because its node handed it over.
     let [a, b, c] = job_nodes_leased(&servers, "", &[], "600000").await;
-    let (mut progress, mut bob) = watched_from(&a).await;
-    let id = submit_job(
-        &mut bob,
-        r#"{"chunks":12,"mibPerChunk":1,"chunkDelayMs":400}"#,
-    )
-    .await;
-    let mut seen = Vec::new();
-    let first = loop {
-        let event = next_event_of(&mut progress, &id).await;
-        seen.push(event.clone());
-        if event["event"] == "CHUNK_COMPLETED" && event["chunkIndex"].as_u64().unwrap() >= 2 {
-            break event["node"].as_str().unwrap().to_owned();
-        }
-    };
+    let (mut progress, id, mut seen, first) = twelve_chunks_under_way(&a).await;
     // The cluster view: the job held by its node, none waiting, each stream in three copies.
     let view = a.status().await;
     let jetstream = &view["jetstream"];
