@@ -27,9 +27,11 @@ cd "$ROOT"
 cargo test --release --test hostile --no-run >&2
 for run in $(seq 1 "$RUNS"); do
     echo "==> round $run of $RUNS (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    # A test's line comes after `test <name> ... ` when the test prints before its verdict:
+    # the witness's line is taken wherever it starts.
     cargo test --release --test hostile -- --nocapture --test-threads 1 2>&1 \
         | tee "$OUT/run-$run.log" \
-        | grep '^witness-rate ' >> "$RATES" \
+        | grep -o 'witness-rate .*' >> "$RATES" \
         || { echo "round $run: the suite failed, see $OUT/run-$run.log" >&2; exit 1; }
 done
 
