@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::model::{ChunkPlan, Job, JobStatus};
 use super::shared::{Claim, SharedJobs};
 use super::writer::Commit;
-use super::{idempotency_key, JobEngine};
+use super::{idempotency_key, JobEngine, State};
 use crate::clock::now_ms;
 use crate::store::jobs::JobWrite;
 
@@ -147,6 +147,14 @@ impl JobEngine {
         if let Some(running) = state.running.remove(id) {
             running.cancel.cancel();
         }
+        self.forget_here(&mut state, id);
+        drop(state);
+        self.inner.wake.notify_one();
+    }
+
+    /// Forgets job `id` in this node's working copy (another node speaks for it now): out of
+    /// the schedule, no longer one of its owner's open jobs here, its local records removed.
+    fn forget_here(&self, state: &mut State, id: &str) {
         let known = state
             .jobs
             .get(id)
@@ -163,8 +171,6 @@ impl JobEngine {
             local_only: true,
             ..Commit::default()
         });
-        drop(state);
-        self.inner.wake.notify_one();
     }
 
     /// A clean shutdown on a cluster member: the jobs this node holds are stopped here,
@@ -223,21 +229,7 @@ impl JobEngine {
         };
         shared.offer(id.to_owned()).await?;
         let mut state = self.lock();
-        let owner = state
-            .jobs
-            .get(id)
-            .filter(|job| !job.status.is_finished())
-            .map(|job| (job.owner.clone(), job.priority, job.run_at));
-        if let Some((owner, priority, run_at)) = owner {
-            state.schedule.remove(id, priority, run_at);
-            state.closed(&owner);
-        }
-        state.jobs.remove(id);
-        self.inner.writer.queue(Commit {
-            writes: vec![JobWrite::Remove { id: id.to_owned() }],
-            local_only: true,
-            ..Commit::default()
-        });
+        self.forget_here(&mut state, id);
         Ok(())
     }
 
