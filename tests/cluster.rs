@@ -567,15 +567,7 @@ async fn user_destinations_and_job_events_reach_every_node() {
     assert_eq!(job["node"], "a", "{job}");
     assert_eq!(job["status"], "completed", "{job}");
     // No RECEIPT asked: the snapshot comes first, before any RECEIPT would.
-    bob_a
-        .send(
-            Frame::new(Command::Subscribe)
-                .header("id", "job")
-                .header("destination", format!("/topic/jobs/{id}")),
-        )
-        .await;
-    let snapshot = bob_a.frame().await;
-    assert_eq!(snapshot.get("snapshot"), Some("true"), "{snapshot:?}");
+    let snapshot = snapshot_on_subscribe(&mut bob_a, &id).await;
     let snapshot: serde_json::Value = serde_json::from_str(&text(&snapshot)).unwrap();
     assert_eq!(snapshot["node"], "a", "{snapshot}");
 }
@@ -1385,6 +1377,21 @@ async fn twelve_chunks_under_way(front: &Node) -> (Tcp, String, Vec<serde_json::
     (progress, id, seen, running_on)
 }
 
+/// Subscribes `client` to job `id`'s topic (no RECEIPT asked: the snapshot comes first,
+/// before any RECEIPT would) and returns the snapshot it gets.
+async fn snapshot_on_subscribe(client: &mut Tcp, id: &str) -> Frame {
+    client
+        .send(
+            Frame::new(Command::Subscribe)
+                .header("id", "job")
+                .header("destination", format!("/topic/jobs/{id}")),
+        )
+        .await;
+    let snapshot = client.frame().await;
+    assert_eq!(snapshot.get("snapshot"), Some("true"), "{snapshot:?}");
+    snapshot
+}
+
 /// Sends `signal` (`STOP`, `CONT`) to `node`'s process.
 fn signal(node: &Node, signal: &str) {
     let status = Process::new("kill")
@@ -1624,15 +1631,7 @@ async fn a_job_is_read_watched_and_controlled_from_any_node_held_or_waiting() {
         assert_eq!(job["node"], started_on.as_str(), "{job}");
     }
     let mut watcher = a.client("bob").await;
-    watcher
-        .send(
-            Frame::new(Command::Subscribe)
-                .header("id", "job")
-                .header("destination", format!("/topic/jobs/{first}")),
-        )
-        .await;
-    let snapshot = watcher.frame().await;
-    assert_eq!(snapshot.get("snapshot"), Some("true"), "{snapshot:?}");
+    let snapshot = snapshot_on_subscribe(&mut watcher, &first).await;
     let state: serde_json::Value = serde_json::from_str(&text(&snapshot)).unwrap();
     assert_eq!(state["status"], "processing", "{state}");
     assert_eq!(state["node"], started_on.as_str(), "{state}");
