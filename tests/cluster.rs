@@ -1316,20 +1316,7 @@ async fn a_job_submitted_on_one_node_runs_on_another_and_outlives_the_sigkill_of
     let _ = killed.child.wait();
     let (survivor, _node) = &runners[0];
     // The other node takes it over from its checkpoint, once the lease has run out.
-    let result = loop {
-        let event = next_event_of(&mut progress, &id).await;
-        seen.push(event.clone());
-        assert!(
-            !matches!(
-                event["event"].as_str(),
-                Some("JOB_FAILED" | "JOB_CANCELLED")
-            ),
-            "{event}"
-        );
-        if event["event"] == "JOB_COMPLETED" {
-            break event["result"].clone();
-        }
-    };
+    let result = until_completed(&mut progress, &id, &mut seen).await;
     let restarted: Vec<&serde_json::Value> = seen
         .iter()
         .filter(|e| e["event"] == "JOB_STARTED")
@@ -1390,6 +1377,29 @@ async fn snapshot_on_subscribe(client: &mut Tcp, id: &str) -> Frame {
     let snapshot = client.frame().await;
     assert_eq!(snapshot.get("snapshot"), Some("true"), "{snapshot:?}");
     snapshot
+}
+
+/// Job `id`'s events on `progress`, added to `seen`, until it completes (a failure or a
+/// cancellation fails the test); its result.
+async fn until_completed(
+    progress: &mut Tcp,
+    id: &str,
+    seen: &mut Vec<serde_json::Value>,
+) -> serde_json::Value {
+    loop {
+        let event = next_event_of(progress, id).await;
+        seen.push(event.clone());
+        assert!(
+            !matches!(
+                event["event"].as_str(),
+                Some("JOB_FAILED" | "JOB_CANCELLED")
+            ),
+            "{event}"
+        );
+        if event["event"] == "JOB_COMPLETED" {
+            return event["result"].clone();
+        }
+    }
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `node`'s process.
@@ -1482,20 +1492,7 @@ async fn a_node_shut_down_cleanly_hands_its_job_over_at_once_and_the_view_shows_
     signal(&stopping, "TERM");
     let exit = stopping.child.wait().unwrap();
     assert!(exit.success(), "the node did not shut down cleanly: {exit}");
-    loop {
-        let event = next_event_of(&mut progress, &id).await;
-        seen.push(event.clone());
-        assert!(
-            !matches!(
-                event["event"].as_str(),
-                Some("JOB_FAILED" | "JOB_CANCELLED")
-            ),
-            "{event}"
-        );
-        if event["event"] == "JOB_COMPLETED" {
-            break;
-        }
-    }
+    until_completed(&mut progress, &id, &mut seen).await;
     let started: Vec<&serde_json::Value> = seen
         .iter()
         .filter(|e| e["event"] == "JOB_STARTED")
